@@ -1,0 +1,59 @@
+"""Reads terminal states: delivery reports from ``sms.dlr`` and rejections from ``sms.rejected``.
+
+What an analyst or a test uses to learn how messages ended. Each instance uses its own consumer
+group and starts from the beginning of both topics.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError
+
+from schemas.codec import DecodeError
+from schemas.models import DeliveryReport, Rejection
+
+
+@dataclass(frozen=True)
+class Terminal:
+    topic: str
+    report: DeliveryReport | None
+    rejection: Rejection | None
+
+
+class TerminalReader:
+    def __init__(self, bootstrap: str, dlr_topic: str, rejected_topic: str) -> None:
+        self._dlr_topic = dlr_topic
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"smsflow-terminal-reader-{uuid.uuid4()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+            }
+        )
+        self._consumer.subscribe([dlr_topic, rejected_topic])
+
+    def poll(self, timeout_s: float = 1.0, max_records: int = 1000) -> Iterator[Terminal]:
+        for message in self._consumer.consume(max_records, timeout_s):
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise RuntimeError(f"consuming terminal states: {error}")
+            value = message.value()
+            try:
+                if message.topic() == self._dlr_topic:
+                    yield Terminal(message.topic() or "", DeliveryReport.from_avro(value), None)
+                else:
+                    yield Terminal(message.topic() or "", None, Rejection.from_avro(value))
+            except DecodeError as exc:
+                raise RuntimeError(
+                    f"undecodable record on {message.topic()} at offset {message.offset()}: {exc}"
+                ) from exc
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,70 @@
+"""The faust application: one worker process runs every agent of the flow.
+
+``smsflow worker`` starts it. Scaling out is starting more workers with the same app id: faust
+spreads the partitions of every topic (and the tables that follow them) across the group.
+All topic values are raw bytes at the faust level; agents decode them with our Avro codec so a
+bad record becomes a rejection event instead of a crashed or silently skipping stream.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from smsflow.settings import Settings, load_settings
+from smsflow.topics import (
+    CONFIG,
+    DLR,
+    DLR_PARTS,
+    DLR_RAW,
+    REJECTED,
+    ROUTED,
+    SENT,
+    SUBMITTED,
+    THROTTLED,
+    topic_name,
+)
+
+settings: Settings = load_settings()
+
+app = faust.App(
+    settings.app_id,
+    broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
+    datadir=str(settings.home / "worker" / settings.app_id),
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication_factor,
+    topic_allow_declare=True,
+    web_port=settings.worker_web_port,
+    web_bind="127.0.0.1",
+    # Fail over a dead worker's partitions within seconds, not faust's default minute.
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=1.0,
+    producer_acks=-1,
+    consumer_auto_offset_reset="earliest",
+    stream_wait_empty=True,
+    table_cleanup_interval=30.0,
+)
+
+
+def _raw_topic(*names: str) -> faust.TopicT:
+    return app.topic(
+        *(topic_name(settings, name) for name in names),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        internal=False,
+    )
+
+
+submitted_topic = _raw_topic(SUBMITTED)
+routed_topic = _raw_topic(ROUTED)
+throttled_topic = _raw_topic(THROTTLED)
+sent_and_receipts_topic = _raw_topic(SENT, DLR_RAW)
+dlr_parts_topic = _raw_topic(DLR_PARTS)
+dlr_topic = _raw_topic(DLR)
+rejected_topic = _raw_topic(REJECTED)
+config_topic_name = topic_name(settings, CONFIG)
+sent_topic_name = topic_name(settings, SENT)
+
+# Importing the agents registers them on the app.
+from pipeline.agents import delivery, router, throttle  # noqa: E402, F401

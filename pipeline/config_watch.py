@@ -1,0 +1,95 @@
+"""Keeps the worker's configuration snapshot current from the compacted ``sms.config`` topic.
+
+Every worker reads the whole (single-partition) topic itself, without a consumer group, so each
+one holds the full snapshot regardless of which flow partitions it owns. Agents wait for the
+first complete snapshot before handling traffic, and pick up later changes without restart.
+A record that cannot be decoded or an inconsistent intermediate state keeps the previous
+snapshot and is logged loudly; it never stops the flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.codec import DecodeError
+from schemas.models import ConfigRecord
+from smsflow.config.models import PlatformConfig
+from smsflow.config.store import ConfigError, snapshot_from
+from smsflow.domain.routing import RoutingTable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    config: PlatformConfig
+    routing: RoutingTable
+    version: int  # offset of the last record folded in
+
+
+class ConfigWatcher:
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._ready = asyncio.Event()
+        self._records: dict[str, ConfigRecord] = {}
+        self.snapshot = Snapshot(PlatformConfig(), RoutingTable.build(PlatformConfig()), -1)
+
+    async def wait_ready(self) -> Snapshot:
+        if not self._ready.is_set():
+            await self._ready.wait()
+        return self.snapshot
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
+        )
+        await consumer.start()
+        try:
+            partition = TopicPartition(self._topic, 0)
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            end = (await consumer.end_offsets([partition]))[partition]
+            if end == 0:
+                # Traffic waits (it is not rejected) until configuration arrives.
+                log.warning("config topic %s is empty: run `smsflow config apply`", self._topic)
+            while True:
+                batches = await consumer.getmany(partition, timeout_ms=1000)
+                records = batches.get(partition, [])
+                for message in records:
+                    self._fold(message.key, message.value, message.offset)
+                if records or not self._ready.is_set():
+                    position = await consumer.position(partition)
+                    # Publish only complete states: the initial replay up to the end offset
+                    # seen at start, then after every batch of live changes.
+                    if position >= end and self._records:
+                        self._publish(position - 1)
+        finally:
+            await consumer.stop()
+
+    def _fold(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+        name = (key or b"").decode(errors="replace")
+        if value is None:
+            self._records.pop(name, None)
+            return
+        try:
+            self._records[name] = ConfigRecord.from_avro(value)
+        except (DecodeError, ValueError) as exc:
+            log.error("ignoring undecodable config record %s at offset %d: %s", name, offset, exc)
+
+    def _publish(self, version: int) -> None:
+        try:
+            config = snapshot_from(self._records)
+        except ConfigError as exc:
+            log.error("keeping previous configuration: %s", exc)
+            return
+        self.snapshot = Snapshot(config, RoutingTable.build(config), version)
+        self._ready.set()
+        log.info(
+            "configuration v%d: %d tenants, %d operators, %d routes",
+            version, len(config.tenants), len(config.operators), len(config.routes),
+        )

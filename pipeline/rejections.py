@@ -1,0 +1,45 @@
+"""Turning a refused record into a ``Rejection`` on ``sms.rejected`` (the dead-letter topic)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import faust
+
+from schemas.models import Rejection
+
+log = logging.getLogger(__name__)
+
+
+async def reject(
+    event: faust.EventT[bytes],
+    topic: faust.TopicT,
+    *,
+    stage: str,
+    reason_code: str,
+    detail: str,
+    message_id: str | None = None,
+    tenant_id: str | None = None,
+) -> None:
+    """Send the original bytes with the reason; the caller then moves on to the next record."""
+    message = event.message
+    rejection = Rejection(
+        reason_code=reason_code,
+        reason=detail,
+        stage=stage,
+        message_id=message_id,
+        tenant_id=tenant_id,
+        source_topic=message.topic,
+        source_partition=message.partition,
+        source_offset=message.offset,
+        original=message.value if isinstance(message.value, bytes) else None,
+        rejected_at=datetime.now(UTC),
+    )
+    log.info(
+        "rejected %s/%d@%d at %s: %s %s",
+        message.topic, message.partition, message.offset, stage, reason_code, detail,
+    )
+    await topic.send(
+        key=tenant_id.encode() if tenant_id else None, value=rejection.to_avro()
+    )

@@ -1,0 +1,97 @@
+"""Avro single-object encoding for every topic value.
+
+Wire form (Avro specification, "Single-object encoding"):
+``C3 01`` marker, the 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's
+parsing canonical form, then the Avro binary body. Any Avro reader that has our ``.avsc`` files
+can decode it without our code: look the fingerprint up, decode the body.
+
+Decoding is strict and never guesses: a wrong marker, an unknown fingerprint or a truncated body
+raises :class:`DecodeError` with a reason code, which the agents turn into a rejection event.
+Records written by an older version of a schema (kept in ``schemas/avro/history``) are read with
+Avro schema resolution into the current version, so producers and consumers can upgrade apart.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any, Final
+
+import fastavro
+
+from schemas.registry import AvroContract, contracts, history
+
+MARKER: Final = b"\xc3\x01"
+HEADER_LEN: Final = 10
+
+
+class DecodeError(ValueError):
+    """A record that cannot be decoded; ``reason_code`` is stable, the message is for humans."""
+
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+
+
+class AvroCodec:
+    """Encodes and decodes the values of one contract (schema) as single-object Avro."""
+
+    def __init__(self, contract: AvroContract) -> None:
+        self.contract = contract
+        self._header = MARKER + contract.fingerprint
+        self._readers: dict[bytes, tuple[Any, Any]] = {
+            contract.fingerprint: (contract.parsed, None)
+        }
+
+    def add_writer_schema(self, fingerprint: bytes, parsed_writer: Any) -> None:
+        """Accept records written with an older (compatible) version of this contract."""
+        self._readers[fingerprint] = (parsed_writer, self.contract.parsed)
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        buffer = io.BytesIO()
+        buffer.write(self._header)
+        fastavro.schemaless_writer(buffer, self.contract.parsed, record)
+        return buffer.getvalue()
+
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        if not data:
+            raise DecodeError("EMPTY_RECORD", "record value is empty or null")
+        if len(data) < HEADER_LEN or data[:2] != MARKER:
+            raise DecodeError(
+                "UNDECODABLE", "not Avro single-object encoded (missing C3 01 marker)"
+            )
+        fingerprint = bytes(data[2:HEADER_LEN])
+        reader = self._readers.get(fingerprint)
+        if reader is None:
+            raise DecodeError(
+                "SCHEMA_MISMATCH",
+                f"record was written with schema fingerprint {fingerprint.hex()}, "
+                f"which is not a known version of {self.contract.name}",
+            )
+        writer_schema, reader_schema = reader
+        body = io.BytesIO(data[HEADER_LEN:])
+        try:
+            record = fastavro.schemaless_reader(body, writer_schema, reader_schema)
+        except (EOFError, ValueError, IndexError, UnicodeDecodeError, TypeError) as exc:
+            raise DecodeError("UNDECODABLE", f"corrupt {self.contract.name} body: {exc}") from exc
+        if body.tell() != len(data) - HEADER_LEN:
+            raise DecodeError(
+                "UNDECODABLE", f"{self.contract.name} body has trailing bytes"
+            )
+        if not isinstance(record, dict):
+            raise DecodeError("UNDECODABLE", f"{self.contract.name} body is not a record")
+        return record
+
+
+_CODECS: dict[str, AvroCodec] = {}
+
+
+def codec(name: str) -> AvroCodec:
+    """The codec of a contract by short name (``SubmitRequest`` …), built once."""
+    found = _CODECS.get(name)
+    if found is None:
+        found = _CODECS[name] = AvroCodec(contracts()[name])
+        for old in history():
+            if old.name == name and old.fingerprint != found.contract.fingerprint:
+                found.add_writer_schema(old.fingerprint, old.parsed)
+    return found

@@ -1,0 +1,217 @@
+"""Pydantic v2 models, one per Avro contract in ``schemas/avro``.
+
+Field names, order, optionality and defaults mirror the ``.avsc`` files exactly;
+``tests/unit/test_schema_models.py`` fails if they drift apart. Timestamps are timezone-aware
+UTC datetimes (Avro ``timestamp-millis``). Models are frozen: a stage builds a new value instead
+of mutating the one it received.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas.codec import AvroCodec, codec
+
+
+class MessageType(StrEnum):
+    OTP = "OTP"
+    TRANSACTIONAL = "TRANSACTIONAL"
+    MARKETING = "MARKETING"
+
+
+class TextEncoding(StrEnum):
+    GSM7 = "GSM7"
+    UCS2 = "UCS2"
+
+
+class SubmitStatus(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    FAILED = "FAILED"
+
+
+class ReceiptState(StrEnum):
+    DELIVERED = "DELIVERED"
+    UNDELIVERABLE = "UNDELIVERABLE"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+    DELETED = "DELETED"
+    UNKNOWN = "UNKNOWN"
+    ENROUTE = "ENROUTE"
+    ACCEPTED = "ACCEPTED"
+
+
+class DeliveryStatus(StrEnum):
+    DELIVERED = "DELIVERED"
+    UNDELIVERABLE = "UNDELIVERABLE"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+    FAILED = "FAILED"
+
+
+class RouteState(StrEnum):
+    HEALTHY = "HEALTHY"
+    DEGRADED = "DEGRADED"
+    DOWN = "DOWN"
+
+
+class ConfigKind(StrEnum):
+    TENANT = "TENANT"
+    OPERATOR = "OPERATOR"
+    SMSC = "SMSC"
+    ROUTE = "ROUTE"
+
+
+class AvroModel(BaseModel):
+    """Base of every contract model: knows its Avro codec by the class name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    avro_name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.avro_name = cls.__name__
+
+    @classmethod
+    def codec(cls) -> AvroCodec:
+        return codec(cls.avro_name)
+
+    def to_avro(self) -> bytes:
+        return self.codec().encode(self.model_dump(mode="python"))
+
+    @classmethod
+    def from_avro(cls, data: bytes | None) -> Self:
+        return cls.model_validate(cls.codec().decode(data))
+
+
+class SubmitRequest(AvroModel):
+    message_id: str
+    tenant_id: str
+    source: str
+    destination: str
+    body: str
+    message_type: MessageType = MessageType.TRANSACTIONAL
+    submitted_at: datetime
+    validity_s: int | None = None
+    registered_delivery: bool = True
+    client_ref: str | None = None
+
+
+class RoutedMessage(AvroModel):
+    request: SubmitRequest
+    route_id: str
+    smsc_id: str
+    operator_id: str
+    country: str
+    encoding: TextEncoding
+    parts: int
+    routed_at: datetime
+    throttled_at: datetime | None = None
+
+
+class SubmitOutcome(AvroModel):
+    message_id: str
+    tenant_id: str
+    client_ref: str | None = None
+    route_id: str
+    smsc_id: str
+    operator_id: str
+    country: str
+    destination: str
+    part_index: int
+    part_count: int
+    outcome: SubmitStatus
+    smsc_message_id: str | None = None
+    command_status: int
+    status_name: str
+    attempts: int
+    latency_ms: float
+    reason: str | None = None
+    submitted_at: datetime
+    sent_at: datetime
+    expires_at: datetime
+
+
+class ReceiptEvent(AvroModel):
+    smsc_id: str
+    smsc_message_id: str
+    raw_message_id: str
+    state: ReceiptState
+    error_code: int | None = None
+    done_at: datetime | None = None
+    received_at: datetime
+    bind: str
+
+
+class PartOutcome(AvroModel):
+    sent: SubmitOutcome
+    status: DeliveryStatus
+    error_code: int | None = None
+    reason: str | None = None
+    done_at: datetime
+
+
+class DeliveryReport(AvroModel):
+    message_id: str
+    tenant_id: str
+    client_ref: str | None = None
+    route_id: str
+    smsc_id: str
+    operator_id: str
+    country: str
+    destination: str
+    parts: int
+    status: DeliveryStatus
+    error_code: int | None = None
+    reason: str | None = None
+    smsc_message_ids: list[str]
+    submitted_at: datetime
+    sent_at: datetime
+    done_at: datetime
+
+
+class Rejection(AvroModel):
+    reason_code: str
+    reason: str
+    stage: str
+    message_id: str | None = None
+    tenant_id: str | None = None
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    original: bytes | None = None
+    rejected_at: datetime
+
+
+class ConfigRecord(AvroModel):
+    kind: ConfigKind
+    id: str
+    document: str
+    updated_at: datetime
+
+
+class RouteHealth(AvroModel):
+    route_id: str
+    state: RouteState
+    score: float
+    delivery_rate: float | None = None
+    submit_latency_p95_ms: float | None = None
+    error_rate: float | None = None
+    window_s: int
+    updated_at: datetime
+
+
+ALL_MODELS: tuple[type[AvroModel], ...] = (
+    SubmitRequest,
+    RoutedMessage,
+    SubmitOutcome,
+    ReceiptEvent,
+    PartOutcome,
+    DeliveryReport,
+    Rejection,
+    ConfigRecord,
+    RouteHealth,
+)

@@ -1,0 +1,71 @@
+"""Read and write the ``sms.config`` topic (blocking; for the CLI and the sender at start-up)."""
+
+from __future__ import annotations
+
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+from schemas.models import ConfigRecord
+from smsflow.config.models import PlatformConfig
+from smsflow.config.store import fold, now_utc, to_records
+
+
+def read_config_records(
+    bootstrap: str, topic: str, *, timeout_s: float = 30.0
+) -> list[tuple[str, ConfigRecord | None]]:
+    """Every record of the (single-partition) config topic, in offset order."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"smsflow-config-reader-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
+        if high <= low:
+            return []
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        records: list[tuple[str, ConfigRecord | None]] = []
+        while True:
+            message = consumer.poll(timeout_s)
+            if message is None:
+                raise TimeoutError(f"no record from {topic} within {timeout_s}s")
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return records
+                raise RuntimeError(f"reading {topic}: {error}")
+            key = (message.key() or b"").decode()
+            value = message.value()
+            records.append((key, ConfigRecord.from_avro(value) if value else None))
+            if (message.offset() or 0) + 1 >= high:
+                return records
+    finally:
+        consumer.close()
+
+
+def read_config(bootstrap: str, topic: str) -> PlatformConfig:
+    return fold(read_config_records(bootstrap, topic))
+
+
+def apply_config(bootstrap: str, topic: str, config: PlatformConfig) -> list[str]:
+    """Make the topic hold exactly ``config``: write changed objects, tombstone removed ones."""
+    current = dict(read_config_records(bootstrap, topic))
+    live = {key: record for key, record in current.items() if record is not None}
+    wanted = to_records(config, now_utc())
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    changes: list[str] = []
+    for key, record in wanted.items():
+        previous = live.get(key)
+        if previous is None or previous.document != record.document:
+            producer.produce(topic, key=key.encode(), value=record.to_avro())
+            changes.append(f"{'updated' if previous else 'added'} {key}")
+    for key in sorted(set(live) - set(wanted)):
+        producer.produce(topic, key=key.encode(), value=None)
+        changes.append(f"removed {key}")
+    if producer.flush(30) != 0:
+        raise RuntimeError("config records were not all acknowledged by Kafka")
+    return changes or ["configuration unchanged"]

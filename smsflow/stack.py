@@ -1,0 +1,127 @@
+"""Start and stop the local stack's processes: SMSC simulator, faust worker, SMPP sender.
+
+Used by ``smsflow demo``, ``bench/e2e.py`` and the end-to-end tests, so all three run the very
+same commands an operator would. Each process gets the same environment (bootstrap, topic
+prefix, app id) and logs to ``<home>/logs/<name>.log``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: Mapping[str, str]) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=dict(env),
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        return self.process.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def wait_for_port(host: str, port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            probe.settimeout(0.5)
+            if probe.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s")
+
+
+@dataclass
+class LocalStack:
+    """Simulator + worker + sender as child processes, stopped in reverse order on exit."""
+
+    home: Path
+    env: dict[str, str]
+    sim_config: Path
+    sim_port: int = 2775
+    workers: int = 1
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def _smsflow(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "smsflow.cli", *args]
+
+    def start(self) -> None:
+        logs = self.home / "logs"
+        sim = ManagedProcess(
+            "smsc-sim",
+            self._smsflow("smsc-sim", "--config", str(self.sim_config), "--port",
+                          str(self.sim_port)),
+            logs / "smsc-sim.log",
+        )
+        sim.start(self.env)
+        self.processes.append(sim)
+        wait_for_port("127.0.0.1", self.sim_port, 20)
+        for index in range(self.workers):
+            worker = ManagedProcess(
+                f"worker-{index}", self._smsflow("worker", "--loglevel", "warn"),
+                logs / f"worker-{index}.log",
+            )
+            worker.start(self.env)
+            self.processes.append(worker)
+        sender = ManagedProcess("sender", self._smsflow("sender"), logs / "sender.log")
+        sender.start(self.env)
+        self.processes.append(sender)
+
+    def check_alive(self) -> None:
+        for process in self.processes:
+            if not process.alive():
+                raise RuntimeError(
+                    f"{process.name} exited ({process.process and process.process.returncode})"
+                    f"; last log lines:\n{process.log_tail()}"
+                )
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,145 @@
+"""Every Kafka topic smsflow uses, declared once, and ``smsflow topics apply``.
+
+The table below is the single source of truth for names, keys, partitions and retention. Flow
+topics that are joined (``sms.sent`` and ``sms.dlr.raw``) must have equal partition counts and
+the same key, so that a receipt and its submit outcome land in the same partition of the DLR
+agent; ``apply`` refuses to leave them mismatched.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+from smsflow.settings import Settings, load_settings
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    value: str
+    doc: str
+    compacted: bool = False
+    retention_ms: int = 7 * DAY_MS
+    partitions: int | None = None  # None: the settings' default flow partition count
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def configs(self) -> dict[str, str]:
+        configs = {"cleanup.policy": "compact" if self.compacted else "delete", **self.extra}
+        if not self.compacted:
+            configs["retention.ms"] = str(self.retention_ms)
+        return configs
+
+
+SUBMITTED = "sms.submitted"
+ROUTED = "sms.routed"
+THROTTLED = "sms.throttled"
+SENT = "sms.sent"
+DLR_RAW = "sms.dlr.raw"
+DLR_PARTS = "sms.dlr.parts"
+DLR = "sms.dlr"
+REJECTED = "sms.rejected"
+ROUTE_HEALTH = "sms.route-health"
+CONFIG = "sms.config"
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(SUBMITTED, "tenant_id", "SubmitRequest", "Messages accepted from tenants."),
+    TopicSpec(ROUTED, "route_id", "RoutedMessage", "Messages with a routing decision."),
+    TopicSpec(THROTTLED, "route_id", "RoutedMessage", "Messages released by the rate limits."),
+    TopicSpec(SENT, "smsc_id:smsc_message_id", "SubmitOutcome", "Submit outcome per part."),
+    TopicSpec(DLR_RAW, "smsc_id:smsc_message_id", "ReceiptEvent", "Parsed SMSC receipts."),
+    TopicSpec(DLR_PARTS, "message_id", "PartOutcome", "Terminal state per part (internal)."),
+    TopicSpec(
+        DLR, "tenant_id", "DeliveryReport", "One terminal report per message.",
+        retention_ms=30 * DAY_MS,
+    ),
+    TopicSpec(
+        REJECTED, "tenant_id", "Rejection", "Rejected and undecodable records (dead letters).",
+        retention_ms=30 * DAY_MS,
+    ),
+    TopicSpec(
+        ROUTE_HEALTH, "route_id", "RouteHealth", "Latest health score per route.",
+        compacted=True,
+    ),
+    TopicSpec(
+        CONFIG, "kind/id", "ConfigRecord", "Tenants, operators, SMSCs and routes.",
+        compacted=True, partitions=1,
+    ),
+)
+
+
+def topic_name(settings: Settings, name: str) -> str:
+    return f"{settings.topic_prefix}{name}"
+
+
+def _admin(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+
+
+def apply_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
+    """Create missing topics, grow partitions and update configs. Returns a change log."""
+    admin = _admin(settings)
+    existing = admin.list_topics(timeout=timeout_s).topics
+    changes: list[str] = []
+    to_create: list[NewTopic] = []
+    for spec in TOPICS:
+        name = topic_name(settings, spec.name)
+        partitions = spec.partitions or settings.partitions
+        if name not in existing:
+            to_create.append(
+                NewTopic(name, partitions, settings.replication_factor, config=spec.configs())
+            )
+            changes.append(f"created {name} ({partitions} partitions)")
+            continue
+        current = len(existing[name].partitions)
+        if current < partitions:
+            _wait(admin.create_partitions([NewPartitions(name, partitions)]), timeout_s)
+            changes.append(f"grew {name} from {current} to {partitions} partitions")
+        resource = ConfigResource(ConfigResource.Type.TOPIC, name, set_config=spec.configs())
+        _wait(admin.alter_configs([resource]), timeout_s)
+    if to_create:
+        _wait(admin.create_topics(to_create, operation_timeout=timeout_s), timeout_s)
+    return changes or ["all topics up to date"]
+
+
+def _wait(futures: dict[Any, Any], timeout_s: float) -> None:
+    for future in futures.values():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    for line in apply_topics(load_settings()):
+        print(line)
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    for spec in TOPICS:
+        kind = "compacted" if spec.compacted else f"retention {spec.retention_ms // DAY_MS}d"
+        partitions = spec.partitions or settings.partitions
+        print(
+            f"{topic_name(settings, spec.name):<22} key={spec.key:<26} value={spec.value:<15} "
+            f"partitions={partitions} {kind}  {spec.doc}"
+        )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("topics", help="declare and create the Kafka topics")
+    sub = parser.add_subparsers(dest="topics_command", required=True)
+    sub.add_parser("apply", help="create or update every topic (idempotent)").set_defaults(
+        func=_cmd_apply
+    )
+    sub.add_parser("list", help="print the topic table").set_defaults(func=_cmd_list)

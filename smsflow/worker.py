@@ -1,0 +1,28 @@
+"""``smsflow worker``: run the faust agents (router, throttle, delivery) in this process."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+_FAUST_LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from pipeline.app import app  # imported here: faust's import is slow and needs settings
+
+    sys.argv = ["smsflow-worker", "worker", "--loglevel", args.loglevel]
+    if not args.web:
+        sys.argv.append("--without-web")
+    app.main()  # runs until SIGTERM/SIGINT; faust exits the process itself
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("worker", help="run the stream-processing agents")
+    parser.add_argument("--loglevel", choices=_FAUST_LOG_LEVELS, default="info")
+    parser.add_argument(
+        "--web", action="store_true", help="serve faust's web endpoints (metrics later)"
+    )
+    parser.set_defaults(func=_cmd_worker)
