@@ -1,0 +1,26 @@
+# The two commands of the README, plus their parts.
+PY ?= python3
+MESSAGES ?= 2000
+
+.PHONY: install demo test lint unit integration bench
+
+install:
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+
+# Broker (downloaded by Maven on first use), topics, config, SMSC simulator, pipeline, traffic.
+demo: install
+	$(PY) -m smsflow.cli demo --messages $(MESSAGES)
+
+# Lint, type-check, then every test; integration tests start the local broker themselves.
+test: install lint
+	$(PY) -m pytest
+
+lint:
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+bench: install
+	$(PY) bench/e2e.py --messages 20000 --json

@@ -1,0 +1,106 @@
+"""Fixtures for tests that talk to a real Kafka broker.
+
+* ``kafka_bootstrap`` (session): ``$SMSFLOW_KAFKA_BOOTSTRAP`` if set (an existing cluster, nothing
+  is started); otherwise the local broker of ``<repo>/.smsflow`` on 127.0.0.1:9092 — reused if it
+  already runs (and then left running), started if not (and then stopped at session end).
+* ``topic_factory`` (function): ``topic_factory(partitions=1, suffix="", config=None) -> name``
+  creates a uniquely named topic (prefix from the test name + a uuid) and deletes it afterwards.
+
+Every test collected from this directory is marked ``integration`` automatically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from smsflow.broker import LocalBroker, resolve_bootstrap
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+TOPIC_TIMEOUT_S = 30.0
+
+TopicFactory = Callable[..., str]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def local_broker() -> LocalBroker:
+    """The repo's shared dev broker (``<repo>/.smsflow``, port 9092 unless SMSFLOW_KAFKA_PORT)."""
+    return LocalBroker.from_env(home=REPO_ROOT / ".smsflow")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    external = resolve_bootstrap()
+    if external:
+        yield external
+        return
+    broker = local_broker()
+    bootstrap = broker.start()  # a no-op returning the address when it already runs
+    try:
+        yield bootstrap
+    finally:
+        if broker.launched:  # only stop what this session started
+            broker.stop()
+
+
+@pytest.fixture
+def topic_factory(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[TopicFactory]:
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    prefix = _topic_prefix(request.node.name)
+    created: list[str] = []
+
+    def create(partitions: int = 1, suffix: str = "", config: dict[str, str] | None = None) -> str:
+        name = "-".join(part for part in (prefix, suffix, uuid.uuid4().hex[:12]) if part)
+        # replication_factor=-1: the cluster's default (1 locally, more on a real cluster).
+        topic = NewTopic(
+            name, num_partitions=partitions, replication_factor=-1, config=config or {}
+        )
+        admin.create_topics([topic])[name].result(timeout=TOPIC_TIMEOUT_S)
+        created.append(name)
+        _wait_until_visible(admin, name, partitions)
+        return name
+
+    yield create
+
+    if created:
+        for future in admin.delete_topics(created, operation_timeout=TOPIC_TIMEOUT_S).values():
+            with contextlib.suppress(KafkaException):  # already gone is fine
+                future.result(timeout=TOPIC_TIMEOUT_S)
+
+
+def _topic_prefix(test_name: str) -> str:
+    """A legal topic-name prefix from the test's name: ``test_x[a-1]`` -> ``test_x-a-1``."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", test_name).strip("-.")
+    return cleaned[:120] or "test"
+
+
+def _wait_until_visible(admin: AdminClient, name: str, partitions: int) -> None:
+    """CreateTopics returns once the controller committed the topic; wait until the broker's
+    metadata shows every partition with a leader, so the first produce does not race it."""
+    deadline = time.monotonic() + TOPIC_TIMEOUT_S
+    while time.monotonic() < deadline:
+        metadata = admin.list_topics(topic=name, timeout=5)
+        topic = metadata.topics.get(name)
+        if (
+            topic is not None
+            and topic.error is None
+            and len(topic.partitions) == partitions
+            and all(p.leader >= 0 for p in topic.partitions.values())
+        ):
+            return
+        time.sleep(0.1)  # metadata propagation inside one broker takes milliseconds
+    raise AssertionError(f"topic {name} not visible with {partitions} partitions")
