@@ -21,6 +21,7 @@ class Terminal:
     topic: str
     report: DeliveryReport | None
     rejection: Rejection | None
+    timestamp_ms: int  # when Kafka took the record: the moment the terminal state was known
 
 
 class TerminalReader:
@@ -45,11 +46,13 @@ class TerminalReader:
                     continue
                 raise RuntimeError(f"consuming terminal states: {error}")
             value = message.value()
+            topic = message.topic() or ""
+            timestamp_ms = message.timestamp()[1]
             try:
-                if message.topic() == self._dlr_topic:
-                    yield Terminal(message.topic() or "", DeliveryReport.from_avro(value), None)
+                if topic == self._dlr_topic:
+                    yield Terminal(topic, DeliveryReport.from_avro(value), None, timestamp_ms)
                 else:
-                    yield Terminal(message.topic() or "", None, Rejection.from_avro(value))
+                    yield Terminal(topic, None, Rejection.from_avro(value), timestamp_ms)
             except DecodeError as exc:
                 raise RuntimeError(
                     f"undecodable record on {message.topic()} at offset {message.offset()}: {exc}"

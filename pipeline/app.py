@@ -25,11 +25,13 @@ from smsflow.topics import (
 )
 
 settings: Settings = load_settings()
+_datadir = (settings.home / "worker" / settings.app_id).resolve()
+_datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
 
 app = faust.App(
     settings.app_id,
     broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
-    datadir=str(settings.home / "worker" / settings.app_id),
+    datadir=str(_datadir),
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication_factor,
     topic_allow_declare=True,

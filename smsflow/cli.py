@@ -16,7 +16,12 @@ from collections.abc import Sequence
 # for faust's import time.
 _COMMAND_MODULES: tuple[str, ...] = (
     "smsflow.broker",
+    "smsflow.topics",
+    "smsflow.config.cli",
+    "smsflow.worker",
+    "connectors.sender.cli",
     "connectors.smsc_sim.cli",
+    "smsflow.demo",
 )
 
 

@@ -58,12 +58,9 @@ TERMINAL_RECEIPT_STATES: dict[ReceiptState, DeliveryStatus] = {
     ReceiptState.UNKNOWN: DeliveryStatus.FAILED,
 }
 
-pending = app.Table(
-    "dlr-pending", key_type=str, value_type=bytes, value_serializer="raw", default=None
-)
-collected = app.Table(
-    "dlr-parts", key_type=str, value_type=bytes, value_serializer="raw", default=None
-)
+# No default factory: a missing key reads as None through .get().
+pending = app.Table("dlr-pending", key_type=str, value_type=bytes)
+collected = app.Table("dlr-parts", key_type=str, value_type=bytes)
 
 
 def _complete(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
@@ -114,7 +111,7 @@ async def _on_sent(key: str, sent: SubmitOutcome, raw: bytes) -> None:
             )
         )
         return
-    waiting: bytes | None = pending[key]
+    waiting: bytes | None = pending.get(key)
     if waiting is None:
         pending[key] = _SENT_TAG + raw
     elif waiting[:1] == _RECEIPT_TAG:
@@ -129,7 +126,7 @@ async def _on_receipt(key: str, receipt: ReceiptEvent, raw: bytes) -> None:
     if receipt.state not in TERMINAL_RECEIPT_STATES:
         log.debug("intermediate receipt %s for %s", receipt.state, key)
         return
-    waiting: bytes | None = pending[key]
+    waiting: bytes | None = pending.get(key)
     if waiting is None:
         pending[key] = _RECEIPT_TAG + raw
     elif waiting[:1] == _SENT_TAG:
@@ -191,7 +188,7 @@ async def aggregate(stream: faust.StreamT[bytes]) -> None:
             parts = [part]
         else:
             key = part.sent.message_id
-            stored = _unpack(collected[key] or b"")
+            stored = _unpack(collected.get(key) or b"")
             parts = [PartOutcome.from_avro(blob) for blob in stored]
             if any(p.sent.part_index == part.sent.part_index for p in parts):
                 log.debug("duplicate part %d of %s", part.sent.part_index, key)

@@ -1,4 +1,4 @@
-"""Single-object Avro encoding: round trips, strict decoding, readability by plain Avro, evolution."""
+"""Single-object Avro encoding: round trips, strict decoding, plain-Avro readability, evolution."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_plain_avro_library_decodes_body_without_our_code() -> None:
     data = _request().to_avro()
     schema_json = contracts()["SubmitRequest"].schema_json
     reader = avro.io.DatumReader(avro.schema.parse(json.dumps(schema_json)))
-    record = reader.read(avro.io.BinaryDecoder(io.BytesIO(data[HEADER_LEN:])))
+    record: Any = reader.read(avro.io.BinaryDecoder(io.BytesIO(data[HEADER_LEN:])))
     assert record["message_id"] == "5f0c1d9e-1"
     assert record["body"] == "Your code is 123456 — ünïcödé ✓"
     assert record["message_type"] == "OTP"

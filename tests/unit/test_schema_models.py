@@ -60,7 +60,9 @@ def _assert_type_matches(avro_type: Any, py_type: Any, where: str, named: dict[s
     assert _PRIMITIVE_TO_PY[avro_type] is py_type, f"{where}: {avro_type} vs {py_type}"
 
 
-def _assert_record_matches(record: dict[str, Any], model: type[AvroModel], named: dict[str, Any]) -> None:
+def _assert_record_matches(
+    record: dict[str, Any], model: type[AvroModel], named: dict[str, Any]
+) -> None:
     avro_fields = record["fields"]
     model_fields: dict[str, FieldInfo] = model.model_fields
     assert [f["name"] for f in avro_fields] == list(model_fields), (

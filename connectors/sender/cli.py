@@ -1,0 +1,44 @@
+"""``smsflow sender``: run the SMPP sender until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from types import FrameType
+from typing import Any
+
+from connectors.sender.service import SenderService
+from smsflow.config.kafka_io import read_config
+from smsflow.settings import load_settings
+from smsflow.topics import CONFIG, topic_name
+
+log = logging.getLogger("smsflow.sender")
+
+
+def _cmd_sender(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = load_settings()
+    config = read_config(settings.kafka_bootstrap, topic_name(settings, CONFIG))
+    if not config.smscs:
+        log.error("no SMSC connections configured: run `smsflow config apply` first")
+        return 2
+    service = SenderService(settings, config)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: draining", signum)
+        service.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    service.run()
+    log.info("sender stopped: %s", service.stats)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("sender", help="run the SMPP sender connector")
+    parser.add_argument("--log-level", default="info")
+    parser.set_defaults(func=_cmd_sender)

@@ -1,0 +1,428 @@
+"""SMPP sender: ``sms.throttled`` → SMSCs → ``sms.sent``; receipts → ``sms.dlr.raw``.
+
+Threading model (smpplib is blocking, so no asyncio here):
+- the main thread polls Kafka, plans segments and calls ``SmppClient.submit``, which blocks
+  while the bind's window is full — that is the back-pressure on consumption;
+- each bind's session thread reports submit results and receipts through callbacks, which only
+  produce to Kafka (thread-safe) and update job state under one lock;
+- a retry thread resubmits parts the SMSC asked us to slow down for, after a backoff.
+
+Nothing is lost: a record's offset is committed only after every part's final outcome has been
+acknowledged by Kafka (``OffsetTracker``), so a crash replays unfinished records. A replay can
+resubmit parts already accepted by the SMSC (at-least-once; see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from pydantic import ValidationError
+
+from connectors.sender.offsets import OffsetTracker
+from connectors.sender.retry import RetryKind, RetryPolicy
+from connectors.smpp.client import SmppClient, SubmitOptions
+from connectors.smpp.models import InboundDeliver, SmppClientConfig, SubmitResult
+from schemas.codec import DecodeError
+from schemas.models import (
+    ReceiptEvent,
+    ReceiptState,
+    Rejection,
+    RoutedMessage,
+    SubmitOutcome,
+    SubmitStatus,
+)
+from smsflow.config.models import PlatformConfig, Smsc
+from smsflow.domain.encoding import SegmentPlan, plan_segments
+from smsflow.domain.receipts import IdFormat, ReceiptError, normalize_message_id
+from smsflow.domain.smpp_status import StatusCategory, status_name
+from smsflow.settings import Settings
+from smsflow.topics import DLR_RAW, REJECTED, SENT, THROTTLED, topic_name
+
+log = logging.getLogger(__name__)
+
+STAGE = "sender"
+COMMIT_INTERVAL_S = 0.5
+_NO_RESPONSE = -1
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Job:
+    """One Kafka record (one message) on its way to the SMSC."""
+
+    routed: RoutedMessage
+    partition: int
+    offset: int
+    epoch: int
+    plan: SegmentPlan
+    attempts: int = 0
+    outcomes: dict[int, SubmitOutcome] = field(default_factory=dict)  # part seq → outcome
+    unacked: int = 0  # outcomes produced but not yet acknowledged by Kafka
+
+    @property
+    def key(self) -> str:
+        return self.routed.request.message_id
+
+
+def source_ton_npi(source: str) -> tuple[int, int]:
+    """TON/NPI of a sender id: international number, short code, or alphanumeric."""
+    digits = source.removeprefix("+")
+    if digits.isdigit():
+        return (1, 1) if len(digits) > 8 else (3, 0)
+    return (5, 0)
+
+
+class SenderService:
+    def __init__(
+        self,
+        settings: Settings,
+        config: PlatformConfig,
+        *,
+        policy: RetryPolicy | None = None,
+        group_id: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._policy = policy or RetryPolicy()
+        self._throttled = topic_name(settings, THROTTLED)
+        self._sent = topic_name(settings, SENT)
+        self._receipts = topic_name(settings, DLR_RAW)
+        self._rejected = topic_name(settings, REJECTED)
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": group_id or f"{settings.app_id}-sender",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 10000,
+                "max.poll.interval.ms": 300000,
+            }
+        )
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+            }
+        )
+        self._smscs: dict[str, Smsc] = {smsc.id: smsc for smsc in config.smscs}
+        self._smsc_of_bind: dict[str, Smsc] = {}
+        self._binds: dict[str, list[SmppClient]] = {}
+        self._next_bind: dict[str, itertools.cycle[SmppClient]] = {}
+        self._lock = threading.Lock()
+        self._tracker = OffsetTracker()
+        self._epochs: dict[int, int] = {}
+        self._retries: list[tuple[float, int, Job, SegmentPlan]] = []
+        self._retry_wakeup = threading.Condition(self._lock)
+        self._retry_seq = itertools.count()
+        self._references = itertools.count()
+        self._stop = threading.Event()
+        self.stats = {"messages": 0, "parts_accepted": 0, "parts_failed": 0, "retries": 0,
+                      "receipts": 0, "rejected": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _open_binds(self) -> None:
+        for smsc in self._smscs.values():
+            clients = []
+            for index in range(smsc.binds):
+                name = f"{smsc.id}#{index}"
+                client = SmppClient(
+                    SmppClientConfig(
+                        host=smsc.host, port=smsc.port, system_id=smsc.system_id,
+                        password=smsc.password, system_type=smsc.system_type, name=name,
+                        window_size=smsc.window,
+                    ),
+                    on_receipt=self._on_deliver,
+                )
+                self._smsc_of_bind[name] = smsc
+                client.start()
+                clients.append(client)
+            self._binds[smsc.id] = clients
+            self._next_bind[smsc.id] = itertools.cycle(clients)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            self._retry_wakeup.notify_all()
+
+    def run(self) -> None:
+        self._open_binds()
+        retry_thread = threading.Thread(target=self._retry_loop, name="sender-retry", daemon=True)
+        retry_thread.start()
+        self._consumer.subscribe(
+            [self._throttled], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        log.info("sender consuming %s with %d SMSC connections", self._throttled,
+                 sum(len(c) for c in self._binds.values()))
+        last_commit = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                message = self._consumer.poll(0.1)
+                if message is not None:
+                    self._on_record(message)
+                self._producer.poll(0)
+                if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
+                    self._commit(asynchronous=True)
+                    last_commit = time.monotonic()
+        finally:
+            self._drain()
+
+    def _drain(self, timeout_s: float = 15.0) -> None:
+        """Let in-flight work finish, then commit what is safe and close everything."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                busy = self._tracker.in_flight()
+            if not busy:
+                break
+            self._producer.poll(0.1)
+        for clients in self._binds.values():
+            for client in clients:
+                client.close()
+        self._producer.flush(10)
+        self._commit(asynchronous=False)
+        self._consumer.close()
+        with self._lock:
+            self._retry_wakeup.notify_all()
+
+    # ------------------------------------------------------------------ Kafka side
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        with self._lock:
+            for tp in partitions:
+                self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit(asynchronous=False)
+        with self._lock:
+            for tp in partitions:
+                # Unfinished records will be redelivered to the partition's next owner.
+                self._tracker.forget(tp.partition)
+                self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
+
+    def _commit(self, *, asynchronous: bool) -> None:
+        with self._lock:
+            offsets = [
+                TopicPartition(self._throttled, partition, offset)
+                for partition in self._epochs
+                if (offset := self._tracker.committable(partition)) is not None
+            ]
+        if offsets:
+            try:
+                if asynchronous:
+                    self._consumer.commit(offsets=offsets, asynchronous=True)
+                else:
+                    self._consumer.commit(offsets=offsets, asynchronous=False)
+            except Exception as exc:  # commit failure only means a replay; log it
+                log.warning("offset commit failed (records will be replayed): %s", exc)
+
+    def _on_record(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.error("consumer error: %s", error)
+            return
+        partition, offset = message.partition() or 0, message.offset() or 0
+        with self._lock:
+            self._tracker.started(partition, offset)
+            epoch = self._epochs.get(partition, 0)
+        value = message.value()
+        try:
+            routed = RoutedMessage.from_avro(value)
+        except (DecodeError, ValidationError) as exc:
+            code = exc.reason_code if isinstance(exc, DecodeError) else "INVALID_RECORD"
+            self._reject(message, code, str(exc).splitlines()[0], partition, offset, epoch)
+            return
+        if routed.smsc_id not in self._binds:
+            self._reject(
+                message, "UNKNOWN_SMSC", f"no connection configured for {routed.smsc_id}",
+                partition, offset, epoch, routed,
+            )
+            return
+        plan = plan_segments(routed.request.body, next(self._references) % 256)
+        job = Job(routed, partition, offset, epoch, plan)
+        self.stats["messages"] += 1
+        self._submit(job, plan)
+
+    def _reject(
+        self, message: Message, code: str, detail: str, partition: int, offset: int, epoch: int,
+        routed: RoutedMessage | None = None,
+    ) -> None:
+        rejection = Rejection(
+            reason_code=code, reason=detail, stage=STAGE,
+            message_id=routed.request.message_id if routed else None,
+            tenant_id=routed.request.tenant_id if routed else None,
+            source_topic=message.topic() or self._throttled, source_partition=partition,
+            source_offset=offset, original=message.value(), rejected_at=_now(),
+        )
+        self.stats["rejected"] += 1
+
+        def acked(error: KafkaError | None, _msg: Message) -> None:
+            if error is None:
+                self._finish(partition, offset, epoch)
+            else:
+                log.error("rejection not stored (record will be replayed): %s", error)
+
+        self._produce(self._rejected, rejection.tenant_id, rejection.to_avro(), acked)
+
+    def _produce(
+        self, topic: str, key: str | None, value: bytes,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, key=key.encode() if key else None, value=value, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def _finish(self, partition: int, offset: int, epoch: int) -> None:
+        with self._lock:
+            if self._epochs.get(partition) == epoch:
+                self._tracker.finished(partition, offset)
+
+    # ------------------------------------------------------------------ SMPP side
+
+    def _submit(self, job: Job, plan: SegmentPlan) -> None:
+        request = job.routed.request
+        ton, npi = source_ton_npi(request.source)
+        client = next(self._next_bind[job.routed.smsc_id])
+        job.attempts += 1
+        future: Future[SubmitResult] = client.submit(
+            job.key, plan, source_addr=request.source, destination_addr=request.destination,
+            options=SubmitOptions(
+                registered_delivery=1 if request.registered_delivery else 0,
+                source_addr_ton=ton, source_addr_npi=npi,
+            ),
+        )
+        future.add_done_callback(lambda done: self._on_result(job, plan, done.result()))
+
+    def _on_result(self, job: Job, plan: SegmentPlan, result: SubmitResult) -> None:
+        smsc = self._smscs[job.routed.smsc_id]
+        now = _now()
+        for part in result.parts:
+            if part.ok:
+                self.stats["parts_accepted"] += 1
+                self._record(job, part.seq, SubmitStatus.ACCEPTED, 0,
+                             normalize_message_id(part.smsc_message_id or "",
+                                                  IdFormat(smsc.submit_id_format)),
+                             part.latency_s, None, now)
+        failed = result.failed_parts
+        if not failed:
+            return
+        kind = (
+            RetryKind.PERMANENT if result.category is StatusCategory.PERMANENT
+            else RetryKind.BACKPRESSURE
+            if result.category is StatusCategory.BACKPRESSURE or result.connection_lost
+            else RetryKind.TEMPORARY
+        )
+        delay = self._policy.next_delay(kind, job.attempts)
+        if delay is None:
+            status = result.command_status if result.command_status is not None else _NO_RESPONSE
+            reason = f"{result.status_name} after {job.attempts} attempt(s)"
+            for seq in failed:
+                self.stats["parts_failed"] += 1
+                self._record(job, seq, SubmitStatus.FAILED, status, None, result.latency_s,
+                             reason, now)
+            return
+        self.stats["retries"] += 1
+        with self._lock:
+            heapq.heappush(
+                self._retries,
+                (time.monotonic() + delay, next(self._retry_seq), job, plan.select(failed)),
+            )
+            self._retry_wakeup.notify()
+
+    def _retry_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                while not self._stop.is_set() and (
+                    not self._retries or self._retries[0][0] > time.monotonic()
+                ):
+                    timeout = self._retries[0][0] - time.monotonic() if self._retries else None
+                    self._retry_wakeup.wait(timeout)
+                if self._stop.is_set():
+                    return
+                _, _, job, plan = heapq.heappop(self._retries)
+            self._submit(job, plan)
+
+    def _record(
+        self, job: Job, seq: int, outcome: SubmitStatus, command_status: int,
+        smsc_message_id: str | None, latency_s: float, reason: str | None, now: datetime,
+    ) -> None:
+        routed, request = job.routed, job.routed.request
+        validity = timedelta(seconds=request.validity_s or self._settings.default_validity_s)
+        record = SubmitOutcome(
+            message_id=request.message_id, tenant_id=request.tenant_id,
+            client_ref=request.client_ref, route_id=routed.route_id, smsc_id=routed.smsc_id,
+            operator_id=routed.operator_id, country=routed.country,
+            destination=request.destination, part_index=seq - 1, part_count=routed.parts,
+            outcome=outcome, smsc_message_id=smsc_message_id,
+            command_status=command_status,
+            status_name=status_name(command_status) if command_status >= 0 else "NO_RESPONSE",
+            attempts=job.attempts, latency_ms=latency_s * 1000, reason=reason,
+            submitted_at=request.submitted_at, sent_at=now,
+            expires_at=request.submitted_at + validity,
+        )
+        key = (
+            f"{routed.smsc_id}:{smsc_message_id}" if smsc_message_id
+            else f"{request.message_id}:{seq - 1}"
+        )
+        with self._lock:
+            job.outcomes[seq] = record
+            job.unacked += 1
+
+        def acked(error: KafkaError | None, _msg: Message) -> None:
+            if error is not None:
+                # The offset stays uncommitted, so the record is replayed after a restart.
+                log.error("submit outcome of %s not stored: %s", job.key, error)
+                return
+            with self._lock:
+                job.unacked -= 1
+                complete = job.unacked == 0 and len(job.outcomes) == routed.parts
+            if complete:
+                self._finish(job.partition, job.offset, job.epoch)
+
+        self._produce(self._sent, key, record.to_avro(), acked)
+
+    def _on_deliver(self, inbound: InboundDeliver) -> None:
+        smsc = self._smsc_of_bind[inbound.bind_name]
+        if not inbound.is_receipt:
+            # Mobile-originated messages are not part of this platform yet; make them visible.
+            log.warning("ignoring MO message on %s from %s", inbound.bind_name,
+                        inbound.source_addr)
+            return
+        now = _now()
+        try:
+            receipt = inbound.parse_receipt(id_format=IdFormat(smsc.receipt_id_format))
+        except ReceiptError as exc:
+            rejection = Rejection(
+                reason_code="RECEIPT_UNPARSEABLE", reason=str(exc), stage=STAGE,
+                source_topic=f"smpp:{inbound.bind_name}", source_partition=-1, source_offset=-1,
+                original=inbound.short_message, rejected_at=now,
+            )
+            self._produce(self._rejected, None, rejection.to_avro())
+            return
+        event = ReceiptEvent(
+            smsc_id=smsc.id, smsc_message_id=receipt.smsc_message_id,
+            raw_message_id=receipt.raw_message_id, state=ReceiptState(receipt.state.value),
+            error_code=receipt.error_code, done_at=receipt.done_at, received_at=now,
+            bind=inbound.bind_name,
+        )
+        self.stats["receipts"] += 1
+        self._produce(self._receipts, f"{smsc.id}:{receipt.smsc_message_id}", event.to_avro())

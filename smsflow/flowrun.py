@@ -1,0 +1,192 @@
+"""Push traffic through a running stack and account for every message's terminal state.
+
+Shared by ``smsflow demo``, ``bench/e2e.py`` and the end-to-end tests: produce N messages from
+several tenants, watch each stage's topic fill up, and wait until every message has exactly one
+terminal state on ``sms.dlr`` or ``sms.rejected``. A message with none by the deadline is
+counted as lost, never ignored.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, TopicPartition
+from hdrh.histogram import HdrHistogram
+
+from connectors.producer import SmsProducer, new_request
+from connectors.terminal_reader import TerminalReader
+from schemas.models import MessageType, SubmitRequest
+from smsflow.settings import Settings
+from smsflow.topics import DLR, REJECTED, ROUTED, SENT, SUBMITTED, THROTTLED, topic_name
+
+STAGES: tuple[str, ...] = (SUBMITTED, ROUTED, THROTTLED, SENT, DLR, REJECTED)
+
+# Destinations served by config/platform.yaml, per country, and tenants that send there.
+_DESTINATION_PREFIXES = ("+447700", "+447701", "+4915112", "+4916212", "+1206555")
+_TENANTS = ("acme-bank", "shopfast", "promo-blast")
+_BODIES = (
+    "Your verification code is {n}. It expires in 10 minutes.",
+    "Order #{n} has shipped and will arrive tomorrow between 9:00 and 13:00.",
+    "Grüße! Ihre Bestellung {n} ist unterwegs — Lieferung morgen.",
+    "Flash sale: 30% off everything until midnight. Reply STOP to opt out. Ref {n}. "
+    "Terms apply; see our website for the full list of participating stores and products, "
+    "exclusions and delivery charges.",
+)
+
+
+def make_traffic(count: int, *, seed: int = 7, now: datetime | None = None) -> list[SubmitRequest]:
+    """A reproducible mix of tenants, countries, message types and lengths."""
+    rng = random.Random(seed)
+    stamp = now or datetime.now(UTC)
+    requests = []
+    for n in range(count):
+        tenant = _TENANTS[n % len(_TENANTS)]
+        prefix = rng.choice(_DESTINATION_PREFIXES)
+        destination = prefix + "".join(rng.choice("0123456789") for _ in range(12 - len(prefix)))
+        body = rng.choice(_BODIES).format(n=100000 + n)
+        kind = {"acme-bank": MessageType.OTP, "promo-blast": MessageType.MARKETING}.get(
+            tenant, MessageType.TRANSACTIONAL
+        )
+        requests.append(
+            new_request(tenant, destination, body, message_type=kind, client_ref=f"ref-{n}",
+                        now=stamp)
+        )
+    return requests
+
+
+def _totals(consumer: Consumer, topics: Sequence[str]) -> dict[str, int]:
+    metadata = consumer.list_topics(timeout=10)
+    totals = {}
+    for topic in topics:
+        partitions = metadata.topics[topic].partitions
+        totals[topic] = sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        )
+    return totals
+
+
+class StageCounter:
+    """Records written to each stage's topic since this counter was created."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._names = {stage: topic_name(settings, stage) for stage in STAGES}
+        self._consumer = Consumer(
+            {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"stages-{uuid.uuid4()}"}
+        )
+        self._start = _totals(self._consumer, list(self._names.values()))
+
+    def counts(self) -> dict[str, int]:
+        now = _totals(self._consumer, list(self._names.values()))
+        return {stage: now[name] - self._start[name] for stage, name in self._names.items()}
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+@dataclass
+class FlowResult:
+    messages: int
+    terminal: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    rejection_codes: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    stage_counts: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    latency_ms: HdrHistogram = field(default_factory=lambda: HdrHistogram(1, 3_600_000, 3))
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return len(self.missing)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "messages": self.messages,
+            "terminal": self.terminal,
+            "delivered": self.statuses.get("DELIVERED", 0),
+            "undeliverable": self.statuses.get("UNDELIVERABLE", 0),
+            "expired": self.statuses.get("EXPIRED", 0),
+            "failed": self.statuses.get("FAILED", 0),
+            "rejected": sum(self.rejection_codes.values()),
+            "rejection_codes": dict(self.rejection_codes),
+            "duplicates": self.duplicates,
+            "lost": self.lost,
+            "sent_parts": self.stage_counts.get(SENT, 0),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "msgs_per_s": round(self.terminal / self.elapsed_s, 1) if self.elapsed_s else 0.0,
+            "p50_ms": self.latency_ms.get_value_at_percentile(50),
+            "p95_ms": self.latency_ms.get_value_at_percentile(95),
+            "p99_ms": self.latency_ms.get_value_at_percentile(99),
+        }
+
+
+def run_flow(
+    settings: Settings,
+    requests: Sequence[SubmitRequest],
+    *,
+    timeout_s: float = 300.0,
+    on_progress: Callable[[dict[str, int], int], None] | None = None,
+    extra_raw: Sequence[bytes] = (),
+) -> FlowResult:
+    """Produce ``requests`` (and any raw bad records), then wait for every terminal state."""
+    counter = StageCounter(settings)
+    reader = TerminalReader(
+        settings.kafka_bootstrap, topic_name(settings, DLR), topic_name(settings, REJECTED)
+    )
+    expected = {r.message_id: r.submitted_at for r in requests}
+    result = FlowResult(messages=len(requests))
+    seen: set[str] = set()
+    producer = SmsProducer(settings.kafka_bootstrap, topic_name(settings, SUBMITTED))
+    started = time.monotonic()
+    try:
+        for index, request in enumerate(requests):
+            producer.submit(request)
+            if index < len(extra_raw):
+                producer.submit_raw(b"bad-input", extra_raw[index])
+        if producer.flush(60) != 0 or producer.failed:
+            raise RuntimeError(f"Kafka did not acknowledge {len(producer.failed)} messages")
+        deadline = started + timeout_s
+        last_progress = 0.0
+        while len(seen) < len(expected) and time.monotonic() < deadline:
+            for terminal in reader.poll(timeout_s=0.5):
+                message_id = (
+                    terminal.report.message_id if terminal.report
+                    else terminal.rejection.message_id if terminal.rejection else None
+                )
+                if message_id not in expected:
+                    continue  # raw bad records, or another run's traffic
+                if message_id in seen:
+                    result.duplicates += 1
+                    continue
+                seen.add(message_id)
+                if terminal.report is not None:
+                    result.statuses[terminal.report.status.value] += 1
+                elif terminal.rejection is not None:
+                    result.rejection_codes[terminal.rejection.reason_code] += 1
+                latency = terminal.timestamp_ms - expected[message_id].timestamp() * 1000
+                result.latency_ms.record_value(max(1, int(latency)))
+            if on_progress and time.monotonic() - last_progress > 0.25:
+                last_progress = time.monotonic()
+                on_progress(counter.counts(), len(seen))
+        result.elapsed_s = time.monotonic() - started
+        # Late duplicates show up shortly after the last terminal state; give them a moment.
+        for terminal in reader.poll(timeout_s=1.0):
+            message_id = terminal.report.message_id if terminal.report else None
+            if message_id in seen:
+                result.duplicates += 1
+        result.terminal = len(seen)
+        result.missing = sorted(set(expected) - seen)
+        result.stage_counts = counter.counts()
+        if on_progress:
+            on_progress(result.stage_counts, len(seen))
+        return result
+    finally:
+        reader.close()
+        counter.close()
