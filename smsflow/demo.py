@@ -18,9 +18,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from schemas.models import SubmitRequest
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
-from smsflow.flowrun import STAGES, make_traffic, run_flow
+from smsflow.flowrun import STAGES, make_traffic, run_flow, warm_up
 from smsflow.settings import Settings
 from smsflow.stack import LocalStack
 from smsflow.topics import CONFIG, apply_topics, topic_name
@@ -80,7 +81,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     requests = make_traffic(args.messages)
     console.print(f"[bold]stack[/]: simulator on :{args.sim_port}, worker, sender "
                   f"(logs in {settings.home / 'logs'})")
-    with stack, Live(_progress_table({}, 0, len(requests)), console=console) as live:
+    with stack:
+        console.print("[bold]warm-up[/]: waiting for one probe message to complete")
+        console.print(f"stack ready in {warm_up(settings):.1f}s")
+        return _run_with_progress(console, stack, settings, requests, args)
+
+
+def _run_with_progress(
+    console: Console, stack: LocalStack, settings: Settings, requests: list[SubmitRequest],
+    args: argparse.Namespace,
+) -> int:
+    with Live(_progress_table({}, 0, len(requests)), console=console) as live:
 
         def progress(counts: dict[str, int], terminal: int) -> None:
             stack.check_alive()

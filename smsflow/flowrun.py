@@ -127,6 +127,19 @@ class FlowResult:
         }
 
 
+def warm_up(settings: Settings, *, timeout_s: float = 120.0) -> float:
+    """Send one probe message and wait for its terminal state: the stack is then serving.
+
+    Returns the seconds it took (worker start-up, group joins, binds). Raises TimeoutError.
+    """
+    started = time.monotonic()
+    probe = make_traffic(1, seed=int(started))[0]
+    result = run_flow(settings, [probe], timeout_s=timeout_s)
+    if result.lost:
+        raise TimeoutError(f"the stack did not complete a probe message in {timeout_s}s")
+    return time.monotonic() - started
+
+
 def run_flow(
     settings: Settings,
     requests: Sequence[SubmitRequest],
@@ -140,14 +153,17 @@ def run_flow(
     reader = TerminalReader(
         settings.kafka_bootstrap, topic_name(settings, DLR), topic_name(settings, REJECTED)
     )
-    expected = {r.message_id: r.submitted_at for r in requests}
+    expected: dict[str, datetime] = {}
     result = FlowResult(messages=len(requests))
     seen: set[str] = set()
     producer = SmsProducer(settings.kafka_bootstrap, topic_name(settings, SUBMITTED))
     started = time.monotonic()
     try:
         for index, request in enumerate(requests):
-            producer.submit(request)
+            # Latency is measured from the moment the message is handed to Kafka.
+            stamped = request.model_copy(update={"submitted_at": datetime.now(UTC)})
+            expected[stamped.message_id] = stamped.submitted_at
+            producer.submit(stamped)
             if index < len(extra_raw):
                 producer.submit_raw(b"bad-input", extra_raw[index])
         if producer.flush(60) != 0 or producer.failed:

@@ -9,6 +9,7 @@ agent; ``apply`` refuses to leave them mismatched.
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +107,27 @@ def apply_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
         _wait(admin.alter_configs([resource]), timeout_s)
     if to_create:
         _wait(admin.create_topics(to_create, operation_timeout=timeout_s), timeout_s)
+        _wait_for_leaders(admin, [t.topic for t in to_create], timeout_s)
     return changes or ["all topics up to date"]
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Return once every partition of ``names`` has a leader: a new topic is not usable before
+    (clients get NOT_LEADER_FOR_PARTITION)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        missing = [
+            name for name in names
+            if name not in topics
+            or not topics[name].partitions
+            or any(p.leader < 0 for p in topics[name].partitions.values())
+        ]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without leaders after {timeout_s}s: {missing}")
+        time.sleep(0.1)
 
 
 def _wait(futures: dict[Any, Any], timeout_s: float) -> None:

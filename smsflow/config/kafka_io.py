@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 from schemas.models import ConfigRecord
 from smsflow.config.models import PlatformConfig
@@ -24,7 +32,7 @@ def read_config_records(
         }
     )
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
+        low, high = _watermarks(consumer, topic, timeout_s)
         if high <= low:
             return []
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
@@ -45,6 +53,26 @@ def read_config_records(
                 return records
     finally:
         consumer.close()
+
+
+_RETRIABLE = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+def _watermarks(consumer: Consumer, topic: str, timeout_s: float) -> tuple[int, int]:
+    """Watermarks of partition 0, retried while a just-created topic elects its leader."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
+            return low, high
+        except KafkaException as exc:
+            if exc.args[0].code() not in _RETRIABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def read_config(bootstrap: str, topic: str) -> PlatformConfig:

@@ -1,0 +1,131 @@
+"""The walking skeleton end to end on the real broker, with the real SMSC simulator.
+
+One stack (simulator, faust worker, SMPP sender as separate processes) serves the module, on
+topics and an app id of its own, so nothing here sees another test's traffic.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, KafkaError
+
+from connectors.producer import new_request
+from schemas.codec import codec
+from schemas.models import DeliveryReport, Rejection, SubmitOutcome, SubmitStatus
+from smsflow.flowrun import make_traffic, run_flow, warm_up
+from smsflow.harness import isolated_settings, prepared_stack
+from smsflow.settings import Settings
+from smsflow.stack import LocalStack
+from smsflow.topics import DLR, REJECTED, SENT, topic_name
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def flow_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return isolated_settings(kafka_bootstrap, tmp_path_factory.mktemp("stack"), "e2e")
+
+
+@pytest.fixture(scope="module")
+def running_stack(flow_settings: Settings) -> Iterator[LocalStack]:
+    with prepared_stack(flow_settings) as stack:
+        warm_up(flow_settings, timeout_s=120)
+        yield stack
+        stack.check_alive()
+
+
+def _read_all(settings: Settings, name: str) -> list[bytes]:
+    consumer = Consumer({
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"e2e-reader-{uuid.uuid4()}",
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+    })
+    topic = topic_name(settings, name)
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    eof: set[int] = set()
+    partitions = len(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+    while len(eof) < partitions:
+        message = consumer.poll(10)
+        assert message is not None, f"timed out reading {topic}"
+        error = message.error()
+        if error is not None:
+            assert error.code() == KafkaError._PARTITION_EOF, error
+            eof.add(message.partition() or 0)
+            continue
+        values.append(message.value() or b"")
+    consumer.close()
+    return values
+
+
+def test_2000_messages_each_sent_once_and_reported_once(
+    flow_settings: Settings, running_stack: LocalStack
+) -> None:
+    requests = make_traffic(2000, seed=2000)
+    result = run_flow(flow_settings, requests, timeout_s=240)
+    running_stack.check_alive()
+
+    assert result.lost == 0, f"no terminal state for {result.missing[:5]}"
+    assert result.duplicates == 0
+    ids = {r.message_id for r in requests}
+
+    sent = [SubmitOutcome.from_avro(v) for v in _read_all(flow_settings, SENT)]
+    sent_parts = Counter((s.message_id, s.part_index) for s in sent if s.message_id in ids)
+    assert {message_id for message_id, _ in sent_parts} == ids
+    assert max(sent_parts.values()) == 1, "a part was submitted twice"
+    part_counts = {s.message_id: s.part_count for s in sent if s.message_id in ids}
+    assert sum(part_counts.values()) == len(sent_parts), "a part has no submit outcome"
+    assert all(s.outcome is SubmitStatus.ACCEPTED for s in sent if s.message_id in ids)
+    assert max(part_counts.values()) > 1, "traffic should include multi-part messages"
+
+    reports = [DeliveryReport.from_avro(v) for v in _read_all(flow_settings, DLR)]
+    per_message = Counter(r.message_id for r in reports if r.message_id in ids)
+    assert set(per_message) == ids
+    assert set(per_message.values()) == {1}
+    statuses = Counter(r.status.value for r in reports if r.message_id in ids)
+    # The simulator delivers ~95-98 % and fails the rest with receipts; both must show up.
+    assert statuses["DELIVERED"] > 1800
+    assert statuses["UNDELIVERABLE"] + statuses["REJECTED"] + statuses["EXPIRED"] > 0
+    for report in reports:
+        if report.message_id in ids:
+            assert len(report.smsc_message_ids) == report.parts
+            assert report.submitted_at <= report.sent_at
+
+
+def test_bad_records_are_rejected_with_a_reason_and_good_ones_flow(
+    flow_settings: Settings, running_stack: LocalStack
+) -> None:
+    garbage = b"\x00\xffnot avro at all"
+    wrong_schema = codec("Rejection").encode({
+        "reason_code": "X", "reason": "a Rejection is not a SubmitRequest", "stage": "test",
+        "source_topic": "t", "source_partition": 0, "source_offset": 0,
+        "rejected_at": make_traffic(1)[0].submitted_at,
+    })
+    good = make_traffic(50, seed=50)
+    refused = [
+        new_request("suspended-co", "+447700900123", "quarantined tenant"),
+        new_request("acme-bank", "not-a-number", "bad destination"),
+        new_request("acme-bank", "+33612345678", "no operator configured for France"),
+        new_request("nobody", "+447700900123", "unknown tenant"),
+    ]
+    result = run_flow(
+        flow_settings, [*good, *refused], timeout_s=120, extra_raw=[garbage, wrong_schema]
+    )
+    assert result.lost == 0
+    assert result.statuses.total() == len(good)
+    assert result.rejection_codes == Counter({
+        "TENANT_QUARANTINED": 1, "INVALID_NUMBER": 1, "UNKNOWN_OPERATOR": 1,
+        "UNKNOWN_TENANT": 1,
+    })
+
+    rejections = [Rejection.from_avro(v) for v in _read_all(flow_settings, REJECTED)]
+    by_original = {r.original: r for r in rejections if r.message_id is None}
+    assert by_original[garbage].reason_code == "UNDECODABLE"
+    assert by_original[garbage].stage == "router"
+    assert by_original[wrong_schema].reason_code == "SCHEMA_MISMATCH"
+    assert by_original[wrong_schema].source_topic == topic_name(flow_settings, "sms.submitted")
