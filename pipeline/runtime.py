@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+from mode.utils.logging import level_number
+
 from pipeline.app import app, config_topic_name, settings
 from pipeline.config_watch import ConfigWatcher
 
@@ -11,3 +15,11 @@ config_watcher = ConfigWatcher(settings.kafka_bootstrap, config_topic_name)
 @app.task
 async def watch_config() -> None:
     await config_watcher.run()
+
+
+@app.task
+async def apply_log_level() -> None:
+    """faust's worker leaves the root logger at DEBUG (only its handler filters), so every
+    debug call in faust and aiokafka builds a record: ~9% of a worker's CPU when profiled.
+    Set the level itself."""
+    logging.getLogger().setLevel(level_number(settings.log_level))

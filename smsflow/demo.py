@@ -19,12 +19,10 @@ from rich.live import Live
 from rich.table import Table
 
 from schemas.models import SubmitRequest
-from smsflow.config.kafka_io import apply_config
-from smsflow.config.store import load_yaml
 from smsflow.flowrun import STAGES, make_traffic, run_flow, warm_up
+from smsflow.harness import prepared_stack
 from smsflow.settings import Settings
 from smsflow.stack import LocalStack
-from smsflow.topics import CONFIG, apply_topics, topic_name
 
 DEFAULT_PLATFORM = Path("config/platform.yaml")
 DEFAULT_SIM = Path("config/demo-smsc-sim.yaml")
@@ -38,29 +36,8 @@ def ensure_broker(settings: Settings, console: Console | None = None) -> Setting
 
     if console:
         console.print("[bold]broker[/]: starting the local Kafka broker (first run downloads it)")
-    bootstrap = LocalBroker(home=settings.home).start()
+    bootstrap = LocalBroker.from_env(home=settings.home).start()
     return settings.model_copy(update={"kafka_bootstrap": bootstrap})
-
-
-def prepare(settings: Settings, platform: Path) -> list[str]:
-    """Topics and configuration, idempotently."""
-    changes = apply_topics(settings)
-    changes += apply_config(
-        settings.kafka_bootstrap, topic_name(settings, CONFIG), load_yaml(platform)
-    )
-    return changes
-
-
-def stack_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        SMSFLOW_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        SMSFLOW_TOPIC_PREFIX=settings.topic_prefix,
-        SMSFLOW_APP_ID=settings.app_id,
-        SMSFLOW_HOME=str(settings.home),
-        SMSFLOW_PARTITIONS=str(settings.partitions),
-    )
-    return env
 
 
 def _progress_table(counts: dict[str, int], terminal: int, total: int) -> Table:
@@ -75,9 +52,9 @@ def _progress_table(counts: dict[str, int], terminal: int, total: int) -> Table:
 def _cmd_demo(args: argparse.Namespace) -> int:
     console = Console()
     settings = ensure_broker(Settings(), console)
-    for line in prepare(settings, args.config):
-        console.print(f"[dim]{line}[/]")
-    stack = LocalStack(settings.home, stack_env(settings), args.sim_config, args.sim_port)
+    stack = prepared_stack(
+        settings, platform_config=args.config, sim_config=args.sim_config, sim_port=args.sim_port
+    )
     requests = make_traffic(args.messages)
     console.print(f"[bold]stack[/]: simulator on :{args.sim_port}, worker, sender "
                   f"(logs in {settings.home / 'logs'})")

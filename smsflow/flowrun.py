@@ -113,6 +113,7 @@ class FlowResult:
             "delivered": self.statuses.get("DELIVERED", 0),
             "undeliverable": self.statuses.get("UNDELIVERABLE", 0),
             "expired": self.statuses.get("EXPIRED", 0),
+            "smsc_rejected": self.statuses.get("REJECTED", 0),
             "failed": self.statuses.get("FAILED", 0),
             "rejected": sum(self.rejection_codes.values()),
             "rejection_codes": dict(self.rejection_codes),

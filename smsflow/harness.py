@@ -12,10 +12,9 @@ from pathlib import Path
 
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
-from smsflow.demo import stack_env
 from smsflow.flowrun import warm_up
 from smsflow.settings import Settings
-from smsflow.stack import LocalStack
+from smsflow.stack import LocalStack, stack_env
 from smsflow.topics import CONFIG, apply_topics, topic_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,10 +45,12 @@ def prepared_stack(
     *,
     platform_config: Path = PLATFORM_CONFIG,
     sim_config: Path = SIM_CONFIG,
+    sim_port: int | None = None,
 ) -> LocalStack:
-    """Apply topics and configuration (SMSCs pointed at a free port) and return the stack,
-    not yet started. Use as ``with prepared_stack(s) as stack: warm_up(s)``."""
-    sim_port = free_port()
+    """Apply topics and configuration (every SMSC pointed at the simulator's port, a free one
+    unless given) and return the stack, not yet started.
+    Use as ``with prepared_stack(s) as stack: warm_up(s)``."""
+    sim_port = sim_port or free_port()
     config = load_yaml(platform_config)
     config = config.model_copy(
         update={"smscs": tuple(s.model_copy(update={"port": sim_port}) for s in config.smscs)}

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from smsflow.settings import Settings
+
 
 @dataclass
 class ManagedProcess:
@@ -54,6 +56,19 @@ class ManagedProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def stack_env(settings: Settings) -> dict[str, str]:
+    """The environment every child process gets: the same bootstrap, prefix, app id, home."""
+    env = dict(os.environ)
+    env.update(
+        SMSFLOW_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        SMSFLOW_TOPIC_PREFIX=settings.topic_prefix,
+        SMSFLOW_APP_ID=settings.app_id,
+        SMSFLOW_HOME=str(settings.home),
+        SMSFLOW_PARTITIONS=str(settings.partitions),
+    )
+    return env
 
 
 def wait_for_port(host: str, port: int, timeout_s: float) -> None:

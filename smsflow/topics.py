@@ -76,6 +76,14 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
+#: Topics a single agent joins by key: their partition counts must be equal.
+CO_PARTITIONED: tuple[tuple[str, str], ...] = ((SENT, DLR_RAW),)
+
+
+class TopicLayoutError(RuntimeError):
+    """Existing topics are laid out in a way the agents cannot work with."""
+
+
 def topic_name(settings: Settings, name: str) -> str:
     return f"{settings.topic_prefix}{name}"
 
@@ -108,7 +116,20 @@ def apply_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
     if to_create:
         _wait(admin.create_topics(to_create, operation_timeout=timeout_s), timeout_s)
         _wait_for_leaders(admin, [t.topic for t in to_create], timeout_s)
+    _check_co_partitioning(admin, settings, timeout_s)
     return changes or ["all topics up to date"]
+
+
+def _check_co_partitioning(admin: AdminClient, settings: Settings, timeout_s: float) -> None:
+    topics = admin.list_topics(timeout=timeout_s).topics
+    for first, second in CO_PARTITIONED:
+        a, b = topic_name(settings, first), topic_name(settings, second)
+        counts = (len(topics[a].partitions), len(topics[b].partitions))
+        if counts[0] != counts[1]:
+            raise TopicLayoutError(
+                f"{a} has {counts[0]} partitions but {b} has {counts[1]}: receipts would not "
+                "meet their submit outcomes. Grow the smaller one to match."
+            )
 
 
 def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:

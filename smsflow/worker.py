@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -10,6 +11,7 @@ _FAUST_LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
+    os.environ["SMSFLOW_LOG_LEVEL"] = args.loglevel  # read by pipeline.runtime
     from pipeline.app import app  # imported here: faust's import is slow and needs settings
 
     sys.argv = ["smsflow-worker", "worker", "--loglevel", args.loglevel]

@@ -30,7 +30,14 @@ from pydantic import ValidationError
 from connectors.sender.offsets import OffsetTracker
 from connectors.sender.retry import RetryKind, RetryPolicy
 from connectors.smpp.client import SmppClient, SubmitOptions
-from connectors.smpp.models import InboundDeliver, SmppClientConfig, SubmitResult
+from connectors.smpp.models import (
+    BindState,
+    InboundDeliver,
+    SmppClientClosed,
+    SmppClientConfig,
+    SubmitResult,
+    SubmitTimeout,
+)
 from schemas.codec import DecodeError
 from schemas.models import (
     ReceiptEvent,
@@ -40,17 +47,21 @@ from schemas.models import (
     SubmitOutcome,
     SubmitStatus,
 )
+from smsflow.config.kafka_io import read_config
 from smsflow.config.models import PlatformConfig, Smsc
 from smsflow.domain.encoding import SegmentPlan, plan_segments
 from smsflow.domain.receipts import IdFormat, ReceiptError, normalize_message_id
 from smsflow.domain.smpp_status import StatusCategory, status_name
 from smsflow.settings import Settings
-from smsflow.topics import DLR_RAW, REJECTED, SENT, THROTTLED, topic_name
+from smsflow.topics import CONFIG, DLR_RAW, REJECTED, SENT, THROTTLED, topic_name
 
 log = logging.getLogger(__name__)
 
 STAGE = "sender"
 COMMIT_INTERVAL_S = 0.5
+SUBMIT_ADMISSION_TIMEOUT_S = 5.0  # longest the consumer thread waits for window room
+BIND_WAIT_S = 0.5  # re-check interval while an SMSC has no bound connection
+CONFIG_REFRESH_MIN_S = 5.0
 _NO_RESPONSE = -1
 
 
@@ -129,13 +140,28 @@ class SenderService:
         self._retry_seq = itertools.count()
         self._references = itertools.count()
         self._stop = threading.Event()
+        self._config_read_at = time.monotonic()
         self.stats = {"messages": 0, "parts_accepted": 0, "parts_failed": 0, "retries": 0,
                       "receipts": 0, "rejected": 0}
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _open_binds(self) -> None:
-        for smsc in self._smscs.values():
+    def _refresh_config(self) -> None:
+        """Pick up SMSCs added since start (a route may already point at one). Changed
+        settings of an SMSC already bound need a restart of the sender (documented)."""
+        if time.monotonic() - self._config_read_at < CONFIG_REFRESH_MIN_S:
+            return
+        self._config_read_at = time.monotonic()
+        config = read_config(self._settings.kafka_bootstrap, topic_name(self._settings, CONFIG))
+        added = [smsc for smsc in config.smscs if smsc.id not in self._smscs]
+        for smsc in added:
+            self._smscs[smsc.id] = smsc
+        self._open_binds(added)
+        if added:
+            log.info("opened binds to new SMSCs: %s", ", ".join(s.id for s in added))
+
+    def _open_binds(self, smscs: list[Smsc]) -> None:
+        for smsc in smscs:
             clients = []
             for index in range(smsc.binds):
                 name = f"{smsc.id}#{index}"
@@ -159,7 +185,7 @@ class SenderService:
             self._retry_wakeup.notify_all()
 
     def run(self) -> None:
-        self._open_binds()
+        self._open_binds(list(self._smscs.values()))
         retry_thread = threading.Thread(target=self._retry_loop, name="sender-retry", daemon=True)
         retry_thread.start()
         self._consumer.subscribe(
@@ -247,6 +273,8 @@ class SenderService:
             self._reject(message, code, str(exc).splitlines()[0], partition, offset, epoch)
             return
         if routed.smsc_id not in self._binds:
+            self._refresh_config()
+        if routed.smsc_id not in self._binds:
             self._reject(
                 message, "UNKNOWN_SMSC", f"no connection configured for {routed.smsc_id}",
                 partition, offset, epoch, routed,
@@ -298,19 +326,71 @@ class SenderService:
 
     # ------------------------------------------------------------------ SMPP side
 
+    def _bound_client(self, smsc_id: str) -> SmppClient | None:
+        """The next bind of the SMSC that is up, round robin; None while all are down."""
+        clients = self._binds[smsc_id]
+        for _ in clients:
+            client = next(self._next_bind[smsc_id])
+            if client.state is BindState.BOUND:
+                return client
+        return None
+
     def _submit(self, job: Job, plan: SegmentPlan) -> None:
+        """Hand the parts to a bound SMPP client; never wait on an SMSC that is down."""
         request = job.routed.request
+        client = self._bound_client(job.routed.smsc_id)
+        if client is None:
+            self._wait_for_bind(job, plan)
+            return
         ton, npi = source_ton_npi(request.source)
-        client = next(self._next_bind[job.routed.smsc_id])
+        try:
+            future: Future[SubmitResult] = client.submit(
+                job.key, plan,
+                source_addr=request.source.removeprefix("+"),
+                destination_addr=request.destination.removeprefix("+"),
+                # Always ask for receipts: delivery tracking and route health depend on them.
+                options=SubmitOptions(
+                    registered_delivery=1, source_addr_ton=ton, source_addr_npi=npi
+                ),
+                timeout=SUBMIT_ADMISSION_TIMEOUT_S,
+            )
+        except (SubmitTimeout, SmppClientClosed):
+            self._wait_for_bind(job, plan)  # nothing was sent
+            return
+        except ValueError as exc:
+            # A field the SMSC cannot take (e.g. an over-long sender id): fail, do not crash.
+            self._fail_parts(job, [s.seq for s in plan.segments], _NO_RESPONSE,
+                             f"not submittable: {exc}", 0.0)
+            return
         job.attempts += 1
-        future: Future[SubmitResult] = client.submit(
-            job.key, plan, source_addr=request.source, destination_addr=request.destination,
-            options=SubmitOptions(
-                registered_delivery=1 if request.registered_delivery else 0,
-                source_addr_ton=ton, source_addr_npi=npi,
-            ),
-        )
         future.add_done_callback(lambda done: self._on_result(job, plan, done.result()))
+
+    def _wait_for_bind(self, job: Job, plan: SegmentPlan) -> None:
+        """No bind can take the parts now: try again shortly, until the message expires."""
+        request = job.routed.request
+        expires_at = request.submitted_at + timedelta(
+            seconds=request.validity_s or self._settings.default_validity_s
+        )
+        if _now() >= expires_at:
+            self._fail_parts(job, [s.seq for s in plan.segments], _NO_RESPONSE,
+                             f"no bind to {job.routed.smsc_id} before the validity expired", 0.0)
+            return
+        self._schedule(job, plan, BIND_WAIT_S)
+
+    def _schedule(self, job: Job, plan: SegmentPlan, delay_s: float) -> None:
+        with self._lock:
+            heapq.heappush(
+                self._retries, (time.monotonic() + delay_s, next(self._retry_seq), job, plan)
+            )
+            self._retry_wakeup.notify()
+
+    def _fail_parts(
+        self, job: Job, seqs: list[int], status: int, reason: str, latency_s: float
+    ) -> None:
+        now = _now()
+        for seq in seqs:
+            self.stats["parts_failed"] += 1
+            self._record(job, seq, SubmitStatus.FAILED, status, None, latency_s, reason, now)
 
     def _on_result(self, job: Job, plan: SegmentPlan, result: SubmitResult) -> None:
         smsc = self._smscs[job.routed.smsc_id]
@@ -335,18 +415,10 @@ class SenderService:
         if delay is None:
             status = result.command_status if result.command_status is not None else _NO_RESPONSE
             reason = f"{result.status_name} after {job.attempts} attempt(s)"
-            for seq in failed:
-                self.stats["parts_failed"] += 1
-                self._record(job, seq, SubmitStatus.FAILED, status, None, result.latency_s,
-                             reason, now)
+            self._fail_parts(job, list(failed), status, reason, result.latency_s)
             return
         self.stats["retries"] += 1
-        with self._lock:
-            heapq.heappush(
-                self._retries,
-                (time.monotonic() + delay, next(self._retry_seq), job, plan.select(failed)),
-            )
-            self._retry_wakeup.notify()
+        self._schedule(job, plan.select(failed), delay)
 
     def _retry_loop(self) -> None:
         while not self._stop.is_set():
@@ -412,7 +484,7 @@ class SenderService:
             receipt = inbound.parse_receipt(id_format=IdFormat(smsc.receipt_id_format))
         except ReceiptError as exc:
             rejection = Rejection(
-                reason_code="RECEIPT_UNPARSEABLE", reason=str(exc), stage=STAGE,
+                reason_code=exc.reason, reason=str(exc), stage=STAGE,
                 source_topic=f"smpp:{inbound.bind_name}", source_partition=-1, source_offset=-1,
                 original=inbound.short_message, rejected_at=now,
             )

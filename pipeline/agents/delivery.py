@@ -69,7 +69,8 @@ def _complete(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
         status=TERMINAL_RECEIPT_STATES[receipt.state],
         error_code=receipt.error_code,
         reason=None if receipt.state is ReceiptState.DELIVERED else f"receipt {receipt.state}",
-        done_at=receipt.done_at or receipt.received_at,
+        # When we learned it; the receipt's own "done date" is often minute-precision only.
+        done_at=receipt.received_at,
     )
 
 

@@ -20,6 +20,7 @@ from schemas.models import RoutedMessage, SubmitRequest, TextEncoding
 from smsflow.domain.encoding import EncodingError, SegmentPlan, plan_segments
 from smsflow.domain.encoding import TextEncoding as BodyEncoding
 from smsflow.domain.routing import RouteDecision, RouteRejection, RoutingTable, choose_route
+from smsflow.domain.validation import source_problem
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ def _refusal(
     """The routing decision and segment plan, or why the message is refused."""
     if not request.body:
         return RouteRejection("EMPTY_BODY", "message body is empty")
+    problem = source_problem(request.source)
+    if problem is not None:
+        return RouteRejection("INVALID_SOURCE", problem)
     decision = choose_route(table, request.tenant_id, request.destination)
     if isinstance(decision, RouteRejection):
         return decision

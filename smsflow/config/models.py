@@ -59,9 +59,11 @@ class Smsc(_Frozen):
     id: str = _ID
     host: str
     port: int = Field(gt=0, lt=65536)
-    system_id: str
-    password: str
-    system_type: str = ""
+    # SMPP 3.4 C-Octet String limits, checked here so `config check` catches them, not the
+    # sender at bind time.
+    system_id: str = Field(min_length=1, max_length=15)
+    password: str = Field(max_length=8)
+    system_type: str = Field(default="", max_length=12)
     region: str
     binds: int = Field(default=1, ge=1, le=32)
     window: int = Field(default=32, ge=1, le=512)
@@ -99,6 +101,14 @@ class PlatformConfig(_Frozen):
             duplicates = sorted({i for i in ids if ids.count(i) > 1})
             if duplicates:
                 raise ValueError(f"duplicate {kind} ids: {', '.join(duplicates)}")
+        owners: dict[str, str] = {}
+        for operator in self.operators:
+            for prefix in operator.prefixes:
+                other = owners.setdefault(prefix, operator.id)
+                if other != operator.id:
+                    raise ValueError(
+                        f"prefix {prefix} is claimed by operators {other!r} and {operator.id!r}"
+                    )
         smsc_ids = {s.id for s in self.smscs}
         operator_ids = {o.id for o in self.operators}
         for route in self.routes:

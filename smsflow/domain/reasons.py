@@ -15,9 +15,14 @@ REASONS: Final[dict[str, str]] = {
     "UNKNOWN_OPERATOR": "No configured operator owns the destination's prefix.",
     "NO_ROUTE": "No enabled route serves the operator for the tenant's tier.",
     "EMPTY_BODY": "The message body is empty.",
+    "INVALID_SOURCE": "The sender id is not a valid short code, number or alphanumeric id.",
     "MESSAGE_TOO_LONG": "The body needs more segments than the platform allows.",
     "UNKNOWN_SMSC": "The route names an SMSC this sender has no connection for.",
     "RECEIPT_UNPARSEABLE": "A deliver_sm receipt could not be parsed.",
+    "RECEIPT_NO_ID": "A receipt carried no message id (neither TLV nor text).",
+    "RECEIPT_BAD_ID": "A receipt's message id does not parse in the SMSC's id format.",
+    "RECEIPT_NO_STATE": "A receipt carried no usable state (no message_state TLV, no stat:).",
+    "RECEIPT_BAD_TLV": "A receipt's state TLV was malformed and there was no text to fall back to.",
 }
 
 
