@@ -41,6 +41,7 @@ app = faust.App(
     broker_session_timeout=10.0,
     broker_heartbeat_interval=1.0,
     producer_acks=-1,
+    producer_linger_ms=5,
     consumer_auto_offset_reset="earliest",
     stream_wait_empty=True,
     table_cleanup_interval=30.0,

@@ -33,6 +33,10 @@ class Tenant(_Frozen):
     tier: Tier = Tier.STANDARD
     rate_limit_pps: float = Field(gt=0, description="Message parts per second the tenant may send.")
     daily_quota: int | None = Field(default=None, gt=0, description="Parts per UTC day.")
+    burst: float | None = Field(
+        default=None, gt=0,
+        description="Parts the tenant may send at once above its rate; default one second's worth.",
+    )
     quarantined: bool = False
 
 
@@ -81,6 +85,59 @@ class Route(_Frozen):
     cost: float = Field(ge=0, description="Cost per message part.")
     tiers: tuple[Tier, ...] = (Tier.PREMIUM, Tier.STANDARD, Tier.ECONOMY)
     enabled: bool = True
+    headroom: float = Field(
+        default=0.2, ge=0, le=0.5,
+        description="Fraction of tps only Premium may use: Standard/Economy get (1 - headroom).",
+    )
+    target_latency_ms: float = Field(
+        default=500, gt=0, description="submit_sm_resp latency above which the rate is lowered."
+    )
+
+
+_HHMM = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local time of day, HH:MM.")
+
+
+class OffPeakWindow(_Frozen):
+    """A daily window (local time; may wrap midnight) in which held Economy traffic may flow."""
+
+    start: str = _HHMM
+    end: str = _HHMM
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> OffPeakWindow:
+        if self.start == self.end:
+            raise ValueError("an off-peak window needs start != end")
+        return self
+
+
+class AdaptiveRate(_Frozen):
+    """AIMD parameters applied to every route (targets are per route: ``target_latency_ms``)."""
+
+    enabled: bool = True
+    ewma_alpha: float = Field(default=0.2, gt=0, le=1)
+    min_decrease_factor: float = Field(default=0.5, gt=0, lt=1)
+    backpressure_factor: float = Field(default=0.7, gt=0, lt=1)
+    floor_fraction: float = Field(default=0.05, gt=0, le=1)
+    increase_fraction_per_s: float = Field(default=0.05, gt=0)
+    min_decrease_interval_s: float = Field(default=1.0, ge=0)
+
+
+class RateLimits(_Frozen):
+    """Platform-wide rate-limit settings (docs/rate-limits.md)."""
+
+    global_pps: float | None = Field(
+        default=None, gt=0, description="Platform cap in parts/s, shared by the throttles."
+    )
+    per_destination_per_minute: int | None = Field(
+        default=None, gt=0, description="Anti-burst: parts per destination number per minute."
+    )
+    standard_min_share: float = Field(default=0.10, ge=0, le=0.5)
+    economy_min_share: float = Field(default=0.05, ge=0, le=0.5)
+    economy_off_peak: tuple[OffPeakWindow, ...] = Field(
+        default=(), description="If set, Economy traffic waits for one of these windows."
+    )
+    off_peak_utc_offset_minutes: int = Field(default=0, ge=-14 * 60, le=14 * 60)
+    adaptive: AdaptiveRate = AdaptiveRate()
 
 
 class PlatformConfig(_Frozen):
@@ -88,6 +145,7 @@ class PlatformConfig(_Frozen):
     operators: tuple[Operator, ...] = ()
     smscs: tuple[Smsc, ...] = ()
     routes: tuple[Route, ...] = ()
+    limits: RateLimits = RateLimits()
 
     @model_validator(mode="after")
     def _references_resolve(self) -> PlatformConfig:
