@@ -131,8 +131,12 @@ class RateLimits(_Frozen):
     per_destination_per_minute: int | None = Field(
         default=None, gt=0, description="Anti-burst: parts per destination number per minute."
     )
-    standard_min_share: float = Field(default=0.10, ge=0, le=0.5)
-    economy_min_share: float = Field(default=0.05, ge=0, le=0.5)
+    standard_min_share: float = Field(
+        default=0.10, ge=0, le=0.4, description="Rate share Standard keeps on a saturated route."
+    )
+    economy_min_share: float = Field(
+        default=0.05, ge=0, le=0.4, description="Rate share Economy keeps on a saturated route."
+    )
     economy_off_peak: tuple[OffPeakWindow, ...] = Field(
         default=(), description="If set, Economy traffic waits for one of these windows."
     )
