@@ -118,6 +118,14 @@ class LocalStack:
         sender.start(self.env)
         self.processes.append(sender)
 
+    def crash_and_restart(self, name: str) -> None:
+        """SIGKILL one process (no clean shutdown: a crash) and start it again: for drills."""
+        process = next(p for p in self.processes if p.name == name)
+        if process.process is not None and process.process.poll() is None:
+            os.killpg(process.process.pid, signal.SIGKILL)
+            process.process.wait(10)
+        process.start(self.env)
+
     def check_alive(self) -> None:
         for process in self.processes:
             if not process.alive():
