@@ -44,7 +44,7 @@ class SmsProducer:
                 self._producer.produce(
                     self.topic,
                     key=request.tenant_id.encode(),
-                    value=request.to_avro(),
+                    value=request.to_avro(self.topic),
                     on_delivery=_delivered,
                 )
                 break

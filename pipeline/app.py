@@ -9,6 +9,7 @@ bad record becomes a rejection event instead of a crashed or silently skipping s
 from __future__ import annotations
 
 import faust
+import mode
 
 from smsflow.settings import Settings, load_settings
 from smsflow.topics import (
@@ -45,6 +46,9 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     stream_wait_empty=True,
     table_cleanup_interval=30.0,
+    # An unexpected exception in an agent stops the whole worker (and its supervisor restarts
+    # it), instead of faust's default of leaving the worker up with that agent silently dead.
+    agent_supervisor=mode.CrashingSupervisor,
 )
 
 
@@ -68,6 +72,10 @@ dlr_topic = _raw_topic(DLR)
 rejected_topic = _raw_topic(REJECTED)
 config_topic_name = topic_name(settings, CONFIG)
 sent_topic_name = topic_name(settings, SENT)
+routed_topic_name = topic_name(settings, ROUTED)
+throttled_topic_name = topic_name(settings, THROTTLED)
+dlr_parts_topic_name = topic_name(settings, DLR_PARTS)
+dlr_topic_name = topic_name(settings, DLR)
 
 # Importing the agents registers them on the app.
 from pipeline.agents import delivery, router, throttle  # noqa: E402, F401

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from pipeline.decoding import decode
 from schemas.codec import DecodeError
 from schemas.models import ConfigRecord
 from smsflow.config.models import PlatformConfig
@@ -61,7 +62,7 @@ class ConfigWatcher:
                 batches = await consumer.getmany(partition, timeout_ms=1000)
                 records = batches.get(partition, [])
                 for message in records:
-                    self._fold(message.key, message.value, message.offset)
+                    await self._fold(message.key, message.value, message.offset)
                 if records or not self._ready.is_set():
                     position = await consumer.position(partition)
                     # Publish only complete states: the initial replay up to the end offset
@@ -71,13 +72,13 @@ class ConfigWatcher:
         finally:
             await consumer.stop()
 
-    def _fold(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+    async def _fold(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         name = (key or b"").decode(errors="replace")
         if value is None:
             self._records.pop(name, None)
             return
         try:
-            self._records[name] = ConfigRecord.from_avro(value)
+            self._records[name] = await decode(ConfigRecord, value)
         except (DecodeError, ValueError) as exc:
             log.error("ignoring undecodable config record %s at offset %d: %s", name, offset, exc)
 

@@ -41,5 +41,6 @@ async def reject(
         message.topic, message.partition, message.offset, stage, reason_code, detail,
     )
     await topic.send(
-        key=tenant_id.encode() if tenant_id else None, value=rejection.to_avro()
+        key=tenant_id.encode() if tenant_id else None,
+        value=rejection.to_avro(topic.get_topic_name()),
     )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from mode.utils.logging import level_number
 
 from pipeline.app import app, config_topic_name, settings
 from pipeline.config_watch import ConfigWatcher
+from schemas.wire import prime
+from smsflow.topics import TOPICS, topic_name
 
 config_watcher = ConfigWatcher(settings.kafka_bootstrap, config_topic_name)
 
@@ -15,6 +18,16 @@ config_watcher = ConfigWatcher(settings.kafka_bootstrap, config_topic_name)
 @app.task
 async def watch_config() -> None:
     await config_watcher.run()
+
+
+@app.task
+async def prime_schema_registry() -> None:
+    """With a schema registry configured, register every topic's subject at start-up: a bad
+    registry fails the worker now, and no agent's first send waits on HTTP."""
+    topics = [(topic_name(settings, spec.name), spec.value) for spec in TOPICS]
+    ids = await asyncio.get_running_loop().run_in_executor(None, prime, topics)
+    if ids:
+        logging.getLogger(__name__).info("schema registry subjects: %s", ids)
 
 
 @app.task

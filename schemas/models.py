@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict
 
 from schemas.codec import AvroCodec, codec
+from schemas.wire import WireCodec, wire_codec
 
 
 class MessageType(StrEnum):
@@ -76,11 +77,17 @@ class AvroModel(BaseModel):
         cls.avro_name = cls.__name__
 
     @classmethod
-    def codec(cls) -> AvroCodec:
-        return codec(cls.avro_name)
+    def codec(cls) -> AvroCodec | WireCodec:
+        """Confluent wire format when ``SMSFLOW_SCHEMA_REGISTRY_URL`` is set, else single-object
+        encoding. Decoding accepts both framings either way."""
+        return wire_codec(cls.avro_name) or codec(cls.avro_name)
 
-    def to_avro(self) -> bytes:
-        return self.codec().encode(self.model_dump(mode="python"))
+    def to_avro(self, topic: str | None = None) -> bytes:
+        """Encode; ``topic`` names the registry subject (``<topic>-value``) when a registry is
+        used, else the subject is the record's full name."""
+        found = self.codec()
+        data = self.model_dump(mode="python")
+        return found.encode(data, topic) if isinstance(found, WireCodec) else found.encode(data)
 
     @classmethod
     def from_avro(cls, data: bytes | None) -> Self:

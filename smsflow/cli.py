@@ -16,6 +16,7 @@ from collections.abc import Sequence
 # for faust's import time.
 _COMMAND_MODULES: tuple[str, ...] = (
     "smsflow.broker",
+    "smsflow.schema_registry_server",
     "smsflow.topics",
     "smsflow.config.cli",
     "smsflow.worker",

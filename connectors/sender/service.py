@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from pydantic import ValidationError
@@ -40,6 +41,7 @@ from connectors.smpp.models import (
 )
 from schemas.codec import DecodeError
 from schemas.models import (
+    AvroModel,
     ReceiptEvent,
     ReceiptState,
     Rejection,
@@ -47,6 +49,7 @@ from schemas.models import (
     SubmitOutcome,
     SubmitStatus,
 )
+from schemas.wire import RegistryUnavailableError
 from smsflow.config.kafka_io import read_config
 from smsflow.config.models import PlatformConfig, Smsc
 from smsflow.domain.encoding import SegmentPlan, plan_segments
@@ -85,6 +88,22 @@ class Job:
     @property
     def key(self) -> str:
         return self.routed.request.message_id
+
+
+M = TypeVar("M", bound=AvroModel)
+
+
+def _decode_waiting_for_registry(model: type[M], data: bytes | None) -> M:
+    """A registry outage says nothing about the record: wait and retry (this thread has
+    nothing else to do), rather than dead-letter good records."""
+    delay = 0.5
+    while True:
+        try:
+            return model.from_avro(data)
+        except RegistryUnavailableError as exc:
+            log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def source_ton_npi(source: str) -> tuple[int, int]:
@@ -267,7 +286,7 @@ class SenderService:
             epoch = self._epochs.get(partition, 0)
         value = message.value()
         try:
-            routed = RoutedMessage.from_avro(value)
+            routed = _decode_waiting_for_registry(RoutedMessage, value)
         except (DecodeError, ValidationError) as exc:
             code = exc.reason_code if isinstance(exc, DecodeError) else "INVALID_RECORD"
             self._reject(message, code, str(exc).splitlines()[0], partition, offset, epoch)
@@ -304,7 +323,7 @@ class SenderService:
             else:
                 log.error("rejection not stored (record will be replayed): %s", error)
 
-        self._produce(self._rejected, rejection.tenant_id, rejection.to_avro(), acked)
+        self._produce(self._rejected, rejection.tenant_id, rejection.to_avro(self._rejected), acked)
 
     def _produce(
         self, topic: str, key: str | None, value: bytes,
@@ -470,7 +489,7 @@ class SenderService:
             if complete:
                 self._finish(job.partition, job.offset, job.epoch)
 
-        self._produce(self._sent, key, record.to_avro(), acked)
+        self._produce(self._sent, key, record.to_avro(self._sent), acked)
 
     def _on_deliver(self, inbound: InboundDeliver) -> None:
         smsc = self._smsc_of_bind[inbound.bind_name]
@@ -488,7 +507,7 @@ class SenderService:
                 source_topic=f"smpp:{inbound.bind_name}", source_partition=-1, source_offset=-1,
                 original=inbound.short_message, rejected_at=now,
             )
-            self._produce(self._rejected, None, rejection.to_avro())
+            self._produce(self._rejected, None, rejection.to_avro(self._rejected))
             return
         event = ReceiptEvent(
             smsc_id=smsc.id, smsc_message_id=receipt.smsc_message_id,
@@ -497,4 +516,7 @@ class SenderService:
             bind=inbound.bind_name,
         )
         self.stats["receipts"] += 1
-        self._produce(self._receipts, f"{smsc.id}:{receipt.smsc_message_id}", event.to_avro())
+        self._produce(
+            self._receipts, f"{smsc.id}:{receipt.smsc_message_id}",
+            event.to_avro(self._receipts),
+        )

@@ -23,11 +23,14 @@ from pydantic import ValidationError
 from pipeline.app import (
     app,
     dlr_parts_topic,
+    dlr_parts_topic_name,
     dlr_topic,
+    dlr_topic_name,
     rejected_topic,
     sent_and_receipts_topic,
     sent_topic_name,
 )
+from pipeline.decoding import decode
 from pipeline.rejections import reject
 from schemas.codec import DecodeError
 from schemas.models import (
@@ -75,7 +78,9 @@ def _complete(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
 
 
 async def _emit_part(part: PartOutcome) -> None:
-    await dlr_parts_topic.send(key=part.sent.message_id.encode(), value=part.to_avro())
+    await dlr_parts_topic.send(
+        key=part.sent.message_id.encode(), value=part.to_avro(dlr_parts_topic_name)
+    )
 
 
 @app.agent(sent_and_receipts_topic)
@@ -84,9 +89,9 @@ async def correlate(stream: faust.StreamT[bytes]) -> None:
         is_sent = event.message.topic == sent_topic_name
         try:
             record: SubmitOutcome | ReceiptEvent = (
-                SubmitOutcome.from_avro(event.value)
+                await decode(SubmitOutcome, event.value)
                 if is_sent
-                else ReceiptEvent.from_avro(event.value)
+                else await decode(ReceiptEvent, event.value)
             )
         except DecodeError as exc:
             await reject(event, rejected_topic, stage=STAGE, reason_code=exc.reason_code,
@@ -179,7 +184,7 @@ def _report(parts: list[PartOutcome]) -> DeliveryReport:
 async def aggregate(stream: faust.StreamT[bytes]) -> None:
     async for event in stream.events():
         try:
-            part = PartOutcome.from_avro(event.value)
+            part = await decode(PartOutcome, event.value)
         except (DecodeError, ValidationError) as exc:
             code = exc.reason_code if isinstance(exc, DecodeError) else "INVALID_RECORD"
             await reject(event, rejected_topic, stage=STAGE, reason_code=code,
@@ -200,5 +205,5 @@ async def aggregate(stream: faust.StreamT[bytes]) -> None:
                 continue
             del collected[key]
         report = _report(parts)
-        await dlr_topic.send(key=report.tenant_id.encode(), value=report.to_avro())
+        await dlr_topic.send(key=report.tenant_id.encode(), value=report.to_avro(dlr_topic_name))
         log.debug("%s %s at %s", report.message_id, report.status, datetime.now(UTC))

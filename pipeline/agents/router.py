@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 import faust
 from pydantic import ValidationError
 
-from pipeline.app import app, rejected_topic, routed_topic, submitted_topic
+from pipeline.app import app, rejected_topic, routed_topic, routed_topic_name, submitted_topic
+from pipeline.decoding import decode
 from pipeline.rejections import reject
 from pipeline.runtime import config_watcher
 from schemas.codec import DecodeError
@@ -52,7 +53,7 @@ async def route(stream: faust.StreamT[bytes]) -> None:
     async for event in stream.events():
         snapshot = await config_watcher.wait_ready()
         try:
-            request = SubmitRequest.from_avro(event.value)
+            request = await decode(SubmitRequest, event.value)
         except DecodeError as exc:
             await reject(event, rejected_topic, stage=STAGE, reason_code=exc.reason_code,
                          detail=str(exc))
@@ -79,4 +80,6 @@ async def route(stream: faust.StreamT[bytes]) -> None:
             parts=plan.part_count,
             routed_at=datetime.now(UTC),
         )
-        await routed_topic.send(key=decision.route_id.encode(), value=routed.to_avro())
+        await routed_topic.send(
+            key=decision.route_id.encode(), value=routed.to_avro(routed_topic_name)
+        )

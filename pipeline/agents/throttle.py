@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 import faust
 from pydantic import ValidationError
 
-from pipeline.app import app, rejected_topic, routed_topic, throttled_topic
+from pipeline.app import (
+    app,
+    rejected_topic,
+    routed_topic,
+    throttled_topic,
+    throttled_topic_name,
+)
+from pipeline.decoding import decode
 from pipeline.rejections import reject
 from pipeline.runtime import config_watcher
 from schemas.codec import DecodeError
@@ -31,7 +38,7 @@ async def throttle(stream: faust.StreamT[bytes]) -> None:
     async for event in stream.events():
         snapshot = await config_watcher.wait_ready()
         try:
-            routed = RoutedMessage.from_avro(event.value)
+            routed = await decode(RoutedMessage, event.value)
         except DecodeError as exc:
             await reject(event, rejected_topic, stage=STAGE, reason_code=exc.reason_code,
                          detail=str(exc))
@@ -56,4 +63,4 @@ async def throttle(stream: faust.StreamT[bytes]) -> None:
         # A route removed from config after routing is still delivered: the router's decision
         # stands, and the sender owns the SMSC connection.
         released = routed.model_copy(update={"throttled_at": datetime.now(UTC)})
-        await throttled_topic.send(key=event.key, value=released.to_avro())
+        await throttled_topic.send(key=event.key, value=released.to_avro(throttled_topic_name))

@@ -89,7 +89,7 @@ def apply_config(bootstrap: str, topic: str, config: PlatformConfig) -> list[str
     for key, record in wanted.items():
         previous = live.get(key)
         if previous is None or previous.document != record.document:
-            producer.produce(topic, key=key.encode(), value=record.to_avro())
+            producer.produce(topic, key=key.encode(), value=record.to_avro(topic))
             changes.append(f"{'updated' if previous else 'added'} {key}")
     for key in sorted(set(live) - set(wanted)):
         producer.produce(topic, key=key.encode(), value=None)

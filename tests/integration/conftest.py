@@ -22,7 +22,9 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from schemas.wire import registry_url
 from smsflow.broker import LocalBroker, resolve_bootstrap
+from smsflow.schema_registry_server import LocalSchemaRegistry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -104,3 +106,24 @@ def _wait_until_visible(admin: AdminClient, name: str, partitions: int) -> None:
             return
         time.sleep(0.1)  # metadata propagation inside one broker takes milliseconds
     raise AssertionError(f"topic {name} not visible with {partitions} partitions")
+
+
+def local_registry() -> LocalSchemaRegistry:
+    return LocalSchemaRegistry.from_env(home=REPO_ROOT / ".smsflow")
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> Iterator[str]:
+    """A real Confluent-compatible registry (Apicurio, started from its Maven Central
+    distribution), or the one named by ``SMSFLOW_SCHEMA_REGISTRY_URL``."""
+    registry = local_registry()
+    external = registry_url()
+    if external and not registry.is_this(external):
+        yield external
+        return
+    url = registry.start()  # a no-op returning the URL when it already runs
+    try:
+        yield url
+    finally:
+        if registry.launched:  # only stop what this session started
+            registry.stop()
