@@ -64,6 +64,7 @@ class ConfigKind(StrEnum):
     OPERATOR = "OPERATOR"
     SMSC = "SMSC"
     ROUTE = "ROUTE"
+    LIMITS = "LIMITS"
 
 
 class AvroModel(BaseModel):

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from schemas.models import ConfigKind, ConfigRecord
-from smsflow.config.models import Operator, PlatformConfig, Route, Smsc, Tenant
+from smsflow.config.models import Operator, PlatformConfig, RateLimits, Route, Smsc, Tenant
 
 _KIND_FIELDS: dict[ConfigKind, tuple[str, type[BaseModel]]] = {
     ConfigKind.TENANT: ("tenants", Tenant),
@@ -24,6 +24,10 @@ _KIND_FIELDS: dict[ConfigKind, tuple[str, type[BaseModel]]] = {
     ConfigKind.SMSC: ("smscs", Smsc),
     ConfigKind.ROUTE: ("routes", Route),
 }
+
+
+#: Platform-wide settings objects: one record each, with this id.
+SINGLETON_ID = "platform"
 
 
 class ConfigError(ValueError):
@@ -53,6 +57,10 @@ def to_records(config: PlatformConfig, now: datetime) -> dict[str, ConfigRecord]
             records[config_key(kind, item.id)] = ConfigRecord(
                 kind=kind, id=item.id, document=item.model_dump_json(), updated_at=now
             )
+    records[config_key(ConfigKind.LIMITS, SINGLETON_ID)] = ConfigRecord(
+        kind=ConfigKind.LIMITS, id=SINGLETON_ID, document=config.limits.model_dump_json(),
+        updated_at=now,
+    )
     return records
 
 
@@ -69,7 +77,11 @@ def fold(records: Iterable[tuple[str, ConfigRecord | None]]) -> PlatformConfig:
 
 def snapshot_from(latest: Mapping[str, ConfigRecord]) -> PlatformConfig:
     grouped: dict[str, list[object]] = {field_name: [] for field_name, _ in _KIND_FIELDS.values()}
+    limits = RateLimits()
     for record in latest.values():
+        if record.kind is ConfigKind.LIMITS:
+            limits = RateLimits.model_validate_json(record.document)
+            continue
         field_name, model = _KIND_FIELDS[record.kind]
         grouped[field_name].append(model.model_validate(json.loads(record.document)))
     for items in grouped.values():
@@ -78,7 +90,7 @@ def snapshot_from(latest: Mapping[str, ConfigRecord]) -> PlatformConfig:
     # not yet applied; validation errors surface as ConfigError to the watcher, which keeps the
     # previous snapshot.
     try:
-        return PlatformConfig.model_validate(grouped)
+        return PlatformConfig.model_validate({**grouped, "limits": limits})
     except ValidationError as exc:
         raise ConfigError(f"inconsistent configuration on the topic: {exc}") from exc
 

@@ -14,6 +14,12 @@ REASONS: Final[dict[str, str]] = {
     "INVALID_NUMBER": "The destination is not a valid E.164 number.",
     "UNKNOWN_OPERATOR": "No configured operator owns the destination's prefix.",
     "NO_ROUTE": "No enabled route serves the operator for the tenant's tier.",
+    "QUOTA_EXCEEDED": "The tenant has used its daily quota of message parts.",
+    "UNSUPPORTED_DESTINATION": (
+        "The destination is a valid number but not SMS-capable (fixed line, toll free, premium "
+        "rate, shared cost, VoIP, pager, UAN, voicemail, personal or non-geographic)."
+    ),
+    "ROUTES_EXHAUSTED": "Every eligible route failed for the message (failover exhausted).",
     "EMPTY_BODY": "The message body is empty.",
     "INVALID_SOURCE": "The sender id is not a valid short code, number or alphanumeric id.",
     "MESSAGE_TOO_LONG": "The body needs more segments than the platform allows.",
