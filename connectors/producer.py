@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from confluent_kafka import KafkaError, Message, Producer
 
 from schemas.models import MessageType, SubmitRequest
+from smsflow.kafka_clients import producer_config
 
 DeliveryCallback = Callable[[str, KafkaError | None], None]
 
@@ -22,13 +23,7 @@ class SmsProducer:
     def __init__(self, bootstrap: str, topic: str, *, linger_ms: int = 5) -> None:
         self.topic = topic
         self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": linger_ms,
-                "compression.type": "lz4",
-            }
+            producer_config(bootstrap, **{"linger.ms": linger_ms, "compression.type": "lz4"})
         )
         self.failed: list[tuple[str, str]] = []
 

@@ -55,6 +55,7 @@ from smsflow.config.models import PlatformConfig, Smsc
 from smsflow.domain.encoding import SegmentPlan, plan_segments
 from smsflow.domain.receipts import IdFormat, ReceiptError, normalize_message_id
 from smsflow.domain.smpp_status import StatusCategory, status_name
+from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, DLR_RAW, REJECTED, SENT, THROTTLED, topic_name
 
@@ -140,12 +141,7 @@ class SenderService:
             }
         )
         self._producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-            }
+            producer_config(settings.kafka_bootstrap, **{"linger.ms": 5})
         )
         self._smscs: dict[str, Smsc] = {smsc.id: smsc for smsc in config.smscs}
         self._smsc_of_bind: dict[str, Smsc] = {}

@@ -17,6 +17,7 @@ from confluent_kafka import (
 from schemas.models import ConfigRecord
 from smsflow.config.models import PlatformConfig
 from smsflow.config.store import fold, now_utc, to_records
+from smsflow.kafka_clients import producer_config
 
 
 def read_config_records(
@@ -84,7 +85,7 @@ def apply_config(bootstrap: str, topic: str, config: PlatformConfig) -> list[str
     current = dict(read_config_records(bootstrap, topic))
     live = {key: record for key, record in current.items() if record is not None}
     wanted = to_records(config, now_utc())
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer(producer_config(bootstrap))
     changes: list[str] = []
     for key, record in wanted.items():
         previous = live.get(key)
