@@ -25,6 +25,7 @@ REASONS: Final[dict[str, str]] = {
     "MESSAGE_TOO_LONG": "The body needs more segments than the platform allows.",
     "UNKNOWN_SMSC": "The route names an SMSC this sender has no connection for.",
     "RECEIPT_UNPARSEABLE": "A deliver_sm receipt could not be parsed.",
+    "RECEIPT_UNMATCHED": "A receipt matched no message we sent within its retry window.",
     "RECEIPT_NO_ID": "A receipt carried no message id (neither TLV nor text).",
     "RECEIPT_BAD_ID": "A receipt's message id does not parse in the SMSC's id format.",
     "RECEIPT_NO_STATE": "A receipt carried no usable state (no message_state TLV, no stat:).",
