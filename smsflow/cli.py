@@ -23,6 +23,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "connectors.sender.cli",
     "connectors.smsc_sim.cli",
     "smsflow.demo",
+    "smsflow.dlr_cli",
 )
 
 

@@ -6,9 +6,11 @@ topics and an app id of its own, so nothing here sees another test's traffic.
 
 from __future__ import annotations
 
+import csv
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError
@@ -16,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError
 from connectors.producer import new_request
 from schemas.codec import codec
 from schemas.models import DeliveryReport, Rejection, SubmitOutcome, SubmitStatus
+from smsflow.dlr_cli import COLUMNS, export, read_reports
 from smsflow.flowrun import make_traffic, run_flow, warm_up
 from smsflow.harness import isolated_settings, prepared_stack
 from smsflow.settings import Settings
@@ -129,3 +132,29 @@ def test_bad_records_are_rejected_with_a_reason_and_good_ones_flow(
     assert by_original[garbage].stage == "router"
     assert by_original[wrong_schema].reason_code == "SCHEMA_MISMATCH"
     assert by_original[wrong_schema].source_topic == topic_name(flow_settings, "sms.submitted")
+
+
+def test_dlr_export_writes_every_report_as_csv_and_parquet(
+    flow_settings: Settings, running_stack: LocalStack, tmp_path: Path
+) -> None:
+    run_flow(flow_settings, make_traffic(30, seed=30), timeout_s=120)
+    on_topic = [DeliveryReport.from_avro(v) for v in _read_all(flow_settings, DLR)]
+    topic = topic_name(flow_settings, DLR)
+
+    csv_path = tmp_path / "dlr.csv"
+    reports = read_reports(flow_settings.kafka_bootstrap, topic, follow=False,
+                           from_beginning=True)
+    assert export(reports, csv_path, "csv") == len(on_topic)
+    with csv_path.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == COLUMNS
+    assert {r["message_id"] for r in rows} == {r.message_id for r in on_topic}
+
+    parquet = pytest.importorskip("pyarrow.parquet")
+    parquet_path = tmp_path / "dlr.parquet"
+    reports = read_reports(flow_settings.kafka_bootstrap, topic, follow=False,
+                           from_beginning=True, tenant="acme-bank")
+    written = export(reports, parquet_path, "parquet")
+    table = parquet.read_table(parquet_path)
+    assert table.num_rows == written == sum(r.tenant_id == "acme-bank" for r in on_topic)
+    assert set(table.column("tenant_id").to_pylist()) == {"acme-bank"}
