@@ -24,6 +24,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "connectors.smsc_sim.cli",
     "smsflow.demo",
     "smsflow.dlr_cli",
+    "smsflow.routes_cli",
 )
 
 

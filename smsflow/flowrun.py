@@ -28,7 +28,9 @@ from smsflow.topics import DLR, REJECTED, ROUTED, SENT, SUBMITTED, THROTTLED, to
 STAGES: tuple[str, ...] = (SUBMITTED, ROUTED, THROTTLED, SENT, DLR, REJECTED)
 
 # Destinations served by config/platform.yaml, per country, and tenants that send there.
-_DESTINATION_PREFIXES = ("+447700", "+447701", "+4915112", "+4916212", "+1206555")
+# (prefix, total length with '+'): numbers phonenumbers accepts as valid mobiles.
+_DESTINATIONS = (("+44740", 13), ("+447701", 13), ("+4915112", 14), ("+4916212", 13),
+                 ("+1206555", 12))
 _TENANTS = ("acme-bank", "shopfast", "promo-blast")
 _BODIES = (
     "Your verification code is {n}. It expires in 10 minutes.",
@@ -47,8 +49,9 @@ def make_traffic(count: int, *, seed: int = 7, now: datetime | None = None) -> l
     requests = []
     for n in range(count):
         tenant = _TENANTS[n % len(_TENANTS)]
-        prefix = rng.choice(_DESTINATION_PREFIXES)
-        destination = prefix + "".join(rng.choice("0123456789") for _ in range(12 - len(prefix)))
+        prefix, length = rng.choice(_DESTINATIONS)
+        digits = length - len(prefix)
+        destination = prefix + "".join(rng.choice("0123456789") for _ in range(digits))
         body = rng.choice(_BODIES).format(n=100000 + n)
         kind = {"acme-bank": MessageType.OTP, "promo-blast": MessageType.MARKETING}.get(
             tenant, MessageType.TRANSACTIONAL

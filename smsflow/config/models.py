@@ -20,6 +20,28 @@ class Tier(StrEnum):
     ECONOMY = "economy"
 
 
+class MessageType(StrEnum):
+    """Traffic class of a message, as routes allow it (case-insensitive: OTP or otp)."""
+
+    OTP = "otp"
+    TRANSACTIONAL = "transactional"
+    MARKETING = "marketing"
+
+    @classmethod
+    def _missing_(cls, value: object) -> MessageType | None:
+        if isinstance(value, str):
+            return next((m for m in cls if m.value == value.casefold()), None)
+        return None
+
+
+class BindClass(StrEnum):
+    """What a route's binds are for: Premium prefers dedicated, Standard shared, Economy bulk."""
+
+    DEDICATED = "dedicated"
+    SHARED = "shared"
+    BULK = "bulk"
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -38,6 +60,9 @@ class Tenant(_Frozen):
         description="Parts the tenant may send at once above its rate; default one second's worth.",
     )
     quarantined: bool = False
+    routes: tuple[str, ...] = Field(
+        default=(), description="If set, only these routes may carry the tenant's traffic."
+    )
 
 
 class Operator(_Frozen):
@@ -46,6 +71,18 @@ class Operator(_Frozen):
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2.")
     mcc_mnc: str = Field(pattern=r"^\d{5,6}$")
     prefixes: tuple[str, ...] = Field(min_length=1, description="E.164 prefixes, with '+'.")
+    carrier_names: tuple[str, ...] = Field(
+        default=(),
+        description="Names phonenumbers' carrier data uses for this operator (e.g. 'T-Mobile').",
+    )
+    ported_in: tuple[str, ...] = Field(
+        default=(), description="E.164 numbers ported into this operator (override its prefixes)."
+    )
+    test_prefixes: tuple[str, ...] = Field(
+        default=(),
+        description="Fictional/test ranges (e.g. '+447700900') accepted without numbering-plan "
+        "validation as this operator's mobile numbers.",
+    )
 
     @field_validator("prefixes")
     @classmethod
@@ -54,6 +91,14 @@ class Operator(_Frozen):
             if not (prefix.startswith("+") and prefix[1:].isdigit()):
                 raise ValueError(f"prefix {prefix!r} must be '+' followed by digits")
         return prefixes
+
+    @field_validator("ported_in", "test_prefixes")
+    @classmethod
+    def _e164_numbers(cls, numbers: tuple[str, ...]) -> tuple[str, ...]:
+        for number in numbers:
+            if not (number.startswith("+") and number[1:].isdigit() and len(number) <= 16):
+                raise ValueError(f"{number!r} must be '+' followed by at most 15 digits")
+        return numbers
 
 
 IdFormatName = Literal["hex", "dec", "str"]
@@ -84,6 +129,24 @@ class Route(_Frozen):
     tps: float = Field(gt=0, description="Parts per second the route may carry.")
     cost: float = Field(ge=0, description="Cost per message part.")
     tiers: tuple[Tier, ...] = (Tier.PREMIUM, Tier.STANDARD, Tier.ECONOMY)
+    countries: tuple[str, ...] = Field(
+        default=(),
+        description="ISO countries covered in full: any operator there, resolved or not.",
+    )
+    message_types: tuple[MessageType, ...] = (
+        MessageType.OTP, MessageType.TRANSACTIONAL, MessageType.MARKETING,
+    )
+    bind_class: BindClass = BindClass.SHARED
+    cost_overrides: dict[str, float] = Field(
+        default_factory=dict,
+        description="Cost per part by destination operator id or ISO country (operator wins).",
+    )
+    baseline_score: float = Field(
+        default=0.95, ge=0, le=1, description="Quality score (0..1) until health reports arrive."
+    )
+    baseline_latency_ms: float = Field(
+        default=1000, gt=0, description="Expected latency until health reports arrive."
+    )
     enabled: bool = True
     headroom: float = Field(
         default=0.2, ge=0, le=0.5,
@@ -92,6 +155,22 @@ class Route(_Frozen):
     target_latency_ms: float = Field(
         default=500, gt=0, description="submit_sm_resp latency above which the rate is lowered."
     )
+
+    @field_validator("countries")
+    @classmethod
+    def _iso_countries(cls, countries: tuple[str, ...]) -> tuple[str, ...]:
+        for country in countries:
+            if not (len(country) == 2 and country.isascii() and country.isupper()):
+                raise ValueError(f"country {country!r} must be ISO 3166-1 alpha-2 (e.g. GB)")
+        return countries
+
+    @field_validator("cost_overrides")
+    @classmethod
+    def _override_costs(cls, overrides: dict[str, float]) -> dict[str, float]:
+        for key, cost in overrides.items():
+            if cost < 0:
+                raise ValueError(f"cost override {key}: {cost} must be >= 0")
+        return overrides
 
 
 _HHMM = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local time of day, HH:MM.")
@@ -179,6 +258,31 @@ class PlatformConfig(_Frozen):
             unknown = sorted(set(route.operators) - operator_ids)
             if unknown:
                 raise ValueError(f"route {route.id!r} names unknown operators {unknown}")
+        return self
+
+    @model_validator(mode="after")
+    def _routing_references(self) -> PlatformConfig:
+        route_ids = {r.id for r in self.routes}
+        for tenant in self.tenants:
+            unknown = sorted(set(tenant.routes) - route_ids)
+            if unknown:
+                raise ValueError(f"tenant {tenant.id!r} names unknown routes {unknown}")
+        for route in self.routes:
+            for key in route.cost_overrides:
+                is_country = len(key) == 2 and key.isupper()
+                if not is_country and key not in route.operators:
+                    raise ValueError(
+                        f"route {route.id!r}: cost override {key!r} is neither an ISO country "
+                        "nor one of the route's operators"
+                    )
+        owners: dict[str, str] = {}
+        for operator in self.operators:
+            for number in (*operator.ported_in, *operator.test_prefixes):
+                other = owners.setdefault(number, operator.id)
+                if other != operator.id:
+                    raise ValueError(
+                        f"{number} is claimed by operators {other!r} and {operator.id!r}"
+                    )
         return self
 
     def tenant(self, tenant_id: str) -> Tenant | None:

@@ -1,0 +1,869 @@
+"""Destination numbers: E.164 validation, number type and operator resolution (pure).
+
+Theory of operation
+-------------------
+:func:`build_numbering` compiles, once per configuration snapshot, everything a lookup needs:
+
+* for each country calling code the configuration can route to, libphonenumber's numbering-plan
+  metadata (possible lengths, per-type national-number patterns) compiled into one regular
+  expression per (region, national-number length, first national digit), holding only the
+  types whose pattern can start with that digit. Its alternatives come in libphonenumber's own
+  precedence (premium rate, toll free, shared cost, VoIP, personal, pager, UAN, voicemail, fixed
+  line / fixed-line-or-mobile, mobile), so a single ``fullmatch`` yields the type
+  ``phonenumbers.number_type`` would, and region disambiguation for shared calling codes (+1,
+  +44, +7, ...) follows ``region_code_for_number``;
+* the operator tables: ported-number overrides, configured prefixes (longest wins), test ranges,
+  and ``phonenumbers``' carrier prefixes mapped to configured operators by name.
+
+:func:`resolve` is then a few dict look-ups and one regex match. The structures behind it:
+
+* ``direct``: (first four digits, digit count) → (region, the regex of the types that can
+  start with that national digit, where the national number starts) for single-region
+  calling codes: one probe, one ``fullmatch(digits, offset)``;
+* shared calling codes (+1, +44, +7, ...) dispatch on the national number's leading digits to
+  the regions worth trying, in ``region_code_for_number``'s order; a region is left out only
+  when its ``leading_digits`` cannot match or none of its patterns can start with those digits
+  (a conservative analysis of the pattern, so results never change, only the work);
+* the operator index: every configured and carrier prefix of up to 7 characters expanded to
+  7-character keys (longest wins), longer prefixes listed under their key: usually one probe.
+
+``phonenumbers.parse`` (≈40 µs; ≈100 µs with validation) runs only off the fast path: input that
+is not ``+`` and ASCII digits (formatted numbers), calling codes no configured operator or route
+uses, national numbers that start like a national prefix (libphonenumber may strip it), and to
+confirm every rejection, so a rejection is always libphonenumber's own verdict. The compiled
+metadata is memoised per calling code for the process (it derives from phonenumbers' static
+data only): the first catalogue using a calling code pays its compilation (up to ~0.5 s for
++1 and +44), later catalogues do not.
+
+Policy: only ``MOBILE`` and ``FIXED_LINE_OR_MOBILE`` (plans such as NANP where the two cannot be
+told apart) are SMS-capable. Fixed line, toll free, premium rate, shared cost, VoIP, personal,
+pager, UAN, voicemail and non-geographic (+800, +882, ...) numbers are ``UNSUPPORTED_DESTINATION``.
+Numbers libphonenumber cannot parse or does not consider valid are ``INVALID_NUMBER``, except
+in an operator's ``test_prefixes`` (e.g. Ofcom's drama range +447700900), which are accepted
+as mobile numbers of that operator without numbering-plan validation.
+
+Operator resolution, first hit wins: ported-number override (``Operator.ported_in``), longest
+configured prefix (``Operator.prefixes`` and ``test_prefixes``), longest carrier prefix from
+``phonenumbers`` whose carrier name matches a configured operator of the same calling code
+(``Operator.name``, the name without a trailing country token such as "UK"/"DE", or one of
+``Operator.carrier_names``; a name two operators share maps to neither). A longer carrier prefix
+of an unconfigured carrier shadows a shorter one of a configured operator. No hit leaves the
+operator unresolved (``operator_id is None``): the route engine then only considers routes that
+cover the whole destination country.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from typing import Any, Final, NamedTuple
+
+import phonenumbers
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumberFormat
+from phonenumbers.carrierdata import CARRIER_DATA
+
+from smsflow.config.models import Operator
+
+MAX_E164_DIGITS: Final = 15
+MAX_INPUT_CHARS: Final = 64
+NON_GEOGRAPHIC_REGION: Final = "001"
+
+
+class NumberType(StrEnum):
+    MOBILE = "MOBILE"
+    FIXED_LINE_OR_MOBILE = "FIXED_LINE_OR_MOBILE"
+    FIXED_LINE = "FIXED_LINE"
+    TOLL_FREE = "TOLL_FREE"
+    PREMIUM_RATE = "PREMIUM_RATE"
+    SHARED_COST = "SHARED_COST"
+    VOIP = "VOIP"
+    PERSONAL_NUMBER = "PERSONAL_NUMBER"
+    PAGER = "PAGER"
+    UAN = "UAN"
+    VOICEMAIL = "VOICEMAIL"
+    UNKNOWN = "UNKNOWN"
+
+
+SMS_CAPABLE: Final[frozenset[NumberType]] = frozenset(
+    {NumberType.MOBILE, NumberType.FIXED_LINE_OR_MOBILE}
+)
+
+# phonenumbers.PhoneNumberType (ints) → ours.
+_PN_TYPES: Final[dict[int, NumberType]] = {
+    0: NumberType.FIXED_LINE,
+    1: NumberType.MOBILE,
+    2: NumberType.FIXED_LINE_OR_MOBILE,
+    3: NumberType.TOLL_FREE,
+    4: NumberType.PREMIUM_RATE,
+    5: NumberType.SHARED_COST,
+    6: NumberType.VOIP,
+    7: NumberType.PERSONAL_NUMBER,
+    8: NumberType.PAGER,
+    9: NumberType.UAN,
+    10: NumberType.VOICEMAIL,
+}
+
+# libphonenumber's _number_type_helper order, before fixed line / mobile.
+_SPECIAL_DESCS: Final[tuple[tuple[str, NumberType], ...]] = (
+    ("premium_rate", NumberType.PREMIUM_RATE),
+    ("toll_free", NumberType.TOLL_FREE),
+    ("shared_cost", NumberType.SHARED_COST),
+    ("voip", NumberType.VOIP),
+    ("personal_number", NumberType.PERSONAL_NUMBER),
+    ("pager", NumberType.PAGER),
+    ("uan", NumberType.UAN),
+    ("voicemail", NumberType.VOICEMAIL),
+)
+
+
+class OperatorSource(StrEnum):
+    PORTED = "ported"
+    PREFIX = "prefix"
+    TEST_RANGE = "test-range"
+    CARRIER = "carrier"
+    NONE = "none"
+
+
+class Destination(NamedTuple):
+    """A valid, SMS-capable destination (a NamedTuple: immutable and cheap to build)."""
+
+    e164: str
+    country: str  # ISO 3166-1 alpha-2 of the numbering plan (GG for +447911..., not GB)
+    number_type: NumberType
+    operator_id: str | None
+    operator_source: OperatorSource
+
+
+class NumberRejection(NamedTuple):
+    reason_code: str  # INVALID_NUMBER | UNSUPPORTED_DESTINATION
+    detail: str
+
+
+# --- compiled numbering-plan metadata ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Region:
+    code: str
+    leading_digits: re.Pattern[str] | None
+    # national-number length → its first digit → one regex of the types that can match
+    by_length: Mapping[int, Mapping[str, re.Pattern[str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _CallingCode:
+    code: str
+    regions: tuple[_Region, ...]  # in region_code_for_number's order
+    national_prefix: re.Pattern[str] | None  # main region's national_prefix_for_parsing
+    national_prefix_first: frozenset[str]  # digits a non-empty national prefix can start with
+    length: int  # len(code)
+    single: _Region | None  # the only region, when there is one
+    # Shared calling codes (+1, +44, +7, ...): the regions worth trying for a national number,
+    # by its first ``dispatch_width`` digits; each with "decided by leading digits". Regions
+    # whose leading_digits cannot match are left out, so order and outcome are unchanged.
+    dispatch: Mapping[str, tuple[tuple[_Region, bool], ...]]
+    dispatch_default: tuple[tuple[_Region, bool], ...]
+    dispatch_width: int  # 0: no dispatch, walk every region
+
+
+_DIGITS: Final = frozenset("0123456789")
+_sre: Any = importlib.import_module("re._parser")  # first-digit analysis of metadata patterns
+
+
+def _first_digits(pattern: str) -> frozenset[str]:
+    """Digits a non-empty match of ``pattern`` can start with; all ten when unsure.
+
+    Used only to leave out alternatives that provably cannot match, so an unknown construct
+    costs speed, never correctness.
+    """
+    try:
+        first = _first_of(list(_sre.parse(pattern)))
+    except Exception:  # any surprise in the private parser: be conservative
+        return _DIGITS
+    if first is None or first[1]:
+        return _DIGITS
+    return first[0] & _DIGITS
+
+
+def _first_of(items: list[tuple[Any, Any]]) -> tuple[frozenset[str], bool] | None:
+    """(first characters, can match empty) of a parsed sequence, or None if unknown."""
+    chars: set[str] = set()
+    for op, arg in items:
+        item = _first_item(str(op), arg)
+        if item is None:
+            return None
+        chars |= item[0]
+        if not item[1]:
+            return frozenset(chars), False
+    return frozenset(chars), True
+
+
+def _first_item(op: str, arg: Any) -> tuple[frozenset[str], bool] | None:
+    if op == "LITERAL":
+        return frozenset(chr(arg)), False
+    if op == "IN":
+        chars: set[str] = set()
+        for kind, value in arg:
+            kind = str(kind)
+            if kind == "LITERAL":
+                chars.add(chr(value))
+            elif kind == "RANGE":
+                chars.update(chr(c) for c in range(value[0], value[1] + 1))
+            elif kind == "CATEGORY" and str(value) == "CATEGORY_DIGIT":
+                chars |= _DIGITS
+            else:
+                return None
+        return frozenset(chars), False
+    if op == "BRANCH":
+        union: set[str] = set()
+        empty = False
+        for branch in arg[1]:
+            first = _first_of(list(branch))
+            if first is None:
+                return None
+            union |= first[0]
+            empty = empty or first[1]
+        return frozenset(union), empty
+    if op == "SUBPATTERN":
+        return _first_of(list(arg[3]))
+    if op in ("MAX_REPEAT", "MIN_REPEAT"):
+        low, _, sub = arg
+        first = _first_of(list(sub))
+        if first is None:
+            return None
+        return first[0], low == 0 or first[1]
+    return None
+
+
+_PREFIX_SET_LIMIT: Final = 20_000
+
+
+def _prefix_set(pattern: str, width: int) -> frozenset[str] | None:
+    """A superset of the ``width``-character prefixes of strings ``pattern`` matches, or None
+    if unknown (too large or an unsupported construct). Look-arounds are ignored, which can only
+    add prefixes, so "not in the set" proves "cannot match"."""
+    try:
+        found = _prefix_seq(list(_sre.parse(pattern)), {""}, width)
+    except Exception:  # any surprise in the private parser: unknown
+        return None
+    if found is None:
+        return None
+    return frozenset(p for p in found if len(p) >= width)
+
+
+def _prefix_seq(items: list[tuple[Any, Any]], heads: set[str], width: int) -> set[str] | None:
+    for op, arg in items:
+        if all(len(h) >= width for h in heads):
+            break
+        result = _prefix_item(str(op), arg, heads, width)
+        if result is None or len(result) > _PREFIX_SET_LIMIT:
+            return None
+        heads = result
+    return heads
+
+
+def _prefix_item(op: str, arg: Any, heads: set[str], width: int) -> set[str] | None:
+    done = {h for h in heads if len(h) >= width}
+    open_ = heads - done
+    if op == "LITERAL":
+        return done | {h + chr(arg) for h in open_}
+    if op == "IN":
+        chars = _first_item("IN", arg)
+        return None if chars is None else done | {h + c for h in open_ for c in chars[0]}
+    if op == "BRANCH":
+        out = set(done)
+        for branch in arg[1]:
+            extended = _prefix_seq(list(branch), set(open_), width)
+            if extended is None:
+                return None
+            out |= extended
+        return out
+    if op == "SUBPATTERN":
+        extended = _prefix_seq(list(arg[3]), set(open_), width)
+        return None if extended is None else done | extended
+    if op in ("MAX_REPEAT", "MIN_REPEAT"):
+        low, high, sub = arg
+        out, current = set(done), set(open_)
+        for count in range(width + 1):
+            out |= {h for h in current if len(h) >= width}
+            current = {h for h in current if len(h) < width}
+            if count >= low:
+                out |= current  # may stop repeating here
+            if not current or count >= high:
+                break
+            extended = _prefix_seq(list(sub), current, width)
+            if extended is None:
+                return None
+            current = extended
+        return out
+    if op in ("ASSERT", "ASSERT_NOT", "AT"):
+        return heads  # zero width; ignoring the condition only adds prefixes
+    return None
+
+
+def _usable(desc: object, length: int) -> str | None:
+    """The desc's pattern if a national number of ``length`` digits can match it."""
+    if desc is None:
+        return None
+    pattern: str | None = getattr(desc, "national_number_pattern", None)
+    lengths: tuple[int, ...] = tuple(getattr(desc, "possible_length", ()) or ())
+    if not pattern or (lengths and length not in lengths):
+        return None
+    return pattern
+
+
+def _alternatives(metadata: PhoneMetadata, length: int) -> list[tuple[str, frozenset[str]]]:
+    """(regex alternative, digits it can start with), in libphonenumber's precedence."""
+    found = [
+        (f"(?P<{kind.name}>{pattern})", _first_digits(pattern))
+        for attr, kind in _SPECIAL_DESCS
+        if (pattern := _usable(getattr(metadata, attr), length)) is not None
+    ]
+    fixed = _usable(metadata.fixed_line, length)
+    mobile = _usable(metadata.mobile, length)
+    if metadata.same_mobile_and_fixed_line_pattern:
+        if fixed is not None:
+            found.append((f"(?P<FIXED_LINE_OR_MOBILE>{fixed})", _first_digits(fixed)))
+    else:
+        # Fixed line first; if it matches, mobile decides FIXED_LINE_OR_MOBILE vs FIXED_LINE.
+        # Each pattern is evaluated at most once.
+        if fixed is not None:
+            either = f"(?P<FIXED_LINE_OR_MOBILE>{mobile})|" if mobile is not None else ""
+            found.append(
+                (f"(?=(?:{fixed})\\Z)(?:{either}(?P<FIXED_LINE>\\d*))", _first_digits(fixed))
+            )
+        if mobile is not None:
+            found.append((f"(?P<MOBILE>{mobile})", _first_digits(mobile)))
+    return found
+
+
+def _compile_region(region: str, metadata: PhoneMetadata) -> _Region:
+    general = metadata.general_desc
+    lengths = sorted(set(general.possible_length or ())) if general is not None else []
+    compiled: dict[str, re.Pattern[str]] = {}
+    by_length: dict[int, dict[str, re.Pattern[str]]] = {}
+    for length in lengths:
+        general_pattern = _usable(general, length)
+        if general_pattern is None:
+            continue
+        alternatives = _alternatives(metadata, length)
+        by_digit: dict[str, re.Pattern[str]] = {}
+        for digit in sorted(_DIGITS & _first_digits(general_pattern)):
+            chosen = [alt for alt, first in alternatives if digit in first]
+            if not chosen:
+                continue
+            source = f"(?=(?:{general_pattern})\\Z)(?:{'|'.join(chosen)})"
+            if source not in compiled:
+                compiled[source] = re.compile(source)
+            by_digit[digit] = compiled[source]
+        if by_digit:
+            by_length[length] = by_digit
+    leading = metadata.leading_digits
+    return _Region(region, re.compile(leading) if leading else None, by_length)
+
+
+@cache
+def _compiled_calling_code(code: int) -> _CallingCode | None:
+    """Derived from phonenumbers' static metadata only, so memoising it is pure."""
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(code)
+    if not regions or regions[0] == NON_GEOGRAPHIC_REGION:
+        return None
+    compiled = []
+    for region in regions:
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+        if metadata is not None:
+            compiled.append(_compile_region(region, metadata))
+    main = PhoneMetadata.metadata_for_region_or_calling_code(code, regions[0])
+    prefix = main.national_prefix_for_parsing if main is not None else None
+    width, dispatch, default = _dispatch(compiled) if len(compiled) > 1 else (0, {}, ())
+    return _CallingCode(
+        str(code),
+        tuple(compiled),
+        re.compile(prefix) if prefix else None,
+        _first_digits(prefix) if prefix else frozenset(),
+        len(str(code)),
+        compiled[0] if len(compiled) == 1 else None,
+        dispatch,
+        default,
+        width,
+    )
+
+
+_MAX_DISPATCH_WIDTH: Final = 5
+
+
+def _dispatch(
+    regions: list[_Region],
+) -> tuple[int, dict[str, tuple[tuple[_Region, bool], ...]], tuple[tuple[_Region, bool], ...]]:
+    """Candidate regions by leading digits, when every leading_digits pattern is a plain
+    bounded-width prefix pattern (so ``match`` on the first ``width`` digits decides it)."""
+    width = 0
+    for region in regions:
+        if region.leading_digits is None:
+            continue
+        parsed = _sre.parse(region.leading_digits.pattern)
+        ops = {str(op) for op in _ops(list(parsed))}
+        high = parsed.getwidth()[1]
+        if ops & {"ASSERT", "ASSERT_NOT", "AT", "GROUPREF"} or high > _MAX_DISPATCH_WIDTH:
+            return 0, {}, ()
+        width = max(width, high)
+    default = tuple((r, False) for r in regions if r.leading_digits is None)
+    # A region without leading digits is tried by full validation; skip it for keys none of
+    # its type patterns can start with (e.g. the US plan for Puerto Rico's 787).
+    starts = {id(r): _region_prefixes(r, width) for r in regions if r.leading_digits is None}
+    dispatch = {}
+    shared: dict[tuple[int, ...], tuple[tuple[_Region, bool], ...]] = {}
+    def possible(region: _Region, key: str) -> bool:
+        if region.leading_digits is not None:
+            return region.leading_digits.match(key) is not None
+        start = starts[id(region)]
+        return start is None or key in start
+
+    for key in _tails(width):
+        candidates = tuple(
+            (r, r.leading_digits is not None) for r in regions if possible(r, key)
+        )
+        if candidates != default:
+            dispatch[key] = shared.setdefault(tuple(id(r) for r, _ in candidates), candidates)
+    return width, dispatch, default
+
+
+def _region_prefixes(region: _Region, width: int) -> frozenset[str] | None:
+    """Superset of the ``width``-digit starts of the region's valid numbers; None: unknown."""
+    union: set[str] = set()
+    for by_digit in region.by_length.values():
+        for regex in set(by_digit.values()):
+            found = _prefix_set(regex.pattern, width)
+            if found is None:
+                return None
+            union |= found
+    return frozenset(union)
+
+
+def _ops(items: list[tuple[Any, Any]]) -> list[Any]:
+    """Every opcode in a parsed pattern, nested ones included."""
+    found = []
+    for op, arg in items:
+        found.append(op)
+        for value in arg if isinstance(arg, tuple | list) else ():
+            if hasattr(value, "data"):
+                found += _ops(list(value.data))
+            elif isinstance(value, list) and value and isinstance(value[0], tuple):
+                found += _ops(value)
+            elif isinstance(value, list):
+                for branch in value:
+                    if hasattr(branch, "data"):
+                        found += _ops(list(branch.data))
+    return found
+
+
+_GROUP_TYPES: Final[dict[str, NumberType]] = {kind.name: kind for kind in NumberType}
+
+
+def _classify_fast(code: _CallingCode, national: str) -> tuple[str, NumberType] | None:
+    """(region, type) exactly as phonenumbers would say for a valid number; None → ask it.
+
+    One function with the region loop inlined: this is most of a routing decision's cost.
+    """
+    if national[:1] in code.national_prefix_first and code.national_prefix is not None:
+        stripped = code.national_prefix.match(national)
+        if stripped is not None and stripped.end():
+            return None  # parse() may strip a national prefix: let phonenumbers decide
+    length, first = len(national), national[:1]
+    width = code.dispatch_width
+    if width and length >= width:
+        for region, decided in code.dispatch.get(national[:width], code.dispatch_default):
+            by_digit = region.by_length.get(length)
+            regex = by_digit.get(first) if by_digit is not None else None
+            match = regex.fullmatch(national) if regex is not None else None
+            if match is not None and match.lastgroup is not None:
+                return region.code, _GROUP_TYPES[match.lastgroup]
+            if decided:
+                return None  # the region is decided by its leading digits; type unknown
+        return None
+    for region in code.regions:
+        leading = region.leading_digits
+        if leading is not None and leading.match(national) is None:
+            continue
+        by_digit = region.by_length.get(length)
+        regex = by_digit.get(first) if by_digit is not None else None
+        match = regex.fullmatch(national) if regex is not None else None
+        if match is not None and match.lastgroup is not None:
+            return region.code, _GROUP_TYPES[match.lastgroup]
+        if leading is not None:
+            return None  # the region is decided by its leading digits, and the type is unknown
+    return None
+
+
+def _parse(destination: str) -> phonenumbers.PhoneNumber | NumberRejection:
+    try:
+        return phonenumbers.parse(destination, None)
+    except phonenumbers.NumberParseException as exc:
+        return NumberRejection(
+            "INVALID_NUMBER", f"{destination!r} is not an international number (+CC...): {exc}"
+        )
+
+
+def _classify_slow(e164: str) -> tuple[str, str, NumberType] | NumberRejection:
+    """libphonenumber's verdict: (E.164 as it normalises it, region, type), or why not valid."""
+    number = _parse(e164)
+    if isinstance(number, NumberRejection):
+        return number
+    region = phonenumbers.region_code_for_number(number)
+    if region is None or not phonenumbers.is_valid_number(number):
+        where = f"the {region} numbering plan" if region else f"calling code +{number.country_code}"
+        return NumberRejection("INVALID_NUMBER", f"{e164} is not a valid number in {where}")
+    kind = _PN_TYPES.get(phonenumbers.number_type(number), NumberType.UNKNOWN)
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164), region, kind
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _PrefixTable:
+    """Longest-prefix match with few probes: the number's first ``stem`` characters index the
+    lengths of the prefixes that start with them, so a look-up tries only those."""
+
+    entries: Mapping[str, str | None]
+    stem: int
+    lengths: Mapping[str, tuple[int, ...]]  # stem → lengths of the prefixes under it, longest first
+
+    @classmethod
+    def of(cls, entries: Mapping[str, str | None]) -> _PrefixTable:
+        stem = min((len(prefix) for prefix in entries), default=0)
+        lengths: dict[str, set[int]] = {}
+        for prefix in entries:
+            lengths.setdefault(prefix[:stem], set()).add(len(prefix))
+        return cls(
+            dict(entries), stem,
+            {key: tuple(sorted(found, reverse=True)) for key, found in lengths.items()},
+        )
+
+    def longest(self, e164: str) -> str | None:
+        """Value of the longest prefix of ``e164``; '' when that prefix maps to None."""
+        lengths = self.lengths.get(e164[: self.stem])
+        if lengths is None:
+            return None
+        entries = self.entries
+        for length in lengths:
+            hit = entries.get(e164[:length], e164)  # e164 as a "missing" sentinel
+            if hit is not e164:
+                return hit if hit is not None else ""
+        return None
+
+
+_KEY_WIDTH: Final = 7  # '+' and six digits: covers most configured and carrier prefixes
+
+
+@dataclass(frozen=True, slots=True)
+class _OperatorIndex:
+    """Configured prefixes (first) and carrier prefixes (fallback), resolved in one probe.
+
+    Every prefix up to ``width`` characters is expanded to all ``width``-character keys it
+    covers (the longest prefix wins each key); longer prefixes are listed by length under
+    their first ``width`` characters, probed before the expanded answer.
+    """
+
+    width: int
+    # key → (longer configured lengths, configured operator, longer carrier lengths,
+    #        carrier operator: id, '' for a carrier no operator matches, None for no carrier)
+    keys: Mapping[str, tuple[tuple[int, ...], str | None, tuple[int, ...], str | None]]
+    configured: _PrefixTable
+    carrier: _PrefixTable
+
+    @classmethod
+    def of(cls, configured: Mapping[str, str], carrier: Mapping[str, str | None]) -> _OperatorIndex:
+        width = _KEY_WIDTH
+        short: list[dict[str, str]] = [{}, {}]  # configured, carrier: key → operator ('' none)
+        long: list[dict[str, set[int]]] = [{}, {}]
+        for which, table in enumerate((configured, carrier)):
+            for prefix in sorted(table, key=len):  # longer prefixes overwrite shorter ones
+                if len(prefix) > width:
+                    long[which].setdefault(prefix[:width], set()).add(len(prefix))
+                    continue
+                value = table[prefix] or ""
+                for tail in _tails(width - len(prefix)):
+                    short[which][prefix + tail] = value
+        keys = {}
+        for key in {*short[0], *short[1], *long[0], *long[1]}:
+            keys[key] = (
+                tuple(sorted(long[0].get(key, ()), reverse=True)),
+                short[0].get(key),
+                tuple(sorted(long[1].get(key, ()), reverse=True)),
+                short[1].get(key),
+            )
+        return cls(width, keys, _PrefixTable.of(configured), _PrefixTable.of(carrier))
+
+    def find(self, e164: str) -> tuple[str | None, OperatorSource]:
+        if len(e164) < self.width:  # shorter than a key: plain longest-prefix search
+            operator = self.configured.longest(e164)
+            if operator:
+                return operator, OperatorSource.PREFIX
+            carried = self.carrier.longest(e164)
+            return (carried, OperatorSource.CARRIER) if carried else (None, OperatorSource.NONE)
+        entry = self.keys.get(e164[: self.width])
+        if entry is None:
+            return None, OperatorSource.NONE
+        configured_long, operator, carrier_long, carried = entry
+        for length in configured_long:
+            hit = self.configured.entries.get(e164[:length])
+            if hit is not None:
+                return hit, OperatorSource.PREFIX
+        if operator is not None:
+            return operator, OperatorSource.PREFIX
+        for length in carrier_long:
+            hit = self.carrier.entries.get(e164[:length], e164)
+            if hit is not e164:
+                return (hit, OperatorSource.CARRIER) if hit else (None, OperatorSource.NONE)
+        if carried:
+            return carried, OperatorSource.CARRIER
+        return None, OperatorSource.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class NumberingPlan:
+    """Immutable lookup structures derived once per configuration snapshot."""
+
+    ported: Mapping[str, str]  # E.164 → operator id
+    operators: _OperatorIndex  # configured and test prefixes, then carrier prefixes
+    test_prefixes: _PrefixTable  # test prefix → operator id
+    calling_codes: Mapping[str, _CallingCode]  # compiled plans, by calling code digits
+    code_by_lead: Mapping[str, _CallingCode]  # the same, by the first three digits of a number
+    # Fast path of the fast path: (first four digits, digit count) → (region, type regex,
+    # where the national number starts), for single-region codes and leads without a national
+    # prefix. Everything else takes _classify_fast.
+    direct: Mapping[tuple[str, int], tuple[str, re.Pattern[str], int]]
+    operator_country: Mapping[str, str]
+
+
+def _normalise_name(name: str) -> str:
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
+_COUNTRY_TOKENS: Final[dict[str, tuple[str, ...]]] = {"GB": ("uk",), "US": ("usa",)}
+
+
+def _carrier_aliases(operator: Operator) -> set[str]:
+    aliases = {_normalise_name(operator.name)}
+    words = operator.name.split()
+    country_tokens = (operator.country.casefold(), *_COUNTRY_TOKENS.get(operator.country, ()))
+    if len(words) > 1 and words[-1].casefold() in country_tokens:
+        aliases.add(_normalise_name(" ".join(words[:-1])))
+    aliases.update(_normalise_name(name) for name in operator.carrier_names)
+    aliases.discard("")
+    return aliases
+
+
+def _carrier_table(operators: Iterable[Operator]) -> dict[str, str | None]:
+    by_code: dict[str, dict[str, str | None]] = {}  # calling code → alias → operator (None: tie)
+    for operator in operators:
+        calling_code = _calling_code_of(operator.country)
+        if not calling_code:
+            continue
+        aliases = by_code.setdefault(str(calling_code), {})
+        for alias in _carrier_aliases(operator):
+            aliases[alias] = operator.id if aliases.get(alias, operator.id) == operator.id else None
+    carriers = _carrier_index()
+    return {
+        prefix: aliases.get(name)
+        for code, aliases in by_code.items()
+        for prefix, name in carriers.get(code, ())
+    }
+
+
+@cache
+def _carrier_index() -> dict[str, tuple[tuple[str, str], ...]]:
+    """phonenumbers' carrier data by calling code: ('+' prefix, normalised carrier name)."""
+    index: dict[str, list[tuple[str, str]]] = {}
+    codes = {str(code) for code in COUNTRY_CODE_TO_REGION_CODE}
+    for prefix, names in CARRIER_DATA.items():
+        code = next((prefix[:n] for n in (1, 2, 3) if prefix[:n] in codes), None)
+        if code is not None:
+            name = names.get("en") or next(iter(names.values()), "")
+            index.setdefault(code, []).append(("+" + prefix, _normalise_name(name)))
+    return {code: tuple(entries) for code, entries in index.items()}
+
+
+def _calling_code_of(country: str) -> int:
+    return int(phonenumbers.country_code_for_region(country) or 0)
+
+
+def build_numbering(
+    operators: Iterable[Operator], countries: Iterable[str] = ()
+) -> NumberingPlan:
+    """Compile the numbering plan for ``operators`` and the extra ``countries`` routes cover."""
+    operators = tuple(operators)
+    ported: dict[str, str] = {}
+    prefixes: dict[str, str] = {}
+    tests: dict[str, str] = {}
+    for operator in operators:
+        for number in operator.ported_in:
+            ported[number] = operator.id
+        for prefix in operator.prefixes:
+            prefixes[prefix] = operator.id
+        for prefix in operator.test_prefixes:
+            tests[prefix] = operator.id
+    prefixes.update(tests)
+    compiled: dict[str, _CallingCode] = {}
+    for country in {*(o.country for o in operators), *countries}:
+        code = _compiled_calling_code(_calling_code_of(country))
+        if code is not None:
+            compiled[code.code] = code
+    carrier = _carrier_table(operators)
+    return NumberingPlan(
+        ported=ported,
+        operators=_OperatorIndex.of(prefixes, carrier),
+        test_prefixes=_PrefixTable.of(tests),
+        calling_codes=compiled,
+        code_by_lead={
+            code.code + tail: code
+            for code in compiled.values()
+            for tail in _tails(3 - len(code.code))
+        },
+        direct=_direct(compiled.values()),
+        operator_country={o.id: o.country for o in operators},
+    )
+
+
+def _direct(
+    codes: Iterable[_CallingCode],
+) -> dict[tuple[str, int], tuple[str, re.Pattern[str], int]]:
+    table = {}
+    for code in codes:
+        region = code.single
+        if region is None:
+            continue
+        for tail in _tails(4 - code.length):
+            if tail[0] in code.national_prefix_first:
+                continue
+            for length, by_digit in region.by_length.items():
+                regex = by_digit.get(tail[0])
+                total = code.length + length
+                if regex is not None and 4 <= total <= MAX_E164_DIGITS:
+                    table[(code.code + tail, total)] = (region.code, regex, code.length)
+    return table
+
+
+def _tails(length: int) -> list[str]:
+    return [str(n).zfill(length) for n in range(10**length)] if length else [""]
+
+
+def _canonical(destination: str) -> str | NumberRejection:
+    if len(destination) > MAX_INPUT_CHARS:
+        return NumberRejection("INVALID_NUMBER", f"destination of {len(destination)} characters")
+    number = _parse(destination)
+    if isinstance(number, NumberRejection):
+        return number
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+def _unsupported(e164: str, region: str, kind: NumberType) -> NumberRejection:
+    label = kind.value.lower().replace("_", "-")
+    where = "non-geographic" if region == NON_GEOGRAPHIC_REGION else region
+    return NumberRejection(
+        "UNSUPPORTED_DESTINATION", f"{e164} is a {label} number ({where}), not SMS-capable"
+    )
+
+
+_new_destination = tuple.__new__  # Destination(...) without NamedTuple's Python-level __new__
+
+
+def resolve(plan: NumberingPlan, destination: str) -> Destination | NumberRejection:
+    """Validate ``destination``, normalise it to E.164 and find its operator.
+
+    >>> plan = build_numbering([])
+    >>> resolve(plan, "+44 800 123 4567").reason_code
+    'UNSUPPORTED_DESTINATION'
+    """
+    digits = destination[1:]
+    if destination[:1] == "+" and digits.isdigit() and digits.isascii():
+        e164 = destination
+    else:
+        canonical = _canonical(destination)
+        if isinstance(canonical, NumberRejection):
+            return canonical
+        e164, digits = canonical, canonical[1:]
+    too_long = len(digits) > MAX_E164_DIGITS  # phonenumbers may still strip a national prefix
+    if plan.test_prefixes.entries and not too_long:
+        tested = plan.test_prefixes.longest(e164)
+        if tested:
+            owner = plan.ported.get(e164, tested)
+            how = OperatorSource.PORTED if owner != tested else OperatorSource.TEST_RANGE
+            return Destination(e164, plan.operator_country[owner], NumberType.MOBILE, owner, how)
+    region: str | None = None
+    direct = plan.direct.get((digits[:4], len(digits)))
+    if direct is not None:
+        match = direct[1].fullmatch(digits, direct[2])
+        found = _GROUP_TYPES.get(match.lastgroup or "") if match is not None else None
+        if found is not None:
+            region, kind = direct[0], found
+    code = plan.code_by_lead.get(digits[:3]) if region is None and not too_long else None
+    if code is not None:
+        national = digits[code.length:]
+        single = code.single
+        if single is not None and national[:1] not in code.national_prefix_first:
+            # _classify_fast inlined for the common case: one region, no national prefix.
+            by_digit = single.by_length.get(len(national))
+            regex = by_digit.get(national[:1]) if by_digit is not None else None
+            match = regex.fullmatch(national) if regex is not None else None
+            if match is not None and match.lastgroup is not None:
+                region, kind = single.code, _GROUP_TYPES[match.lastgroup]
+        else:
+            fast = _classify_fast(code, national)
+            if fast is not None:
+                region, kind = fast
+    if region is None:
+        slow = _classify_slow(e164)
+        if isinstance(slow, NumberRejection):
+            return slow
+        e164, region, kind = slow
+        if len(e164) > MAX_E164_DIGITS + 1:
+            return NumberRejection("INVALID_NUMBER", f"{e164} has more than 15 digits")
+    # Identity checks: `kind in SMS_CAPABLE` would hash the enum in Python (Enum.__hash__).
+    if (kind is not _MOBILE and kind is not _EITHER) or region == NON_GEOGRAPHIC_REGION:
+        return _unsupported(e164, region, kind)
+    # Operator: ported override, then configured prefixes, then carrier prefixes. The common
+    # case (one probe of the operator index, no longer prefix under the key) is inlined.
+    operator = plan.ported.get(e164) if plan.ported else None
+    if operator is not None:
+        return _new_destination(Destination, (e164, region, kind, operator, _PORTED))
+    index = plan.operators
+    entry = index.keys.get(e164[:_KEY_WIDTH])
+    if entry is None and len(e164) >= _KEY_WIDTH:
+        return _new_destination(Destination, (e164, region, kind, None, _NONE))
+    if entry is not None and not entry[0]:
+        operator = entry[1]
+        if operator is not None:
+            return _new_destination(Destination, (e164, region, kind, operator, _PREFIX))
+        if not entry[2]:
+            operator = entry[3]
+            if operator:
+                return _new_destination(Destination, (e164, region, kind, operator, _CARRIER))
+            return _new_destination(Destination, (e164, region, kind, None, _NONE))
+    operator, source = index.find(e164)
+    return _new_destination(Destination, (e164, region, kind, operator, source))
+
+
+_MOBILE, _EITHER = NumberType.MOBILE, NumberType.FIXED_LINE_OR_MOBILE
+_PORTED, _PREFIX, _CARRIER, _NONE = (
+    OperatorSource.PORTED, OperatorSource.PREFIX, OperatorSource.CARRIER, OperatorSource.NONE,
+)
+
+
+def describe_number(destination: str) -> str:
+    """One line about a number from phonenumbers (slow; for explanations, not the hot path)."""
+    number = _parse(destination)
+    if isinstance(number, NumberRejection):
+        return number.detail
+    from phonenumbers import carrier
+
+    region = phonenumbers.region_code_for_number(number) or "?"
+    kind = _PN_TYPES.get(phonenumbers.number_type(number), NumberType.UNKNOWN)
+    name = carrier.name_for_number(number, "en") or "no carrier data"
+    valid = "valid" if phonenumbers.is_valid_number(number) else "invalid"
+    return f"{valid} {kind.value.lower()} number, {region}, carrier {name}"
