@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -20,6 +21,7 @@ from schemas.codec import DecodeError
 from schemas.models import ConfigRecord
 from smsflow.config.models import PlatformConfig
 from smsflow.config.store import ConfigError, snapshot_from
+from smsflow.domain import route_engine
 from smsflow.domain.routing import RoutingTable
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ class Snapshot:
     config: PlatformConfig
     routing: RoutingTable
     version: int  # offset of the last record folded in
+    engine: route_engine.Snapshot  # the routing engine's view: catalogue + route health
 
 
 class ConfigWatcher:
@@ -38,7 +41,11 @@ class ConfigWatcher:
         self._topic = topic
         self._ready = asyncio.Event()
         self._records: dict[str, ConfigRecord] = {}
-        self.snapshot = Snapshot(PlatformConfig(), RoutingTable.build(PlatformConfig()), -1)
+        empty = PlatformConfig()
+        self.snapshot = Snapshot(
+            empty, RoutingTable.build(empty), -1,
+            route_engine.build_snapshot(route_engine.build_catalogue(empty), {}, time.time()),
+        )
 
     async def wait_ready(self) -> Snapshot:
         if not self._ready.is_set():
@@ -82,13 +89,27 @@ class ConfigWatcher:
         except (DecodeError, ValueError) as exc:
             log.error("ignoring undecodable config record %s at offset %d: %s", name, offset, exc)
 
+    def apply_health(self, route_id: str, report: route_engine.HealthReport) -> None:
+        """A route-health record arrived: the engine demotes or promotes the route."""
+        engine = route_engine.with_health(self.snapshot.engine, route_id, report, time.time())
+        self.snapshot = replace(self.snapshot, engine=engine)
+
+    def refresh(self) -> None:
+        """Re-rank at ``now`` (health reports age, dwell times pass)."""
+        engine = route_engine.refresh(self.snapshot.engine, time.time())
+        self.snapshot = replace(self.snapshot, engine=engine)
+
     def _publish(self, version: int) -> None:
         try:
             config = snapshot_from(self._records)
         except ConfigError as exc:
             log.error("keeping previous configuration: %s", exc)
             return
-        self.snapshot = Snapshot(config, RoutingTable.build(config), version)
+        now = time.time()
+        engine = route_engine.with_config(
+            self.snapshot.engine, route_engine.build_catalogue(config), now
+        )
+        self.snapshot = Snapshot(config, RoutingTable.build(config), version, engine)
         self._ready.set()
         log.info(
             "configuration v%d: %d tenants, %d operators, %d routes",

@@ -9,8 +9,9 @@ from mode.utils.logging import level_number
 
 from pipeline.app import app, config_topic_name, settings
 from pipeline.config_watch import ConfigWatcher
+from pipeline.health_watch import watch_route_health
 from schemas.wire import prime
-from smsflow.topics import TOPICS, topic_name
+from smsflow.topics import ROUTE_HEALTH, TOPICS, topic_name
 
 config_watcher = ConfigWatcher(settings.kafka_bootstrap, config_topic_name)
 
@@ -18,6 +19,19 @@ config_watcher = ConfigWatcher(settings.kafka_bootstrap, config_topic_name)
 @app.task
 async def watch_config() -> None:
     await config_watcher.run()
+
+
+@app.task
+async def watch_health() -> None:
+    await watch_route_health(
+        settings.kafka_bootstrap, topic_name(settings, ROUTE_HEALTH), config_watcher
+    )
+
+
+@app.timer(interval=5.0)
+async def rerank_routes() -> None:
+    """Health reports age and hysteresis dwell times pass: re-rank without waiting for news."""
+    config_watcher.refresh()
 
 
 @app.task

@@ -110,6 +110,7 @@ class SubmitRequest(AvroModel):
 
 class RoutedMessage(AvroModel):
     request: SubmitRequest
+    destination: str
     route_id: str
     smsc_id: str
     operator_id: str

@@ -362,7 +362,7 @@ class SenderService:
             future: Future[SubmitResult] = client.submit(
                 job.key, plan,
                 source_addr=request.source.removeprefix("+"),
-                destination_addr=request.destination.removeprefix("+"),
+                destination_addr=job.routed.destination.removeprefix("+"),
                 # Always ask for receipts: delivery tracking and route health depend on them.
                 options=SubmitOptions(
                     registered_delivery=1, source_addr_ton=ton, source_addr_npi=npi
@@ -458,7 +458,7 @@ class SenderService:
             message_id=request.message_id, tenant_id=request.tenant_id,
             client_ref=request.client_ref, route_id=routed.route_id, smsc_id=routed.smsc_id,
             operator_id=routed.operator_id, country=routed.country,
-            destination=request.destination, part_index=seq - 1, part_count=routed.parts,
+            destination=routed.destination, part_index=seq - 1, part_count=routed.parts,
             outcome=outcome, smsc_message_id=smsc_message_id,
             command_status=command_status,
             status_name=status_name(command_status) if command_status >= 0 else "NO_RESPONSE",

@@ -7,6 +7,7 @@ and forwards it keyed by route id so the throttle sees each route on one partiti
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 import faust
@@ -17,10 +18,12 @@ from pipeline.decoding import decode
 from pipeline.rejections import reject
 from pipeline.runtime import config_watcher
 from schemas.codec import DecodeError
-from schemas.models import RoutedMessage, SubmitRequest, TextEncoding
+from schemas.models import MessageType, RoutedMessage, SubmitRequest, TextEncoding
+from smsflow.config.models import MessageType as RouteMessageType
+from smsflow.domain import route_engine
 from smsflow.domain.encoding import EncodingError, SegmentPlan, plan_segments
 from smsflow.domain.encoding import TextEncoding as BodyEncoding
-from smsflow.domain.routing import RouteDecision, RouteRejection, RoutingTable, choose_route
+from smsflow.domain.routing import RouteRejection
 from smsflow.domain.validation import source_problem
 
 log = logging.getLogger(__name__)
@@ -29,22 +32,33 @@ STAGE = "router"
 MAX_PARTS = 10
 
 
+_MESSAGE_TYPES = {wire: RouteMessageType(wire.value) for wire in MessageType}
+UNKNOWN_OPERATOR_ID = "unknown"  # a country-wide route carried a number of no known operator
+
+
 def _refusal(
-    request: SubmitRequest, table: RoutingTable
-) -> RouteRejection | tuple[RouteDecision, SegmentPlan]:
+    request: SubmitRequest, engine: route_engine.Snapshot
+) -> RouteRejection | tuple[route_engine.Decision, SegmentPlan]:
     """The routing decision and segment plan, or why the message is refused."""
     if not request.body:
         return RouteRejection("EMPTY_BODY", "message body is empty")
     problem = source_problem(request.source)
     if problem is not None:
         return RouteRejection("INVALID_SOURCE", problem)
-    decision = choose_route(table, request.tenant_id, request.destination)
-    if isinstance(decision, RouteRejection):
-        return decision
     try:
         plan = plan_segments(request.body, max_parts=MAX_PARTS)
     except EncodingError as exc:
         return RouteRejection("MESSAGE_TOO_LONG", str(exc))
+    decision = route_engine.decide(
+        engine,
+        route_engine.RouteRequest(
+            request.tenant_id, request.destination, _MESSAGE_TYPES[request.message_type],
+            parts=plan.part_count,
+        ),
+        time.time(),
+    )
+    if isinstance(decision, route_engine.Rejection):
+        return RouteRejection(decision.reason_code, decision.detail)
     return decision, plan
 
 
@@ -63,7 +77,7 @@ async def route(stream: faust.StreamT[bytes]) -> None:
                          detail=str(exc).splitlines()[0])
             continue
 
-        refusal = _refusal(request, snapshot.routing)
+        refusal = _refusal(request, snapshot.engine)
         if isinstance(refusal, RouteRejection):
             await reject(event, rejected_topic, stage=STAGE, reason_code=refusal.reason_code,
                          detail=refusal.detail, message_id=request.message_id,
@@ -72,9 +86,10 @@ async def route(stream: faust.StreamT[bytes]) -> None:
         decision, plan = refusal
         routed = RoutedMessage(
             request=request,
+            destination=decision.destination.e164,
             route_id=decision.route_id,
             smsc_id=decision.smsc_id,
-            operator_id=decision.operator_id,
+            operator_id=decision.operator_id or UNKNOWN_OPERATOR_ID,
             country=decision.country,
             encoding=TextEncoding.UCS2 if plan.encoding is BodyEncoding.UCS2 else TextEncoding.GSM7,
             parts=plan.part_count,
