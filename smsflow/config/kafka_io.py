@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -14,6 +15,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from schemas.codec import DecodeError
 from schemas.models import ConfigRecord
 from smsflow.config.models import PlatformConfig
 from smsflow.config.store import fold, now_utc, to_records
@@ -49,12 +51,14 @@ def read_config_records(
                 raise RuntimeError(f"reading {topic}: {error}")
             key = (message.key() or b"").decode()
             value = message.value()
-            records.append((key, ConfigRecord.from_avro(value) if value else None))
+            records.append((key, _decode_or_drop(key, value, message.offset() or 0)))
             if (message.offset() or 0) + 1 >= high:
                 return records
     finally:
         consumer.close()
 
+
+log = logging.getLogger(__name__)
 
 _RETRIABLE = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
@@ -74,6 +78,19 @@ def _watermarks(consumer: Consumer, topic: str, timeout_s: float) -> tuple[int, 
             if exc.args[0].code() not in _RETRIABLE or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def _decode_or_drop(key: str, value: bytes | None, offset: int) -> ConfigRecord | None:
+    """A record this version cannot read (an unknown schema, corruption) counts as absent, so
+    ``apply`` rewrites it and readers carry on; it is logged, never silently ignored."""
+    if not value:
+        return None
+    try:
+        return ConfigRecord.from_avro(value)
+    except DecodeError as exc:
+        log.warning("config record %s at offset %d is unreadable and treated as absent: %s",
+                    key, offset, exc)
+        return None
 
 
 def read_config(bootstrap: str, topic: str) -> PlatformConfig:
