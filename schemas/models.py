@@ -118,6 +118,7 @@ class RoutedMessage(AvroModel):
     encoding: TextEncoding
     parts: int
     routed_at: datetime
+    failed_routes: list[str] = []
     throttled_at: datetime | None = None
 
 

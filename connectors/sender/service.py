@@ -51,13 +51,15 @@ from schemas.models import (
 )
 from schemas.wire import RegistryUnavailableError
 from smsflow.config.kafka_io import read_config
+from smsflow.config.models import MessageType as RouteMessageType
 from smsflow.config.models import PlatformConfig, Smsc
+from smsflow.domain import route_engine
 from smsflow.domain.encoding import SegmentPlan, plan_segments
 from smsflow.domain.receipts import IdFormat, ReceiptError, normalize_message_id
 from smsflow.domain.smpp_status import StatusCategory, status_name
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, DLR_RAW, REJECTED, SENT, THROTTLED, topic_name
+from smsflow.topics import CONFIG, DLR_RAW, REJECTED, ROUTED, SENT, THROTTLED, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ COMMIT_INTERVAL_S = 0.5
 SUBMIT_ADMISSION_TIMEOUT_S = 5.0  # longest the consumer thread waits for window room
 BIND_WAIT_S = 0.5  # re-check interval while an SMSC has no bound connection
 CONFIG_REFRESH_MIN_S = 5.0
+FAILOVER_AFTER_S = 10.0  # an SMSC without a bound connection this long: fail over its traffic
 _NO_RESPONSE = -1
 
 
@@ -156,8 +159,13 @@ class SenderService:
         self._references = itertools.count()
         self._stop = threading.Event()
         self._config_read_at = time.monotonic()
+        self._engine = route_engine.build_snapshot(
+            route_engine.build_catalogue(config), {}, time.time()
+        )
+        self._routed_topic = topic_name(settings, ROUTED)
+        self._last_bound: dict[str, float] = {}
         self.stats = {"messages": 0, "parts_accepted": 0, "parts_failed": 0, "retries": 0,
-                      "receipts": 0, "rejected": 0}
+                      "receipts": 0, "rejected": 0, "failovers": 0}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,6 +176,9 @@ class SenderService:
             return
         self._config_read_at = time.monotonic()
         config = read_config(self._settings.kafka_bootstrap, topic_name(self._settings, CONFIG))
+        self._engine = route_engine.with_config(
+            self._engine, route_engine.build_catalogue(config), time.time()
+        )
         added = [smsc for smsc in config.smscs if smsc.id not in self._smscs]
         for smsc in added:
             self._smscs[smsc.id] = smsc
@@ -193,6 +204,7 @@ class SenderService:
                 clients.append(client)
             self._binds[smsc.id] = clients
             self._next_bind[smsc.id] = itertools.cycle(clients)
+            self._last_bound[smsc.id] = time.monotonic()
 
     def stop(self) -> None:
         self._stop.set()
@@ -347,6 +359,7 @@ class SenderService:
         for _ in clients:
             client = next(self._next_bind[smsc_id])
             if client.state is BindState.BOUND:
+                self._last_bound[smsc_id] = time.monotonic()
                 return client
         return None
 
@@ -390,7 +403,55 @@ class SenderService:
             self._fail_parts(job, [s.seq for s in plan.segments], _NO_RESPONSE,
                              f"no bind to {job.routed.smsc_id} before the validity expired", 0.0)
             return
+        down_for = time.monotonic() - self._last_bound.get(job.routed.smsc_id, 0.0)
+        if down_for >= FAILOVER_AFTER_S and len(plan.segments) == job.routed.parts:
+            reason = f"{job.routed.smsc_id} unreachable for {down_for:.0f}s"
+            if self._fail_over(job, reason):
+                return
         self._schedule(job, plan, BIND_WAIT_S)
+
+    def _fail_over(self, job: Job, why: str) -> bool:
+        """Send the whole message back through the throttle on the next eligible route.
+
+        Only for messages of which no part was accepted (a split across SMSCs would still
+        reassemble on the handset, but bills and tracks badly). Returns False when no other
+        route is eligible; the caller then fails the parts as before."""
+        routed, request = job.routed, job.routed.request
+        failed = [*routed.failed_routes, routed.route_id]
+        decision = route_engine.decide(
+            self._engine,
+            route_engine.RouteRequest(
+                request.tenant_id, routed.destination,
+                RouteMessageType(request.message_type.value), parts=routed.parts,
+            ),
+            time.time(),
+        )
+        for route_id in failed:
+            if isinstance(decision, route_engine.Rejection):
+                break
+            decision = route_engine.next_route(decision, route_id)
+        if isinstance(decision, route_engine.Rejection):
+            log.info("no route left for %s after %s: %s", job.key, why, decision.detail)
+            return False
+        rerouted = routed.model_copy(update={
+            "route_id": decision.route_id, "smsc_id": decision.smsc_id,
+            "operator_id": decision.operator_id or routed.operator_id,
+            "failed_routes": failed, "routed_at": _now(), "throttled_at": None,
+        })
+        self.stats["failovers"] += 1
+        log.info("failing %s over from %s to %s: %s", job.key, routed.route_id,
+                 decision.route_id, why)
+
+        def acked(error: KafkaError | None, _msg: Message) -> None:
+            if error is None:
+                self._finish(job.partition, job.offset, job.epoch)
+            else:
+                log.error("failover of %s not stored (record will be replayed): %s",
+                          job.key, error)
+
+        self._produce(self._routed_topic, decision.route_id,
+                      rerouted.to_avro(self._routed_topic), acked)
+        return True
 
     def _schedule(self, job: Job, plan: SegmentPlan, delay_s: float) -> None:
         with self._lock:
@@ -426,6 +487,9 @@ class SenderService:
             if result.category is StatusCategory.BACKPRESSURE or result.connection_lost
             else RetryKind.TEMPORARY
         )
+        if kind is RetryKind.PERMANENT and not job.outcomes and len(failed) == job.routed.parts:
+            if self._fail_over(job, f"{result.status_name} from {job.routed.smsc_id}"):
+                return
         delay = self._policy.next_delay(kind, job.attempts)
         if delay is None:
             status = result.command_status if result.command_status is not None else _NO_RESPONSE
