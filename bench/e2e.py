@@ -56,6 +56,7 @@ def main() -> int:
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
         },
         measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
