@@ -22,7 +22,6 @@ from schemas.models import ConfigRecord
 from smsflow.config.models import PlatformConfig
 from smsflow.config.store import ConfigError, snapshot_from
 from smsflow.domain import route_engine
-from smsflow.domain.routing import RoutingTable
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,6 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Snapshot:
     config: PlatformConfig
-    routing: RoutingTable
     version: int  # offset of the last record folded in
     engine: route_engine.Snapshot  # the routing engine's view: catalogue + route health
 
@@ -43,7 +41,7 @@ class ConfigWatcher:
         self._records: dict[str, ConfigRecord] = {}
         empty = PlatformConfig()
         self.snapshot = Snapshot(
-            empty, RoutingTable.build(empty), -1,
+            empty, -1,
             route_engine.build_snapshot(route_engine.build_catalogue(empty), {}, time.time()),
         )
 
@@ -109,7 +107,7 @@ class ConfigWatcher:
         engine = route_engine.with_config(
             self.snapshot.engine, route_engine.build_catalogue(config), now
         )
-        self.snapshot = Snapshot(config, RoutingTable.build(config), version, engine)
+        self.snapshot = Snapshot(config, version, engine)
         self._ready.set()
         log.info(
             "configuration v%d: %d tenants, %d operators, %d routes",
