@@ -48,7 +48,7 @@ from hdrh.histogram import HdrHistogram
 
 from connectors.producer import SmsProducer, new_request
 from connectors.terminal_reader import TerminalReader
-from pipeline.scheduling import FETCH_MAX_WAIT_MS
+from pipeline.fetch_wait import FETCH_MAX_WAIT_MS
 from schemas.models import RoutedMessage
 from smsflow.flowrun import run_flow
 from smsflow.harness import SIM_CONFIG, isolated_settings, prepared_stack

@@ -11,6 +11,8 @@ from __future__ import annotations
 import faust
 import mode
 
+from pipeline import commit_guard
+from pipeline.fetch_wait import shorten_fetch_wait
 from smsflow.settings import Settings, load_settings
 from smsflow.topics import (
     CONFIG,
@@ -76,6 +78,15 @@ routed_topic_name = topic_name(settings, ROUTED)
 throttled_topic_name = topic_name(settings, THROTTLED)
 dlr_parts_topic_name = topic_name(settings, DLR_PARTS)
 dlr_topic_name = topic_name(settings, DLR)
+
+
+
+@app.task
+async def guard_consumer() -> None:
+    """Worker-wide consumer fixes, before any agent acks a record (see the modules)."""
+    commit_guard.install(app)
+    await shorten_fetch_wait(app)
+
 
 # Importing the agents registers them on the app.
 from pipeline.agents import delivery, router, throttle  # noqa: E402, F401

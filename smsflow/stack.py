@@ -109,7 +109,9 @@ class LocalStack:
         wait_for_port("127.0.0.1", self.sim_port, 20)
         for index in range(self.workers):
             worker = ManagedProcess(
-                f"worker-{index}", self._smsflow("worker", "--loglevel", "warn"),
+                f"worker-{index}",
+                self._smsflow("worker", "--loglevel",
+                              os.environ.get("SMSFLOW_STACK_WORKER_LOG_LEVEL", "warn")),
                 logs / f"worker-{index}.log",
             )
             worker.start(self.env)

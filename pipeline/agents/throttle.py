@@ -45,7 +45,7 @@ from pipeline.config_watch import Snapshot
 from pipeline.decoding import decode
 from pipeline.rejections import reject
 from pipeline.runtime import config_watcher
-from pipeline.scheduling import ScheduledStage, shorten_fetch_wait
+from pipeline.scheduling import ScheduledStage
 from schemas.codec import DecodeError
 from schemas.models import RoutedMessage, SubmitOutcome
 from smsflow.config.models import Tier
@@ -149,13 +149,6 @@ async def throttle(stream: faust.StreamT[bytes]) -> None:
 async def throttle_timer() -> None:
     """Releases what the limits allow, sends it on, acks in order (see pipeline.scheduling)."""
     await stage.run()
-
-
-@app.task
-async def worker_fetch_wait() -> None:
-    """Worker-wide: faust's fixed 1.5 s fetch wait would stall every partition of the worker
-    for up to 1.5 s whenever a batch takes it over 100 ms (see shorten_fetch_wait)."""
-    await shorten_fetch_wait(app)
 
 
 def sample_of(outcome: SubmitOutcome) -> SubmitSample | None:

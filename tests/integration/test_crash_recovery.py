@@ -37,15 +37,7 @@ def crash_stack(crash_settings: Settings) -> Iterator[LocalStack]:
 @pytest.mark.parametrize(
     "component",
     [
-        pytest.param(
-            "worker-0",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="KNOWN LOSS (issue 5): faust 0.15.3 can commit past records its agents "
-                "never processed when a worker dies and the group rebalances; one run in ~5 "
-                "lost 4 of 1,500 messages. Only the throttle's input is guarded so far.",
-            ),
-        ),
+        "worker-0",
         "sender",
     ],
 )
