@@ -21,6 +21,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "smsflow.config.cli",
     "smsflow.worker",
     "connectors.sender.cli",
+    "connectors.webhooks.cli",
     "connectors.smsc_sim.cli",
     "smsflow.demo",
     "smsflow.dlr_cli",

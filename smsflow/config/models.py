@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -49,6 +50,33 @@ class _Frozen(BaseModel):
 _ID = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
+class Webhook(_Frozen):
+    """Where ``smsflow webhooks`` POSTs the tenant's delivery reports (docs/webhooks.md).
+
+    The secret travels in ``sms.config`` in plain text, like SMSC passwords (a known gap);
+    ``repr=False`` keeps it out of logs and tracebacks at least.
+    """
+
+    url: str = Field(description="http(s) URL the reports are POSTed to.")
+    secret: str = Field(min_length=16, repr=False, description="HMAC-SHA256 signing key.")
+    timeout_s: float = Field(default=5.0, gt=0, le=60, description="Per attempt, whole request.")
+    max_retry_s: float = Field(
+        default=86_400.0, ge=0, le=7 * 86_400,
+        description="Retry budget per report, from when the report was written to sms.dlr.",
+    )
+    max_in_flight: int = Field(default=4, ge=1, le=64, description="Concurrent POSTs.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"webhook url {url!r} must be http:// or https:// with a host")
+        if parts.fragment:
+            raise ValueError(f"webhook url {url!r} must not have a #fragment")
+        return url
+
+
 class Tenant(_Frozen):
     id: str = _ID
     name: str
@@ -62,6 +90,9 @@ class Tenant(_Frozen):
     quarantined: bool = False
     routes: tuple[str, ...] = Field(
         default=(), description="If set, only these routes may carry the tenant's traffic."
+    )
+    webhook: Webhook | None = Field(
+        default=None, description="If set, delivery reports are POSTed there (webhooks)."
     )
 
 

@@ -30,6 +30,14 @@ REASONS: Final[dict[str, str]] = {
     "RECEIPT_BAD_ID": "A receipt's message id does not parse in the SMSC's id format.",
     "RECEIPT_NO_STATE": "A receipt carried no usable state (no message_state TLV, no stat:).",
     "RECEIPT_BAD_TLV": "A receipt's state TLV was malformed and there was no text to fall back to.",
+    "WEBHOOK_REJECTED": (
+        "The tenant's webhook refused a delivery report for good (HTTP 4xx other than 408/429, "
+        "or a redirect); it was not retried."
+    ),
+    "WEBHOOK_GAVE_UP": (
+        "The tenant's webhook did not accept a delivery report within its retry budget "
+        "(5xx, 408, 429, timeouts or connection errors until max_retry_s ran out)."
+    ),
 }
 
 
