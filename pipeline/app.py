@@ -18,12 +18,16 @@ from smsflow.topics import (
     CONFIG,
     DLR,
     DLR_PARTS,
+    DLR_PARTS_TIMERS,
     DLR_RAW,
+    DLR_TIMERS,
     REJECTED,
+    ROUTE_HEALTH,
     ROUTED,
     SENT,
     SUBMITTED,
     THROTTLED,
+    TRACKING_DELTAS,
     topic_name,
 )
 
@@ -68,9 +72,15 @@ def _raw_topic(*names: str) -> faust.TopicT:
 submitted_topic = _raw_topic(SUBMITTED)
 routed_topic = _raw_topic(ROUTED)
 throttled_topic = _raw_topic(THROTTLED)
-sent_and_receipts_topic = _raw_topic(SENT, DLR_RAW)
+correlator_inputs = _raw_topic(SENT, DLR_RAW, DLR_TIMERS)
+dlr_timers_topic = _raw_topic(DLR_TIMERS)
+aggregator_inputs = _raw_topic(DLR_PARTS, DLR_PARTS_TIMERS)
 dlr_parts_topic = _raw_topic(DLR_PARTS)
+dlr_parts_timers_topic = _raw_topic(DLR_PARTS_TIMERS)
 dlr_topic = _raw_topic(DLR)
+tracking_inputs = _raw_topic(SENT, DLR)
+tracking_deltas_topic = _raw_topic(TRACKING_DELTAS)
+route_health_topic = _raw_topic(ROUTE_HEALTH)
 rejected_topic = _raw_topic(REJECTED)
 config_topic_name = topic_name(settings, CONFIG)
 sent_topic_name = topic_name(settings, SENT)
@@ -78,6 +88,10 @@ routed_topic_name = topic_name(settings, ROUTED)
 throttled_topic_name = topic_name(settings, THROTTLED)
 dlr_parts_topic_name = topic_name(settings, DLR_PARTS)
 dlr_topic_name = topic_name(settings, DLR)
+dlr_raw_topic_name = topic_name(settings, DLR_RAW)
+dlr_timers_topic_name = topic_name(settings, DLR_TIMERS)
+dlr_parts_timers_topic_name = topic_name(settings, DLR_PARTS_TIMERS)
+route_health_topic_name = topic_name(settings, ROUTE_HEALTH)
 
 
 
@@ -89,4 +103,4 @@ async def guard_consumer() -> None:
 
 
 # Importing the agents registers them on the app.
-from pipeline.agents import delivery, router, throttle  # noqa: E402, F401
+from pipeline.agents import delivery, router, throttle, tracking  # noqa: E402, F401

@@ -21,19 +21,27 @@ async def reject(
     detail: str,
     message_id: str | None = None,
     tenant_id: str | None = None,
+    original: bytes | None = None,
+    original_topic: str | None = None,
 ) -> None:
-    """Send the original bytes with the reason; the caller then moves on to the next record."""
+    """Send the original bytes with the reason; the caller then moves on to the next record.
+
+    ``original``/``original_topic`` name the rejected record when it is not ``event`` itself
+    (a timer command dead-letters a receipt stored earlier).
+    """
     message = event.message
+    if original is None and isinstance(message.value, bytes):
+        original = message.value
     rejection = Rejection(
         reason_code=reason_code,
         reason=detail,
         stage=stage,
         message_id=message_id,
         tenant_id=tenant_id,
-        source_topic=message.topic,
+        source_topic=original_topic or message.topic,
         source_partition=message.partition,
         source_offset=message.offset,
-        original=message.value if isinstance(message.value, bytes) else None,
+        original=original,
         rejected_at=datetime.now(UTC),
     )
     log.info(

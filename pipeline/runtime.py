@@ -11,7 +11,7 @@ from pipeline.app import app, config_topic_name, settings
 from pipeline.config_watch import ConfigWatcher
 from pipeline.health_watch import watch_route_health
 from schemas.wire import prime
-from smsflow.topics import ROUTE_HEALTH, TOPICS, topic_name
+from smsflow.topics import AVRO_TOPICS, ROUTE_HEALTH, topic_name
 
 config_watcher = ConfigWatcher(settings.kafka_bootstrap, config_topic_name)
 
@@ -38,7 +38,7 @@ async def rerank_routes() -> None:
 async def prime_schema_registry() -> None:
     """With a schema registry configured, register every topic's subject at start-up: a bad
     registry fails the worker now, and no agent's first send waits on HTTP."""
-    topics = [(topic_name(settings, spec.name), spec.value) for spec in TOPICS]
+    topics = [(topic_name(settings, spec.name), spec.value) for spec in AVRO_TOPICS]
     ids = await asyncio.get_running_loop().run_in_executor(None, prime, topics)
     if ids:
         logging.getLogger(__name__).info("schema registry subjects: %s", ids)

@@ -10,6 +10,8 @@ import socket
 import uuid
 from pathlib import Path
 
+from confluent_kafka import Consumer, KafkaError
+
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.flowrun import warm_up
@@ -20,6 +22,44 @@ from smsflow.topics import CONFIG, apply_topics, topic_name
 REPO = Path(__file__).resolve().parents[1]
 PLATFORM_CONFIG = REPO / "config" / "platform.yaml"
 SIM_CONFIG = REPO / "config" / "demo-smsc-sim.yaml"
+
+
+def read_all(settings: Settings, name: str, *, timeout_s: float = 10.0) -> list[bytes]:
+    """Every value on topic ``name`` now (read to the end of each partition)."""
+    return [value or b"" for _key, value in read_records(settings, name, timeout_s=timeout_s)]
+
+
+def read_records(
+    settings: Settings, name: str, *, timeout_s: float = 10.0
+) -> list[tuple[bytes | None, bytes | None]]:
+    """Every ``(key, value)`` on topic ``name`` now (read to the end of each partition)."""
+    topic = topic_name(settings, name)
+    consumer = Consumer({
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"reader-{uuid.uuid4()}",
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+        "enable.auto.commit": False,
+    })
+    try:
+        consumer.subscribe([topic])
+        partitions = len(consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
+        records: list[tuple[bytes | None, bytes | None]] = []
+        eof: set[int] = set()
+        while len(eof) < partitions:
+            message = consumer.poll(timeout_s)
+            if message is None:
+                raise TimeoutError(f"timed out reading {topic}")
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(f"reading {topic}: {error}")
+                eof.add(message.partition() or 0)
+                continue
+            records.append((message.key(), message.value()))
+        return records
+    finally:
+        consumer.close()
 
 
 def free_port() -> int:
@@ -60,4 +100,6 @@ def prepared_stack(
     return LocalStack(settings.home, stack_env(settings), sim_config, sim_port)
 
 
-__all__ = ["free_port", "isolated_settings", "prepared_stack", "warm_up"]
+__all__ = [
+    "free_port", "isolated_settings", "prepared_stack", "read_all", "read_records", "warm_up",
+]

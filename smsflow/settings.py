@@ -38,6 +38,39 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
 
+    # Delivery tracking (docs/delivery-tracking.md). Defaults suit production; tests shrink them.
+    tracking_bucket_s: int = 60
+    """Rolling windows are ``tracking_buckets`` buckets of this many seconds (15 min default).
+    Changing the shape discards stored windows (they start empty)."""
+
+    tracking_buckets: int = 15
+
+    health_min_samples: int = 50
+    """Terminal outcomes (and submits) a window needs before its rates count toward health."""
+
+    health_recover_dwell_s: float = 300.0
+    """A DEGRADED route must look good this long before it is HEALTHY again."""
+
+    health_down_exit_dwell_s: float = 60.0
+    """A DOWN route must stay below the exit error rate this long before it is DEGRADED."""
+
+    health_probe_after_s: float = 600.0
+    """A DEGRADED route with too little traffic to judge returns to HEALTHY after this long
+    (half-open probe), so traffic comes back and is judged again. 0 disables probing."""
+
+    health_evaluate_every_s: float = 10.0
+    """Idle routes are re-evaluated this often (windows age; heartbeats to the router)."""
+
+    dlr_expiry_grace_s: float = 600.0
+    """After a part's validity period ends, wait this long for a late receipt, then report
+    EXPIRED ourselves."""
+
+    dlr_receipt_ttl_s: float = 3_600.0
+    """A receipt with no submit outcome is dead-lettered (RECEIPT_UNMATCHED) after this long."""
+
+    dlr_done_ttl_s: float = 3_600.0
+    """A completed part or message is remembered this long so duplicates are dropped."""
+
 
 def load_settings() -> Settings:
     return Settings()

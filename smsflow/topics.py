@@ -31,6 +31,9 @@ class TopicSpec:
     retention_ms: int = 7 * DAY_MS
     partitions: int | None = None  # None: the settings' default flow partition count
     extra: dict[str, str] = field(default_factory=dict)
+    #: False for the workers' internal topics whose values are not Avro records (timer
+    #: commands, window deltas): no schema-registry subject, not part of any contract.
+    avro: bool = True
 
     def configs(self) -> dict[str, str]:
         configs = {"cleanup.policy": "compact" if self.compacted else "delete", **self.extra}
@@ -49,6 +52,9 @@ DLR = "sms.dlr"
 REJECTED = "sms.rejected"
 ROUTE_HEALTH = "sms.route-health"
 CONFIG = "sms.config"
+DLR_TIMERS = "sms.dlr.timers"
+DLR_PARTS_TIMERS = "sms.dlr.parts.timers"
+TRACKING_DELTAS = "sms.tracking-deltas"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SUBMITTED, "tenant_id", "SubmitRequest", "Messages accepted from tenants."),
@@ -73,11 +79,33 @@ TOPICS: tuple[TopicSpec, ...] = (
         CONFIG, "kind/id", "ConfigRecord", "Tenants, operators, SMSCs and routes.",
         compacted=True, partitions=1,
     ),
+    TopicSpec(
+        DLR_TIMERS, "smsc_id:smsc_message_id", "(empty)",
+        "Internal: 'look at this key now' commands from the correlator's timer to itself.",
+        retention_ms=DAY_MS, avro=False,
+    ),
+    TopicSpec(
+        DLR_PARTS_TIMERS, "message_id", "(empty)",
+        "Internal: 'look at this key now' commands from the aggregator's timer to itself.",
+        retention_ms=DAY_MS, avro=False,
+    ),
+    TopicSpec(
+        TRACKING_DELTAS, "route:|operator:|tenant:<id>", "WindowState",
+        "Internal: rolling-window deltas per key, merged into the tracking-windows table.",
+        retention_ms=DAY_MS, avro=False,
+    ),
 )
+
+#: Topics whose values are Avro contracts (schema-registry subjects).
+AVRO_TOPICS: tuple[TopicSpec, ...] = tuple(spec for spec in TOPICS if spec.avro)
 
 
 #: Topics a single agent joins by key: their partition counts must be equal.
-CO_PARTITIONED: tuple[tuple[str, str], ...] = ((SENT, DLR_RAW),)
+CO_PARTITIONED: tuple[tuple[str, str], ...] = (
+    (SENT, DLR_RAW),
+    (SENT, DLR_TIMERS),
+    (DLR_PARTS, DLR_PARTS_TIMERS),
+)
 
 
 class TopicLayoutError(RuntimeError):

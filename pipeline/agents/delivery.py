@@ -1,37 +1,65 @@
-"""Delivery agents: receipts ↔ submit outcomes → one terminal report per message.
+"""Delivery agents: receipts ↔ submit outcomes → exactly one terminal report per message.
 
-Stage 1, ``correlate`` (``sms.sent`` + ``sms.dlr.raw``, both keyed ``<smsc>:<smsc message id>``
-and so co-partitioned): whichever of the pair arrives first waits in the ``dlr-pending`` table;
-the second completes the part and emits a ``PartOutcome`` keyed by message id. A receipt may
-arrive before its submit outcome (the SMSC is fast, our producer is not) — it simply waits.
-A part that failed to submit has no receipt to wait for and completes at once.
+Stage 1, ``correlate`` (``sms.sent`` + ``sms.dlr.raw`` + its own ``sms.dlr.timers``, all keyed
+``<smsc>:<smsc message id>`` and co-partitioned): whichever of a submit outcome and its terminal
+receipt arrives first waits in the ``dlr-pending`` table as a
+:class:`~smsflow.domain.tracking.PendingEntry`; the second completes the part, emits a
+``PartOutcome`` keyed by message id, and leaves a *done marker* so a replayed or duplicated
+record is dropped instead of stored as a new wait. The pure rules are
+:func:`~smsflow.domain.tracking.on_arrival` and :func:`~smsflow.domain.tracking.on_timer`:
 
-Stage 2, ``aggregate`` (``sms.dlr.parts``, keyed by message id): single-part messages report at
-once; multi-part ones collect their parts in the ``dlr-parts`` table until all are in, then emit
-one ``DeliveryReport`` on ``sms.dlr`` keyed by tenant id.
+* no receipt by the end of the validity period (+ grace): we emit EXPIRED ourselves;
+* a receipt whose submit outcome never comes is dead-lettered after its TTL
+  (``RECEIPT_UNMATCHED`` on ``sms.rejected``, with the receipt's bytes);
+* done markers are forgotten after their TTL.
+
+Timers reach the agent as commands on ``sms.dlr.timers`` (see :mod:`pipeline.key_timers`), so
+every table change happens inside the stream and is as crash-safe as the rest.
+Intermediate receipts (ENROUTE, ACCEPTD) are kept on ``sms.dlr.raw`` and counted, not stored:
+they end nothing.
+
+Stage 2, ``aggregate`` (``sms.dlr.parts`` + ``sms.dlr.parts.timers``, keyed by message id):
+collects a multi-part message's parts in ``dlr-parts`` until all are in, emits one
+``DeliveryReport`` on ``sms.dlr`` keyed by tenant id, and leaves a done marker there too.
+
+Exactly one report per message holds for duplicates, replays after a rebalance or a clean
+restart, and receipts after our own EXPIRED. After a worker is killed (SIGKILL), a record whose
+output was sent but whose table write (changelog) was not yet flushed can still be processed
+again: the same faust producer carries both, so the window is the producer's last ~5 ms
+batch. See docs/delivery-tracking.md for measured numbers.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+from collections import Counter
 from datetime import UTC, datetime
 
 import faust
 from pydantic import ValidationError
 
 from pipeline.app import (
+    aggregator_inputs,
     app,
+    correlator_inputs,
+    dlr_parts_timers_topic,
+    dlr_parts_timers_topic_name,
     dlr_parts_topic,
     dlr_parts_topic_name,
+    dlr_raw_topic_name,
+    dlr_timers_topic,
+    dlr_timers_topic_name,
     dlr_topic,
     dlr_topic_name,
     rejected_topic,
-    sent_and_receipts_topic,
     sent_topic_name,
+    settings,
 )
 from pipeline.decoding import decode
+from pipeline.key_timers import KeyTimers
 from pipeline.rejections import reject
+from pipeline.tracking_policy import correlation_policy
 from schemas.codec import DecodeError
 from schemas.models import (
     DeliveryReport,
@@ -43,12 +71,26 @@ from schemas.models import (
     SubmitStatus,
 )
 from smsflow.domain.delivery import message_status
+from smsflow.domain.receipts import DlrStatus
+from smsflow.domain.tracking import (
+    REASON_RECEIPT_UNMATCHED,
+    SELF_EXPIRED_REASON,
+    Arrival,
+    EntryKind,
+    PendingEntry,
+    StateFormatError,
+    TimerAction,
+    done_marker,
+    on_arrival,
+    on_timer,
+    pending_receipt,
+    pending_sent,
+)
 
 log = logging.getLogger(__name__)
 
 STAGE = "dlr"
-_SENT_TAG = b"S"
-_RECEIPT_TAG = b"R"
+POLICY = correlation_policy(settings)
 
 #: Receipt states that end a part, and the part status they mean. ENROUTE and ACCEPTED are
 #: intermediate. DELETED and UNKNOWN are final answers that are not a delivery (as in Kannel).
@@ -65,6 +107,45 @@ TERMINAL_RECEIPT_STATES: dict[ReceiptState, DeliveryStatus] = {
 pending = app.Table("dlr-pending", key_type=str, value_type=bytes)
 collected = app.Table("dlr-parts", key_type=str, value_type=bytes)
 
+#: What the agents did, by kind (logged by ``log_counts``; exported as metrics later).
+counts: Counter[str] = Counter()
+
+
+def _now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def _entry(value: bytes | None, key: str) -> PendingEntry | None:
+    if value is None:
+        return None
+    try:
+        return PendingEntry.from_bytes(value)
+    except StateFormatError as exc:  # written by an older version: start the key afresh
+        log.warning("dlr-pending %s: unreadable entry dropped (%s)", key, exc)
+        counts["unreadable_entry"] += 1
+        return None
+
+
+def _pending_due(value: bytes) -> int | None:
+    try:
+        return PendingEntry.from_bytes(value).due_ms
+    except StateFormatError:
+        return None
+
+
+correlator_timers = KeyTimers(
+    app, name="correlate", table=pending, command_topic=dlr_timers_topic, due_of=_pending_due
+)
+
+
+def _store(key: str, entry: PendingEntry) -> None:
+    pending[key] = entry.to_bytes()
+    correlator_timers.schedule(key, entry.due_ms)
+
 
 def _complete(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
     return PartOutcome(
@@ -77,20 +158,27 @@ def _complete(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
     )
 
 
-async def _emit_part(part: PartOutcome) -> None:
+async def _emit_part(key: str, part: PartOutcome, *, now_ms: int) -> None:
     await dlr_parts_topic.send(
         key=part.sent.message_id.encode(), value=part.to_avro(dlr_parts_topic_name)
     )
+    if key:
+        _store(key, done_marker(DlrStatus(part.status.value), now_ms=now_ms,
+                                self_expired=part.reason == SELF_EXPIRED_REASON, policy=POLICY))
 
 
-@app.agent(sent_and_receipts_topic)
+@app.agent(correlator_inputs)
 async def correlate(stream: faust.StreamT[bytes]) -> None:
     async for event in stream.events():
-        is_sent = event.message.topic == sent_topic_name
+        topic = event.message.topic
+        key = (event.key or b"").decode()
+        if topic == dlr_timers_topic_name:
+            await _on_timer(event, key)
+            continue
         try:
             record: SubmitOutcome | ReceiptEvent = (
                 await decode(SubmitOutcome, event.value)
-                if is_sent
+                if topic == sent_topic_name
                 else await decode(ReceiptEvent, event.value)
             )
         except DecodeError as exc:
@@ -101,45 +189,108 @@ async def correlate(stream: faust.StreamT[bytes]) -> None:
             await reject(event, rejected_topic, stage=STAGE, reason_code="INVALID_RECORD",
                          detail=str(exc).splitlines()[0])
             continue
-        key = (event.key or b"").decode()
+        raw = event.value or b""
         if isinstance(record, SubmitOutcome):
-            await _on_sent(key, record, event.value)
+            await _on_sent(key, record, raw)
         else:
-            await _on_receipt(key, record, event.value)
+            await _on_receipt(key, record, raw)
 
 
 async def _on_sent(key: str, sent: SubmitOutcome, raw: bytes) -> None:
+    now_ms = _now_ms()
     if sent.outcome is SubmitStatus.FAILED:
-        await _emit_part(
-            PartOutcome(
-                sent=sent, status=DeliveryStatus.FAILED, error_code=sent.command_status,
-                reason=sent.reason or sent.status_name, done_at=sent.sent_at,
-            )
-        )
+        # Nothing to wait for; keyed <message id>:<part>, deduplicated by the aggregator.
+        counts["submit_failed"] += 1
+        await _emit_part("", PartOutcome(
+            sent=sent, status=DeliveryStatus.FAILED, error_code=sent.command_status,
+            reason=sent.reason or sent.status_name, done_at=sent.sent_at,
+        ), now_ms=now_ms)
         return
-    waiting: bytes | None = pending.get(key)
-    if waiting is None:
-        pending[key] = _SENT_TAG + raw
-    elif waiting[:1] == _RECEIPT_TAG:
-        del pending[key]
-        await _emit_part(_complete(sent, ReceiptEvent.from_avro(waiting[1:])))
-    else:
-        # At-least-once redelivery of the same submit outcome; the first copy is waiting.
-        log.debug("duplicate submit outcome for %s", key)
+    waiting = _entry(pending.get(key), key)
+    arrival = on_arrival(waiting, EntryKind.SENT)
+    counts[f"sent_{arrival.value.lower()}"] += 1
+    if arrival is Arrival.STORE:
+        _store(key, pending_sent(raw, sent_at_ms=_ms(sent.sent_at),
+                                 expires_at_ms=_ms(sent.expires_at), policy=POLICY))
+    elif arrival is Arrival.COMPLETE and waiting is not None:
+        receipt = ReceiptEvent.from_avro(waiting.payload)
+        await _emit_part(key, _complete(sent, receipt), now_ms=now_ms)
+    # DUPLICATE / AFTER_DONE: an at-least-once copy; the first one is handled.
 
 
 async def _on_receipt(key: str, receipt: ReceiptEvent, raw: bytes) -> None:
     if receipt.state not in TERMINAL_RECEIPT_STATES:
-        log.debug("intermediate receipt %s for %s", receipt.state, key)
+        counts[f"intermediate_{receipt.state.value.lower()}"] += 1
         return
-    waiting: bytes | None = pending.get(key)
-    if waiting is None:
-        pending[key] = _RECEIPT_TAG + raw
-    elif waiting[:1] == _SENT_TAG:
+    now_ms = _now_ms()
+    waiting = _entry(pending.get(key), key)
+    arrival = on_arrival(waiting, EntryKind.RECEIPT)
+    counts[f"receipt_{arrival.value.lower()}"] += 1
+    if arrival is Arrival.STORE:
+        _store(key, pending_receipt(raw, now_ms=now_ms, policy=POLICY))
+    elif arrival is Arrival.COMPLETE and waiting is not None:
+        sent = SubmitOutcome.from_avro(waiting.payload)
+        await _emit_part(key, _complete(sent, receipt), now_ms=now_ms)
+
+
+async def _on_timer(event: faust.EventT[bytes], key: str) -> None:
+    entry = _entry(pending.get(key), key)
+    if entry is None:
+        return  # completed (and forgotten) since the command was sent
+    now_ms = _now_ms()
+    decision = on_timer(entry, now_ms, POLICY)
+    counts[f"timer_{decision.action.value.lower()}"] += 1
+    if decision.action is TimerAction.WAIT:
+        correlator_timers.schedule(key, entry.due_ms)  # an early or duplicate command
+    elif decision.action is TimerAction.EXPIRE:
+        sent = SubmitOutcome.from_avro(entry.payload)
+        part = PartOutcome(
+            sent=sent, status=DeliveryStatus.EXPIRED, error_code=None,
+            reason=SELF_EXPIRED_REASON,
+            done_at=datetime.fromtimestamp(entry.at_ms / 1000, tz=UTC),  # the validity end
+        )
+        await _emit_part(key, part, now_ms=now_ms)
+    elif decision.action is TimerAction.RETRY and decision.entry is not None:
+        _store(key, decision.entry)
+    elif decision.action is TimerAction.DEAD_LETTER:
+        receipt = ReceiptEvent.from_avro(entry.payload)
+        waited_s = (now_ms - entry.at_ms) / 1000
+        await reject(
+            event, rejected_topic, stage=STAGE, reason_code=REASON_RECEIPT_UNMATCHED,
+            detail=f"receipt {receipt.state} for {key} found no submit outcome in "
+                   f"{waited_s:.0f} s",
+            original=entry.payload, original_topic=dlr_raw_topic_name,
+        )
         del pending[key]
-        await _emit_part(_complete(SubmitOutcome.from_avro(waiting[1:]), receipt))
-    else:
-        log.debug("duplicate receipt for %s", key)
+        correlator_timers.cancel(key)
+    elif decision.action is TimerAction.FORGET:
+        del pending[key]
+        correlator_timers.cancel(key)
+
+
+@app.timer(interval=1.0)
+async def correlator_tick() -> None:
+    await correlator_timers.tick()
+
+
+# ---------------------------------------------------------------------------- aggregate
+
+_COLLECTING = b"C"  # + length-prefixed PartOutcome records
+_DONE = b"D"  # + due_ms (>q): the message was reported; drop late copies until then
+_DUE = struct.Struct(">q")
+
+
+def _parts_due(value: bytes) -> int | None:
+    if value[:1] == _DONE and len(value) == 1 + _DUE.size:
+        due: int = _DUE.unpack_from(value, 1)[0]
+        return due
+    return None
+
+
+aggregator_timers = KeyTimers(
+    app, name="aggregate", table=collected, command_topic=dlr_parts_timers_topic,
+    due_of=_parts_due,
+)
 
 
 def _pack(blobs: list[bytes]) -> bytes:
@@ -180,9 +331,18 @@ def _report(parts: list[PartOutcome]) -> DeliveryReport:
     )
 
 
-@app.agent(dlr_parts_topic)
+def _mark_done(key: str) -> None:
+    due = _now_ms() + POLICY.done_ttl_ms
+    collected[key] = _DONE + _DUE.pack(due)
+    aggregator_timers.schedule(key, due)
+
+
+@app.agent(aggregator_inputs)
 async def aggregate(stream: faust.StreamT[bytes]) -> None:
     async for event in stream.events():
+        if event.message.topic == dlr_parts_timers_topic_name:
+            _on_parts_timer((event.key or b"").decode())
+            continue
         try:
             part = await decode(PartOutcome, event.value)
         except (DecodeError, ValidationError) as exc:
@@ -190,20 +350,51 @@ async def aggregate(stream: faust.StreamT[bytes]) -> None:
             await reject(event, rejected_topic, stage=STAGE, reason_code=code,
                          detail=str(exc).splitlines()[0])
             continue
+        key = part.sent.message_id
+        stored = collected.get(key)
+        if stored is not None and stored[:1] == _DONE:
+            counts["part_after_done"] += 1
+            continue
         if part.sent.part_count == 1:
             parts = [part]
         else:
-            key = part.sent.message_id
-            stored = _unpack(collected.get(key) or b"")
-            parts = [PartOutcome.from_avro(blob) for blob in stored]
+            blobs = _unpack(stored[1:]) if stored is not None and stored[:1] == _COLLECTING else []
+            parts = [PartOutcome.from_avro(blob) for blob in blobs]
             if any(p.sent.part_index == part.sent.part_index for p in parts):
-                log.debug("duplicate part %d of %s", part.sent.part_index, key)
+                counts["part_duplicate"] += 1
                 continue
             parts.append(part)
             if len(parts) < part.sent.part_count:
-                collected[key] = _pack([*stored, event.value])
+                collected[key] = _COLLECTING + _pack([*blobs, event.value or b""])
                 continue
-            del collected[key]
         report = _report(parts)
         await dlr_topic.send(key=report.tenant_id.encode(), value=report.to_avro(dlr_topic_name))
-        log.debug("%s %s at %s", report.message_id, report.status, datetime.now(UTC))
+        _mark_done(key)
+        counts["reported"] += 1
+
+
+def _on_parts_timer(key: str) -> None:
+    stored = collected.get(key)
+    if stored is None:
+        return
+    due = _parts_due(stored)
+    if due is None:
+        return  # still collecting: no timer
+    if due <= _now_ms():
+        del collected[key]
+        aggregator_timers.cancel(key)
+    else:
+        aggregator_timers.schedule(key, due)
+
+
+@app.timer(interval=1.0)
+async def aggregator_tick() -> None:
+    await aggregator_timers.tick()
+
+
+@app.timer(interval=30.0)
+async def log_counts() -> None:
+    if counts:
+        log.info("delivery: %s; timers pending=%d/%d sent=%d/%d",
+                 dict(sorted(counts.items())), len(correlator_timers), len(aggregator_timers),
+                 correlator_timers.commands_sent, aggregator_timers.commands_sent)

@@ -7,20 +7,18 @@ topics and an app id of its own, so nothing here sees another test's traffic.
 from __future__ import annotations
 
 import csv
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError
 
 from connectors.producer import new_request
 from schemas.codec import codec
 from schemas.models import DeliveryReport, Rejection, SubmitOutcome, SubmitStatus
 from smsflow.dlr_cli import COLUMNS, export, read_reports
 from smsflow.flowrun import make_traffic, run_flow, warm_up
-from smsflow.harness import isolated_settings, prepared_stack
+from smsflow.harness import isolated_settings, prepared_stack, read_all
 from smsflow.settings import Settings
 from smsflow.stack import LocalStack
 from smsflow.topics import DLR, REJECTED, SENT, topic_name
@@ -41,31 +39,6 @@ def running_stack(flow_settings: Settings) -> Iterator[LocalStack]:
         stack.check_alive()
 
 
-def _read_all(settings: Settings, name: str) -> list[bytes]:
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"e2e-reader-{uuid.uuid4()}",
-        "auto.offset.reset": "earliest",
-        "enable.partition.eof": True,
-    })
-    topic = topic_name(settings, name)
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    eof: set[int] = set()
-    partitions = len(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-    while len(eof) < partitions:
-        message = consumer.poll(10)
-        assert message is not None, f"timed out reading {topic}"
-        error = message.error()
-        if error is not None:
-            assert error.code() == KafkaError._PARTITION_EOF, error
-            eof.add(message.partition() or 0)
-            continue
-        values.append(message.value() or b"")
-    consumer.close()
-    return values
-
-
 def test_2000_messages_each_sent_once_and_reported_once(
     flow_settings: Settings, running_stack: LocalStack
 ) -> None:
@@ -77,7 +50,7 @@ def test_2000_messages_each_sent_once_and_reported_once(
     assert result.duplicates == 0
     ids = {r.message_id for r in requests}
 
-    sent = [SubmitOutcome.from_avro(v) for v in _read_all(flow_settings, SENT)]
+    sent = [SubmitOutcome.from_avro(v) for v in read_all(flow_settings, SENT)]
     sent_parts = Counter((s.message_id, s.part_index) for s in sent if s.message_id in ids)
     assert {message_id for message_id, _ in sent_parts} == ids
     assert max(sent_parts.values()) == 1, "a part was submitted twice"
@@ -86,7 +59,7 @@ def test_2000_messages_each_sent_once_and_reported_once(
     assert all(s.outcome is SubmitStatus.ACCEPTED for s in sent if s.message_id in ids)
     assert max(part_counts.values()) > 1, "traffic should include multi-part messages"
 
-    reports = [DeliveryReport.from_avro(v) for v in _read_all(flow_settings, DLR)]
+    reports = [DeliveryReport.from_avro(v) for v in read_all(flow_settings, DLR)]
     per_message = Counter(r.message_id for r in reports if r.message_id in ids)
     assert set(per_message) == ids
     assert set(per_message.values()) == {1}
@@ -126,7 +99,7 @@ def test_bad_records_are_rejected_with_a_reason_and_good_ones_flow(
         "UNKNOWN_TENANT": 1,
     })
 
-    rejections = [Rejection.from_avro(v) for v in _read_all(flow_settings, REJECTED)]
+    rejections = [Rejection.from_avro(v) for v in read_all(flow_settings, REJECTED)]
     by_original = {r.original: r for r in rejections if r.message_id is None}
     assert by_original[garbage].reason_code == "UNDECODABLE"
     assert by_original[garbage].stage == "router"
@@ -138,7 +111,7 @@ def test_dlr_export_writes_every_report_as_csv_and_parquet(
     flow_settings: Settings, running_stack: LocalStack, tmp_path: Path
 ) -> None:
     run_flow(flow_settings, make_traffic(30, seed=30), timeout_s=120)
-    on_topic = [DeliveryReport.from_avro(v) for v in _read_all(flow_settings, DLR)]
+    on_topic = [DeliveryReport.from_avro(v) for v in read_all(flow_settings, DLR)]
     topic = topic_name(flow_settings, DLR)
 
     csv_path = tmp_path / "dlr.csv"

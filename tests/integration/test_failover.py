@@ -10,9 +10,8 @@ import pytest
 from connectors.producer import new_request
 from schemas.models import DeliveryReport
 from smsflow.flowrun import run_flow, warm_up
-from smsflow.harness import isolated_settings, prepared_stack
+from smsflow.harness import isolated_settings, prepared_stack, read_all
 from smsflow.topics import DLR
-from tests.integration.test_end_to_end import _read_all
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +33,7 @@ def test_unreachable_smsc_fails_over_to_next_route(
         + result.statuses["REJECTED"] == len(uk)
     ids = {r.message_id for r in uk}
     routes = Counter(
-        report.route_id for report in map(DeliveryReport.from_avro, _read_all(settings, DLR))
+        report.route_id for report in map(DeliveryReport.from_avro, read_all(settings, DLR))
         if report.message_id in ids
     )
     assert routes == Counter({"uk-direct": len(uk)}), routes

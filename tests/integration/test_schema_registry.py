@@ -36,7 +36,7 @@ from schemas.wire import (
     schema_text,
 )
 from smsflow.schema_registry_server import LocalSchemaRegistry
-from smsflow.topics import ROUTED, THROTTLED, TOPICS
+from smsflow.topics import AVRO_TOPICS, ROUTED, THROTTLED
 from tests.integration.conftest import local_registry
 from tests.unit.test_wire import (
     MODELS,
@@ -105,7 +105,7 @@ def test_every_contract_registers_encodes_and_decodes(
 
 def test_prime_registers_a_subject_per_topic(schema_registry_url: str) -> None:
     prefix = f"test.wire.{uuid.uuid4().hex[:12]}."
-    pairs = [(prefix + spec.name, spec.value) for spec in TOPICS]
+    pairs = [(prefix + spec.name, spec.value) for spec in AVRO_TOPICS]
     try:
         ids = wire.prime(pairs, schema_registry_url)
     finally:
