@@ -31,8 +31,8 @@ class Changes:
 class Backpressure:
     tenant_high: int = 1_000
     tenant_low: int = 500
-    ledger_high: int = 100_000
-    ledger_low: int = 50_000
+    ledger_high: int = 20_000
+    ledger_low: int = 10_000
     _holders: dict[int, set[str]] = field(default_factory=dict)  # partition -> who holds it
 
     def __post_init__(self) -> None:

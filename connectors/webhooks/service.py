@@ -70,7 +70,7 @@ class WebhookOptions:
     drain_timeout_s: float = 10.0
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     tenant_backlog: int = 1_000  # pause the tenant's partition above this many reports
-    ledger_backlog: int = 100_000  # pause a partition holding this many uncommitted records
+    ledger_backlog: int = 20_000  # pause a partition holding this many uncommitted records
 
 
 class WebhookService:
@@ -106,6 +106,7 @@ class WebhookService:
         self._stop_requested = threading.Event()
         self._stopping = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
+        self._last_totals: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -159,8 +160,7 @@ class WebhookService:
         self._consumer.close()
         if self._session is not None:
             await self._session.close()
-        self._log_metrics()
-        log.info("webhooks stopped: %s", self.stats.totals())
+        self._log_metrics(always=True)
 
     # ------------------------------------------------------------------ configuration
 
@@ -367,6 +367,7 @@ class WebhookService:
             log.debug("%s for %s: %s; next attempt in %.1fs", report.message_id,
                       report.tenant_id, detail, retry_at - now)
             if await self._sleep_or_stop(retry_at - now):
+                self.stats.abandoned += 1  # unfinished: read again at the next start
                 return
 
     async def _give_up(self, job: Job, code: str, detail: str) -> None:
@@ -423,10 +424,14 @@ class WebhookService:
             return False
         return True
 
-    def _log_metrics(self) -> None:
+    def _log_metrics(self, *, always: bool = False) -> None:
+        totals = self.stats.totals()
+        if not always and totals == self._last_totals and not self._lanes:
+            return  # idle: nothing moved since the last line
+        self._last_totals = totals
         busy = sorted(self._lanes.values(), key=lambda lane: -lane.backlog)[:10]
         lanes = ", ".join(f"{lane.tenant_id}={lane.in_flight}/{len(lane.queue)}" for lane in busy)
         paused = sorted(self._backpressure.paused())
         log.info("webhooks: %s; in flight/queued: %s; paused partitions: %s",
-                 self.stats.totals(), lanes or "none", paused or "none")
+                 totals, lanes or "none", paused or "none")
 
