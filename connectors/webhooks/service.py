@@ -156,6 +156,7 @@ class WebhookService:
             task.cancel()
         await asyncio.gather(*leftovers, return_exceptions=True)
         self._producer.flush(10)
+        await asyncio.sleep(0)  # run the ack callbacks the flush scheduled, then commit
         self._commit(asynchronous=False)
         self._consumer.close()
         if self._session is not None:
