@@ -488,6 +488,9 @@ class ScheduledStage(Generic[P]):
     def _on_assigned(self, _sender: Any, *args: Any, **_: Any) -> None:
         assigned: set[TP] = args[0]
         self._assigned = {tp.partition for tp in assigned if tp.topic == self.source_topic}
+        # Acks of the previous assignment say nothing about what this one has passed on (the
+        # partition may have been someone else's meanwhile).
+        self._acked_through.clear()
         self._total = max(self._total_partitions(), max(self._assigned, default=-1) + 1)
         self._reconfigure(self._clock())
         log.info("%s: owns partitions %s of %d of %s", self.name, sorted(self._assigned),
@@ -522,7 +525,9 @@ class ScheduledStage(Generic[P]):
             unacked = set()
         dropped: set[int] = set()
         for partition in chosen:
-            self._acked_through.pop(partition, None)  # a new assignment starts afresh
+            # _acked_through stays: faust commits the revoked partitions right after this
+            # (waiting for acks), and everything below it is passed on. Abandoned records are
+            # never acked, so it cannot pass them. A new assignment starts afresh instead.
             ledger = self._ledgers.get(partition)
             if ledger is None:
                 continue

@@ -28,7 +28,13 @@ from smsflow.domain.limits.hierarchy import (
     tenant_limit,
     throttle_config,
 )
-from smsflow.domain.limits.quota import QUOTA_EXCEEDED, QuotaUsage, charge
+from smsflow.domain.limits.quota import (
+    QUOTA_EXCEEDED,
+    QuotaUsage,
+    TenantQuota,
+    charge,
+    charge_record,
+)
 from smsflow.domain.limits.scheduler import (
     DestinationLimit,
     Item,
@@ -63,9 +69,11 @@ __all__ = [
     "SchedulerMetrics",
     "SlidingWindow",
     "SubmitSample",
+    "TenantQuota",
     "TierPolicy",
     "borrow_shares",
     "charge",
+    "charge_record",
     "demand_pps",
     "global_share",
     "observe",

@@ -1,0 +1,287 @@
+"""Tenant limits and daily quotas at the router, on the real broker with the simulator (issue 4).
+
+* The stage with tenant lanes against a fake faust app: fast, no broker.
+* On a real stack (one partition, so every tenant shares the partition and the worker): a
+  tenant over its rate waits while another tenant flows, its rate over 10 s windows,
+  ``QUOTA_EXCEEDED`` rejections, quota usage surviving a worker restart, and a worker SIGKILL
+  while records wait in a tenant lane.
+
+Rates and waits come from record timestamps (``routed_at`` is the tenant lane's release time),
+never from how fast this machine runs the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from confluent_kafka import Consumer, KafkaError
+
+from connectors.producer import new_request
+from pipeline.scheduling import ScheduledStage
+from schemas.models import Rejection, RoutedMessage, SubmitRequest
+from smsflow.config.models import Tier
+from smsflow.domain.limits import RateLimit, Released, SchedulerConfig
+from smsflow.flowrun import run_flow, warm_up
+from smsflow.harness import isolated_settings, prepared_stack
+from smsflow.settings import Settings
+from smsflow.stack import LocalStack
+from smsflow.topics import REJECTED, ROUTED, SUBMITTED, topic_name
+from tests.integration.test_throttle_limits import _App, _Event
+
+PLATFORM = Path(__file__).resolve().parent / "data" / "router-limits.yaml"
+
+# ---------------------------------------------------------------------------------------------
+# Tenant lanes against a fake faust app (no broker)
+
+
+class _TenantHarness:
+    def __init__(self, lanes: dict[str, float]) -> None:
+        self.app = _App()
+        self.now = 1000.0
+        self.acks: list[tuple[int, int]] = []
+        self.sent: list[tuple[str, asyncio.Future[Any]]] = []
+        self.offsets = 0
+        self.stage: ScheduledStage[str] = ScheduledStage(
+            cast(Any, self.app), name="router", source_topic="sms.submitted", emit=self._emit,
+            configure=lambda _o, _t: SchedulerConfig(
+                lane_by="tenant", lanes={k: RateLimit(pps=v) for k, v in lanes.items()}
+            ),
+            version=lambda: 0, clock=lambda: self.now,
+        )
+
+    async def _emit(self, payload: str, _released: Released) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.sent.append((payload, future))
+        return future
+
+    def offer(self, tenant: str, route: str = "shared") -> None:
+        offset, self.offsets = self.offsets, self.offsets + 1
+        event = _Event(0, offset, self.acks)
+        self.app.consumer.unacked.add(event.message)
+        ticket = self.stage.track(cast(Any, event))
+        self.stage.offer(ticket, f"{tenant}/{offset}", message_id=str(uuid.uuid4()),
+                         tenant_id=tenant, tier=Tier.STANDARD, route_id=route,
+                         destination=f"+4477009{offset:05d}", parts=1)
+
+    async def complete_sends(self) -> None:
+        for _, future in self.sent:
+            if not future.done():
+                future.set_result(None)
+        await asyncio.sleep(0)
+
+
+@pytest.mark.asyncio
+async def test_a_tenant_over_its_rate_waits_while_another_on_the_same_route_flows() -> None:
+    h = _TenantHarness({"noisy": 1.0, "quiet": 1000.0})
+    for _ in range(3):
+        h.offer("noisy")  # offset 0 goes at once (a full bucket of 1); 1 and 2 wait
+    h.offer("quiet")  # offset 3: same partition, same route, another tenant
+    await h.stage.release_due()
+    assert [p for p, _ in h.sent] == ["noisy/0", "quiet/3"]
+    await h.complete_sends()
+    assert h.acks == [(0, 0)], "acks stay in offset order behind the waiting records"
+    limiters = h.stage.stats().scheduler.limiters
+    assert limiters["tenant:noisy"].waiting_messages == 2
+    assert limiters["tenant:quiet"].blocked == 0
+
+    for _ in range(2):  # one a second: the bucket holds one second's worth
+        h.now += 1.0
+        await h.stage.release_due()
+        await h.complete_sends()
+    assert h.acks == [(0, 0), (0, 1), (0, 2), (0, 3)]
+
+
+# ---------------------------------------------------------------------------------------------
+# A real stack: broker, worker, sender, simulator
+
+
+@pytest.fixture(scope="module")
+def router_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    # One partition: every tenant shares the partition (and the worker) with every other.
+    return isolated_settings(kafka_bootstrap, tmp_path_factory.mktemp("router"), "router", 1)
+
+
+@pytest.fixture(scope="module")
+def router_stack(router_settings: Settings) -> Iterator[LocalStack]:
+    with prepared_stack(router_settings, platform_config=PLATFORM) as stack:
+        warm_up(router_settings, timeout_s=120)
+        yield stack
+
+
+def _read(settings: Settings, stage: str) -> list[tuple[bytes, float]]:
+    """Every record value of a stage's topic with its Kafka timestamp (s)."""
+    consumer = Consumer({
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"router-reader-{uuid.uuid4()}",
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+    })
+    topic = topic_name(settings, stage)
+    consumer.subscribe([topic])
+    out: list[tuple[bytes, float]] = []
+    eof: set[int] = set()
+    partitions = len(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+    try:
+        while len(eof) < partitions:
+            message = consumer.poll(10)
+            assert message is not None, f"timed out reading {topic}"
+            error = message.error()
+            if error is not None:
+                assert error.code() == KafkaError._PARTITION_EOF, error
+                eof.add(message.partition() or 0)
+                continue
+            value = message.value()
+            assert value is not None
+            out.append((value, message.timestamp()[1] / 1000.0))
+    finally:
+        consumer.close()
+    return out
+
+
+def _routed(settings: Settings, ids: set[str]) -> dict[str, RoutedMessage]:
+    found: dict[str, RoutedMessage] = {}
+    for value, _ in _read(settings, ROUTED):
+        routed = RoutedMessage.from_avro(value)
+        if routed.request.message_id in ids:
+            found.setdefault(routed.request.message_id, routed)
+    return found
+
+
+def _rejections(settings: Settings, ids: set[str]) -> dict[str, Rejection]:
+    found: dict[str, Rejection] = {}
+    for value, _ in _read(settings, REJECTED):
+        rejection = Rejection.from_avro(value)
+        if rejection.message_id in ids:
+            found.setdefault(rejection.message_id, rejection)
+    return found
+
+
+def _requests(tenant: str, prefix: str, count: int, body: str) -> list[SubmitRequest]:
+    width = 13 - len(prefix)  # +447700 / +447701: valid UK mobile numbers, 13 characters
+    return [new_request(tenant, f"{prefix}{n:0{width}d}", f"{body} {n}") for n in range(count)]
+
+
+def _window_rates(times: list[float], start: float, end: float, width: float = 10.0,
+                  step: float = 0.25) -> list[float]:
+    rates = []
+    s = start
+    while s + width <= end:
+        rates.append(sum(1 for t in times if s <= t < s + width) / width)
+        s += step
+    return rates
+
+
+@pytest.mark.slow
+def test_a_tenant_over_its_rate_waits_while_another_tenant_flows(
+    router_settings: Settings, router_stack: LocalStack
+) -> None:
+    slow = _requests("slow-tenant", "+447700", 150, "backlog")  # 5/s: a 30 s backlog
+    fast = _requests("fast-tenant", "+447700", 100, "urgent")  # same route, produced after
+    result = run_flow(router_settings, [*slow, *fast], timeout_s=180)
+    router_stack.check_alive()
+    assert result.lost == 0, f"no terminal state for {result.missing[:5]}"
+
+    routed = _routed(router_settings, {r.message_id for r in [*slow, *fast]})
+    assert len(routed) == 250
+
+    def waits(requests: list[SubmitRequest]) -> list[float]:
+        return sorted(
+            (routed[r.message_id].routed_at - r.submitted_at).total_seconds() for r in requests
+        )
+
+    slow_waits, fast_waits = waits(slow), waits(fast)
+    print(f"\nslow tenant: submit → routed p50 {slow_waits[75]:.2f}s max {slow_waits[-1]:.2f}s; "
+          f"fast tenant: p50 {fast_waits[50]:.3f}s max {fast_waits[-1]:.3f}s")
+    assert slow_waits[-1] > 20.0, "the slow tenant should have had a backlog of ~30 s"
+    # The fast tenant's records sit behind 150 slow ones in the same partition, and still pass.
+    assert fast_waits[-1] < 2.0
+
+    released = sorted(routed[r.message_id].routed_at.timestamp() for r in slow)
+    # The lane's bucket starts full (one second's worth): from one second on, the rate is 5/s.
+    rates = _window_rates(released, released[0] + 1.0, released[-1])
+    print(f"slow tenant released at {min(rates):.2f}-{max(rates):.2f}/s over 10 s windows")
+    assert rates and 4.75 <= min(rates) and max(rates) <= 5.25
+
+
+@pytest.mark.slow
+def test_a_tenant_past_its_daily_quota_is_rejected_with_quota_exceeded(
+    router_settings: Settings, router_stack: LocalStack
+) -> None:
+    requests = _requests("quota-tenant", "+447701", 30, "q")  # daily_quota 20, one part each
+    result = run_flow(router_settings, requests, timeout_s=120)
+    assert result.lost == 0
+    assert result.rejection_codes == {"QUOTA_EXCEEDED": 10}
+    assert sum(result.statuses.values()) == 20
+    rejections = _rejections(router_settings, {r.message_id for r in requests})
+    assert len(rejections) == 10
+    sample = next(iter(rejections.values()))
+    assert sample.stage == "router"
+    assert sample.tenant_id == "quota-tenant"
+    assert sample.reason == (
+        "tenant quota-tenant used 20 of its daily quota of 20 parts; this message needs 1"
+    )
+    assert sample.original is not None, "the rejected record keeps the original bytes"
+
+
+@pytest.mark.slow
+def test_quota_usage_survives_a_worker_restart(
+    router_settings: Settings, router_stack: LocalStack
+) -> None:
+    first = _requests("restart-tenant", "+447701", 6, "before")  # daily_quota 10
+    assert run_flow(router_settings, first, timeout_s=120).rejection_codes == {}
+    worker = next(p for p in router_stack.processes if p.name == "worker-0")
+    assert worker.stop() == 0
+    worker.start(router_stack.env)
+    second = _requests("restart-tenant", "+447701", 6, "after")
+    result = run_flow(router_settings, second, timeout_s=180)
+    print(f"\nafter the restart: {result.summary()}")
+    assert result.lost == 0
+    # 6 of 10 parts were used before the restart: 4 more fit, 2 do not.
+    assert result.rejection_codes == {"QUOTA_EXCEEDED": 2}
+    assert sum(result.statuses.values()) == 4
+
+
+@pytest.mark.slow
+def test_worker_sigkill_while_records_wait_in_a_tenant_lane_loses_nothing(
+    router_settings: Settings, router_stack: LocalStack
+) -> None:
+    """Last in the module: it crashes the worker."""
+    requests = _requests("drill-tenant", "+447700", 300, "drill")  # 10/s: 30 s of backlog
+    crashed: list[tuple[int, int]] = []
+
+    def crash_once(counts: dict[str, int], terminal: int) -> None:
+        if not crashed and terminal >= 60:
+            crashed.append((terminal, counts[SUBMITTED] - counts[ROUTED]))
+            router_stack.crash_and_restart("worker-0")
+
+    result = run_flow(router_settings, requests, timeout_s=240, on_progress=crash_once)
+    print(f"\ncrashed at (terminal, waiting in the router) = {crashed}; {result.summary()}")
+    assert crashed, "the drill never crashed the worker"
+    _, waiting_at_crash = crashed[0]
+    assert waiting_at_crash >= 100, "the crash should hit while many records wait in the lane"
+    assert result.lost == 0, f"{result.lost} messages lost, e.g. {result.missing[:3]}"
+    router_stack.check_alive()
+
+
+@pytest.mark.asyncio
+async def test_revocation_still_lets_faust_commit_what_was_passed_on() -> None:
+    """faust commits the revoked partitions after clearing the buffers: the stage must not
+    refuse that commit, or every rebalance and clean stop re-sends the last commit interval."""
+    h = _TenantHarness({"noisy": 1.0, "quiet": 1000.0})
+    h.offer("quiet")  # 0
+    h.offer("noisy")  # 1: released (a full bucket of 1)
+    h.offer("noisy")  # 2: waits
+    h.offer("quiet")  # 3: passed on behind a waiting record
+    await h.stage.release_due()
+    await h.complete_sends()
+    assert h.stage.safe_offset(0) == 2
+    h.app.flow_control.revoke()
+    assert h.stage.safe_offset(0) == 2, "records 0 and 1 are passed on: committable"
+    assert h.stage.stats().abandoned == 2
+    h.stage._on_assigned(None, set())
+    assert h.stage.safe_offset(0) is None, "a new assignment has passed nothing on yet"
