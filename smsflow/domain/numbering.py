@@ -15,7 +15,15 @@ Theory of operation
 * the operator tables: ported-number overrides, configured prefixes (longest wins), test ranges,
   and ``phonenumbers``' carrier prefixes mapped to configured operators by name.
 
-:func:`resolve` is then a few dict look-ups and one regex match. The structures behind it:
+:func:`resolve` is then usually one dict probe, else a few dict look-ups and one regex match.
+The structures behind it:
+
+* prefix-decided verdicts (:func:`_decided_prefixes`): for every calling code and national
+  length, a walk over national prefixes follows every metadata pattern with regex derivatives
+  and proves where all completions of a prefix get the same valid, SMS-capable (region, type);
+  those verdicts sit in the operator index's 7-character entries (with the operator when the
+  key decides it too), and in a 9-character table for the few plans that need more digits.
+  No sampling: a key is decided only when the patterns' structure shows it;
 
 * ``direct``: (first four digits, digit count) → (region, the regex of the types that can
   start with that national digit, where the national number starts) for single-region
@@ -57,7 +65,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
 from typing import Any, Final, NamedTuple
@@ -152,6 +160,12 @@ class _Region:
     leading_digits: re.Pattern[str] | None
     # national-number length → its first digit → one regex of the types that can match
     by_length: Mapping[int, Mapping[str, re.Pattern[str]]]
+    # national-number length → the metadata patterns (general desc and every type) a number of
+    # that length is matched against: the input of the prefix analysis (_decided_prefixes)
+    patterns: Mapping[int, tuple[str, ...]]
+    # ... and those one of which must match for an SMS-capable verdict (mobile; fixed line when
+    # the plan does not tell the two apart): the walk skips prefixes where none can
+    capable: Mapping[int, tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,10 +360,23 @@ def _compile_region(region: str, metadata: PhoneMetadata) -> _Region:
     lengths = sorted(set(general.possible_length or ())) if general is not None else []
     compiled: dict[str, re.Pattern[str]] = {}
     by_length: dict[int, dict[str, re.Pattern[str]]] = {}
+    patterns: dict[int, tuple[str, ...]] = {}
+    capable: dict[int, tuple[str, ...]] = {}
     for length in lengths:
         general_pattern = _usable(general, length)
         if general_pattern is None:
             continue
+        patterns[length] = (general_pattern, *(
+            pattern
+            for attr in (*(a for a, _ in _SPECIAL_DESCS), "fixed_line", "mobile")
+            if (pattern := _usable(getattr(metadata, attr), length)) is not None
+        ))
+        capable[length] = tuple(
+            pattern
+            for attr in ("mobile", "fixed_line")
+            if attr == "mobile" or metadata.same_mobile_and_fixed_line_pattern
+            if (pattern := _usable(getattr(metadata, attr), length)) is not None
+        )
         alternatives = _alternatives(metadata, length)
         by_digit: dict[str, re.Pattern[str]] = {}
         for digit in sorted(_DIGITS & _first_digits(general_pattern)):
@@ -363,7 +390,9 @@ def _compile_region(region: str, metadata: PhoneMetadata) -> _Region:
         if by_digit:
             by_length[length] = by_digit
     leading = metadata.leading_digits
-    return _Region(region, re.compile(leading) if leading else None, by_length)
+    return _Region(
+        region, re.compile(leading) if leading else None, by_length, patterns, capable
+    )
 
 
 @cache
@@ -499,6 +528,337 @@ def _classify_fast(code: _CallingCode, national: str) -> tuple[str, NumberType] 
     return None
 
 
+# --- prefix-decided verdicts ---------------------------------------------------------------------
+#
+# libphonenumber's patterns are almost all prefix conditions followed by free digits
+# (``7(?:[1-3]\d\d|4[0-5]\d)\d{6}``), so a number's (region, type) is usually decided by its
+# first few digits. _decided_prefixes walks the national prefixes of each calling code and
+# length digit by digit, following every pattern with regex derivatives (what is left to match
+# after each digit), and so *proves*, never samples, when every completion of a prefix gets the
+# same verdict; _classify_fast then classifies one representative completion. The SMS-capable
+# verdicts land in the operator index under its 7-character keys, so resolve() answers most
+# numbers with the one dict probe it makes for the operator anyway: no regex, no region loop on
+# the hot path. Whatever is not proven decided keeps the regex path.
+
+# Constructs the derivatives do not model: look-arounds, anchors, back-references,
+# conditionals, negated classes. A pattern with any of them never settles (nothing under it is
+# decided).
+_UNANALYSABLE: Final = re.compile(r"\(\?[=!<(]|\(\?P=|\\[1-9bBAZ]|[\^$]")
+_MAX_FREE_REPEAT: Final = 20
+_MAX_RESIDUALS: Final = 64  # more alternatives in flight than this: give up on the prefix
+
+_Items = tuple[tuple[str, Any], ...]  # a parsed pattern as (opcode name, argument) pairs
+_Key = tuple[tuple[str, int, int, int], ...]
+
+
+class _Test(NamedTuple):
+    """One condition a verdict depends on, after some digits: a metadata pattern (full match of
+    the national number) or a prefix-match pattern (leading digits, national prefix)."""
+
+    leading: bool
+    residuals: tuple[_Items, ...]  # what may still match; () → no completion matches
+
+
+class _Derivatives:
+    """Regex derivatives over ``re``'s parse trees, memoised by node identity for one walk
+    (the parse trees live as long as this object, so identities stay valid)."""
+
+    def __init__(self) -> None:
+        self._parsed: list[Any] = []  # keeps every parse tree (and so every id) alive
+        self._items: dict[int, _Items] = {}
+        self._chars: dict[int, frozenset[str] | None] = {}
+        self._free: dict[_Key, frozenset[int] | None] = {}
+        self._null: dict[_Key, bool] = {}
+        # Residuals are interned (one object per _key), so the walk memoises by id().
+        self._interned: dict[_Key, _Items] = {}
+        self._derived: dict[tuple[int, str], tuple[_Items, ...] | None] = {}
+        self._stepped: dict[tuple[object, ...], _Test | None] = {}
+        self._settled: dict[tuple[object, ...], bool] = {}
+
+    def test(self, pattern: str, leading: bool) -> _Test | None:
+        if _UNANALYSABLE.search(pattern):
+            return None
+        parsed = _parsed(pattern)
+        self._parsed.append(parsed)
+        return _Test(leading, (self.intern(self.items(parsed)),))
+
+    def intern(self, items: _Items) -> _Items:
+        return self._interned.setdefault(_key(items), items)
+
+    def items(self, parsed: Any) -> _Items:
+        found = self._items.get(id(parsed))
+        if found is None:
+            self._parsed.append(parsed)
+            found = self._items[id(parsed)] = tuple((str(op), arg) for op, arg in parsed)
+        return found
+
+    def chars(self, arg: Any) -> frozenset[str] | None:
+        if id(arg) not in self._chars:
+            self._parsed.append(arg)
+            first = _first_item("IN", arg)
+            self._chars[id(arg)] = first[0] if first is not None else None
+        return self._chars[id(arg)]
+
+    def free_lengths(self, items: _Items) -> frozenset[int] | None:
+        """The lengths of the digit strings ``items`` matches, if it matches *every* digit
+        string of those lengths (``\\d{2,3}``, ``[0-9]``); None if it constrains a digit."""
+        key = _key(items)
+        if key not in self._free:
+            self._free[key] = self._free_lengths(items)
+        return self._free[key]
+
+    def _free_lengths(self, items: _Items) -> frozenset[int] | None:
+        lengths = frozenset({0})
+        for kind, arg in items:
+            step: frozenset[int] | None
+            if kind == "ANY":
+                step = frozenset({1})
+            elif kind == "IN":
+                chars = self.chars(arg)
+                step = frozenset({1}) if chars is not None and _DIGITS <= chars else None
+            elif kind == "SUBPATTERN":
+                step = self.free_lengths(self.items(arg[3]))
+            elif kind == "BRANCH":
+                parts = [self.free_lengths(self.items(branch)) for branch in arg[1]]
+                step = None if None in parts else frozenset().union(*(p for p in parts if p))
+            elif kind in ("MAX_REPEAT", "MIN_REPEAT"):
+                low, high, sub = arg
+                inner = self.free_lengths(self.items(sub))
+                if inner is None or high > _MAX_FREE_REPEAT:
+                    return None
+                repeated: set[int] = set()
+                current = frozenset({0})
+                for count in range(high + 1):
+                    if count >= low:
+                        repeated |= current
+                    current = frozenset(a + b for a in current for b in inner)
+                step = frozenset(repeated)
+            else:
+                step = None
+            if not step:
+                return None
+            lengths = frozenset(a + b for a in lengths for b in step)
+        return lengths
+
+    def nullable(self, items: _Items) -> bool:
+        """Whether ``items`` matches the empty string."""
+        key = _key(items)
+        found = self._null.get(key)
+        if found is None:
+            found = self._null[key] = all(self._nullable_item(kind, arg) for kind, arg in items)
+        return found
+
+    def _nullable_item(self, kind: str, arg: Any) -> bool:
+        if kind == "SUBPATTERN":
+            return self.nullable(self.items(arg[3]))
+        if kind == "BRANCH":
+            return any(self.nullable(self.items(branch)) for branch in arg[1])
+        if kind in ("MAX_REPEAT", "MIN_REPEAT"):
+            return bool(arg[0] == 0 or self.nullable(self.items(arg[2])))
+        return False
+
+    def derive(self, items: _Items, digit: str) -> tuple[_Items, ...] | None:
+        """What is left to match of an interned residual after ``digit``: the alternatives
+        (Brzozowski derivative), interned and without duplicates; None for a construct not
+        modelled."""
+        key = (id(items), digit)
+        if key not in self._derived:
+            found = self._derive(items, digit)
+            self._derived[key] = None if found is None else tuple(
+                {id(r): r for r in map(self.intern, found)}.values()
+            )
+        return self._derived[key]
+
+    def _derive(self, items: _Items, digit: str) -> list[_Items] | None:
+        if not items:
+            return []
+        (kind, arg), rest = items[0], items[1:]
+        if kind == "LITERAL":
+            return [rest] if chr(arg) == digit else []
+        if kind == "ANY":
+            return [rest]
+        if kind == "IN":
+            chars = self.chars(arg)
+            if chars is None:
+                return None
+            return [rest] if digit in chars else []
+        if kind == "SUBPATTERN":
+            return self._derive(self.items(arg[3]) + rest, digit)
+        if kind == "BRANCH":
+            out: list[_Items] = []
+            for branch in arg[1]:
+                found = self._derive(self.items(branch) + rest, digit)
+                if found is None:
+                    return None
+                out += found
+            return out
+        if kind in ("MAX_REPEAT", "MIN_REPEAT"):
+            low, high, sub = arg
+            sub_items = self.items(sub)
+            if self.nullable(sub_items):
+                return None  # x* with an empty-matching x: not needed, not modelled
+            out = []
+            if low == 0:
+                skipped = self._derive(rest, digit)
+                if skipped is None:
+                    return None
+                out += skipped
+            if high > 0:
+                again = ((kind, (max(low - 1, 0), high - 1, sub)),) if high > 1 else ()
+                once = self._derive(sub_items + again + rest, digit)
+                if once is None:
+                    return None
+                out += once
+            return out
+        return None
+
+    def step(self, test: _Test, digit: str) -> _Test | None:
+        """The test after one more digit; None when the analysis gives up."""
+        key = (test.leading, *map(id, test.residuals), digit)
+        if key not in self._stepped:
+            self._stepped[key] = self._step(test, digit)
+        return self._stepped[key]
+
+    def _step(self, test: _Test, digit: str) -> _Test | None:
+        out: dict[int, _Items] = {}  # interned: duplicates dropped by identity
+        for residual in test.residuals:
+            found = self.derive(residual, digit)
+            if found is None:
+                return None
+            for derived in found:
+                out[id(derived)] = derived
+        if len(out) > _MAX_RESIDUALS:
+            return None
+        return _Test(test.leading, tuple(out.values()))
+
+    def settled(self, test: _Test) -> bool:
+        key = (test.leading, *map(id, test.residuals))
+        found = self._settled.get(key)
+        if found is None:
+            found = self._settled[key] = self._is_settled(test)
+        return found
+
+    def _is_settled(self, test: _Test) -> bool:
+        """Whether every completion, of the walk's length, gets the same outcome from here:
+        nothing can match; or (prefix match) something matched already; or (full match) every
+        alternative left is "any digits" of some lengths, so the length alone decides."""
+        if not test.residuals:
+            return True
+        if test.leading:
+            return any(self.nullable(residual) for residual in test.residuals)
+        return all(self.free_lengths(residual) is not None for residual in test.residuals)
+
+    def matched(self, test: _Test) -> bool:
+        return any(self.nullable(residual) for residual in test.residuals)
+
+
+@cache
+def _parsed(pattern: str) -> Any:
+    """``re``'s parse tree of a metadata pattern (static data: memoised per process)."""
+    return _sre.parse(pattern)
+
+
+def _key(items: _Items) -> _Key:
+    """Identity of a residual: its parse-tree nodes, and the counts left of repeats."""
+    return tuple(
+        (kind, arg[0], arg[1], id(arg[2])) if kind in ("MAX_REPEAT", "MIN_REPEAT")
+        else (kind, 0, 0, id(arg))
+        for kind, arg in items
+    )
+
+
+Verdict = tuple[str, NumberType]  # (region, type)
+Verdicts = Mapping[int, Verdict]  # by E.164 length
+_DEEP_KEY_WIDTH: Final = 9
+
+
+@cache
+def _decided_prefixes(calling_code: int) -> tuple[Mapping[str, Verdicts], Mapping[str, Verdicts]]:
+    """The SMS-capable verdicts every number under a key gets, by E.164 length: keys of
+    _KEY_WIDTH characters ('+' and digits; the operator index's), and for prefixes only
+    decided further in, keys of _DEEP_KEY_WIDTH. Memoised per process (static metadata only).
+    """
+    code = _compiled_calling_code(calling_code)
+    depth = _KEY_WIDTH - 1 - len(str(calling_code))  # national digits inside a key
+    deep = _DEEP_KEY_WIDTH - 1 - len(str(calling_code))
+    if code is None or depth < 1:
+        return {}, {}
+    tables: tuple[dict[str, dict[int, Verdict]], dict[str, dict[int, Verdict]]] = ({}, {})
+    verdicts: dict[Verdict, Verdict] = {}
+    d = _Derivatives()
+    for length in sorted({n for region in code.regions for n in region.patterns}):
+        e164_length = 1 + code.length + length
+        if e164_length > MAX_E164_DIGITS + 1 or length <= depth:
+            continue
+        tests: list[_Test | None] = []
+        for region in code.regions:
+            if region.leading_digits is not None and len(code.regions) > 1:
+                tests.append(d.test(region.leading_digits.pattern, True))
+            tests += [d.test(p, False) for p in region.patterns.get(length, ())]
+        capable = [d.test(p, False) for r in code.regions for p in r.capable.get(length, ())]
+        if None in tests or None in capable:
+            continue
+        live = [t for t in tests if t is not None and not d.settled(t)]
+        # _classify_fast defers a number to phonenumbers when its national prefix pattern
+        # matches a non-empty start (libphonenumber may strip it). Followed like the others:
+        # a prefix is decided only once that pattern provably matches nothing non-empty.
+        national_prefix = (
+            d.test(code.national_prefix.pattern, True) if code.national_prefix is not None
+            else None
+        )
+        cleared = _Test(True, ())  # the national prefix pattern can no longer match
+        # could: the capable tests, to prune where no mobile pattern can match any more (never
+        # accepted there); None when their analysis gave up (no pruning below).
+        stack: list[tuple[str, list[_Test], _Test, list[_Test] | None]] = [
+            ("", live, cleared, [t for t in capable if t is not None])
+        ]
+        while stack:
+            prefix, live, strip, could = stack.pop()
+            for digit in "0123456789":
+                still: list[_Test] | None = None
+                if could is not None:
+                    stepped_could = [d.step(t, digit) for t in could]
+                    if None not in stepped_could:
+                        still = [t for t in stepped_could if t is not None and t.residuals]
+                        if not still:
+                            continue
+                stripped: _Test | None = strip
+                if not prefix and digit in code.national_prefix_first:
+                    # None: an unanalysable national prefix, the number keeps the regex path
+                    stripped = national_prefix and d.step(national_prefix, digit)
+                elif strip.residuals:
+                    stripped = d.step(strip, digit)
+                if stripped is None or d.matched(stripped):
+                    continue  # a non-empty national prefix may match
+                stepped = [d.step(test, digit) for test in live]
+                if None in stepped:
+                    continue
+                after = [t for t in stepped if t is not None and not d.settled(t)]
+                national = prefix + digit
+                if after or stripped.residuals:
+                    if len(national) < min(deep, length):
+                        stack.append((national, after, stripped, still))
+                    continue
+                verdict = _classify_fast(code, national.ljust(length, "0"))
+                if verdict is None or verdict[1] not in SMS_CAPABLE:
+                    continue  # rejections stay libphonenumber's own verdict (slow path)
+                verdict = verdicts.setdefault(verdict, verdict)
+                shallow = len(national) <= depth
+                if not shallow and length < deep:
+                    continue  # the number is shorter than a deep key
+                table, width = (tables[0], depth) if shallow else (tables[1], deep)
+                for tail in _tails(width - len(national)):
+                    table.setdefault("+" + code.code + national + tail, {})[e164_length] = verdict
+    # Most keys share their verdicts by length: one object each (memory, and _OperatorIndex.of
+    # derives its entries once per distinct map).
+    shared: dict[tuple[tuple[int, Verdict], ...], Verdicts] = {}
+    keyed, deeper = (
+        {key: shared.setdefault(tuple(sorted(v.items())), v) for key, v in table.items()}
+        for table in tables
+    )
+    return keyed, deeper
+
+
 def _parse(destination: str) -> phonenumbers.PhoneNumber | NumberRejection:
     try:
         return phonenumbers.parse(destination, None)
@@ -559,6 +919,27 @@ class _PrefixTable:
 
 _KEY_WIDTH: Final = 7  # '+' and six digits: covers most configured and carrier prefixes
 
+# What resolve() returns after the E.164 string: (region, type, operator id, how it was found).
+_Resolved = tuple[str, NumberType, str | None, "OperatorSource"]
+_NOTHING_DECIDED: Final[Mapping[int, _Resolved | Verdict]] = {}
+_UNOWNED: Final[tuple[str | None, OperatorSource]] = (None, OperatorSource.NONE)
+_NO_VERDICTS: Final[Mapping[str, Verdicts]] = {}
+
+
+def _operator_at_key(
+    entry: tuple[tuple[int, ...], str | None, tuple[int, ...], str | None],
+) -> tuple[str | None, OperatorSource] | None:
+    """The operator every number under a key resolves to (before ported numbers), or None
+    when a longer prefix may decide it. Same rules as _OperatorIndex.find."""
+    configured_long, operator, carrier_long, carried = entry
+    if configured_long:
+        return None
+    if operator is not None:
+        return operator, OperatorSource.PREFIX
+    if carrier_long:
+        return None
+    return (carried, OperatorSource.CARRIER) if carried else (None, OperatorSource.NONE)
+
 
 @dataclass(frozen=True, slots=True)
 class _OperatorIndex:
@@ -571,13 +952,26 @@ class _OperatorIndex:
 
     width: int
     # key → (longer configured lengths, configured operator, longer carrier lengths,
-    #        carrier operator: id, '' for a carrier no operator matches, None for no carrier)
-    keys: Mapping[str, tuple[tuple[int, ...], str | None, tuple[int, ...], str | None]]
+    #        carrier operator: id, '' for a carrier no operator matches, None for no carrier,
+    #        the whole answer by E.164 length where the key decides it: _Resolved)
+    keys: Mapping[
+        str,
+        tuple[
+            tuple[int, ...], str | None, tuple[int, ...], str | None,
+            Mapping[int, _Resolved | Verdict],
+        ],
+    ]
     configured: _PrefixTable
     carrier: _PrefixTable
 
     @classmethod
-    def of(cls, configured: Mapping[str, str], carrier: Mapping[str, str | None]) -> _OperatorIndex:
+    def of(
+        cls,
+        configured: Mapping[str, str],
+        carrier: Mapping[str, str | None],
+        decided: Mapping[str, Verdicts] = _NO_VERDICTS,
+        test_prefixes: Iterable[str] = (),
+    ) -> _OperatorIndex:
         width = _KEY_WIDTH
         short: list[dict[str, str]] = [{}, {}]  # configured, carrier: key → operator ('' none)
         long: list[dict[str, set[int]]] = [{}, {}]
@@ -589,14 +983,42 @@ class _OperatorIndex:
                 value = table[prefix] or ""
                 for tail in _tails(width - len(prefix)):
                     short[which][prefix + tail] = value
-        keys = {}
-        for key in {*short[0], *short[1], *long[0], *long[1]}:
-            keys[key] = (
-                tuple(sorted(long[0].get(key, ()), reverse=True)),
-                short[0].get(key),
-                tuple(sorted(long[1].get(key, ()), reverse=True)),
-                short[1].get(key),
-            )
+        # Keys a test range touches: test ranges skip validation, so the key decides nothing.
+        tested = {p[:width] for p in test_prefixes if len(p) >= width}
+        short_tests = tuple(p for p in test_prefixes if len(p) < width)
+        # one resolved map per distinct (verdict map, operator decision)
+        shared: dict[tuple[int, object], Mapping[int, _Resolved | Verdict]] = {}
+        longest = [
+            {key: tuple(sorted(lengths, reverse=True)) for key, lengths in table.items()}
+            for table in long
+        ]
+        nothing: tuple[tuple[int, ...], str | None, tuple[int, ...], str | None] = (
+            (), None, (), None,
+        )
+        keys: dict[str, tuple[
+            tuple[int, ...], str | None, tuple[int, ...], str | None,
+            Mapping[int, _Resolved | Verdict],
+        ]] = {}
+        for key in {*short[0], *short[1], *long[0], *long[1], *decided}:
+            entry = nothing
+            if key in short[0] or key in short[1] or key in long[0] or key in long[1]:
+                entry = (
+                    longest[0].get(key, ()), short[0].get(key),
+                    longest[1].get(key, ()), short[1].get(key),
+                )
+            verdicts = decided.get(key)
+            if verdicts is None or key in tested or key.startswith(short_tests):
+                keys[key] = (*entry, _NOTHING_DECIDED)
+                continue
+            operator = _operator_at_key(entry) if entry is not nothing else _UNOWNED
+            resolved = shared.get((id(verdicts), operator))
+            if resolved is None:
+                resolved = shared[(id(verdicts), operator)] = {
+                    # The operator too when the key decides it, else resolve() looks it up.
+                    length: (*verdict, *operator) if operator is not None else verdict
+                    for length, verdict in verdicts.items()
+                }
+            keys[key] = (*entry, resolved)
         return cls(width, keys, _PrefixTable.of(configured), _PrefixTable.of(carrier))
 
     def find(self, e164: str) -> tuple[str | None, OperatorSource]:
@@ -609,7 +1031,7 @@ class _OperatorIndex:
         entry = self.keys.get(e164[: self.width])
         if entry is None:
             return None, OperatorSource.NONE
-        configured_long, operator, carrier_long, carried = entry
+        configured_long, operator, carrier_long, carried, _ = entry
         for length in configured_long:
             hit = self.configured.entries.get(e164[:length])
             if hit is not None:
@@ -639,6 +1061,9 @@ class NumberingPlan:
     # prefix. Everything else takes _classify_fast.
     direct: Mapping[tuple[str, int], tuple[str, re.Pattern[str], int]]
     operator_country: Mapping[str, str]
+    # _DEEP_KEY_WIDTH-character key → E.164 length → verdict, for numbers the operator index
+    # key does not decide (_decided_prefixes); test ranges left out
+    deep: Mapping[str, Verdicts] = field(default_factory=dict)
 
 
 def _normalise_name(name: str) -> str:
@@ -717,7 +1142,16 @@ def build_numbering(
     carrier = _carrier_table(operators)
     return NumberingPlan(
         ported=ported,
-        operators=_OperatorIndex.of(prefixes, carrier),
+        operators=_OperatorIndex.of(
+            prefixes, carrier,
+            {
+                key: verdicts
+                for code in compiled.values()
+                for key, verdicts in _decided_prefixes(int(code.code))[0].items()
+            },
+            tests,
+        ),
+        deep=_deep_verdicts(compiled.values(), tests),
         test_prefixes=_PrefixTable.of(tests),
         calling_codes=compiled,
         code_by_lead={
@@ -728,6 +1162,18 @@ def build_numbering(
         direct=_direct(compiled.values()),
         operator_country={o.id: o.country for o in operators},
     )
+
+
+def _deep_verdicts(codes: Iterable[_CallingCode], tests: Mapping[str, str]) -> dict[str, Verdicts]:
+    found = {
+        key: verdicts
+        for code in codes
+        for key, verdicts in _decided_prefixes(int(code.code))[1].items()
+    }
+    for prefix in tests:  # test ranges skip validation: nothing under them is decided
+        for key in [k for k in found if k.startswith(prefix) or prefix.startswith(k)]:
+            del found[key]
+    return found
 
 
 def _direct(
@@ -780,6 +1226,26 @@ def resolve(plan: NumberingPlan, destination: str) -> Destination | NumberReject
     >>> resolve(plan, "+44 800 123 4567").reason_code
     'UNSUPPORTED_DESTINATION'
     """
+    # Fast path: a key whose every number of this length is proven to be the same valid,
+    # SMS-capable type of the same operator (_decided_prefixes): one probe, no regex. Keys only
+    # hold '+' and digits, and ported numbers override the operator.
+    entry = plan.operators.keys.get(destination[:_KEY_WIDTH])
+    if entry is not None:
+        resolved = entry[4].get(len(destination))
+        if resolved is None and plan.deep:
+            resolved = plan.deep.get(destination[:_DEEP_KEY_WIDTH], _NOTHING_DECIDED).get(
+                len(destination)
+            )
+        if (
+            resolved is not None and destination.isascii() and destination[1:].isdigit()
+            and (not plan.ported or destination not in plan.ported)
+        ):
+            if len(resolved) == 4:
+                return _new_destination(Destination, (destination, *resolved))
+            # (region, type) only: a longer configured or carrier prefix may own the number
+            return _new_destination(
+                Destination, (destination, *resolved, *plan.operators.find(destination))
+            )
     digits = destination[1:]
     if destination[:1] == "+" and digits.isdigit() and digits.isascii():
         e164 = destination
