@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from datetime import UTC, datetime
+from typing import Any
 
 import faust
 
@@ -23,11 +25,12 @@ async def reject(
     tenant_id: str | None = None,
     original: bytes | None = None,
     original_topic: str | None = None,
-) -> None:
+) -> Awaitable[Any]:
     """Send the original bytes with the reason; the caller then moves on to the next record.
 
     ``original``/``original_topic`` name the rejected record when it is not ``event`` itself
-    (a timer command dead-letters a receipt stored earlier).
+    (a timer command dead-letters a receipt stored earlier). Returns the send's future
+    (done when the broker stored the rejection).
     """
     message = event.message
     if original is None and isinstance(message.value, bytes):
@@ -48,7 +51,7 @@ async def reject(
         "rejected %s/%d@%d at %s: %s %s",
         message.topic, message.partition, message.offset, stage, reason_code, detail,
     )
-    await topic.send(
+    return await topic.send(
         key=tenant_id.encode() if tenant_id else None,
         value=rejection.to_avro(topic.get_topic_name()),
     )

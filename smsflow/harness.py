@@ -30,10 +30,11 @@ def read_all(settings: Settings, name: str, *, timeout_s: float = 10.0) -> list[
 
 
 def read_records(
-    settings: Settings, name: str, *, timeout_s: float = 10.0
+    settings: Settings, name: str, *, timeout_s: float = 10.0, topic_prefix: bool = True
 ) -> list[tuple[bytes | None, bytes | None]]:
-    """Every ``(key, value)`` on topic ``name`` now (read to the end of each partition)."""
-    topic = topic_name(settings, name)
+    """Every ``(key, value)`` on topic ``name`` now (read to the end of each partition).
+    ``topic_prefix=False`` for topics named by faust (table changelogs)."""
+    topic = topic_name(settings, name) if topic_prefix else name
     consumer = Consumer({
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": f"reader-{uuid.uuid4()}",

@@ -35,10 +35,13 @@ import logging
 import struct
 from collections import Counter
 from datetime import UTC, datetime
+from functools import partial
+from typing import Any, cast
 
 import faust
 from pydantic import ValidationError
 
+from pipeline.after_delivery import after_delivery
 from pipeline.app import (
     aggregator_inputs,
     app,
@@ -119,6 +122,29 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
+#: Done markers whose output is sent but not yet stored (so not yet in the table): consulted
+#: before the table so a duplicate arriving meanwhile is dropped. Memory only: after a crash
+#: the replay repeats the output (at-least-once); cleared at every rebalance for the same
+#: reason (the partition's next owner replays).
+_completing: dict[str, PendingEntry] = {}
+#: Messages reported whose report is not yet stored (the aggregator's counterpart).
+_reporting: set[str] = set()
+
+
+def _forget_in_flight(_sender: Any, *args: Any, **_: Any) -> None:
+    _completing.clear()
+    _reporting.clear()
+
+
+app.on_partitions_revoked.connect(cast(Any, _forget_in_flight))
+
+
+def _waiting(key: str) -> PendingEntry | None:
+    """The key's entry: a completion in flight first, else the table's."""
+    marker = _completing.get(key)
+    return marker if marker is not None else _entry(pending.get(key), key)
+
+
 def _entry(value: bytes | None, key: str) -> PendingEntry | None:
     if value is None:
         return None
@@ -147,6 +173,12 @@ def _store(key: str, entry: PendingEntry) -> None:
     correlator_timers.schedule(key, entry.due_ms)
 
 
+def _store_marker(key: str, marker: PendingEntry) -> None:
+    if _completing.get(key) is marker:
+        del _completing[key]
+    _store(key, marker)
+
+
 def _complete(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
     return PartOutcome(
         sent=sent,
@@ -158,13 +190,19 @@ def _complete(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
     )
 
 
-async def _emit_part(key: str, part: PartOutcome, *, now_ms: int) -> None:
-    await dlr_parts_topic.send(
+async def _emit_part(
+    event: faust.EventT[bytes], key: str, part: PartOutcome, *, now_ms: int
+) -> None:
+    """Send the part on; once it is stored, replace the key's entry with a done marker (until
+    then the waiting entry stays: a replay repeats the part instead of losing it)."""
+    future = await dlr_parts_topic.send(
         key=part.sent.message_id.encode(), value=part.to_avro(dlr_parts_topic_name)
     )
     if key:
-        _store(key, done_marker(DlrStatus(part.status.value), now_ms=now_ms,
-                                self_expired=part.reason == SELF_EXPIRED_REASON, policy=POLICY))
+        marker = done_marker(DlrStatus(part.status.value), now_ms=now_ms,
+                             self_expired=part.reason == SELF_EXPIRED_REASON, policy=POLICY)
+        _completing[key] = marker
+        after_delivery(future, event, partial(_store_marker, key, marker))
 
 
 @app.agent(correlator_inputs)
@@ -191,22 +229,22 @@ async def correlate(stream: faust.StreamT[bytes]) -> None:
             continue
         raw = event.value or b""
         if isinstance(record, SubmitOutcome):
-            await _on_sent(key, record, raw)
+            await _on_sent(event, key, record, raw)
         else:
-            await _on_receipt(key, record, raw)
+            await _on_receipt(event, key, record, raw)
 
 
-async def _on_sent(key: str, sent: SubmitOutcome, raw: bytes) -> None:
+async def _on_sent(event: faust.EventT[bytes], key: str, sent: SubmitOutcome, raw: bytes) -> None:
     now_ms = _now_ms()
     if sent.outcome is SubmitStatus.FAILED:
         # Nothing to wait for; keyed <message id>:<part>, deduplicated by the aggregator.
         counts["submit_failed"] += 1
-        await _emit_part("", PartOutcome(
+        await _emit_part(event, "", PartOutcome(
             sent=sent, status=DeliveryStatus.FAILED, error_code=sent.command_status,
             reason=sent.reason or sent.status_name, done_at=sent.sent_at,
         ), now_ms=now_ms)
         return
-    waiting = _entry(pending.get(key), key)
+    waiting = _waiting(key)
     arrival = on_arrival(waiting, EntryKind.SENT)
     counts[f"sent_{arrival.value.lower()}"] += 1
     if arrival is Arrival.STORE:
@@ -214,27 +252,29 @@ async def _on_sent(key: str, sent: SubmitOutcome, raw: bytes) -> None:
                                  expires_at_ms=_ms(sent.expires_at), policy=POLICY))
     elif arrival is Arrival.COMPLETE and waiting is not None:
         receipt = ReceiptEvent.from_avro(waiting.payload)
-        await _emit_part(key, _complete(sent, receipt), now_ms=now_ms)
+        await _emit_part(event, key, _complete(sent, receipt), now_ms=now_ms)
     # DUPLICATE / AFTER_DONE: an at-least-once copy; the first one is handled.
 
 
-async def _on_receipt(key: str, receipt: ReceiptEvent, raw: bytes) -> None:
+async def _on_receipt(
+    event: faust.EventT[bytes], key: str, receipt: ReceiptEvent, raw: bytes
+) -> None:
     if receipt.state not in TERMINAL_RECEIPT_STATES:
         counts[f"intermediate_{receipt.state.value.lower()}"] += 1
         return
     now_ms = _now_ms()
-    waiting = _entry(pending.get(key), key)
+    waiting = _waiting(key)
     arrival = on_arrival(waiting, EntryKind.RECEIPT)
     counts[f"receipt_{arrival.value.lower()}"] += 1
     if arrival is Arrival.STORE:
         _store(key, pending_receipt(raw, now_ms=now_ms, policy=POLICY))
     elif arrival is Arrival.COMPLETE and waiting is not None:
         sent = SubmitOutcome.from_avro(waiting.payload)
-        await _emit_part(key, _complete(sent, receipt), now_ms=now_ms)
+        await _emit_part(event, key, _complete(sent, receipt), now_ms=now_ms)
 
 
 async def _on_timer(event: faust.EventT[bytes], key: str) -> None:
-    entry = _entry(pending.get(key), key)
+    entry = _waiting(key)
     if entry is None:
         return  # completed (and forgotten) since the command was sent
     now_ms = _now_ms()
@@ -249,23 +289,26 @@ async def _on_timer(event: faust.EventT[bytes], key: str) -> None:
             reason=SELF_EXPIRED_REASON,
             done_at=datetime.fromtimestamp(entry.at_ms / 1000, tz=UTC),  # the validity end
         )
-        await _emit_part(key, part, now_ms=now_ms)
+        await _emit_part(event, key, part, now_ms=now_ms)
     elif decision.action is TimerAction.RETRY and decision.entry is not None:
         _store(key, decision.entry)
     elif decision.action is TimerAction.DEAD_LETTER:
         receipt = ReceiptEvent.from_avro(entry.payload)
         waited_s = (now_ms - entry.at_ms) / 1000
-        await reject(
+        future = await reject(
             event, rejected_topic, stage=STAGE, reason_code=REASON_RECEIPT_UNMATCHED,
             detail=f"receipt {receipt.state} for {key} found no submit outcome in "
                    f"{waited_s:.0f} s",
             original=entry.payload, original_topic=dlr_raw_topic_name,
         )
-        del pending[key]
-        correlator_timers.cancel(key)
+        after_delivery(future, event, partial(_forget, key))
     elif decision.action is TimerAction.FORGET:
-        del pending[key]
-        correlator_timers.cancel(key)
+        _forget(key)
+
+
+def _forget(key: str) -> None:
+    pending.pop(key, None)
+    correlator_timers.cancel(key)
 
 
 @app.timer(interval=1.0)
@@ -332,6 +375,7 @@ def _report(parts: list[PartOutcome]) -> DeliveryReport:
 
 
 def _mark_done(key: str) -> None:
+    _reporting.discard(key)
     due = _now_ms() + POLICY.done_ttl_ms
     collected[key] = _DONE + _DUE.pack(due)
     aggregator_timers.schedule(key, due)
@@ -352,7 +396,7 @@ async def aggregate(stream: faust.StreamT[bytes]) -> None:
             continue
         key = part.sent.message_id
         stored = collected.get(key)
-        if stored is not None and stored[:1] == _DONE:
+        if key in _reporting or (stored is not None and stored[:1] == _DONE):
             counts["part_after_done"] += 1
             continue
         if part.sent.part_count == 1:
@@ -368,8 +412,11 @@ async def aggregate(stream: faust.StreamT[bytes]) -> None:
                 collected[key] = _COLLECTING + _pack([*blobs, event.value or b""])
                 continue
         report = _report(parts)
-        await dlr_topic.send(key=report.tenant_id.encode(), value=report.to_avro(dlr_topic_name))
-        _mark_done(key)
+        future = await dlr_topic.send(key=report.tenant_id.encode(),
+                                      value=report.to_avro(dlr_topic_name))
+        # Until the report is stored, a replayed part reports again instead of being dropped.
+        _reporting.add(key)
+        after_delivery(future, event, partial(_mark_done, key))
         counts["reported"] += 1
 
 

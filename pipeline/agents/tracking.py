@@ -22,14 +22,18 @@ heartbeats reach the router even when a route carries no traffic.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import struct
 from collections import defaultdict
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 import faust
 from pydantic import ValidationError
 
+from pipeline.after_delivery import after_delivery
 from pipeline.app import (
     app,
     rejected_topic,
@@ -69,7 +73,7 @@ windows = app.Table("tracking-windows", key_type=str, value_type=bytes)
 health_states = app.Table("route-health-state", key_type=str, value_type=bytes)
 
 #: Decoded windows of the keys this worker owns (valid until the next rebalance).
-_decoded: dict[str, WindowState] = {}
+_decoded: dict[str, tuple[tuple[int, int], WindowState]] = {}
 
 
 def _now_ms() -> int:
@@ -78,6 +82,7 @@ def _now_ms() -> int:
 
 def _forget_decoded(_sender: Any, *args: Any, **_: Any) -> None:
     _decoded.clear()
+    _sent_through.clear()
 
 
 app.on_partitions_revoked.connect(cast(Any, _forget_decoded))
@@ -102,13 +107,40 @@ def _window_event(topic: str, value: bytes | None, ts_ms: int) -> tuple[WindowEv
             report.operator_id, report.tenant_id)
 
 
+#: Per source partition (``<topic>:<partition>``), the offset through which fan_out's deltas
+#: are stored (``>q``). Written only once the batch's deltas are acknowledged (see
+#: pipeline.after_delivery), so after a crash the replayed source records already counted are
+#: skipped instead of counted twice.
+positions = app.Table("tracking-positions", key_type=str, value_type=bytes)
+_POSITION_VALUE = struct.Struct(">q")
+#: Positions sent but not yet stored (cleared at a rebalance: the next owner replays).
+_sent_through: dict[str, int] = {}
+
+
+def _counted_through(source: str) -> int:
+    known = _sent_through.get(source)
+    if known is not None:
+        return known
+    stored: bytes | None = positions.get(source)
+    return _POSITION_VALUE.unpack(stored)[0] if stored else -1
+
+
+def _store_position(source: str, offset: int) -> None:
+    positions[source] = _POSITION_VALUE.pack(offset)
+
+
 @app.agent(tracking_inputs)
 async def fan_out(stream: faust.StreamT[bytes]) -> None:
     # take_events is in faust-streaming's Stream but missing from its StreamT stub.
     async for batch in cast(Any, stream).take_events(BATCH, within=1.0):
         by_key: defaultdict[str, list[WindowEvent]] = defaultdict(list)
+        last_of_source: dict[str, faust.EventT[bytes]] = {}
         for event in batch:
             message = event.message
+            source = f"{message.topic}:{message.partition}"
+            if message.offset <= _counted_through(source):
+                continue  # counted before a restart or rebalance
+            last_of_source[source] = event
             try:
                 window_event, route_id, operator_id, tenant_id = _window_event(
                     message.topic, event.value, int(message.timestamp * 1000))
@@ -120,26 +152,45 @@ async def fan_out(stream: faust.StreamT[bytes]) -> None:
             for key in window_keys(route_id, operator_id, tenant_id):
                 by_key[key].append(window_event)
         now_ms = _now_ms()
-        for key, events in by_key.items():
-            delta = _step_many(events, now_ms)
-            await tracking_deltas_topic.send(key=key.encode(), value=delta.to_bytes())
+        sends = [
+            await tracking_deltas_topic.send(key=key.encode(),
+                                             value=_step_many(events, now_ms).to_bytes())
+            for key, events in by_key.items()
+        ]
+        if not last_of_source:
+            continue
+        stored = asyncio.gather(*sends)
+        for source, event in last_of_source.items():
+            _sent_through[source] = event.message.offset
+            after_delivery(stored, event,
+                           partial(_store_position, source, event.message.offset))
 
 
 def _step_many(events: list[WindowEvent], now_ms: int) -> WindowState:
     return step_many(WindowState.empty(SPEC), events, now_ms)
 
 
-def _stored_window(key: str) -> WindowState:
+#: A stored window is ``>iq`` (partition and offset of the last delta merged into it) + the
+#: window's bytes. All deltas of a key come from one partition, in offset order, and the
+#: position is written in the same changelog record as the window, so a delta replayed after a
+#: crash (its offset not committed, its effect already in the recovered table) is skipped.
+_POSITION = struct.Struct(">iq")
+
+Position = tuple[int, int]
+
+
+def _stored_window(key: str) -> tuple[Position, WindowState]:
     cached = _decoded.get(key)
     if cached is not None:
         return cached
     value: bytes | None = windows.get(key)
-    if value is not None:
+    if value is not None and len(value) > _POSITION.size:
         try:
-            return WindowState.from_bytes(value, SPEC)
+            partition, offset = _POSITION.unpack_from(value)
+            return (partition, offset), WindowState.from_bytes(value[_POSITION.size:], SPEC)
         except StateFormatError:  # another window shape (settings changed): start afresh
             log.warning("tracking: window %s has another shape; starting it empty", key)
-    return WindowState.empty(SPEC)
+    return (-1, -1), WindowState.empty(SPEC)
 
 
 @app.agent(tracking_deltas_topic)
@@ -152,9 +203,13 @@ async def merge_windows(stream: faust.StreamT[bytes]) -> None:
             await reject(event, rejected_topic, stage=STAGE, reason_code="INVALID_RECORD",
                          detail=f"window delta for {key!r}: {exc}")
             continue
-        window = merge(_stored_window(key), delta)
-        _decoded[key] = window
-        windows[key] = window.to_bytes()
+        (partition, merged_through), stored = _stored_window(key)
+        message = event.message
+        if message.partition == partition and message.offset <= merged_through:
+            continue  # replayed after a restart: already in the recovered window
+        window = merge(stored, delta)
+        _decoded[key] = ((message.partition, message.offset), window)
+        windows[key] = _POSITION.pack(message.partition, message.offset) + window.to_bytes()
         if key.startswith("route:"):
             await _judge_route(key, key.removeprefix("route:"), window)
 

@@ -7,6 +7,7 @@ any moment; every message must still reach a terminal state.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,7 @@ from smsflow.flowrun import make_traffic, run_flow, warm_up
 from smsflow.harness import isolated_settings, prepared_stack
 from smsflow.settings import Settings
 from smsflow.stack import LocalStack
+from tests.integration.windows import wait_for_windows
 
 pytestmark = pytest.mark.slow
 
@@ -59,3 +61,18 @@ def test_sigkill_mid_stream_loses_nothing(
     assert crashed[0] < MESSAGES, "crash happened after everything was already done"
     assert result.lost == 0, f"{result.lost} messages lost, e.g. {result.missing[:3]}"
     crash_stack.check_alive()
+
+    # The windows live in the killed worker's tables: recovered from their changelogs, they
+    # must hold every event (at-least-once: a batch replayed after the crash counts twice).
+    reference, windows = wait_for_windows(crash_settings)
+    skipped = {
+        (key, what): n - windows.get(key, Counter())[what]
+        for key, counts in reference.items() for what, n in counts.items()
+        if windows.get(key, Counter())[what] < n
+    }
+    excess = sum(
+        max(0, n - reference.get(key, Counter())[what])
+        for key, counts in windows.items() for what, n in counts.items()
+    )
+    print(f"{component}: window counts over the raw events by {excess} (replayed batches)")
+    assert not skipped, f"events missing from the recovered windows: {skipped}"

@@ -22,6 +22,7 @@ from smsflow.harness import isolated_settings, prepared_stack, read_all
 from smsflow.settings import Settings
 from smsflow.stack import LocalStack
 from smsflow.topics import DLR, REJECTED, SENT, topic_name
+from tests.integration.windows import wait_for_windows
 
 pytestmark = pytest.mark.slow
 
@@ -131,3 +132,13 @@ def test_dlr_export_writes_every_report_as_csv_and_parquet(
     table = parquet.read_table(parquet_path)
     assert table.num_rows == written == sum(r.tenant_id == "acme-bank" for r in on_topic)
     assert set(table.column("tenant_id").to_pylist()) == {"acme-bank"}
+
+
+def test_rolling_windows_match_the_raw_events(
+    flow_settings: Settings, running_stack: LocalStack
+) -> None:
+    """Every submit outcome and report so far, counted per route, operator and tenant by the
+    worker's windows, equals the count computed from sms.sent and sms.dlr themselves."""
+    reference, windows = wait_for_windows(flow_settings)
+    assert any(key.startswith("route:") for key in reference)
+    assert windows == reference
