@@ -99,6 +99,9 @@ class SimulatorConfig(_Model):
     #: Profile used when no prefix matches; created with defaults if absent from ``profiles``.
     default_profile: str = "default"
     message_id_format: Literal["hex", "dec"] = "hex"
+    #: Format of the ids in receipts; ``same`` = ``message_id_format``. Real SMSCs often answer
+    #: submit_sm in hex and write receipts in decimal (Kannel's ``msg-id-type``).
+    receipt_id_format: Literal["same", "hex", "dec"] = "same"
     #: First message id; ``None`` picks one from the clock so ids stay unique across restarts.
     message_id_start: int | None = Field(default=None, ge=0)
     receipt_format: Literal["text", "tlv", "both"] = "both"

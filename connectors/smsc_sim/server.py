@@ -453,6 +453,10 @@ class SmscSimulator:
             start = (int(time.time()) - 1_704_067_200) << 20
         self._next_msg_id = start
         self._hex_ids = self.config.message_id_format == "hex"
+        receipt_ids = self.config.receipt_id_format
+        self._receipt_ids: str | None = (
+            None if receipt_ids in ("same", self.config.message_id_format) else receipt_ids
+        )
         self._receipt_text = self.config.receipt_format in ("text", "both")
         self._receipt_tlv = self.config.receipt_format in ("tlv", "both")
         self._window = self.config.receipt_window
@@ -788,6 +792,9 @@ class SmscSimulator:
         delay = profile.delay_s
         if delay and profile.jitter:
             delay *= 1.0 + profile.jitter * (2.0 * rng.random() - 1.0)
+        if self._receipt_ids is not None:  # the same id, written the other way
+            n = int(mid, 16 if self._hex_ids else 10)
+            mid = b"%x" % n if self._receipt_ids == "hex" else b"%d" % n
         params = (mid, dst_part, src_part, text, self._date(time.time()), failure)
         self._stats.receipts_scheduled += 1
         self._receipt_wheel.schedule(now + delay, _Receipt(account, None, params))
