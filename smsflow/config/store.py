@@ -78,12 +78,17 @@ def fold(records: Iterable[tuple[str, ConfigRecord | None]]) -> PlatformConfig:
 def snapshot_from(latest: Mapping[str, ConfigRecord]) -> PlatformConfig:
     grouped: dict[str, list[object]] = {field_name: [] for field_name, _ in _KIND_FIELDS.values()}
     limits = RateLimits()
-    for record in latest.values():
-        if record.kind is ConfigKind.LIMITS:
-            limits = RateLimits.model_validate_json(record.document)
-            continue
-        field_name, model = _KIND_FIELDS[record.kind]
-        grouped[field_name].append(model.model_validate(json.loads(record.document)))
+    for key, record in latest.items():
+        # A record another writer (or another version) put on the topic may not validate here:
+        # the watcher keeps its previous snapshot and says which record, instead of crashing.
+        try:
+            if record.kind is ConfigKind.LIMITS:
+                limits = RateLimits.model_validate_json(record.document)
+                continue
+            field_name, model = _KIND_FIELDS[record.kind]
+            grouped[field_name].append(model.model_validate(json.loads(record.document)))
+        except (ValidationError, ValueError) as exc:
+            raise ConfigError(f"invalid config record {key!r}: {exc}") from exc
     for items in grouped.values():
         items.sort(key=lambda item: item.id)  # type: ignore[attr-defined]
     # A snapshot assembled from the topic can transiently reference an object whose record is

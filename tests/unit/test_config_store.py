@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from schemas.models import ConfigRecord
+from schemas.models import ConfigKind, ConfigRecord
 from smsflow.config.models import PlatformConfig, RateLimits
-from smsflow.config.store import ConfigError, fold, load_yaml, to_records
+from smsflow.config.store import ConfigError, fold, load_yaml, now_utc, snapshot_from, to_records
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -61,3 +61,14 @@ def test_invalid_yaml_names_the_problem(tmp_path: Path) -> None:
                    "password: p, region: r}\n")
     with pytest.raises(ConfigError, match="system_id"):
         load_yaml(bad)
+
+
+def test_an_invalid_record_on_the_topic_is_a_config_error_naming_it() -> None:
+    """A record that does not validate (another writer, another version) must not crash the
+    watcher: ConfigError, which keeps the previous snapshot."""
+    bad = ConfigRecord(kind=ConfigKind.TENANT, id="x", document='{"id": "x", "tier": "gold"}',
+                       updated_at=now_utc())
+    with pytest.raises(ConfigError, match="tenant/x"):
+        snapshot_from({"tenant/x": bad})
+    with pytest.raises(ConfigError, match="invalid config record 'tenant/x'"):
+        snapshot_from({"tenant/x": bad.model_copy(update={"document": "not json"})})
