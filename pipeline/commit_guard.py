@@ -101,8 +101,8 @@ def install(app: faust.App) -> CommitGuard:
             if floor is None or floor >= offset:
                 continue
             GUARD.commits_capped += 1
-            log.warning("faust would commit %s:%d at %d past in-flight record %d; capped",
-                        tp.topic, tp.partition, offset, floor)
+            log.info("faust would commit %s:%d at %d past in-flight record %d; capped",
+                     tp.topic, tp.partition, offset, floor)
             if consumer._should_commit(tp, floor):  # type: ignore[attr-defined]
                 offsets[tp] = floor
             else:

@@ -151,8 +151,10 @@ def run_flow(
     timeout_s: float = 300.0,
     on_progress: Callable[[dict[str, int], int], None] | None = None,
     extra_raw: Sequence[bytes] = (),
+    rate_per_s: float | None = None,
 ) -> FlowResult:
-    """Produce ``requests`` (and any raw bad records), then wait for every terminal state."""
+    """Produce ``requests`` (and any raw bad records), then wait for every terminal state.
+    ``rate_per_s`` paces production (default: as fast as possible, one burst)."""
     counter = StageCounter(settings)
     reader = TerminalReader(
         settings.kafka_bootstrap, topic_name(settings, DLR), topic_name(settings, REJECTED)
@@ -164,6 +166,8 @@ def run_flow(
     started = time.monotonic()
     try:
         for index, request in enumerate(requests):
+            if rate_per_s:
+                time.sleep(max(0.0, started + index / rate_per_s - time.monotonic()))
             # Latency is measured from the moment the message is handed to Kafka.
             stamped = request.model_copy(update={"submitted_at": datetime.now(UTC)})
             expected[stamped.message_id] = stamped.submitted_at

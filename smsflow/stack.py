@@ -107,18 +107,31 @@ class LocalStack:
         sim.start(self.env)
         self.processes.append(sim)
         wait_for_port("127.0.0.1", self.sim_port, 20)
-        for index in range(self.workers):
-            worker = ManagedProcess(
-                f"worker-{index}",
-                self._smsflow("worker", "--loglevel",
-                              os.environ.get("SMSFLOW_STACK_WORKER_LOG_LEVEL", "warn")),
-                logs / f"worker-{index}.log",
-            )
-            worker.start(self.env)
-            self.processes.append(worker)
+        for _ in range(self.workers):
+            self.add_worker()
         sender = ManagedProcess("sender", self._smsflow("sender"), logs / "sender.log")
         sender.start(self.env)
         self.processes.append(sender)
+
+    def add_worker(self) -> str:
+        """Start one more worker in the same consumer group (scale out); returns its name."""
+        index = sum(1 for p in self.processes if p.name.startswith("worker-"))
+        worker = ManagedProcess(
+            f"worker-{index}",
+            self._smsflow("worker", "--loglevel",
+                          os.environ.get("SMSFLOW_STACK_WORKER_LOG_LEVEL", "warn")),
+            self.home / "logs" / f"worker-{index}.log",
+        )
+        worker.start(self.env)
+        self.processes.append(worker)
+        return worker.name
+
+    def stop_process(self, name: str) -> int | None:
+        """Stop one process cleanly (SIGTERM; scale in) and forget it; returns its exit code."""
+        process = next(p for p in self.processes if p.name == name)
+        code = process.stop()
+        self.processes.remove(process)
+        return code
 
     def crash_and_restart(self, name: str) -> None:
         """SIGKILL one process (no clean shutdown: a crash) and start it again: for drills."""
