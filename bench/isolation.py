@@ -8,21 +8,22 @@ Timeline: a settling period and a baseline (A at half its limit, B steady), a bu
 ``--burst-factor`` times its limit for ``--burst-s``), then B keeps sending steadily while A's
 excess drains at A's limit.
 
-Which isolation this measures is stated in the output (``isolation``):
+Which isolation this measures is chosen with ``--level`` and stated in the output
+(``isolation``):
 
-* ``route``: the router does not enforce tenant limits yet (issue 4's router wiring), so A's
-  limit is its **route's** tps: A and B are sent to different routes that share the partition
-  and the worker, and A's route is saturated. This shows the throttle's lanes: no head-of-line
-  blocking across routes.
-* ``tenant``: the router enforces tenant limits (``router_config`` wired in
-  pipeline/agents/router.py); A's tenant limit and its route's tps are then equal, and A's
-  excess waits in A's tenant lane at the router.
+* ``tenant`` (default): the router enforces tenant limits. A and B send on the **same route**
+  (tps far above both), so the only limit A meets is its tenant limit: A's excess waits in A's
+  tenant lane at the router and reaches the throttle at A's rate.
+* ``route``: tenant limits far above the traffic; A and B on different routes sharing the
+  partition and the worker, A's route at A's limit: A's excess waits in its route lane at the
+  throttle (no head-of-line blocking across routes).
 
 Reported: B's end-to-end latency (``submitted_at`` to the terminal record on ``sms.dlr``; it
-includes the simulator's receipt delay of ~150 ms) per phase, B's wait in the throttle
-(``routed_at`` to ``throttled_at``), ``b_deferred`` (how often a limiter stopped B's lane, from
-the worker's metrics log: 0 means B never waited for a limit), and A's lost messages and
-release rate while its excess drains.
+includes the simulator's receipt delay of ~150 ms) per phase, B's submit-to-routed time
+(``routed_at`` is the router's release), B's wait in the throttle (``routed_at`` to
+``throttled_at``), ``b_deferred`` (how often a limiter on B's path stopped a lane, from the
+worker's metrics log: B's tenant lane, plus the lane of B's route; 0 means B never waited for a
+limit), and A's lost messages and release rate while its excess drains.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -69,17 +71,32 @@ def _bootstrap() -> str:
     return LocalBroker.from_env(home=REPO / ".smsflow").start()
 
 
-def router_enforces_tenant_limits() -> bool:
-    return "router_config" in (REPO / "pipeline" / "agents" / "router.py").read_text()
+SHARED_ROUTE_TPS = 2000.0  # tenant level: far above A's burst, so the route never holds A
 
 
-def platform_config(a_limit: float, b_limit: float) -> dict[str, Any]:
-    """A and B on their own routes (one operator each) on one SMSC; headroom 0: a Standard
-    tenant meets the route's whole tps."""
+def platform_config(level: str, a_limit: float, b_limit: float) -> dict[str, Any]:
+    """Tenant level: A and B limited as tenants, on one shared route. Route level: tenants
+    unlimited in practice, A and B on their own routes (one operator each) at their limits.
+    One SMSC; headroom 0: a Standard tenant meets the route's whole tps."""
+    tenant_limits = (a_limit, b_limit) if level == "tenant" else (10_000.0, 10_000.0)
+    if level == "tenant":
+        routes: list[dict[str, Any]] = [
+            {"id": "shared", "smsc": "smsc-uk", "operators": ["gb-ee", "gb-vodafone"],
+             "tps": SHARED_ROUTE_TPS, "headroom": 0, "cost": 0.01},
+        ]
+    else:
+        routes = [
+            {"id": "a-route", "smsc": "smsc-uk", "operators": ["gb-ee"], "tps": a_limit,
+             "headroom": 0, "cost": 0.01},
+            {"id": "b-route", "smsc": "smsc-uk", "operators": ["gb-vodafone"], "tps": b_limit,
+             "headroom": 0, "cost": 0.01},
+        ]
     return {
         "tenants": [
-            {"id": "tenant-a", "name": "A", "tier": "standard", "rate_limit_pps": a_limit},
-            {"id": "tenant-b", "name": "B", "tier": "standard", "rate_limit_pps": b_limit},
+            {"id": "tenant-a", "name": "A", "tier": "standard",
+             "rate_limit_pps": tenant_limits[0]},
+            {"id": "tenant-b", "name": "B", "tier": "standard",
+             "rate_limit_pps": tenant_limits[1]},
         ],
         "operators": [
             {"id": "gb-ee", "name": "EE", "country": "GB", "mcc_mnc": "23430",
@@ -91,12 +108,7 @@ def platform_config(a_limit: float, b_limit: float) -> dict[str, Any]:
             {"id": "smsc-uk", "host": "127.0.0.1", "port": 2775, "system_id": "smsc-uk",
              "password": "uk-pass", "region": "eu-west", "binds": 2, "window": 64},
         ],
-        "routes": [
-            {"id": "a-route", "smsc": "smsc-uk", "operators": ["gb-ee"], "tps": a_limit,
-             "headroom": 0, "cost": 0.01},
-            {"id": "b-route", "smsc": "smsc-uk", "operators": ["gb-vodafone"], "tps": b_limit,
-             "headroom": 0, "cost": 0.01},
-        ],
+        "routes": routes,
     }
 
 
@@ -196,19 +208,24 @@ def _throttled(settings: Settings) -> dict[str, RoutedMessage]:
 
 
 _LIMITER = re.compile(
-    r"throttle: route:(?P<route>\S+) allowed=(?P<allowed>\d+)/\d+parts "
+    r"(?:router|throttle): (?P<limiter>(?:route|tenant):\S+) allowed=(?P<allowed>\d+)/\d+parts "
     r"waiting=(?P<waiting>\d+)/\d+parts rejected=\d+ blocked=(?P<blocked>\d+) rate=(?P<rate>\S+)"
 )
 
 
 def limiter_counters(log_path: Path) -> dict[str, dict[str, str]]:
-    """The last metrics line per route in the worker's log."""
+    """The last metrics line per limiter (``route:<id>``, ``tenant:<id>``) in the worker's log."""
     last: dict[str, dict[str, str]] = {}
     for line in log_path.read_text(errors="replace").splitlines():
         match = _LIMITER.search(line)
         if match:
-            last[match["route"]] = match.groupdict()
+            last[match["limiter"]] = match.groupdict()
     return last
+
+
+def _blocked(counters: dict[str, dict[str, str]], limiter: str) -> int | None:
+    entry = counters.get(limiter)
+    return int(entry["blocked"]) if entry else None
 
 
 def _p(hist: HdrHistogram, q: float) -> int:
@@ -217,6 +234,8 @@ def _p(hist: HdrHistogram, q: float) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--level", choices=("tenant", "route"), default="tenant",
+                        help="which limit A bursts against (see the module docstring)")
     parser.add_argument("--a-limit", type=float, default=30.0, help="A's limit, parts/s")
     parser.add_argument("--b-limit", type=float, default=200.0, help="B's limit, parts/s")
     parser.add_argument("--b-rate", type=float, default=20.0, help="B's steady rate, msg/s")
@@ -227,6 +246,7 @@ def main() -> int:
     parser.add_argument("--baseline-s", type=float, default=20.0)
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--out", type=Path, help="also write the JSON to this file")
+    parser.add_argument("--keep-logs", type=Path, help="copy the stack's logs to this directory")
     args = parser.parse_args()
 
     def say(*parts: object) -> None:
@@ -234,12 +254,13 @@ def main() -> int:
             print(*parts, flush=True)
 
     events, phases = plan(args)
-    isolation = "tenant" if router_enforces_tenant_limits() else "route"
+    isolation = args.level
     with tempfile.TemporaryDirectory(prefix="smsflow-isolation-") as tmp:
         home = Path(tmp)
         settings = isolated_settings(_bootstrap(), home, "isolation", partitions=1)
         config_path = home / "platform.yaml"
-        config_path.write_text(yaml.safe_dump(platform_config(args.a_limit, args.b_limit)))
+        config = platform_config(isolation, args.a_limit, args.b_limit)
+        config_path.write_text(yaml.safe_dump(config))
         stack = prepared_stack(settings, platform_config=config_path, sim_config=SIM_CONFIG)
         try:
             start_stack(stack)
@@ -254,6 +275,8 @@ def main() -> int:
             counters = limiter_counters(home / "logs" / "worker-0.log")
         finally:
             stack.stop()
+            if args.keep_logs:
+                shutil.copytree(home / "logs", args.keep_logs, dirs_exist_ok=True)
     result = _summarize(args, isolation, phases, sent, throttled, counters, started)
     text = json.dumps(result, indent=2)
     print(text if args.json else f"\n{text}")
@@ -334,16 +357,18 @@ def _summarize(
         return HdrHistogram(1, 3_600_000, 3)
 
     e2e = {phase: hist() for phase in phases}
-    waits = {phase: hist() for phase in phases}
+    waits = {phase: hist() for phase in phases}  # routed_at → throttled_at
+    to_router = {phase: hist() for phase in phases}  # submitted → routed_at (router release)
     a_lost = b_lost = 0
-    a_release: list[float] = []
+    a_release: list[float] = []  # where A's excess waits: the router (tenant) or throttle (route)
     for message_id, entry in sent.items():
         routed = throttled.get(message_id)
         if entry.tenant == "tenant-a":
             if entry.terminal_ms is None:
                 a_lost += 1
             if routed is not None and routed.throttled_at is not None:
-                a_release.append(routed.throttled_at.timestamp())
+                stamp = routed.routed_at if isolation == "tenant" else routed.throttled_at
+                a_release.append(stamp.timestamp())
             continue
         if entry.terminal_ms is None:
             b_lost += 1
@@ -352,11 +377,20 @@ def _summarize(
         if routed is not None and routed.throttled_at is not None:
             wait_ms = (routed.throttled_at - routed.routed_at).total_seconds() * 1000.0
             waits[entry.phase].record_value(max(1, int(wait_ms)))
+            routed_ms = routed.routed_at.timestamp() * 1000.0 - entry.submitted_ms
+            to_router[entry.phase].record_value(max(1, int(routed_ms)))
     a_release.sort()
     base, burst_end = phases["burst"]
     a_count = sum(1 for s in sent.values() if s.tenant == "tenant-a")
-    b_counter = counters.get("b-route", {})
-    a_counter = counters.get("a-route", {})
+    # Every limiter on B's path: its tenant lane, and its route's lane (shared with A at the
+    # tenant level, so an upper bound of B's stops there).
+    b_route = "route:shared" if isolation == "tenant" else "route:b-route"
+    a_route = "route:shared" if isolation == "tenant" else "route:a-route"
+    b_tenant_blocked = _blocked(counters, "tenant:tenant-b")
+    b_route_blocked = _blocked(counters, b_route)
+    b_deferred = None
+    if b_tenant_blocked is not None and b_route_blocked is not None:
+        b_deferred = b_tenant_blocked + b_route_blocked
     # A's release rate while its excess drains: from one second after the burst to the end.
     burst_end_epoch = started + burst_end
     drain = [t for t in a_release if t >= burst_end_epoch + 1.0]
@@ -364,14 +398,20 @@ def _summarize(
     if len(drain) > 20 and drain[-1] > drain[0]:
         drain_rate = round((len(drain) - 1) / (drain[-1] - drain[0]), 2)
     baseline_p99 = _p(e2e["baseline"], 99)
+
+    def ratio(phase: str) -> float | None:
+        return round(_p(e2e[phase], 99) / baseline_p99, 2) if baseline_p99 else None
+
+    reported = [phase for phase in phases if phase != "settle"]
     result: dict[str, Any] = {
         "isolation": isolation,
         "measures": (
-            "route-level isolation: the router does not enforce tenant limits yet, so A's limit "
-            "is its route's tps; A and B use different routes sharing one partition and one "
-            "worker, and A's route is saturated"
-            if isolation == "route"
-            else "tenant-level isolation: A's excess waits in its tenant lane at the router"
+            "tenant-level isolation: A and B on one shared route (tps far above both); A's "
+            "excess waits in its tenant lane at the router"
+            if isolation == "tenant"
+            else "route-level isolation: A and B on different routes sharing one partition and "
+            "one worker, A's route at A's limit; A's excess waits in its route lane at the "
+            "throttle"
         ),
         "a_limit_pps": args.a_limit,
         "a_burst_pps": args.a_limit * args.burst_factor,
@@ -383,26 +423,29 @@ def _summarize(
         "b_p99_ms_baseline": baseline_p99,
         "b_p99_ms_during_burst": _p(e2e["burst"], 99),
         "b_p99_ms_during_backlog": _p(e2e["backlog"], 99),
-        "b_p99_ratio_burst_to_baseline": (
-            round(_p(e2e["burst"], 99) / baseline_p99, 2) if baseline_p99 else None
-        ),
-        "b_p99_ratio_backlog_to_baseline": (
-            round(_p(e2e["backlog"], 99) / baseline_p99, 2) if baseline_p99 else None
-        ),
-        "b_throttle_wait_p99_ms": {
-            phase: _p(h, 99) for phase, h in waits.items() if phase != "settle"
-        },
+        "b_p99_ratio_burst_to_baseline": ratio("burst"),
+        "b_p99_ratio_backlog_to_baseline": ratio("backlog"),
+        "b_submit_to_routed_p99_ms": {phase: _p(to_router[phase], 99) for phase in reported},
+        "b_throttle_wait_p99_ms": {phase: _p(waits[phase], 99) for phase in reported},
         "b_throttle_wait_max_ms": {
-            phase: int(h.get_max_value()) for phase, h in waits.items() if phase != "settle"
+            phase: int(waits[phase].get_max_value()) for phase in reported
         },
-        "b_deferred": int(b_counter["blocked"]) if b_counter else None,
-        "b_deferred_source": "blocked counter of route:b-route in the worker's metrics log",
+        "b_deferred": b_deferred,
+        "b_deferred_source": (
+            f"blocked counters of tenant:tenant-b (router) + {b_route} (throttle) in the "
+            "worker's metrics log"
+        ),
+        "b_tenant_lane_blocked": b_tenant_blocked,
+        "b_route_lane_blocked": b_route_blocked,
         "b_messages": sum(1 for s in sent.values() if s.tenant == "tenant-b"),
         "b_lost": b_lost,
         "a_messages": a_count,
         "a_lost": a_lost,
-        "a_lane_blocked": int(a_counter["blocked"]) if a_counter else None,
+        "a_lane_blocked": _blocked(counters, "tenant:tenant-a" if isolation == "tenant"
+                                   else a_route),
         "a_drain_release_pps": drain_rate,
+        "a_release_measured_at": "routed_at (router)" if isolation == "tenant"
+        else "throttled_at (throttle)",
         "a_last_release_after_burst_end_s": (
             round(a_release[-1] - burst_end_epoch, 1) if a_release else None
         ),
@@ -414,6 +457,7 @@ def _summarize(
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
         },
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
