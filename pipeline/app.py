@@ -103,4 +103,5 @@ async def guard_consumer() -> None:
 
 
 # Importing the agents registers them on the app.
+from pipeline import web  # noqa: E402, F401  (the /metrics page)
 from pipeline.agents import delivery, router, throttle, tracking  # noqa: E402, F401

@@ -1,0 +1,100 @@
+"""``GET /metrics`` on a real worker: limiter, stage, health and guard metrics after traffic."""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from connectors.producer import SmsProducer
+from smsflow.config.kafka_io import apply_config
+from smsflow.config.store import load_yaml
+from smsflow.flowrun import make_traffic
+from smsflow.harness import PLATFORM_CONFIG, free_port, isolated_settings
+from smsflow.settings import Settings
+from smsflow.stack import ManagedProcess, stack_env
+from smsflow.topics import CONFIG, SUBMITTED, apply_topics, topic_name
+
+pytestmark = pytest.mark.slow
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@pytest.fixture
+def worker_with_web(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Settings, int]]:
+    settings = isolated_settings(kafka_bootstrap, tmp_path, "metrics")
+    apply_topics(settings)
+    apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), load_yaml(PLATFORM_CONFIG))
+    port = free_port()
+    env = {**stack_env(settings), "SMSFLOW_WORKER_WEB_PORT": str(port),
+           "SMSFLOW_HEALTH_EVALUATE_EVERY_S": "1"}
+    process = ManagedProcess(
+        "worker-0", [sys.executable, "-m", "smsflow.cli", "worker", "--web", "--loglevel", "warn"],
+        tmp_path / "worker.log",
+    )
+    process.start(env)
+    try:
+        yield settings, port
+    finally:
+        process.stop()
+
+
+def _scrape(port: int) -> Samples:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text) for sample in family.samples
+    }
+
+
+def _value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def test_metrics_page_reports_limiters_stages_and_health(
+    worker_with_web: tuple[Settings, int]
+) -> None:
+    settings, port = worker_with_web
+    requests = make_traffic(200, seed=5)
+    producer = SmsProducer(settings.kafka_bootstrap, topic_name(settings, SUBMITTED))
+    for request in requests:
+        producer.submit(request)
+    assert producer.flush(30) == 0
+    parts_expected = 200  # at least one part each
+
+    deadline = time.monotonic() + 120
+    samples: Samples = {}
+    while time.monotonic() < deadline:
+        try:
+            samples = _scrape(port)
+        except OSError:  # the worker is still starting
+            time.sleep(1)
+            continue
+        released = _value(samples, "smsflow_stage_released_total", stage="throttle") or 0
+        healthy = [k for k in samples if k[0] == "smsflow_route_health_state"]
+        if released >= len(requests) and healthy:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"metrics never showed the traffic: {sorted(k[0] for k in samples)}")
+
+    throttle_parts = sum(v for (name, labels), v in samples.items()
+                         if name == "smsflow_limiter_allowed_parts_total"
+                         and ("stage", "throttle") in labels and dict(labels)["limiter"]
+                         .startswith("route:"))
+    assert throttle_parts >= parts_expected
+    rates = {dict(labels)["limiter"]: v for (name, labels), v in samples.items()
+             if name == "smsflow_limiter_rate_pps" and ("stage", "throttle") in labels}
+    assert rates.get("route:uk-direct") == 2000.0, rates  # the route's configured tps
+    assert _value(samples, "smsflow_stage_records", stage="throttle", state="queued") == 0
+    assert _value(samples, "smsflow_route_health_state", route="uk-direct",
+                  state="HEALTHY") == 1.0
+    assert _value(samples, "smsflow_commit_guard_stale_acks_refused_total") is not None
+    assert (_value(samples, "smsflow_config_version") or -1) >= 0
