@@ -23,7 +23,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from pydantic import ValidationError
@@ -41,7 +40,6 @@ from connectors.smpp.models import (
 )
 from schemas.codec import DecodeError
 from schemas.models import (
-    AvroModel,
     ReceiptEvent,
     ReceiptState,
     Rejection,
@@ -49,7 +47,7 @@ from schemas.models import (
     SubmitOutcome,
     SubmitStatus,
 )
-from schemas.wire import RegistryUnavailableError
+from schemas.retrying import decode_blocking
 from smsflow.config.kafka_io import read_config
 from smsflow.config.models import MessageType as RouteMessageType
 from smsflow.config.models import PlatformConfig, Smsc
@@ -92,22 +90,6 @@ class Job:
     @property
     def key(self) -> str:
         return self.routed.request.message_id
-
-
-M = TypeVar("M", bound=AvroModel)
-
-
-def _decode_waiting_for_registry(model: type[M], data: bytes | None) -> M:
-    """A registry outage says nothing about the record: wait and retry (this thread has
-    nothing else to do), rather than dead-letter good records."""
-    delay = 0.5
-    while True:
-        try:
-            return model.from_avro(data)
-        except RegistryUnavailableError as exc:
-            log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
 
 def source_ton_npi(source: str) -> tuple[int, int]:
@@ -294,7 +276,7 @@ class SenderService:
             epoch = self._epochs.get(partition, 0)
         value = message.value()
         try:
-            routed = _decode_waiting_for_registry(RoutedMessage, value)
+            routed = decode_blocking(RoutedMessage, value)
         except (DecodeError, ValidationError) as exc:
             code = exc.reason_code if isinstance(exc, DecodeError) else "INVALID_RECORD"
             self._reject(message, code, str(exc).splitlines()[0], partition, offset, epoch)

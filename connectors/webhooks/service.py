@@ -47,7 +47,7 @@ from connectors.webhooks.payload import report_body
 from connectors.webhooks.policy import RetryPolicy, Verdict, classify
 from schemas.codec import DecodeError
 from schemas.models import DeliveryReport, Rejection
-from schemas.wire import RegistryUnavailableError
+from schemas.retrying import decode
 from smsflow.config.kafka_io import read_config
 from smsflow.config.models import PlatformConfig, Webhook
 from smsflow.kafka_clients import producer_config
@@ -130,7 +130,7 @@ class WebhookService:
                 # timeout=0: never block the loop; rebalance callbacks run inside this call.
                 messages = self._consumer.consume(BATCH, timeout=0)
                 for message in messages:
-                    self._on_record(message)
+                    await self._on_record(message)
                 self._producer.poll(0)
                 now = time.monotonic()
                 if now >= next_commit:
@@ -248,7 +248,7 @@ class WebhookService:
             self._consumer.resume(resume)
             log.info("resumed %s partition(s) %s", self._dlr, sorted(changes.resume))
 
-    def _on_record(self, message: Message) -> None:
+    async def _on_record(self, message: Message) -> None:
         error = message.error()
         if error is not None:
             if error.code() != KafkaError._PARTITION_EOF:
@@ -259,7 +259,9 @@ class WebhookService:
         self.stats.received += 1
         value = message.value() or b""
         try:
-            report = self._decode(value)
+            # A registry outage waits here (without blocking the loop) rather than dead-letter
+            # good reports.
+            report = await decode(DeliveryReport, value)
         except (DecodeError, ValidationError) as exc:
             self.stats.undecodable += 1
             code = exc.reason_code if isinstance(exc, DecodeError) else "INVALID_RECORD"
@@ -282,18 +284,6 @@ class WebhookService:
         self._apply(self._backpressure.tenant(lane.tenant_id, lane.backlog, partition))
         self._apply(self._backpressure.ledger(partition, self._ledger.pending(partition)))
         self._pump(lane)
-
-    def _decode(self, value: bytes) -> DeliveryReport:
-        # A registry outage says nothing about the record: wait for it rather than dead-letter
-        # good reports (it holds consumption, which could not decode anything else either).
-        delay = 0.5
-        while True:
-            try:
-                return DeliveryReport.from_avro(value)
-            except RegistryUnavailableError as exc:
-                log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
 
     def _finish(self, ticket: Ticket) -> None:
         if self._ledger.finish(ticket):  # False: the partition was revoked meanwhile
