@@ -10,7 +10,8 @@ import socket
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
 
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
@@ -63,6 +64,24 @@ def read_records(
         consumer.close()
 
 
+def delete_run_topics(bootstrap: str, *, timeout_s: float = 60.0) -> int:
+    """Delete the topics of every run this process prepared (flow topics ``<run id>.*`` and
+    faust's ``smsflow-<run id>-*``), so a dev broker does not collect thousands of test
+    topics. Only this process's runs: other test sessions may share the broker."""
+    if not RUN_IDS:
+        return 0
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    prefixes = tuple(p for run in RUN_IDS for p in (f"{run}.", f"smsflow-{run}-"))
+    names = [t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(prefixes)]
+    for future in admin.delete_topics(names, operation_timeout=timeout_s).values() if names else ():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException:
+            pass  # already gone
+    RUN_IDS.clear()
+    return len(names)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -70,8 +89,13 @@ def free_port() -> int:
         return port
 
 
+#: Run ids handed out by :func:`isolated_settings` in this process (see delete_run_topics).
+RUN_IDS: list[str] = []
+
+
 def isolated_settings(bootstrap: str, home: Path, label: str, partitions: int = 4) -> Settings:
     run_id = f"{label}-{uuid.uuid4().hex[:8]}"
+    RUN_IDS.append(run_id)
     return Settings(
         kafka_bootstrap=bootstrap,
         topic_prefix=f"{run_id}.",
@@ -102,5 +126,6 @@ def prepared_stack(
 
 
 __all__ = [
-    "free_port", "isolated_settings", "prepared_stack", "read_all", "read_records", "warm_up",
+    "delete_run_topics", "free_port", "isolated_settings", "prepared_stack", "read_all",
+    "read_records", "warm_up",
 ]

@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.wire import registry_url
 from smsflow.broker import LocalBroker, resolve_bootstrap
+from smsflow.harness import delete_run_topics
 from smsflow.schema_registry_server import LocalSchemaRegistry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -49,11 +50,13 @@ def kafka_bootstrap() -> Iterator[str]:
     external = resolve_bootstrap()
     if external:
         yield external
+        delete_run_topics(external)
         return
     broker = local_broker()
     bootstrap = broker.start()  # a no-op returning the address when it already runs
     try:
         yield bootstrap
+        delete_run_topics(bootstrap)
     finally:
         if broker.launched:  # only stop what this session started
             broker.stop()
