@@ -22,11 +22,11 @@ Stage 2, ``aggregate`` (``sms.dlr.parts`` + ``sms.dlr.parts.timers``, keyed by m
 collects a multi-part message's parts in ``dlr-parts`` until all are in, emits one
 ``DeliveryReport`` on ``sms.dlr`` keyed by tenant id, and leaves a done marker there too.
 
-Exactly one report per message holds for duplicates, replays after a rebalance or a clean
-restart, and receipts after our own EXPIRED. After a worker is killed (SIGKILL), a record whose
-output was sent but whose table write (changelog) was not yet flushed can still be processed
-again: the same faust producer carries both, so the window is the producer's last ~5 ms
-batch. See docs/delivery-tracking.md for measured numbers.
+Exactly one report per message holds for duplicated receipts and submit outcomes, replays, and
+receipts after our own EXPIRED. A done marker is written only once the output it stands for is
+stored (see :mod:`pipeline.after_delivery`): a crash, or a rebalance, in the milliseconds between
+the two repeats the output (an identical duplicate report), never loses it. Measured in
+docs/delivery-tracking.md.
 """
 
 from __future__ import annotations
