@@ -1,8 +1,9 @@
 """A *scheduled stage* for faust: hold records in a :class:`Scheduler` without blocking the stream.
 
 The pure scheduler (:mod:`smsflow.domain.limits.scheduler`) decides *when* each item may go; this
-module adapts it to a faust agent. The throttle uses it (lanes per route); the router can reuse it
-for tenant limits and quotas (lanes per tenant) with a different ``configure`` callback.
+module adapts it to a faust agent. The throttle uses it with lanes per route, the router with
+lanes per tenant (tenant limits): only the ``configure`` callback differs (``lane_by`` in the
+scheduler config picks the lane key from the item).
 
 How an agent uses it::
 

@@ -3,8 +3,9 @@
 The router (keyed by tenant, so one partition sees all of a tenant's traffic) charges every
 accepted message against the tenant's ``daily_quota``; a message that does not fit entirely is
 rejected with :data:`QUOTA_EXCEEDED` (it is *not* split, and it is not charged). The counter
-resets at 00:00 UTC. The caller stores the :class:`QuotaUsage` value per tenant (a faust table
-keyed by tenant survives restarts and rebalances).
+resets at 00:00 UTC. The caller stores the usage per tenant (a faust table keyed by tenant
+survives restarts and rebalances); :func:`charge_record` also remembers the last source record
+charged, so a record re-delivered after a crash is not charged twice.
 
 >>> usage, ok = charge(None, quota=5, parts=3, now=0.0)
 >>> ok, usage.used
