@@ -250,7 +250,12 @@ def test_quota_usage_survives_a_worker_restart(
 def test_worker_sigkill_while_records_wait_in_a_tenant_lane_loses_nothing(
     router_settings: Settings, router_stack: LocalStack
 ) -> None:
-    """Last in the module: it crashes the worker."""
+    """Last in the module: it crashes the worker.
+
+    The tenant's daily quota is exactly the 300 messages sent. Everything after the oldest
+    waiting record is read again after the crash, all of it charged already: a second charge
+    would push the tenant past its quota and reject the tail with ``QUOTA_EXCEEDED``.
+    """
     requests = _requests("drill-tenant", "+447700", 300, "drill")  # 10/s: 30 s of backlog
     crashed: list[tuple[int, int]] = []
 
@@ -265,6 +270,7 @@ def test_worker_sigkill_while_records_wait_in_a_tenant_lane_loses_nothing(
     _, waiting_at_crash = crashed[0]
     assert waiting_at_crash >= 100, "the crash should hit while many records wait in the lane"
     assert result.lost == 0, f"{result.lost} messages lost, e.g. {result.missing[:3]}"
+    assert result.rejection_codes == {}, "replayed records were charged to the quota again"
     router_stack.check_alive()
 
 
