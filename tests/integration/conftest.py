@@ -12,6 +12,7 @@ Every test collected from this directory is marked ``integration`` automatically
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 import uuid
@@ -45,18 +46,24 @@ def local_broker() -> LocalBroker:
     return LocalBroker.from_env(home=REPO_ROOT / ".smsflow")
 
 
+def _clean_up(bootstrap: str) -> None:
+    """Delete this session's run topics, unless SMSFLOW_KEEP_TEST_TOPICS=1 (to inspect them)."""
+    if os.environ.get("SMSFLOW_KEEP_TEST_TOPICS") != "1":
+        delete_run_topics(bootstrap)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     external = resolve_bootstrap()
     if external:
         yield external
-        delete_run_topics(external)
+        _clean_up(external)
         return
     broker = local_broker()
     bootstrap = broker.start()  # a no-op returning the address when it already runs
     try:
         yield bootstrap
-        delete_run_topics(bootstrap)
+        _clean_up(bootstrap)
     finally:
         if broker.launched:  # only stop what this session started
             broker.stop()

@@ -46,6 +46,7 @@ def _change_group(stack: LocalStack, steps: list[str], stop: threading.Event) ->
             steps.append(f"{at_s:.0f}s killed and restarted {name}")
 
 
+@pytest.mark.timeout(600)  # ~100 s on a quiet machine; the traffic alone is a minute
 def test_workers_joining_and_leaving_mid_stream_lose_nothing(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -57,7 +58,7 @@ def test_workers_joining_and_leaving_mid_stream_lose_nothing(
         changer = threading.Thread(target=_change_group, args=(stack, steps, stop))
         changer.start()
         try:
-            result = run_flow(settings, make_traffic(MESSAGES, seed=31), timeout_s=300,
+            result = run_flow(settings, make_traffic(MESSAGES, seed=31), timeout_s=360,
                               rate_per_s=RATE_PER_S)
         finally:
             stop.set()
