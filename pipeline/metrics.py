@@ -87,61 +87,56 @@ class WorkerCollector(Collector):
                                 value=self._config_version())
 
 
-def _stage_metrics(stages: list[tuple[str, StageStats]]) -> Iterator[Metric]:
-    def limiter_family(
-        kind: type[CounterMetricFamily | GaugeMetricFamily], name: str, doc: str
-    ) -> CounterMetricFamily | GaugeMetricFamily:
-        return kind(name, doc, labels=["stage", "limiter"])
+#: Per limiter: (family name, Counter or Gauge, help, the LimiterStats field).
+_LIMITER_FAMILIES: tuple[tuple[str, bool, str, str], ...] = (
+    ("smsflow_limiter_allowed_messages", True, "Messages released through the limiter.",
+     "allowed_messages"),
+    ("smsflow_limiter_allowed_parts", True, "Message parts released through the limiter.",
+     "allowed_parts"),
+    ("smsflow_limiter_waiting_messages", False, "Messages waiting behind the limiter now.",
+     "waiting_messages"),
+    ("smsflow_limiter_waiting_parts", False, "Message parts waiting behind the limiter now.",
+     "waiting_parts"),
+    ("smsflow_limiter_rejected_messages", True, "Messages the limiter refused (quota).",
+     "rejected_messages"),
+    ("smsflow_limiter_blocked", True, "Times the limiter was what stopped a lane.", "blocked"),
+    ("smsflow_limiter_rate_pps", False, "Current rate in parts/s (adaptive for routes).",
+     "rate_pps"),  # absent when unlimited (None)
+)
+#: Per stage counters: (StageStats field, help).
+_STAGE_TOTALS: tuple[tuple[str, str], ...] = (
+    ("acked", "Records acked (committable) by the stage."),
+    ("released", "Records released by the stage's limits."),
+    ("abandoned", "Records dropped at a rebalance, re-read by the next owner."),
+    ("commits_clamped", "Commits held back at a record still waiting."),
+)
 
-    allowed_m = limiter_family(CounterMetricFamily, "smsflow_limiter_allowed_messages",
-                               "Messages released through the limiter.")
-    allowed_p = limiter_family(CounterMetricFamily, "smsflow_limiter_allowed_parts",
-                               "Message parts released through the limiter.")
-    waiting_m = limiter_family(GaugeMetricFamily, "smsflow_limiter_waiting_messages",
-                               "Messages waiting behind the limiter now.")
-    waiting_p = limiter_family(GaugeMetricFamily, "smsflow_limiter_waiting_parts",
-                               "Message parts waiting behind the limiter now.")
-    rejected = limiter_family(CounterMetricFamily, "smsflow_limiter_rejected_messages",
-                              "Messages the limiter refused (quota).")
-    blocked = limiter_family(CounterMetricFamily, "smsflow_limiter_blocked",
-                             "Times the limiter was what stopped a lane.")
-    rate = limiter_family(GaugeMetricFamily, "smsflow_limiter_rate_pps",
-                          "Current rate in parts/s (adaptive for routes).")
+
+def _stage_metrics(stages: list[tuple[str, StageStats]]) -> Iterator[Metric]:
+    limiter_families = [
+        (CounterMetricFamily if counter else GaugeMetricFamily)(
+            name, doc, labels=["stage", "limiter"]) for name, counter, doc, _ in _LIMITER_FAMILIES
+    ]
     records = GaugeMetricFamily("smsflow_stage_records", "Records a stage holds, by state.",
                                 labels=["stage", "state"])
     oldest = GaugeMetricFamily("smsflow_stage_oldest_wait_seconds",
                                "Age of the oldest record waiting in the stage.",
                                labels=["stage"])
-    totals = {
-        name: CounterMetricFamily(f"smsflow_stage_{name}", doc, labels=["stage"])
-        for name, doc in (
-            ("acked", "Records acked (committable) by the stage."),
-            ("released", "Records released by the stage's limits."),
-            ("abandoned", "Records dropped at a rebalance, re-read by the next owner."),
-            ("commits_clamped", "Commits held back at a record still waiting."),
-        )
-    }
+    totals = [CounterMetricFamily(f"smsflow_stage_{field}", doc, labels=["stage"])
+              for field, doc in _STAGE_TOTALS]
     for stage, stats in stages:
         for limiter in stats.scheduler.limiters.values():
             labels = [stage, limiter.name]
-            allowed_m.add_metric(labels, limiter.allowed_messages)
-            allowed_p.add_metric(labels, limiter.allowed_parts)
-            waiting_m.add_metric(labels, limiter.waiting_messages)
-            waiting_p.add_metric(labels, limiter.waiting_parts)
-            rejected.add_metric(labels, limiter.rejected_messages)
-            blocked.add_metric(labels, limiter.blocked)
-            if limiter.rate_pps is not None:
-                rate.add_metric(labels, limiter.rate_pps)
-        records.add_metric([stage, "tracked"], stats.tracked)
-        records.add_metric([stage, "queued"], stats.queued)
-        records.add_metric([stage, "in_flight"], stats.in_flight)
+            for family, (_, _, _, field) in zip(limiter_families, _LIMITER_FAMILIES, strict=True):
+                value = getattr(limiter, field)
+                if value is not None:
+                    family.add_metric(labels, value)
+        for state in ("tracked", "queued", "in_flight"):
+            records.add_metric([stage, state], getattr(stats, state))
         oldest.add_metric([stage], stats.scheduler.oldest_wait_s)
-        totals["acked"].add_metric([stage], stats.acked)
-        totals["released"].add_metric([stage], stats.released)
-        totals["abandoned"].add_metric([stage], stats.abandoned)
-        totals["commits_clamped"].add_metric([stage], stats.commits_clamped)
-    yield from (allowed_m, allowed_p, waiting_m, waiting_p, rejected, blocked, rate, records,
-                oldest, *totals.values())
+        for family, (field, _) in zip(totals, _STAGE_TOTALS, strict=True):
+            family.add_metric([stage], getattr(stats, field))
+    yield from (*limiter_families, records, oldest, *totals)
 
 
 def render(collector: WorkerCollector) -> bytes:

@@ -154,7 +154,8 @@ async def fan_out(stream: faust.StreamT[bytes]) -> None:
         now_ms = _now_ms()
         sends = [
             await tracking_deltas_topic.send(key=key.encode(),
-                                             value=_step_many(events, now_ms).to_bytes())
+                                             value=step_many(WindowState.empty(SPEC), events,
+                                                             now_ms).to_bytes())
             for key, events in by_key.items()
         ]
         if not last_of_source:
@@ -164,10 +165,6 @@ async def fan_out(stream: faust.StreamT[bytes]) -> None:
             _sent_through[source] = event.message.offset
             after_delivery(stored, event,
                            partial(_store_position, source, event.message.offset))
-
-
-def _step_many(events: list[WindowEvent], now_ms: int) -> WindowState:
-    return step_many(WindowState.empty(SPEC), events, now_ms)
 
 
 #: A stored window is ``>iq`` (partition and offset of the last delta merged into it) + the
