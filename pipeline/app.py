@@ -11,11 +11,12 @@ from __future__ import annotations
 import faust
 import mode
 
-from pipeline import commit_guard
+from pipeline import guarded_consumer
 from pipeline.fetch_wait import shorten_fetch_wait
 from smsflow.settings import Settings, load_settings
 from smsflow.topics import (
     CONFIG,
+    DEFERRED,
     DLR,
     DLR_PARTS,
     DLR_PARTS_TIMERS,
@@ -56,6 +57,8 @@ app = faust.App(
     # it), instead of faust's default of leaving the worker up with that agent silently dead.
     agent_supervisor=mode.CrashingSupervisor,
 )
+# Before anything creates the consumer: faust's own loses or strands records across rebalances.
+guarded_consumer.install(app)
 
 
 def _raw_topic(*names: str) -> faust.TopicT:
@@ -82,6 +85,7 @@ tracking_inputs = _raw_topic(SENT, DLR)
 tracking_deltas_topic = _raw_topic(TRACKING_DELTAS)
 route_health_topic = _raw_topic(ROUTE_HEALTH)
 rejected_topic = _raw_topic(REJECTED)
+deferred_topic = _raw_topic(DEFERRED)
 config_topic_name = topic_name(settings, CONFIG)
 sent_topic_name = topic_name(settings, SENT)
 routed_topic_name = topic_name(settings, ROUTED)
@@ -92,14 +96,20 @@ dlr_raw_topic_name = topic_name(settings, DLR_RAW)
 dlr_timers_topic_name = topic_name(settings, DLR_TIMERS)
 dlr_parts_timers_topic_name = topic_name(settings, DLR_PARTS_TIMERS)
 route_health_topic_name = topic_name(settings, ROUTE_HEALTH)
+deferred_topic_name = topic_name(settings, DEFERRED)
 
 
 
 @app.task
-async def guard_consumer() -> None:
-    """Worker-wide consumer fixes, before any agent acks a record (see the modules)."""
-    commit_guard.install(app)
+async def shorten_fetches() -> None:
+    """Worker-wide consumer fix that needs the started consumer (see the module)."""
     await shorten_fetch_wait(app)
+
+
+@app.task
+async def reread_stranded_records() -> None:
+    """Seek back to records faust dropped before processing (see pipeline.guarded_consumer)."""
+    await guarded_consumer.watch_for_stranded_records(app)
 
 
 # Importing the agents registers them on the app.

@@ -13,12 +13,14 @@ Families (labels in braces):
 * ``smsflow_limiter_rate_pps`` {stage, limiter}: current rate (adaptive for routes); absent when
   unlimited
 * ``smsflow_stage_records`` {stage, state=tracked|queued|in_flight}, ``smsflow_stage_*_total``
-  {stage} for acked, released, abandoned and clamped commits, ``smsflow_stage_oldest_wait_seconds``
+  {stage} for acked, released, abandoned, diverted and clamped commits,
+  ``smsflow_stage_oldest_wait_seconds``
 * ``smsflow_delivery_events_total`` {event}: correlator/aggregator outcomes (completed, duplicate,
   after_done, timer actions, …)
 * ``smsflow_route_health_score`` and ``smsflow_route_health_state`` {route, state} as this
   worker's router sees them (1 for the current state)
-* ``smsflow_commit_guard_stale_acks_refused_total``, ``smsflow_commit_guard_commits_capped_total``
+* ``smsflow_commit_guard_*_total``: what the consumer guard corrected (pipeline/guarded_consumer.py)
+* ``smsflow_deferred_*``: Economy parked for off-peak windows and released (pipeline/deferral.py)
 * ``smsflow_config_version``
 """
 
@@ -31,7 +33,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pipeline.commit_guard import GUARD
+from pipeline.deferral import DEFERRAL
+from pipeline.guarded_consumer import GUARD
 from pipeline.scheduling import ScheduledStage, StageStats
 
 __all__ = ["WorkerCollector", "render"]
@@ -74,17 +77,50 @@ class WorkerCollector(Collector):
                 state.add_metric([route, name], 1.0 if name == current else 0.0)
         yield score
         yield state
-        yield CounterMetricFamily(
-            "smsflow_commit_guard_stale_acks_refused",
-            "Acks of records skipped across a rebalance that were not committed.",
-            value=GUARD.stale_acks_refused)
-        yield CounterMetricFamily(
-            "smsflow_commit_guard_commits_capped",
-            "Commits faust computed past a record an agent still held.",
-            value=GUARD.commits_capped)
+        for name, help_text, field in _GUARD_FAMILIES:
+            yield CounterMetricFamily(name, help_text, value=getattr(GUARD, field))
+        for name, counter, help_text, field in _DEFERRAL_FAMILIES:
+            family = CounterMetricFamily if counter else GaugeMetricFamily
+            yield family(name, help_text, value=getattr(DEFERRAL, field))
         yield GaugeMetricFamily("smsflow_config_version",
                                 "Offset of the configuration snapshot in use.",
                                 value=self._config_version())
+
+
+#: The consumer guard's counters: (family name, help, the CommitGuard field).
+_GUARD_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("smsflow_commit_guard_stale_acks_refused",
+     "Acks of records skipped across a rebalance that were not committed.", "stale_acks_refused"),
+    ("smsflow_commit_guard_commits_capped",
+     "Commits faust computed past a record an agent still held.", "commits_capped"),
+    ("smsflow_commit_guard_refetched_skipped",
+     "Records fetched again after a seek that this generation had delivered already.",
+     "refetched_skipped"),
+    ("smsflow_commit_guard_stale_fetches_skipped",
+     "Records fetched under an older consumer generation, left to the new owner.",
+     "stale_fetches_skipped"),
+    ("smsflow_commit_guard_head_gaps_held",
+     "Commits deferred: the committed offset's record is not processed yet (normal while in "
+     "flight; faust would have passed it).",
+     "head_gaps_held"),
+    ("smsflow_commit_guard_rewinds",
+     "Partitions read again from their committed offset after faust dropped a record.",
+     "rewinds"),
+)
+
+
+#: Economy off-peak holding: (family name, Counter or Gauge, help, the DeferralStats field).
+_DEFERRAL_FAMILIES: tuple[tuple[str, bool, str, str], ...] = (
+    ("smsflow_deferred_parked", True,
+     "Economy records parked on sms.deferred until an off-peak window.", "parked"),
+    ("smsflow_deferred_released", True,
+     "Parked records sent back to sms.routed when their window opened.", "released"),
+    ("smsflow_deferred_bad_headers", True,
+     "Parked records without a readable release time (released at once).", "bad_headers"),
+    ("smsflow_deferred_waiting_partitions", False,
+     "sms.deferred partitions this worker holds paused until their head is due.",
+     "waiting_partitions"),
+)
 
 
 #: Per limiter: (family name, Counter or Gauge, help, the LimiterStats field).
@@ -108,6 +144,7 @@ _STAGE_TOTALS: tuple[tuple[str, str], ...] = (
     ("acked", "Records acked (committable) by the stage."),
     ("released", "Records released by the stage's limits."),
     ("abandoned", "Records dropped at a rebalance, re-read by the next owner."),
+    ("diverted", "Held records parked elsewhere (Economy to sms.deferred at a window's end)."),
     ("commits_clamped", "Commits held back at a record still waiting."),
 )
 

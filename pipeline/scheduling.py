@@ -160,6 +160,7 @@ class StageStats:
     acked: int
     released: int
     abandoned: int
+    diverted: int  # held items sent elsewhere (Economy parked on sms.deferred)
     commits_clamped: int
     paused_partitions: tuple[int, ...]
     owned_partitions: tuple[int, ...]
@@ -232,6 +233,7 @@ class ScheduledStage(Generic[P]):
         source_topic: str,
         emit: Emit[P],
         configure: Callable[[int, int], SchedulerConfig],
+        divert: Emit[P] | None = None,
         version: Callable[[], int],
         total_partitions: int = 1,
         high_water: int = 20_000,
@@ -249,6 +251,10 @@ class ScheduledStage(Generic[P]):
         self.name = name
         self.source_topic = source_topic
         self._emit = emit
+        # Where items the scheduler holds for hours go instead (Economy after its off-peak
+        # window closed): the throttle parks them on sms.deferred. None: they wait here.
+        self._divert = divert
+        self._diverted = 0
         self._configure = configure
         self._version = version
         self._default_total = max(1, total_partitions)
@@ -434,19 +440,28 @@ class ScheduledStage(Generic[P]):
             self._reconfigure(now)
         released, wake_at = self._scheduler.poll(now)
         for item in released:
-            ticket = self._waiting.pop((item.item.partition, item.item.offset), None)
-            if ticket is None or ticket.state != _QUEUED:
-                continue  # abandoned meanwhile (revocation): the next owner sends it
-            ticket.ledger.queued -= 1
-            ticket.state = _SENDING
-            payload, ticket.payload = ticket.payload, None
-            self._in_flight += 1
-            self._released += 1
-            future = await self._emit(payload, item)
-            future.add_done_callback(partial(self._on_sent, ticket))
+            await self._pass_on(item, self._emit)
+        if self._divert is not None:
+            for held in self._scheduler.withdraw_held(now):
+                self._diverted += 1
+                await self._pass_on(Released(held, now), self._divert)
         if self._paused or self._tracked >= self.high_water:
             self._check_pressure()
         return wake_at
+
+    async def _pass_on(self, released: Released, send: Emit[P]) -> None:
+        """Send a queued ticket's payload on; it is acked in order once the send is stored."""
+        item = released.item
+        ticket = self._waiting.pop((item.partition, item.offset), None)
+        if ticket is None or ticket.state != _QUEUED:
+            return  # abandoned meanwhile (revocation): the next owner sends it
+        ticket.ledger.queued -= 1
+        ticket.state = _SENDING
+        payload, ticket.payload = ticket.payload, None
+        self._in_flight += 1
+        self._released += 1
+        future = await send(payload, released)
+        future.add_done_callback(partial(self._on_sent, ticket))
 
     def _on_sent(self, ticket: Ticket, future: asyncio.Future[Any]) -> None:
         self._in_flight -= 1
@@ -598,6 +613,7 @@ class ScheduledStage(Generic[P]):
             acked=self._acked,
             released=self._released,
             abandoned=self._abandoned,
+            diverted=self._diverted,
             commits_clamped=self._clamped,
             paused_partitions=tuple(sorted(self._paused)),
             owned_partitions=tuple(sorted(self._assigned)),

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
 
+    deferred_release_per_s: float = 500.0
+    """Messages per second each worker sends back from ``sms.deferred`` to ``sms.routed`` when an
+    Economy off-peak window opens (docs/rate-limits.md): paced, so a night's backlog does not
+    flood the throttle's memory at the window's first second. The routes' own limits still
+    apply downstream."""
+
     # Delivery tracking (docs/delivery-tracking.md). Defaults suit production; tests shrink them.
     tracking_bucket_s: int = 60
     """Rolling windows are ``tracking_buckets`` buckets of this many seconds (15 min default).

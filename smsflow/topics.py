@@ -55,6 +55,7 @@ CONFIG = "sms.config"
 DLR_TIMERS = "sms.dlr.timers"
 DLR_PARTS_TIMERS = "sms.dlr.parts.timers"
 TRACKING_DELTAS = "sms.tracking-deltas"
+DEFERRED = "sms.deferred"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SUBMITTED, "tenant_id", "SubmitRequest", "Messages accepted from tenants."),
@@ -93,6 +94,12 @@ TOPICS: tuple[TopicSpec, ...] = (
         TRACKING_DELTAS, "route:|operator:|tenant:<id>", "WindowState",
         "Internal: rolling-window deltas per key, merged into the tracking-windows table.",
         retention_ms=DAY_MS, avro=False,
+    ),
+    TopicSpec(
+        DEFERRED, "route_id", "RoutedMessage",
+        "Internal: Economy parked outside its off-peak windows, each with a smsflow-release-at "
+        "header; sent back to sms.routed when the window opens.",
+        retention_ms=7 * DAY_MS, avro=False,
     ),
 )
 

@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from pipeline.agents.offpeak import park
 from pipeline.app import (
     app,
     rejected_topic,
@@ -49,7 +50,14 @@ from pipeline.scheduling import ScheduledStage
 from schemas.codec import DecodeError
 from schemas.models import RoutedMessage, SubmitOutcome
 from smsflow.config.models import Tier
-from smsflow.domain.limits import Released, SchedulerConfig, SubmitSample, throttle_config
+from smsflow.domain.limits import (
+    Released,
+    SchedulerConfig,
+    SubmitSample,
+    TierPolicy,
+    throttle_config,
+)
+from smsflow.domain.limits.hierarchy import tier_policy
 from smsflow.domain.smpp_status import StatusCategory
 
 log = logging.getLogger(__name__)
@@ -72,33 +80,50 @@ async def _emit(routed: RoutedMessage, released: Released) -> asyncio.Future[Any
     return cast("asyncio.Future[Any]", sent)
 
 
+async def _park_withdrawn(routed: RoutedMessage, held: Released) -> asyncio.Future[Any]:
+    """Economy still queued when its off-peak window closed: parked until the next one."""
+    policy = _policies.current(config_watcher.snapshot)
+    release_at = policy.released_at(Tier.ECONOMY, held.released_at)
+    return await park(routed.route_id.encode(), routed.to_avro(routed_topic_name), release_at)
+
+
 stage: ScheduledStage[RoutedMessage] = ScheduledStage(
     app,
     name=STAGE,
     source_topic=routed_topic_name,
     emit=_emit,
+    divert=_park_withdrawn,
     configure=_configure,
     version=lambda: config_watcher.snapshot.version,
     total_partitions=settings.partitions,
 )
 
 
-class _Tiers:
-    """Tenant → tier for the current snapshot (a dict, rebuilt when the version changes)."""
+class _Policies:
+    """Tenant → tier and the tier policy for the current snapshot (rebuilt on a new version)."""
 
     def __init__(self) -> None:
         self._version = -2
         self._tiers: dict[str, Tier] = {}
+        self._policy = TierPolicy()
 
-    def of(self, snapshot: Snapshot, tenant_id: str) -> Tier:
+    def _refresh(self, snapshot: Snapshot) -> None:
         if snapshot.version != self._version:
             self._tiers = {tenant.id: tenant.tier for tenant in snapshot.config.tenants}
+            self._policy = tier_policy(snapshot.config)
             self._version = snapshot.version
+
+    def tier_of(self, snapshot: Snapshot, tenant_id: str) -> Tier:
+        self._refresh(snapshot)
         # A tenant removed after routing keeps flowing, as Standard.
         return self._tiers.get(tenant_id, Tier.STANDARD)
 
+    def current(self, snapshot: Snapshot) -> TierPolicy:
+        self._refresh(snapshot)
+        return self._policy
 
-_tiers = _Tiers()
+
+_policies = _Policies()
 
 
 @app.agent(routed_topic)
@@ -127,13 +152,22 @@ async def throttle(stream: faust.StreamT[bytes]) -> None:
             stage.finish(ticket)
             continue
         request = routed.request
+        tier = _policies.tier_of(snapshot, request.tenant_id)
+        policy = _policies.current(snapshot)
+        now = time.time()
+        if policy.held(tier, now):
+            # Outside its off-peak windows: parked on sms.deferred, not held here for hours.
+            await park(event.key or routed.route_id.encode(), event.value,
+                       policy.released_at(tier, now))
+            stage.finish(ticket)
+            continue
         # A route removed from config after routing is still delivered (unlimited lane): the
         # router's decision stands, and the sender owns the SMSC connection.
         refused = stage.offer(
             ticket, routed,
             message_id=request.message_id,
             tenant_id=request.tenant_id,
-            tier=_tiers.of(snapshot, request.tenant_id),
+            tier=tier,
             route_id=routed.route_id,
             destination=request.destination,
             parts=routed.parts,

@@ -204,7 +204,10 @@ class Route(_Frozen):
         return overrides
 
 
-_HHMM = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local time of day, HH:MM.")
+_HHMM = Field(
+    pattern=r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$",
+    description="Local time of day, HH:MM (or HH:MM:SS).",
+)
 
 
 class OffPeakWindow(_Frozen):

@@ -266,6 +266,34 @@ def test_economy_is_held_until_off_peak_and_then_released() -> None:
     assert min(r.released_at for r in later) == pytest.approx(22 * 3600.0, abs=1e-3)
 
 
+def test_held_economy_is_withdrawn_oldest_first_and_its_offsets_released() -> None:
+    """At a window's end, queued Economy leaves the scheduler (the throttle parks it on
+    sms.deferred) instead of pinning its records' offsets until the next window."""
+    night = OffPeak.from_hhmm((("22:00", "06:00"),))
+    config = SchedulerConfig(
+        lanes={"r": RateLimit(1.0)}, tiers=TierPolicy(economy_off_peak=night)
+    )
+    late = 5 * 3600.0 + 3590.0  # 05:59:50, ten seconds before the window closes
+    scheduler = Scheduler(config, late)
+    bulk = [item(route="r", tier=E, at=late, partition=0, offset=o) for o in range(100, 130)]
+    standard = item(route="r", tier=S, at=late, partition=0, offset=130)
+    for one in [*bulk, standard]:
+        assert scheduler.offer(one, late) is None
+    assert scheduler.withdraw_held(late) == []  # inside the window: nothing is held
+    released = run(scheduler, until=6 * 3600.0 + 5, start=late)
+    assert released and len(released) < len(bulk)  # 1 part/s: most Economy still queued
+    assert scheduler.lowest_held(0) is not None
+    after = 6 * 3600.0 + 5
+    withdrawn = scheduler.withdraw_held(after)
+    sent = {r.item.offset for r in released}
+    assert [w.offset for w in withdrawn] == [o for o in range(100, 130) if o not in sent]
+    assert all(w.tier is E for w in withdrawn)
+    assert scheduler.withdraw_held(after) == []
+    rest = run(scheduler, until=after + 60, start=after)
+    assert standard.offset in {r.item.offset for r in released + rest}  # Standard unaffected
+    assert scheduler.lowest_held(0) is None and scheduler.queued == 0
+
+
 # --- quota ---------------------------------------------------------------------------------
 
 

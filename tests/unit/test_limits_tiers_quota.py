@@ -19,8 +19,10 @@ H = 3600.0
 def test_parse_hhmm() -> None:
     assert parse_hhmm("00:00") == 0.0
     assert parse_hhmm("22:30") == 22 * H + 1800
-    with pytest.raises(ValueError):
-        parse_hhmm("24:00")
+    assert parse_hhmm("22:30:15") == 22 * H + 1815
+    for bad in ("24:00", "12:60", "12:00:60", "1:2:3:4", "aa:bb", "12"):
+        with pytest.raises(ValueError):
+            parse_hhmm(bad)
 
 
 def test_off_peak_window_wrapping_midnight() -> None:

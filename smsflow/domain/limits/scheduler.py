@@ -901,6 +901,27 @@ class Scheduler:
         """``partition → lowest held offset`` for every partition with queued items."""
         return {p: heap[0] for p, heap in self._held.items() if heap}
 
+    def withdraw_held(self, now: float) -> list[Item]:
+        """Take out every queued item its tier's policy holds at ``now`` (Economy outside its
+        off-peak windows), oldest first per lane, so the caller can park them elsewhere.
+
+        Holding them here would keep them in memory and their records uncommitted until the
+        next window, hours away; the throttle writes them to ``sms.deferred`` instead. Items
+        parked for the per-destination window stay; they return to their lane first.
+        """
+        withdrawn: list[Item] = []
+        for key, lane in list(self._lanes.items()):
+            queue = lane.queues[Tier.ECONOMY]
+            if not queue.messages or not lane.policy.held(Tier.ECONOMY, now):
+                continue
+            removed = sorted(queue.remove(lambda _item: True), key=lambda entry: entry[0])
+            for _seq, item in removed:
+                self._unhold(item)
+                withdrawn.append(item)
+            if lane.idle() and key not in self._config.lanes:
+                self._drop_lane(key, now)
+        return withdrawn
+
     def revoke(self, partitions: Iterable[int], now: float) -> list[Item]:
         """Drop every item of revoked ``partitions`` (their new owner re-reads them)."""
         gone = set(partitions)

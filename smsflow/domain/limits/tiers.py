@@ -43,12 +43,14 @@ PRIORITY: tuple[Tier, ...] = (Tier.PREMIUM, Tier.STANDARD, Tier.ECONOMY)
 
 
 def parse_hhmm(text: str) -> float:
-    """``"22:30"`` → seconds after midnight."""
-    hours, _, minutes = text.partition(":")
-    value = int(hours) * 3600 + int(minutes) * 60
-    if not (0 <= int(hours) < 24 and 0 <= int(minutes) < 60):
+    """``"22:30"`` (or ``"22:30:15"``) → seconds after midnight."""
+    fields = text.split(":")
+    if len(fields) not in (2, 3) or not all(f.isdigit() for f in fields):
         raise ValueError(f"not a time of day: {text!r}")
-    return float(value)
+    hours, minutes, seconds = (int(f) for f in (*fields, "0")[:3])
+    if not (0 <= hours < 24 and 0 <= minutes < 60 and 0 <= seconds < 60):
+        raise ValueError(f"not a time of day: {text!r}")
+    return float(hours * 3600 + minutes * 60 + seconds)
 
 
 @dataclass(frozen=True, slots=True)

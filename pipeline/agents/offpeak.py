@@ -1,0 +1,40 @@
+"""Economy off-peak holding: park on ``sms.deferred``, send back when the window opens.
+
+The throttle calls :func:`park` (see :mod:`pipeline.deferral` for the whole design); the
+worker task below runs this worker's :class:`~pipeline.deferral.DeferredReleaser`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from pipeline.app import app, deferred_topic, deferred_topic_name, routed_topic, settings
+from pipeline.deferral import DEFERRAL, DeferredReleaser, release_at_header
+
+
+async def park(key: bytes, value: bytes, release_at: float) -> asyncio.Future[Any]:
+    """Write a ``sms.routed`` record to ``sms.deferred`` until ``release_at``; the returned
+    future resolves once Kafka has it (the caller acks the source record only then)."""
+    sent = await deferred_topic.send(key=key, value=value, headers=release_at_header(release_at))
+    DEFERRAL.parked += 1
+    return cast("asyncio.Future[Any]", sent)
+
+
+async def _send_back(key: bytes | None, value: bytes) -> asyncio.Future[Any]:
+    return cast("asyncio.Future[Any]", await routed_topic.send(key=key, value=value))
+
+
+releaser = DeferredReleaser(
+    settings.kafka_bootstrap,
+    deferred_topic_name,
+    f"{settings.app_id}-deferred",
+    _send_back,
+    release_per_s=settings.deferred_release_per_s,
+)
+
+
+@app.task
+async def release_deferred() -> None:
+    """Send parked Economy back to ``sms.routed`` when its off-peak window opens."""
+    await releaser.run()
