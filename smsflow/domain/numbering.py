@@ -23,7 +23,10 @@ The structures behind it:
   and proves where all completions of a prefix get the same valid, SMS-capable (region, type);
   those verdicts sit in the operator index's 7-character entries (with the operator when the
   key decides it too), and in a 9-character table for the few plans that need more digits.
-  No sampling: a key is decided only when the patterns' structure shows it;
+  No sampling: a key is decided only when the patterns' structure shows it. Where a configured
+  or carrier prefix longer than the key owns some of its numbers, the operator comes from a
+  9-character table of those prefixes (:func:`_deep_operators`) or the key's own fallback, and
+  only numbers under a prefix longer than 9 characters need the index's search;
 
 * ``direct``: (first four digits, digit count) → (region, the regex of the types that can
   start with that national digit, where the national number starts) for single-region
@@ -35,13 +38,18 @@ The structures behind it:
 * the operator index: every configured and carrier prefix of up to 7 characters expanded to
   7-character keys (longest wins), longer prefixes listed under their key: usually one probe.
 
-``phonenumbers.parse`` (≈40 µs; ≈100 µs with validation) runs only off the fast path: input that
-is not ``+`` and ASCII digits (formatted numbers), calling codes no configured operator or route
-uses, national numbers that start like a national prefix (libphonenumber may strip it), and to
-confirm every rejection, so a rejection is always libphonenumber's own verdict. The compiled
-metadata is memoised per calling code for the process (it derives from phonenumbers' static
-data only): the first catalogue using a calling code pays its compilation (up to ~0.5 s for
-+1 and +44), later catalogues do not.
+The compiled metadata decides rejections as well (:func:`_classify_fast`): for ``+`` and digits
+that ``phonenumbers.parse`` keeps unchanged (no national prefix it could strip or rewrite), a
+region's regex fails exactly when libphonenumber's ``_number_type_helper`` says UNKNOWN, and
+the region loop replays ``region_code_for_number``, so an invalid number gets the same
+``INVALID_NUMBER`` text (naming the same region, or the calling code) and a valid non-mobile
+the same ``UNSUPPORTED_DESTINATION`` as phonenumbers' own verdict. ``phonenumbers.parse``
+(≈40 µs; ≈100 µs with validation) runs only off those paths: input that is not ``+`` and ASCII
+digits (formatted numbers), calling codes no configured operator or route uses, national
+numbers that start like a national prefix (libphonenumber may strip it), fewer than two
+national digits, more than 15 digits. The compiled metadata is memoised per calling code for
+the process (it derives from phonenumbers' static data only): the first catalogue using a
+calling code pays its compilation (up to ~0.5 s for +1 and +44), later catalogues do not.
 
 Policy: only ``MOBILE`` and ``FIXED_LINE_OR_MOBILE`` (plans such as NANP where the two cannot be
 told apart) are SMS-capable. Fixed line, toll free, premium rate, shared cost, VoIP, personal,
@@ -174,6 +182,9 @@ class _CallingCode:
     regions: tuple[_Region, ...]  # in region_code_for_number's order
     national_prefix: re.Pattern[str] | None  # main region's national_prefix_for_parsing
     national_prefix_first: frozenset[str]  # digits a non-empty national prefix can start with
+    # whether the main region has a national_prefix_transform_rule: parse() may rewrite a
+    # number even where the national prefix pattern matches the empty string
+    transform: bool
     length: int  # len(code)
     single: _Region | None  # the only region, when there is one
     # Shared calling codes (+1, +44, +7, ...): the regions worth trying for a national number,
@@ -414,6 +425,7 @@ def _compiled_calling_code(code: int) -> _CallingCode | None:
         tuple(compiled),
         re.compile(prefix) if prefix else None,
         _first_digits(prefix) if prefix else frozenset(),
+        bool(main is not None and main.national_prefix_transform_rule),
         len(str(code)),
         compiled[0] if len(compiled) == 1 else None,
         dispatch,
@@ -493,27 +505,67 @@ def _ops(items: list[tuple[Any, Any]]) -> list[Any]:
 _GROUP_TYPES: Final[dict[str, NumberType]] = {kind.name: kind for kind in NumberType}
 
 
-def _classify_fast(code: _CallingCode, national: str) -> tuple[str, NumberType] | None:
-    """(region, type) exactly as phonenumbers would say for a valid number; None → ask it.
+class _Invalid(NamedTuple):
+    """A number libphonenumber parses unchanged and finds valid in no region. ``region`` is
+    what ``region_code_for_number`` names (None: no region, the verdict names the calling
+    code)."""
 
-    One function with the region loop inlined: this is most of a routing decision's cost.
+    region: str | None
+
+
+def _parsed_unchanged(code: _CallingCode, national: str) -> bool:
+    """Whether ``phonenumbers.parse`` keeps ``national`` as the national significant number:
+    the main region's national prefix pattern does not match, or matches the empty string
+    without a transformation (``_maybe_strip_national_prefix_carrier_code``)."""
+    if national[:1] not in code.national_prefix_first or code.national_prefix is None:
+        return True  # a non-empty match must start with one of those digits
+    stripped = code.national_prefix.match(national)
+    if stripped is None:
+        return True
+    if stripped.end():
+        return False
+    groups = stripped.groups()
+    return not (code.transform and groups and groups[-1] is not None)
+
+
+def _classify_fast(
+    code: _CallingCode, national: str
+) -> tuple[str, NumberType] | _Invalid | None:
+    """Exactly phonenumbers' verdict on ``+<code><national>``: (region, type) of a valid
+    number, :class:`_Invalid` for a number valid in no region; None → ask phonenumbers.
+
+    ``region_code_for_number`` and ``number_type`` replayed on the compiled patterns: regions
+    in its order, the first whose leading digits match (or, without leading digits, whose
+    patterns match) decides; a region's regex fails exactly when its general description or
+    every type pattern fails (``_number_type_helper`` → UNKNOWN, so not valid). The caller
+    keeps numbers shorter than two national digits or longer than E.164 off this path (parse
+    refuses or they are checked elsewhere). One function with the region loop inlined: this is
+    most of a routing decision's cost when the prefix tables do not decide a number.
     """
-    if national[:1] in code.national_prefix_first and code.national_prefix is not None:
-        stripped = code.national_prefix.match(national)
-        if stripped is not None and stripped.end():
-            return None  # parse() may strip a national prefix: let phonenumbers decide
+    if not _parsed_unchanged(code, national):
+        return None  # parse() may strip or rewrite a national prefix: let phonenumbers decide
     length, first = len(national), national[:1]
+    single = code.single
+    if single is not None:  # region_code_for_number names the only region, valid or not
+        by_digit = single.by_length.get(length)
+        regex = by_digit.get(first) if by_digit is not None else None
+        match = regex.fullmatch(national) if regex is not None else None
+        if match is not None:
+            kind = _GROUP_TYPES.get(match.lastgroup or "")
+            return (single.code, kind) if kind is not None else None
+        return _Invalid(single.code)
     width = code.dispatch_width
     if width and length >= width:
         for region, decided in code.dispatch.get(national[:width], code.dispatch_default):
             by_digit = region.by_length.get(length)
             regex = by_digit.get(first) if by_digit is not None else None
             match = regex.fullmatch(national) if regex is not None else None
-            if match is not None and match.lastgroup is not None:
-                return region.code, _GROUP_TYPES[match.lastgroup]
+            if match is not None:
+                kind = _GROUP_TYPES.get(match.lastgroup or "")
+                return (region.code, kind) if kind is not None else None
             if decided:
-                return None  # the region is decided by its leading digits; type unknown
-        return None
+                return _Invalid(region.code)  # its leading digits match: it is the region
+        return _Invalid(None)  # regions left out of the dispatch cannot be the region
     for region in code.regions:
         leading = region.leading_digits
         if leading is not None and leading.match(national) is None:
@@ -521,11 +573,12 @@ def _classify_fast(code: _CallingCode, national: str) -> tuple[str, NumberType] 
         by_digit = region.by_length.get(length)
         regex = by_digit.get(first) if by_digit is not None else None
         match = regex.fullmatch(national) if regex is not None else None
-        if match is not None and match.lastgroup is not None:
-            return region.code, _GROUP_TYPES[match.lastgroup]
+        if match is not None:
+            kind = _GROUP_TYPES.get(match.lastgroup or "")
+            return (region.code, kind) if kind is not None else None
         if leading is not None:
-            return None  # the region is decided by its leading digits, and the type is unknown
-    return None
+            return _Invalid(region.code)  # the region is decided by its leading digits
+    return _Invalid(None)
 
 
 # --- prefix-decided verdicts ---------------------------------------------------------------------
@@ -840,7 +893,10 @@ def _decided_prefixes(calling_code: int) -> tuple[Mapping[str, Verdicts], Mappin
                         stack.append((national, after, stripped, still))
                     continue
                 verdict = _classify_fast(code, national.ljust(length, "0"))
-                if verdict is None or verdict[1] not in SMS_CAPABLE:
+                if (
+                    verdict is None or isinstance(verdict, _Invalid)
+                    or verdict[1] not in SMS_CAPABLE
+                ):
                     continue  # rejections stay libphonenumber's own verdict (slow path)
                 verdict = verdicts.setdefault(verdict, verdict)
                 shallow = len(national) <= depth
@@ -868,6 +924,14 @@ def _parse(destination: str) -> phonenumbers.PhoneNumber | NumberRejection:
         )
 
 
+def _not_valid(e164: str, region: str | None, calling_code: str) -> NumberRejection:
+    """The rejection of a number valid in no region (the same text on every path)."""
+    where = f"the {region} numbering plan" if region else f"calling code +{calling_code}"
+    return _new_rejection(
+        NumberRejection, ("INVALID_NUMBER", f"{e164} is not a valid number in {where}")
+    )
+
+
 def _classify_slow(e164: str) -> tuple[str, str, NumberType] | NumberRejection:
     """libphonenumber's verdict: (E.164 as it normalises it, region, type), or why not valid."""
     number = _parse(e164)
@@ -875,8 +939,7 @@ def _classify_slow(e164: str) -> tuple[str, str, NumberType] | NumberRejection:
         return number
     region = phonenumbers.region_code_for_number(number)
     if region is None or not phonenumbers.is_valid_number(number):
-        where = f"the {region} numbering plan" if region else f"calling code +{number.country_code}"
-        return NumberRejection("INVALID_NUMBER", f"{e164} is not a valid number in {where}")
+        return _not_valid(e164, region, str(number.country_code))
     kind = _PN_TYPES.get(phonenumbers.number_type(number), NumberType.UNKNOWN)
     return phonenumbers.format_number(number, PhoneNumberFormat.E164), region, kind
 
@@ -941,6 +1004,13 @@ def _operator_at_key(
     return (carried, OperatorSource.CARRIER) if carried else (None, OperatorSource.NONE)
 
 
+# An operator index entry; see _OperatorIndex.keys.
+_Entry = tuple[
+    tuple[int, ...], str | None, tuple[int, ...], str | None,
+    Mapping[int, _Resolved | Verdict], tuple[str | None, OperatorSource],
+]
+
+
 @dataclass(frozen=True, slots=True)
 class _OperatorIndex:
     """Configured prefixes (first) and carrier prefixes (fallback), resolved in one probe.
@@ -953,14 +1023,9 @@ class _OperatorIndex:
     width: int
     # key → (longer configured lengths, configured operator, longer carrier lengths,
     #        carrier operator: id, '' for a carrier no operator matches, None for no carrier,
-    #        the whole answer by E.164 length where the key decides it: _Resolved)
-    keys: Mapping[
-        str,
-        tuple[
-            tuple[int, ...], str | None, tuple[int, ...], str | None,
-            Mapping[int, _Resolved | Verdict],
-        ],
-    ]
+    #        the whole answer by E.164 length where the key decides it: _Resolved,
+    #        the operator of numbers under no longer prefix: configured, else carrier)
+    keys: Mapping[str, _Entry]
     configured: _PrefixTable
     carrier: _PrefixTable
 
@@ -995,10 +1060,8 @@ class _OperatorIndex:
         nothing: tuple[tuple[int, ...], str | None, tuple[int, ...], str | None] = (
             (), None, (), None,
         )
-        keys: dict[str, tuple[
-            tuple[int, ...], str | None, tuple[int, ...], str | None,
-            Mapping[int, _Resolved | Verdict],
-        ]] = {}
+        keys: dict[str, _Entry] = {}
+        fallbacks: dict[tuple[str | None, str | None], tuple[str | None, OperatorSource]] = {}
         for key in {*short[0], *short[1], *long[0], *long[1], *decided}:
             entry = nothing
             if key in short[0] or key in short[1] or key in long[0] or key in long[1]:
@@ -1006,9 +1069,16 @@ class _OperatorIndex:
                     longest[0].get(key, ()), short[0].get(key),
                     longest[1].get(key, ()), short[1].get(key),
                 )
+            pair = (entry[1], entry[3])
+            fallback = fallbacks.get(pair)
+            if fallback is None:
+                fallback = fallbacks[pair] = (
+                    (entry[1], OperatorSource.PREFIX) if entry[1] is not None
+                    else (entry[3], OperatorSource.CARRIER) if entry[3] else _UNOWNED
+                )
             verdicts = decided.get(key)
             if verdicts is None or key in tested or key.startswith(short_tests):
-                keys[key] = (*entry, _NOTHING_DECIDED)
+                keys[key] = (*entry, _NOTHING_DECIDED, fallback)
                 continue
             operator = _operator_at_key(entry) if entry is not nothing else _UNOWNED
             resolved = shared.get((id(verdicts), operator))
@@ -1018,7 +1088,7 @@ class _OperatorIndex:
                     length: (*verdict, *operator) if operator is not None else verdict
                     for length, verdict in verdicts.items()
                 }
-            keys[key] = (*entry, resolved)
+            keys[key] = (*entry, resolved, fallback)
         return cls(width, keys, _PrefixTable.of(configured), _PrefixTable.of(carrier))
 
     def find(self, e164: str) -> tuple[str | None, OperatorSource]:
@@ -1031,7 +1101,7 @@ class _OperatorIndex:
         entry = self.keys.get(e164[: self.width])
         if entry is None:
             return None, OperatorSource.NONE
-        configured_long, operator, carrier_long, carried, _ = entry
+        configured_long, operator, carrier_long, carried, _, _ = entry
         for length in configured_long:
             hit = self.configured.entries.get(e164[:length])
             if hit is not None:
@@ -1064,6 +1134,11 @@ class NumberingPlan:
     # _DEEP_KEY_WIDTH-character key → E.164 length → verdict, for numbers the operator index
     # key does not decide (_decided_prefixes); test ranges left out
     deep: Mapping[str, Verdicts] = field(default_factory=dict)
+    # _DEEP_KEY_WIDTH-character key → its numbers' operator where that differs from the
+    # operator index key's fallback (None: ask _OperatorIndex.find); see _deep_operators
+    deep_operators: Mapping[str, tuple[str | None, OperatorSource] | None] = field(
+        default_factory=dict
+    )
 
 
 def _normalise_name(name: str) -> str:
@@ -1140,18 +1215,20 @@ def build_numbering(
         if code is not None:
             compiled[code.code] = code
     carrier = _carrier_table(operators)
+    index = _OperatorIndex.of(
+        prefixes, carrier,
+        {
+            key: verdicts
+            for code in compiled.values()
+            for key, verdicts in _decided_prefixes(int(code.code))[0].items()
+        },
+        tests,
+    )
     return NumberingPlan(
         ported=ported,
-        operators=_OperatorIndex.of(
-            prefixes, carrier,
-            {
-                key: verdicts
-                for code in compiled.values()
-                for key, verdicts in _decided_prefixes(int(code.code))[0].items()
-            },
-            tests,
-        ),
+        operators=index,
         deep=_deep_verdicts(compiled.values(), tests),
+        deep_operators=_deep_operators(index),
         test_prefixes=_PrefixTable.of(tests),
         calling_codes=compiled,
         code_by_lead={
@@ -1173,6 +1250,31 @@ def _deep_verdicts(codes: Iterable[_CallingCode], tests: Mapping[str, str]) -> d
     for prefix in tests:  # test ranges skip validation: nothing under them is decided
         for key in [k for k in found if k.startswith(prefix) or prefix.startswith(k)]:
             del found[key]
+    return found
+
+
+def _deep_operators(index: _OperatorIndex) -> dict[str, tuple[str | None, OperatorSource] | None]:
+    """Operators of numbers under _DEEP_KEY_WIDTH-character keys, where they differ from their
+    operator index key's ``fallback``: keys under a configured or carrier prefix longer than
+    the index key (longest wins, configured before carrier, as ``_OperatorIndex.find``), and
+    None for keys some prefix longer than the key starts with (only ``find`` can tell).
+    """
+    width = _DEEP_KEY_WIDTH
+    keys = index.keys
+    found: dict[str, tuple[str | None, OperatorSource] | None] = {}
+    for table, source in ((index.carrier.entries, _CARRIER), (index.configured.entries, _PREFIX)):
+        for prefix in sorted((p for p in table if _KEY_WIDTH < len(p) <= width), key=len):
+            parent = keys.get(prefix[:_KEY_WIDTH])
+            if source is _CARRIER and parent is not None and parent[1] is not None:
+                continue  # a configured prefix owns the index key: carrier data is not read
+            operator = table[prefix]
+            value = (operator, source) if operator else _UNOWNED
+            for tail in _tails(width - len(prefix)):
+                found[prefix + tail] = value
+    for table in (index.carrier.entries, index.configured.entries):
+        for prefix in table:
+            if len(prefix) > width:
+                found[prefix[:width]] = None
     return found
 
 
@@ -1209,14 +1311,18 @@ def _canonical(destination: str) -> str | NumberRejection:
 
 
 def _unsupported(e164: str, region: str, kind: NumberType) -> NumberRejection:
-    label = kind.value.lower().replace("_", "-")
+    label = _TYPE_LABELS[kind]
     where = "non-geographic" if region == NON_GEOGRAPHIC_REGION else region
-    return NumberRejection(
+    return _new_rejection(NumberRejection, (
         "UNSUPPORTED_DESTINATION", f"{e164} is a {label} number ({where}), not SMS-capable"
-    )
+    ))
 
 
-_new_destination = tuple.__new__  # Destination(...) without NamedTuple's Python-level __new__
+_TYPE_LABELS: Final[dict[NumberType, str]] = {
+    kind: kind.value.lower().replace("_", "-") for kind in NumberType
+}
+# Destination(...), NumberRejection(...) without NamedTuple's Python-level __new__
+_new_destination = _new_rejection = tuple.__new__
 
 
 def resolve(plan: NumberingPlan, destination: str) -> Destination | NumberRejection:
@@ -1242,10 +1348,13 @@ def resolve(plan: NumberingPlan, destination: str) -> Destination | NumberReject
         ):
             if len(resolved) == 4:
                 return _new_destination(Destination, (destination, *resolved))
-            # (region, type) only: a longer configured or carrier prefix may own the number
-            return _new_destination(
-                Destination, (destination, *resolved, *plan.operators.find(destination))
-            )
+            # (region, type) only: a longer configured or carrier prefix may own the number.
+            # Prefixes up to the deep key's width are resolved per deep key; only numbers
+            # under a longer one need the index's search.
+            owned = plan.deep_operators.get(destination[:_DEEP_KEY_WIDTH], entry[5])
+            if owned is None:
+                owned = plan.operators.find(destination)
+            return _new_destination(Destination, (destination, *resolved, *owned))
     digits = destination[1:]
     if destination[:1] == "+" and digits.isdigit() and digits.isascii():
         e164 = destination
@@ -1261,13 +1370,20 @@ def resolve(plan: NumberingPlan, destination: str) -> Destination | NumberReject
             owner = plan.ported.get(e164, tested)
             how = OperatorSource.PORTED if owner != tested else OperatorSource.TEST_RANGE
             return Destination(e164, plan.operator_country[owner], NumberType.MOBILE, owner, how)
+    # Compiled metadata: exactly phonenumbers' verdict, valid or not, for '+' and digits that
+    # parse() keeps as they are (_classify_fast); rejections need two national digits (fewer:
+    # parse() itself refuses, with its own message).
     region: str | None = None
     direct = plan.direct.get((digits[:4], len(digits)))
     if direct is not None:
         match = direct[1].fullmatch(digits, direct[2])
-        found = _GROUP_TYPES.get(match.lastgroup or "") if match is not None else None
-        if found is not None:
-            region, kind = direct[0], found
+        if match is None:
+            if len(digits) - direct[2] >= 2:
+                return _not_valid(e164, direct[0], digits[: direct[2]])
+        else:
+            found = _GROUP_TYPES.get(match.lastgroup or "")
+            if found is not None:
+                region, kind = direct[0], found
     code = plan.code_by_lead.get(digits[:3]) if region is None and not too_long else None
     if code is not None:
         national = digits[code.length:]
@@ -1277,11 +1393,17 @@ def resolve(plan: NumberingPlan, destination: str) -> Destination | NumberReject
             by_digit = single.by_length.get(len(national))
             regex = by_digit.get(national[:1]) if by_digit is not None else None
             match = regex.fullmatch(national) if regex is not None else None
-            if match is not None and match.lastgroup is not None:
+            if match is None:
+                if len(national) >= 2:
+                    return _not_valid(e164, single.code, code.code)
+            elif match.lastgroup is not None:
                 region, kind = single.code, _GROUP_TYPES[match.lastgroup]
         else:
             fast = _classify_fast(code, national)
-            if fast is not None:
+            if isinstance(fast, _Invalid):
+                if len(national) >= 2:
+                    return _not_valid(e164, fast.region, code.code)
+            elif fast is not None:
                 region, kind = fast
     if region is None:
         slow = _classify_slow(e164)

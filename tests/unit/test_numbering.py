@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,7 @@ import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 from pydantic import ValidationError
 
 from smsflow.config.models import Operator, PlatformConfig
@@ -184,16 +186,17 @@ def _reference(e164: str) -> tuple[str, str, NumberType] | None:
 
 @st.composite
 def _numbers(draw: st.DrawFn) -> str:
-    """Digit strings near real numbers: an example number's leading digits, random tail."""
+    """Digit strings near real numbers: an example number's leading digits, random tail, often
+    a few digits short or long (typos); sometimes any digits after a calling code."""
     country = draw(st.sampled_from(_COUNTRIES))
     kind = draw(st.sampled_from([1, 0, 3, 4, 6]))
     example = phonenumbers.example_number_for_type(country, kind)
-    if example is None:
+    if example is None or draw(st.integers(0, 9)) == 0:
         code = draw(st.sampled_from(_CALLING_CODES))
-        return "+" + code + draw(st.text("0123456789", min_size=4, max_size=12))
+        return "+" + code + draw(st.text("0123456789", min_size=0, max_size=14))
     national = phonenumbers.national_significant_number(example)
     keep = draw(st.integers(0, len(national)))
-    length = len(national) + draw(st.sampled_from([0, 0, 0, 1, -1]))
+    length = len(national) + draw(st.sampled_from([0, 0, 0, 1, -1, 2, -2, 3, -3]))
     tail = draw(st.text("0123456789", min_size=max(0, length - keep),
                         max_size=max(0, length - keep)))
     return f"+{example.country_code}{national[:keep]}{tail}"
@@ -202,6 +205,9 @@ def _numbers(draw: st.DrawFn) -> str:
 @settings(max_examples=3000, deadline=None)
 @given(_numbers())
 def test_fast_path_agrees_with_phonenumbers(number: str) -> None:
+    # Rejections too come from the compiled metadata now: the same code and the same detail
+    # (which names libphonenumber's region, or the calling code) as phonenumbers' own verdict.
+    assert resolve(_COMPILED, number) == resolve(_SLOW_ONLY, number)
     for plan in (_COMPILED, _SLOW_ONLY):
         result = resolve(plan, number)
         reference = _reference(number)
@@ -216,6 +222,64 @@ def test_fast_path_agrees_with_phonenumbers(number: str) -> None:
         else:
             assert isinstance(result, NumberRejection), (number, result)
             assert result.reason_code == "UNSUPPORTED_DESTINATION", (number, result)
+
+
+def test_every_calling_code_agrees_with_phonenumbers_valid_or_not() -> None:
+    """Seeded sample over every region's calling code: example numbers with typos (digits
+    dropped, added, changed) and random digits, the whole result compared with phonenumbers'
+    own (the plan without compiled metadata)."""
+    regions = sorted({r for rs in COUNTRY_CODE_TO_REGION_CODE.values() for r in rs} - {"001"})
+    plan = build_numbering([], countries=regions)
+    rng = random.Random(20261126)
+    checked = 0
+    for region in regions:
+        code = str(phonenumbers.country_code_for_region(region))
+        examples = [
+            phonenumbers.national_significant_number(example)
+            for kind in range(11)
+            if (example := phonenumbers.example_number_for_type(region, kind)) is not None
+        ]
+        for _ in range(12):
+            if examples and rng.random() < 0.8:
+                national = rng.choice(examples)
+                keep = rng.randint(0, len(national))
+                length = max(0, len(national) + rng.choice((0, -1, -2, -3, 1, 2)))
+                tail = "".join(rng.choice("0123456789") for _ in range(length))
+                number = "+" + code + (national[:keep] + tail)[:length]
+            else:
+                number = "+" + code + "".join(
+                    rng.choice("0123456789") for _ in range(rng.randint(0, 13))
+                )
+            assert resolve(plan, number) == resolve(_SLOW_ONLY, number), number
+            checked += 1
+    assert checked == 12 * len(regions)
+
+
+@pytest.mark.parametrize(
+    ("number", "detail"),
+    [
+        ("+4474012345", "+4474012345 is not a valid number in calling code +44"),  # two short
+        ("+3361234", "+3361234 is not a valid number in the FR numbering plan"),
+        ("+491511234", "+491511234 is not a valid number in the DE numbering plan"),
+        ("+442071234567", "+442071234567 is a fixed-line number (GB), not SMS-capable"),
+        ("+448001234567", "+448001234567 is a toll-free number (GB), not SMS-capable"),
+        ("+12065550", "+12065550 is not a valid number in calling code +1"),  # NANP, short
+        ("+1787555012", "+1787555012 is not a valid number in the PR numbering plan"),
+    ],
+)
+def test_rejections_are_decided_without_phonenumbers(
+    plan: NumberingPlan, number: str, detail: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'+' and digits in a compiled calling code: the compiled metadata decides rejections as
+    well as acceptances (the equivalence tests above prove they match phonenumbers)."""
+    expected = resolve(_SLOW_ONLY, number)
+    assert isinstance(expected, NumberRejection) and expected.detail == detail
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("phonenumbers called on the fast path")
+
+    monkeypatch.setattr(phonenumbers, "parse", refuse)
+    assert resolve(plan, number) == expected
 
 
 # --- configuration fields -----------------------------------------------------------------------
