@@ -13,10 +13,13 @@ I/O (``now`` is Unix seconds, passed in):
 * :func:`build_snapshot` (on health changes, and from a timer via :func:`refresh`) folds route
   health into an effective :class:`RouteStatus` per route, with hysteresis, then ranks the
   candidates of every (destination key, tier, message type) once. A ranking is a tuple of
-  :class:`RouteChoice`: the chosen route first, then the fallbacks.
+  :class:`RouteChoice`: the chosen route first, then the fallbacks. Tenants' route allow-lists
+  are applied here too: each key's rankings filtered once per (allow-list, tier)
+  (``Snapshot.restricted``).
 * :func:`decide` is the hot path: tenant look-up, :func:`~smsflow.domain.numbering.resolve`, one
-  dict look-up of the precomputed ranking, and a :class:`Decision` that references it. The
-  human-readable ``Decision.reason`` is built lazily, only when read.
+  dict look-up of the precomputed ranking (the allow-list's, if the tenant has one), and a
+  :class:`Decision` that references it. The human-readable ``Decision.reason`` is built lazily,
+  only when read.
 
 Eligibility (hard filters): the route is enabled, covers the destination, allows the tenant's
 tier (``Route.tiers``) and the message type (``Route.message_types``), is not DOWN, and is in
@@ -277,6 +280,9 @@ class _TenantPolicy:
     tier_slot: int
     quarantined: bool
     routes: frozenset[str] | None
+    # index of (routes, tier) in Catalogue.allow_lists (and so of its pre-filtered rankings in
+    # Snapshot.restricted); -1 without an allow-list
+    allow_index: int = -1
 
 
 # Rankings of one destination key sit in a tuple indexed by tier and message type. Enum members
@@ -305,6 +311,9 @@ class Catalogue:
     routes: Mapping[str, _RouteSpec]  # every configured route, disabled ones included
     tenants: Mapping[str, _TenantPolicy]
     coverage: Mapping[str, tuple[str, ...]]  # destination key → enabled covering route ids
+    # (route allow-list, tier) of the tenants that have an allow-list, each pair once, by tier:
+    # tenants sharing both share pre-filtered rankings (Snapshot.restricted)
+    allow_lists: tuple[tuple[frozenset[str], Tier], ...]
     key_target: Mapping[str, tuple[str | None, str]]  # destination key → (operator, country)
     geography: Geography
     profiles: Mapping[tuple[Tier, MessageType], Profile]
@@ -357,6 +366,11 @@ def build_catalogue(
         for key, (operator, country) in targets.items()
         if (covering := tuple(r.id for r in enabled if r.covers(operator, country)))
     }
+    allow_lists = tuple(sorted(
+        {(frozenset(t.routes), t.tier) for t in config.tenants if t.routes},
+        key=lambda pair: (_TIERS.index(pair[1]), sorted(pair[0])),
+    ))
+    allow_index = {pair: index for index, pair in enumerate(allow_lists)}
     return Catalogue(
         config=config,
         numbering=build_numbering(config.operators, route_countries),
@@ -365,10 +379,12 @@ def build_catalogue(
             t.id: _TenantPolicy(
                 t.tier, _TIER_SLOT[id(t.tier)], t.quarantined,
                 frozenset(t.routes) if t.routes else None,
+                allow_index[(frozenset(t.routes), t.tier)] if t.routes else -1,
             )
             for t in config.tenants
         },
         coverage=coverage,
+        allow_lists=allow_lists,
         key_target=targets,
         geography=geography,
         profiles=profiles,
@@ -572,6 +588,11 @@ class Snapshot:
     refusals: Mapping[str, tuple[str, ...]]
     built_at: float
     valid_until: float  # from then on decide() re-ranks per call: call refresh() before
+    # destination key → per Catalogue.allow_lists entry (allow-list, tier) → per message type:
+    # the tier's ranking without the routes outside the allow-list (the same tuple where the
+    # list keeps all of them), so a tenant with an allow-list costs decide() a look-up, not a
+    # filter
+    restricted: Mapping[str, tuple[tuple[Ranking, ...], ...]] = field(default_factory=dict)
 
     def ranking(self, key: str, tier: Tier, message_type: MessageType) -> Ranking:
         slots = self.rankings.get(key)
@@ -623,6 +644,7 @@ def build_snapshot(
             )
         rankings[key] = tuple(slots)
         refusals[key] = tuple(details)
+    restricted = _restricted(catalogue, rankings, previous if same_catalogue else None)
     deadlines = [
         moment
         for s in status.values()
@@ -640,7 +662,49 @@ def build_snapshot(
         refusals=refusals,
         built_at=now,
         valid_until=min(deadlines, default=_INFINITY),
+        restricted=restricted,
     )
+
+
+def _restricted(
+    catalogue: Catalogue,
+    rankings: Mapping[str, tuple[Ranking, ...]],
+    previous: Snapshot | None,
+) -> dict[str, tuple[tuple[Ranking, ...], ...]]:
+    """Each key's rankings for each (allow-list, tier): filtered to the list, order kept.
+
+    Bit masks over the catalogue's routes: a ranking is kept whole when the list has all of its
+    routes, dropped when none, else filtered once per distinct subset. A key whose rankings the
+    previous snapshot of the same catalogue shares keeps its filtered copies.
+    """
+    if not catalogue.allow_lists:
+        return {}
+    bit = {route_id: 1 << n for n, route_id in enumerate(sorted(catalogue.routes))}
+    # Catalogue.allow_lists is ordered by tier: one run of list masks per tier.
+    by_tier: dict[int, list[int]] = {}
+    for allowed, tier in catalogue.allow_lists:
+        by_tier.setdefault(_TIER_SLOT[id(tier)], []).append(
+            sum(bit[r] for r in allowed if r in bit)
+        )
+    runs = sorted(by_tier.items())
+    restricted: dict[str, tuple[tuple[Ranking, ...], ...]] = {}
+    for key, slots in rankings.items():
+        if previous is not None and previous.rankings.get(key) is slots:
+            restricted[key] = previous.restricted[key]
+            continue
+        row: list[tuple[Ranking, ...]] = []
+        for tier_slot, masks in runs:
+            columns = []
+            for ranked in slots[tier_slot:tier_slot + len(_TYPES)]:
+                mask = sum(bit[c.route_id] for c in ranked)
+                copies: dict[int, Ranking] = {mask: ranked, 0: ()}
+                for kept in {allowed & mask for allowed in masks}:
+                    if kept not in copies:
+                        copies[kept] = tuple([c for c in ranked if bit[c.route_id] & kept])
+                columns.append([copies[allowed & mask] for allowed in masks])
+            row += zip(*columns, strict=True)
+        restricted[key] = tuple(row)
+    return restricted
 
 
 def refresh(snapshot: Snapshot, now: float) -> Snapshot:
@@ -825,7 +889,7 @@ def decide(snapshot: Snapshot, request: RouteRequest, now: float) -> Decision | 
         return Rejection("TENANT_QUARANTINED", f"tenant {request.tenant_id!r} is quarantined")
     destination = resolve(catalogue.numbering, request.destination)
     if isinstance(destination, NumberRejection):
-        return Rejection(destination.reason_code, destination.detail)
+        return _new_rejection(Rejection, destination)  # the same two fields
     tier = request.tier
     if tier is None:
         tier, slot = tenant.tier, tenant.tier_slot
@@ -839,29 +903,44 @@ def decide(snapshot: Snapshot, request: RouteRequest, now: float) -> Decision | 
         type_slot = _TYPE_SLOT[id(message_type)]
     operator = destination.operator_id
     key = operator if operator is not None else UNRESOLVED_PREFIX + destination.country
-    status = snapshot.status
+    slot += type_slot
     if now < snapshot.valid_until:
-        slots = snapshot.rankings.get(key)
-        choices = slots[slot + type_slot] if slots is not None else None
-    else:
-        choices, status = _ranking_at(snapshot, key, tier, message_type, now)
+        index = tenant.allow_index
+        if index >= 0 and tier is tenant.tier:
+            # The allow-list was applied at snapshot build time (Snapshot.restricted).
+            rows = snapshot.restricted.get(key)
+            choices = rows[index][type_slot] if rows is not None else None
+        else:
+            slots = snapshot.rankings.get(key)
+            choices = slots[slot] if slots is not None else None
+            if choices and tenant.routes is not None:  # another tier asked for: filter now
+                allowed = tenant.routes
+                choices = tuple([c for c in choices if c.route_id in allowed])
+        if choices:
+            return _new_decision(
+                Decision, (destination, tier, message_type, request.parts, choices, ())
+            )
+        if index >= 0 and key in snapshot.rankings and snapshot.rankings[key][slot]:
+            return _allow_list_refusal(key, snapshot.refusals[key][slot], request.tenant_id)
+        return _refused(snapshot, destination, key, slot, snapshot.status)
+    choices, status = _ranking_at(snapshot, key, tier, message_type, now)
     if not choices:
-        return _refused(snapshot, destination, key, slot + type_slot, status)
+        return _refused(snapshot, destination, key, slot, status)
     if tenant.routes is not None:
         allowed = tenant.routes
         kept = tuple([c for c in choices if c.route_id in allowed])
         if not kept:
-            names = (
-                snapshot.refusals[key][slot + type_slot] if status is snapshot.status
-                else ", ".join([c.route_id for c in choices])
-            )
-            return _new_rejection(Rejection, (
-                "NO_ROUTE",
-                f"none of the eligible routes to {key} ({names}) is in tenant "
-                f"'{request.tenant_id}''s allow-list",
-            ))
+            names = ", ".join([c.route_id for c in choices])
+            return _allow_list_refusal(key, names, request.tenant_id)
         choices = kept
     return _new_decision(Decision, (destination, tier, message_type, request.parts, choices, ()))
+
+
+def _allow_list_refusal(key: str, names: str, tenant_id: str) -> Rejection:
+    return _new_rejection(Rejection, (
+        "NO_ROUTE",
+        f"none of the eligible routes to {key} ({names}) is in tenant '{tenant_id}''s allow-list",
+    ))
 
 
 _new_decision = _new_rejection = tuple.__new__  # skip NamedTuple's Python-level __new__

@@ -273,6 +273,54 @@ def test_tenant_allow_list_restricts_routes() -> None:
     assert "allow-list" in outcome.detail
 
 
+def _filtered_reference(
+    snap: Snapshot, request: RouteRequest, now: float
+) -> tuple[str, ...] | str:
+    """What a tenant with an allow-list gets, by definition: the unrestricted ranking of its
+    tier, filtered to the list (route ids), or the rejection code."""
+    tenant = snap.catalogue.tenants[request.tenant_id]
+    unrestricted = decide(snap, RouteRequest("std", request.destination, request.message_type,
+                                             request.parts, request.tier or tenant.tier), now)
+    if isinstance(unrestricted, Rejection):
+        return unrestricted.reason_code
+    allowed = tenant.routes or frozenset()
+    kept = tuple(c.route_id for c in unrestricted.choices if c.route_id in allowed)
+    return kept or "NO_ROUTE"
+
+
+def test_allow_lists_filter_the_tier_ranking_with_or_without_a_tier_override() -> None:
+    routes = [route("cheap", cost=0.01), route("contracted", cost=0.05, smsc="smsc-fra"),
+              route("premium-only", tiers=["premium"], cost=0.001),
+              route("eco-only", tiers=["economy"], cost=0.002, smsc="smsc-lon2"),
+              route("de", operators=["de-telekom"])]
+    tenants = [
+        {"id": "a", "tier": "standard", "routes": ["contracted", "premium-only"]},
+        {"id": "b", "tier": "premium", "routes": ["contracted", "premium-only"]},  # same list
+        {"id": "c", "tier": "premium", "routes": ["eco-only", "de"]},
+        {"id": "d", "tier": "economy", "routes": ["cheap", "contracted", "eco-only", "de"]},
+    ]
+    snap = snapshot(routes, {"cheap": HealthReport(HealthState.DEGRADED, 0.5, None, NOW)}, tenants)
+    assert snap.valid_until < NOW + 10**9
+    for now in (NOW, NOW + 10**9):  # snapshot tables, then the per-call re-ranking path
+        for tenant in ("a", "b", "c", "d"):
+            for tier in (None, *Tier):
+                for kind in MessageType:
+                    for to in (UK, DE, FR):
+                        request = RouteRequest(tenant, to, kind, 2, tier)
+                        outcome = decide(snap, request, now)
+                        got = (
+                            tuple(c.route_id for c in outcome.choices)
+                            if isinstance(outcome, Decision) else outcome.reason_code
+                        )
+                        assert got == _filtered_reference(snap, request, now), request
+    stranded = decide(snap, RouteRequest("c", UK, MessageType.OTP), NOW)
+    assert isinstance(stranded, Rejection)
+    assert stranded.detail == (
+        "none of the eligible routes to gb-ee (premium-only, contracted, cheap) is in tenant "
+        "'c''s allow-list"
+    )
+
+
 def test_ties_break_on_cost_then_capacity_then_id() -> None:
     same = {"baseline_latency_ms": 500}
     assert pick(snapshot([route("b", **same), route("a", **same)])) == "a"
@@ -501,15 +549,21 @@ def _catalogue_and_requests(draw: st.DrawFn) -> Case:
         )
         for n in range(len(routes)) if draw(st.booleans())
     }
-    allow = draw(st.lists(st.sampled_from([r["id"] for r in routes]), unique=True))
-    tenants = [{"id": "limited", "tier": draw(st.sampled_from(list(Tier))).value,
-                "routes": allow}]
+    route_ids = [r["id"] for r in routes]
+    tenants = [
+        {"id": name, "tier": draw(st.sampled_from(list(Tier))).value,
+         "routes": draw(st.lists(st.sampled_from(route_ids), unique=True))}
+        for name in ("limited", "limited-too")
+    ]
     requests = [
         RouteRequest(
-            draw(st.sampled_from(["prem", "std", "eco", "frozen", "limited", "nobody"])),
+            draw(st.sampled_from(
+                ["prem", "std", "eco", "frozen", "limited", "limited-too", "nobody"]
+            )),
             draw(st.sampled_from(_DESTINATIONS)),
             draw(st.sampled_from(list(MessageType))),
             draw(st.integers(1, 5)),
+            draw(st.none() | st.sampled_from(list(Tier))),
         )
         for _ in range(8)
     ]
@@ -532,6 +586,7 @@ def test_every_decision_is_eligible_or_a_rejection_with_a_reason(case: Case, lat
             continue
         tenant = catalogue.tenants[request.tenant_id]
         assert not tenant.quarantined
+        assert outcome.tier is (request.tier or tenant.tier)
         destination = outcome.destination
         ids = [c.route_id for c in outcome.choices]
         assert len(ids) == len(set(ids)) >= 1
@@ -543,7 +598,7 @@ def test_every_decision_is_eligible_or_a_rejection_with_a_reason(case: Case, lat
                 destination.operator_id is not None
                 and catalogue.key_target[destination.operator_id][1] in spec.countries
             )
-            assert tenant.tier in spec.tiers
+            assert outcome.tier in spec.tiers
             assert request.message_type in spec.message_types
             assert choice.state is not HealthState.DOWN
             assert tenant.routes is None or choice.route_id in tenant.routes
@@ -564,7 +619,8 @@ def test_incremental_snapshots_equal_full_re_ranking(
     routes = [route("a", cost=0.02), route("b", cost=0.03, smsc="smsc-fra"),
               route("c", operators=["gb-ee", "de-telekom"], countries=["FR"]),
               route("d", operators=["gb-vodafone"], bind_class="bulk")]
-    cfg = config(routes)
+    cfg = config(routes, [{"id": "ab", "tier": "standard", "routes": ["a", "b"]},
+                          {"id": "cd", "tier": "economy", "routes": ["c", "d"]}])
     incremental = full = build_snapshot(build_catalogue(cfg), {}, NOW)
     now = NOW
     for route_id, state, score, elapsed in changes:
@@ -574,5 +630,6 @@ def test_incremental_snapshots_equal_full_re_ranking(
         # a new catalogue object each time: nothing can be reused, everything is re-ranked
         full = build_snapshot(build_catalogue(cfg), {**full.reports, route_id: report}, now, full)
         assert incremental.rankings == full.rankings
+        assert incremental.restricted == full.restricted  # allow-lists' pre-filtered rankings
         assert incremental.refusals == full.refusals
         assert incremental.status == full.status
