@@ -13,8 +13,10 @@ random message types and part counts. Each ``decide()`` is timed alone with
 ``time.perf_counter_ns`` after a warm-up, in several passes (the headline is the pass with the
 median p99; every pass is in the output); throughput comes from an untimed pass. ``gc.freeze()``
 after setup, as the worker should (docs/routing.md); ``--no-gc-freeze`` to compare. The
-rejection path alone (which defers to phonenumbers) is measured separately; the load average
-before and after is recorded: the machine is shared.
+rejection path alone is measured separately; the load average before and after is recorded:
+the machine is shared. Before the clock starts, every distinct destination of the mix is
+resolved again by phonenumbers itself and must get exactly the same answer (rejection code
+and text included), and the number of phonenumbers calls the mix makes is counted.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from smsflow.config.models import (
     Tenant,
     Tier,
 )
+from smsflow.domain.numbering import NumberRejection, build_numbering, resolve
 from smsflow.domain.route_engine import (
     COUNTRY_REGION,
     REGION_COORDS,
@@ -202,7 +205,7 @@ def make_traffic(
     case). Skewed: Zipf(1.1) over operators and tenants, as real traffic concentrates on a few.
     Every tenant can send, quarantined ones (1%) too; ``invalid_share`` of the destinations are
     not valid mobile numbers (a valid one with two digits dropped, landlines, toll free), which
-    the engine rejects after asking libphonenumber; the rest are valid mobiles of the
+    the engine rejects with libphonenumber's own verdict; the rest are valid mobiles of the
     configured operators; message types, part counts and tiers vary, over the health snapshot's
     healthy, degraded and down routes."""
     operator_ids = sorted(prefixes)
@@ -232,6 +235,36 @@ def _zipf(n: int, rng: random.Random, s: float = 1.1) -> list[float]:
     weights = [1 / (rank + 1) ** s for rank in range(n)]
     rng.shuffle(weights)
     return weights
+
+
+def _verify(catalogue: Any, requests: Sequence[RouteRequest]) -> dict[str, int]:
+    """Every distinct destination resolved by the engine's tables and by phonenumbers alone
+    (a plan without compiled metadata): they must agree exactly. Also counts the phonenumbers
+    parses the engine makes for the mix (the fast paths should leave none)."""
+    slow = build_numbering([])
+    destinations = sorted({r.destination for r in requests})
+    parses = 0
+    real_parse = phonenumbers.parse
+
+    def counting_parse(*args: Any, **kwargs: Any) -> Any:
+        nonlocal parses
+        parses += 1
+        return real_parse(*args, **kwargs)
+
+    phonenumbers.parse = counting_parse
+    try:
+        fast = [resolve(catalogue.numbering, d) for d in destinations]
+    finally:
+        phonenumbers.parse = real_parse
+    mismatches = []
+    for destination, got in zip(destinations, fast, strict=True):
+        want = resolve(slow, destination)  # no operators configured: compare the number part
+        rejected = isinstance(got, NumberRejection) or isinstance(want, NumberRejection)
+        if (got != want) if rejected else (got[:3] != want[:3]):
+            mismatches.append((destination, got, want))
+    if mismatches:
+        raise SystemExit(f"engine and phonenumbers disagree: {mismatches[:5]}")
+    return {"distinct_destinations": len(destinations), "phonenumbers_parses": parses}
 
 
 def _percentile(sorted_ns: list[int], q: float) -> float:
@@ -282,6 +315,7 @@ def run(
         RouteRequest(requests[i].tenant_id, number, MessageType.OTP)
         for i, number in enumerate(FIXED_BAD * 400)
     ]
+    verified = _verify(catalogue, [*requests, *skewed_requests, *bad])
     # What a worker does after building its configuration (see docs/routing.md): collect, then
     # move every long-lived object out of the collector's reach, so a gen-2 collection during
     # the timed loop does not walk the catalogue's ~10^6 objects. The per-decision garbage is
@@ -348,6 +382,12 @@ def run(
             "note": "the headline mix without the invalid destinations (one more pass)",
             "decisions": len(valid_only),
             **_summary(valid_only),
+        },
+        "numbers_verified": {
+            "note": "every distinct destination of the mixes resolved again by phonenumbers "
+                    "alone: same verdict (rejection code and text included) for all; "
+                    "phonenumbers_parses: parses the engine itself made for them",
+            **verified,
         },
         "rejection_path_p50_us": round(_percentile(rejected, 0.5), 2),
         "rejection_path_p99_us": round(_percentile(rejected, 0.99), 2),
