@@ -402,7 +402,7 @@ class GuardedTransport(faust_aiokafka.Transport):
 def install(app: faust.App) -> None:
     """Give ``app`` the guarded consumer. Call before anything creates the app's consumer."""
     if getattr(app, "_consumer", None) is not None:
-        raise RuntimeError("install the commit guard before the app's consumer exists")
+        raise RuntimeError("install the guarded consumer before the app's consumer exists")
     app.transport = GuardedTransport(app.conf.broker_consumer, app)
     flow_control = app.flow_control
     clear = flow_control.clear

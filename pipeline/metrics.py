@@ -1,7 +1,7 @@
 """Prometheus metrics of a worker, served at ``/metrics`` by faust's web server (``--web``).
 
 Nothing is counted twice: the agents already keep plain counters (the scheduled stages'
-:class:`~pipeline.scheduling.StageStats`, the delivery agents' counts, the commit guard's);
+:class:`~pipeline.scheduling.StageStats`, the delivery agents' counts, the guarded consumer's);
 this module reads them when Prometheus scrapes, on the worker's event loop (faust serves the
 page there), so the hot path pays nothing and no counter is read while it is being changed.
 

@@ -1,0 +1,179 @@
+"""The guarded consumer's bookkeeping against faust's own objects, without a broker.
+
+The drills (tests/integration/test_scale_out.py, test_crash_recovery.py) show the whole on the
+real broker; these pin down each correction: commits that neither pass nor forget a record,
+refused stale acks, partitions put back on the fetch list, and the watchdog's verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP, Message
+
+from pipeline.guarded_consumer import GUARD, GuardedConsumer, install
+
+TOPIC = "guarded-in"
+TPS = (TP(TOPIC, 0), TP(TOPIC, 1))
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[faust.App]:
+    app = faust.App("guarded-consumer-test", broker="kafka://127.0.0.1:1")
+    install(app)
+    app.topics.acks_enabled_for = lambda topic: topic == TOPIC  # type: ignore[method-assign]
+    yield app
+
+
+@pytest.fixture
+def consumer(app: faust.App) -> Iterator[GuardedConsumer]:
+    consumer = app.transport.create_consumer(
+        callback=_ignore, on_partitions_revoked=_ignore, on_partitions_assigned=_ignore,
+    )
+    assert isinstance(consumer, GuardedConsumer)
+    app.consumer = consumer
+    consumer.assignment = lambda: set(TPS)  # type: ignore[method-assign]
+    consumer.highwater = lambda tp: 100  # type: ignore[method-assign]
+    app.consumer_generation_id = 3
+    app.rebalancing = False
+    app.flow_control.resume()
+    consumer._set_active_tps(set(TPS))
+    yield consumer
+    # The consumer's thread made an event loop; closed here, or its finaliser (Python code)
+    # may run inside pytest's ast.parse of a later module, and CPython 3.11 then raises
+    # "AST constructor recursion depth mismatch" at the end of the session.
+    consumer._thread.thread_loop.close()
+
+
+async def _ignore(*_args: Any) -> None:
+    return None
+
+
+def _message(tp: TP, offset: int, generation: int = 3) -> Message:
+    return Message(tp.topic, tp.partition, offset, 0.0, 0, None, None, b"v", None, tp=tp,
+                   generation_id=generation)
+
+
+def _take(consumer: GuardedConsumer, message: Message) -> Message:
+    """What a stream does when it takes a record: faust tracks it as in flight."""
+    consumer._unacked_messages.add(message)
+    return message
+
+
+def test_commits_cover_only_the_processed_run_from_the_committed_offset(
+    consumer: GuardedConsumer,
+) -> None:
+    tp = TPS[0]
+    consumer._committed_offset[tp] = 10
+    for offset in (11, 12):
+        consumer.ack(_take(consumer, _message(tp, offset)))
+    assert consumer._new_offset(tp) is None  # 10 not processed: faust would commit 13
+    consumer.ack(_take(consumer, _message(tp, 10)))
+    assert consumer._new_offset(tp) == 13
+    assert consumer._new_offset(tp) == 13  # computing does not forget (faust pops the run)
+    consumer._committed_offset[tp] = 13  # the commit went through
+    consumer.ack(_take(consumer, _message(tp, 13)))
+    assert consumer._new_offset(tp) == 14
+    assert consumer._acked_index[tp] == {13}  # below the committed offset: pruned
+
+
+def test_commits_are_capped_at_the_oldest_record_in_flight(consumer: GuardedConsumer) -> None:
+    tp = TPS[0]
+    consumer._committed_offset[tp] = 10
+    for offset in (10, 11, 12):
+        consumer.ack(_take(consumer, _message(tp, offset)))
+    consumer._acked_index[tp].add(13)  # e.g. a gap faust filled, past a record still held
+    held = _take(consumer, _message(tp, 13))  # faust's unacked set is weak: the stream holds it
+    assert consumer._filter_committable_offsets([tp]) == {tp: 13}
+    assert held.offset == 13
+
+
+def test_an_ack_across_a_rebalance_is_refused_and_the_record_stays_uncommitted(
+    consumer: GuardedConsumer,
+) -> None:
+    tp = TPS[1]
+    consumer._committed_offset[tp] = 5
+    stale = _take(consumer, _message(tp, 5, generation=2))
+    refused = GUARD.stale_acks_refused
+    assert consumer.ack(stale) is False
+    assert GUARD.stale_acks_refused == refused + 1
+    assert stale not in consumer._unacked_messages  # faust stops waiting for it
+    assert 5 not in consumer._acked_index[tp]
+    assert consumer._new_offset(tp) is None
+
+
+def test_a_second_delivery_of_an_acked_record_does_not_pin_the_in_flight_cap(
+    consumer: GuardedConsumer,
+) -> None:
+    tp = TPS[0]
+    consumer._committed_offset[tp] = 7
+    consumer.ack(_take(consumer, _message(tp, 7)))
+    again = _take(consumer, _message(tp, 7))
+    assert consumer.ack(again) is False
+    assert again not in consumer._unacked_messages
+    assert consumer._filter_committable_offsets([tp]) == {tp: 8}
+
+
+def test_emptied_buffers_put_partitions_back_on_the_fetch_list(consumer: GuardedConsumer) -> None:
+    tp = TPS[0]
+    consumer.app.in_recovery = False
+    consumer.on_buffer_full(tp)  # faust: the stream's buffer is full, stop fetching
+    assert tp not in consumer._get_active_partitions()
+    consumer.app.flow_control.resume()  # empties every buffer: no drop callback ever comes
+    assert tp in consumer._get_active_partitions()
+    assert tp not in consumer._buffered_partitions
+
+
+def test_a_paused_partition_stays_off_the_fetch_list(consumer: GuardedConsumer) -> None:
+    tp = TPS[1]
+    consumer.on_buffer_full(tp)
+    consumer.pause_partitions([tp])
+    consumer.buffers_cleared()
+    assert tp not in consumer._get_active_partitions()
+
+
+def _rounds(consumer: GuardedConsumer, n: int) -> list[Any]:
+    found: list[Any] = []
+    for _ in range(n):
+        found = consumer.stranded()
+    return found
+
+
+def test_the_watchdog_finds_a_hole_after_its_rounds(consumer: GuardedConsumer) -> None:
+    tp = TPS[0]
+    consumer._committed_offset[tp] = 20
+    consumer._highest[tp] = (3, 25)  # 21-25 delivered in this generation, 20 never was
+    assert _rounds(consumer, consumer.STALL_ROUNDS - 1) == []
+    assert consumer.stranded() == [(tp, 20, "hole")]
+
+
+def test_the_watchdog_leaves_processed_in_flight_and_queued_records_alone(
+    consumer: GuardedConsumer,
+) -> None:
+    first, second = TPS
+    consumer._committed_offset[first] = 20
+    consumer._highest[first] = (3, 25)
+    held = _take(consumer, _message(first, 20))  # in an agent (which keeps a reference)
+    consumer._committed_offset[second] = 30
+    consumer._highest[second] = (3, 31)
+    consumer._acked_index[second].add(30)  # processed, commit pending
+    assert _rounds(consumer, consumer.STALL_ROUNDS + 1) == []
+    assert held in consumer._unacked_messages
+
+
+def test_the_watchdog_finds_a_partition_faust_stopped_fetching(consumer: GuardedConsumer) -> None:
+    tp = TPS[1]
+    consumer._committed_offset[tp] = 40
+    consumer._get_active_partitions().discard(tp)  # off the list, not paused
+    assert _rounds(consumer, consumer.STALL_ROUNDS)[-1:] == [(tp, 40, "off the fetch list")]
+
+
+def test_the_watchdog_waits_while_rebalancing(consumer: GuardedConsumer) -> None:
+    tp = TPS[0]
+    consumer._committed_offset[tp] = 20
+    consumer._highest[tp] = (3, 25)
+    consumer.app.rebalancing = True
+    assert _rounds(consumer, consumer.STALL_ROUNDS + 2) == []
