@@ -253,6 +253,12 @@ class _TierQueue:
         self.parts += entry[1].parts
 
     def push_front(self, entry: _Entry) -> None:
+        """Put a returning (unparked) entry back ahead of everything younger than it.
+
+        Usually that is the very front. Older entries can sit there too (Economy held for an
+        off-peak window while a younger item of the same number was parked): the entry goes
+        behind them, so order per number is kept (found by the property test).
+        """
         tenant = entry[1].tenant_id
         queue = self._tenants.get(tenant)
         if queue is None:
@@ -260,7 +266,12 @@ class _TierQueue:
             self._deficit[tenant] = 0
             self._tenants.move_to_end(tenant, last=False)
             self._started = False
-        queue.appendleft(entry)
+        at = 0
+        for queued in queue:
+            if queued[0] > entry[0]:
+                break
+            at += 1
+        queue.insert(at, entry)
         self.messages += 1
         self.parts += entry[1].parts
 

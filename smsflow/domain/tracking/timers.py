@@ -94,7 +94,11 @@ class TimerWheel:
         return iter(list(self._due.items()))
 
     def schedule(self, key: str, due_ms: int) -> None:
-        """Schedule ``key`` at ``due_ms``, replacing any earlier schedule of it."""
+        """Schedule ``key`` at ``due_ms``, replacing any earlier schedule of it.
+
+        A ``due_ms`` in a tick already passed counts as due in the current tick: it fires with
+        that tick's keys (at the latest when the next tick is popped), never before ``due_ms``.
+        """
         self._unlink(key)
         self._due[key] = due_ms
         self._place(key, due_ms, max(due_ms // self._tick_ms, self._cursor))
