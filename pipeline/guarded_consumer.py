@@ -22,16 +22,21 @@ in our drills (worker SIGKILL, scale-out, throttle stop/kill), each fixed here:
 :class:`GuardedConsumer` (installed by :func:`install`) replaces those paths for topics with
 acks (our agents' inputs; table changelogs keep faust's logic):
 
-* **Runs, not a read offset.** The drain remembers the run of offsets it delivered per
-  partition in the current generation, and the highest. A record fetched under an older
-  generation is skipped (its new owner reads it); one fetched again after a seek is skipped
-  only if it is processed or in flight (never merely because an offset says "read").
+* **In offset order, not a read offset.** The drain keeps, per partition and generation, the
+  next offset to deliver. A record past it means records were dropped on the way (faust's
+  pause drops the rest of a fetched batch): the partition is fetched again from the missing
+  one before anything later is delivered, so every agent sees each partition in order (the
+  tracking fan-out and the quota table keep positions and rely on it). A record below it,
+  fetched again after a seek, is skipped if it is processed or in flight; a record fetched
+  under an older generation is skipped (its new owner reads it). When faust empties the
+  stream buffers, each partition is fetched again from its first record no stream took.
 * **Commits** (:func:`~pipeline.offset_rules.committable_end`): only the run of processed
   records that starts at the committed offset, capped at the oldest record in flight; acks of
   records skipped across a rebalance are refused (not committable, read again by the owner).
 * **Watchdog** (:func:`watch_for_stranded_records`): a partition whose committed record is
-  neither processed, in flight nor queued, while later records were delivered or the partition
-  is off the fetch list, is put back on the list and read again from that record.
+  neither processed nor in flight, while the partition is off the fetch list (3 s), or
+  delivered but never taken, or nothing arrives (30 s), is put back on the list and fetched
+  again from that record.
 
 At-least-once stays the contract: a record may be processed twice around a rebalance (as
 after any crash), never skipped. Stages that hold records longer (the throttle's
@@ -82,32 +87,20 @@ def _log_powers_of_two(count: int, message: str, *args: object) -> None:
         log.info(message, count, *args)
 
 
-@dataclass
-class _Delivered:
-    """A contiguous run of offsets the drain handed to the streams, in one generation/epoch."""
-
-    generation: int
-    epoch: int
-    low: int
-    high: int
-
-
 class GuardedConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer with the drain and commit paths above corrected."""
 
-    #: A partition whose committed record is neither processed, in flight nor queued for this
-    #: many watchdog rounds in a row is read again from its committed offset.
+    #: Watchdog rounds (seconds) before a partition off the fetch list is fetched again ...
     STALL_ROUNDS = 3
-    #: ... or nothing arrived for it at all for this many rounds.
+    #: ... and before one whose committed record was delivered but not taken, or never came.
     IDLE_ROUNDS = 30
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._seeks = 0  # every seek and buffer clear counts; epochs compare against it
         self._seeked_at: dict[TP, int] = {}  # TP -> self._seeks right after its last seek
-        self._runs: dict[TP, _Delivered] = {}  # the run that ends with the newest delivery
-        self._highest: dict[TP, tuple[int, int]] = {}  # TP -> (generation, highest delivered)
-        self._in_flight_snapshot: tuple[int, set[tuple[TP, int]]] = (-1, set())
+        self._next: dict[TP, tuple[int, int]] = {}  # TP -> (generation, next offset to deliver)
+        self._first_delivered: dict[TP, int] = {}  # TP -> first offset of its generation
         self._suspects: dict[TP, tuple[int, int]] = {}  # TP -> (committed offset, rounds)
         self._delivering_since: float | None = None
 
@@ -124,7 +117,6 @@ class GuardedConsumer(faust_aiokafka.Consumer):
             # partition's next owner. faust must still stop waiting for it.
             message.acked = True
             self._unacked_messages.discard(message)
-            self._cut_run(message.tp, message.offset)
             GUARD.stale_acks_refused += 1
             _log_powers_of_two(GUARD.stale_acks_refused, "refused %d acks of records skipped "
                                "across rebalances (read again by their partitions' next owner)")
@@ -175,29 +167,62 @@ class GuardedConsumer(faust_aiokafka.Consumer):
                 del offsets[tp]
         return offsets
 
-    # -- seeks and cleared buffers end a run -------------------------------------------------
+    # -- positions: the next offset to deliver, per partition ---------------------------------
+
+    def _next_of(self, tp: TP) -> int | None:
+        mark = self._next.get(tp)
+        return mark[1] if mark is not None and mark[0] == self.app.consumer_generation_id \
+            else None
+
+    def _rewind(self, tp: TP, offset: int) -> None:
+        """Fetch ``tp`` again from ``offset`` and deliver nothing else of it before that."""
+        self._thread.seek(tp, offset)  # what faust's own (async) seek does, synchronously
+        self._read_offset[tp] = offset
+        self._seeks += 1
+        self._seeked_at[tp] = self._seeks
+        self._next[tp] = (self.app.consumer_generation_id, offset)
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
         self._seeks += 1
         self._seeked_at[partition] = self._seeks
-
-    async def perform_seek(self) -> None:
-        await super().perform_seek()
-        self.buffers_cleared()  # every partition is read again from its committed offset
+        # Records fetched again below the next offset: those taken are skipped, the others
+        # (emptied from a buffer) delivered again, in order.
 
     def buffers_cleared(self) -> None:
-        """The streams' buffers were emptied (flow resumed, or a revocation): runs end.
+        """The streams' buffers were emptied (flow resumed, or a revocation).
 
-        A partition whose stream buffer was full had been taken off the fetch list
-        (``on_buffer_full``); only the buffer draining below its mark puts it back, and an
-        emptied buffer never drains: faust would not fetch that partition again until the next
-        rebalance (the throttle's stream "stalled after a restart"). Put them back now.
+        Records delivered but still in a buffer are gone: each partition is fetched again from
+        its first record no stream took (older ones were, and count as in flight or processed).
+        A partition whose buffer was full had also been taken off the fetch list
+        (``on_buffer_full``); only the buffer draining puts it back, and an emptied buffer never
+        drains: faust would not fetch it again until the next rebalance (the throttle's stream
+        "stalled after a restart"). Put them back now.
         """
-        self._seeks += 1
-        self._runs.clear()
         for tp in tuple(self._buffered_partitions):
             self._reactivate(tp)
+        if not self.app.flow_control.is_active():
+            return  # a revocation: the next assignment starts from the committed offsets
+        generation = self.app.consumer_generation_id
+        taken = {(m.tp, m.offset) for m in tuple(self._unacked_messages)}
+        for tp, (mark_generation, next_offset) in list(self._next.items()):
+            if mark_generation != generation:
+                continue
+            committed = self._committed_offset[tp]
+            start = self._first_delivered.get(tp, next_offset)
+            if committed is not None:
+                start = max(start, committed)
+            processed = self._acked_index[tp]
+            first_lost = next(
+                (o for o in range(start, next_offset) if o not in processed
+                 and (tp, o) not in taken),
+                None,
+            )
+            if first_lost is not None and tp in self.assignment():
+                GUARD.rewinds += 1
+                log.info("%s:%d: records from %d were in a stream buffer faust emptied; "
+                         "fetching them again", tp.topic, tp.partition, first_lost)
+                self._rewind(tp, first_lost)
 
     def _reactivate(self, tp: TP) -> bool:
         """Put ``tp`` back on the fetch list unless it is paused or not ours; True if it was off."""
@@ -208,19 +233,10 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         active.add(tp)
         return True
 
-    def _cut_run(self, tp: TP, offset: int) -> None:
-        """A delivered record was not processed: the run ends just before it."""
-        run = self._runs.get(tp)
-        if run is not None and run.low <= offset <= run.high:
-            if offset == run.low:
-                del self._runs[tp]
-            else:
-                run.high = offset - 1
-
     # -- the drain loop ----------------------------------------------------------------------
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (faust's loop)
-        """faust's loop from fetched records to the streams, with runs instead of a read offset."""
+        """faust's loop from fetched records to the streams, delivering in offset order."""
         consumer_should_stop = cast(Service, self)._stopped.is_set
         fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
         acks_enabled_for = self.app.topics.acks_enabled_for
@@ -240,7 +256,7 @@ class GuardedConsumer(faust_aiokafka.Consumer):
                             await asyncio.sleep(0)
                             num_since_yield = 0
                         if acks_enabled_for(message.topic):
-                            await self._deliver_tracked(tp, message, batch_started)
+                            await self._deliver_in_order(tp, message, batch_started)
                         else:
                             await self._deliver_untracked(tp, message)
                     self.diag.unset_flag(CONSUMER_FETCHING)
@@ -260,7 +276,9 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
-    async def _deliver_tracked(self, tp: TP, message: Message, batch_started: int) -> None:
+    async def _deliver_in_order(self, tp: TP, message: Message, batch_started: int) -> None:
+        """Deliver ``message`` if it is the partition's next record; agents that keep positions
+        (the tracking fan-out, the quota table) rely on seeing each partition in order."""
         generation = self.app.consumer_generation_id
         offset = message.offset
         if message.generation_id != generation:
@@ -270,38 +288,44 @@ class GuardedConsumer(faust_aiokafka.Consumer):
             return
         if self._seeked_at.get(tp, -1) > batch_started:
             return  # fetched before a seek of its partition: fetched again from there
-        highest = self._highest.get(tp)
-        if highest is not None and highest[0] == generation and offset <= highest[1]:
-            if self._processed_or_in_flight(tp, offset):
-                GUARD.refetched_skipped += 1
-                _log_powers_of_two(GUARD.refetched_skipped, "skipped %d records fetched again "
-                                   "(processed or in flight already)")
-                return
+        expected = self._next_of(tp)
+        if expected is None:  # the partition's first record in this generation
+            expected = offset
+            self._first_delivered[tp] = offset
+        if offset > expected:
+            # Records between were dropped on the way (faust's pause drops the rest of a
+            # fetched batch): read them again first. Nothing after them is delivered before.
+            GUARD.rewinds += 1
+            _log_powers_of_two(GUARD.rewinds, "fetched again %d times from a record faust "
+                               "dropped (last: %s:%d from %d)", tp.topic, tp.partition, expected)
+            self._rewind(tp, expected)
+            return
+        if offset < expected and self._taken(tp, offset):
+            GUARD.refetched_skipped += 1
+            _log_powers_of_two(GUARD.refetched_skipped, "skipped %d records fetched again "
+                               "(processed or in flight already)")
+            return
         await self._commit_every_n()
         epoch = self._seeks
         if not await self._delivered_now(message):
-            return
-        if self.app.consumer_generation_id != generation or self._seeks != epoch:
-            return  # the run it would extend ended meanwhile: the watchdog judges it
-        run = self._runs.get(tp)
-        if run is not None and run.generation == generation and run.epoch == epoch \
-                and offset == run.high + 1:
-            run.high = offset
-        else:
-            self._runs[tp] = _Delivered(generation, epoch, offset, offset)
-        if highest is None or highest[0] != generation or offset > highest[1]:
-            self._highest[tp] = (generation, offset)
+            return  # cut short by a suspended flow: the next record triggers a rewind to it
+        if self.app.consumer_generation_id == generation and self._seeks == epoch:
+            self._next[tp] = (generation, max(offset + 1, expected))
         self._read_offset[tp] = offset  # faust's own view, for its logs
 
-    def _processed_or_in_flight(self, tp: TP, offset: int) -> bool:
+    def _taken(self, tp: TP, offset: int) -> bool:
+        """Processed, or taken by its stream and not acked yet.
+
+        A record of a topic two agents read (``sms.sent``) may have been taken by one while
+        the other's buffer was emptied: it counts as taken only once processed, so the other
+        gets it again (both agents of that topic tolerate a repeat).
+        """
         committed = self._committed_offset[tp]
         if (committed is not None and offset < committed) or offset in self._acked_index[tp]:
             return True
-        taken_at, in_flight = self._in_flight_snapshot
-        if taken_at != self._seeks:
-            in_flight = {(m.tp, m.offset) for m in tuple(self._unacked_messages)}
-            self._in_flight_snapshot = (self._seeks, in_flight)
-        return (tp, offset) in in_flight
+        if len(self.app.topics._tp_index.get(tp, ())) > 1:  # type: ignore[attr-defined]
+            return False
+        return any(m.offset == offset and m.tp == tp for m in tuple(self._unacked_messages))
 
     async def _deliver_untracked(self, tp: TP, message: Message) -> None:
         """faust's logic, unchanged, for topics without acks (table changelogs)."""
@@ -332,10 +356,10 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         """Partitions to fetch again: ``(tp, committed offset, why)``.
 
         Called once a round by :func:`watch_for_stranded_records`. A partition qualifies when
-        its committed record is neither processed, in flight nor queued, and either later
-        records were delivered (a hole: faust dropped it) or faust took the partition off its
-        fetch list, for :attr:`STALL_ROUNDS` rounds in a row; or when nothing at all arrived
-        for :attr:`IDLE_ROUNDS` rounds although the log has records past it.
+        its committed record is neither processed nor in flight (see
+        :func:`~pipeline.offset_rules.stall_reason`) for :attr:`STALL_ROUNDS` rounds in a row
+        when faust took it off its fetch list, :attr:`IDLE_ROUNDS` otherwise (a slow stream
+        buffer is not a lost record).
         """
         if (
             not self.flow_active
@@ -348,7 +372,6 @@ class GuardedConsumer(faust_aiokafka.Consumer):
             # yet are not stranded. Judge again when it moves.
             self._suspects.clear()
             return []
-        generation = self.app.consumer_generation_id
         in_flight = {(m.tp, m.offset) for m in tuple(self._unacked_messages)}
         acks_enabled_for = self.app.topics.acks_enabled_for
         active = self._get_active_partitions()
@@ -360,25 +383,17 @@ class GuardedConsumer(faust_aiokafka.Consumer):
             committed = self._committed_offset.get(tp)
             if committed is None:
                 continue
-            run = self._runs.get(tp)
-            settled = (
-                committed in self._acked_index[tp]
-                or (tp, committed) in in_flight
-                or (run is not None and run.generation == generation
-                    and run.low <= committed <= run.high)  # queued in a stream's buffer
-            )
-            highest = self._highest.get(tp)
             why = stall_reason(
-                committed=committed, highwater=self.highwater(tp), settled=settled,
-                highest_delivered=highest[1] if highest and highest[0] == generation else None,
-                on_fetch_list=tp in active,
+                committed=committed, highwater=self.highwater(tp),
+                settled=committed in self._acked_index[tp] or (tp, committed) in in_flight,
+                next_offset=self._next_of(tp), on_fetch_list=tp in active,
             )
             if why is None:
                 continue
             previous = self._suspects.get(tp)
             rounds = previous[1] + 1 if previous is not None and previous[0] == committed else 1
             suspects[tp] = (committed, rounds)
-            if rounds >= (self.IDLE_ROUNDS if why == "idle" else self.STALL_ROUNDS):
+            if rounds >= (self.STALL_ROUNDS if why == "off the fetch list" else self.IDLE_ROUNDS):
                 found.append((tp, committed, why))
         self._suspects = suspects
         return found
@@ -388,9 +403,9 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         self._suspects.pop(tp, None)
         self._reactivate(tp)
         GUARD.rewinds += 1
-        log.warning("%s:%d: record %d is neither processed nor in flight nor queued (%s): "
-                    "fetching the partition again from it", tp.topic, tp.partition, offset, why)
-        await self.seek(tp, offset)
+        log.warning("%s:%d: record %d is not being processed (%s): fetching the partition "
+                    "again from it", tp.topic, tp.partition, offset, why)
+        self._rewind(tp, offset)
 
 
 class GuardedTransport(faust_aiokafka.Transport):

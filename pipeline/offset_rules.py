@@ -11,7 +11,7 @@ from typing import Literal, Protocol, TypeVar
 
 __all__ = ["StallReason", "committable_end", "oldest_in_flight", "stall_reason"]
 
-StallReason = Literal["hole", "off the fetch list", "idle"]
+StallReason = Literal["dropped", "off the fetch list", "idle"]
 
 K = TypeVar("K", bound=Hashable)
 K_co = TypeVar("K_co", bound=Hashable, covariant=True)
@@ -56,21 +56,22 @@ def stall_reason(
     committed: int,
     highwater: int | None,
     settled: bool,
-    highest_delivered: int | None,
+    next_offset: int | None,
     on_fetch_list: bool,
 ) -> StallReason | None:
-    """Why the record at ``committed`` is stranded, or None if it is not (yet).
+    """Why the record at ``committed`` may be stranded, or None if it is not.
 
-    ``settled``: it is processed, in flight in an agent, or queued in a stream's buffer: it will
-    be committed in due course. Otherwise, it is stranded if the log has it (``committed <
-    highwater``) and later records were delivered (``"hole"``: it was dropped on the way), or the
-    partition is not being fetched (``"off the fetch list"``), or — to be confirmed over a longer
-    time by the caller — nothing arrives at all (``"idle"``).
+    ``settled``: it is processed, or in flight in an agent: it will be committed in due course.
+    ``next_offset``: the next offset the consumer will deliver (None: nothing delivered in this
+    generation). Otherwise, if the log has the record (``committed < highwater``): it was
+    delivered but no agent took it (``"dropped"``: lost from a buffer, unless that buffer is
+    merely slow), the partition is not being fetched (``"off the fetch list"``), or nothing
+    arrives (``"idle"``). The caller confirms over several rounds before acting.
     """
     if highwater is None or committed >= highwater or settled:
         return None
-    if highest_delivered is not None and highest_delivered >= committed:
-        return "hole"
+    if next_offset is not None and committed < next_offset:
+        return "dropped"
     if not on_fetch_list:
         return "off the fetch list"
     return "idle"

@@ -7,6 +7,7 @@ refused stale acks, partitions put back on the fetch list, and the watchdog's ve
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -142,25 +143,33 @@ def _rounds(consumer: GuardedConsumer, n: int) -> list[Any]:
     return found
 
 
-def test_the_watchdog_finds_a_hole_after_its_rounds(consumer: GuardedConsumer) -> None:
+def test_the_watchdog_refetches_a_record_delivered_but_never_taken(
+    consumer: GuardedConsumer,
+) -> None:
     tp = TPS[0]
     consumer._committed_offset[tp] = 20
-    consumer._highest[tp] = (3, 25)  # 21-25 delivered in this generation, 20 never was
-    assert _rounds(consumer, consumer.STALL_ROUNDS - 1) == []
-    assert consumer.stranded() == [(tp, 20, "hole")]
+    consumer._next[tp] = (3, 26)  # 20-25 delivered in this generation; 20 was never taken
+    seeks: list[tuple[TP, int]] = []
+    consumer._thread.seek = lambda partition, offset: seeks.append((partition, offset))  # type: ignore[method-assign]
+    assert _rounds(consumer, consumer.IDLE_ROUNDS - 1) == []  # a slow buffer is not a loss
+    found = consumer.stranded()
+    assert found == [(tp, 20, "dropped")]
+    asyncio.run(consumer.reread(*found[0]))
+    assert seeks == [(tp, 20)]
+    assert consumer._next_of(tp) == 20  # nothing after it is delivered before it
 
 
-def test_the_watchdog_leaves_processed_in_flight_and_queued_records_alone(
+def test_the_watchdog_leaves_processed_and_in_flight_records_alone(
     consumer: GuardedConsumer,
 ) -> None:
     first, second = TPS
     consumer._committed_offset[first] = 20
-    consumer._highest[first] = (3, 25)
+    consumer._next[first] = (3, 26)
     held = _take(consumer, _message(first, 20))  # in an agent (which keeps a reference)
     consumer._committed_offset[second] = 30
-    consumer._highest[second] = (3, 31)
+    consumer._next[second] = (3, 31)
     consumer._acked_index[second].add(30)  # processed, commit pending
-    assert _rounds(consumer, consumer.STALL_ROUNDS + 1) == []
+    assert _rounds(consumer, consumer.IDLE_ROUNDS + 1) == []
     assert held in consumer._unacked_messages
 
 
@@ -174,6 +183,24 @@ def test_the_watchdog_finds_a_partition_faust_stopped_fetching(consumer: Guarded
 def test_the_watchdog_waits_while_rebalancing(consumer: GuardedConsumer) -> None:
     tp = TPS[0]
     consumer._committed_offset[tp] = 20
-    consumer._highest[tp] = (3, 25)
+    consumer._next[tp] = (3, 26)
     consumer.app.rebalancing = True
-    assert _rounds(consumer, consumer.STALL_ROUNDS + 2) == []
+    assert _rounds(consumer, consumer.IDLE_ROUNDS + 2) == []
+
+
+def test_emptied_buffers_are_fetched_again_from_the_first_record_not_taken(
+    consumer: GuardedConsumer,
+) -> None:
+    tp = TPS[0]
+    consumer._committed_offset[tp] = 50
+    consumer._first_delivered[tp] = 50
+    consumer._next[tp] = (3, 60)  # 50-59 delivered
+    for offset in (50, 51):
+        consumer.ack(_take(consumer, _message(tp, offset)))
+    held = _take(consumer, _message(tp, 52))  # taken, in flight; 53-59 still in a buffer
+    seeks: list[tuple[TP, int]] = []
+    consumer._thread.seek = lambda partition, offset: seeks.append((partition, offset))  # type: ignore[method-assign]
+    consumer.app.flow_control.resume()  # faust empties every stream buffer
+    assert seeks == [(tp, 53)]
+    assert consumer._next_of(tp) == 53
+    assert held.offset == 52

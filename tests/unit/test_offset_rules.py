@@ -52,21 +52,23 @@ def test_oldest_in_flight_per_partition() -> None:
         # at the end of the log: nothing to read
         ({"committed": 10, "highwater": 10}, None),
         ({"committed": 10, "highwater": None}, None),
-        # processed, in flight or queued: it will be committed in due course
-        ({"settled": True, "highest_delivered": 20}, None),
-        # later records were delivered but not this one: dropped on the way
-        ({"highest_delivered": 12}, "hole"),
-        ({"highest_delivered": 10}, "hole"),
-        # nothing delivered past it, and the partition is not fetched
-        ({"highest_delivered": 9, "on_fetch_list": False}, "off the fetch list"),
-        ({"highest_delivered": None, "on_fetch_list": False}, "off the fetch list"),
-        # fetched but nothing arrived (yet): the caller waits longer before acting
-        ({"highest_delivered": 9}, "idle"),
+        # processed or in flight: it will be committed in due course
+        ({"settled": True, "next_offset": 20}, None),
+        ({"settled": True, "on_fetch_list": False}, None),
+        # delivered (the next offset is past it) but no agent took it
+        ({"next_offset": 12}, "dropped"),
+        ({"next_offset": 11}, "dropped"),
+        # not delivered yet, and the partition is not fetched
+        ({"next_offset": 10, "on_fetch_list": False}, "off the fetch list"),
+        ({"next_offset": None, "on_fetch_list": False}, "off the fetch list"),
+        # fetched but nothing arrived (yet)
+        ({"next_offset": 10}, "idle"),
+        ({"next_offset": None}, "idle"),
     ],
 )
 def test_stall_reason(kwargs: dict[str, object], expected: str | None) -> None:
     arguments: dict[str, object] = {
-        "committed": 10, "highwater": 15, "settled": False, "highest_delivered": None,
+        "committed": 10, "highwater": 15, "settled": False, "next_offset": None,
         "on_fetch_list": True,
     }
     arguments.update(kwargs)
