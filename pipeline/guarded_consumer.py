@@ -101,6 +101,7 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         self._seeked_at: dict[TP, int] = {}  # TP -> self._seeks right after its last seek
         self._next: dict[TP, tuple[int, int]] = {}  # TP -> (generation, next offset to deliver)
         self._first_delivered: dict[TP, int] = {}  # TP -> first offset of its generation
+        self._gap_checks: dict[TP, tuple[int, int, int]] = {}  # TP -> (expected, got, times)
         self._suspects: dict[TP, tuple[int, int]] = {}  # TP -> (committed offset, rounds)
         self._delivering_since: float | None = None
 
@@ -293,13 +294,17 @@ class GuardedConsumer(faust_aiokafka.Consumer):
             expected = offset
             self._first_delivered[tp] = offset
         if offset > expected:
-            # Records between were dropped on the way (faust's pause drops the rest of a
-            # fetched batch): read them again first. Nothing after them is delivered before.
-            GUARD.rewinds += 1
-            _log_powers_of_two(GUARD.rewinds, "fetched again %d times from a record faust "
-                               "dropped (last: %s:%d from %d)", tp.topic, tp.partition, expected)
-            self._rewind(tp, expected)
-            return
+            if self._absent(tp, expected, offset):
+                expected = offset  # not in the log: counted as processed, delivery goes on
+            else:
+                # Records between were dropped on the way (faust's pause drops the rest of a
+                # fetched batch): read them again first. Nothing after them goes before.
+                GUARD.rewinds += 1
+                _log_powers_of_two(GUARD.rewinds, "fetched again %d times from a record "
+                                   "faust dropped (last: %s:%d from %d)", tp.topic,
+                                   tp.partition, expected)
+                self._rewind(tp, expected)
+                return
         if offset < expected and self._taken(tp, offset):
             GUARD.refetched_skipped += 1
             _log_powers_of_two(GUARD.refetched_skipped, "skipped %d records fetched again "
@@ -312,6 +317,23 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         if self.app.consumer_generation_id == generation and self._seeks == epoch:
             self._next[tp] = (generation, max(offset + 1, expected))
         self._read_offset[tp] = offset  # faust's own view, for its logs
+
+    def _absent(self, tp: TP, expected: int, offset: int) -> bool:
+        """True once fetching again from ``expected`` has returned ``offset`` three times in a
+        row: those offsets are not in the log (transaction markers, compaction), not dropped.
+        They count as processed, so commits pass them (faust's own gap rule)."""
+        previous = self._gap_checks.get(tp)
+        seen = previous[2] + 1 if previous is not None and previous[:2] == (expected, offset) \
+            else 1
+        self._gap_checks[tp] = (expected, offset, seen)
+        if seen < 3:
+            return False
+        del self._gap_checks[tp]
+        log.warning("%s:%d: offsets %d-%d are not in the log (transaction markers or "
+                    "compaction); counted as processed", tp.topic, tp.partition, expected,
+                    offset - 1)
+        self._acked_index[tp].update(range(expected, offset))
+        return True
 
     def _taken(self, tp: TP, offset: int) -> bool:
         """Processed, or taken by its stream and not acked yet.

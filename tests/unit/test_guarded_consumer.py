@@ -204,3 +204,15 @@ def test_emptied_buffers_are_fetched_again_from_the_first_record_not_taken(
     assert seeks == [(tp, 53)]
     assert consumer._next_of(tp) == 53
     assert held.offset == 52
+
+
+def test_offsets_absent_from_the_log_are_accepted_after_three_fetches(
+    consumer: GuardedConsumer,
+) -> None:
+    """A gap that fetching again does not fill (transaction markers) must not loop forever."""
+    tp = TPS[1]
+    assert not consumer._absent(tp, 70, 72)
+    assert not consumer._absent(tp, 70, 72)
+    assert consumer._absent(tp, 70, 72)
+    assert {70, 71} <= consumer._acked_index[tp]
+    assert not consumer._absent(tp, 80, 81)  # a new gap starts counting again
