@@ -213,17 +213,21 @@ class GuardedConsumer(faust_aiokafka.Consumer):
             start = self._first_delivered.get(tp, next_offset)
             if committed is not None:
                 start = max(start, committed)
-            processed = self._acked_index[tp]
             first_lost = next(
-                (o for o in range(start, next_offset) if o not in processed
-                 and (tp, o) not in taken),
-                None,
+                (o for o in range(start, next_offset) if not self._taken(tp, o, taken)), None
             )
             if first_lost is not None and tp in self.assignment():
                 GUARD.rewinds += 1
                 log.info("%s:%d: records from %d were in a stream buffer faust emptied; "
                          "fetching them again", tp.topic, tp.partition, first_lost)
                 self._rewind(tp, first_lost)
+                if len(self.app.topics._tp_index.get(tp, ())) > 1:  # type: ignore[attr-defined]
+                    # Taken by one agent, emptied from the other's buffer: such a record is
+                    # never acked (faust acks once every agent did), and would hold the
+                    # in-flight cap forever. Its new copy, delivered to both, counts instead.
+                    for message in tuple(self._unacked_messages):
+                        if message.tp == tp and message.offset >= first_lost:
+                            self._unacked_messages.discard(message)
 
     def _reactivate(self, tp: TP) -> bool:
         """Put ``tp`` back on the fetch list unless it is paused or not ours; True if it was off."""
@@ -335,8 +339,10 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         self._acked_index[tp].update(range(expected, offset))
         return True
 
-    def _taken(self, tp: TP, offset: int) -> bool:
-        """Processed, or taken by its stream and not acked yet.
+    def _taken(self, tp: TP, offset: int,
+               in_flight: set[tuple[TP, int]] | None = None) -> bool:
+        """Processed, or taken by its stream and not acked yet (``in_flight``: a snapshot of
+        faust's unacked set, when the caller asks about many offsets).
 
         A record of a topic two agents read (``sms.sent``) may have been taken by one while
         the other's buffer was emptied: it counts as taken only once processed, so the other
@@ -347,6 +353,8 @@ class GuardedConsumer(faust_aiokafka.Consumer):
             return True
         if len(self.app.topics._tp_index.get(tp, ())) > 1:  # type: ignore[attr-defined]
             return False
+        if in_flight is not None:
+            return (tp, offset) in in_flight
         return any(m.offset == offset and m.tp == tp for m in tuple(self._unacked_messages))
 
     async def _deliver_untracked(self, tp: TP, message: Message) -> None:

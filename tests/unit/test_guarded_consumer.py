@@ -216,3 +216,26 @@ def test_offsets_absent_from_the_log_are_accepted_after_three_fetches(
     assert consumer._absent(tp, 70, 72)
     assert {70, 71} <= consumer._acked_index[tp]
     assert not consumer._absent(tp, 80, 81)  # a new gap starts counting again
+
+
+def test_a_record_one_of_two_agents_took_is_delivered_again_when_the_other_lost_it(
+    consumer: GuardedConsumer, app: faust.App,
+) -> None:
+    """sms.sent feeds two agents: taken by one and emptied from the other's buffer, a record
+    is fetched again (both agents get the new copy) and the half-taken copy stops holding the
+    in-flight cap."""
+    tp = TPS[1]
+    app.topics._tp_index[tp] = {object(), object()}  # type: ignore[attr-defined]
+    try:
+        consumer._committed_offset[tp] = 90
+        consumer._first_delivered[tp] = 90
+        consumer._next[tp] = (3, 93)
+        consumer.ack(_take(consumer, _message(tp, 90)))
+        half = _take(consumer, _message(tp, 91))  # one agent has it; the other's copy is lost
+        seeks: list[tuple[TP, int]] = []
+        consumer._thread.seek = lambda partition, offset: seeks.append((partition, offset))  # type: ignore[method-assign]
+        consumer.app.flow_control.resume()
+        assert seeks == [(tp, 91)]
+        assert half not in consumer._unacked_messages
+    finally:
+        del app.topics._tp_index[tp]  # type: ignore[attr-defined]
