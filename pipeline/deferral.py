@@ -134,12 +134,17 @@ class DeferredReleaser:
         self._due_at: dict[TopicPartition, float] = {}  # paused partition → its head's time
 
     async def run(self) -> None:
+        # A worker task that died would leave parked messages unreleased with nothing in the
+        # logs but this: so any failure restarts the consumer (it resumes from its commits).
         while True:
             try:
                 await self._consume()
             except KafkaError as exc:
                 log.warning("deferred releaser: %s (%s); reconnecting", self._topic, exc)
                 await asyncio.sleep(2.0)
+            except Exception:
+                log.exception("deferred releaser failed; restarting it in 5 s")
+                await asyncio.sleep(5.0)
 
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(
