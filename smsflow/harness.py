@@ -10,7 +10,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 
 from smsflow.config.kafka_io import apply_config
@@ -35,6 +35,17 @@ def read_records(
 ) -> list[tuple[bytes | None, bytes | None]]:
     """Every ``(key, value)`` on topic ``name`` now (read to the end of each partition).
     ``topic_prefix=False`` for topics named by faust (table changelogs)."""
+    return [
+        (message.key(), message.value())
+        for message in read_messages(settings, name, timeout_s=timeout_s,
+                                     topic_prefix=topic_prefix)
+    ]
+
+
+def read_messages(
+    settings: Settings, name: str, *, timeout_s: float = 10.0, topic_prefix: bool = True
+) -> list[Message]:
+    """Every message (key, value, headers, …) on topic ``name`` now, as :func:`read_records`."""
     topic = topic_name(settings, name) if topic_prefix else name
     consumer = Consumer({
         "bootstrap.servers": settings.kafka_bootstrap,
@@ -46,7 +57,7 @@ def read_records(
     try:
         consumer.subscribe([topic])
         partitions = len(consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
-        records: list[tuple[bytes | None, bytes | None]] = []
+        messages: list[Message] = []
         eof: set[int] = set()
         while len(eof) < partitions:
             message = consumer.poll(timeout_s)
@@ -58,8 +69,8 @@ def read_records(
                     raise RuntimeError(f"reading {topic}: {error}")
                 eof.add(message.partition() or 0)
                 continue
-            records.append((message.key(), message.value()))
-        return records
+            messages.append(message)
+        return messages
     finally:
         consumer.close()
 

@@ -10,19 +10,17 @@ Times are the scheduler's release times (``throttled_at``), not this machine's s
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError
 
 from pipeline.deferral import release_at_of
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.models import OffPeakWindow, PlatformConfig, Tenant, Tier
 from smsflow.config.store import load_yaml
 from smsflow.flowrun import run_flow, warm_up
-from smsflow.harness import isolated_settings, prepared_stack
+from smsflow.harness import isolated_settings, prepared_stack, read_messages
 from smsflow.settings import Settings
 from smsflow.stack import LocalStack
 from smsflow.topics import CONFIG, DEFERRED, topic_name
@@ -66,31 +64,11 @@ def _with_windows(base: PlatformConfig, windows: list[tuple[int, int]]) -> Platf
 
 def _parked(settings: Settings) -> list[tuple[float | None, bytes]]:
     """``(release_at, value)`` of every record on ``sms.deferred``."""
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"offpeak-reader-{uuid.uuid4()}",
-        "auto.offset.reset": "earliest",
-        "enable.partition.eof": True,
-    })
-    topic = topic_name(settings, DEFERRED)
-    consumer.subscribe([topic])
-    partitions = len(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
     parked: list[tuple[float | None, bytes]] = []
-    eof: set[int] = set()
-    try:
-        while len(eof) < partitions:
-            message = consumer.poll(10)
-            assert message is not None, f"timed out reading {topic}"
-            error = message.error()
-            if error is not None:
-                assert error.code() == KafkaError._PARTITION_EOF, error
-                eof.add(message.partition() or 0)
-                continue
-            headers = message.headers() or []
-            assert isinstance(headers, list)
-            parked.append((release_at_of(headers), message.value() or b""))
-    finally:
-        consumer.close()
+    for message in read_messages(settings, DEFERRED):
+        headers = message.headers() or []
+        assert isinstance(headers, list)
+        parked.append((release_at_of(headers), message.value() or b""))
     return parked
 
 
