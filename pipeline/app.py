@@ -13,6 +13,7 @@ import mode
 
 from pipeline import guarded_consumer
 from pipeline.fetch_wait import shorten_fetch_wait
+from pipeline.outputs import OutputProducer, OutputTopic
 from smsflow.settings import Settings, load_settings
 from smsflow.topics import (
     CONFIG,
@@ -97,6 +98,27 @@ dlr_timers_topic_name = topic_name(settings, DLR_TIMERS)
 dlr_parts_timers_topic_name = topic_name(settings, DLR_PARTS_TIMERS)
 route_health_topic_name = topic_name(settings, ROUTE_HEALTH)
 deferred_topic_name = topic_name(settings, DEFERRED)
+
+# What the agents pass on goes through librdkafka, not faust's producer (pipeline/outputs.py);
+# the guarded consumer waits for these records before it commits their sources.
+outputs = OutputProducer(settings.kafka_bootstrap)
+guarded_consumer.add_commit_barrier(app, outputs.flush)
+
+
+def _output(name: str) -> OutputTopic:
+    return OutputTopic(outputs, topic_name(settings, name))
+
+
+routed_out = _output(ROUTED)
+throttled_out = _output(THROTTLED)
+dlr_parts_out = _output(DLR_PARTS)
+dlr_parts_timers_out = _output(DLR_PARTS_TIMERS)
+dlr_timers_out = _output(DLR_TIMERS)
+dlr_out = _output(DLR)
+tracking_deltas_out = _output(TRACKING_DELTAS)
+route_health_out = _output(ROUTE_HEALTH)
+rejected_out = _output(REJECTED)
+deferred_out = _output(DEFERRED)
 
 
 

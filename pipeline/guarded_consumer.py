@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -63,7 +63,9 @@ from pipeline.offset_rules import StallReason, committable_end, oldest_in_flight
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GUARD", "CommitGuard", "GuardedConsumer", "GuardedTransport", "install"]
+__all__ = [
+    "GUARD", "CommitGuard", "GuardedConsumer", "GuardedTransport", "add_commit_barrier", "install",
+]
 
 
 @dataclass
@@ -106,6 +108,14 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         self._delivering_since: float | None = None
 
     # -- acks and commits --------------------------------------------------------------------
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        # faust flushed its own producer just before this; the agents' outputs go through
+        # another one (pipeline.outputs), and a source may be committed only once they are
+        # stored too.
+        for barrier in _COMMIT_BARRIERS.get(id(self.app), ()):
+            await barrier()
+        return bool(await super()._commit(offsets))
 
     def ack(self, message: Message) -> bool:
         if message.acked:
@@ -436,6 +446,16 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         log.warning("%s:%d: record %d is not being processed (%s): fetching the partition "
                     "again from it", tp.topic, tp.partition, offset, why)
         self._rewind(tp, offset)
+
+
+#: app id() -> what must complete before that app's consumer commits (add_commit_barrier).
+_COMMIT_BARRIERS: dict[int, list[Callable[[], Awaitable[None]]]] = {}
+
+
+def add_commit_barrier(app: faust.App, barrier: Callable[[], Awaitable[None]]) -> None:
+    """Await ``barrier()`` before every offset commit of ``app``'s consumer (e.g. flush a
+    producer of our own, as faust flushes its own); an exception from it fails the commit."""
+    _COMMIT_BARRIERS.setdefault(id(app), []).append(barrier)
 
 
 class GuardedTransport(faust_aiokafka.Transport):

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import faust
 
+from pipeline.outputs import OutputTopic
 from smsflow.domain.tracking import TimerWheel
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class KeyTimers:
         *,
         name: str,
         table: faust.types.TableT[Any, Any],
-        command_topic: faust.TopicT,
+        command_topic: OutputTopic,
         due_of: Callable[[bytes], int | None],
         tick_ms: int = 1_000,
         clock: Callable[[], float] = time.time,

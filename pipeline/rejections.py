@@ -9,6 +9,7 @@ from typing import Any
 
 import faust
 
+from pipeline.outputs import OutputTopic
 from schemas.models import Rejection
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 async def reject(
     event: faust.EventT[bytes],
-    topic: faust.TopicT,
+    topic: OutputTopic,
     *,
     stage: str,
     reason_code: str,

@@ -46,16 +46,16 @@ from pipeline.app import (
     aggregator_inputs,
     app,
     correlator_inputs,
-    dlr_parts_timers_topic,
+    dlr_out,
+    dlr_parts_out,
+    dlr_parts_timers_out,
     dlr_parts_timers_topic_name,
-    dlr_parts_topic,
     dlr_parts_topic_name,
     dlr_raw_topic_name,
-    dlr_timers_topic,
+    dlr_timers_out,
     dlr_timers_topic_name,
-    dlr_topic,
     dlr_topic_name,
-    rejected_topic,
+    rejected_out,
     sent_topic_name,
     settings,
 )
@@ -164,7 +164,7 @@ def _pending_due(value: bytes) -> int | None:
 
 
 correlator_timers = KeyTimers(
-    app, name="correlate", table=pending, command_topic=dlr_timers_topic, due_of=_pending_due
+    app, name="correlate", table=pending, command_topic=dlr_timers_out, due_of=_pending_due
 )
 
 
@@ -195,7 +195,7 @@ async def _emit_part(
 ) -> None:
     """Send the part on; once it is stored, replace the key's entry with a done marker (until
     then the waiting entry stays: a replay repeats the part instead of losing it)."""
-    future = await dlr_parts_topic.send(
+    future = await dlr_parts_out.send(
         key=part.sent.message_id.encode(), value=part.to_avro(dlr_parts_topic_name)
     )
     if key:
@@ -220,11 +220,11 @@ async def correlate(stream: faust.StreamT[bytes]) -> None:
                 else await decode(ReceiptEvent, event.value)
             )
         except DecodeError as exc:
-            await reject(event, rejected_topic, stage=STAGE, reason_code=exc.reason_code,
+            await reject(event, rejected_out, stage=STAGE, reason_code=exc.reason_code,
                          detail=str(exc))
             continue
         except ValidationError as exc:
-            await reject(event, rejected_topic, stage=STAGE, reason_code="INVALID_RECORD",
+            await reject(event, rejected_out, stage=STAGE, reason_code="INVALID_RECORD",
                          detail=str(exc).splitlines()[0])
             continue
         raw = event.value or b""
@@ -296,7 +296,7 @@ async def _on_timer(event: faust.EventT[bytes], key: str) -> None:
         receipt = ReceiptEvent.from_avro(entry.payload)
         waited_s = (now_ms - entry.at_ms) / 1000
         future = await reject(
-            event, rejected_topic, stage=STAGE, reason_code=REASON_RECEIPT_UNMATCHED,
+            event, rejected_out, stage=STAGE, reason_code=REASON_RECEIPT_UNMATCHED,
             detail=f"receipt {receipt.state} for {key} found no submit outcome in "
                    f"{waited_s:.0f} s",
             original=entry.payload, original_topic=dlr_raw_topic_name,
@@ -331,7 +331,7 @@ def _parts_due(value: bytes) -> int | None:
 
 
 aggregator_timers = KeyTimers(
-    app, name="aggregate", table=collected, command_topic=dlr_parts_timers_topic,
+    app, name="aggregate", table=collected, command_topic=dlr_parts_timers_out,
     due_of=_parts_due,
 )
 
@@ -391,7 +391,7 @@ async def aggregate(stream: faust.StreamT[bytes]) -> None:
             part = await decode(PartOutcome, event.value)
         except (DecodeError, ValidationError) as exc:
             code = exc.reason_code if isinstance(exc, DecodeError) else "INVALID_RECORD"
-            await reject(event, rejected_topic, stage=STAGE, reason_code=code,
+            await reject(event, rejected_out, stage=STAGE, reason_code=code,
                          detail=str(exc).splitlines()[0])
             continue
         key = part.sent.message_id
@@ -412,7 +412,7 @@ async def aggregate(stream: faust.StreamT[bytes]) -> None:
                 collected[key] = _COLLECTING + _pack([*blobs, event.value or b""])
                 continue
         report = _report(parts)
-        future = await dlr_topic.send(key=report.tenant_id.encode(),
+        future = await dlr_out.send(key=report.tenant_id.encode(),
                                       value=report.to_avro(dlr_topic_name))
         # Until the report is stored, a replayed part reports again instead of being dropped.
         _reporting.add(key)

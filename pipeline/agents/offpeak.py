@@ -9,20 +9,26 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from pipeline.app import app, deferred_topic, deferred_topic_name, routed_topic, settings
+from pipeline.app import (
+    app,
+    deferred_out,
+    deferred_topic_name,
+    routed_out,
+    settings,
+)
 from pipeline.deferral import DEFERRAL, DeferredReleaser, release_at_header
 
 
 async def park(key: bytes, value: bytes, release_at: float) -> asyncio.Future[Any]:
     """Write a ``sms.routed`` record to ``sms.deferred`` until ``release_at``; the returned
     future resolves once Kafka has it (the caller acks the source record only then)."""
-    sent = await deferred_topic.send(key=key, value=value, headers=release_at_header(release_at))
+    sent = await deferred_out.send(key=key, value=value, headers=release_at_header(release_at))
     DEFERRAL.parked += 1
     return cast("asyncio.Future[Any]", sent)
 
 
 async def _send_back(key: bytes | None, value: bytes) -> asyncio.Future[Any]:
-    return cast("asyncio.Future[Any]", await routed_topic.send(key=key, value=value))
+    return cast("asyncio.Future[Any]", await routed_out.send(key=key, value=value))
 
 
 releaser = DeferredReleaser(

@@ -37,8 +37,8 @@ from pydantic import ValidationError
 
 from pipeline.app import (
     app,
-    rejected_topic,
-    routed_topic,
+    rejected_out,
+    routed_out,
     routed_topic_name,
     settings,
     submitted_topic,
@@ -106,7 +106,7 @@ async def _emit(routed: RoutedMessage, released: Released) -> asyncio.Future[Any
     out = routed.model_copy(
         update={"routed_at": datetime.fromtimestamp(released.released_at, UTC)}
     )
-    sent = await routed_topic.send(
+    sent = await routed_out.send(
         key=routed.route_id.encode(), value=out.to_avro(routed_topic_name)
     )
     return cast("asyncio.Future[Any]", sent)
@@ -150,19 +150,19 @@ async def route(stream: faust.StreamT[bytes]) -> None:
         try:
             request = await decode(SubmitRequest, event.value)
         except DecodeError as exc:
-            await reject(event, rejected_topic, stage=STAGE, reason_code=exc.reason_code,
+            await reject(event, rejected_out, stage=STAGE, reason_code=exc.reason_code,
                          detail=str(exc))
             stage.finish(ticket)
             continue
         except ValidationError as exc:
-            await reject(event, rejected_topic, stage=STAGE, reason_code="INVALID_RECORD",
+            await reject(event, rejected_out, stage=STAGE, reason_code="INVALID_RECORD",
                          detail=str(exc).splitlines()[0])
             stage.finish(ticket)
             continue
 
         refusal = _refusal(request, snapshot.engine)
         if isinstance(refusal, RouteRejection):
-            await reject(event, rejected_topic, stage=STAGE, reason_code=refusal.reason_code,
+            await reject(event, rejected_out, stage=STAGE, reason_code=refusal.reason_code,
                          detail=refusal.detail, message_id=request.message_id,
                          tenant_id=request.tenant_id)
             stage.finish(ticket)
@@ -175,7 +175,7 @@ async def route(stream: faust.StreamT[bytes]) -> None:
             plan.part_count, time.time(), message.partition, message.offset,
         )
         if over_quota is not None:
-            await reject(event, rejected_topic, stage=STAGE, reason_code=QUOTA_EXCEEDED,
+            await reject(event, rejected_out, stage=STAGE, reason_code=QUOTA_EXCEEDED,
                          detail=over_quota.detail, message_id=request.message_id,
                          tenant_id=request.tenant_id)
             stage.finish(ticket)
@@ -202,7 +202,7 @@ async def route(stream: faust.StreamT[bytes]) -> None:
             parts=plan.part_count,
         )
         if refused is not None:  # only quotas refuse, and they are charged above, not here
-            await reject(event, rejected_topic, stage=STAGE, reason_code=refused.reason_code,
+            await reject(event, rejected_out, stage=STAGE, reason_code=refused.reason_code,
                          detail=refused.detail, message_id=request.message_id,
                          tenant_id=request.tenant_id)
             stage.finish(ticket)

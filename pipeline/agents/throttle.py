@@ -34,12 +34,12 @@ from pydantic import ValidationError
 from pipeline.agents.offpeak import park
 from pipeline.app import (
     app,
-    rejected_topic,
+    rejected_out,
     routed_topic,
     routed_topic_name,
     sent_topic_name,
     settings,
-    throttled_topic,
+    throttled_out,
     throttled_topic_name,
 )
 from pipeline.config_watch import Snapshot
@@ -74,7 +74,7 @@ async def _emit(routed: RoutedMessage, released: Released) -> asyncio.Future[Any
     out = routed.model_copy(
         update={"throttled_at": datetime.fromtimestamp(released.released_at, UTC)}
     )
-    sent = await throttled_topic.send(
+    sent = await throttled_out.send(
         key=routed.route_id.encode(), value=out.to_avro(throttled_topic_name)
     )
     return cast("asyncio.Future[Any]", sent)
@@ -135,17 +135,17 @@ async def throttle(stream: faust.StreamT[bytes]) -> None:
         try:
             routed = await decode(RoutedMessage, event.value)
         except DecodeError as exc:
-            await reject(event, rejected_topic, stage=STAGE, reason_code=exc.reason_code,
+            await reject(event, rejected_out, stage=STAGE, reason_code=exc.reason_code,
                          detail=str(exc))
             stage.finish(ticket)
             continue
         except ValidationError as exc:
-            await reject(event, rejected_topic, stage=STAGE, reason_code="INVALID_RECORD",
+            await reject(event, rejected_out, stage=STAGE, reason_code="INVALID_RECORD",
                          detail=str(exc).splitlines()[0])
             stage.finish(ticket)
             continue
         if routed.parts < 1:
-            await reject(event, rejected_topic, stage=STAGE, reason_code="INVALID_RECORD",
+            await reject(event, rejected_out, stage=STAGE, reason_code="INVALID_RECORD",
                          detail=f"parts must be at least 1, got {routed.parts}",
                          message_id=routed.request.message_id,
                          tenant_id=routed.request.tenant_id)
@@ -173,7 +173,7 @@ async def throttle(stream: faust.StreamT[bytes]) -> None:
             parts=routed.parts,
         )
         if refused is not None:  # only quotas refuse, and the throttle's config has none
-            await reject(event, rejected_topic, stage=STAGE, reason_code=refused.reason_code,
+            await reject(event, rejected_out, stage=STAGE, reason_code=refused.reason_code,
                          detail=refused.detail, message_id=request.message_id,
                          tenant_id=request.tenant_id)
             stage.finish(ticket)

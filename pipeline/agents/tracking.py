@@ -36,11 +36,12 @@ from pydantic import ValidationError
 from pipeline.after_delivery import after_delivery
 from pipeline.app import (
     app,
-    rejected_topic,
-    route_health_topic,
+    rejected_out,
+    route_health_out,
     route_health_topic_name,
     sent_topic_name,
     settings,
+    tracking_deltas_out,
     tracking_deltas_topic,
     tracking_inputs,
 )
@@ -153,7 +154,7 @@ async def fan_out(stream: faust.StreamT[bytes]) -> None:
                 by_key[key].append(window_event)
         now_ms = _now_ms()
         sends = [
-            await tracking_deltas_topic.send(key=key.encode(),
+            await tracking_deltas_out.send(key=key.encode(),
                                              value=step_many(WindowState.empty(SPEC), events,
                                                              now_ms).to_bytes())
             for key, events in by_key.items()
@@ -197,7 +198,7 @@ async def merge_windows(stream: faust.StreamT[bytes]) -> None:
         try:
             delta = WindowState.from_bytes(event.value or b"", SPEC)
         except StateFormatError as exc:
-            await reject(event, rejected_topic, stage=STAGE, reason_code="INVALID_RECORD",
+            await reject(event, rejected_out, stage=STAGE, reason_code="INVALID_RECORD",
                          detail=f"window delta for {key!r}: {exc}")
             continue
         (partition, merged_through), stored = _stored_window(key)
@@ -225,7 +226,7 @@ async def _judge_route(key: str, route_id: str, window: WindowState) -> None:
     health_states[key] = health.to_bytes()
     if publish:
         record = RouteHealth(**report.as_record())
-        await route_health_topic.send(key=route_id.encode(),
+        await route_health_out.send(key=route_id.encode(),
                                       value=record.to_avro(route_health_topic_name))
         log.info("route %s: %s score=%.3f delivery=%s errors=%s p95=%s", route_id,
                  report.state.value, report.score, report.delivery_rate, report.error_rate,
@@ -237,4 +238,4 @@ async def evaluate_idle_routes() -> None:
     snapshot = config_watcher.snapshot
     empty = WindowState.empty(SPEC).to_bytes()
     for route in snapshot.config.routes:
-        await tracking_deltas_topic.send(key=f"route:{route.id}".encode(), value=empty)
+        await tracking_deltas_out.send(key=f"route:{route.id}".encode(), value=empty)
