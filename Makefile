@@ -23,4 +23,4 @@ unit: install
 	$(PY) -m pytest tests/unit
 
 bench: install
-	$(PY) bench/e2e.py --messages 20000 --json
+	$(PY) bench/e2e.py --messages 30000 --json

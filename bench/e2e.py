@@ -1,12 +1,19 @@
-"""End-to-end benchmark: N messages through broker, worker, sender and SMSC simulator.
+"""End-to-end benchmark: messages through broker, worker(s), sender and SMSC simulator.
 
-    python bench/e2e.py --messages 20000 --json
+    python bench/e2e.py --messages 30000 --json             # burst: the headline (make bench)
+    python bench/e2e.py --messages 30000 --workers 2        # the same on two workers
+    python bench/e2e.py --rate 1000 --duration 30           # open loop: paced producer
 
 Uses the local broker (started if needed; or SMSFLOW_KAFKA_BOOTSTRAP), an isolated set of
-topics and a fresh stack. After a one-message warm-up, all N messages are produced as one burst
-and the clock runs until every message has a terminal state; latency is from a message's
-``submitted_at`` to the moment its terminal record reached Kafka, so it includes the time spent
-queued behind the burst. Route rates from config/platform.yaml cap the throughput.
+topics and a fresh stack configured by config/bench-platform.yaml, whose limits sit far above
+what the machine can push: ``throttle_wait_*`` (throttled_at - routed_at; it includes the
+agent's backlog, so look at an open-loop run) shows they did not bind. After a warm-up,
+all messages are produced as one burst (or at ``--rate`` for ``--duration`` seconds) and the
+clock runs until every message has a terminal state; latency is from a message's
+``submitted_at`` to the moment its terminal record reached Kafka, so a burst's includes the time
+queued behind it. CPU is read from /proc for the stack's processes and the broker (not this load
+generator) between the first message produced and the last terminal state. Each run is stored
+under its scenario name in bench/results/e2e.json, next to the other scenarios.
 """
 
 from __future__ import annotations
@@ -15,55 +22,157 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from smsflow.flowrun import make_traffic, run_flow
-from smsflow.harness import isolated_settings, prepared_stack, warm_up
+from smsflow.flowrun import make_traffic, percentile, run_flow
+from smsflow.harness import (
+    REPO,
+    isolated_settings,
+    prepared_stack,
+    stage_waits_ms,
+    wait_for_group,
+    warm_up,
+)
+from smsflow.stack import cpu_seconds, listening_pid
+
+RESULTS = REPO / "bench" / "results" / "e2e.json"
 
 
-def _bootstrap() -> str:
-    if os.environ.get("SMSFLOW_KAFKA_BOOTSTRAP"):
-        return os.environ["SMSFLOW_KAFKA_BOOTSTRAP"]
+def _bootstrap() -> tuple[str, int | None]:
+    """The bootstrap address and the broker's pid (None if it cannot be found)."""
     from smsflow.broker import LocalBroker
 
-    return LocalBroker.from_env(home=Path(".smsflow")).start()
+    if os.environ.get("SMSFLOW_KAFKA_BOOTSTRAP"):
+        bootstrap = os.environ["SMSFLOW_KAFKA_BOOTSTRAP"]
+        return bootstrap, listening_pid(int(bootstrap.rsplit(":", 1)[1]))
+    broker = LocalBroker.from_env(home=Path(".smsflow"))
+    return broker.start(), broker.pid()
+
+
+def _git_commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout
+
+    # The results file itself does not make the code dirty.
+    dirty = git("status", "--porcelain", "--", ".", ":!bench/results").strip()
+    return git("rev-parse", "--short", "HEAD").strip() + ("-dirty" if dirty else "")
+
+
+def _scenario(args: argparse.Namespace) -> str:
+    name = f"open-loop-{args.rate:g}" if args.rate else "burst"
+    if args.no_receipts:
+        name = f"{name}-no-receipts" if args.rate else "no-receipts"
+    return name + (f"-{args.workers}-workers" if args.workers > 1 else "")
+
+
+def _p(values: list[float], q: float) -> float | None:
+    found = percentile(values, q)
+    return None if found is None else round(found, 1)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--messages", type=int, default=20000, help="burst size")
+    parser.add_argument("--rate", type=float, help="open loop: messages per second ...")
+    parser.add_argument("--duration", type=float, default=30.0, help="... for this many seconds")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes in the group")
+    parser.add_argument("--no-receipts", action="store_true",
+                        help="requests ask for no delivery receipt (registered_delivery=false)")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--platform-config", type=Path, default=REPO / "config/bench-platform.yaml")
+    parser.add_argument("--sim-config", type=Path, default=REPO / "config/bench-smsc-sim.yaml")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--scenario", help="name in the results file (default: from the flags)")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
-    parser.add_argument("--out", type=Path, help="also write the JSON to this file")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file (by scenario)")
     args = parser.parse_args()
+    messages = round(args.rate * args.duration) if args.rate else args.messages
+    scenario = args.scenario or _scenario(args)
 
+    def progress(text: str) -> None:
+        print(f"[e2e {scenario}] {text}", file=sys.stderr, flush=True)
+
+    load_at_start = os.getloadavg()[0]
+    bootstrap, broker_pid = _bootstrap()
+    requests = make_traffic(messages, seed=messages)
+    if args.no_receipts:
+        requests = [r.model_copy(update={"registered_delivery": False}) for r in requests]
+    cpu: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="smsflow-bench-") as home:
-        settings = isolated_settings(_bootstrap(), Path(home), "bench", args.partitions)
-        requests = make_traffic(args.messages, seed=args.messages)
-        with prepared_stack(settings) as stack:
+        settings = isolated_settings(bootstrap, Path(home), "bench", args.partitions)
+        with prepared_stack(settings, platform_config=args.platform_config,
+                            sim_config=args.sim_config, workers=args.workers) as stack:
+            progress(f"stack started ({args.workers} worker(s)); warming up")
             warm_up_s = warm_up(settings)
-            result = run_flow(settings, requests, timeout_s=args.timeout)
+            wait_for_group(settings, args.workers)
+            warm_up_s += warm_up(settings, probes=4 * args.partitions)  # every worker serving
+            pids = {**stack.pids(), **({"broker": broker_pid} if broker_pid else {})}
+            progress(f"warm-up {warm_up_s:.1f}s; producing {messages} messages")
+            result = run_flow(
+                settings, requests, timeout_s=args.timeout, rate_per_s=args.rate,
+                on_start=lambda: cpu.update(start=cpu_seconds(pids)),
+                on_end=lambda: cpu.update(end=cpu_seconds(pids)),
+            )
             stack.check_alive()
+            progress(f"{result.terminal} terminal in {result.elapsed_s:.1f}s; reading stages")
+            waits = stage_waits_ms(settings, {r.message_id for r in requests})
+    used = {name: round(cpu["end"][name] - cpu["start"][name], 2) for name in pids}
+    by_process = {
+        "worker": round(sum(s for n, s in used.items() if n.startswith("worker-")), 2),
+        "sender": used.get("sender"),
+        "broker": used.get("broker"),
+        "smsc_sim": used.get("smsc-sim"),
+    }
+    terminal = max(result.terminal, 1)
     summary = result.summary()
     summary.update(
+        scenario=scenario,
+        mode="open-loop" if args.rate else "burst",
+        rate_per_s=args.rate,
+        duration_s=args.duration if args.rate else None,
+        workers=args.workers,
+        receipts_requested=not args.no_receipts,
+        cpu_s_by_process=by_process,
+        cpu_s_by_worker={n: s for n, s in used.items() if n.startswith("worker-")},
+        cpu_us_per_msg=round(sum(s or 0.0 for s in by_process.values()) / terminal * 1e6),
+        cpu_us_per_msg_by_process={
+            n: None if s is None else round(s / terminal * 1e6) for n, s in by_process.items()
+        },
+        p50_submit_to_sent_ms=_p(waits["submit_to_sent"], 50),
+        p99_submit_to_sent_ms=_p(waits["submit_to_sent"], 99),
+        throttle_wait_p50_ms=_p(waits["routed_to_throttled"], 50),
+        throttle_wait_p99_ms=_p(waits["routed_to_throttled"], 99),
+        submit_to_routed_p50_ms=_p(waits["submit_to_routed"], 50),
+        submit_to_routed_p99_ms=_p(waits["submit_to_routed"], 99),
         warm_up_s=round(warm_up_s, 2),
         partitions=args.partitions,
+        platform_config=os.path.relpath(args.platform_config, REPO),
+        sim_config=os.path.relpath(args.sim_config, REPO),
+        commit=_git_commit(),
         machine={
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_avg_1m_at_start": round(load_at_start, 2),
             "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
         },
         measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
-    text = json.dumps(summary, indent=None if args.json else 2)
-    print(text)
-    if args.out:
-        args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.no_receipts and result.statuses.get("DELIVERED"):
+        summary["warning"] = ("the requests asked for no receipt, yet DELIVERED reports arrived: "
+                              "registered_delivery is not honoured downstream (the sender asks "
+                              "the SMSC for receipts regardless)")
+        progress(str(summary["warning"]))
+    stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if "messages" in stored:  # the old format: one flat run
+        stored = {}
+    stored[scenario] = summary
+    args.out.write_text(json.dumps(stored, indent=2) + "\n")
+    print(json.dumps(summary, indent=None if args.json else 2))
     return 0 if result.lost == 0 else 1
 
 

@@ -8,6 +8,7 @@ counted as lost, never ignored.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import uuid
@@ -131,16 +132,24 @@ class FlowResult:
         }
 
 
-def warm_up(settings: Settings, *, timeout_s: float = 120.0) -> float:
-    """Send one probe message and wait for its terminal state: the stack is then serving.
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0..100, nearest rank) of ``values``; None if there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def warm_up(settings: Settings, *, timeout_s: float = 120.0, probes: int = 1) -> float:
+    """Send ``probes`` messages and wait for their terminal states: the stack is then serving.
 
     Returns the seconds it took (worker start-up, group joins, binds). Raises TimeoutError.
     """
     started = time.monotonic()
-    probe = make_traffic(1, seed=int(started))[0]
-    result = run_flow(settings, [probe], timeout_s=timeout_s)
+    result = run_flow(settings, make_traffic(probes, seed=int(started)), timeout_s=timeout_s)
     if result.lost:
-        raise TimeoutError(f"the stack did not complete a probe message in {timeout_s}s")
+        raise TimeoutError(f"the stack did not complete {result.lost} probe(s) in {timeout_s}s")
     return time.monotonic() - started
 
 
@@ -152,9 +161,13 @@ def run_flow(
     on_progress: Callable[[dict[str, int], int], None] | None = None,
     extra_raw: Sequence[bytes] = (),
     rate_per_s: float | None = None,
+    on_start: Callable[[], None] | None = None,
+    on_end: Callable[[], None] | None = None,
 ) -> FlowResult:
     """Produce ``requests`` (and any raw bad records), then wait for every terminal state.
-    ``rate_per_s`` paces production (default: as fast as possible, one burst)."""
+    ``rate_per_s`` paces production (default: as fast as possible, one burst). ``on_start`` is
+    called right before the first message is produced, ``on_end`` as soon as the last terminal
+    state arrived (or the deadline passed): e.g. to sample the processes' CPU time."""
     counter = StageCounter(settings)
     reader = TerminalReader(
         settings.kafka_bootstrap, topic_name(settings, DLR), topic_name(settings, REJECTED)
@@ -163,6 +176,8 @@ def run_flow(
     result = FlowResult(messages=len(requests))
     seen: set[str] = set()
     producer = SmsProducer(settings.kafka_bootstrap, topic_name(settings, SUBMITTED))
+    if on_start:
+        on_start()
     started = time.monotonic()
     try:
         for index, request in enumerate(requests):
@@ -200,6 +215,8 @@ def run_flow(
                 last_progress = time.monotonic()
                 on_progress(counter.counts(), len(seen))
         result.elapsed_s = time.monotonic() - started
+        if on_end:
+            on_end()
         # Late duplicates show up shortly after the last terminal state; give them a moment.
         for terminal in reader.poll(timeout_s=1.0):
             message_id = terminal.report.message_id if terminal.report else None

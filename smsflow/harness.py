@@ -7,18 +7,21 @@ traffic; the SMSC simulator listens on a free port and the configuration is rewr
 from __future__ import annotations
 
 import socket
+import time
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 
+from schemas.models import RoutedMessage, SubmitOutcome
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.flowrun import warm_up
 from smsflow.settings import Settings
 from smsflow.stack import LocalStack, stack_env
-from smsflow.topics import CONFIG, apply_topics, topic_name
+from smsflow.topics import CONFIG, SENT, THROTTLED, apply_topics, topic_name
 
 REPO = Path(__file__).resolve().parents[1]
 PLATFORM_CONFIG = REPO / "config" / "platform.yaml"
@@ -122,6 +125,7 @@ def prepared_stack(
     platform_config: Path = PLATFORM_CONFIG,
     sim_config: Path = SIM_CONFIG,
     sim_port: int | None = None,
+    workers: int = 1,
 ) -> LocalStack:
     """Apply topics and configuration (every SMSC pointed at the simulator's port, a free one
     unless given) and return the stack, not yet started.
@@ -133,10 +137,48 @@ def prepared_stack(
     )
     apply_topics(settings)
     apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), config)
-    return LocalStack(settings.home, stack_env(settings), sim_config, sim_port)
+    return LocalStack(settings.home, stack_env(settings), sim_config, sim_port, workers=workers)
+
+
+def wait_for_group(settings: Settings, members: int, *, timeout_s: float = 120.0) -> None:
+    """Wait until the workers' consumer group (the faust app id) is stable with ``members``
+    members, so that no rebalance is still pending when traffic starts."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        group = admin.describe_consumer_groups([settings.app_id])[settings.app_id].result(10)
+        if group.state == ConsumerGroupState.STABLE and len(group.members) >= members:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"group {settings.app_id} not stable with {members} members")
+
+
+def stage_waits_ms(settings: Settings, message_ids: Collection[str]) -> dict[str, list[float]]:
+    """Per-message stage times of ``message_ids``, read back from the topics after a run:
+    ``submit_to_routed`` (tenant lane and router, from the request's ``submitted_at``),
+    ``routed_to_throttled`` (time in the throttle: its limits' wait, plus the ``sms.routed`` hop
+    and any backlog ahead of the agent, which the records cannot tell apart) and
+    ``submit_to_sent`` (to the moment its first part's first ``sms.sent`` record reached Kafka)."""
+    waits: dict[str, list[float]] = {"submit_to_routed": [], "routed_to_throttled": [],
+                                     "submit_to_sent": []}
+    for message in read_messages(settings, THROTTLED):
+        routed = RoutedMessage.from_avro(message.value())
+        if routed.request.message_id in message_ids and routed.throttled_at is not None:
+            waits["submit_to_routed"].append(
+                (routed.routed_at - routed.request.submitted_at).total_seconds() * 1000)
+            waits["routed_to_throttled"].append(
+                (routed.throttled_at - routed.routed_at).total_seconds() * 1000)
+    first_sent: dict[str, tuple[int, int, float]] = {}  # id -> (part, record ms, submitted ms)
+    for message in read_messages(settings, SENT):
+        sent = SubmitOutcome.from_avro(message.value())
+        if sent.message_id in message_ids:
+            seen = (sent.part_index, message.timestamp()[1], sent.submitted_at.timestamp() * 1000)
+            first_sent[sent.message_id] = min(first_sent.get(sent.message_id, seen), seen)
+    waits["submit_to_sent"] = [at - submitted for _part, at, submitted in first_sent.values()]
+    return waits
 
 
 __all__ = [
     "delete_run_topics", "free_port", "isolated_settings", "prepared_stack", "read_all",
-    "read_records", "warm_up",
+    "read_records", "stage_waits_ms", "wait_for_group", "warm_up",
 ]

@@ -71,6 +71,65 @@ def stack_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def parse_proc_stat(text: str) -> tuple[int, int]:
+    """``(process group, CPU ticks)`` from one ``/proc/<pid>/stat`` line. The ticks are utime +
+    stime plus cutime + cstime (children it has reaped). ``comm`` may hold spaces and ``)``, so
+    the fields are counted from the last ``)``."""
+    fields = text[text.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state): pgrp is field 5, utime..cstime are fields 14..17.
+    return int(fields[2]), sum(int(f) for f in fields[11:15])
+
+
+def _proc_stats() -> dict[int, tuple[int, int]]:
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = parse_proc_stat((entry / "stat").read_text())
+            except (OSError, ValueError):
+                pass  # gone meanwhile
+    return stats
+
+
+def cpu_seconds(pids: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each named process, read from ``/proc``; a process group
+    leader counts its whole group (children it forked). 0.0 for a process that is gone."""
+    stats = _proc_stats()
+    totals = {}
+    for name, pid in pids.items():
+        group, ticks = stats.get(pid, (0, 0))
+        if group == pid:
+            ticks = sum(t for g, t in stats.values() if g == group)
+        totals[name] = ticks / CLOCK_TICKS_PER_S
+    return totals
+
+
+def listening_pid(port: int) -> int | None:
+    """The pid of the process listening on TCP ``port`` here (e.g. the Kafka broker), found
+    through ``/proc/net/tcp*`` and the processes' socket fds; None if none can be seen."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    for entry in Path("/proc").iterdir() if inodes else ():
+        if entry.name.isdigit():
+            try:
+                if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
 def wait_for_port(host: str, port: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -140,6 +199,10 @@ class LocalStack:
             os.killpg(process.process.pid, signal.SIGKILL)
             process.process.wait(10)
         process.start(self.env)
+
+    def pids(self) -> dict[str, int]:
+        """Running processes by name (``smsc-sim``, ``worker-0``, …, ``sender``)."""
+        return {p.name: p.process.pid for p in self.processes if p.process and p.alive()}
 
     def check_alive(self) -> None:
         for process in self.processes:
