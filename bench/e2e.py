@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,29 @@ def _git_commit() -> str:
     return git("rev-parse", "--short", "HEAD").strip() + ("-dirty" if dirty else "")
 
 
+class Profiler:
+    """py-spy on one of the stack's processes between the first message and the last report."""
+
+    def __init__(self, name: str, pids: dict[str, int]) -> None:
+        if name not in pids:
+            raise SystemExit(f"--profile: no process {name!r}; choose from {sorted(pids)}")
+        self.pid = pids[name]
+        self.out = RESULTS.parent / f"profile-{name}.txt"
+        self._spy: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._spy = subprocess.Popen(
+            ["py-spy", "record", "--gil", "--format", "raw", "--rate", "200", "--pid",
+             str(self.pid), "--output", str(self.out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        if self._spy is not None:
+            self._spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            self._spy.wait(60)
+
+
 def _scenario(args: argparse.Namespace) -> str:
     name = f"open-loop-{args.rate:g}" if args.rate else "burst"
     if args.no_receipts:
@@ -87,6 +111,10 @@ def main() -> int:
     parser.add_argument("--sim-config", type=Path, default=REPO / "config/bench-smsc-sim.yaml")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--scenario", help="name in the results file (default: from the flags)")
+    parser.add_argument("--profile", metavar="PROCESS",
+                        help="py-spy the named process (worker-0, sender, smsc-sim) during the "
+                             "run, GIL-holding samples only; raw stacks to bench/results/"
+                             "profile-PROCESS.txt, summary: python bench/profile_summary.py FILE")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (by scenario)")
     args = parser.parse_args()
@@ -112,11 +140,20 @@ def main() -> int:
             warm_up_s += warm_up(settings, probes=4 * args.partitions)  # every worker serving
             pids = {**stack.pids(), **({"broker": broker_pid} if broker_pid else {})}
             progress(f"warm-up {warm_up_s:.1f}s; producing {messages} messages")
-            result = run_flow(
-                settings, requests, timeout_s=args.timeout, rate_per_s=args.rate,
-                on_start=lambda: cpu.update(start=cpu_seconds(pids)),
-                on_end=lambda: cpu.update(end=cpu_seconds(pids)),
-            )
+            profiler = Profiler(args.profile, pids) if args.profile else None
+
+            def on_start() -> None:
+                cpu.update(start=cpu_seconds(pids))
+                if profiler:
+                    profiler.start()
+
+            def on_end() -> None:
+                cpu.update(end=cpu_seconds(pids))
+                if profiler:
+                    profiler.stop()
+
+            result = run_flow(settings, requests, timeout_s=args.timeout,
+                              rate_per_s=args.rate, on_start=on_start, on_end=on_end)
             stack.check_alive()
             progress(f"{result.terminal} terminal in {result.elapsed_s:.1f}s; reading stages")
             waits = stage_waits_ms(settings, {r.message_id for r in requests})

@@ -137,3 +137,7 @@ async def reread_stranded_records() -> None:
 # Importing the agents registers them on the app.
 from pipeline import web  # noqa: E402, F401  (the /metrics page)
 from pipeline.agents import delivery, router, throttle, tracking  # noqa: E402, F401
+from pipeline.changelog_writes import route_changelogs  # noqa: E402
+
+# Every table exists now (the agents declare them): their changelogs go through `outputs` too.
+route_changelogs(app.tables, outputs)

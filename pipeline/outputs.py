@@ -83,17 +83,27 @@ class OutputProducer:
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
                    headers: Headers = None) -> asyncio.Future[None]:
         """Queue one record; the returned future completes when the broker stored it."""
+        while True:
+            try:
+                return self.send_soon(topic, key, value, headers)
+            except BufferError:
+                await asyncio.sleep(_FULL_QUEUE_WAIT_S)  # librdkafka's queue is full
+
+    def send_soon(self, topic: str, key: bytes | None, value: bytes | None,
+                  headers: Headers = None, *, partition: int | None = None,
+                  ) -> asyncio.Future[None]:
+        """:meth:`send` for callers that cannot wait (faust's table writes): raises
+        ``BufferError`` if librdkafka's queue (500,000 records) is full."""
         producer = self._producer or self._start()
         future: asyncio.Future[None] = self._loop.create_future()  # type: ignore[union-attr]
         on_delivery = partial(self._delivered, future)
-        while True:
-            try:
-                producer.produce(topic, value, key, on_delivery=on_delivery,
-                                 headers=list(headers) if headers else None)
-                break
-            except BufferError:
-                producer.poll(0)
-                await asyncio.sleep(_FULL_QUEUE_WAIT_S)  # librdkafka's queue is full
+        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
+        try:
+            producer.produce(topic, value, key, on_delivery=on_delivery,
+                             headers=list(headers) if headers else None, **extra)
+        except BufferError:
+            producer.poll(0)
+            raise
         pending = self._pending
         if not pending:
             self._wake.set()  # type: ignore[union-attr]

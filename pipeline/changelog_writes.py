@@ -1,0 +1,69 @@
+"""Table changelog writes through the worker's librdkafka producer (a faust workaround).
+
+faust writes every table change to the table's changelog topic with its own aiokafka producer,
+one small record at a time (``Collection.send_changelog`` -> ``Topic.send_soon``); with four or
+so changes per message (correlation entries, done markers, quota, windows) that was ~10% of the
+worker's CPU. :func:`route_changelogs` replaces ``send_changelog`` on each table instance with
+one that serialises the key and value exactly as faust does (the changelog topic's own
+``prepare_key``/``prepare_value``) and hands the record to :class:`~pipeline.outputs.OutputProducer`
+with the same explicit partition, so recovery reads the very same bytes.
+
+What it relies on (faust-streaming 0.15.3, pinned; tests/unit/test_changelog_writes.py fails if
+these change): ``Table.on_key_set``/``on_key_del`` call ``self.send_changelog(partition, key,
+value, key_serializer, value_serializer)`` and ignore its result; the tables use the in-memory
+store, for which faust's sent-callback (``_on_changelog_sent``, RocksDB offset bookkeeping)
+does nothing. Durability is unchanged: the guarded consumer awaits the output producer's flush
+before every commit, as faust flushed its own producer there, and a table's records all go
+through one producer, so they stay in order per partition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from pipeline.outputs import OutputProducer
+
+__all__ = ["route_changelogs"]
+
+
+def route_changelogs(tables: Any, producer: OutputProducer) -> int:
+    """Send the changelog writes of every table in ``tables`` through ``producer``; returns
+    how many tables were changed."""
+    count = 0
+    for table in list(tables.values()):
+        _route(table, producer)
+        count += 1
+    return count
+
+
+class _Written:
+    """What faust's ``on_key_set``/``on_key_del`` read from the result: ``.message.partition``."""
+
+    __slots__ = ("message", "partition")
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.message = self
+
+
+def _route(table: faust.Table[Any, Any], producer: OutputProducer) -> None:
+    topic = table.changelog_topic
+    name = topic.get_topic_name()
+    prepare_key, prepare_value = topic.prepare_key, topic.prepare_value
+    default_key, default_value = table.key_serializer, table.value_serializer
+    faust_send = table.send_changelog
+    written = [_Written(partition) for partition in range(4096)]  # shared, immutable
+
+    def send_changelog(partition: int | None, key: Any, value: Any,
+                       key_serializer: Any = None, value_serializer: Any = None) -> Any:
+        if partition is None:
+            # Only tables that use a partitioner (none of ours) get here: faust decides.
+            return faust_send(partition, key, value, key_serializer, value_serializer)
+        raw_key, _ = prepare_key(key, key_serializer or default_key)
+        raw_value, _ = prepare_value(value, value_serializer or default_value)
+        producer.send_soon(name, raw_key, raw_value, partition=partition)
+        return written[partition] if partition < len(written) else _Written(partition)
+
+    table.send_changelog = send_changelog  # type: ignore[method-assign]
