@@ -153,6 +153,8 @@ class SenderService:
         )
         self._routed_topic = topic_name(settings, ROUTED)
         self._last_bound: dict[str, float] = {}
+        #: stop(): how long to let in-flight records finish before closing (then replayed).
+        self.drain_timeout_s = 15.0
         self.stats = {"messages": 0, "parts_accepted": 0, "parts_failed": 0, "retries": 0,
                       "receipts": 0, "rejected": 0, "failovers": 0, "pauses": 0}
 
@@ -278,9 +280,9 @@ class SenderService:
         else:
             self._consumer.resume(assignment)
 
-    def _drain(self, timeout_s: float = 15.0) -> None:
+    def _drain(self) -> None:
         """Let in-flight work finish, then commit what is safe and close everything."""
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + self.drain_timeout_s
         while time.monotonic() < deadline:
             with self._lock:
                 busy = self._tracker.in_flight()
