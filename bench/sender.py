@@ -71,6 +71,20 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def _kafka_cpu_s(pid: int) -> float:
+    """CPU of librdkafka's own threads (named ``rdk:*``) in a process, in seconds."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        if comm.startswith("rdk:"):
+            total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
 def _commit() -> str:
     try:
         return subprocess.run(
@@ -163,7 +177,7 @@ def run(messages: int, timeout_s: float) -> dict[str, Any]:
         batch = [(m.route_id, m.to_avro(throttled)) for m in
                  (_routed(i, now) for i in range(1, messages + 1))]
         load_start = os.getloadavg()[0]
-        cpu0, t0 = _cpu_s(sender.pid), time.monotonic()
+        cpu0, kafka0, t0 = _cpu_s(sender.pid), _kafka_cpu_s(sender.pid), time.monotonic()
         for key, value in batch:
             while True:
                 try:
@@ -185,6 +199,7 @@ def run(messages: int, timeout_s: float) -> dict[str, Any]:
                 raise TimeoutError(f"only {done_sent} outcomes / {done_raw} receipts in time")
             counter.poll(0.05)
         elapsed, cpu = time.monotonic() - t0, _cpu_s(sender.pid) - cpu0
+        kafka_cpu = _kafka_cpu_s(sender.pid) - kafka0
         outcomes_s = (first_done or time.monotonic()) - t0
     finally:
         counter.close()
@@ -208,6 +223,7 @@ def run(messages: int, timeout_s: float) -> dict[str, Any]:
         "outcomes_per_s": round(messages / outcomes_s),
         "sender_cpu_us_per_msg": round(cpu / messages * 1e6),
         "sender_cpu_s": round(cpu, 2),
+        "librdkafka_cpu_us_per_msg": round(kafka_cpu / messages * 1e6),
         "seconds": round(elapsed, 3),
         "setup": "sender and simulator as child processes; single-part messages half to "
                  "smsc-uk (2 binds x 64), half to smsc-de (1 x 64); 10 ms receipts; until every "

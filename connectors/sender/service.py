@@ -40,8 +40,9 @@ from connectors.smpp.models import (
     SmppClientConfig,
     SubmitResult,
 )
-from schemas.codec import DecodeError
+from schemas.codec import AvroCodec, DecodeError
 from schemas.models import (
+    AvroModel,
     ReceiptEvent,
     ReceiptState,
     Rejection,
@@ -50,6 +51,7 @@ from schemas.models import (
     SubmitStatus,
 )
 from schemas.retrying import decode_blocking
+from schemas.wire import WireCodec
 from smsflow.config.kafka_io import read_config
 from smsflow.config.models import MessageType as RouteMessageType
 from smsflow.config.models import PlatformConfig, Smsc
@@ -96,6 +98,12 @@ class Job:
     @property
     def key(self) -> str:
         return self.routed.request.message_id
+
+
+def _encode(codec: AvroCodec | WireCodec, record: AvroModel, topic: str) -> bytes:
+    """``record.to_avro(topic)`` with the codec looked up in advance."""
+    data = record.model_dump(mode="python")
+    return codec.encode(data, topic) if isinstance(codec, WireCodec) else codec.encode(data)
 
 
 def source_ton_npi(source: str) -> tuple[int, int]:
@@ -153,6 +161,10 @@ class SenderService:
         )
         self._routed_topic = topic_name(settings, ROUTED)
         self._last_bound: dict[str, float] = {}
+        # Resolved once (AvroModel.to_avro looks the registry setting up in the environment
+        # for every record): the sender writes two records per message part.
+        self._outcome_codec = SubmitOutcome.codec()
+        self._receipt_codec = ReceiptEvent.codec()
         #: stop(): how long to let in-flight records finish before closing (then replayed).
         self.drain_timeout_s = 15.0
         self.stats = {"messages": 0, "parts_accepted": 0, "parts_failed": 0, "retries": 0,
@@ -583,7 +595,7 @@ class SenderService:
             if complete:
                 self._finish(job.partition, job.offset, job.epoch)
 
-        self._produce(self._sent, key, record.to_avro(self._sent), acked)
+        self._produce(self._sent, key, _encode(self._outcome_codec, record, self._sent), acked)
 
     def _on_deliver(self, inbound: InboundDeliver) -> None:
         smsc = self._smsc_of_bind[inbound.bind_name]
@@ -612,5 +624,5 @@ class SenderService:
         self.stats["receipts"] += 1
         self._produce(
             self._receipts, f"{smsc.id}:{receipt.smsc_message_id}",
-            event.to_avro(self._receipts),
+            _encode(self._receipt_codec, event, self._receipts),
         )
