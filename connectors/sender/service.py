@@ -266,8 +266,11 @@ class SenderService:
                 first = self._consumer.poll(POLL_TIMEOUT_S)
                 if first is not None:
                     self._on_record(first)
-                    for message in self._consumer.consume(CONSUME_BATCH - 1, 0):
-                        self._on_record(message)
+                    # Never take more than the queue bound has room for (>= 1 record).
+                    more = min(CONSUME_BATCH, self._gate.limit - self.queued_parts()) - 1
+                    if more > 0:
+                        for message in self._consumer.consume(more, 0):
+                            self._on_record(message)
                 self._producer.poll(0)
                 self._apply_back_pressure()
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:

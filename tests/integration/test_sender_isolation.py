@@ -149,3 +149,52 @@ def test_full_window_on_one_smsc_does_not_delay_another(
         runner.join(30)
         reader.close()
     assert not runner.is_alive()
+
+
+def test_back_pressure_pauses_consumption_and_resumes(
+    isolation_settings: Settings, sims: tuple[SimulatorThread, SimulatorThread],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slow SMSC's queue stops growing at the bound (the consumer pauses instead of
+    blocking), and consumption resumes as it drains: every message still goes out once."""
+    from connectors.sender import service as service_module
+
+    limit = 12
+    monkeypatch.setattr(service_module, "MAX_QUEUED_PARTS", limit)
+    settings = isolation_settings
+    _, fast = sims
+    fast.set_profile("default", submit_latency_ms=100)  # window 4 -> ~40 submits/s
+    config = load_yaml(PLATFORM_CONFIG)
+    smscs = tuple(
+        smsc.model_copy(update={"port": fast.port, "binds": 1, "window": A_WINDOW})
+        for smsc in config.smscs
+    )
+    service = SenderService(settings, config.model_copy(update={"smscs": smscs}),
+                            group_id=f"isolation-{uuid.uuid4().hex[:8]}")
+    runner = threading.Thread(target=service.run, name="sender-under-test", daemon=True)
+    runner.start()
+    throttled = topic_name(settings, THROTTLED)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 1})
+    total = 120
+    try:
+        for n in range(total):
+            m = _routed("smsc-uk", "uk-direct", f"+4474012{n:05d}", n)
+            producer.produce(throttled, key=b"p", value=m.to_avro(throttled))
+        producer.flush(10)
+        peak = 0
+
+        def all_sent() -> bool:
+            nonlocal peak
+            peak = max(peak, service.queued_parts())
+            return fast.stats.submits >= total
+
+        _wait_for(all_sent, 60, "every message to be submitted")
+        print(f"\npauses {service.stats['pauses']}, peak queued parts {peak}")
+        assert service.stats["pauses"] >= 1
+        assert peak <= limit + 1  # one record past the bound at most (single-part messages)
+        _wait_for(lambda: service.stats["parts_accepted"] >= total, 30, "outcomes")
+        assert fast.stats.submits == total  # resumed without skipping or repeating
+    finally:
+        service.stop()
+        runner.join(30)
+    assert not runner.is_alive()
