@@ -1,11 +1,16 @@
 """SMPP sender: ``sms.throttled`` → SMSCs → ``sms.sent``; receipts → ``sms.dlr.raw``.
 
-Threading model (smpplib is blocking, so no asyncio here):
-- the main thread polls Kafka, plans segments and calls ``SmppClient.submit``, which blocks
-  while the bind's window is full — that is the back-pressure on consumption;
+Threading model (blocking sockets, so no asyncio here; docs/architecture.md#sender):
+- the main thread consumes Kafka in batches, decodes, plans and encodes the parts
+  (``SmppClient.prepare``) and appends them to the queue of the record's SMSC. It never waits
+  for an SMSC: back-pressure pauses the consumer's partitions while too many parts are queued
+  (``PauseGate``), and it serves producer delivery reports once per batch;
+- each SMSC's dispatcher thread (``dispatch.SmscDispatcher``) moves its queue, in order, into
+  the windows of that SMSC's binds, many submit_sm per socket write; a full window on one SMSC
+  only holds that SMSC's queue;
 - each bind's session thread reports submit results and receipts through callbacks, which only
   produce to Kafka (thread-safe) and update job state under one lock;
-- a retry thread resubmits parts the SMSC asked us to slow down for, after a backoff.
+- a retry thread re-enqueues parts the SMSC asked us to slow down for, after a backoff.
 
 Nothing is lost: a record's offset is committed only after every part's final outcome has been
 acknowledged by Kafka (``OffsetTracker``), so a crash replays unfinished records. A replay can
@@ -20,26 +25,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
+from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
 from connectors.sender.offsets import OffsetTracker
 from connectors.sender.retry import RetryKind, RetryPolicy
 from connectors.smpp.client import SmppClient, SubmitOptions
 from connectors.smpp.models import (
-    BindState,
     InboundDeliver,
-    SmppClientClosed,
     SmppClientConfig,
     SubmitResult,
-    SubmitTimeout,
 )
-from schemas.codec import DecodeError
+from schemas.codec import AvroCodec, DecodeError
 from schemas.models import (
+    AvroModel,
     ReceiptEvent,
     ReceiptState,
     Rejection,
@@ -48,6 +51,7 @@ from schemas.models import (
     SubmitStatus,
 )
 from schemas.retrying import decode_blocking
+from schemas.wire import WireCodec
 from smsflow.config.kafka_io import read_config
 from smsflow.config.models import MessageType as RouteMessageType
 from smsflow.config.models import PlatformConfig, Smsc
@@ -63,7 +67,11 @@ log = logging.getLogger(__name__)
 
 STAGE = "sender"
 COMMIT_INTERVAL_S = 0.5
-SUBMIT_ADMISSION_TIMEOUT_S = 5.0  # longest the consumer thread waits for window room
+CONSUME_BATCH = 500  # records taken from Kafka per consumer round
+POLL_TIMEOUT_S = 0.1  # the consumer's wait for the first record of a round
+#: Parts queued for the SMSCs (not yet in a window) at which the consumer pauses its
+#: partitions; it resumes at half. Bounds memory; below it, no SMSC delays another.
+MAX_QUEUED_PARTS = 5000
 BIND_WAIT_S = 0.5  # re-check interval while an SMSC has no bound connection
 CONFIG_REFRESH_MIN_S = 5.0
 FAILOVER_AFTER_S = 10.0  # an SMSC without a bound connection this long: fail over its traffic
@@ -90,6 +98,12 @@ class Job:
     @property
     def key(self) -> str:
         return self.routed.request.message_id
+
+
+def _encode(codec: AvroCodec | WireCodec, record: AvroModel, topic: str) -> bytes:
+    """``record.to_avro(topic)`` with the codec looked up in advance."""
+    data = record.model_dump(mode="python")
+    return codec.encode(data, topic) if isinstance(codec, WireCodec) else codec.encode(data)
 
 
 def source_ton_npi(source: str) -> tuple[int, int]:
@@ -131,7 +145,8 @@ class SenderService:
         self._smscs: dict[str, Smsc] = {smsc.id: smsc for smsc in config.smscs}
         self._smsc_of_bind: dict[str, Smsc] = {}
         self._binds: dict[str, list[SmppClient]] = {}
-        self._next_bind: dict[str, itertools.cycle[SmppClient]] = {}
+        self._dispatchers: dict[str, SmscDispatcher[tuple[Job, SegmentPlan]]] = {}
+        self._gate = PauseGate(MAX_QUEUED_PARTS)
         self._lock = threading.Lock()
         self._tracker = OffsetTracker()
         self._epochs: dict[int, int] = {}
@@ -146,8 +161,14 @@ class SenderService:
         )
         self._routed_topic = topic_name(settings, ROUTED)
         self._last_bound: dict[str, float] = {}
+        # Resolved once (AvroModel.to_avro looks the registry setting up in the environment
+        # for every record): the sender writes two records per message part.
+        self._outcome_codec = SubmitOutcome.codec()
+        self._receipt_codec = ReceiptEvent.codec()
+        #: stop(): how long to let in-flight records finish before closing (then replayed).
+        self.drain_timeout_s = 15.0
         self.stats = {"messages": 0, "parts_accepted": 0, "parts_failed": 0, "retries": 0,
-                      "receipts": 0, "rejected": 0, "failovers": 0}
+                      "receipts": 0, "rejected": 0, "failovers": 0, "pauses": 0}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -170,7 +191,8 @@ class SenderService:
 
     def _open_binds(self, smscs: list[Smsc]) -> None:
         for smsc in smscs:
-            clients = []
+            clients: list[SmppClient] = []
+            dispatcher = self._new_dispatcher(smsc, clients)
             for index in range(smsc.binds):
                 name = f"{smsc.id}#{index}"
                 client = SmppClient(
@@ -180,13 +202,47 @@ class SenderService:
                         window_size=smsc.window,
                     ),
                     on_receipt=self._on_deliver,
+                    on_room=dispatcher.wake,
                 )
                 self._smsc_of_bind[name] = smsc
-                client.start()
                 clients.append(client)
+            dispatcher.set_clients(clients)
             self._binds[smsc.id] = clients
-            self._next_bind[smsc.id] = itertools.cycle(clients)
+            self._dispatchers[smsc.id] = dispatcher
             self._last_bound[smsc.id] = time.monotonic()
+            dispatcher.start()
+            for client in clients:
+                client.start()
+
+    def _new_dispatcher(
+        self, smsc: Smsc, clients: list[SmppClient]
+    ) -> SmscDispatcher[tuple[Job, SegmentPlan]]:
+        smsc_id = smsc.id
+
+        def on_no_bind(entries: list[Entry[tuple[Job, SegmentPlan]]]) -> None:
+            for entry in entries:
+                job, plan = entry.context
+                if not self._stale(job):
+                    self._wait_for_bind(job, plan)
+
+        def on_bound() -> None:
+            self._last_bound[smsc_id] = time.monotonic()
+
+        def on_taken(context: tuple[Job, SegmentPlan]) -> None:
+            context[0].attempts += 1
+
+        def on_returned(context: tuple[Job, SegmentPlan]) -> None:
+            context[0].attempts -= 1
+
+        return SmscDispatcher(
+            smsc_id, clients, smsc.window, on_no_bind=on_no_bind,
+            is_stale=lambda context: self._stale(context[0]), on_taken=on_taken,
+            on_returned=on_returned, on_bound=on_bound,
+        )
+
+    def _stale(self, job: Job) -> bool:
+        """The job's partition was revoked since it was read: its next owner replays it."""
+        return self._epochs.get(job.partition) != job.epoch
 
     def stop(self) -> None:
         self._stop.set()
@@ -205,19 +261,43 @@ class SenderService:
         last_commit = time.monotonic()
         try:
             while not self._stop.is_set():
-                message = self._consumer.poll(0.1)
-                if message is not None:
-                    self._on_record(message)
+                # Wait for the first record, then take whatever else is ready: batches under
+                # load, no added latency when idle.
+                first = self._consumer.poll(POLL_TIMEOUT_S)
+                if first is not None:
+                    self._on_record(first)
+                    # Never take more than the queue bound has room for (>= 1 record).
+                    more = min(CONSUME_BATCH, self._gate.limit - self.queued_parts()) - 1
+                    if more > 0:
+                        for message in self._consumer.consume(more, 0):
+                            self._on_record(message)
                 self._producer.poll(0)
+                self._apply_back_pressure()
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                     self._commit(asynchronous=True)
                     last_commit = time.monotonic()
         finally:
             self._drain()
 
-    def _drain(self, timeout_s: float = 15.0) -> None:
+    def queued_parts(self) -> int:
+        """Parts waiting in the SMSC queues (not yet in a window)."""
+        return sum(d.queued_parts for d in list(self._dispatchers.values()))
+
+    def _apply_back_pressure(self) -> None:
+        change = self._gate.update(self.queued_parts())
+        if change is None:
+            return
+        assignment = self._consumer.assignment()
+        if change:
+            self.stats["pauses"] += 1
+            log.info("%d parts queued for the SMSCs: pausing consumption", self.queued_parts())
+            self._consumer.pause(assignment)
+        else:
+            self._consumer.resume(assignment)
+
+    def _drain(self) -> None:
         """Let in-flight work finish, then commit what is safe and close everything."""
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + self.drain_timeout_s
         while time.monotonic() < deadline:
             with self._lock:
                 busy = self._tracker.in_flight()
@@ -227,6 +307,8 @@ class SenderService:
         for clients in self._binds.values():
             for client in clients:
                 client.close()
+        for dispatcher in self._dispatchers.values():
+            dispatcher.stop()  # what is left is replayed from the uncommitted offsets
         self._producer.flush(10)
         self._commit(asynchronous=False)
         self._consumer.close()
@@ -236,6 +318,7 @@ class SenderService:
     # ------------------------------------------------------------------ Kafka side
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._gate.reset()  # a new assignment starts unpaused; re-paused if still over
         with self._lock:
             for tp in partitions:
                 self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
@@ -335,26 +418,14 @@ class SenderService:
 
     # ------------------------------------------------------------------ SMPP side
 
-    def _bound_client(self, smsc_id: str) -> SmppClient | None:
-        """The next bind of the SMSC that is up, round robin; None while all are down."""
-        clients = self._binds[smsc_id]
-        for _ in clients:
-            client = next(self._next_bind[smsc_id])
-            if client.state is BindState.BOUND:
-                self._last_bound[smsc_id] = time.monotonic()
-                return client
-        return None
-
     def _submit(self, job: Job, plan: SegmentPlan) -> None:
-        """Hand the parts to a bound SMPP client; never wait on an SMSC that is down."""
+        """Encode the parts and queue them for the SMSC's dispatcher; never waits. A
+        dispatcher without a bound connection hands them back to ``_wait_for_bind``."""
         request = job.routed.request
-        client = self._bound_client(job.routed.smsc_id)
-        if client is None:
-            self._wait_for_bind(job, plan)
-            return
+        clients = self._binds[job.routed.smsc_id]
         ton, npi = source_ton_npi(request.source)
         try:
-            future: Future[SubmitResult] = client.submit(
+            prepared = clients[0].prepare(
                 job.key, plan,
                 source_addr=request.source.removeprefix("+"),
                 destination_addr=job.routed.destination.removeprefix("+"),
@@ -362,18 +433,14 @@ class SenderService:
                 options=SubmitOptions(
                     registered_delivery=1, source_addr_ton=ton, source_addr_npi=npi
                 ),
-                timeout=SUBMIT_ADMISSION_TIMEOUT_S,
+                callback=lambda result: self._on_result(job, plan, result),
             )
-        except (SubmitTimeout, SmppClientClosed):
-            self._wait_for_bind(job, plan)  # nothing was sent
-            return
         except ValueError as exc:
             # A field the SMSC cannot take (e.g. an over-long sender id): fail, do not crash.
             self._fail_parts(job, [s.seq for s in plan.segments], _NO_RESPONSE,
                              f"not submittable: {exc}", 0.0)
             return
-        job.attempts += 1
-        future.add_done_callback(lambda done: self._on_result(job, plan, done.result()))
+        self._dispatchers[job.routed.smsc_id].put(Entry((job, plan), prepared))
 
     def _wait_for_bind(self, job: Job, plan: SegmentPlan) -> None:
         """No bind can take the parts now: try again shortly, until the message expires."""
@@ -531,7 +598,7 @@ class SenderService:
             if complete:
                 self._finish(job.partition, job.offset, job.epoch)
 
-        self._produce(self._sent, key, record.to_avro(self._sent), acked)
+        self._produce(self._sent, key, _encode(self._outcome_codec, record, self._sent), acked)
 
     def _on_deliver(self, inbound: InboundDeliver) -> None:
         smsc = self._smsc_of_bind[inbound.bind_name]
@@ -560,5 +627,5 @@ class SenderService:
         self.stats["receipts"] += 1
         self._produce(
             self._receipts, f"{smsc.id}:{receipt.smsc_message_id}",
-            event.to_avro(self._receipts),
+            _encode(self._receipt_codec, event, self._receipts),
         )

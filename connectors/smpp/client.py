@@ -13,10 +13,19 @@ Threading model (details in ``docs/smpp.md``):
   Admission is FIFO.  ``submit()`` refuses to run on a thread with a running
   asyncio loop: coroutines use :meth:`SmppClient.submit_async`, which hands
   the blocking part to a dedicated single-thread executor.
+* A dispatcher that must never block uses the non-blocking pair instead:
+  :meth:`SmppClient.prepare` (encode and check a message once) and
+  :meth:`SmppClient.send_prepared` (admit as many prepared messages as the
+  window has room for, in order, and write all their PDUs with one socket
+  write); ``on_room`` tells it when responses freed window room or the bind
+  came up or went down.
 * smpplib is not thread-safe for writes: every ``send_pdu`` happens under one
   write lock; sequence numbers come from a locked generator shared with
   smpplib.  Window, correlation map and bind state live under one state lock
   (lock order: write lock, then state lock - never the reverse).
+* submit_sm and the responses the session thread sends are encoded by
+  ``codec.py`` (smpplib's encoder costs ~140 us per PDU); the responses of one
+  read cycle (``deliver_sm_resp`` ...) go out in one write at its end.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -54,7 +63,9 @@ from smsflow.domain.smpp_status import (
 from .backoff import backoff_delay
 from .codec import (
     DATA_SM,
+    DATA_SM_RESP,
     DELIVER_SM,
+    DELIVER_SM_RESP,
     ENQUIRE_LINK,
     ENQUIRE_LINK_RESP,
     GENERIC_NACK,
@@ -64,9 +75,13 @@ from .codec import (
     UNBIND_RESP,
     CodecError,
     FrameBuffer,
+    SubmitSmFields,
+    encode_header_only,
+    encode_submit_sm_from_prefix,
     parse_data_sm,
     parse_deliver_sm,
     parse_message_id,
+    set_sequence,
 )
 from .models import (
     BindMode,
@@ -80,7 +95,7 @@ from .models import (
     SubmitTimeout,
 )
 
-__all__ = ["SmppClient", "SubmitOptions"]
+__all__ = ["PreparedSubmit", "SmppClient", "SubmitOptions"]
 
 log = logging.getLogger("smsflow.smpp.client")
 
@@ -105,6 +120,7 @@ _MAX_SHORT_MESSAGE: Final = 254
 
 ResultCallback = Callable[[SubmitResult], None]
 DeliverCallback = Callable[[InboundDeliver], None]
+RoomCallback = Callable[[], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,14 +177,39 @@ class _Conn:
     unbind_seq: int | None = None
     unbind_resp: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)  # set by the teardown
+    out: list[bytes] = field(default_factory=list)  # session-thread responses of this cycle
+    freed: bool = False  # a submit_sm_resp freed window room in this read cycle
+
+
+@dataclass(eq=False, slots=True)
+class PreparedSubmit:
+    """One message encoded by :meth:`SmppClient.prepare`, ready for
+    :meth:`SmppClient.send_prepared` on any bind with the same configuration.  The sequence
+    numbers are assigned when it is sent; ``callback`` gets the :class:`SubmitResult`
+    (on the session thread of the bind that sent it)."""
+
+    reference: str
+    part_seqs: list[int]
+    pdus: list[bytearray]
+    callback: ResultCallback | None = None
+
+    @property
+    def parts(self) -> int:
+        return len(self.pdus)
 
 
 class _Message:
-    __slots__ = ("first_sent", "future", "part_seqs", "parts", "reference", "remaining")
+    __slots__ = (
+        "callback", "first_sent", "future", "part_seqs", "parts", "reference", "remaining"
+    )
 
-    def __init__(self, reference: str, part_seqs: list[int]) -> None:
+    def __init__(
+        self, reference: str, part_seqs: list[int], callback: ResultCallback | None = None,
+        *, with_future: bool = True,
+    ) -> None:
         self.reference = reference
-        self.future: Future[SubmitResult] = Future()
+        self.callback = callback
+        self.future: Future[SubmitResult] | None = Future() if with_future else None
         # The plan's own part numbers: a resend of plan.select([2, 3]) reports parts 2 and 3.
         self.part_seqs = part_seqs
         self.parts: list[PartResult | None] = [None] * len(part_seqs)
@@ -221,12 +262,14 @@ class SmppClient:
         *,
         on_submit_result: ResultCallback | None = None,
         on_receipt: DeliverCallback | None = None,
+        on_room: RoomCallback | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._config = config
         self._name = config.bind_name
         self._on_submit_result = on_submit_result
         self._on_receipt = on_receipt
+        self._on_room = on_room
         self._rng = rng if rng is not None else random.Random()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -334,6 +377,82 @@ class SmppClient:
         cf = await loop.run_in_executor(self._get_executor(), call)
         return asyncio.wrap_future(cf, loop=loop)
 
+    @property
+    def room(self) -> int:
+        """Parts :meth:`send_prepared` would admit now (0 while not bound, closing, or while
+        blocking :meth:`submit` calls wait for admission)."""
+        with self._lock:
+            if self._closing or self._state is not BindState.BOUND or self._admission:
+                return 0
+            return max(0, self._config.window_size - len(self._inflight))
+
+    def prepare(
+        self,
+        reference: str,
+        plan: SegmentPlan,
+        *,
+        source_addr: str,
+        destination_addr: str,
+        options: SubmitOptions | None = None,
+        callback: ResultCallback | None = None,
+    ) -> PreparedSubmit:
+        """Encode and check every part of ``plan`` (``ValueError`` for a field the SMSC cannot
+        take); nothing is sent.  Thread-safe and non-blocking."""
+        if self._config.bind_mode is BindMode.RECEIVER:
+            raise RuntimeError("a receiver bind cannot submit")
+        pdus = self._build_pdus(plan, source_addr, destination_addr, options or SubmitOptions())
+        return PreparedSubmit(reference, [segment.seq for segment in plan.segments], pdus,
+                              callback)
+
+    def send_prepared(self, batch: Sequence[PreparedSubmit]) -> int:
+        """Admit the longest prefix of ``batch`` that fits the window (a message with more
+        parts than the window goes alone into an empty window), write all its PDUs with one
+        socket write, and return how many messages were admitted.  Never waits for the
+        window: 0 while the window is full, the bind is down or closing.  Each admitted
+        message's result goes to its ``callback`` and to ``on_submit_result``; a lost
+        connection reports it ``connection_lost`` like any in-flight part."""
+        if self._thread is not None and threading.current_thread() is self._thread:
+            raise RuntimeError("send_prepared() from the client's own thread (a callback)")
+        chunks: list[bytearray] = []
+        admitted = 0
+        with self._lock:
+            conn = self._conn
+            if (
+                self._closing or self._state is not BindState.BOUND or conn is None
+                or self._admission or not self._started
+            ):
+                return 0
+            window = self._config.window_size
+            used = len(self._inflight)
+            now = time.monotonic()
+            next_sequence = self._seq.next_sequence
+            inflight = self._inflight
+            parts = 0
+            for item in batch:
+                count = len(item.pdus)
+                if used + count > window and used != 0:
+                    break
+                message = _Message(item.reference, item.part_seqs, item.callback,
+                                   with_future=False)
+                message.first_sent = now
+                for index, pdu in enumerate(item.pdus):
+                    seq = next_sequence()
+                    set_sequence(pdu, seq)
+                    inflight[seq] = _InFlight(message, index, now)
+                    chunks.append(pdu)
+                used += count
+                parts += count
+                admitted += 1
+            if not admitted:
+                return 0
+            self._stats.messages_submitted += admitted
+            self._stats.parts_submitted += parts
+            data = b"".join(chunks)  # copied under the lock: a resend patches the bytearrays
+        # Registered under the state lock while ``conn`` was current: from here on either the
+        # resps arrive or the teardown of ``conn`` reports these parts connection_lost.
+        self._write_bytes(conn, data)
+        return admitted
+
     def close(self, timeout: float | None = None) -> None:
         """Stop: refuse new submits, let in-flight ones finish, unbind, wait for
         unbind_resp, close the socket and join the session thread.
@@ -406,7 +525,7 @@ class SmppClient:
         source_addr: str,
         destination_addr: str,
         options: SubmitOptions,
-    ) -> list[Any]:
+    ) -> list[bytearray]:
         cfg = self._config
         fields: dict[str, Any] = {
             "service_type": options.service_type,
@@ -458,13 +577,14 @@ class SmppClient:
             _check_octet(name, fields[name])
         if not destination_addr:
             raise ValueError("destination_addr is empty")
+        head = SubmitSmFields(
+            **{name: fields[name] for name in SubmitSmFields.__dataclass_fields__}
+        ).encode_prefix()
         pdus = []
         for payload in plan.payloads:
             if len(payload) > _MAX_SHORT_MESSAGE:
                 raise ValueError(f"part of {len(payload)} octets > {_MAX_SHORT_MESSAGE}")
-            pdus.append(
-                smpp.make_pdu("submit_sm", client=self._seq, short_message=payload, **fields)
-            )
+            pdus.append(encode_submit_sm_from_prefix(head, payload))
         return pdus
 
     def _submit(
@@ -515,7 +635,9 @@ class SmppClient:
                 now = time.monotonic()
                 message.first_sent = now
                 for index, pdu in enumerate(pdus):
-                    self._inflight[pdu.sequence] = _InFlight(message, index, now)
+                    seq = self._seq.next_sequence()
+                    set_sequence(pdu, seq)
+                    self._inflight[seq] = _InFlight(message, index, now)
                 self._stats.messages_submitted += 1
                 self._stats.parts_submitted += count
             finally:
@@ -523,12 +645,33 @@ class SmppClient:
                 self._cond.notify_all()
         # Registered under the state lock while ``conn`` was current: from here on either the
         # resps arrive or the teardown of ``conn`` reports these parts connection_lost.
-        for pdu in pdus:
-            if not self._write(conn, pdu):
-                break
+        assert conn is not None and message.future is not None
+        self._write_bytes(conn, b"".join(pdus))
         return message.future
 
     # ------------------------------------------------------------------ I/O helpers
+
+    def _write_bytes(self, conn: _Conn, data: bytes) -> bool:
+        """One ``sendall`` of encoded PDUs under the write lock; on failure drop the
+        connection and return False."""
+        with self._write_lock:
+            if conn.closed:
+                return False
+            try:
+                conn.sock.sendall(data)
+                return True
+            except OSError as exc:
+                failure = exc
+        self._abort(conn, f"write failed: {failure!r}")
+        return False
+
+    def _flush(self, conn: _Conn) -> bool:
+        """Write the responses queued during this read cycle (one write)."""
+        if not conn.out:
+            return True
+        data = b"".join(conn.out)
+        conn.out.clear()
+        return self._write_bytes(conn, data)
 
     def _write(self, conn: _Conn, pdu: Any) -> bool:
         """send_pdu under the write lock; on failure drop the connection and return False."""
@@ -553,11 +696,6 @@ class SmppClient:
             conn.stop_reason = reason
         with contextlib.suppress(OSError):
             conn.sock.shutdown(socket.SHUT_RDWR)
-
-    def _make_resp(self, command: str, sequence: int, status: int = 0) -> Any:
-        pdu = smpp.make_pdu(command, client=self._seq, status=status)
-        pdu.sequence = sequence
-        return pdu
 
     @staticmethod
     def _ignore_error_pdu(pdu: Any) -> None:
@@ -665,6 +803,7 @@ class SmppClient:
             self._conn = conn
             self._stats.binds += 1
             self._set_state_locked(BindState.BOUND)
+        self._notify_room()
         smsc = resp.system_id.decode("latin-1") if isinstance(resp.system_id, bytes) else ""
         log.info(
             "%s: bound as %s to %s (connection #%d)",
@@ -704,15 +843,30 @@ class SmppClient:
                             frames = conn.frames.feed(data)
                         except CodecError as exc:
                             return f"protocol error: {exc}"
+                        reason = None
                         for frame in frames:
                             reason = self._dispatch(conn, frame)
                             if reason is not None:
-                                return reason
+                                break
+                        if not self._flush(conn) and reason is None:
+                            reason = conn.stop_reason or "write failed"
+                        if conn.freed:
+                            conn.freed = False
+                            self._notify_room()
+                        if reason is not None:
+                            return reason
                 reason = self._housekeeping(conn, now)
                 if reason is not None:
                     return reason
         finally:
             selector.close()
+
+    def _notify_room(self) -> None:
+        if self._on_room is not None:
+            try:
+                self._on_room()
+            except Exception:
+                log.exception("%s: on_room callback failed", self._name)
 
     def _housekeeping(self, conn: _Conn, now: float) -> str | None:
         cfg = self._config
@@ -735,11 +889,11 @@ class SmppClient:
         _length, command_id, status, seq = HEADER.unpack_from(frame)
         if command_id == SUBMIT_SM_RESP:
             self._on_submit_resp(seq, status, frame[16:])
+            conn.freed = True
         elif command_id == DELIVER_SM or command_id == DATA_SM:
             return self._on_deliver(conn, command_id, seq, frame[16:])
         elif command_id == ENQUIRE_LINK:
-            if not self._write(conn, self._make_resp("enquire_link_resp", seq)):
-                return conn.stop_reason or "write failed"
+            conn.out.append(encode_header_only(ENQUIRE_LINK_RESP, seq))
         elif command_id == ENQUIRE_LINK_RESP:
             pass
         elif command_id == GENERIC_NACK:
@@ -747,6 +901,7 @@ class SmppClient:
                 ours = seq in self._inflight
             if ours:
                 self._on_submit_resp(seq, status or _ESME_RUNKNOWNERR, b"")
+                conn.freed = True
             else:
                 log.warning(
                     "%s: generic_nack seq=%d status=%s", self._name, seq, status_name(status)
@@ -754,7 +909,7 @@ class SmppClient:
                 if seq == conn.unbind_seq:
                     conn.unbind_resp.set()
         elif command_id == UNBIND:
-            self._write(conn, self._make_resp("unbind_resp", seq))
+            conn.out.append(encode_header_only(UNBIND_RESP, seq))
             return "unbind requested by the SMSC"
         elif command_id == UNBIND_RESP:
             if seq == conn.unbind_seq:
@@ -765,8 +920,7 @@ class SmppClient:
         else:
             self._stats.unexpected_pdus += 1
             log.warning("%s: unsupported request 0x%08X; generic_nack", self._name, command_id)
-            if not self._write(conn, self._make_resp("generic_nack", seq, _ESME_RINVCMDID)):
-                return conn.stop_reason or "write failed"
+            conn.out.append(encode_header_only(GENERIC_NACK, seq, _ESME_RINVCMDID))
         return None
 
     def _on_submit_resp(self, seq: int, status: int, body: bytes) -> None:
@@ -817,8 +971,14 @@ class SmppClient:
                 self._on_submit_result(result)
             except Exception:
                 log.exception("%s: on_submit_result callback failed", self._name)
-        with contextlib.suppress(InvalidStateError):  # the caller may have cancelled it
-            message.future.set_result(result)
+        if message.callback is not None:
+            try:
+                message.callback(result)
+            except Exception:
+                log.exception("%s: submit result callback failed", self._name)
+        if message.future is not None:
+            with contextlib.suppress(InvalidStateError):  # the caller may have cancelled it
+                message.future.set_result(result)
 
     def _on_deliver(self, conn: _Conn, command_id: int, seq: int, body: bytes) -> str | None:
         is_deliver = command_id == DELIVER_SM
@@ -855,8 +1015,11 @@ class SmppClient:
                     self._stats.deliver_callback_errors += 1
                     log.exception("%s: on_receipt callback failed", self._name)
                     status = ESME_RX_T_APPN
-        if not self._write(conn, self._make_resp(resp_command, seq, status)):
-            return conn.stop_reason or "write failed"
+        # Queued: written with the other responses at the end of this read cycle, always
+        # after the callback has handed the receipt on.
+        conn.out.append(
+            encode_header_only(DELIVER_SM_RESP if is_deliver else DATA_SM_RESP, seq, status, b"\0")
+        )
         return None
 
     def _teardown(self, conn: _Conn, reason: str) -> None:
@@ -905,6 +1068,7 @@ class SmppClient:
         )
         for completion in completions:
             self._complete(completion)
+        self._notify_room()
 
     def _unbind(self, conn: _Conn, deadline: float, budget: float) -> None:
         """close(): drain the window (up to half the budget), then unbind and wait."""

@@ -34,10 +34,15 @@ __all__ = [
     "CodecError",
     "DeliverBody",
     "FrameBuffer",
+    "SubmitSmFields",
+    "encode_header_only",
+    "encode_submit_sm",
+    "encode_submit_sm_from_prefix",
     "parse_data_sm",
     "parse_deliver_sm",
     "parse_message_id",
     "parse_tlvs",
+    "set_sequence",
 ]
 
 HEADER: Final = struct.Struct(">IIII")  # command_length, command_id, command_status, sequence
@@ -56,6 +61,9 @@ ENQUIRE_LINK: Final = 0x00000015
 ENQUIRE_LINK_RESP: Final = 0x80000015
 DATA_SM: Final = 0x00000103
 DATA_SM_RESP: Final = 0x80000103
+
+_BYTE: Final = struct.Struct(">B")
+_SEQUENCE: Final = struct.Struct(">I")
 
 #: Largest PDU accepted from the SMSC; anything bigger means a broken stream.
 MAX_PDU_LENGTH: Final = 64 * 1024
@@ -223,3 +231,75 @@ def parse_message_id(body: bytes) -> str | None:
     raw = body if end < 0 else body[:end]
     value = raw.decode("latin-1").strip()
     return value or None
+
+
+# ------------------------------------------------------------------------------ encoding
+# smpplib's ``make_pdu(...).generate()`` costs ~140 us per submit_sm (it walks its parameter
+# tables for every PDU); the sender writes thousands per second, so the two PDUs it sends
+# on the hot path (submit_sm and the header-only/empty-body responses) are encoded here.
+# tests/unit/test_smpp_codec_encode.py checks the bytes against smpplib's.
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitSmFields:
+    """The submit_sm fields shared by every part of one message (validated by the caller)."""
+
+    service_type: str
+    source_addr_ton: int
+    source_addr_npi: int
+    source_addr: str
+    dest_addr_ton: int
+    dest_addr_npi: int
+    destination_addr: str
+    esm_class: int
+    protocol_id: int
+    priority_flag: int
+    schedule_delivery_time: str
+    validity_period: str
+    registered_delivery: int
+    data_coding: int
+
+    def encode_prefix(self) -> bytes:
+        """The body up to ``sm_length`` (the same for every part of the message), so each
+        part only appends its length and payload."""
+        return b"".join((
+            self.service_type.encode("latin-1"), b"\0",
+            bytes((self.source_addr_ton, self.source_addr_npi)),
+            self.source_addr.encode("latin-1"), b"\0",
+            bytes((self.dest_addr_ton, self.dest_addr_npi)),
+            self.destination_addr.encode("latin-1"), b"\0",
+            bytes((self.esm_class, self.protocol_id, self.priority_flag)),
+            self.schedule_delivery_time.encode("latin-1"), b"\0",
+            self.validity_period.encode("latin-1"), b"\0",
+            # registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id
+            bytes((self.registered_delivery, 0, self.data_coding, 0)),
+        ))
+
+
+def encode_submit_sm(fields: SubmitSmFields, short_message: bytes, sequence: int = 0) -> bytearray:
+    """One submit_sm PDU (header included); the sequence number can be set later with
+    :func:`set_sequence`. ``short_message`` must be at most 254 octets (no TLVs are written)."""
+    return encode_submit_sm_from_prefix(fields.encode_prefix(), short_message, sequence)
+
+
+def encode_submit_sm_from_prefix(head: bytes, short_message: bytes, sequence: int = 0) -> bytearray:
+    """:func:`encode_submit_sm` with the body prefix already encoded (shared by the parts)."""
+    if len(short_message) > 254:
+        raise ValueError(f"short_message of {len(short_message)} octets > 254")
+    length = 16 + len(head) + 1 + len(short_message)
+    pdu = bytearray(HEADER.pack(length, SUBMIT_SM, 0, sequence))
+    pdu += head
+    pdu += _BYTE.pack(len(short_message))
+    pdu += short_message
+    return pdu
+
+
+def set_sequence(pdu: bytearray, sequence: int) -> None:
+    """Overwrite the sequence_number of an encoded PDU in place."""
+    _SEQUENCE.pack_into(pdu, 12, sequence)
+
+
+def encode_header_only(command_id: int, sequence: int, status: int = 0, body: bytes = b"") -> bytes:
+    """A PDU whose body is fixed: ``enquire_link(_resp)``, ``generic_nack``, ``unbind_resp``;
+    ``deliver_sm_resp`` / ``data_sm_resp`` with ``body=b"\\0"`` (an empty message_id)."""
+    return HEADER.pack(16 + len(body), command_id, status, sequence) + body

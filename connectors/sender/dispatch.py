@@ -1,0 +1,235 @@
+"""Per-SMSC dispatch: a queue and a thread per SMSC, so a full window never blocks anyone else.
+
+The consumer thread (and the retry thread) only *enqueue* prepared messages. Each SMSC's
+dispatcher thread moves them, in FIFO order, into whichever of its binds has window room,
+several messages per socket write (``SmppClient.send_prepared``). When every window of an
+SMSC is full, only that SMSC's queue waits; the dispatcher sleeps until a bind reports freed
+room (``on_room``) or a new entry arrives. When no bind of the SMSC is up, the queue is handed
+back to the service (``on_no_bind``), which reschedules or fails the entries over.
+
+Back-pressure is not blocking: :class:`PauseGate` tells the consumer thread when to pause and
+resume its partitions from the total number of queued parts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from connectors.smpp.client import PreparedSubmit
+from connectors.smpp.models import BindState
+
+log = logging.getLogger(__name__)
+
+#: A dispatcher with work but no room re-checks its binds at least this often.
+IDLE_RECHECK_S = 0.1
+#: Messages moved per ``send_prepared`` call at most (bounds one socket write).
+MAX_BATCH = 256
+
+T = TypeVar("T")
+
+
+class SubmitTarget(Protocol):
+    """What a dispatcher needs of a bind (``SmppClient``)."""
+
+    @property
+    def state(self) -> BindState: ...
+
+    @property
+    def room(self) -> int: ...
+
+    def send_prepared(self, batch: Sequence[PreparedSubmit]) -> int: ...
+
+
+@dataclass(eq=False, slots=True)
+class Entry(Generic[T]):
+    """One message waiting for window room: the caller's context and the encoded PDUs."""
+
+    context: T
+    prepared: PreparedSubmit
+
+    @property
+    def parts(self) -> int:
+        return len(self.prepared.pdus)
+
+
+def take_batch(queue: deque[Entry[T]], room: int, window: int, idle: bool) -> list[Entry[T]]:
+    """Pop the longest FIFO prefix of ``queue`` whose parts fit in ``room`` (pure).
+
+    A message with more parts than the whole window is taken alone, and only while the
+    window is empty (``idle``), as ``send_prepared`` admits it."""
+    batch: list[Entry[T]] = []
+    used = 0
+    while queue and len(batch) < MAX_BATCH:
+        parts = queue[0].parts
+        if used + parts > room:
+            if not batch and parts > window and idle:
+                batch.append(queue.popleft())
+            break
+        batch.append(queue.popleft())
+        used += parts
+    return batch
+
+
+class PauseGate:
+    """When the consumer should pause/resume its partitions (pure; hysteresis).
+
+    Pause at ``limit`` queued parts or more, resume once back at ``resume_at`` or fewer."""
+
+    def __init__(self, limit: int, resume_at: int | None = None) -> None:
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        self.limit = limit
+        self.resume_at = limit // 2 if resume_at is None else resume_at
+        self.paused = False
+
+    def update(self, queued: int) -> bool | None:
+        """True: pause now; False: resume now; None: no change."""
+        if not self.paused and queued >= self.limit:
+            self.paused = True
+            return True
+        if self.paused and queued <= self.resume_at:
+            self.paused = False
+            return False
+        return None
+
+    def reset(self) -> None:
+        """The consumer's assignment changed: newly assigned partitions are not paused."""
+        self.paused = False
+
+
+class SmscDispatcher(Generic[T]):
+    """The queue and thread of one SMSC (see the module docstring)."""
+
+    def __init__(
+        self,
+        smsc_id: str,
+        clients: Sequence[SubmitTarget],
+        window: int,
+        *,
+        on_no_bind: Callable[[list[Entry[T]]], None],
+        is_stale: Callable[[T], bool],
+        on_taken: Callable[[T], None],
+        on_returned: Callable[[T], None],
+        on_bound: Callable[[], None],
+    ) -> None:
+        self.smsc_id = smsc_id
+        self._clients = list(clients)
+        self._window = window
+        self._on_no_bind = on_no_bind
+        self._is_stale = is_stale
+        self._on_taken = on_taken
+        self._on_returned = on_returned
+        self._on_bound = on_bound
+        self._queue: deque[Entry[T]] = deque()
+        self._cond = threading.Condition()
+        self._dirty = False
+        self._stopping = False
+        self._next = 0
+        self._queued_parts = 0
+        self._thread = threading.Thread(target=self._run, name=f"send-{smsc_id}", daemon=True)
+
+    @property
+    def queued_parts(self) -> int:
+        """Parts waiting in this SMSC's queue (a plain read; exact enough for back-pressure)."""
+        return self._queued_parts
+
+    def set_clients(self, clients: Sequence[SubmitTarget]) -> None:
+        """The binds to serve (before :meth:`start`; the binds need :meth:`wake` first)."""
+        self._clients = list(clients)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> list[Entry[T]]:
+        """Stop the thread; returns what was still queued."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        with self._cond:
+            left = list(self._queue)
+            self._queue.clear()
+            self._queued_parts = 0
+        return left
+
+    def put(self, entry: Entry[T]) -> None:
+        with self._cond:
+            self._queue.append(entry)
+            self._queued_parts += entry.parts
+            self._dirty = True
+            self._cond.notify()
+
+    def wake(self) -> None:
+        """A bind freed window room, came up or went down (``SmppClient`` ``on_room``)."""
+        with self._cond:
+            self._dirty = True
+            self._cond.notify()
+
+    # ------------------------------------------------------------------ thread
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._dirty and not self._stopping:
+                    self._cond.wait(IDLE_RECHECK_S)
+                self._dirty = False
+                if self._stopping:
+                    return
+                if not self._queue:
+                    continue
+            try:
+                self._dispatch()
+            except Exception:  # never let one bad entry stop an SMSC's traffic for good
+                log.exception("dispatcher of %s failed a round", self.smsc_id)
+
+    def _dispatch(self) -> None:
+        """Move queued entries into every bind with room until none has room or the queue
+        is empty."""
+        while True:
+            bound = [c for c in self._clients if c.state is BindState.BOUND]
+            if not bound:
+                with self._cond:
+                    entries = list(self._queue)
+                    self._queue.clear()
+                    self._queued_parts = 0
+                if entries:
+                    self._on_no_bind(entries)
+                return
+            self._on_bound()
+            moved = False
+            start = self._next
+            self._next = (self._next + 1) % len(bound)
+            for i in range(len(bound)):
+                client = bound[(start + i) % len(bound)]
+                room = client.room
+                if room <= 0:
+                    continue
+                with self._cond:
+                    batch = take_batch(self._queue, room, self._window,
+                                       idle=room >= self._window)
+                    self._queued_parts -= sum(e.parts for e in batch)
+                if not batch:
+                    break  # queue empty
+                live = [e for e in batch if not self._is_stale(e.context)]
+                for entry in live:
+                    self._on_taken(entry.context)
+                admitted = client.send_prepared([e.prepared for e in live]) if live else 0
+                if admitted < len(live):
+                    back = live[admitted:]
+                    for entry in back:
+                        self._on_returned(entry.context)
+                    with self._cond:
+                        self._queue.extendleft(reversed(back))
+                        self._queued_parts += sum(e.parts for e in back)
+                moved = moved or admitted > 0 or len(live) < len(batch)
+            with self._cond:
+                if not self._queue:
+                    return
+            if not moved:
+                return  # every window is full: wait for on_room (or the periodic re-check)
