@@ -51,6 +51,7 @@ from schemas.models import (
     SubmitStatus,
 )
 from schemas.retrying import decode_blocking
+from schemas.summaries import sent_summary_header
 from schemas.wire import WireCodec
 from smsflow.config.kafka_io import read_config
 from smsflow.config.models import MessageType as RouteMessageType
@@ -401,11 +402,13 @@ class SenderService:
     def _produce(
         self, topic: str, key: str | None, value: bytes,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         while True:
             try:
                 self._producer.produce(
-                    topic, key=key.encode() if key else None, value=value, on_delivery=on_delivery
+                    topic, key=key.encode() if key else None, value=value, on_delivery=on_delivery,
+                    headers=headers,
                 )
                 return
             except BufferError:
@@ -598,7 +601,13 @@ class SenderService:
             if complete:
                 self._finish(job.partition, job.offset, job.epoch)
 
-        self._produce(self._sent, key, _encode(self._outcome_codec, record, self._sent), acked)
+        # The fields the worker's AIMD and windows need, so they need not decode the value.
+        summary = sent_summary_header(
+            record.route_id, record.operator_id, record.tenant_id,
+            outcome is SubmitStatus.ACCEPTED, command_status, record.latency_ms, job.attempts,
+        )
+        self._produce(self._sent, key, _encode(self._outcome_codec, record, self._sent), acked,
+                      headers=[summary])
 
     def _on_deliver(self, inbound: InboundDeliver) -> None:
         smsc = self._smsc_of_bind[inbound.bind_name]

@@ -73,6 +73,7 @@ from schemas.models import (
     SubmitOutcome,
     SubmitStatus,
 )
+from schemas.summaries import report_summary_header
 from smsflow.domain.delivery import message_status
 from smsflow.domain.receipts import DlrStatus
 from smsflow.domain.tracking import (
@@ -412,8 +413,11 @@ async def aggregate(stream: faust.StreamT[bytes]) -> None:
                 collected[key] = _COLLECTING + _pack([*blobs, event.value or b""])
                 continue
         report = _report(parts)
-        future = await dlr_out.send(key=report.tenant_id.encode(),
-                                      value=report.to_avro(dlr_topic_name))
+        future = await dlr_out.send(
+            key=report.tenant_id.encode(), value=report.to_avro(dlr_topic_name),
+            headers=[report_summary_header(report.route_id, report.operator_id,
+                                           report.tenant_id, report.status.value)],
+        )
         # Until the report is stored, a replayed part reports again instead of being dropped.
         _reporting.add(key)
         after_delivery(future, event, partial(_mark_done, key))

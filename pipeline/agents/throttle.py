@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -49,6 +50,7 @@ from pipeline.runtime import config_watcher
 from pipeline.scheduling import ScheduledStage
 from schemas.codec import DecodeError
 from schemas.models import RoutedMessage, SubmitOutcome
+from schemas.summaries import SentSummary, parse_sent_summary
 from smsflow.config.models import Tier
 from smsflow.domain.limits import (
     Released,
@@ -185,7 +187,7 @@ async def throttle_timer() -> None:
     await stage.run()
 
 
-def sample_of(outcome: SubmitOutcome) -> SubmitSample | None:
+def sample_of(outcome: SubmitOutcome | SentSummary) -> SubmitSample | None:
     """The AIMD sample a submit outcome gives, or None if it says nothing about the route.
 
     * A response status: its category (``ESME_RTHROTTLED``/``ESME_RMSGQFUL`` are back-pressure).
@@ -253,7 +255,7 @@ class SubmitFeedback:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
                 for records in batches.values():
                     for record in records:
-                        await self._fold(record.value)
+                        await self._fold(record.value, record.headers)
                 if time.monotonic() >= next_log:
                     next_log = time.monotonic() + FEEDBACK_LOG_INTERVAL_S
                     log.info("%s: feedback samples=%d foreign=%d unusable=%d", STAGE,
@@ -261,12 +263,15 @@ class SubmitFeedback:
         finally:
             await consumer.stop()
 
-    async def _fold(self, value: bytes | None) -> None:
-        try:
-            outcome = await decode(SubmitOutcome, value)
-        except (DecodeError, ValidationError):
-            self.unusable += 1  # the delivery agent dead-letters it
-            return
+    async def _fold(self, value: bytes | None,
+                    headers: Sequence[tuple[str, bytes]] | None = None) -> None:
+        outcome: SentSummary | SubmitOutcome | None = parse_sent_summary(headers)
+        if outcome is None:  # no summary header (an older sender): decode the value
+            try:
+                outcome = await decode(SubmitOutcome, value)
+            except (DecodeError, ValidationError):
+                self.unusable += 1  # the delivery agent dead-letters it
+                return
         if not self._stage.has_lane(outcome.route_id):
             self.foreign += 1
             return

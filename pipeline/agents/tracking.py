@@ -50,6 +50,12 @@ from pipeline.runtime import config_watcher
 from pipeline.tracking_policy import health_policy, window_spec
 from schemas.codec import DecodeError
 from schemas.models import DeliveryReport, RouteHealth, SubmitOutcome, SubmitStatus
+from schemas.summaries import (
+    ReportSummary,
+    SentSummary,
+    parse_report_summary,
+    parse_sent_summary,
+)
 from smsflow.domain.receipts import DlrStatus
 from smsflow.domain.tracking import (
     HealthState,
@@ -93,19 +99,34 @@ def window_keys(route_id: str, operator_id: str, tenant_id: str) -> tuple[str, s
     return f"route:{route_id}", f"operator:{operator_id}", f"tenant:{tenant_id}"
 
 
-def _window_event(topic: str, value: bytes | None, ts_ms: int) -> tuple[WindowEvent, str,
-                                                                         str, str]:
-    """The window event a record means and its route, operator and tenant ids."""
+def _window_event(topic: str, value: bytes | None, ts_ms: int, headers: Any,
+                  ) -> tuple[WindowEvent, str, str, str]:
+    """The window event a record means and its route, operator and tenant ids: from its
+    summary header when it has one (schemas.summaries), else from its value."""
     if topic == sent_topic_name:
-        sent = SubmitOutcome.from_avro(value)
+        summary = parse_sent_summary(_header_pairs(headers))
+        if summary is None:
+            sent = SubmitOutcome.from_avro(value)
+            summary = SentSummary(sent.route_id, sent.operator_id, sent.tenant_id,
+                                  sent.outcome is SubmitStatus.ACCEPTED, sent.command_status,
+                                  sent.latency_ms, sent.attempts)
         event: WindowEvent = submit_event(
-            ts_ms, accepted=sent.outcome is SubmitStatus.ACCEPTED,
-            command_status=sent.command_status, latency_ms=sent.latency_ms,
+            ts_ms, accepted=summary.accepted, command_status=summary.command_status,
+            latency_ms=summary.latency_ms,
         )
-        return event, sent.route_id, sent.operator_id, sent.tenant_id
-    report = DeliveryReport.from_avro(value)
-    return (TerminalEvent(ts_ms, DlrStatus(report.status.value)), report.route_id,
+        return event, summary.route_id, summary.operator_id, summary.tenant_id
+    report = parse_report_summary(_header_pairs(headers))
+    if report is None:
+        full = DeliveryReport.from_avro(value)
+        report = ReportSummary(full.route_id, full.operator_id, full.tenant_id,
+                               full.status.value)
+    return (TerminalEvent(ts_ms, DlrStatus(report.status)), report.route_id,
             report.operator_id, report.tenant_id)
+
+
+def _header_pairs(headers: Any) -> Any:
+    """faust hands headers over as a list of pairs or as a dict."""
+    return headers.items() if isinstance(headers, dict) else headers
 
 
 #: Per source partition (``<topic>:<partition>``), the offset through which fan_out's deltas
@@ -144,8 +165,8 @@ async def fan_out(stream: faust.StreamT[bytes]) -> None:
             last_of_source[source] = event
             try:
                 window_event, route_id, operator_id, tenant_id = _window_event(
-                    message.topic, event.value, int(message.timestamp * 1000))
-            except (DecodeError, ValidationError):
+                    message.topic, event.value, int(message.timestamp * 1000), message.headers)
+            except (DecodeError, ValidationError, ValueError):
                 # The correlator dead-letters a bad sms.sent record; sms.dlr is ours.
                 log.warning("tracking: skipped an undecodable record %s/%d@%d",
                             message.topic, message.partition, message.offset)
