@@ -51,6 +51,7 @@ class DeliveryStatus(StrEnum):
     EXPIRED = "EXPIRED"
     REJECTED = "REJECTED"
     FAILED = "FAILED"
+    ACCEPTED = "ACCEPTED"  # v2: accepted by the SMSC, no receipt requested
 
 
 class RouteState(StrEnum):
@@ -143,6 +144,7 @@ class SubmitOutcome(AvroModel):
     submitted_at: datetime
     sent_at: datetime
     expires_at: datetime
+    receipt_requested: bool = True
 
 
 class ReceiptEvent(AvroModel):

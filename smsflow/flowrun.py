@@ -119,6 +119,7 @@ class FlowResult:
             "expired": self.statuses.get("EXPIRED", 0),
             "smsc_rejected": self.statuses.get("REJECTED", 0),
             "failed": self.statuses.get("FAILED", 0),
+            "accepted_no_receipt": self.statuses.get("ACCEPTED", 0),
             "rejected": sum(self.rejection_codes.values()),
             "rejection_codes": dict(self.rejection_codes),
             "duplicates": self.duplicates,

@@ -432,9 +432,10 @@ class SenderService:
                 job.key, plan,
                 source_addr=request.source.removeprefix("+"),
                 destination_addr=job.routed.destination.removeprefix("+"),
-                # Always ask for receipts: delivery tracking and route health depend on them.
+                # A receipt unless the request declines one (its report is then ACCEPTED).
                 options=SubmitOptions(
-                    registered_delivery=1, source_addr_ton=ton, source_addr_npi=npi
+                    registered_delivery=1 if request.registered_delivery else 0,
+                    source_addr_ton=ton, source_addr_npi=npi,
                 ),
                 callback=lambda result: self._on_result(job, plan, result),
             )
@@ -581,6 +582,7 @@ class SenderService:
             attempts=job.attempts, latency_ms=latency_s * 1000, reason=reason,
             submitted_at=request.submitted_at, sent_at=now,
             expires_at=request.submitted_at + validity,
+            receipt_requested=request.registered_delivery,
         )
         key = (
             f"{routed.smsc_id}:{smsc_message_id}" if smsc_message_id

@@ -77,12 +77,13 @@ async def _serve(config: Any, host: str, port: int, interval: float) -> None:
                 st = sim.stats.copy()
                 dt = max(now - last_t, 1e-9)
                 log.info(
-                    "sessions=%d submits=%d (%.0f/s) throttled=%d receipts sent=%d acked=%d "
-                    "pending=%d binds=%d bind_failures=%d",
+                    "sessions=%d submits=%d (%.0f/s) throttled=%d receipts not_requested=%d "
+                    "sent=%d acked=%d pending=%d binds=%d bind_failures=%d",
                     st.sessions,
                     st.submits,
                     (st.submits - last.submits) / dt,
                     st.throttled,
+                    st.receipts_not_requested,
                     st.receipts_sent,
                     st.receipts_acked,
                     st.receipts_pending,

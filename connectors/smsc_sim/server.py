@@ -85,6 +85,7 @@ class SimStats:
     submits_ok: int = 0
     throttled: int = 0
     submit_errors: int = 0
+    receipts_not_requested: int = 0
     receipts_scheduled: int = 0
     receipts_sent: int = 0
     receipts_acked: int = 0
@@ -741,6 +742,8 @@ class SmscSimulator:
                         session, profile, frame, mid, src_start, dst_start, dest, p, sm_len,
                         delivered, now,
                     )
+            else:  # registered_delivery 0 (or the reserved 3): the ESME wants no receipt
+                stats.receipts_not_requested += 1
         if profile.latency_s:
             assert self._resp_wheel is not None
             self._resp_wheel.schedule(now + profile.latency_s, (session, resp))

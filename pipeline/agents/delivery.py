@@ -11,7 +11,10 @@ record is dropped instead of stored as a new wait. The pure rules are
 * no receipt by the end of the validity period (+ grace): we emit EXPIRED ourselves;
 * a receipt whose submit outcome never comes is dead-lettered after its TTL
   (``RECEIPT_UNMATCHED`` on ``sms.rejected``, with the receipt's bytes);
-* done markers are forgotten after their TTL.
+* done markers are forgotten after their TTL;
+* an accepted part whose submit asked for no receipt (``receipt_requested`` false) ends at
+  once with status ACCEPTED: nothing is stored for it and no timer runs (a receipt the SMSC
+  sends anyway finds no submit outcome and is dead-lettered like any unmatched receipt).
 
 Timers reach the agent as commands on ``sms.dlr.timers`` (see :mod:`pipeline.key_timers`), so
 every table change happens inside the stream and is as crash-safe as the rest.
@@ -95,6 +98,8 @@ log = logging.getLogger(__name__)
 
 STAGE = "dlr"
 POLICY = correlation_policy(settings)
+#: ``reason`` of a part that ends ACCEPTED: the SMSC took it, and no receipt was requested.
+NO_RECEIPT_REASON = "no receipt requested"
 
 #: Receipt states that end a part, and the part status they mean. ENROUTE and ACCEPTED are
 #: intermediate. DELETED and UNKNOWN are final answers that are not a delivery (as in Kannel).
@@ -191,6 +196,14 @@ def _complete(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
     )
 
 
+def accepted_part(sent: SubmitOutcome) -> PartOutcome:
+    """The terminal outcome of a part the SMSC accepted without a receipt request."""
+    return PartOutcome(
+        sent=sent, status=DeliveryStatus.ACCEPTED, error_code=None, reason=NO_RECEIPT_REASON,
+        done_at=sent.sent_at,  # when the SMSC accepted it: all we will ever know
+    )
+
+
 async def _emit_part(
     event: faust.EventT[bytes], key: str, part: PartOutcome, *, now_ms: int
 ) -> None:
@@ -244,6 +257,12 @@ async def _on_sent(event: faust.EventT[bytes], key: str, sent: SubmitOutcome, ra
             sent=sent, status=DeliveryStatus.FAILED, error_code=sent.command_status,
             reason=sent.reason or sent.status_name, done_at=sent.sent_at,
         ), now_ms=now_ms)
+        return
+    if not sent.receipt_requested:
+        # No receipt will come: the part ends now, with no waiting entry and no expiry timer.
+        # Not keyed for a done marker, like a failed part: the aggregator drops a replayed copy.
+        counts["sent_no_receipt"] += 1
+        await _emit_part(event, "", accepted_part(sent), now_ms=now_ms)
         return
     waiting = _waiting(key)
     arrival = on_arrival(waiting, EntryKind.SENT)

@@ -2,7 +2,10 @@
 
 A multi-part message is DELIVERED only when every part is; otherwise it takes the worst part
 status. The order below is the one table that decides "worst": a part we never got to the SMSC
-(FAILED) outranks one the SMSC refused (REJECTED), then undeliverable, then expired.
+(FAILED) outranks one the SMSC refused (REJECTED), then undeliverable, then expired. ACCEPTED
+(the SMSC took the part, no receipt was requested, so its fate is unknown) ranks below every
+failure and above DELIVERED: a known failure of any part wins, and a message is DELIVERED only
+when every part is known to be delivered.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from typing import Final
 
 SEVERITY: Final[dict[str, int]] = {
     "DELIVERED": 0,
-    "EXPIRED": 1,
-    "UNDELIVERABLE": 2,
-    "REJECTED": 3,
-    "FAILED": 4,
+    "ACCEPTED": 1,
+    "EXPIRED": 2,
+    "UNDELIVERABLE": 3,
+    "REJECTED": 4,
+    "FAILED": 5,
 }
 
 

@@ -101,13 +101,19 @@ class ReceiptState(Enum):
 
 
 class DlrStatus(Enum):
-    """smsflow's terminal delivery statuses."""
+    """smsflow's terminal delivery statuses.
+
+    ACCEPTED is terminal without being a delivery outcome: the SMSC accepted the part and no
+    receipt was requested (``registered_delivery`` false), so nothing more will be known. No
+    receipt state maps to it. Append only: done markers store the member's position.
+    """
 
     DELIVERED = "DELIVERED"
     UNDELIVERABLE = "UNDELIVERABLE"
     EXPIRED = "EXPIRED"
     REJECTED = "REJECTED"
     FAILED = "FAILED"
+    ACCEPTED = "ACCEPTED"
 
 
 class ReceiptSource(Enum):

@@ -331,6 +331,7 @@ def test_no_receipt_when_not_requested(sim: SimulatorThread, esme_factory: EsmeF
     # Receipts are ordered by due time; had the first asked for one it would come first.
     assert esme.receipts[0].receipted_message_id == esme.resps[1].message_id
     assert sim.stats.receipts_scheduled == 1
+    assert sim.stats.receipts_not_requested == 1  # what an ESME's no-receipt submits show
 
 
 def test_failure_only_receipt_skips_delivered(sim: SimulatorThread,
@@ -340,6 +341,7 @@ def test_failure_only_receipt_skips_delivered(sim: SimulatorThread,
     esme.submit(registered_delivery=2)  # failure-only; delivery_ratio is 1 -> no receipt
     esme.read_until(lambda: len(esme.resps) == 1)
     assert sim.stats.receipts_scheduled == 0
+    assert sim.stats.receipts_not_requested == 0  # asked for one, on failure only
 
 
 @pytest.mark.parametrize("fmt", ["text", "tlv"])

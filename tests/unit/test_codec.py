@@ -160,3 +160,113 @@ def test_current_version_is_released(name: str) -> None:
     assert contracts()[name].fingerprint in released, (
         f"{name} changed: add schemas/avro/history/{name}.v<N+1>.json"
     )
+
+
+# ------------------------------------------------------------------ v2: ACCEPTED, receipt_requested
+
+
+def _read(body: bytes, writer: Any, reader: Any = None) -> dict[str, Any]:
+    record = fastavro.schemaless_reader(io.BytesIO(body), writer, reader)
+    assert isinstance(record, dict)
+    return record
+
+
+def _released(name: str, version: int) -> Any:
+    return next(h for h in history() if h.name == name and h.version == version)
+
+
+def _report_v2(status: str) -> bytes:
+    """A DeliveryReport body written with the released v2 schema."""
+    record = {
+        "message_id": "m", "tenant_id": "t", "client_ref": None, "route_id": "r",
+        "smsc_id": "s", "operator_id": "o", "country": "GB", "destination": "+447700900123",
+        "parts": 1, "status": status, "error_code": None, "reason": None,
+        "smsc_message_ids": ["17"], "submitted_at": NOW, "sent_at": NOW, "done_at": NOW,
+    }
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, _released("DeliveryReport", 2).parsed, record)
+    return buffer.getvalue()
+
+
+def test_delivery_status_symbols_are_only_appended() -> None:
+    """Enum symbols travel as their index: v1's symbols keep their positions in v2."""
+    def symbols(parsed: Any) -> list[str]:
+        field = next(f for f in parsed["fields"] if f["name"] == "status")
+        return list(field["type"]["symbols"])
+
+    v1, v2 = (symbols(_released("DeliveryReport", v).parsed) for v in (1, 2))
+    assert v2[: len(v1)] == v1
+    assert v2[len(v1):] == ["ACCEPTED"]
+    assert [s.value for s in DeliveryStatus] == v2
+
+
+def test_v1_submit_outcome_reads_as_receipt_requested() -> None:
+    old = _released("SubmitOutcome", 1)
+    record = _sample(old.parsed)
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, old.parsed, record)
+    decoded = SubmitOutcome.from_avro(MARKER + old.fingerprint + buffer.getvalue())
+    assert decoded.receipt_requested is True
+
+
+def test_v1_part_outcome_and_report_still_decode() -> None:
+    encoded = {}
+    for name in ("PartOutcome", "DeliveryReport"):
+        old = _released(name, 1)
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, old.parsed, _sample(old.parsed))
+        encoded[name] = MARKER + old.fingerprint + buffer.getvalue()
+        assert codec(name).decode(encoded[name])["status"] == "DELIVERED"
+    assert PartOutcome.from_avro(encoded["PartOutcome"]).sent.receipt_requested is True
+
+
+def test_receipt_requested_round_trips() -> None:
+    sent = SubmitOutcome(
+        message_id="m", tenant_id="t", route_id="r", smsc_id="s", operator_id="o",
+        country="GB", destination="+447700900123", part_index=0, part_count=1,
+        outcome=SubmitStatus.ACCEPTED, smsc_message_id="123", command_status=0,
+        status_name="ESME_ROK", attempts=1, latency_ms=1.5, submitted_at=NOW, sent_at=NOW,
+        expires_at=NOW, receipt_requested=False,
+    )
+    part = PartOutcome(sent=sent, status=DeliveryStatus.ACCEPTED, done_at=NOW)
+    assert PartOutcome.from_avro(part.to_avro()) == part
+    assert SubmitOutcome.from_avro(sent.to_avro()).receipt_requested is False
+
+
+def test_old_reader_meets_accepted() -> None:
+    """What a reader holding only the v1 schema does with a v2 report (docs/analysts.md).
+
+    v1's enum has no default, so the new symbol cannot be read with v1; every other status can.
+    """
+    v1, v2 = _released("DeliveryReport", 1), _released("DeliveryReport", 2)
+    accepted, delivered = _report_v2("ACCEPTED"), _report_v2("DELIVERED")
+    # Avro schema resolution (writer v2 -> reader v1): ACCEPTED is an error...
+    with pytest.raises(fastavro.read.SchemaResolutionError):
+        fastavro.schemaless_reader(io.BytesIO(accepted), v2.parsed, v1.parsed)
+    # ...older statuses resolve.
+    assert _read(delivered, v2.parsed, v1.parsed)["status"] == "DELIVERED"
+    # Decoding v2 bytes with the v1 schema alone (ignoring the fingerprint): the layout is
+    # the same, older statuses read right, ACCEPTED (index 5) is out of v1's range.
+    assert _read(delivered, v1.parsed)["status"] == "DELIVERED"
+    with pytest.raises(IndexError):
+        fastavro.schemaless_reader(io.BytesIO(accepted), v1.parsed)
+    # Apache avro (1.12) fails the same way.
+    reader = avro.io.DatumReader(avro.schema.parse(json.dumps(v1.parsed)))
+    with pytest.raises(avro.errors.SchemaResolutionException):
+        reader.read(avro.io.BinaryDecoder(io.BytesIO(accepted)))
+    # An old smsflow process does not know the v2 fingerprint at all: every v2 record, whatever
+    # its status, is a SCHEMA_MISMATCH there (upgrade readers before writers).
+    assert v1.fingerprint != v2.fingerprint
+
+
+def test_new_reader_reads_a_later_unknown_status_as_the_enum_default() -> None:
+    """The reason for v2's enum default: a v3 symbol reads as ACCEPTED with the v2 schema."""
+    v2 = _released("DeliveryReport", 2)
+    v3_json = json.loads(json.dumps(v2.parsed))
+    status = next(f for f in v3_json["fields"] if f["name"] == "status")
+    status["type"]["symbols"].append("BLOCKED")
+    v3 = fastavro.parse_schema(v3_json, _force=True)
+    record = _read(_report_v2("DELIVERED"), v2.parsed)
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, v3, {**record, "status": "BLOCKED"})
+    assert _read(buffer.getvalue(), v3, v2.parsed)["status"] == "ACCEPTED"

@@ -15,6 +15,7 @@ from smsflow.domain.tracking import (
     DEFAULT_LATENCY_BOUNDS_MS,
     DEFAULT_WINDOW_SPEC,
     ERROR_CATEGORIES,
+    NEUTRAL_STATUSES,
     TERMINAL_STATUSES,
     ErrorCategory,
     StateFormatError,
@@ -328,6 +329,8 @@ def reference(
     for event, now in stream:
         now_bucket = now // spec.bucket_ms
         head = now_bucket if head is None else max(head, now_bucket)
+        if isinstance(event, TerminalEvent) and event.status in NEUTRAL_STATUSES:
+            continue  # ACCEPTED: not a delivery outcome, counted nowhere
         bucket = event.ts_ms // spec.bucket_ms
         if bucket > head:
             bucket, skewed = head, skewed + 1
@@ -357,7 +360,7 @@ def reference(
 _EVENT = st.tuples(
     st.sampled_from([0, 0, 0, 1, 50, 250, 999, 1_000, 3_000, 7_000]),  # clock advance
     st.integers(-1_500, 7_000),  # age of the event at that clock (negative: from the future)
-    st.sampled_from(TERMINAL_STATUSES) | st.none(),  # None: a submit
+    st.sampled_from([*TERMINAL_STATUSES, *NEUTRAL_STATUSES]) | st.none(),  # None: a submit
     st.booleans(),  # accepted
     st.none() | st.floats(0, 400, allow_nan=False),  # latency
     st.none() | st.sampled_from(ERROR_CATEGORIES),
@@ -473,3 +476,45 @@ def test_quantile_lies_in_the_bin_of_the_true_value(latencies: list[float], q: f
 def test_default_bounds_are_used_by_default() -> None:
     assert DEFAULT_WINDOW_SPEC.latency_bounds_ms == DEFAULT_LATENCY_BOUNDS_MS
     assert DEFAULT_WINDOW_SPEC.stride == 5 + 2 + 4 + len(DEFAULT_LATENCY_BOUNDS_MS) + 1
+
+
+# --- ACCEPTED (no receipt requested) is neutral ------------------------------------------------
+
+
+def test_accepted_is_neither_delivered_nor_in_the_delivery_rate() -> None:
+    """A message sent without a receipt request ends ACCEPTED: the window must not count it as
+    a delivery failure (it would drag the route's delivery rate down and degrade a healthy
+    route) nor as delivered (it would hide real failures)."""
+    now = T0 + 30_000
+    events: list[WindowEvent] = [
+        *(delivered(T0 + i) for i in range(9)),
+        TerminalEvent(T0 + 10, D.UNDELIVERABLE),
+    ]
+    base = step_many(WindowState.empty(), events, now)
+    with_accepted = step_many(
+        base, [TerminalEvent(T0 + 20 + i, D.ACCEPTED) for i in range(90)], now)
+    got = stats(with_accepted, now)
+    assert got.delivery_rate == pytest.approx(0.9)  # 9 / 10, not 9 / 100 nor 99 / 100
+    assert got.terminal_total == 10
+    assert D.ACCEPTED not in got.terminal
+    assert with_accepted == base
+    assert with_accepted.to_bytes() == base.to_bytes()  # the stored format is unchanged
+    # Only ACCEPTED reports: nothing to judge the delivery rate on.
+    only = step_many(WindowState.empty(), [TerminalEvent(T0, D.ACCEPTED)], now)
+    assert stats(only, now).delivery_rate is None
+    # Neither late nor skewed either: a neutral event is not looked at.
+    far = step_many(WindowState.empty(), [TerminalEvent(T0 - 60 * MIN, D.ACCEPTED),
+                                          TerminalEvent(T0 + 60 * MIN, D.ACCEPTED)], now)
+    assert far.late == far.skewed == 0
+
+
+def test_accepted_submits_still_count_as_accepted_submits() -> None:
+    """The part's submit outcome (sms.sent) is what ACCEPTED traffic contributes."""
+    now = T0 + 1_000
+    state = step_many(WindowState.empty(), [
+        submit_event(T0, accepted=True, command_status=0, latency_ms=12.0),
+        TerminalEvent(T0, D.ACCEPTED),
+    ], now)
+    got = stats(state, now)
+    assert got.submits_accepted == 1 and got.error_rate == 0.0
+    assert got.terminal_total == 0

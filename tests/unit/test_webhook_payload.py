@@ -46,6 +46,25 @@ def test_body_survives_an_avro_round_trip_unchanged() -> None:
     assert report_body(DeliveryReport.from_avro(report.to_avro())) == report_body(report)
 
 
+def test_accepted_report_is_posted_with_its_status_and_reason() -> None:
+    """No receipt requested: the tenant still gets the report, saying ACCEPTED."""
+    report = _report(status=DeliveryStatus.ACCEPTED, error_code=None,
+                     reason="no receipt requested")
+    document = json.loads(report_body(DeliveryReport.from_avro(report.to_avro())))
+    assert document["status"] == "ACCEPTED"
+    assert document["reason"] == "no receipt requested"
+    assert document["error_code"] is None
+
+
+def test_dlr_cli_lines_and_rows_show_accepted() -> None:
+    from smsflow.dlr_cli import _line, _row
+
+    report = _report(status=DeliveryStatus.ACCEPTED, error_code=None,
+                     reason="no receipt requested")
+    assert " ACCEPTED " in _line(report)
+    assert _row(report)["status"] == "ACCEPTED"
+
+
 def test_headers_carry_the_delivery_id_and_a_verifiable_signature() -> None:
     body = report_body(_report())
     headers = request_headers(SECRET, "6b0c7f0e-1", body, 1_760_000_000.0)

@@ -59,6 +59,7 @@ __all__ = [
     "DEFAULT_LATENCY_BOUNDS_MS",
     "DEFAULT_WINDOW_SPEC",
     "ERROR_CATEGORIES",
+    "NEUTRAL_STATUSES",
     "NO_RESPONSE_STATUS",
     "TERMINAL_STATUSES",
     "ErrorCategory",
@@ -97,6 +98,10 @@ TERMINAL_STATUSES: Final[tuple[DlrStatus, ...]] = (
     DlrStatus.FAILED,
 )
 ERROR_CATEGORIES: Final[tuple[ErrorCategory, ...]] = tuple(ErrorCategory)
+#: Terminal statuses that say nothing about delivery: not counted at all (neither delivered nor
+#: in the delivery rate's denominator, nor ``late``/``skewed``). ACCEPTED: the SMSC took the
+#: message and no receipt was requested. The part's submit still counts (``sms.sent``).
+NEUTRAL_STATUSES: Final[frozenset[DlrStatus]] = frozenset({DlrStatus.ACCEPTED})
 
 _TERMINAL_INDEX: Final = {status: i for i, status in enumerate(TERMINAL_STATUSES)}
 _ACCEPTED: Final = len(TERMINAL_STATUSES)
@@ -334,7 +339,10 @@ def _roll(counts: array[int], totals: array[int], spec: WindowSpec, head: int, t
 def _apply(
     counts: array[int], totals: array[int], spec: WindowSpec, head: int, event: WindowEvent
 ) -> int:
-    """Count ``event`` in place. Returns 0 (counted), 1 (late, dropped) or 2 (skewed)."""
+    """Count ``event`` in place. Returns 0 (counted, or neutral: not counted), 1 (late,
+    dropped) or 2 (skewed)."""
+    if isinstance(event, TerminalEvent) and event.status in NEUTRAL_STATUSES:
+        return 0
     bucket_no = event.ts_ms // spec.bucket_ms
     outcome = 0
     if bucket_no > head:
