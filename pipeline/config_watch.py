@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -39,6 +40,7 @@ class ConfigWatcher:
         self._bootstrap = bootstrap
         self._topic = topic
         self._ready = asyncio.Event()
+        self._updating = asyncio.Lock()
         self._records: dict[str, ConfigRecord] = {}
         empty = PlatformConfig()
         self.snapshot = Snapshot(
@@ -88,15 +90,31 @@ class ConfigWatcher:
         except (DecodeError, ValueError) as exc:
             log.error("ignoring undecodable config record %s at offset %d: %s", name, offset, exc)
 
-    def apply_health(self, route_id: str, report: route_engine.HealthReport) -> None:
-        """A route-health record arrived: the engine demotes or promotes the route."""
-        engine = route_engine.with_health(self.snapshot.engine, route_id, report, time.time())
-        self.snapshot = replace(self.snapshot, engine=engine)
+    async def apply_health(self, reports: Mapping[str, route_engine.HealthReport]) -> None:
+        """Route-health records arrived (the latest per route of a fetched batch): the engine
+        demotes or promotes those routes, in one re-ranking."""
+        await self._rebuild(lambda engine, now: route_engine.build_snapshot(
+            engine.catalogue, {**engine.reports, **reports}, now, engine))
 
-    def refresh(self) -> None:
+    async def refresh(self) -> None:
         """Re-rank at ``now`` (health reports age, dwell times pass)."""
-        engine = route_engine.refresh(self.snapshot.engine, time.time())
-        self.snapshot = replace(self.snapshot, engine=engine)
+        await self._rebuild(route_engine.refresh)
+
+    async def _rebuild(
+        self, step: Callable[[route_engine.Snapshot, float], route_engine.Snapshot]
+    ) -> None:
+        """Replace the engine by ``step(engine, now)``, computed off the event loop.
+
+        A status change on a widely used route re-ranks many destination keys (~0.36 s with
+        the routing benchmark's catalogue of 1,000 tenants and 200 operators): in a worker
+        thread, the loop keeps routing with the previous snapshot meanwhile (it gets the GIL
+        back every few ms). One rebuild at a time, each from the latest snapshot, so
+        configuration, health and refreshes never overwrite each other's results.
+        """
+        async with self._updating:
+            engine = await asyncio.get_running_loop().run_in_executor(
+                None, step, self.snapshot.engine, time.time())
+            self.snapshot = replace(self.snapshot, engine=engine)
 
     async def _publish(self, version: int) -> None:
         try:
@@ -106,14 +124,14 @@ class ConfigWatcher:
             return
         # Building the catalogue proves number-prefix tables per country: ~0.15 s warm, ~1.5 s
         # (more with many countries) the first time. Off the event loop, so traffic and Kafka
-        # heartbeats keep going; the ranking step that merges health stays on the loop (cheap,
-        # and health updates must not race it).
+        # heartbeats keep going; so is the ranking step, one rebuild at a time (_rebuild).
         catalogue = await asyncio.get_running_loop().run_in_executor(
             None, route_engine.build_catalogue, config
         )
-        now = time.time()
-        engine = route_engine.with_config(self.snapshot.engine, catalogue, now)
-        self.snapshot = Snapshot(config, version, engine)
+        async with self._updating:
+            engine = await asyncio.get_running_loop().run_in_executor(
+                None, route_engine.with_config, self.snapshot.engine, catalogue, time.time())
+            self.snapshot = Snapshot(config, version, engine)
         if not self._ready.is_set():
             # Start-up garbage (imports, faust, the first catalogue's number tables) is never
             # freed: move it out of the collector's sight so full collections stay short and

@@ -35,16 +35,23 @@ async def watch_route_health(bootstrap: str, topic: str, watcher: ConfigWatcher)
     )
     await consumer.start()
     try:
-        async for message in consumer:
-            if message.value is None:
-                continue  # tombstone: the route's health is forgotten when its config goes
-            try:
-                record = await decode(RouteHealth, message.value)
-            except (DecodeError, ValueError) as exc:
-                log.error("ignoring undecodable route-health record at %s@%d: %s",
-                          message.partition, message.offset, exc)
-                continue
-            await watcher.wait_ready()
-            watcher.apply_health(record.route_id, health_report(record))
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+            # The latest report per route of the batch, applied in one re-ranking: a burst of
+            # reports (start-up replay, every route's heartbeat) costs one rebuild, not one each.
+            latest: dict[str, route_engine.HealthReport] = {}
+            for message in (m for records in batches.values() for m in records):
+                if message.value is None:
+                    continue  # tombstone: the route's health is forgotten when its config goes
+                try:
+                    record = await decode(RouteHealth, message.value)
+                except (DecodeError, ValueError) as exc:
+                    log.error("ignoring undecodable route-health record at %s@%d: %s",
+                              message.partition, message.offset, exc)
+                    continue
+                latest[record.route_id] = health_report(record)
+            if latest:
+                await watcher.wait_ready()
+                await watcher.apply_health(latest)
     finally:
         await consumer.stop()

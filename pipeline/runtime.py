@@ -31,7 +31,7 @@ async def watch_health() -> None:
 @app.timer(interval=5.0)
 async def rerank_routes() -> None:
     """Health reports age and hysteresis dwell times pass: re-rank without waiting for news."""
-    config_watcher.refresh()
+    await config_watcher.refresh()
 
 
 @app.task
