@@ -9,7 +9,11 @@ Threading model (blocking sockets, so no asyncio here; docs/architecture.md#send
   the windows of that SMSC's binds, many submit_sm per socket write; a full window on one SMSC
   only holds that SMSC's queue;
 - each bind's session thread reports submit results and receipts through callbacks, which only
-  produce to Kafka (thread-safe) and update job state under one lock;
+  produce to Kafka (thread-safe) and update job state under one lock; a receipt is acknowledged
+  to the SMSC (``deliver_sm_resp``) only from the delivery report of its record, so a crash
+  before Kafka stored it leaves it unacknowledged and the SMSC delivers it again;
+- a producer-poll thread serves the delivery reports as soon as they arrive (offsets become
+  committable, receipts get acknowledged) instead of once per consumer round;
 - a retry thread re-enqueues parts the SMSC asked us to slow down for, after a backoff.
 
 Nothing is lost: a record's offset is committed only after every part's final outcome has been
@@ -34,7 +38,7 @@ from pydantic import ValidationError
 from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
 from connectors.sender.offsets import OffsetTracker
 from connectors.sender.retry import RetryKind, RetryPolicy
-from connectors.smpp.client import SmppClient, SubmitOptions
+from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
 from connectors.smpp.models import (
     InboundDeliver,
     SmppClientConfig,
@@ -59,7 +63,7 @@ from smsflow.config.models import PlatformConfig, Smsc
 from smsflow.domain import route_engine
 from smsflow.domain.encoding import SegmentPlan, plan_segments
 from smsflow.domain.receipts import IdFormat, ReceiptError, normalize_message_id
-from smsflow.domain.smpp_status import StatusCategory, status_name
+from smsflow.domain.smpp_status import ESME_ROK, ESME_RX_T_APPN, StatusCategory, status_name
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, DLR_RAW, REJECTED, ROUTED, SENT, THROTTLED, topic_name
@@ -162,6 +166,7 @@ class SenderService:
         )
         self._routed_topic = topic_name(settings, ROUTED)
         self._last_bound: dict[str, float] = {}
+        self._poller_stop = threading.Event()
         # Resolved once (AvroModel.to_avro looks the registry setting up in the environment
         # for every record): the sender writes two records per message part.
         self._outcome_codec = SubmitOutcome.codec()
@@ -202,7 +207,7 @@ class SenderService:
                         password=smsc.password, system_type=smsc.system_type, name=name,
                         window_size=smsc.window,
                     ),
-                    on_receipt=self._on_deliver,
+                    on_deliver=self._on_deliver,
                     on_room=dispatcher.wake,
                 )
                 self._smsc_of_bind[name] = smsc
@@ -254,6 +259,9 @@ class SenderService:
         self._open_binds(list(self._smscs.values()))
         retry_thread = threading.Thread(target=self._retry_loop, name="sender-retry", daemon=True)
         retry_thread.start()
+        poll_thread = threading.Thread(target=self._poll_loop, name="sender-producer-poll",
+                                       daemon=True)
+        poll_thread.start()
         self._consumer.subscribe(
             [self._throttled], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -311,10 +319,21 @@ class SenderService:
         for dispatcher in self._dispatchers.values():
             dispatcher.stop()  # what is left is replayed from the uncommitted offsets
         self._producer.flush(10)
+        self._poller_stop.set()
         self._commit(asynchronous=False)
         self._consumer.close()
         with self._lock:
             self._retry_wakeup.notify_all()
+
+    def _poll_loop(self) -> None:
+        """Serve producer delivery reports as they arrive: receipts are acknowledged to the
+        SMSC from them (a late report holds the SMSC's receipt window), and the offsets of
+        finished records become committable.  ``poll`` returns as soon as a report is ready."""
+        while not self._poller_stop.is_set():
+            try:
+                self._producer.poll(0.05)
+            except Exception:  # a failing callback must not stop the reports of the others
+                log.exception("producer delivery callback failed")
 
     # ------------------------------------------------------------------ Kafka side
 
@@ -611,12 +630,16 @@ class SenderService:
         self._produce(self._sent, key, _encode(self._outcome_codec, record, self._sent), acked,
                       headers=[summary])
 
-    def _on_deliver(self, inbound: InboundDeliver) -> None:
+    def _on_deliver(self, inbound: InboundDeliver, ack: AckFunction) -> None:
+        """A deliver_sm / data_sm from an SMSC (session thread).  Answered with ``ack`` only once
+        Kafka has stored what it produced: ESME_ROK, or ESME_RX_T_APPN when the produce failed,
+        so the SMSC delivers it again (at-least-once; the tracker deduplicates receipts)."""
         smsc = self._smsc_of_bind[inbound.bind_name]
         if not inbound.is_receipt:
             # Mobile-originated messages are not part of this platform yet; make them visible.
             log.warning("ignoring MO message on %s from %s", inbound.bind_name,
                         inbound.source_addr)
+            ack(ESME_ROK)
             return
         now = _now()
         try:
@@ -627,7 +650,8 @@ class SenderService:
                 source_topic=f"smpp:{inbound.bind_name}", source_partition=-1, source_offset=-1,
                 original=inbound.short_message, rejected_at=now,
             )
-            self._produce(self._rejected, None, rejection.to_avro(self._rejected))
+            self._produce(self._rejected, None, rejection.to_avro(self._rejected),
+                          self._ack_when_stored(ack, "rejected receipt", inbound.bind_name))
             return
         event = ReceiptEvent(
             smsc_id=smsc.id, smsc_message_id=receipt.smsc_message_id,
@@ -639,4 +663,19 @@ class SenderService:
         self._produce(
             self._receipts, f"{smsc.id}:{receipt.smsc_message_id}",
             _encode(self._receipt_codec, event, self._receipts),
+            self._ack_when_stored(ack, f"receipt {receipt.smsc_message_id}", inbound.bind_name),
         )
+
+    @staticmethod
+    def _ack_when_stored(
+        ack: AckFunction, what: str, bind: str
+    ) -> Callable[[KafkaError | None, Message], None]:
+        def on_delivery(error: KafkaError | None, _msg: Message) -> None:
+            if error is None:
+                ack(ESME_ROK)
+            else:
+                log.error("%s from %s not stored; asking the SMSC to resend it: %s",
+                          what, bind, error)
+                ack(ESME_RX_T_APPN)
+
+        return on_delivery

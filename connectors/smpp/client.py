@@ -26,6 +26,13 @@ Threading model (details in ``docs/smpp.md``):
 * submit_sm and the responses the session thread sends are encoded by
   ``codec.py`` (smpplib's encoder costs ~140 us per PDU); the responses of one
   read cycle (``deliver_sm_resp`` ...) go out in one write at its end.
+* Inbound ``deliver_sm`` / ``data_sm`` go to ``on_deliver(inbound, ack)`` when
+  given: the handler answers later, from any thread, with ``ack(status)`` (e.g.
+  once Kafka has stored the receipt).  ``ack`` only queues the response and
+  wakes the session thread (a socketpair in its selector), which writes all
+  queued responses in one write; an ack whose connection has ended is dropped
+  (the SMSC re-delivers unacknowledged receipts on the next bind).  The legacy
+  ``on_receipt(inbound)`` is acknowledged as soon as it returns.
 """
 
 from __future__ import annotations
@@ -95,7 +102,7 @@ from .models import (
     SubmitTimeout,
 )
 
-__all__ = ["PreparedSubmit", "SmppClient", "SubmitOptions"]
+__all__ = ["AckFunction", "DeliverAck", "PreparedSubmit", "SmppClient", "SubmitOptions"]
 
 log = logging.getLogger("smsflow.smpp.client")
 
@@ -120,6 +127,8 @@ _MAX_SHORT_MESSAGE: Final = 254
 
 ResultCallback = Callable[[SubmitResult], None]
 DeliverCallback = Callable[[InboundDeliver], None]
+AckFunction = Callable[[int], bool]
+DeferredDeliverCallback = Callable[[InboundDeliver, AckFunction], None]
 RoomCallback = Callable[[], None]
 
 
@@ -178,7 +187,34 @@ class _Conn:
     unbind_resp: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)  # set by the teardown
     out: list[bytes] = field(default_factory=list)  # session-thread responses of this cycle
+    acks: list[bytes] = field(default_factory=list)  # deferred deliver responses (ack lock)
     freed: bool = False  # a submit_sm_resp freed window room in this read cycle
+
+
+class DeliverAck:
+    """``ack(status)`` for one inbound ``deliver_sm`` / ``data_sm`` (see ``on_deliver``).
+
+    Callable once, from any thread: queues the response (``status`` 0 = ESME_ROK; a non-zero
+    status asks the SMSC to deliver it again later) for the connection it arrived on and wakes
+    the session thread to write it.  Returns False when it was already answered or its
+    connection has ended (dropped: the SMSC re-delivers unacknowledged PDUs on the next bind).
+    """
+
+    __slots__ = ("_client", "_command", "_conn", "_done", "_seq")
+
+    def __init__(self, client: SmppClient, conn: _Conn, command: int, seq: int) -> None:
+        self._client = client
+        self._conn = conn
+        self._command = command
+        self._seq = seq
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def __call__(self, status: int = 0) -> bool:
+        return self._client._queue_ack(self, status)
 
 
 @dataclass(eq=False, slots=True)
@@ -262,13 +298,21 @@ class SmppClient:
         *,
         on_submit_result: ResultCallback | None = None,
         on_receipt: DeliverCallback | None = None,
+        on_deliver: DeferredDeliverCallback | None = None,
         on_room: RoomCallback | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        if on_receipt is not None and on_deliver is not None:
+            raise ValueError("give on_receipt or on_deliver, not both")
         self._config = config
         self._name = config.bind_name
         self._on_submit_result = on_submit_result
         self._on_receipt = on_receipt
+        self._on_deliver_cb = on_deliver
+        self._ack_lock = threading.Lock()  # guards _Conn.acks and DeliverAck._done; innermost
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._on_room = on_room
         self._rng = rng if rng is not None else random.Random()
         self._lock = threading.Lock()
@@ -494,6 +538,9 @@ class SmppClient:
         with self._lock:
             self._state = BindState.CLOSED
             self._cond.notify_all()
+        if thread is None or not thread.is_alive():
+            self._wake_w.close()
+            self._wake_r.close()
 
     def __enter__(self) -> SmppClient:
         self.start()
@@ -819,6 +866,7 @@ class SmppClient:
         poll = self._config.poll_interval_s
         selector = selectors.DefaultSelector()
         selector.register(conn.sock, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
         try:
             while True:
                 if self._stop.is_set():
@@ -827,7 +875,16 @@ class SmppClient:
                     return conn.stop_reason
                 ready = selector.select(poll)
                 now = time.monotonic()
-                if ready:
+                readable = False
+                for key, _events in ready:
+                    if key.fileobj is conn.sock:
+                        readable = True
+                    else:
+                        with contextlib.suppress(BlockingIOError, InterruptedError):
+                            while self._wake_r.recv(4096):
+                                pass
+                reason = None
+                if readable:
                     try:
                         data = conn.sock.recv(_RECV_SIZE)
                     except (BlockingIOError, InterruptedError, TimeoutError):
@@ -843,23 +900,51 @@ class SmppClient:
                             frames = conn.frames.feed(data)
                         except CodecError as exc:
                             return f"protocol error: {exc}"
-                        reason = None
                         for frame in frames:
                             reason = self._dispatch(conn, frame)
                             if reason is not None:
                                 break
-                        if not self._flush(conn) and reason is None:
-                            reason = conn.stop_reason or "write failed"
-                        if conn.freed:
-                            conn.freed = False
-                            self._notify_room()
-                        if reason is not None:
-                            return reason
+                # Deferred deliver responses acknowledged since the last cycle (from any thread).
+                with self._ack_lock:
+                    if conn.acks:
+                        conn.out.extend(conn.acks)
+                        conn.acks.clear()
+                if not self._flush(conn) and reason is None:
+                    reason = conn.stop_reason or "write failed"
+                if conn.freed:
+                    conn.freed = False
+                    self._notify_room()
+                if reason is not None:
+                    return reason
                 reason = self._housekeeping(conn, now)
                 if reason is not None:
                     return reason
         finally:
             selector.close()
+
+    def _queue_ack(self, ack: DeliverAck, status: int) -> bool:
+        """``DeliverAck.__call__``: queue the response on its connection, wake the session
+        thread.  Dropped (False) when already answered or the connection has ended."""
+        conn = ack._conn
+        response = encode_header_only(ack._command, ack._seq, status, b"\0")
+        with self._ack_lock:
+            if ack._done:
+                log.debug("%s: deliver seq=%d answered twice", self._name, ack._seq)
+                return False
+            ack._done = True
+            if status:
+                self._stats.delivers_nacked += 1
+            if conn.ended.is_set() or conn.stop_reason is not None:
+                self._stats.deliver_acks_dropped += 1
+                log.debug("%s: connection #%d ended; ack of deliver seq=%d dropped",
+                          self._name, conn.number, ack._seq)
+                return False
+            wake = not conn.acks
+            conn.acks.append(response)
+        if wake and threading.current_thread() is not self._thread:
+            with contextlib.suppress(OSError):  # full pipe: a wake-up is already pending
+                self._wake_w.send(b"\0")
+        return True
 
     def _notify_room(self) -> None:
         if self._on_room is not None:
@@ -1007,6 +1092,17 @@ class SmppClient:
                 service_type=parsed.service_type,
                 command="deliver_sm" if is_deliver else "data_sm",
             )
+            if self._on_deliver_cb is not None:
+                ack = DeliverAck(self, conn, DELIVER_SM_RESP if is_deliver else DATA_SM_RESP, seq)
+                try:
+                    self._on_deliver_cb(inbound, ack)
+                except Exception:
+                    self._stats.deliver_callback_errors += 1
+                    log.exception("%s: on_deliver callback failed", self._name)
+                    ack(ESME_RX_T_APPN)  # unless it answered already: resent later
+                # Answered by ack(): queued, written at the end of this read cycle (an ack
+                # given inside the callback) or when the session thread is woken.
+                return None
             if self._on_receipt is not None:
                 try:
                     self._on_receipt(inbound)
@@ -1015,6 +1111,8 @@ class SmppClient:
                     self._stats.deliver_callback_errors += 1
                     log.exception("%s: on_receipt callback failed", self._name)
                     status = ESME_RX_T_APPN
+        if status:
+            self._stats.delivers_nacked += 1
         # Queued: written with the other responses at the end of this read cycle, always
         # after the callback has handed the receipt on.
         conn.out.append(
@@ -1038,7 +1136,10 @@ class SmppClient:
         with self._write_lock:
             conn.closed = True
             _close_client(conn.client)
-        conn.ended.set()
+        with self._ack_lock:
+            conn.ended.set()
+            self._stats.deliver_acks_dropped += len(conn.acks)
+            conn.acks.clear()
         now = time.monotonic()
         completions: list[_Completion] = []
         with self._lock:

@@ -263,6 +263,10 @@ class ClientStats:
     delivers_received: int = 0
     deliver_callback_errors: int = 0
     deliver_malformed: int = 0
+    #: deliver_sm / data_sm answered with a non-zero status (callback error or ``ack(status)``).
+    delivers_nacked: int = 0
+    #: Deferred acknowledgements dropped because their connection had ended (re-delivered).
+    deliver_acks_dropped: int = 0
     enquire_links_sent: int = 0
     unexpected_pdus: int = 0
     clean_unbinds: int = 0

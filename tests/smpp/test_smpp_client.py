@@ -17,6 +17,7 @@ from connectors.smpp import (
     SmppClient,
     SmppClientClosed,
     SmppClientConfig,
+    SubmitOptions,
     SubmitResult,
     SubmitTimeout,
 )
@@ -32,7 +33,7 @@ from connectors.smpp.codec import (
 from connectors.smsc_sim import SimulatorThread
 from smsflow.domain.encoding import plan_segments
 from smsflow.domain.receipts import IdFormat, ReceiptState, normalize_message_id
-from smsflow.domain.smpp_status import ESME_RTHROTTLED, StatusCategory
+from smsflow.domain.smpp_status import ESME_RTHROTTLED, ESME_RX_T_APPN, StatusCategory
 
 SYSTEM_ID = "smsflow"
 PASSWORD = "secret"
@@ -619,3 +620,142 @@ async def test_submit_async_never_blocks_the_loop(
     assert all(r.ok for r in results)
     assert elapsed >= 0.25  # window of 2 with 100 ms resp latency: >= 3 rounds
     assert max(gaps) < 0.08  # the loop kept running while submits waited for the window
+
+
+class DeferredRecorder:
+    """``on_deliver`` handler that keeps the ``ack`` functions instead of answering."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: list[tuple[InboundDeliver, Callable[[int], bool]]] = []
+
+    def on_deliver(self, deliver: InboundDeliver, ack: Callable[[int], bool]) -> None:
+        with self.lock:
+            self.pending.append((deliver, ack))
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.pending)
+
+    def take(self) -> tuple[InboundDeliver, Callable[[int], bool]]:
+        with self.lock:
+            return self.pending.pop(0)
+
+
+@pytest.fixture
+def deferred_client(
+    sims: Callable[..., SimulatorThread],
+) -> Iterator[tuple[SimulatorThread, SmppClient, DeferredRecorder]]:
+    sim = sims(receipt_retry_ms=50)
+    recorder = DeferredRecorder()
+    client = SmppClient(
+        SmppClientConfig(
+            "127.0.0.1", sim.port, SYSTEM_ID, PASSWORD, reconnect_initial_s=0.05,
+            reconnect_max_s=0.5, close_timeout_s=3.0,
+        ),
+        on_deliver=recorder.on_deliver,
+    )
+    client.start()
+    try:
+        assert client.wait_until_bound(5.0)
+        yield sim, client, recorder
+    finally:
+        client.close()
+
+
+def _round_trip(client: SmppClient) -> None:
+    """A submit without receipt and its response: every byte the client wrote before it has
+    been read by the SMSC when this returns (one TCP stream, answered in order)."""
+    no_receipt = SubmitOptions(registered_delivery=0)
+    assert _submit(client, "barrier", options=no_receipt).result(5).ok
+
+
+@pytest.mark.smpp
+def test_deferred_deliver_is_answered_only_by_ack(
+    deferred_client: tuple[SimulatorThread, SmppClient, DeferredRecorder],
+) -> None:
+    sim, client, rec = deferred_client
+    assert _submit(client, "r").result(5).ok
+    wait_until(lambda: rec.count() == 1)
+    # Two sequential round trips: the second submit_sm is written after the read cycle of
+    # the deliver_sm ended, so a deliver_sm_resp of that cycle would have reached the SMSC.
+    _round_trip(client)
+    _round_trip(client)
+    stats = sim.stats
+    assert stats.receipts_sent == 1
+    assert stats.receipts_acked == 0 and stats.receipts_nacked == 0
+
+    deliver, ack = rec.take()
+    assert deliver.is_receipt
+    acked_from = threading.Thread(target=ack, args=(0,))  # any thread may answer
+    acked_from.start()
+    acked_from.join(5)
+    sim.wait_for(lambda s: s.receipts_acked == 1, timeout=5)
+    assert ack(0) is False  # answered once only
+    _round_trip(client)
+    assert sim.stats.receipts_acked == 1 and rec.count() == 0
+
+
+@pytest.mark.smpp
+def test_deferred_deliver_nacked_is_delivered_again(
+    deferred_client: tuple[SimulatorThread, SmppClient, DeferredRecorder],
+) -> None:
+    sim, client, rec = deferred_client
+    assert _submit(client, "r").result(5).ok
+    wait_until(lambda: rec.count() == 1)
+    first, ack = rec.take()
+    assert ack(ESME_RX_T_APPN) is True
+    sim.wait_for(lambda s: s.receipts_nacked == 1, timeout=5)
+    wait_until(lambda: rec.count() == 1)  # resent after receipt_retry_ms
+    again, ack = rec.take()
+    assert again.short_message == first.short_message
+    assert ack(0) is True
+    sim.wait_for(lambda s: s.receipts_acked == 1, timeout=5)
+    assert client.stats.delivers_nacked == 1
+
+
+@pytest.mark.smpp
+def test_ack_after_the_connection_ended_is_dropped_and_redelivered(
+    deferred_client: tuple[SimulatorThread, SmppClient, DeferredRecorder],
+) -> None:
+    sim, client, rec = deferred_client
+    assert _submit(client, "r").result(5).ok
+    wait_until(lambda: rec.count() == 1)
+    first, stale_ack = rec.take()
+    binds = client.stats.binds
+    sim.set_outage(True)
+    wait_until(lambda: client.state is not BindState.BOUND)
+    sim.set_outage(False)
+    wait_until(lambda: client.stats.binds > binds and client.state is BindState.BOUND)
+    assert stale_ack(0) is False  # its connection is gone: dropped, not sent on the new one
+    wait_until(lambda: rec.count() == 1)  # re-queued by the SMSC, delivered on the new bind
+    again, ack = rec.take()
+    assert again.short_message == first.short_message
+    assert ack(0) is True
+    sim.wait_for(lambda s: s.receipts_acked == 1, timeout=5)
+    assert client.stats.deliver_acks_dropped == 1
+
+
+@pytest.mark.smpp
+def test_deferred_handler_failure_answers_temporary_error(
+    sims: Callable[..., SimulatorThread],
+) -> None:
+    sim = sims(receipt_retry_ms=50)
+    calls: list[InboundDeliver] = []
+
+    def handler(deliver: InboundDeliver, ack: Callable[[int], bool]) -> None:
+        calls.append(deliver)
+        if len(calls) == 1:
+            raise RuntimeError("downstream unavailable")
+        ack(0)
+
+    client = SmppClient(
+        SmppClientConfig("127.0.0.1", sim.port, SYSTEM_ID, PASSWORD, close_timeout_s=3.0),
+        on_deliver=handler,
+    )
+    with client:
+        assert client.wait_until_bound(5)
+        assert _submit(client, "r").result(5).ok
+        sim.wait_for(lambda s: s.receipts_nacked == 1 and s.receipts_acked == 1, timeout=5)
+    assert len(calls) == 2
+    assert client.stats.deliver_callback_errors == 1
