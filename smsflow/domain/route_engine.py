@@ -14,8 +14,8 @@ I/O (``now`` is Unix seconds, passed in):
   health into an effective :class:`RouteStatus` per route, with hysteresis, then ranks the
   candidates of every (destination key, tier, message type) once. A ranking is a tuple of
   :class:`RouteChoice`: the chosen route first, then the fallbacks. Tenants' route allow-lists
-  are applied here too: each key's rankings filtered once per (allow-list, tier)
-  (``Snapshot.restricted``).
+  are applied here too: each key's rankings filtered once per (allow-list, tier) and re-chained
+  as if the other routes did not exist (``Snapshot.restricted``).
 * :func:`decide` is the hot path: tenant look-up, :func:`~smsflow.domain.numbering.resolve`, one
   dict look-up of the precomputed ranking (the allow-list's, if the tenant has one), and a
   :class:`Decision` that references it. The human-readable ``Decision.reason`` is built lazily,
@@ -560,14 +560,37 @@ def _rank(
                 _choice(catalogue, spec, route_status, target, profile, tier,
                         route_id == incumbent)
             )
-    tps = {route_id: catalogue.routes[route_id].tps for route_id in catalogue.coverage.get(key, ())}
+    return _ordered(catalogue, candidates)
+
+
+def _ordered(catalogue: Catalogue, candidates: list[RouteChoice]) -> tuple[RouteChoice, ...]:
+    """Rank order (healthy before DEGRADED, then penalty and the tie-breaks), then the SMSC-
+    diversity chain. Sorts ``candidates`` in place."""
+    routes = catalogue.routes
     candidates.sort(
         key=lambda c: (
-            c.state is HealthState.DEGRADED, c.penalty, c.cost_per_part, -tps[c.route_id],
+            c.state is HealthState.DEGRADED, c.penalty, c.cost_per_part, -routes[c.route_id].tps,
             c.route_id,
         )
     )
     return _diversified(candidates)
+
+
+def _kept(
+    catalogue: Catalogue, ranked: tuple[RouteChoice, ...], kept: list[RouteChoice]
+) -> tuple[RouteChoice, ...]:
+    """``ranked`` restricted to ``kept`` (a subsequence of it), as if the others did not exist.
+
+    Not the chain with routes taken out: its SMSC-diversity order depends on which routes are in
+    it, and can put a DEGRADED route on a new SMSC before a healthy one on an SMSC already used.
+    Taking the leader out of such a chain would promote the DEGRADED route to first choice.
+    Penalties do not depend on the other candidates, so re-ordering the kept choices is exact.
+    """
+    if len(kept) == len(ranked):
+        return ranked
+    if len(kept) <= 1:
+        return tuple(kept)
+    return _ordered(catalogue, kept)
 
 
 # --- snapshot ----------------------------------------------------------------------------------
@@ -589,9 +612,9 @@ class Snapshot:
     built_at: float
     valid_until: float  # from then on decide() re-ranks per call: call refresh() before
     # destination key → per Catalogue.allow_lists entry (allow-list, tier) → per message type:
-    # the tier's ranking without the routes outside the allow-list (the same tuple where the
-    # list keeps all of them), so a tenant with an allow-list costs decide() a look-up, not a
-    # filter
+    # the tier's ranking of the routes in the allow-list, re-chained for SMSC diversity as if
+    # the others did not exist (the same tuple where the list keeps all of them), so a tenant
+    # with an allow-list costs decide() a look-up, not a filter
     restricted: Mapping[str, tuple[tuple[Ranking, ...], ...]] = field(default_factory=dict)
 
     def ranking(self, key: str, tier: Tier, message_type: MessageType) -> Ranking:
@@ -671,10 +694,11 @@ def _restricted(
     rankings: Mapping[str, tuple[Ranking, ...]],
     previous: Snapshot | None,
 ) -> dict[str, tuple[tuple[Ranking, ...], ...]]:
-    """Each key's rankings for each (allow-list, tier): filtered to the list, order kept.
+    """Each key's rankings for each (allow-list, tier): only the list's routes (:func:`_kept`).
 
     Bit masks over the catalogue's routes: a ranking is kept whole when the list has all of its
-    routes, dropped when none, else filtered once per distinct subset. A key whose rankings the
+    routes, dropped when none, else filtered and re-chained once per distinct subset (rank
+    order, healthy first, then SMSC diversity among the kept routes). A key whose rankings the
     previous snapshot of the same catalogue shares keeps its filtered copies.
     """
     if not catalogue.allow_lists:
@@ -700,7 +724,9 @@ def _restricted(
                 copies: dict[int, Ranking] = {mask: ranked, 0: ()}
                 for kept in {allowed & mask for allowed in masks}:
                     if kept not in copies:
-                        copies[kept] = tuple([c for c in ranked if bit[c.route_id] & kept])
+                        copies[kept] = _kept(
+                            catalogue, ranked, [c for c in ranked if bit[c.route_id] & kept]
+                        )
                 columns.append([copies[allowed & mask] for allowed in masks])
             row += zip(*columns, strict=True)
         restricted[key] = tuple(row)
@@ -915,7 +941,9 @@ def decide(snapshot: Snapshot, request: RouteRequest, now: float) -> Decision | 
             choices = slots[slot] if slots is not None else None
             if choices and tenant.routes is not None:  # another tier asked for: filter now
                 allowed = tenant.routes
-                choices = tuple([c for c in choices if c.route_id in allowed])
+                choices = _kept(
+                    catalogue, choices, [c for c in choices if c.route_id in allowed]
+                )
         if choices:
             return _new_decision(
                 Decision, (destination, tier, message_type, request.parts, choices, ())
@@ -928,11 +956,11 @@ def decide(snapshot: Snapshot, request: RouteRequest, now: float) -> Decision | 
         return _refused(snapshot, destination, key, slot, status)
     if tenant.routes is not None:
         allowed = tenant.routes
-        kept = tuple([c for c in choices if c.route_id in allowed])
+        kept = [c for c in choices if c.route_id in allowed]
         if not kept:
             names = ", ".join([c.route_id for c in choices])
             return _allow_list_refusal(key, names, request.tenant_id)
-        choices = kept
+        choices = _kept(catalogue, choices, kept)
     return _new_decision(Decision, (destination, tier, message_type, request.parts, choices, ()))
 
 

@@ -276,16 +276,29 @@ def test_tenant_allow_list_restricts_routes() -> None:
 def _filtered_reference(
     snap: Snapshot, request: RouteRequest, now: float
 ) -> tuple[str, ...] | str:
-    """What a tenant with an allow-list gets, by definition: the unrestricted ranking of its
-    tier, filtered to the list (route ids), or the rejection code."""
+    """What a tenant with an allow-list gets, by definition: the unrestricted candidates of its
+    tier in rank order (healthy first, then penalty, cost, capacity, id), filtered to the list,
+    then chained for SMSC diversity among the kept routes (route ids); or the rejection code."""
     tenant = snap.catalogue.tenants[request.tenant_id]
     unrestricted = decide(snap, RouteRequest("std", request.destination, request.message_type,
                                              request.parts, request.tier or tenant.tier), now)
     if isinstance(unrestricted, Rejection):
         return unrestricted.reason_code
     allowed = tenant.routes or frozenset()
-    kept = tuple(c.route_id for c in unrestricted.choices if c.route_id in allowed)
-    return kept or "NO_ROUTE"
+    routes = snap.catalogue.routes
+    remaining = sorted(
+        (c for c in unrestricted.choices if c.route_id in allowed),
+        key=lambda c: (c.state is HealthState.DEGRADED, c.penalty, c.cost_per_part,
+                       -routes[c.route_id].tps, c.route_id),
+    )
+    chain: list[str] = []
+    used: set[str] = set()
+    while remaining:
+        pick = next((c for c in remaining if c.smsc_id not in used), remaining[0])
+        remaining.remove(pick)
+        chain.append(pick.route_id)
+        used.add(pick.smsc_id)
+    return tuple(chain) or "NO_ROUTE"
 
 
 def test_allow_lists_filter_the_tier_ranking_with_or_without_a_tier_override() -> None:
@@ -319,6 +332,36 @@ def test_allow_lists_filter_the_tier_ranking_with_or_without_a_tier_override() -
         "none of the eligible routes to gb-ee (premium-only, contracted, cheap) is in tenant "
         "'c''s allow-list"
     )
+
+
+def test_an_allow_list_never_puts_a_degraded_route_before_a_healthy_one() -> None:
+    # The unrestricted chain is lead, elsewhere (DEGRADED, but on a new SMSC), backup: SMSC
+    # diversity puts elsewhere before backup, which shares lead's SMSC. A tenant whose list
+    # leaves lead out must still get its healthy route first, on every path of decide().
+    # (Hypothesis' falsifying example: r4/r5 on smsc-lon, r0 DEGRADED on smsc-lon2, tenant
+    # allowed r0 and r5.)
+    routes = [route("lead", cost=0.01), route("backup", cost=0.02),
+              route("elsewhere", cost=0.001, smsc="smsc-lon2")]
+    tenants = [{"id": "picky", "tier": "standard", "routes": ["backup", "elsewhere"]},
+               {"id": "picky-eco", "tier": "economy", "routes": ["backup", "elsewhere"]}]
+    health = {"elsewhere": HealthReport(HealthState.DEGRADED, 0.9, None, NOW)}
+    snap = snapshot(routes, health, tenants)
+    full = decide(snap, RouteRequest("std", UK), NOW)
+    assert isinstance(full, Decision)
+    assert [c.route_id for c in full.choices] == ["lead", "elsewhere", "backup"]
+    cases = [
+        (RouteRequest("picky", UK), NOW),  # Snapshot.restricted
+        (RouteRequest("picky-eco", UK, tier=Tier.STANDARD), NOW),  # tier override: per call
+        (RouteRequest("picky", UK), NOW + 10**9),  # past valid_until: per-call re-rank
+    ]
+    assert snap.valid_until < NOW + 10**9
+    for request, now in cases:
+        outcome = decide(snap, request, now)
+        assert isinstance(outcome, Decision), request
+        assert [(c.route_id, c.state) for c in outcome.choices] == [
+            ("backup", HealthState.HEALTHY), ("elsewhere", HealthState.DEGRADED),
+        ], request
+        assert explain(snap, request, now).outcome == outcome
 
 
 def test_ties_break_on_cost_then_capacity_then_id() -> None:
