@@ -46,6 +46,13 @@ app = faust.App(
     topic_allow_declare=True,
     web_port=settings.worker_web_port,
     web_bind="127.0.0.1",
+    # Only our /metrics page: faust's own views would serve table contents (pending deliveries,
+    # quotas) and the partition map to anyone who can reach the port.
+    web_router_enabled=False,
+    web_tables_enabled=False,
+    web_graph_enabled=False,
+    web_stats_enabled=False,
+    web_metrics_enabled=False,
     # Fail over a dead worker's partitions within seconds, not faust's default minute.
     broker_session_timeout=10.0,
     broker_heartbeat_interval=1.0,

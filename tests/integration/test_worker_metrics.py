@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +99,9 @@ def test_metrics_page_reports_limiters_stages_and_health(
                   state="HEALTHY") == 1.0
     assert _value(samples, "smsflow_commit_guard_stale_acks_refused_total") is not None
     assert (_value(samples, "smsflow_config_version") or -1) >= 0
+
+    # faust's own views (table contents, the partition map) are not served beside /metrics.
+    for path in ("/table/", "/router/", "/graph/", "/stats/", "/performance/"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)
+        assert refused.value.code == 404, path
