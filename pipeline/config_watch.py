@@ -54,6 +54,10 @@ class ConfigWatcher:
         return self.snapshot
 
     async def run(self) -> None:
+        # Read from the beginning each time (also after a restart): records deleted meanwhile
+        # may be compacted away, so the fold starts empty; the current snapshot stays in force
+        # until the replay is complete.
+        self._records = {}
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
         )

@@ -10,6 +10,7 @@ from mode.utils.logging import level_number
 from pipeline.app import app, config_topic_name, settings
 from pipeline.config_watch import ConfigWatcher
 from pipeline.health_watch import watch_route_health
+from pipeline.restarting import keep_running
 from schemas.wire import prime
 from smsflow.topics import AVRO_TOPICS, ROUTE_HEALTH, topic_name
 
@@ -18,14 +19,14 @@ config_watcher = ConfigWatcher(settings.kafka_bootstrap, config_topic_name)
 
 @app.task
 async def watch_config() -> None:
-    await config_watcher.run()
+    await keep_running("configuration watcher", config_watcher.run)
 
 
 @app.task
 async def watch_health() -> None:
-    await watch_route_health(
+    await keep_running("route-health watcher", lambda: watch_route_health(
         settings.kafka_bootstrap, topic_name(settings, ROUTE_HEALTH), config_watcher
-    )
+    ))
 
 
 @app.timer(interval=5.0)

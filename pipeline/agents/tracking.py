@@ -45,6 +45,7 @@ from pipeline.app import (
     tracking_deltas_topic,
     tracking_inputs,
 )
+from pipeline.decoding import decode
 from pipeline.rejections import reject
 from pipeline.runtime import config_watcher
 from pipeline.tracking_policy import health_policy, window_spec
@@ -99,14 +100,15 @@ def window_keys(route_id: str, operator_id: str, tenant_id: str) -> tuple[str, s
     return f"route:{route_id}", f"operator:{operator_id}", f"tenant:{tenant_id}"
 
 
-def _window_event(topic: str, value: bytes | None, ts_ms: int, headers: Any,
-                  ) -> tuple[WindowEvent, str, str, str]:
+async def _window_event(topic: str, value: bytes | None, ts_ms: int, headers: Any,
+                        ) -> tuple[WindowEvent, str, str, str]:
     """The window event a record means and its route, operator and tenant ids: from its
-    summary header when it has one (schemas.summaries), else from its value."""
+    summary header when it has one (schemas.summaries), else from its value (decoded with
+    retries while a schema registry is unreachable: skipping would lose the count)."""
     if topic == sent_topic_name:
         summary = parse_sent_summary(_header_pairs(headers))
         if summary is None:
-            sent = SubmitOutcome.from_avro(value)
+            sent = await decode(SubmitOutcome, value)
             summary = SentSummary(sent.route_id, sent.operator_id, sent.tenant_id,
                                   sent.outcome is SubmitStatus.ACCEPTED, sent.command_status,
                                   sent.latency_ms, sent.attempts)
@@ -117,7 +119,7 @@ def _window_event(topic: str, value: bytes | None, ts_ms: int, headers: Any,
         return event, summary.route_id, summary.operator_id, summary.tenant_id
     report = parse_report_summary(_header_pairs(headers))
     if report is None:
-        full = DeliveryReport.from_avro(value)
+        full = await decode(DeliveryReport, value)
         report = ReportSummary(full.route_id, full.operator_id, full.tenant_id,
                                full.status.value)
     return (TerminalEvent(ts_ms, DlrStatus(report.status)), report.route_id,
@@ -164,7 +166,7 @@ async def fan_out(stream: faust.StreamT[bytes]) -> None:
                 continue  # counted before a restart or rebalance
             last_of_source[source] = event
             try:
-                window_event, route_id, operator_id, tenant_id = _window_event(
+                window_event, route_id, operator_id, tenant_id = await _window_event(
                     message.topic, event.value, int(message.timestamp * 1000), message.headers)
             except (DecodeError, ValidationError, ValueError):
                 # The correlator dead-letters a bad sms.sent record; sms.dlr is ours.
