@@ -123,7 +123,10 @@ class OutputProducer:
                 wake.clear()
                 await wake.wait()
             await asyncio.sleep(_PUMP_EVERY_S)
-            producer.poll(0)  # runs _delivered for every report that arrived
+            try:
+                producer.poll(0)  # runs _delivered for every report that arrived
+            except Exception:  # the pump must outlive anything a report throws at it
+                log.exception("serving the output producer's delivery reports failed")
 
     def _delivered(self, future: asyncio.Future[None], error: KafkaError | None,
                    _message: Message) -> None:
