@@ -54,7 +54,6 @@ def _route(table: faust.Table[Any, Any], producer: OutputProducer) -> None:
     prepare_key, prepare_value = topic.prepare_key, topic.prepare_value
     default_key, default_value = table.key_serializer, table.value_serializer
     faust_send = table.send_changelog
-    written = [_Written(partition) for partition in range(4096)]  # shared, immutable
 
     def send_changelog(partition: int | None, key: Any, value: Any,
                        key_serializer: Any = None, value_serializer: Any = None) -> Any:
@@ -64,6 +63,6 @@ def _route(table: faust.Table[Any, Any], producer: OutputProducer) -> None:
         raw_key, _ = prepare_key(key, key_serializer or default_key)
         raw_value, _ = prepare_value(value, value_serializer or default_value)
         producer.send_soon(name, raw_key, raw_value, partition=partition)
-        return written[partition] if partition < len(written) else _Written(partition)
+        return _Written(partition)
 
     table.send_changelog = send_changelog  # type: ignore[method-assign]

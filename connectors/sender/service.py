@@ -4,7 +4,7 @@ Threading model (blocking sockets, so no asyncio here; docs/architecture.md#send
 - the main thread consumes Kafka in batches, decodes, plans and encodes the parts
   (``SmppClient.prepare``) and appends them to the queue of the record's SMSC. It never waits
   for an SMSC: back-pressure pauses the consumer's partitions while too many parts are queued
-  (``PauseGate``), and it serves producer delivery reports once per batch;
+  (``PauseGate``);
 - each SMSC's dispatcher thread (``dispatch.SmscDispatcher``) moves its queue, in order, into
   the windows of that SMSC's binds, many submit_sm per socket write; a full window on one SMSC
   only holds that SMSC's queue;
@@ -280,7 +280,6 @@ class SenderService:
                     if more > 0:
                         for message in self._consumer.consume(more, 0):
                             self._on_record(message)
-                self._producer.poll(0)
                 self._apply_back_pressure()
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                     self._commit(asynchronous=True)
