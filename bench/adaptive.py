@@ -44,10 +44,10 @@ from connectors.producer import SmsProducer, new_request
 from connectors.smsc_sim.config import load_config
 from connectors.smsc_sim.server import SimulatorThread
 from schemas.models import RoutedMessage, SubmitOutcome
-from smsflow.flowrun import run_flow
-from smsflow.harness import SIM_CONFIG, free_port, isolated_settings, prepared_stack
+from smsflow.devstack.flowrun import run_flow
+from smsflow.devstack.harness import SIM_CONFIG, free_port, isolated_settings, prepared_stack
+from smsflow.devstack.stack import ManagedProcess
 from smsflow.settings import Settings
-from smsflow.stack import ManagedProcess
 from smsflow.topics import SENT, SUBMITTED, THROTTLED, topic_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ SLOW_ROUTE, SLOW_PROFILE = "de", "de"
 def _bootstrap() -> str:
     if os.environ.get("SMSFLOW_KAFKA_BOOTSTRAP"):
         return os.environ["SMSFLOW_KAFKA_BOOTSTRAP"]
-    from smsflow.broker import LocalBroker
+    from smsflow.devstack.broker import LocalBroker
 
     return LocalBroker.from_env(home=REPO / ".smsflow").start()
 

@@ -29,8 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from smsflow.flowrun import make_traffic, percentile, run_flow
-from smsflow.harness import (
+from smsflow.devstack.flowrun import make_traffic, percentile, run_flow
+from smsflow.devstack.harness import (
     REPO,
     isolated_settings,
     prepared_stack,
@@ -38,14 +38,14 @@ from smsflow.harness import (
     wait_for_group,
     warm_up,
 )
-from smsflow.stack import cpu_seconds, listening_pid
+from smsflow.devstack.stack import cpu_seconds, listening_pid
 
 RESULTS = REPO / "bench" / "results" / "e2e.json"
 
 
 def _bootstrap() -> tuple[str, int | None]:
     """The bootstrap address and the broker's pid (None if it cannot be found)."""
-    from smsflow.broker import LocalBroker
+    from smsflow.devstack.broker import LocalBroker
 
     if os.environ.get("SMSFLOW_KAFKA_BOOTSTRAP"):
         bootstrap = os.environ["SMSFLOW_KAFKA_BOOTSTRAP"]

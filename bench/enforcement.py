@@ -47,8 +47,8 @@ from connectors.producer import SmsProducer, new_request
 from schemas.models import RoutedMessage
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.models import PlatformConfig
-from smsflow.flowrun import warm_up
-from smsflow.harness import isolated_settings, prepared_stack
+from smsflow.devstack.flowrun import warm_up
+from smsflow.devstack.harness import isolated_settings, prepared_stack
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, SUBMITTED, THROTTLED, topic_name
 
@@ -66,7 +66,7 @@ GLOBAL_PREFIXES = (("+447701", 13), ("+4916212", 13))  # uk-open, de-open
 def _bootstrap() -> str:
     if os.environ.get("SMSFLOW_KAFKA_BOOTSTRAP"):
         return os.environ["SMSFLOW_KAFKA_BOOTSTRAP"]
-    from smsflow.broker import LocalBroker
+    from smsflow.devstack.broker import LocalBroker
 
     return LocalBroker.from_env(home=REPO / ".smsflow").start()
 

@@ -52,10 +52,10 @@ from connectors.producer import SmsProducer, new_request
 from connectors.terminal_reader import TerminalReader
 from pipeline.fetch_wait import FETCH_MAX_WAIT_MS
 from schemas.models import RoutedMessage
-from smsflow.flowrun import run_flow
-from smsflow.harness import SIM_CONFIG, isolated_settings, prepared_stack
+from smsflow.devstack.flowrun import run_flow
+from smsflow.devstack.harness import SIM_CONFIG, isolated_settings, prepared_stack
+from smsflow.devstack.stack import LocalStack, ManagedProcess, wait_for_port
 from smsflow.settings import Settings
-from smsflow.stack import LocalStack, ManagedProcess, wait_for_port
 from smsflow.topics import DLR, REJECTED, SUBMITTED, THROTTLED, topic_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ B_PREFIX = "+447701"  # gb-vodafone → route b-route
 def _bootstrap() -> str:
     if os.environ.get("SMSFLOW_KAFKA_BOOTSTRAP"):
         return os.environ["SMSFLOW_KAFKA_BOOTSTRAP"]
-    from smsflow.broker import LocalBroker
+    from smsflow.devstack.broker import LocalBroker
 
     return LocalBroker.from_env(home=REPO / ".smsflow").start()
 

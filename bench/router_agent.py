@@ -3,9 +3,10 @@
     python bench/router_agent.py --messages 20000 --json [--out bench/results/router_agent.json]
 
 Uses the local broker (started if needed; or SMSFLOW_KAFKA_BOOTSTRAP) and an isolated set of
-topics (``smsflow.harness.isolated_settings``, as bench/e2e.py), applies config/platform.yaml to
-the config topic, **pre-loads** N SubmitRequests (``smsflow.flowrun.make_traffic``: valid
-traffic of three tenants to GB, DE and US mobiles) into ``sms.submitted``, and only then starts
+topics (``smsflow.devstack.harness.isolated_settings``, as bench/e2e.py), applies
+config/platform.yaml to the config topic, **pre-loads** N SubmitRequests
+(``smsflow.devstack.flowrun.make_traffic``: valid traffic of three tenants to GB, DE and US
+mobiles) into ``sms.submitted``, and only then starts
 one ``smsflow worker`` process. The clock runs from the first to the last record the router
 writes (``sms.routed``, plus the router's own ``sms.rejected`` records), by their Kafka
 timestamps: worker start-up, group joins and config loading are outside it. Every message id
@@ -41,9 +42,9 @@ from confluent_kafka import Consumer, KafkaError
 
 from connectors.producer import SmsProducer
 from schemas.models import Rejection, RoutedMessage
-from smsflow.flowrun import make_traffic
-from smsflow.harness import PLATFORM_CONFIG, isolated_settings, prepared_stack
-from smsflow.stack import ManagedProcess, stack_env
+from smsflow.devstack.flowrun import make_traffic
+from smsflow.devstack.harness import PLATFORM_CONFIG, isolated_settings, prepared_stack
+from smsflow.devstack.stack import ManagedProcess, stack_env
 from smsflow.topics import REJECTED, ROUTED, SUBMITTED, topic_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +54,7 @@ LIFTED = 1_000_000
 def _bootstrap() -> str:
     if os.environ.get("SMSFLOW_KAFKA_BOOTSTRAP"):
         return os.environ["SMSFLOW_KAFKA_BOOTSTRAP"]
-    from smsflow.broker import LocalBroker
+    from smsflow.devstack.broker import LocalBroker
 
     return LocalBroker.from_env(home=REPO / ".smsflow").start()
 

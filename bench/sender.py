@@ -35,8 +35,8 @@ from connectors.producer import new_request
 from schemas.models import RoutedMessage, TextEncoding
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
-from smsflow.harness import PLATFORM_CONFIG, free_port, isolated_settings
-from smsflow.stack import stack_env, wait_for_port
+from smsflow.devstack.harness import PLATFORM_CONFIG, free_port, isolated_settings
+from smsflow.devstack.stack import stack_env, wait_for_port
 from smsflow.topics import CONFIG, DLR_RAW, SENT, THROTTLED, apply_topics, topic_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ SIM = {
 def _bootstrap() -> str:
     if os.environ.get("SMSFLOW_KAFKA_BOOTSTRAP"):
         return os.environ["SMSFLOW_KAFKA_BOOTSTRAP"]
-    from smsflow.broker import LocalBroker
+    from smsflow.devstack.broker import LocalBroker
 
     return LocalBroker.from_env(home=REPO / ".smsflow").start()
 
@@ -214,7 +214,7 @@ def run(messages: int, timeout_s: float) -> dict[str, Any]:
             sim.wait(10)
         except subprocess.TimeoutExpired:
             sim.kill()
-        from smsflow.harness import delete_run_topics
+        from smsflow.devstack.harness import delete_run_topics
 
         delete_run_topics(settings.kafka_bootstrap)
     return {

@@ -24,9 +24,9 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.wire import registry_url
-from smsflow.broker import LocalBroker, resolve_bootstrap
-from smsflow.harness import delete_run_topics
-from smsflow.schema_registry_server import LocalSchemaRegistry
+from smsflow.devstack.broker import LocalBroker, resolve_bootstrap
+from smsflow.devstack.harness import delete_run_topics
+from smsflow.devstack.schema_registry import LocalSchemaRegistry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

@@ -16,8 +16,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from smsflow import broker as broker_module
-from smsflow.broker import EXIT_NOT_RUNNING, EXIT_OK, BrokerError, LocalBroker, resolve_bootstrap
+from smsflow.devstack import broker as broker_module
+from smsflow.devstack.broker import (
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    BrokerError,
+    LocalBroker,
+    resolve_bootstrap,
+)
 from tests.integration.conftest import local_broker
 
 needs_local_broker = pytest.mark.skipif(

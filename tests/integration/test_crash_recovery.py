@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from smsflow.flowrun import make_traffic, run_flow, warm_up
-from smsflow.harness import isolated_settings, prepared_stack
+from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
+from smsflow.devstack.harness import isolated_settings, prepared_stack
+from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
-from smsflow.stack import LocalStack
 from tests.integration.windows import wait_for_windows
 
 pytestmark = pytest.mark.slow

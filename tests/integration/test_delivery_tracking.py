@@ -25,11 +25,11 @@ from schemas.models import (
     SubmitOutcome,
     SubmitStatus,
 )
+from smsflow.devstack.harness import isolated_settings, read_all
+from smsflow.devstack.stack import ManagedProcess, stack_env
 from smsflow.domain.tracking import REASON_RECEIPT_UNMATCHED, SELF_EXPIRED_REASON
-from smsflow.harness import isolated_settings, read_all
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
-from smsflow.stack import ManagedProcess, stack_env
 from smsflow.topics import DLR, DLR_RAW, REJECTED, SENT, apply_topics, topic_name
 
 pytestmark = pytest.mark.slow

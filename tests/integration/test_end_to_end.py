@@ -16,11 +16,11 @@ import pytest
 from connectors.producer import new_request
 from schemas.codec import codec
 from schemas.models import DeliveryReport, Rejection, SubmitOutcome, SubmitStatus
-from smsflow.dlr_cli import COLUMNS, export, read_reports
-from smsflow.flowrun import make_traffic, run_flow, warm_up
-from smsflow.harness import isolated_settings, prepared_stack, read_all
+from smsflow.cli.dlr import COLUMNS, export, read_reports
+from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
+from smsflow.devstack.harness import isolated_settings, prepared_stack, read_all
+from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
-from smsflow.stack import LocalStack
 from smsflow.topics import DLR, REJECTED, SENT, topic_name
 from tests.integration.windows import wait_for_windows
 

@@ -10,10 +10,10 @@ from confluent_kafka import Consumer
 
 from schemas import wire
 from schemas.models import DeliveryReport
-from smsflow.flowrun import make_traffic, run_flow, warm_up
-from smsflow.harness import isolated_settings, prepared_stack
+from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
+from smsflow.devstack.harness import isolated_settings, prepared_stack
+from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
-from smsflow.stack import LocalStack
 from smsflow.topics import DLR, topic_name
 
 pytestmark = pytest.mark.slow

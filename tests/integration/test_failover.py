@@ -9,8 +9,8 @@ import pytest
 
 from connectors.producer import new_request
 from schemas.models import DeliveryReport
-from smsflow.flowrun import run_flow, warm_up
-from smsflow.harness import isolated_settings, prepared_stack, read_all
+from smsflow.devstack.flowrun import run_flow, warm_up
+from smsflow.devstack.harness import isolated_settings, prepared_stack, read_all
 from smsflow.topics import DLR
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,14 @@ import yaml
 from schemas.models import DeliveryReport, SubmitOutcome
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
-from smsflow.flowrun import make_traffic, run_flow, warm_up
-from smsflow.harness import PLATFORM_CONFIG, SIM_CONFIG, isolated_settings, prepared_stack, read_all
+from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
+from smsflow.devstack.harness import (
+    PLATFORM_CONFIG,
+    SIM_CONFIG,
+    isolated_settings,
+    prepared_stack,
+    read_all,
+)
 from smsflow.topics import CONFIG, DLR, SENT, topic_name
 
 pytestmark = pytest.mark.slow

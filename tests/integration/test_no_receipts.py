@@ -26,8 +26,8 @@ from schemas.models import (
 )
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
-from smsflow.flowrun import make_traffic, run_flow, warm_up
-from smsflow.harness import (
+from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
+from smsflow.devstack.harness import (
     PLATFORM_CONFIG,
     SIM_CONFIG,
     isolated_settings,
@@ -35,8 +35,8 @@ from smsflow.harness import (
     read_all,
     read_records,
 )
+from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
-from smsflow.stack import LocalStack
 from smsflow.topics import CONFIG, DLR, DLR_RAW, DLR_TIMERS, SENT, topic_name
 from tests.integration.windows import wait_for_windows
 

@@ -19,10 +19,10 @@ from pipeline.deferral import release_at_of
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.models import OffPeakWindow, PlatformConfig, Tenant, Tier
 from smsflow.config.store import load_yaml
-from smsflow.flowrun import run_flow, warm_up
-from smsflow.harness import isolated_settings, prepared_stack, read_messages
+from smsflow.devstack.flowrun import run_flow, warm_up
+from smsflow.devstack.harness import isolated_settings, prepared_stack, read_messages
+from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
-from smsflow.stack import LocalStack
 from smsflow.topics import CONFIG, DEFERRED, topic_name
 from tests.integration.test_throttle_limits import _requests, _throttled
 

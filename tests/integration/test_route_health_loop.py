@@ -22,10 +22,10 @@ from connectors.smsc_sim import SimulatorThread
 from schemas.models import DeliveryReport, RouteHealth, SubmitRequest
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
-from smsflow.flowrun import run_flow, warm_up
-from smsflow.harness import isolated_settings, prepared_stack, read_all
+from smsflow.devstack.flowrun import run_flow, warm_up
+from smsflow.devstack.harness import isolated_settings, prepared_stack, read_all
+from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
-from smsflow.stack import LocalStack
 from smsflow.topics import CONFIG, DLR, ROUTE_HEALTH, topic_name
 
 pytestmark = pytest.mark.slow

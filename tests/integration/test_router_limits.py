@@ -25,11 +25,11 @@ from connectors.producer import new_request
 from pipeline.scheduling import ScheduledStage
 from schemas.models import Rejection, RoutedMessage, SubmitRequest
 from smsflow.config.models import Tier
+from smsflow.devstack.flowrun import run_flow, warm_up
+from smsflow.devstack.harness import isolated_settings, prepared_stack
+from smsflow.devstack.stack import LocalStack
 from smsflow.domain.limits import RateLimit, Released, SchedulerConfig
-from smsflow.flowrun import run_flow, warm_up
-from smsflow.harness import isolated_settings, prepared_stack
 from smsflow.settings import Settings
-from smsflow.stack import LocalStack
 from smsflow.topics import REJECTED, ROUTED, SUBMITTED, topic_name
 from tests.integration.test_throttle_limits import _App, _Event
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from smsflow.flowrun import make_traffic, run_flow, warm_up
-from smsflow.harness import isolated_settings, prepared_stack
-from smsflow.stack import LocalStack
+from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
+from smsflow.devstack.harness import isolated_settings, prepared_stack
+from smsflow.devstack.stack import LocalStack
 from tests.integration.windows import wait_for_windows
 
 pytestmark = pytest.mark.slow

@@ -35,7 +35,7 @@ from schemas.wire import (
     frame,
     schema_text,
 )
-from smsflow.schema_registry_server import LocalSchemaRegistry
+from smsflow.devstack.schema_registry import LocalSchemaRegistry
 from smsflow.topics import AVRO_TOPICS, ROUTED, THROTTLED
 from tests.integration.conftest import local_registry
 from tests.unit.test_wire import (

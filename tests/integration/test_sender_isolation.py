@@ -25,7 +25,7 @@ from connectors.sender.service import SenderService
 from connectors.smsc_sim import SimulatorThread
 from schemas.models import RoutedMessage, SubmitOutcome, SubmitStatus, TextEncoding
 from smsflow.config.store import load_yaml
-from smsflow.harness import PLATFORM_CONFIG, isolated_settings
+from smsflow.devstack.harness import PLATFORM_CONFIG, isolated_settings
 from smsflow.settings import Settings
 from smsflow.topics import SENT, THROTTLED, apply_topics, topic_name
 

@@ -28,11 +28,11 @@ from schemas.models import RoutedMessage, SubmitRequest
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.models import Tier
 from smsflow.config.store import load_yaml
+from smsflow.devstack.flowrun import run_flow, warm_up
+from smsflow.devstack.harness import isolated_settings, prepared_stack
+from smsflow.devstack.stack import LocalStack
 from smsflow.domain.limits import RateLimit, Released, SchedulerConfig
-from smsflow.flowrun import run_flow, warm_up
-from smsflow.harness import isolated_settings, prepared_stack
 from smsflow.settings import Settings
-from smsflow.stack import LocalStack
 from smsflow.topics import CONFIG, ROUTED, THROTTLED, topic_name
 
 PLATFORM = Path(__file__).resolve().parent / "data" / "throttle-limits.yaml"

@@ -36,7 +36,7 @@ from connectors.webhooks.signing import verify_signature
 from schemas.models import DeliveryReport, DeliveryStatus, Rejection
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.models import PlatformConfig, Tenant, Webhook
-from smsflow.harness import isolated_settings
+from smsflow.devstack.harness import isolated_settings
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, DLR, REJECTED, topic_name

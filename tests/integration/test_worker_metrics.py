@@ -15,10 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from connectors.producer import SmsProducer
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
-from smsflow.flowrun import make_traffic
-from smsflow.harness import PLATFORM_CONFIG, free_port, isolated_settings
+from smsflow.devstack.flowrun import make_traffic
+from smsflow.devstack.harness import PLATFORM_CONFIG, free_port, isolated_settings
+from smsflow.devstack.stack import ManagedProcess, stack_env
 from smsflow.settings import Settings
-from smsflow.stack import ManagedProcess, stack_env
 from smsflow.topics import CONFIG, SUBMITTED, apply_topics, topic_name
 
 pytestmark = pytest.mark.slow

@@ -10,10 +10,10 @@ from collections import Counter
 
 from pipeline.tracking_policy import window_spec
 from schemas.models import DeliveryReport, SubmitOutcome, SubmitStatus
+from smsflow.devstack.harness import read_all, read_records
 from smsflow.domain.receipts import DlrStatus
 from smsflow.domain.tracking import NEUTRAL_STATUSES, WindowState
 from smsflow.domain.tracking.windows import stats
-from smsflow.harness import read_all, read_records
 from smsflow.settings import Settings
 from smsflow.topics import DLR, SENT
 

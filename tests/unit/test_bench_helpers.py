@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from smsflow.flowrun import percentile
-from smsflow.stack import cpu_seconds, parse_proc_stat
+from smsflow.devstack.flowrun import percentile
+from smsflow.devstack.stack import cpu_seconds, parse_proc_stat
 
 
 def _stat(comm: str, pgrp: int, utime: int, stime: int, cutime: int, cstime: int) -> str:

@@ -1,4 +1,4 @@
-"""smsflow.broker without a broker: generated files, install bookkeeping, CLI wiring."""
+"""smsflow.devstack.broker without a broker: generated files, install bookkeeping, CLI wiring."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from smsflow import broker as broker_module
-from smsflow.broker import (
+from smsflow.devstack import broker as broker_module
+from smsflow.devstack.broker import (
     COMPLETE_MARKER,
     DEFAULT_CONTROLLER_PORT,
     DEFAULT_PORT,

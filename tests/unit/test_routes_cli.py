@@ -1,4 +1,4 @@
-"""``smsflow routes explain`` (smsflow.routes_cli), on YAML files and a stubbed config topic."""
+"""``smsflow routes explain`` (smsflow.cli.routes), on YAML files and a stubbed config topic."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smsflow import routes_cli
+from smsflow.cli import routes as routes_cli
 from smsflow.config.models import PlatformConfig
 from smsflow.config.store import load_yaml
 

@@ -13,8 +13,8 @@ from confluent_kafka import KafkaError
 from connectors.sender.service import SenderService
 from connectors.smpp.models import InboundDeliver
 from smsflow.config.store import load_yaml
+from smsflow.devstack.harness import PLATFORM_CONFIG
 from smsflow.domain.smpp_status import ESME_ROK, ESME_RX_T_APPN
-from smsflow.harness import PLATFORM_CONFIG
 from smsflow.settings import Settings
 
 BIND = "smsc-uk#0"

@@ -57,7 +57,7 @@ def test_accepted_report_is_posted_with_its_status_and_reason() -> None:
 
 
 def test_dlr_cli_lines_and_rows_show_accepted() -> None:
-    from smsflow.dlr_cli import _line, _row
+    from smsflow.cli.dlr import _line, _row
 
     report = _report(status=DeliveryStatus.ACCEPTED, error_code=None,
                      reason="no receipt requested")

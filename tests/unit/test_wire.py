@@ -39,7 +39,7 @@ from schemas.wire import (
     topic_subject,
     unframe,
 )
-from smsflow import schema_registry_server as server
+from smsflow.devstack import schema_registry as server
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, 123000, tzinfo=UTC)
 MODELS: dict[str, type[AvroModel]] = {model.avro_name: model for model in ALL_MODELS}
@@ -570,7 +570,7 @@ def test_client_connection_refused_is_unavailable() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The local registry's pure helpers (smsflow/schema_registry_server.py)
+# The local registry's pure helpers (smsflow/devstack/schema_registry.py)
 # --------------------------------------------------------------------------------------------
 
 

@@ -4,16 +4,18 @@ Theory of operation
 -------------------
 Kafka is a set of jars on Maven Central and a JVM is all it needs to run, so:
 
-1. **Install** (:meth:`LocalBroker.ensure_installed`). A tiny pom (``smsflow/data/kafka-pom.xml``)
-   depends on ``org.apache.kafka:kafka_2.13:KAFKA_VERSION`` plus the slf4j->log4j2 binding that
-   the Kafka tarball adds but the Maven artifact does not declare. The machine's ``mvn`` runs
+1. **Install** (:meth:`LocalBroker.ensure_installed`). A tiny pom
+   (``smsflow/devstack/data/kafka-pom.xml``) depends on
+   ``org.apache.kafka:kafka_2.13:KAFKA_VERSION`` plus the slf4j->log4j2 binding that the Kafka
+   tarball adds but the Maven artifact does not declare. The machine's ``mvn`` runs
    ``dependency:copy-dependencies`` into ``<cache>/kafka-<version>/libs.partial``; a marker listing
    the jars is written last and the directory is renamed to ``libs``. A complete ``libs`` (marker
    present, every listed jar on disk) is never downloaded again; a half-finished one is redone.
 2. **Configure**. ``server.properties`` is written on every start (it only derives from the
    ports and paths): one KRaft node that is broker *and* controller, listening on loopback only,
    with a static single-voter quorum (``controller.quorum.voters``), replication factors of 1 and
-   no topic auto-creation. The log4j2 config (``smsflow/data/kafka-log4j2.xml``) is copied beside.
+   no topic auto-creation. The log4j2 config (``smsflow/devstack/data/kafka-log4j2.xml``) is
+   copied beside.
 3. **Format** once: ``kafka.tools.StorageTool format`` with a fresh cluster id writes
    ``meta.properties`` into the data directory; its presence means "formatted", so data and the
    cluster id survive restarts.
@@ -147,7 +149,7 @@ def new_cluster_id() -> str:
 
 
 def _data_text(name: str) -> str:
-    return (resources.files("smsflow") / "data" / name).read_text(encoding="utf-8")
+    return (resources.files("smsflow.devstack") / "data" / name).read_text(encoding="utf-8")
 
 
 def render_pom(

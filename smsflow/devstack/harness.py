@@ -18,12 +18,12 @@ from confluent_kafka.admin import AdminClient
 from schemas.models import RoutedMessage, SubmitOutcome
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
-from smsflow.flowrun import warm_up
+from smsflow.devstack.flowrun import warm_up
+from smsflow.devstack.stack import LocalStack, stack_env
 from smsflow.settings import Settings
-from smsflow.stack import LocalStack, stack_env
 from smsflow.topics import CONFIG, SENT, THROTTLED, apply_topics, topic_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PLATFORM_CONFIG = REPO / "config" / "platform.yaml"
 SIM_CONFIG = REPO / "config" / "demo-smsc-sim.yaml"
 

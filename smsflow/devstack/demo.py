@@ -19,10 +19,10 @@ from rich.live import Live
 from rich.table import Table
 
 from schemas.models import SubmitRequest
-from smsflow.flowrun import STAGES, make_traffic, run_flow, warm_up
-from smsflow.harness import prepared_stack
+from smsflow.devstack.flowrun import STAGES, make_traffic, run_flow, warm_up
+from smsflow.devstack.harness import prepared_stack
+from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
-from smsflow.stack import LocalStack
 
 DEFAULT_PLATFORM = Path("config/platform.yaml")
 DEFAULT_SIM = Path("config/demo-smsc-sim.yaml")
@@ -32,7 +32,7 @@ def ensure_broker(settings: Settings, console: Console | None = None) -> Setting
     """Use ``SMSFLOW_KAFKA_BOOTSTRAP`` if set, else start the local broker; return settings."""
     if os.environ.get("SMSFLOW_KAFKA_BOOTSTRAP"):
         return settings
-    from smsflow.broker import LocalBroker
+    from smsflow.devstack.broker import LocalBroker
 
     if console:
         console.print("[bold]broker[/]: starting the local Kafka broker (first run downloads it)")

@@ -5,10 +5,10 @@ Theory of operation
 Confluent's own registry is not on Maven Central, but Apicurio Registry is, and it serves the
 Confluent Schema Registry REST API under ``/apis/ccompat/v7`` (Confluent clients and serdes work
 against it unchanged). Its 2.x line is built for Java 11+, so it runs on the machine's Java 17
-(Apicurio 3.x needs Java 21). So, following :mod:`smsflow.broker`:
+(Apicurio 3.x needs Java 21). So, following :mod:`smsflow.devstack.broker`:
 
 1. **Install** (:meth:`LocalSchemaRegistry.ensure_installed`). A tiny pom
-   (``smsflow/data/registry-pom.xml``) names the app's runnable distribution,
+   (``smsflow/devstack/data/registry-pom.xml``) names the app's runnable distribution,
    ``io.apicurio:apicurio-registry-app:REGISTRY_VERSION:tar.gz:all`` (a Quarkus runner jar and its
    ``lib/``, 140 MB). The machine's ``mvn`` runs ``dependency:copy`` into
    ``<cache>/apicurio-registry-<version>/download``; it is unpacked (path-checked) into
@@ -56,7 +56,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from smsflow.broker import (
+from smsflow.devstack.broker import (
     DEPENDENCY_PLUGIN_VERSION,
     default_cache_root,
     default_home,
@@ -128,7 +128,8 @@ def env_port() -> int:
 
 def render_pom(registry_version: str = REGISTRY_VERSION) -> str:
     """The pom whose ``dependency:copy`` fetches the registry's distribution."""
-    text = (resources.files("smsflow") / "data" / "registry-pom.xml").read_text(encoding="utf-8")
+    pom = resources.files("smsflow.devstack") / "data" / "registry-pom.xml"
+    text = pom.read_text(encoding="utf-8")
     return Template(text).substitute(
         registry_version=registry_version,
         dependency_plugin_version=DEPENDENCY_PLUGIN_VERSION,

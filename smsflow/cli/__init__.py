@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from collections.abc import Sequence
 
 # Modules that contribute sub-commands, imported lazily so `smsflow broker status` does not pay
 # for faust's import time.
 _COMMAND_MODULES: tuple[str, ...] = (
-    "smsflow.broker",
-    "smsflow.schema_registry_server",
+    "smsflow.devstack.broker",
+    "smsflow.devstack.schema_registry",
     "smsflow.topics",
     "smsflow.config.cli",
-    "smsflow.worker",
+    "smsflow.cli.worker",
     "connectors.sender.cli",
     "connectors.webhooks.cli",
     "connectors.smsc_sim.cli",
-    "smsflow.demo",
-    "smsflow.dlr_cli",
-    "smsflow.routes_cli",
+    "smsflow.devstack.demo",
+    "smsflow.cli.dlr",
+    "smsflow.cli.routes",
 )
 
 
@@ -46,6 +45,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: int = args.func(args)
     return result
 
-
-if __name__ == "__main__":
-    sys.exit(main())
