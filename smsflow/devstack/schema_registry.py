@@ -5,7 +5,7 @@ Theory of operation
 Confluent's own registry is not on Maven Central, but Apicurio Registry is, and it serves the
 Confluent Schema Registry REST API under ``/apis/ccompat/v7`` (Confluent clients and serdes work
 against it unchanged). Its 2.x line is built for Java 11+, so it runs on the machine's Java 17
-(Apicurio 3.x needs Java 21). So, following :mod:`smsflow.devstack.broker`:
+(Apicurio 3.x needs Java 21). So, like :mod:`.broker`:
 
 1. **Install** (:meth:`LocalSchemaRegistry.ensure_installed`). A tiny pom
    (``smsflow/devstack/data/registry-pom.xml``) names the app's runnable distribution,
@@ -22,8 +22,9 @@ against it unchanged). Its 2.x line is built for Java 11+, so it runs on the mac
    *Ready* means ``GET /apis/ccompat/v7/subjects`` answers 200 with a JSON list.
 3. **Stop**: SIGTERM (Quarkus shuts down cleanly), wait, SIGKILL as a last resort.
 
-A pid is trusted only while ``/proc/<pid>/cmdline`` shows the runner jar and *this* home's
-``-Dsmsflow.registry.dir``. Install and start/stop each take an exclusive ``flock``.
+The life cycle (install lock, pid file, start, readiness wait, stop) is
+:class:`~.java_service.LocalJavaService`'s, shared with the broker. A pid is trusted only while
+``/proc/<pid>/cmdline`` shows the runner jar and *this* home's ``-Dsmsflow.registry.dir``.
 
 Layout: ``$SMSFLOW_HOME/registry/`` (default ``./.smsflow/registry``) holds ``registry.pid``,
 ``data/`` (the H2 database) and ``logs/``. The distribution lives in
@@ -36,34 +37,46 @@ Layout: ``$SMSFLOW_HOME/registry/`` (default ``./.smsflow/registry``) holds ``re
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tarfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
 
-from smsflow.devstack.broker import (
+from smsflow.devstack.java_service import (
     DEPENDENCY_PLUGIN_VERSION,
+    EXIT_ERROR,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    HOST,
+    JavaServiceError,
+    LocalJavaService,
+    add_lifecycle_commands,
     default_cache_root,
-    default_home,
-    libs_complete,
-    port_open,
-    tail,
+    env_port,
+    home_option,
+    publish_complete,
+    run_maven,
+    setup_cli_logging,
+    start_command,
+    status_command,
+    stop_command,
 )
+
+__all__ = [
+    "API_PATH", "DEFAULT_PORT", "EXIT_ERROR", "EXIT_NOT_RUNNING", "EXIT_OK", "REGISTRY_VERSION",
+    "LocalSchemaRegistry", "RegistryServerError", "api_url", "register", "registry_properties",
+    "render_pom", "unpack",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +88,12 @@ RUNNER_JAR = f"apicurio-registry-app-{REGISTRY_VERSION}-runner.jar"
 API_PATH = "/apis/ccompat/v7"
 """Apicurio's Confluent-compatible API root (what Confluent clients take as the registry URL)."""
 
-HOST = "127.0.0.1"
 DEFAULT_PORT = 8081
 DEFAULT_START_TIMEOUT_S = 120.0
-DEFAULT_STOP_TIMEOUT_S = 30.0
-MAVEN_TIMEOUT_S = 900.0
 
 ENV_PORT = "SMSFLOW_SCHEMA_REGISTRY_PORT"
 ENV_URL = "SMSFLOW_SCHEMA_REGISTRY_URL"
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_NOT_RUNNING = 3
-
-COMPLETE_MARKER = ".smsflow-complete"
 HOME_PROPERTY = "smsflow.registry.dir"
 
 # A registry holds a few dozen schemas and answers a handful of requests per process (clients
@@ -104,26 +109,14 @@ JVM_OPTS = (
     "-Djava.util.logging.manager=org.jboss.logmanager.LogManager",
 )
 
-_POLL_S = 0.25
 
-
-class RegistryServerError(RuntimeError):
+class RegistryServerError(JavaServiceError):
     """The local registry could not be installed, started or stopped; the message says why."""
 
 
 # --------------------------------------------------------------------------------------------
 # Pure helpers
 # --------------------------------------------------------------------------------------------
-
-
-def env_port() -> int:
-    raw = os.environ.get(ENV_PORT)
-    if not raw:
-        return DEFAULT_PORT
-    try:
-        return int(raw)
-    except ValueError:
-        raise RegistryServerError(f"{ENV_PORT}={raw!r} is not a port number") from None
 
 
 def render_pom(registry_version: str = REGISTRY_VERSION) -> str:
@@ -178,28 +171,6 @@ def unpack(archive_path: Path, target: Path) -> None:
             archive.extractall(target, members=members)  # noqa: S202
 
 
-@contextlib.contextmanager
-def _locked(lock_file: Path) -> Iterator[None]:
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with lock_file.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _find_executable(name: str, env_home: str | None) -> str:
-    if env_home:
-        candidate = Path(env_home) / "bin" / name
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which(name)
-    if not found:
-        raise RegistryServerError(f"`{name}` not found on PATH; the local schema registry needs it")
-    return found
-
-
 # Our registry is on loopback: never ask it through an http_proxy from the environment.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -218,30 +189,37 @@ def _serves_api(url: str, timeout_s: float) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-class LocalSchemaRegistry:
+class LocalSchemaRegistry(LocalJavaService):
     """One Apicurio Registry under ``<home>/registry``, driven from Python or the CLI."""
+
+    label = "the schema registry"
+    version = REGISTRY_VERSION
+    error = RegistryServerError
+    port_advice = f"Choose another (--port or {ENV_PORT})"
+    poll_s = 0.25
 
     def __init__(
         self, home: Path | None = None, port: int = DEFAULT_PORT, *, cache_dir: Path | None = None
     ) -> None:
-        self.home = (home or default_home()).absolute()
-        self.port = port
         root = (cache_dir or default_cache_root()).absolute()
-        self.install_dir = root / f"apicurio-registry-{REGISTRY_VERSION}"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self.launched = False
-        """True once :meth:`start` of *this* object launched the JVM (not adopted a running one)."""
+        super().__init__(home, port, root / f"apicurio-registry-{REGISTRY_VERSION}")
 
     @classmethod
     def from_env(cls, home: Path | None = None, port: int | None = None) -> LocalSchemaRegistry:
         """An explicit port wins, then ``$SMSFLOW_SCHEMA_REGISTRY_PORT``, then 8081."""
-        return cls(home, port if port is not None else env_port())
+        if port is None:
+            port = env_port(ENV_PORT, DEFAULT_PORT, RegistryServerError)
+        return cls(home, port)
 
     # -- paths ---------------------------------------------------------------------------------
 
     @property
     def registry_dir(self) -> Path:
         return self.home / "registry"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.registry_dir
 
     @property
     def data_dir(self) -> Path:
@@ -268,13 +246,24 @@ class LocalSchemaRegistry:
         return self.install_dir / "app"
 
     @property
+    def installed_dir(self) -> Path:
+        return self.app_dir
+
+    @property
     def runner_jar(self) -> Path:
         return self.app_dir / RUNNER_JAR
 
     @property
+    def address(self) -> str:
+        return api_url(self.port)
+
+    @property
     def url(self) -> str:
         """The Confluent-compatible API root: the running registry's, else the configured one."""
-        return api_url(self.running_port() or self.port)
+        return self.current_address()
+
+    def ports(self) -> tuple[int, ...]:
+        return (self.port,)
 
     def is_this(self, url: str) -> bool:
         """Whether ``url`` names this registry (loopback, its port), e.g. in the environment."""
@@ -288,15 +277,6 @@ class LocalSchemaRegistry:
 
     # -- install -------------------------------------------------------------------------------
 
-    def ensure_installed(self) -> Path:
-        """Fetch and unpack the distribution unless a complete one is cached; returns its dir."""
-        if libs_complete(self.app_dir):
-            return self.app_dir
-        with _locked(self.install_dir / ".lock"):
-            if not libs_complete(self.app_dir):
-                self._download()
-        return self.app_dir
-
     def _download(self) -> None:
         partial = self.install_dir / "app.partial"
         download = self.install_dir / "download"
@@ -306,7 +286,8 @@ class LocalSchemaRegistry:
         pom.write_text(render_pom(), encoding="utf-8")
         log.info("downloading %s with Maven into %s", ARTIFACT, self.app_dir)
         started = time.monotonic()
-        self._run_maven(pom, download)
+        run_maven(pom, ("dependency:copy", f"-DoutputDirectory={download}"),
+                  what=ARTIFACT, error=RegistryServerError)
         archive = download / DIST_FILE
         if not archive.is_file():
             raise RegistryServerError(f"Maven finished but {archive} is missing")
@@ -315,45 +296,11 @@ class LocalSchemaRegistry:
         if not (partial / RUNNER_JAR).is_file():
             raise RegistryServerError(f"{DIST_FILE} has no {RUNNER_JAR}")
         names = [RUNNER_JAR, *sorted(f"lib/{p.name}" for p in (partial / "lib").glob("*.jar"))]
-        (partial / COMPLETE_MARKER).write_text("\n".join(names) + "\n", encoding="utf-8")
-        shutil.rmtree(self.app_dir, ignore_errors=True)
-        partial.rename(self.app_dir)
+        publish_complete(partial, self.app_dir, names)
         shutil.rmtree(download, ignore_errors=True)  # Maven's local repository keeps a copy
         log.info("%d jars ready in %.1f s", len(names), time.monotonic() - started)
 
-    def _run_maven(self, pom: Path, output_dir: Path) -> None:
-        command = [
-            _find_executable("mvn", os.environ.get("MAVEN_HOME")),
-            "-q",
-            "-B",
-            "-f",
-            str(pom),
-            "dependency:copy",
-            f"-DoutputDirectory={output_dir}",
-        ]
-        try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, timeout=MAVEN_TIMEOUT_S, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise RegistryServerError(
-                f"Maven did not finish within {MAVEN_TIMEOUT_S:.0f} s"
-            ) from None
-        if result.returncode != 0:
-            output = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
-            raise RegistryServerError(
-                f"Maven could not fetch {ARTIFACT} (exit {result.returncode}):\n{output}"
-            )
-
     # -- state ---------------------------------------------------------------------------------
-
-    def pid(self) -> int | None:
-        """The pid of this home's registry if that process is alive, else None."""
-        try:
-            pid = int(self.pid_file.read_text(encoding="utf-8").strip())
-        except (OSError, ValueError):
-            return None
-        return pid if self._alive(pid) else None
 
     def running_port(self) -> int | None:
         """The port the running registry was started with (it may differ from self.port)."""
@@ -364,163 +311,41 @@ class LocalSchemaRegistry:
         except (OSError, ValueError):
             return None
 
-    def is_running(self) -> bool:
-        """Process alive and its API answers."""
+    def running_address(self) -> str | None:
         port = self.running_port()
-        return port is not None and _serves_api(api_url(port), 2.0)
+        return None if port is None else api_url(port)
 
-    def log_tail(self, lines: int = 40) -> str:
-        text = tail(self.console_log, lines)
-        return f"--- {self.console_log} (last {lines} lines) ---\n{text}" if text else "(no log)"
+    def summary(self) -> str:
+        return f"url {self.url}, Apicurio Registry {REGISTRY_VERSION}"
 
-    def _is_our_registry(self, pid: int) -> bool:
-        try:
-            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        args = raw.decode(errors="replace").split("\0")
+    def _owns_cmdline(self, args: Sequence[str]) -> bool:
         return str(self.runner_jar) in args and f"-D{HOME_PROPERTY}={self.registry_dir}" in args
 
-    def _alive(self, pid: int) -> bool:
-        if self._proc is not None and self._proc.pid == pid:
-            if self._proc.poll() is None:
-                return True
-            self._proc = None
-            return False
-        return self._is_our_registry(pid)
+    def _serves(self, address: str, timeout_s: float) -> bool:
+        return _serves_api(address, timeout_s)
 
     # -- start ---------------------------------------------------------------------------------
 
     def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> str:
         """Start the registry unless it runs already; return its API URL once it answers."""
-        with _locked(self.registry_dir / ".lock"):
-            pid = self.pid()
-            if pid is not None:
-                return self._adopt_running(pid, timeout_s)
-            self.pid_file.unlink(missing_ok=True)  # stale: its process is gone
-            if port_open(HOST, self.port):
-                raise RegistryServerError(
-                    f"port {HOST}:{self.port} is already in use by another process. Choose "
-                    f"another (--port or {ENV_PORT})"
-                )
-            self.ensure_installed()
-            for directory in (self.data_dir, self.logs_dir):
-                directory.mkdir(parents=True, exist_ok=True)
-            self._launch()
-            return self._await_ready(timeout_s)
+        return super().start(timeout_s)
 
-    def _adopt_running(self, pid: int, timeout_s: float) -> str:
-        port = self.running_port()
-        if port != self.port:
-            raise RegistryServerError(
-                f"the registry of {self.home} already runs (pid {pid}) on port {port}, not "
-                f"{self.port}; stop it first to change ports"
-            )
-        log.info("schema registry already running (pid %d) on %s", pid, self.url)
-        self._wait_serving(timeout_s, pid)
-        return self.url
+    def _prepare(self) -> None:
+        for directory in (self.data_dir, self.logs_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        # Read by running_port(), which callers use once the pid file names a live registry.
+        self.port_file.write_text(f"{self.port}\n", encoding="utf-8")
 
     def command(self) -> list[str]:
         props = registry_properties(self.registry_dir, self.port)
         return [
-            _find_executable("java", os.environ.get("JAVA_HOME")),
+            self.java(),
             *HEAP_OPTS,
             *JVM_OPTS,
             *(f"-D{key}={value}" for key, value in props.items()),
             "-jar",
             str(self.runner_jar),
         ]
-
-    def _launch(self) -> None:
-        log.info(
-            "starting Apicurio Registry %s on %s (log: %s)",
-            REGISTRY_VERSION,
-            api_url(self.port),
-            self.console_log,
-        )
-        with self.console_log.open("ab") as out:
-            self._proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.registry_dir,
-                start_new_session=True,
-                close_fds=True,
-            )
-        self.port_file.write_text(f"{self.port}\n", encoding="utf-8")
-        self.pid_file.write_text(f"{self._proc.pid}\n", encoding="utf-8")
-        self.launched = True
-
-    def _await_ready(self, timeout_s: float) -> str:
-        if self._proc is None:
-            raise RegistryServerError("internal error: no registry process to wait for")
-        pid = self._proc.pid
-        started = time.monotonic()
-        try:
-            self._wait_serving(timeout_s, pid)
-        except RegistryServerError:
-            self._terminate(pid, DEFAULT_STOP_TIMEOUT_S)
-            self.pid_file.unlink(missing_ok=True)
-            raise
-        log.info(
-            "schema registry ready on %s (pid %d, %.1f s)",
-            self.url,
-            pid,
-            time.monotonic() - started,
-        )
-        return self.url
-
-    def _wait_serving(self, timeout_s: float, pid: int) -> None:
-        deadline = time.monotonic() + timeout_s
-        url = api_url(self.port)
-        while True:
-            if not self._alive(pid):
-                raise RegistryServerError(
-                    f"the registry exited during start-up.\n{self.log_tail()}"
-                )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RegistryServerError(
-                    f"the registry did not answer on {url} within {timeout_s:.0f} s.\n"
-                    f"{self.log_tail()}"
-                )
-            if port_open(HOST, self.port) and _serves_api(url, min(2.0, remaining)):
-                return
-            time.sleep(_POLL_S)  # the JVM is still booting
-
-    # -- stop ----------------------------------------------------------------------------------
-
-    def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> bool:
-        """Stop the registry if it runs; True if a process was stopped. Idempotent."""
-        if not self.registry_dir.is_dir():
-            return False
-        with _locked(self.registry_dir / ".lock"):
-            pid = self.pid()
-            if pid is not None:
-                log.info("stopping the schema registry (pid %d)", pid)
-                self._terminate(pid, timeout_s)
-            self.pid_file.unlink(missing_ok=True)
-            return pid is not None
-
-    def _terminate(self, pid: int, timeout_s: float) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if self._wait_exit(pid, timeout_s):
-            return
-        log.warning("the registry (pid %d) ignored SIGTERM for %.0f s; killing it", pid, timeout_s)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        if not self._wait_exit(pid, 10.0):
-            raise RegistryServerError(f"the registry (pid {pid}) survived SIGKILL")
-
-    def _wait_exit(self, pid: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self._alive(pid):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(_POLL_S)
-        return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,86 +355,43 @@ class LocalSchemaRegistry:
 
 def register(subparsers: Any) -> None:
     """Add ``smsflow registry start|stop|status``."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--home",
-        type=Path,
-        default=None,
-        help="state directory (default $SMSFLOW_HOME or ./.smsflow)",
-    )
+    common = home_option()
     common.add_argument(
         "--port", type=int, default=None, help=f"HTTP port (default ${ENV_PORT} or {DEFAULT_PORT})"
     )
-    parser = subparsers.add_parser(
-        "registry",
-        help="run a local Confluent-compatible schema registry (Apicurio, no Docker)",
+    add_lifecycle_commands(
+        subparsers, "registry", common=common,
+        help_text="run a local Confluent-compatible schema registry (Apicurio, no Docker)",
         description=f"Apicurio Registry {REGISTRY_VERSION} on loopback, fetched with Maven; "
         f"its Confluent-compatible API is at http://127.0.0.1:PORT{API_PATH}.",
+        start_timeout_s=DEFAULT_START_TIMEOUT_S,
+        commands=(_cmd_start, _cmd_stop, _cmd_status),
     )
-    actions = parser.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
-
-    start = actions.add_parser("start", parents=[common], help="start it (no-op if running)")
-    start.add_argument("--timeout", type=float, default=DEFAULT_START_TIMEOUT_S, help="seconds")
-    start.set_defaults(func=_cmd_start)
-
-    stop = actions.add_parser("stop", parents=[common], help="stop it (no-op if stopped)")
-    stop.add_argument("--timeout", type=float, default=DEFAULT_STOP_TIMEOUT_S, help="seconds")
-    stop.set_defaults(func=_cmd_stop)
-
-    status = actions.add_parser("status", parents=[common], help="exit 0 if running, 3 if not")
-    status.set_defaults(func=_cmd_status)
 
 
 def _registry_from_args(args: argparse.Namespace) -> LocalSchemaRegistry:
     return LocalSchemaRegistry.from_env(args.home, args.port)
 
 
-def _setup_cli_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="smsflow registry: %(message)s")
-
-
 def _cmd_start(args: argparse.Namespace) -> int:
-    _setup_cli_logging()
-    try:
+    setup_cli_logging("registry")
+
+    def start() -> str:
         registry = _registry_from_args(args)
         url = registry.start(args.timeout)
-    except RegistryServerError as exc:
-        print(f"smsflow registry start: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    configured = os.environ.get(ENV_URL, "").strip()
-    if configured and not registry.is_this(configured):
-        log.warning("%s=%s points elsewhere: clients use that, not this one", ENV_URL, configured)
-    print(url)
-    return EXIT_OK
+        configured = os.environ.get(ENV_URL, "").strip()
+        if configured and not registry.is_this(configured):
+            log.warning("%s=%s points elsewhere: clients use that, not this one", ENV_URL,
+                        configured)
+        return url
+
+    return start_command("smsflow registry start", start)
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    _setup_cli_logging()
-    try:
-        stopped = _registry_from_args(args).stop(args.timeout)
-    except RegistryServerError as exc:
-        print(f"smsflow registry stop: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    print("stopped" if stopped else "not running")
-    return EXIT_OK
+    setup_cli_logging("registry")
+    return stop_command("smsflow registry stop", lambda: _registry_from_args(args), args.timeout)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    try:
-        registry = _registry_from_args(args)
-    except RegistryServerError as exc:
-        print(f"smsflow registry status: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    pid = registry.pid()
-    if pid is None:
-        print(f"not running (home {registry.home})")
-        return EXIT_NOT_RUNNING
-    if not registry.is_running():
-        print(f"starting or unresponsive: pid {pid}, {registry.url} does not answer")
-        return EXIT_NOT_RUNNING
-    print(
-        f"running: pid {pid}, url {registry.url}, Apicurio Registry {REGISTRY_VERSION}, "
-        f"home {registry.home}"
-    )
-    return EXIT_OK
+    return status_command("smsflow registry status", lambda: _registry_from_args(args))
