@@ -45,12 +45,13 @@ from connectors.smsc_sim.config import load_config
 from connectors.smsc_sim.server import SimulatorThread
 from schemas.models import RoutedMessage, SubmitOutcome
 from smsflow.devstack.flowrun import run_flow
-from smsflow.devstack.harness import SIM_CONFIG, free_port, isolated_settings, prepared_stack
+from smsflow.devstack.harness import free_port, isolated_settings, prepared_stack
 from smsflow.devstack.stack import ManagedProcess
 from smsflow.settings import Settings
 from smsflow.topics import SENT, SUBMITTED, THROTTLED, topic_name
 
 REPO = Path(__file__).resolve().parents[1]
+SIM_CONFIG = REPO / "config" / "demo-smsc-sim.yaml"
 #: route → (destination prefix, total length with '+'): valid mobile numbers per operator.
 ROUTES = {
     "uk": ("+447701", 13),  # gb-vodafone, smsc-uk, simulator profile uk
@@ -148,7 +149,8 @@ def main() -> int:
         config_path.write_text(yaml.safe_dump(platform_config(args.tps, args.target_ms)))
         port = free_port()
         sim = SimulatorThread(sim_config, port=port).start()
-        stack = prepared_stack(settings, platform_config=config_path, sim_port=port)
+        stack = prepared_stack(settings, platform_config=config_path,
+                               sim_config=SIM_CONFIG, sim_port=port)
         logs = home / "logs"
         try:
             for name, argv in (("worker-0", ["worker", "--loglevel", "info"]),

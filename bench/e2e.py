@@ -31,7 +31,6 @@ from pathlib import Path
 
 from smsflow.devstack.flowrun import make_traffic, percentile, run_flow
 from smsflow.devstack.harness import (
-    REPO,
     isolated_settings,
     prepared_stack,
     stage_waits_ms,
@@ -40,6 +39,7 @@ from smsflow.devstack.harness import (
 )
 from smsflow.devstack.stack import cpu_seconds, listening_pid
 
+REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "e2e.json"
 
 

@@ -53,6 +53,7 @@ from smsflow.settings import Settings
 from smsflow.topics import CONFIG, SUBMITTED, THROTTLED, topic_name
 
 REPO = Path(__file__).resolve().parents[1]
+SIM_CONFIG = REPO / "config" / "demo-smsc-sim.yaml"
 OFFER_FACTOR = 1.5
 WINDOW_S = 10.0
 
@@ -307,7 +308,9 @@ def main() -> int:
         settings = isolated_settings(_bootstrap(), home, "enforcement", partitions=1)
         config_path = home / "platform.yaml"
         config_path.write_text(yaml.safe_dump(platform_config(args.rate, args.per_number, None)))
-        with prepared_stack(settings, platform_config=config_path) as stack:
+        with prepared_stack(
+            settings, platform_config=config_path, sim_config=SIM_CONFIG
+        ) as stack:
             warm_up(settings, timeout_s=120)
             first = phase_one(args.rate, args.per_number, args.numbers, args.duration_s)
             say(f"phase 1 (tenant, route, destination): {len(first)} messages")

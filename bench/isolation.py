@@ -53,12 +53,13 @@ from connectors.terminal_reader import TerminalReader
 from pipeline.fetch_wait import FETCH_MAX_WAIT_MS
 from schemas.models import RoutedMessage
 from smsflow.devstack.flowrun import run_flow
-from smsflow.devstack.harness import SIM_CONFIG, isolated_settings, prepared_stack
+from smsflow.devstack.harness import isolated_settings, prepared_stack
 from smsflow.devstack.stack import LocalStack, ManagedProcess, wait_for_port
 from smsflow.settings import Settings
 from smsflow.topics import DLR, REJECTED, SUBMITTED, THROTTLED, topic_name
 
 REPO = Path(__file__).resolve().parents[1]
+SIM_CONFIG = REPO / "config" / "demo-smsc-sim.yaml"
 A_PREFIX = "+447700"  # gb-ee → route a-route
 B_PREFIX = "+447701"  # gb-vodafone → route b-route
 

@@ -43,11 +43,13 @@ from confluent_kafka import Consumer, KafkaError
 from connectors.producer import SmsProducer
 from schemas.models import Rejection, RoutedMessage
 from smsflow.devstack.flowrun import make_traffic
-from smsflow.devstack.harness import PLATFORM_CONFIG, isolated_settings, prepared_stack
+from smsflow.devstack.harness import isolated_settings, prepared_stack
 from smsflow.devstack.stack import ManagedProcess, stack_env
 from smsflow.topics import REJECTED, ROUTED, SUBMITTED, topic_name
 
 REPO = Path(__file__).resolve().parents[1]
+PLATFORM_CONFIG = REPO / "config" / "platform.yaml"
+SIM_CONFIG = REPO / "config" / "demo-smsc-sim.yaml"
 LIFTED = 1_000_000
 
 
@@ -137,7 +139,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="smsflow-router-bench-") as tmp:
         home = Path(tmp)
         settings = isolated_settings(_bootstrap(), home, "routerbench", args.partitions)
-        prepared_stack(settings, platform_config=_config(home, args.keep_limits))  # not started
+        prepared_stack(settings, platform_config=_config(home, args.keep_limits),
+                       sim_config=SIM_CONFIG)  # not started
         requests = make_traffic(args.messages, seed=args.messages)
         producer = SmsProducer(settings.kafka_bootstrap, topic_name(settings, SUBMITTED),
                                linger_ms=20)

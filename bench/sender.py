@@ -35,11 +35,12 @@ from connectors.producer import new_request
 from schemas.models import RoutedMessage, TextEncoding
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
-from smsflow.devstack.harness import PLATFORM_CONFIG, free_port, isolated_settings
+from smsflow.devstack.harness import free_port, isolated_settings
 from smsflow.devstack.stack import stack_env, wait_for_port
 from smsflow.topics import CONFIG, DLR_RAW, SENT, THROTTLED, apply_topics, topic_name
 
 REPO = Path(__file__).resolve().parents[1]
+PLATFORM_CONFIG = REPO / "config" / "platform.yaml"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 SIM = {

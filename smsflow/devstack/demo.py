@@ -24,8 +24,11 @@ from smsflow.devstack.harness import prepared_stack
 from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
 
+# Relative to the current directory, like every command's default paths (the README runs them
+# from the repository root); --config and --sim-config name other files.
 DEFAULT_PLATFORM = Path("config/platform.yaml")
 DEFAULT_SIM = Path("config/demo-smsc-sim.yaml")
+EXIT_USAGE = 2
 
 
 def ensure_broker(settings: Settings, console: Console | None = None) -> Settings:
@@ -51,6 +54,11 @@ def _progress_table(counts: dict[str, int], terminal: int, total: int) -> Table:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     console = Console()
+    for path in (args.config, args.sim_config):
+        if not path.is_file():
+            console.print(f"[red]{path} not found[/] (relative to {Path.cwd()}): run from the "
+                          f"repository root or pass --config / --sim-config")
+            return EXIT_USAGE
     settings = ensure_broker(Settings(), console)
     stack = prepared_stack(
         settings, platform_config=args.config, sim_config=args.sim_config, sim_port=args.sim_port

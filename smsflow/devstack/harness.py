@@ -23,10 +23,6 @@ from smsflow.devstack.stack import LocalStack, stack_env
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, SENT, THROTTLED, apply_topics, topic_name
 
-REPO = Path(__file__).resolve().parents[2]
-PLATFORM_CONFIG = REPO / "config" / "platform.yaml"
-SIM_CONFIG = REPO / "config" / "demo-smsc-sim.yaml"
-
 
 def read_all(settings: Settings, name: str, *, timeout_s: float = 10.0) -> list[bytes]:
     """Every value on topic ``name`` now (read to the end of each partition)."""
@@ -122,14 +118,22 @@ def isolated_settings(bootstrap: str, home: Path, label: str, partitions: int = 
 def prepared_stack(
     settings: Settings,
     *,
-    platform_config: Path = PLATFORM_CONFIG,
-    sim_config: Path = SIM_CONFIG,
+    platform_config: Path,
+    sim_config: Path,
     sim_port: int | None = None,
     workers: int = 1,
 ) -> LocalStack:
-    """Apply topics and configuration (every SMSC pointed at the simulator's port, a free one
-    unless given) and return the stack, not yet started.
-    Use as ``with prepared_stack(s) as stack: warm_up(s)``."""
+    """Apply topics and ``platform_config`` (every SMSC pointed at the simulator's port, a
+    free one unless given) and return the stack, not yet started; its simulator reads
+    ``sim_config``. Use as ``with prepared_stack(s, platform_config=…, sim_config=…) as stack:
+    warm_up(s)``. The caller names both files (``smsflow demo`` has flags for them, relative to
+    the current directory): an installed package has no repository to find them in."""
+    for path in (platform_config, sim_config):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found (relative paths start at {Path.cwd()}): pass the "
+                f"configuration files of your checkout"
+            )
     sim_port = sim_port or free_port()
     config = load_yaml(platform_config)
     config = config.model_copy(
@@ -137,7 +141,9 @@ def prepared_stack(
     )
     apply_topics(settings)
     apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), config)
-    return LocalStack(settings.home, stack_env(settings), sim_config, sim_port, workers=workers)
+    return LocalStack(
+        settings.home, stack_env(settings), sim_config.absolute(), sim_port, workers=workers
+    )
 
 
 def wait_for_group(settings: Settings, members: int, *, timeout_s: float = 120.0) -> None:

@@ -27,8 +27,8 @@ from schemas.wire import registry_url
 from smsflow.devstack.broker import LocalBroker, resolve_bootstrap
 from smsflow.devstack.harness import delete_run_topics
 from smsflow.devstack.schema_registry import LocalSchemaRegistry
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 TOPIC_TIMEOUT_S = 30.0
 

@@ -17,6 +17,7 @@ from smsflow.devstack.harness import isolated_settings, prepared_stack
 from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
 from tests.integration.windows import wait_for_windows
+from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,9 @@ def crash_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture
 def crash_stack(crash_settings: Settings) -> Iterator[LocalStack]:
-    with prepared_stack(crash_settings) as stack:
+    with prepared_stack(
+        crash_settings, platform_config=PLATFORM_CONFIG, sim_config=SIM_CONFIG
+    ) as stack:
         warm_up(crash_settings, timeout_s=120)
         yield stack
 

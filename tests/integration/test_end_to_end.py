@@ -23,6 +23,7 @@ from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
 from smsflow.topics import DLR, REJECTED, SENT, topic_name
 from tests.integration.windows import wait_for_windows
+from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,9 @@ def flow_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def running_stack(flow_settings: Settings) -> Iterator[LocalStack]:
-    with prepared_stack(flow_settings) as stack:
+    with prepared_stack(
+        flow_settings, platform_config=PLATFORM_CONFIG, sim_config=SIM_CONFIG
+    ) as stack:
         warm_up(flow_settings, timeout_s=120)
         yield stack
         stack.check_alive()

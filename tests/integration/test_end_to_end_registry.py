@@ -15,6 +15,7 @@ from smsflow.devstack.harness import isolated_settings, prepared_stack
 from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
 from smsflow.topics import DLR, topic_name
+from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,9 @@ def registry_flow(
         patch.setenv(wire.ENV_URL, schema_registry_url)  # this process and the stack's children
         wire.reset_cache()
         settings = isolated_settings(kafka_bootstrap, tmp_path_factory.mktemp("sr"), "sr")
-        with prepared_stack(settings) as stack:
+        with prepared_stack(
+            settings, platform_config=PLATFORM_CONFIG, sim_config=SIM_CONFIG
+        ) as stack:
             warm_up(settings, timeout_s=120)
             yield settings, stack
     wire.reset_cache()

@@ -20,13 +20,12 @@ from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
 from smsflow.devstack.harness import (
-    PLATFORM_CONFIG,
-    SIM_CONFIG,
     isolated_settings,
     prepared_stack,
     read_all,
 )
 from smsflow.topics import CONFIG, DLR, SENT, topic_name
+from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +39,7 @@ def test_hex_submit_ids_and_decimal_receipt_ids_correlate(
     sim_config.write_text(yaml.safe_dump(sim))
     settings = isolated_settings(kafka_bootstrap, tmp_path, "dec-ids")
 
-    stack = prepared_stack(settings, sim_config=sim_config)
+    stack = prepared_stack(settings, platform_config=PLATFORM_CONFIG, sim_config=sim_config)
     config = load_yaml(PLATFORM_CONFIG)
     smscs = tuple(
         smsc.model_copy(update={"port": stack.sim_port, "submit_id_format": "hex",

@@ -28,8 +28,6 @@ from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
 from smsflow.devstack.harness import (
-    PLATFORM_CONFIG,
-    SIM_CONFIG,
     isolated_settings,
     prepared_stack,
     read_all,
@@ -39,6 +37,7 @@ from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, DLR, DLR_RAW, DLR_TIMERS, SENT, topic_name
 from tests.integration.windows import wait_for_windows
+from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +55,7 @@ def flow_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def running_stack(flow_settings: Settings, smsc: SimulatorThread) -> Iterator[LocalStack]:
-    stack = prepared_stack(flow_settings)
+    stack = prepared_stack(flow_settings, platform_config=PLATFORM_CONFIG, sim_config=SIM_CONFIG)
     # prepared_stack points every SMSC at the stack's own simulator process; use ours instead.
     config = load_yaml(PLATFORM_CONFIG)
     config = config.model_copy(update={

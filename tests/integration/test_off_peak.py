@@ -25,6 +25,7 @@ from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, DEFERRED, topic_name
 from tests.integration.test_throttle_limits import _requests, _throttled
+from tests.paths import SIM_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +40,9 @@ def offpeak_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def offpeak_stack(offpeak_settings: Settings) -> Iterator[LocalStack]:
-    with prepared_stack(offpeak_settings, platform_config=PLATFORM) as stack:
+    with prepared_stack(
+        offpeak_settings, platform_config=PLATFORM, sim_config=SIM_CONFIG
+    ) as stack:
         warm_up(offpeak_settings, timeout_s=120)
         yield stack
 

@@ -23,8 +23,9 @@ from connectors.sender.service import SenderService
 from connectors.smsc_sim import SimulatorThread
 from schemas.models import ReceiptEvent, RoutedMessage, TextEncoding
 from smsflow.config.store import load_yaml
-from smsflow.devstack.harness import PLATFORM_CONFIG, isolated_settings, read_records
+from smsflow.devstack.harness import isolated_settings, read_records
 from smsflow.topics import DLR_RAW, THROTTLED, apply_topics, topic_name
+from tests.paths import PLATFORM_CONFIG
 
 FAILURES = 2
 

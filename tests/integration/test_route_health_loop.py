@@ -27,6 +27,7 @@ from smsflow.devstack.harness import isolated_settings, prepared_stack, read_all
 from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, DLR, ROUTE_HEALTH, topic_name
+from tests.paths import SIM_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +65,7 @@ def flaky_smsc() -> Iterator[SimulatorThread]:
 
 @pytest.fixture
 def loop_stack(loop_settings: Settings, flaky_smsc: SimulatorThread) -> Iterator[LocalStack]:
-    stack = prepared_stack(loop_settings, platform_config=PLATFORM)
+    stack = prepared_stack(loop_settings, platform_config=PLATFORM, sim_config=SIM_CONFIG)
     # prepared_stack points every SMSC at the stack's simulator; the cheap route's SMSC is ours.
     config = load_yaml(PLATFORM)
     smscs = tuple(

@@ -32,6 +32,7 @@ from smsflow.domain.limits import RateLimit, Released, SchedulerConfig
 from smsflow.settings import Settings
 from smsflow.topics import REJECTED, ROUTED, SUBMITTED, topic_name
 from tests.integration.test_throttle_limits import _App, _Event
+from tests.paths import SIM_CONFIG
 
 PLATFORM = Path(__file__).resolve().parent / "data" / "router-limits.yaml"
 
@@ -108,7 +109,9 @@ def router_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="module")
 def router_stack(router_settings: Settings) -> Iterator[LocalStack]:
-    with prepared_stack(router_settings, platform_config=PLATFORM) as stack:
+    with prepared_stack(
+        router_settings, platform_config=PLATFORM, sim_config=SIM_CONFIG
+    ) as stack:
         warm_up(router_settings, timeout_s=120)
         yield stack
 

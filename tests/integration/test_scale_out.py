@@ -21,6 +21,7 @@ from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
 from smsflow.devstack.harness import isolated_settings, prepared_stack
 from smsflow.devstack.stack import LocalStack
 from tests.integration.windows import wait_for_windows
+from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ def test_workers_joining_and_leaving_mid_stream_lose_nothing(
     settings = isolated_settings(kafka_bootstrap, tmp_path, "scale")
     steps: list[str] = []
     stop = threading.Event()
-    with prepared_stack(settings) as stack:
+    with prepared_stack(settings, platform_config=PLATFORM_CONFIG, sim_config=SIM_CONFIG) as stack:
         warm_up(settings, timeout_s=120)
         changer = threading.Thread(target=_change_group, args=(stack, steps, stop))
         changer.start()

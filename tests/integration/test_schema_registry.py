@@ -47,7 +47,6 @@ from tests.unit.test_wire import (
     sample_record,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMES = sorted(contracts())
 
 

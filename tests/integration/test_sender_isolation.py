@@ -25,9 +25,10 @@ from connectors.sender.service import SenderService
 from connectors.smsc_sim import SimulatorThread
 from schemas.models import RoutedMessage, SubmitOutcome, SubmitStatus, TextEncoding
 from smsflow.config.store import load_yaml
-from smsflow.devstack.harness import PLATFORM_CONFIG, isolated_settings
+from smsflow.devstack.harness import isolated_settings
 from smsflow.settings import Settings
 from smsflow.topics import SENT, THROTTLED, apply_topics, topic_name
+from tests.paths import PLATFORM_CONFIG
 
 A_WINDOW = 4
 A_MESSAGES = 40

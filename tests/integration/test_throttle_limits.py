@@ -34,6 +34,7 @@ from smsflow.devstack.stack import LocalStack
 from smsflow.domain.limits import RateLimit, Released, SchedulerConfig
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, ROUTED, THROTTLED, topic_name
+from tests.paths import SIM_CONFIG
 
 PLATFORM = Path(__file__).resolve().parent / "data" / "throttle-limits.yaml"
 
@@ -297,7 +298,9 @@ def limits_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="module")
 def limits_stack(limits_settings: Settings) -> Iterator[LocalStack]:
-    with prepared_stack(limits_settings, platform_config=PLATFORM) as stack:
+    with prepared_stack(
+        limits_settings, platform_config=PLATFORM, sim_config=SIM_CONFIG
+    ) as stack:
         warm_up(limits_settings, timeout_s=120)
         yield stack
 

@@ -16,10 +16,11 @@ from connectors.producer import SmsProducer
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.devstack.flowrun import make_traffic
-from smsflow.devstack.harness import PLATFORM_CONFIG, free_port, isolated_settings
+from smsflow.devstack.harness import free_port, isolated_settings
 from smsflow.devstack.stack import ManagedProcess, stack_env
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, SUBMITTED, apply_topics, topic_name
+from tests.paths import PLATFORM_CONFIG
 
 pytestmark = pytest.mark.slow
 

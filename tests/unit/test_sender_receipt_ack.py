@@ -13,9 +13,9 @@ from confluent_kafka import KafkaError
 from connectors.sender.service import SenderService
 from connectors.smpp.models import InboundDeliver
 from smsflow.config.store import load_yaml
-from smsflow.devstack.harness import PLATFORM_CONFIG
 from smsflow.domain.smpp_status import ESME_ROK, ESME_RX_T_APPN
 from smsflow.settings import Settings
+from tests.paths import PLATFORM_CONFIG
 
 BIND = "smsc-uk#0"
 RECEIPT = (b"id:0000002587 sub:001 dlvrd:001 submit date:2401151230 done date:240115123145 "
