@@ -1,30 +1,43 @@
-"""The ``smsflow`` command line.
+"""The ``smsflow`` command line: the top layer, which may import every other one.
 
 Each feature module owns its sub-commands through a ``register(subparsers)`` function that adds
 its parser and sets ``func`` (called with the parsed ``argparse.Namespace``, returns an exit code).
-This module only assembles them, so adding a command never touches another feature's code.
+This package only assembles them, so adding a command never touches another feature's code.
+Commands that need a layer above the contracts (the faust worker, the dev stack) live here or in
+:mod:`smsflow.devstack`; a feature that needs only its own layer keeps its command beside it
+(``smsflow.topics``, ``smsflow.config.cli``, ``connectors.*.cli``). Heavy imports (faust, the
+agents) happen inside the command that needs them, so ``smsflow broker status`` stays quick.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections.abc import Sequence
+from types import ModuleType
 
-# Modules that contribute sub-commands, imported lazily so `smsflow broker status` does not pay
-# for faust's import time.
-_COMMAND_MODULES: tuple[str, ...] = (
-    "smsflow.devstack.broker",
-    "smsflow.devstack.schema_registry",
-    "smsflow.topics",
-    "smsflow.config.cli",
-    "smsflow.cli.worker",
-    "connectors.sender.cli",
-    "connectors.webhooks.cli",
-    "connectors.smsc_sim.cli",
-    "smsflow.devstack.demo",
-    "smsflow.cli.dlr",
-    "smsflow.cli.routes",
+from connectors.sender import cli as sender_cli
+from connectors.smsc_sim import cli as smsc_sim_cli
+from connectors.webhooks import cli as webhooks_cli
+from smsflow import topics
+from smsflow.cli import dlr, routes, worker
+from smsflow.config import cli as config_cli
+from smsflow.devstack import broker, demo, schema_registry
+
+__all__ = ["build_parser", "main"]
+
+# In the order `smsflow --help` lists them.
+_COMMAND_MODULES: tuple[ModuleType, ...] = (
+    broker,
+    schema_registry,
+    topics,
+    config_cli,
+    worker,
+    sender_cli,
+    webhooks_cli,
+    smsc_sim_cli,
+    demo,
+    dlr,
+    routes,
 )
 
 
@@ -33,8 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="smsflow", description="Kafka-native SMS messaging platform."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in _COMMAND_MODULES:
-        module = importlib.import_module(module_name)
+    for module in _COMMAND_MODULES:
         module.register(subparsers)
     return parser
 
@@ -44,4 +56,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result
-

@@ -1,4 +1,4 @@
-"""``smsflow worker``: run the faust agents (router, throttle, delivery) in this process."""
+"""``smsflow worker``: run the faust agents (route, throttle, delivery, tracking) here."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("worker", help="run the stream-processing agents")
     parser.add_argument("--loglevel", choices=_FAUST_LOG_LEVELS, default="info")
     parser.add_argument(
-        "--web", action="store_true", help="serve faust's web endpoints (metrics later)"
+        "--web", action="store_true",
+        help="serve Prometheus metrics at /metrics on 127.0.0.1:$SMSFLOW_WORKER_WEB_PORT "
+        "(docs/metrics.md)",
     )
     parser.set_defaults(func=_cmd_worker)
