@@ -11,13 +11,16 @@ install:
 demo: install
 	$(PY) -m smsflow.cli demo --messages $(MESSAGES)
 
-# Lint, type-check, then every test; integration tests start the local broker themselves.
+# Lint, type-check, check the layers, then every test; integration tests start the local
+# broker themselves.
 test: install lint
 	$(PY) -m pytest
 
+# lint-imports: the import-linter contracts in pyproject.toml (docs/architecture.md#layers).
 lint:
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	lint-imports
 
 unit: install
 	$(PY) -m pytest tests/unit
