@@ -21,7 +21,8 @@ from pipeline.deferral import DEFERRAL, DeferredReleaser, release_at_header
 
 async def park(key: bytes, value: bytes, release_at: float) -> asyncio.Future[Any]:
     """Write a ``sms.routed`` record to ``sms.deferred`` until ``release_at``; the returned
-    future resolves once Kafka has it (the caller acks the source record only then)."""
+    future resolves once Kafka has it. The stage's divert acks after it; the throttle's
+    park-on-arrival acks at once, safe because faust flushes its producer before each commit."""
     sent = await deferred_out.send(key=key, value=value, headers=release_at_header(release_at))
     DEFERRAL.parked += 1
     return cast("asyncio.Future[Any]", sent)
