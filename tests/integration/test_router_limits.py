@@ -1,10 +1,10 @@
 """Tenant limits and daily quotas at the router, on the real broker with the simulator (issue 4).
 
-* The stage with tenant lanes against a fake faust app: fast, no broker.
-* On a real stack (one partition, so every tenant shares the partition and the worker): a
-  tenant over its rate waits while another tenant flows, its rate over 10 s windows,
-  ``QUOTA_EXCEEDED`` rejections, quota usage surviving a worker restart, and a worker SIGKILL
-  while records wait in a tenant lane.
+On a real stack (one partition, so every tenant shares the partition and the worker): a tenant
+over its rate waits while another tenant flows, its rate over 10 s windows, ``QUOTA_EXCEEDED``
+rejections, quota usage surviving a worker restart, and a worker SIGKILL while records wait in a
+tenant lane. The stage with tenant lanes against a fake faust app is in
+tests/unit/pipeline/test_scheduling.py.
 
 Rates and waits come from record timestamps (``routed_at`` is the tenant lane's release time),
 never from how fast this machine runs the test.
@@ -12,90 +12,23 @@ never from how fast this machine runs the test.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
 from confluent_kafka import Consumer, KafkaError
 
 from connectors.producer import new_request
-from pipeline.scheduling import ScheduledStage
 from schemas.models import Rejection, RoutedMessage, SubmitRequest
-from smsflow.config.models import Tier
 from smsflow.devstack.flowrun import run_flow, warm_up
 from smsflow.devstack.harness import isolated_settings, prepared_stack
 from smsflow.devstack.stack import LocalStack
-from smsflow.domain.limits import RateLimit, Released, SchedulerConfig
 from smsflow.settings import Settings
 from smsflow.topics import REJECTED, ROUTED, SUBMITTED, topic_name
-from tests.integration.test_throttle_limits import _App, _Event
 from tests.paths import SIM_CONFIG
 
 PLATFORM = Path(__file__).resolve().parent / "data" / "router-limits.yaml"
-
-# ---------------------------------------------------------------------------------------------
-# Tenant lanes against a fake faust app (no broker)
-
-
-class _TenantHarness:
-    def __init__(self, lanes: dict[str, float]) -> None:
-        self.app = _App()
-        self.now = 1000.0
-        self.acks: list[tuple[int, int]] = []
-        self.sent: list[tuple[str, asyncio.Future[Any]]] = []
-        self.offsets = 0
-        self.stage: ScheduledStage[str] = ScheduledStage(
-            cast(Any, self.app), name="router", source_topic="sms.submitted", emit=self._emit,
-            configure=lambda _o, _t: SchedulerConfig(
-                lane_by="tenant", lanes={k: RateLimit(pps=v) for k, v in lanes.items()}
-            ),
-            version=lambda: 0, clock=lambda: self.now,
-        )
-
-    async def _emit(self, payload: str, _released: Released) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.sent.append((payload, future))
-        return future
-
-    def offer(self, tenant: str, route: str = "shared") -> None:
-        offset, self.offsets = self.offsets, self.offsets + 1
-        event = _Event(0, offset, self.acks)
-        self.app.consumer.unacked.add(event.message)
-        ticket = self.stage.track(cast(Any, event))
-        self.stage.offer(ticket, f"{tenant}/{offset}", message_id=str(uuid.uuid4()),
-                         tenant_id=tenant, tier=Tier.STANDARD, route_id=route,
-                         destination=f"+4477009{offset:05d}", parts=1)
-
-    async def complete_sends(self) -> None:
-        for _, future in self.sent:
-            if not future.done():
-                future.set_result(None)
-        await asyncio.sleep(0)
-
-
-@pytest.mark.asyncio
-async def test_a_tenant_over_its_rate_waits_while_another_on_the_same_route_flows() -> None:
-    h = _TenantHarness({"noisy": 1.0, "quiet": 1000.0})
-    for _ in range(3):
-        h.offer("noisy")  # offset 0 goes at once (a full bucket of 1); 1 and 2 wait
-    h.offer("quiet")  # offset 3: same partition, same route, another tenant
-    await h.stage.release_due()
-    assert [p for p, _ in h.sent] == ["noisy/0", "quiet/3"]
-    await h.complete_sends()
-    assert h.acks == [(0, 0)], "acks stay in offset order behind the waiting records"
-    limiters = h.stage.stats().scheduler.limiters
-    assert limiters["tenant:noisy"].waiting_messages == 2
-    assert limiters["tenant:quiet"].blocked == 0
-
-    for _ in range(2):  # one a second: the bucket holds one second's worth
-        h.now += 1.0
-        await h.stage.release_due()
-        await h.complete_sends()
-    assert h.acks == [(0, 0), (0, 1), (0, 2), (0, 3)]
-
 
 # ---------------------------------------------------------------------------------------------
 # A real stack: broker, worker, sender, simulator
@@ -275,22 +208,3 @@ def test_worker_sigkill_while_records_wait_in_a_tenant_lane_loses_nothing(
     assert result.lost == 0, f"{result.lost} messages lost, e.g. {result.missing[:3]}"
     assert result.rejection_codes == {}, "replayed records were charged to the quota again"
     router_stack.check_alive()
-
-
-@pytest.mark.asyncio
-async def test_revocation_still_lets_faust_commit_what_was_passed_on() -> None:
-    """faust commits the revoked partitions after clearing the buffers: the stage must not
-    refuse that commit, or every rebalance and clean stop re-sends the last commit interval."""
-    h = _TenantHarness({"noisy": 1.0, "quiet": 1000.0})
-    h.offer("quiet")  # 0
-    h.offer("noisy")  # 1: released (a full bucket of 1)
-    h.offer("noisy")  # 2: waits
-    h.offer("quiet")  # 3: passed on behind a waiting record
-    await h.stage.release_due()
-    await h.complete_sends()
-    assert h.stage.safe_offset(0) == 2
-    h.app.flow_control.revoke()
-    assert h.stage.safe_offset(0) == 2, "records 0 and 1 are passed on: committable"
-    assert h.stage.stats().abandoned == 2
-    h.stage._on_assigned(None, set())
-    assert h.stage.safe_offset(0) is None, "a new assignment has passed nothing on yet"

@@ -1,9 +1,9 @@
 """The throttle's rate limits on the real broker, with the simulator (issue 4).
 
-* The stage's bookkeeping (in-order acks, revocation, memory) against a fake faust app: fast.
-* On a real stack (one partition, so every route shares the partition and the worker):
-  no head-of-line blocking, enforcement over 10 s windows, a live tps change, and a worker
-  SIGKILL while items wait in the throttle.
+On a real stack (one partition, so every route shares the partition and the worker): no
+head-of-line blocking, enforcement over 10 s windows, a live tps change, and a worker SIGKILL
+while items wait in the throttle. The stage's bookkeeping (in-order acks, revocation, memory)
+against a fake faust app is in tests/unit/pipeline/test_scheduling.py.
 
 Rates are computed from record timestamps (``throttled_at``, set from the scheduler's release
 time, and the Kafka timestamp of each ``sms.throttled`` record), never from how fast this machine
@@ -12,279 +12,25 @@ runs the test.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
 from confluent_kafka import Consumer, KafkaError
-from faust.types import TP
 
 from connectors.producer import new_request
-from pipeline.scheduling import ScheduledStage
 from schemas.models import RoutedMessage, SubmitRequest
 from smsflow.config.kafka_io import apply_config
-from smsflow.config.models import Tier
 from smsflow.config.store import load_yaml
 from smsflow.devstack.flowrun import run_flow, warm_up
 from smsflow.devstack.harness import isolated_settings, prepared_stack
 from smsflow.devstack.stack import LocalStack
-from smsflow.domain.limits import RateLimit, Released, SchedulerConfig
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, ROUTED, THROTTLED, topic_name
 from tests.paths import SIM_CONFIG
 
 PLATFORM = Path(__file__).resolve().parent / "data" / "throttle-limits.yaml"
-
-# ---------------------------------------------------------------------------------------------
-# The stage against a fake faust app (no broker)
-
-
-class _Message:
-    def __init__(self, partition: int, offset: int) -> None:
-        self.topic = "sms.routed"
-        self.partition = partition
-        self.offset = offset
-        self.acked = False
-
-
-class _Event:
-    def __init__(self, partition: int, offset: int, acks: list[tuple[int, int]]) -> None:
-        self.message = _Message(partition, offset)
-        self._acks = acks
-
-    def ack(self) -> bool:
-        self._acks.append((self.message.partition, self.message.offset))
-        return True
-
-
-class _Flow:
-    def __init__(self) -> None:
-        self.active = True
-        self.queues: list[Any] = []
-
-    def manage_queue(self, queue: Any) -> None:
-        self.queues.append(queue)
-
-    def is_active(self) -> bool:
-        return self.active
-
-    def revoke(self) -> None:
-        """What faust does at revocation: suspend, then clear every managed buffer."""
-        self.active = False
-        for queue in self.queues:
-            queue.clear()
-
-
-class _Signal:
-    def __init__(self) -> None:
-        self.receivers: list[Any] = []
-
-    def connect(self, receiver: Any) -> None:
-        self.receivers.append(receiver)
-
-
-class _Consumer:
-    def __init__(self) -> None:
-        self.unacked: set[Any] = set()
-        self.paused: set[int] = set()
-
-    def pause_partitions(self, tps: Any) -> None:
-        self.paused |= {tp.partition for tp in tps}
-
-    def resume_partitions(self, tps: Any) -> None:
-        self.paused -= {tp.partition for tp in tps}
-
-    def topic_partitions(self, _topic: str) -> int | None:
-        return None
-
-
-class _App:
-    def __init__(self) -> None:
-        self.flow_control = _Flow()
-        self.consumer = _Consumer()
-        self.on_partitions_revoked = _Signal()
-        self.on_partitions_assigned = _Signal()
-
-
-class _Harness:
-    """A stage on a fake app with a manual clock; every emit's future completes on demand."""
-
-    def __init__(self, lanes: dict[str, float], **kwargs: Any) -> None:
-        self.app = _App()
-        self.now = 1000.0
-        self.acks: list[tuple[int, int]] = []
-        self.sent: list[tuple[str, asyncio.Future[Any]]] = []
-        self.lanes = dict(lanes)
-        self.version = 0
-        self.stage: ScheduledStage[str] = ScheduledStage(
-            cast(Any, self.app), name="test", source_topic="sms.routed", emit=self._emit,
-            configure=self._configure, version=lambda: self.version, clock=lambda: self.now,
-            **kwargs,
-        )
-        self.events: list[_Event] = []
-
-    def _configure(self, _owned: int, _total: int) -> SchedulerConfig:
-        return SchedulerConfig(
-            lane_by="route", lanes={k: RateLimit(pps=v) for k, v in self.lanes.items()}
-        )
-
-    async def _emit(self, payload: str, _released: Released) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.sent.append((payload, future))
-        return future
-
-    def offer(self, route: str, partition: int = 0) -> _Event:
-        offset = sum(1 for e in self.events if e.message.partition == partition)
-        event = _Event(partition, offset, self.acks)
-        self.events.append(event)
-        self.app.consumer.unacked.add(event.message)
-        ticket = self.stage.track(cast(Any, event))
-        self.stage.offer(ticket, f"{route}#{partition}/{offset}", message_id=str(uuid.uuid4()),
-                         tenant_id="t", tier=Tier.STANDARD, route_id=route,
-                         destination=f"+4477009{offset:05d}", parts=1)
-        return event
-
-    async def complete_sends(self) -> None:
-        for _, future in self.sent:
-            if not future.done():
-                future.set_result(None)
-        await asyncio.sleep(0)  # run the done callbacks
-
-
-@pytest.mark.asyncio
-async def test_acks_stay_in_offset_order_while_an_older_record_waits() -> None:
-    h = _Harness({"slow": 1.0, "fast": 1000.0})
-    h.offer("slow")  # offset 0: released at once (a full bucket of 1)
-    h.offer("slow")  # offset 1: waits a second
-    h.offer("fast")  # offset 2
-    h.offer("fast")  # offset 3
-    await h.stage.release_due()
-    assert [p for p, _ in h.sent] == ["slow#0/0", "fast#0/2", "fast#0/3"]
-    await h.complete_sends()
-    # 2 and 3 are passed on, but acking them before 1 would let faust commit past it.
-    assert h.acks == [(0, 0)]
-    assert h.stage.stats().tracked == 3
-
-    h.now += 1.0
-    await h.stage.release_due()
-    await h.complete_sends()
-    assert h.acks == [(0, 0), (0, 1), (0, 2), (0, 3)]
-    stats = h.stage.stats()
-    assert (stats.tracked, stats.queued, stats.in_flight, stats.acked) == (0, 0, 0, 4)
-
-
-@pytest.mark.asyncio
-async def test_partitions_are_acked_independently() -> None:
-    h = _Harness({"slow": 1.0, "fast": 1000.0})
-    h.offer("slow", partition=0)
-    h.offer("slow", partition=0)  # waits
-    h.offer("fast", partition=1)
-    await h.stage.release_due()
-    await h.complete_sends()
-    assert sorted(h.acks) == [(0, 0), (1, 0)]
-
-
-@pytest.mark.asyncio
-async def test_revocation_abandons_waiting_records_without_acking_them() -> None:
-    h = _Harness({"slow": 1.0, "fast": 1000.0})
-    h.offer("fast")  # 0: sending
-    h.offer("slow")  # 1: sending (the bucket's one token)
-    waiting = h.offer("slow")  # 2: waits
-    behind = h.offer("fast")  # 3: sending, but behind a waiting record
-    await h.stage.release_due()
-    assert len(h.sent) == 3
-
-    h.app.flow_control.revoke()
-    # faust waits for every delivered message to be acked or gone: these two must be gone,
-    # and not acked (so never committed: the partition's next owner reads them again).
-    for event in (waiting, behind):
-        assert event.message.acked
-        assert event.message not in h.app.consumer.unacked
-    await h.complete_sends()
-    assert h.acks == [(0, 0), (0, 1)]
-    stats = h.stage.stats()
-    assert (stats.tracked, stats.queued, stats.abandoned) == (0, 0, 2)
-    assert stats.scheduler.queued_messages == 0
-
-    h.now += 5.0
-    await h.stage.release_due()
-    assert len(h.sent) == 3, "an abandoned record must not be sent by this worker"
-
-
-@pytest.mark.asyncio
-async def test_flow_resume_does_not_drop_anything() -> None:
-    h = _Harness({"slow": 1.0})
-    h.offer("slow")
-    h.offer("slow")
-    for queue in h.app.flow_control.queues:  # faust also clears buffers when flow resumes
-        queue.clear()
-    await h.stage.release_due()
-    h.now += 1.0
-    await h.stage.release_due()
-    await h.complete_sends()
-    assert h.acks == [(0, 0), (0, 1)]
-
-
-@pytest.mark.asyncio
-async def test_high_water_pauses_the_backlogged_partition_only() -> None:
-    h = _Harness({"slow": 1.0, "fast": 1000.0}, high_water=4, low_water=2)
-    for _ in range(5):
-        h.offer("slow", partition=0)
-    h.offer("fast", partition=1)
-    await h.stage.release_due()
-    await h.complete_sends()
-    assert h.app.consumer.paused == {0}
-    assert h.stage.stats().paused_partitions == (0,)
-
-    for _ in range(4):  # one a second
-        h.now += 1.0
-        await h.stage.release_due()
-        await h.complete_sends()
-    await h.stage.release_due()  # the tick after the acks notices the low water
-    assert h.app.consumer.paused == set()
-    assert h.stage.stats().tracked == 0
-
-
-@pytest.mark.asyncio
-async def test_faust_never_commits_past_a_waiting_record() -> None:
-    h = _Harness({"slow": 1.0, "fast": 1000.0})
-    wanted: dict[Any, int | None] = {}
-    h.app.consumer._new_offset = lambda tp: wanted.get(tp)  # type: ignore[attr-defined]
-    h.offer("slow")  # 0: released
-    h.offer("slow")  # 1: waits
-    h.offer("fast")  # 2
-    await h.stage.release_due()
-    await h.complete_sends()
-    guarded = h.app.consumer._new_offset  # type: ignore[attr-defined]
-    routed, other = TP("sms.routed", 0), TP("sms.sent", 0)
-    # faust wants to commit past record 1 (e.g. records it skipped and acked itself): clamped.
-    wanted.update({routed: 3, other: 7})
-    assert guarded(routed) == 1
-    assert guarded(other) == 7  # other topics are not the stage's business
-    assert h.stage.stats().commits_clamped == 1
-    h.now += 1.0
-    await h.stage.release_due()
-    await h.complete_sends()
-    assert guarded(routed) == 3
-    # Nothing acked in this partition (e.g. just after an assignment): no commit at all.
-    wanted[TP("sms.routed", 5)] = 10
-    assert guarded(TP("sms.routed", 5)) is None
-
-
-@pytest.mark.asyncio
-async def test_a_new_config_version_retunes_the_lane() -> None:
-    h = _Harness({"slow": 1.0})
-    h.offer("slow")
-    assert h.stage.stats().scheduler.limiters["route:slow"].rate_pps == 1.0
-    h.lanes["slow"] = 7.0
-    h.version = 1
-    await h.stage.release_due()
-    assert h.stage.stats().scheduler.limiters["route:slow"].rate_pps == 7.0
-    assert h.stage.stats().config_version == 1
-
 
 # ---------------------------------------------------------------------------------------------
 # A real stack: broker, worker, sender, simulator
