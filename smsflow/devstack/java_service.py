@@ -298,6 +298,8 @@ class LocalJavaService(abc.ABC):
 
     def pid(self) -> int | None:
         """The pid of this home's server if that process is alive, else None."""
+        if self._proc is not None and self._proc.poll() is not None:
+            self._proc = None  # our child ended (another caller stopped it): reaped, no zombie
         try:
             pid = int(self.pid_file.read_text(encoding="utf-8").strip())
         except (OSError, ValueError):
