@@ -376,9 +376,6 @@ class LocalBroker(LocalJavaService):
         props = parse_properties(self.properties_file.read_text(encoding="utf-8"))
         return bootstrap_from_properties(props)
 
-    def running_bootstrap(self) -> str | None:
-        return self.running_address()
-
     def cluster_id(self) -> str | None:
         meta = self.data_dir / "meta.properties"
         if not meta.is_file():
