@@ -77,6 +77,22 @@ def test_autoscaling_never_exceeds_partitions(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_watches_the_cluster_the_processes_use(overlay: str) -> None:
+    """KEDA's operator resolves names from its own namespace: its bootstrap must be the
+    processes' Kafka service, fully qualified with the namespace the processes resolve it in."""
+    docs = objects(overlay)
+    settings = next(c for c in of_kind(docs, "ConfigMap")
+                    if c["metadata"]["name"].startswith("smsflow-settings"))["data"]
+    process_host, process_port = settings["SMSFLOW_KAFKA_BOOTSTRAP"].split(",")[0].split(":")
+    namespace = named(docs, "Deployment", "smsflow-worker")["metadata"]["namespace"]
+    if "." not in process_host:  # a short name resolves in the processes' own namespace
+        process_host = f"{process_host}.{namespace}.svc"
+    for scaled in of_kind(docs, "ScaledObject"):
+        keda_bootstrap = scaled["spec"]["triggers"][0]["metadata"]["bootstrapServers"]
+        assert keda_bootstrap == f"{process_host}:{process_port}", scaled["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_sender_replicas_never_hold_more_binds_than_an_smsc_allows(overlay: str) -> None:
     """Without bind leases every sender replica opens `binds` sessions to every SMSC. At most
     maxReplicaCount replicas run, plus one evicted pod still draining (it unbinds last) while

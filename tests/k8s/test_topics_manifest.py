@@ -53,3 +53,9 @@ def test_check_mode_reports_a_stale_file(tmp_path: Any) -> None:
     assert main(["--check", "--out", str(stale)]) == 1
     assert main(["--write", "--out", str(stale)]) == 0
     assert main(["--check", "--out", str(stale)]) == 0
+
+
+def test_the_cli_command_checks_the_committed_file() -> None:
+    from smsflow.cli import main as cli_main
+
+    assert cli_main(["topics", "k8s", "--check", "--out", str(ROOT / MANIFEST_PATH)]) == 0
