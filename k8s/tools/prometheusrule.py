@@ -50,9 +50,22 @@ def prometheus_rule(rules: Any) -> dict[str, Any]:
     }
 
 
+class _BlockStringDumper(yaml.SafeDumper):
+    """Writes multi-line strings (PromQL expressions, descriptions) as ``|`` blocks, the way
+    the rule file has them, instead of quoted strings with blank lines for line breaks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockStringDumper.add_representer(str, _represent_str)
+
+
 def render(source_text: str) -> str:
     document = prometheus_rule(yaml.safe_load(source_text))
-    return _HEADER + yaml.safe_dump(document, sort_keys=False, width=100)
+    return _HEADER + yaml.dump(document, Dumper=_BlockStringDumper, sort_keys=False, width=100)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,8 @@ from tests.k8s.tooling import K8S, OVERLAYS, named, objects, of_kind
 SENDER_IN_FLIGHT_DRAIN_S = 15.0
 PRODUCER_FLUSH_S = 10.0
 
-PROCESSES = ("smsflow-worker", "smsflow-sender", "smsflow-webhooks", "smsflow-api")
+PROCESSES = ("smsflow-worker", "smsflow-sender", "smsflow-webhooks", "smsflow-api",
+             "smsflow-kafka-exporter")
 
 
 def _platform(overlay: str) -> dict[str, Any]:

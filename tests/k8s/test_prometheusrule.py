@@ -26,7 +26,9 @@ groups:
   - name: smsflow-delivery
     rules:
       - alert: DeliveryRateLow
-        expr: smsflow_route_delivery_ratio < 0.8
+        expr: |
+          smsflow_window_delivery_ratio{scope="route"} < 0.8
+          and on (scope, id) sum by (scope, id) (smsflow_window_terminal_outcomes) >= 50
         for: 10m
         labels: {severity: page}
         annotations: {summary: "Route {{ $labels.route }} delivers under 80 %"}
@@ -41,6 +43,7 @@ def test_a_rule_file_becomes_a_schema_valid_prometheus_rule_with_the_same_groups
     text = generator.render(SAMPLE)
     rule = yaml.safe_load(text)
     assert rule["kind"] == "PrometheusRule"
+    assert "expr: |\n" in text  # multi-line PromQL stays readable, as in the rule file
     assert rule["spec"]["groups"] == yaml.safe_load(SAMPLE)["groups"]
     result = kubeconform(text)
     assert result.returncode == 0, result.stdout + result.stderr
