@@ -222,7 +222,8 @@ class LocalJavaService(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def pid_file(self) -> Path: ...
+    def pid_file(self) -> Path:
+        """Holds the launched JVM's pid (trusted only while its cmdline is ours)."""
 
     @property
     @abc.abstractmethod
