@@ -47,9 +47,8 @@ def test_flow_runs_on_confluent_wire_format(
 
     avro = pytest.importorskip("confluent_kafka.schema_registry.avro")
     registry = pytest.importorskip("confluent_kafka.schema_registry")
-    deserializer = avro.AvroDeserializer(
-        registry.SchemaRegistryClient({"url": schema_registry_url})
-    )
+    client = registry.SchemaRegistryClient({"url": schema_registry_url})
+    deserializer = avro.AvroDeserializer(client)
     consumer = Consumer({
         "bootstrap.servers": settings.kafka_bootstrap, "group.id": "sr-check",
         "auto.offset.reset": "earliest",
@@ -63,7 +62,9 @@ def test_flow_runs_on_confluent_wire_format(
     value = message.value() or b""
     assert value[:1] == b"\x00", "sms.dlr records must be in Confluent wire format"
     serialization = pytest.importorskip("confluent_kafka.serialization")
-    record = deserializer(
-        value, serialization.SerializationContext(message.topic(), serialization.MessageField.VALUE)
-    )
+    try:
+        record = deserializer(value, serialization.SerializationContext(
+            message.topic(), serialization.MessageField.VALUE))
+    finally:
+        client.close()  # its HTTP session
     assert record["message_id"] == DeliveryReport.from_avro(value).message_id

@@ -260,8 +260,9 @@ def test_confluent_deserializer_reads_our_records(
 
     model = model_sample(name)
     data = _codec(name, schema_registry_url).encode(model.model_dump(mode="python"), topic)
-    deserializer = serdes.AvroDeserializer(ConfluentClient({"url": schema_registry_url}))
-    decoded = deserializer(data, SerializationContext(topic, MessageField.VALUE))
+    with ConfluentClient({"url": schema_registry_url}) as client:  # closes its HTTP session
+        deserializer = serdes.AvroDeserializer(client)
+        decoded = deserializer(data, SerializationContext(topic, MessageField.VALUE))
     assert MODELS[name].model_validate(decoded) == model
 
 
@@ -273,13 +274,13 @@ def test_confluent_serializer_records_decode_with_our_codec(
     from confluent_kafka.serialization import MessageField, SerializationContext
 
     model = model_sample("DeliveryReport")
-    serializer = serdes.AvroSerializer(
-        ConfluentClient({"url": schema_registry_url}),
-        schema_text(contracts()["DeliveryReport"]),
-        conf={"auto.register.schemas": True},
-    )
-    context = SerializationContext(topic, MessageField.VALUE)
-    data = serializer(model.model_dump(mode="python"), context)
+    with ConfluentClient({"url": schema_registry_url}) as client:  # closes its HTTP session
+        serializer = serdes.AvroSerializer(
+            client, schema_text(contracts()["DeliveryReport"]),
+            conf={"auto.register.schemas": True},
+        )
+        context = SerializationContext(topic, MessageField.VALUE)
+        data = serializer(model.model_dump(mode="python"), context)
     assert data[:1] == b"\x00"
     assert MODELS["DeliveryReport"].model_validate(
         _codec("DeliveryReport", schema_registry_url).decode(data)
@@ -304,14 +305,13 @@ def test_confluent_consumer_reads_our_records_from_kafka(
         producer.produce(topic, key=model.tenant_id.encode(), value=value)
     assert producer.flush(30) == 0
 
+    client = ConfluentClient({"url": schema_registry_url})
     consumer = DeserializingConsumer(
         {
             "bootstrap.servers": kafka_bootstrap,
             "group.id": f"wire-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
-            "value.deserializer": serdes.AvroDeserializer(
-                ConfluentClient({"url": schema_registry_url})
-            ),
+            "value.deserializer": serdes.AvroDeserializer(client),
         }
     )
     received: list[Any] = []
@@ -326,4 +326,5 @@ def test_confluent_consumer_reads_our_records_from_kafka(
                 break
     finally:
         consumer.close()
+        client.close()  # its HTTP session
     assert received == sent

@@ -106,3 +106,4 @@ def test_metrics_page_reports_limiters_stages_and_health(
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)
         assert refused.value.code == 404, path
+        refused.value.close()  # an HTTPError holds the response and its socket open
