@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -20,10 +21,15 @@ DeliveryCallback = Callable[[str, KafkaError | None], None]
 
 
 class SmsProducer:
-    def __init__(self, bootstrap: str, topic: str, *, linger_ms: int = 5) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, *, linger_ms: int = 5, **config: Any
+    ) -> None:
+        """``config``: further librdkafka settings (the API sets ``message.timeout.ms``)."""
         self.topic = topic
         self._producer = Producer(
-            producer_config(bootstrap, **{"linger.ms": linger_ms, "compression.type": "lz4"})
+            producer_config(
+                bootstrap, **{"linger.ms": linger_ms, "compression.type": "lz4", **config}
+            )
         )
         self.failed: list[tuple[str, str]] = []
 
@@ -51,6 +57,10 @@ class SmsProducer:
     def submit_raw(self, key: bytes | None, value: bytes) -> None:
         """Put arbitrary bytes on the topic (tests and bad-input drills)."""
         self._producer.produce(self.topic, key=key, value=value)
+
+    def poll(self, timeout_s: float) -> int:
+        """Serve delivery callbacks (from a thread of the caller's, e.g. the API's pump)."""
+        return int(self._producer.poll(timeout_s))
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for every submitted message to be acknowledged; returns how many are not."""

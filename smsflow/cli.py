@@ -26,6 +26,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "smsflow.demo",
     "smsflow.dlr_cli",
     "smsflow.routes_cli",
+    "api.cli",
+    "api.tenants_cli",
 )
 
 

@@ -56,6 +56,8 @@ DLR_TIMERS = "sms.dlr.timers"
 DLR_PARTS_TIMERS = "sms.dlr.parts.timers"
 TRACKING_DELTAS = "sms.tracking-deltas"
 DEFERRED = "sms.deferred"
+API_KEYS = "sms.api-keys"
+API_IDEMPOTENCY = "sms.api-idempotency"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SUBMITTED, "tenant_id", "SubmitRequest", "Messages accepted from tenants."),
@@ -100,6 +102,19 @@ TOPICS: tuple[TopicSpec, ...] = (
         "Internal: Economy parked outside its off-peak windows, each with a smsflow-release-at "
         "header; sent back to sms.routed when the window opens.",
         retention_ms=7 * DAY_MS, avro=False,
+    ),
+    TopicSpec(
+        API_KEYS, "key_id", "ApiKeyRecord (JSON)",
+        "Internal: API keys (HMAC of the secret, never the key), latest state per key id; "
+        "read in full by every API process.",
+        compacted=True, partitions=1, avro=False,
+    ),
+    TopicSpec(
+        API_IDEMPOTENCY, "tenant_id/Idempotency-Key", "StoredAnswer (JSON)",
+        "Internal: the first answer to each Idempotency-Key, replayed on retries; compacted and "
+        "deleted after 2 days (answers are promised for 24 h).",
+        compacted=True, avro=False,
+        extra={"cleanup.policy": "compact,delete", "retention.ms": str(2 * DAY_MS)},
     ),
 )
 

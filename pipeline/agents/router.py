@@ -54,16 +54,15 @@ from schemas.models import MessageType, RoutedMessage, SubmitRequest, TextEncodi
 from smsflow.config.models import MessageType as RouteMessageType
 from smsflow.config.models import Tenant, Tier
 from smsflow.domain import route_engine
-from smsflow.domain.encoding import EncodingError, SegmentPlan, plan_segments
+from smsflow.domain.encoding import SegmentPlan
 from smsflow.domain.encoding import TextEncoding as BodyEncoding
 from smsflow.domain.limits import QUOTA_EXCEEDED, Released, SchedulerConfig, router_config
 from smsflow.domain.routing import RouteRejection
-from smsflow.domain.validation import source_problem
+from smsflow.domain.validation import ContentProblem, check_content
 
 log = logging.getLogger(__name__)
 
 STAGE = "router"
-MAX_PARTS = 10
 
 
 _MESSAGE_TYPES = {wire: RouteMessageType(wire.value) for wire in MessageType}
@@ -74,15 +73,9 @@ def _refusal(
     request: SubmitRequest, engine: route_engine.Snapshot
 ) -> RouteRejection | tuple[route_engine.Decision, SegmentPlan]:
     """The routing decision and segment plan, or why the message is refused."""
-    if not request.body:
-        return RouteRejection("EMPTY_BODY", "message body is empty")
-    problem = source_problem(request.source)
-    if problem is not None:
-        return RouteRejection("INVALID_SOURCE", problem)
-    try:
-        plan = plan_segments(request.body, max_parts=MAX_PARTS)
-    except EncodingError as exc:
-        return RouteRejection("MESSAGE_TOO_LONG", str(exc))
+    plan = check_content(request.source, request.body)
+    if isinstance(plan, ContentProblem):
+        return RouteRejection(plan.reason_code, plan.detail)
     decision = route_engine.decide(
         engine,
         route_engine.RouteRequest(

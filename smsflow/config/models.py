@@ -87,6 +87,16 @@ class Tenant(_Frozen):
         default=None, gt=0,
         description="Parts the tenant may send at once above its rate; default one second's worth.",
     )
+    api_rate_per_s: float | None = Field(
+        default=None, gt=0,
+        description="Messages per second the HTTP API accepts from the tenant (over it: 429); "
+        "default 10 x rate_limit_pps (docs/api.md#limits).",
+    )
+    api_burst: float | None = Field(
+        default=None, gt=0,
+        description="Messages the API accepts at once above its rate; default "
+        "max(api rate, 1000) so a full batch always fits.",
+    )
     quarantined: bool = False
     routes: tuple[str, ...] = Field(
         default=(), description="If set, only these routes may carry the tenant's traffic."

@@ -1,0 +1,225 @@
+"""The tenant HTTP API against the real broker and a real server on a free port.
+
+One prepared environment per module (topics with a run prefix, the sample configuration plus a
+tenant with a tiny API rate); every test starts its own API process(es) in the test's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from schemas.models import SubmitRequest
+from smsflow.cli import main as smsflow_main
+from smsflow.config.kafka_io import apply_config
+from smsflow.config.models import Tenant
+from smsflow.config.store import load_yaml
+from smsflow.harness import PLATFORM_CONFIG, isolated_settings, read_all
+from smsflow.settings import Settings
+from smsflow.topics import CONFIG, SUBMITTED, apply_topics, topic_name
+from tests.integration.api_server import PEPPER, running_api
+
+pytestmark = pytest.mark.asyncio(loop_scope="function")
+
+UK_MOBILE = "+447700900123"  # Ofcom drama range: an EE test prefix in the sample config
+
+
+@pytest.fixture(scope="module")
+def env(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    settings = isolated_settings(kafka_bootstrap, tmp_path_factory.mktemp("api"), "api")
+    apply_topics(settings)
+    config = load_yaml(PLATFORM_CONFIG)
+    slow = Tenant(id="slow-co", name="Slow Co", rate_limit_pps=1, api_rate_per_s=1, api_burst=2)
+    config = config.model_copy(update={"tenants": (*config.tenants, slow)})
+    apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SMSFLOW_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
+        patch.setenv("SMSFLOW_TOPIC_PREFIX", settings.topic_prefix)
+        patch.setenv("SMSFLOW_API_KEY_PEPPER", PEPPER)
+        yield settings
+
+
+def cli(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = smsflow_main(list(args))
+    return code, out.getvalue()
+
+
+def create_key(tenant: str) -> str:
+    code, out = cli("tenants", "key", "create", tenant, "--quiet")
+    assert code == 0
+    return out.strip()
+
+
+def submitted(settings: Settings) -> list[SubmitRequest]:
+    return [SubmitRequest.from_avro(v) for v in read_all(settings, SUBMITTED)]
+
+
+def message(**overrides: object) -> dict[str, object]:
+    return {"destination": UK_MOBILE, "source": "ACME", "body": "hello", **overrides}
+
+
+async def test_single_message_is_stored_on_sms_submitted_before_202(env: Settings) -> None:
+    key = create_key("acme-bank")
+    async with running_api(env) as api:
+        status, body, _ = await api.request(
+            "POST", "/v1/messages", key=key, json=message(client_ref="r-1")
+        )
+    assert status == 202, body
+    assert body["parts"] == 1
+    stored = [r for r in submitted(env) if r.message_id == body["message_id"]]
+    assert len(stored) == 1
+    assert stored[0].tenant_id == "acme-bank"
+    assert stored[0].destination == UK_MOBILE
+    assert stored[0].client_ref == "r-1"
+
+
+async def test_every_refusal_has_its_status_and_code(env: Settings) -> None:
+    key = create_key("shopfast")
+    quarantined = create_key("suspended-co")
+    cases: list[tuple[str, dict[str, object], int, str]] = [
+        ("no key", {"json": message()}, 401, "UNAUTHENTICATED"),
+        ("wrong key", {"json": message(), "key": key[:-4] + "AAAA"}, 401, "INVALID_API_KEY"),
+        ("not a key", {"json": message(), "key": "hello"}, 401, "INVALID_API_KEY"),
+        ("quarantined", {"json": message(), "key": quarantined}, 403, "TENANT_QUARANTINED"),
+        ("bad json", {"data": b'{"destination": ', "key": key}, 400, "MALFORMED_JSON"),
+        ("unknown field", {"json": message(colour="red"), "key": key}, 422, "INVALID_REQUEST"),
+        ("missing field", {"json": {"destination": UK_MOBILE}, "key": key}, 422,
+         "INVALID_REQUEST"),
+        ("invalid number", {"json": message(destination="+44123"), "key": key}, 422,
+         "INVALID_NUMBER"),
+        ("fixed line", {"json": message(destination="+442079460000"), "key": key}, 422,
+         "UNSUPPORTED_DESTINATION"),
+        ("11 parts", {"json": message(body="x" * 153 * 10 + "y"), "key": key}, 422,
+         "MESSAGE_TOO_LONG"),
+        ("empty body", {"json": message(body=""), "key": key}, 422, "EMPTY_BODY"),
+        ("bad sender", {"json": message(source="TwelveChars1"), "key": key}, 422,
+         "INVALID_SOURCE"),
+    ]
+    async with running_api(env) as api:
+        for name, kwargs, status, code in cases:
+            got, body, _ = await api.request("POST", "/v1/messages", **kwargs)  # type: ignore[arg-type]
+            assert (got, body.get("code")) == (status, code), (name, body)
+            assert body["message"], name
+        got, body, _ = await api.request(
+            "POST", "/v1/messages/batch", key=key, json={"messages": [message()] * 1001}
+        )
+        assert (got, body["code"]) == (413, "BATCH_TOO_LARGE")
+        got, body, _ = await api.request(
+            "POST", "/v1/messages/batch", key=key,
+            json={"messages": [message(), message(destination="+44123")]},
+        )
+        assert (got, body["code"]) == (422, "INVALID_MESSAGES")
+        assert body["errors"] == [
+            {"index": 1, "code": "INVALID_NUMBER", "message": body["errors"][0]["message"]}
+        ]
+        got, body, _ = await api.request("GET", "/v1/nothing", key=key)
+        assert (got, body["code"]) == (404, "NOT_FOUND")
+
+
+async def test_over_the_api_rate_is_429_with_retry_after(env: Settings) -> None:
+    key = create_key("slow-co")  # api_rate_per_s 1, api_burst 2
+    async with running_api(env) as api:
+        answers = [await api.request("POST", "/v1/messages", key=key, json=message())
+                   for _ in range(3)]
+        assert [a[0] for a in answers[:2]] == [202, 202]
+        status, body, headers = answers[2]
+        assert (status, body["code"]) == (429, "RATE_LIMITED")
+        assert int(headers["Retry-After"]) >= 1
+        await asyncio.sleep(int(headers["Retry-After"]))
+        status, _, _ = await api.request("POST", "/v1/messages", key=key, json=message())
+        assert status == 202
+
+
+async def test_batch_of_1000_is_stored_whole(env: Settings) -> None:
+    key = create_key("promo-blast")
+    batch = [message(body=f"offer {i}", message_type="MARKETING") for i in range(1000)]
+    async with running_api(env) as api:
+        status, body, _ = await api.request(
+            "POST", "/v1/messages/batch", key=key, json={"messages": batch}
+        )
+    assert status == 202
+    ids = {m["message_id"] for m in body["messages"]}
+    assert len(ids) == 1000
+    stored = [r for r in submitted(env) if r.message_id in ids]
+    assert len(stored) == 1000
+    assert {r.tenant_id for r in stored} == {"promo-blast"}
+
+
+async def test_revoked_key_stops_working_on_every_process_within_seconds(env: Settings) -> None:
+    key = create_key("acme-bank")
+    spare = create_key("acme-bank")  # rotation: both active at once
+    key_id = key.split("_")[1]
+    async with running_api(env) as first, running_api(env) as second:
+        for api in (first, second):
+            for presented in (key, spare):
+                status, _, _ = await api.request("POST", "/v1/messages", key=presented,
+                                                 json=message())
+                assert status == 202
+        code, out = cli("tenants", "key", "list", "acme-bank")
+        assert code == 0 and key_id in out and key not in out
+        assert cli("tenants", "key", "revoke", "acme-bank", key_id, "--reason", "test")[0] == 0
+        revoked_at = time.monotonic()
+        pending = {id(first): first, id(second): second}
+        while pending and time.monotonic() - revoked_at < 5.0:
+            for name, api in list(pending.items()):
+                status, body, _ = await api.request("POST", "/v1/messages", key=key,
+                                                    json=message())
+                if status == 401:
+                    assert body["code"] == "INVALID_API_KEY"
+                    del pending[name]
+            await asyncio.sleep(0.05)
+        assert not pending, "a process still accepted the revoked key after 5 s"
+        for api in (first, second):
+            status, _, _ = await api.request("POST", "/v1/messages", key=spare, json=message())
+            assert status == 202
+
+
+async def test_idempotent_retry_returns_the_first_answer_across_a_restart(env: Settings
+                                                                          ) -> None:
+    key = create_key("shopfast")
+    retry = {"Idempotency-Key": f"order-{time.time_ns()}"}
+    async with running_api(env) as api:
+        first = await api.request("POST", "/v1/messages", key=key, json=message(), headers=retry)
+        again = await api.request("POST", "/v1/messages", key=key, json=message(), headers=retry)
+        concurrent = await asyncio.gather(*(
+            api.request("POST", "/v1/messages", key=key, json=message(), headers=retry)
+            for _ in range(5)
+        ))
+    assert first[0] == 202
+    assert again[:2] == first[:2]
+    assert all(answer[:2] == first[:2] for answer in concurrent)
+    async with running_api(env) as restarted:
+        after = await restarted.request("POST", "/v1/messages", key=key, json=message(),
+                                        headers=retry)
+        reused = await restarted.request("POST", "/v1/messages", key=key,
+                                         json=message(body="other"), headers=retry)
+    assert after[:2] == first[:2]
+    assert (reused[0], reused[1]["code"]) == (422, "IDEMPOTENCY_KEY_REUSED")
+    copies = [r for r in submitted(env) if r.message_id == first[1]["message_id"]]
+    assert len(copies) == 1
+
+
+async def test_health_readiness_and_metrics(env: Settings) -> None:
+    key = create_key("acme-bank")
+    async with running_api(env) as api:
+        assert (await api.request("GET", "/healthz"))[0] == 200
+        status, body, _ = await api.request("GET", "/readyz")
+        assert status == 200
+        assert body["checks"] == {"kafka": True, "keys": True, "config": True,
+                                  "idempotency": True}
+        await api.request("POST", "/v1/messages", key=key, json=message())
+        await api.request("POST", "/v1/messages", json=message())
+        async with api.session.get(api.base_url + "/metrics") as response:
+            text = await response.text()
+    assert 'smsflow_api_requests_total{route="/v1/messages",status_class="2xx"} 1.0' in text
+    assert 'smsflow_api_requests_total{route="/v1/messages",status_class="4xx"} 1.0' in text
+    assert 'smsflow_api_request_duration_seconds_bucket{le="0.05",route="/v1/messages"}' in text
+    assert "smsflow_api_requests_in_flight" in text
+    assert 'smsflow_api_errors_total{code="UNAUTHENTICATED"} 1.0' in text
