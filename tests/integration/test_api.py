@@ -9,8 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -19,12 +26,10 @@ from smsflow.cli import main as smsflow_main
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.models import Tenant
 from smsflow.config.store import load_yaml
-from smsflow.harness import PLATFORM_CONFIG, isolated_settings, read_all
+from smsflow.harness import PLATFORM_CONFIG, free_port, isolated_settings, read_all
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, SUBMITTED, apply_topics, topic_name
-from tests.integration.api_server import PEPPER, running_api
-
-pytestmark = pytest.mark.asyncio(loop_scope="function")
+from tests.integration.api_server import PEPPER, api_settings, running_api
 
 UK_MOBILE = "+447700900123"  # Ofcom drama range: an EE test prefix in the sample config
 
@@ -65,6 +70,7 @@ def message(**overrides: object) -> dict[str, object]:
     return {"destination": UK_MOBILE, "source": "ACME", "body": "hello", **overrides}
 
 
+@pytest.mark.asyncio
 async def test_single_message_is_stored_on_sms_submitted_before_202(env: Settings) -> None:
     key = create_key("acme-bank")
     async with running_api(env) as api:
@@ -80,6 +86,7 @@ async def test_single_message_is_stored_on_sms_submitted_before_202(env: Setting
     assert stored[0].client_ref == "r-1"
 
 
+@pytest.mark.asyncio
 async def test_every_refusal_has_its_status_and_code(env: Settings) -> None:
     key = create_key("shopfast")
     quarantined = create_key("suspended-co")
@@ -123,6 +130,7 @@ async def test_every_refusal_has_its_status_and_code(env: Settings) -> None:
         assert (got, body["code"]) == (404, "NOT_FOUND")
 
 
+@pytest.mark.asyncio
 async def test_over_the_api_rate_is_429_with_retry_after(env: Settings) -> None:
     key = create_key("slow-co")  # api_rate_per_s 1, api_burst 2
     async with running_api(env) as api:
@@ -137,6 +145,7 @@ async def test_over_the_api_rate_is_429_with_retry_after(env: Settings) -> None:
         assert status == 202
 
 
+@pytest.mark.asyncio
 async def test_batch_of_1000_is_stored_whole(env: Settings) -> None:
     key = create_key("promo-blast")
     batch = [message(body=f"offer {i}", message_type="MARKETING") for i in range(1000)]
@@ -152,6 +161,7 @@ async def test_batch_of_1000_is_stored_whole(env: Settings) -> None:
     assert {r.tenant_id for r in stored} == {"promo-blast"}
 
 
+@pytest.mark.asyncio
 async def test_revoked_key_stops_working_on_every_process_within_seconds(env: Settings) -> None:
     key = create_key("acme-bank")
     spare = create_key("acme-bank")  # rotation: both active at once
@@ -181,6 +191,7 @@ async def test_revoked_key_stops_working_on_every_process_within_seconds(env: Se
             assert status == 202
 
 
+@pytest.mark.asyncio
 async def test_idempotent_retry_returns_the_first_answer_across_a_restart(env: Settings
                                                                           ) -> None:
     key = create_key("shopfast")
@@ -206,6 +217,7 @@ async def test_idempotent_retry_returns_the_first_answer_across_a_restart(env: S
     assert len(copies) == 1
 
 
+@pytest.mark.asyncio
 async def test_health_readiness_and_metrics(env: Settings) -> None:
     key = create_key("acme-bank")
     async with running_api(env) as api:
@@ -223,3 +235,62 @@ async def test_health_readiness_and_metrics(env: Settings) -> None:
     assert 'smsflow_api_request_duration_seconds_bucket{le="0.05",route="/v1/messages"}' in text
     assert "smsflow_api_requests_in_flight" in text
     assert 'smsflow_api_errors_total{code="UNAUTHENTICATED"} 1.0' in text
+
+
+@pytest.mark.asyncio
+async def test_bodies_over_the_size_cap_are_413_declared_or_chunked(env: Settings) -> None:
+    key = create_key("shopfast")
+    big = b'{"messages": [' + b", ".join([b'{"destination": "+447700900123", '
+                                          b'"source": "ACME", "body": "hi"}'] * 40) + b"]}"
+    async with running_api(env, api_settings(max_body_bytes=1_000)) as api:
+        status, body, _ = await api.request("POST", "/v1/messages/batch", key=key, data=big)
+        assert (status, body["code"]) == (413, "PAYLOAD_TOO_LARGE")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(big), 256):
+                yield big[start:start + 256]
+
+        async with api.session.post(
+            api.base_url + "/v1/messages/batch", data=chunks(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        ) as response:
+            assert response.status == 413
+            assert (await response.json())["code"] == "PAYLOAD_TOO_LARGE"
+        small = {"messages": [message()] * 2}
+        status, _, _ = await api.request("POST", "/v1/messages/batch", key=key, json=small)
+        assert status == 202
+
+
+def test_smsflow_api_command_serves_with_two_workers(env: Settings) -> None:
+    """The CLI wiring: uvicorn's factory reads the environment in each worker process."""
+    key = create_key("acme-bank")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smsflow.cli", "api", "--port", str(port), "--workers", "2",
+         "--log-level", "warning"],
+        env={**os.environ, "SMSFLOW_API_INSTANCES": "2"},
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert process.poll() is None, "smsflow api exited"
+            assert time.monotonic() < deadline, "smsflow api did not become ready"
+            time.sleep(0.2)
+        request = urllib.request.Request(
+            base + "/v1/messages", method="POST", data=json.dumps(message()).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 202
+            accepted = json.loads(response.read())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert [r for r in submitted(env) if r.message_id == accepted["message_id"]]
