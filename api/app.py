@@ -24,9 +24,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import service
 from api.errors import ERRORS, ApiError
 from api.idempotency import check_key
-from api.messages import MAX_BATCH, AcceptedBatch, AcceptedMessage, BatchIn, ErrorBody, MessageIn
+from api.messages import (
+    MAX_BATCH,
+    AcceptedBatch,
+    AcceptedMessage,
+    BatchIn,
+    ErrorBody,
+    MessageIn,
+    MessageStatus,
+    Usage,
+    usage_answer,
+)
 from api.runtime import ApiRuntime
 from api.settings import load_api_settings, resolve_pepper
+from api.status import describe
+from api.status_feed import StatusStore
 from smsflow.settings import load_settings
 
 API_VERSION = "1.0.0"
@@ -164,6 +176,15 @@ TenantId = Annotated[str, Depends(tenant_of)]
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
 
 
+def _status_store(runtime: ApiRuntime) -> StatusStore:
+    store = runtime.status
+    if store is None:
+        raise ApiError("NOT_READY", "message status is switched off on this process")
+    if not store.follower.caught_up.is_set():
+        raise ApiError("NOT_READY", "the message status store is still loading")
+    return store
+
+
 def create_app(runtime: ApiRuntime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -214,6 +235,24 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
                            ) -> dict[str, Any]:
         return await service.accept(runtime, tenant_id, service.BATCH, batch.messages, key)
 
+    @app.get(
+        "/v1/messages/{message_id}", response_model=MessageStatus,
+        responses=_ERROR_RESPONSES, summary="A message's current state (your messages only)",
+    )
+    async def message_status(message_id: str, tenant_id: TenantId) -> dict[str, Any]:
+        state = _status_store(runtime).state(tenant_id, message_id)
+        if state is None:
+            raise ApiError("NOT_FOUND", f"no message {message_id!r} of yours is known")
+        return describe(state)
+
+    @app.get(
+        "/v1/usage", response_model=Usage, responses=_ERROR_RESPONSES,
+        summary="Your traffic today (UTC) against your quota and rates",
+    )
+    async def usage(tenant_id: TenantId) -> dict[str, Any]:
+        tenant = service.active_tenant(runtime, tenant_id)
+        return usage_answer(tenant, _status_store(runtime).usage_today(tenant_id))
+
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -223,7 +262,8 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
     async def readyz() -> JSONResponse:
         readiness = await runtime.readiness()
         checks = {"kafka": readiness.kafka, "keys": readiness.keys,
-                  "config": readiness.config, "idempotency": readiness.idempotency}
+                  "config": readiness.config, "idempotency": readiness.idempotency,
+                  "status": readiness.status}
         if readiness.ready:
             return JSONResponse({"status": "ready", "checks": checks})
         return JSONResponse(

@@ -18,12 +18,22 @@ import time
 import uuid
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    Message,
+    TopicPartition,
+)
 
 log = logging.getLogger(__name__)
 
 Apply = Callable[[bytes, bytes | None], None]
 """(key, value or None for a tombstone)"""
+
+ApplyMessage = Callable[[Message], None]
+"""The whole record (topic, key, value, timestamp), for followers of several topics."""
 
 _METADATA_TIMEOUT_S = 10.0
 
@@ -32,16 +42,26 @@ class TopicFollower:
     def __init__(
         self,
         bootstrap: str,
-        topic: str,
-        apply: Apply,
+        topic: str | list[str],
+        apply: Apply | None = None,
         *,
         name: str,
         after_batch: Callable[[], None] | None = None,
+        apply_message: ApplyMessage | None = None,
+        since_ms: Callable[[], int] | None = None,
     ) -> None:
-        self.topic = topic
+        """``since_ms``: start at the first record at or after this time (ms since the epoch,
+        asked at each (re)start) instead of the beginning."""
+        self.topics = [topic] if isinstance(topic, str) else list(topic)
+        self.topic = ", ".join(self.topics)
         self._bootstrap = bootstrap
-        self._apply = apply
+        if (apply is None) == (apply_message is None):
+            raise ValueError("give exactly one of apply and apply_message")
+        self._apply_message: ApplyMessage = apply_message or (
+            lambda message: apply(message.key() or b"", message.value())  # type: ignore[misc]
+        )
         self._after_batch = after_batch
+        self._since_ms = since_ms
         self.caught_up = threading.Event()
         self.failure: str | None = None
         self._stop = threading.Event()
@@ -80,21 +100,31 @@ class TopicFollower:
     def _follow(self) -> None:
         consumer = self._consumer()
         try:
-            metadata = consumer.list_topics(self.topic, timeout=_METADATA_TIMEOUT_S)
-            found = metadata.topics.get(self.topic)
-            if found is None or found.error is not None or not found.partitions:
-                raise RuntimeError(f"topic {self.topic} not found (run `smsflow topics apply`)")
-            partitions = sorted(found.partitions)
-            pending: dict[int, int] = {}
-            for partition in partitions:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, partition), timeout=_METADATA_TIMEOUT_S
-                )
-                if high > low:
-                    pending[partition] = high
-            consumer.assign(
-                [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions]
-            )
+            metadata = consumer.list_topics(timeout=_METADATA_TIMEOUT_S)
+            starts: list[TopicPartition] = []
+            pending: dict[tuple[str, int], int] = {}
+            for topic in self.topics:
+                found = metadata.topics.get(topic)
+                if found is None or found.error is not None or not found.partitions:
+                    raise RuntimeError(f"topic {topic} not found (run `smsflow topics apply`)")
+                for partition in sorted(found.partitions):
+                    low, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=_METADATA_TIMEOUT_S
+                    )
+                    if high > low:
+                        pending[(topic, partition)] = high
+                    starts.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
+            if self._since_ms is not None:
+                since = self._since_ms()
+                wanted = [TopicPartition(t.topic, t.partition, since) for t in starts]
+                found_offsets = consumer.offsets_for_times(wanted, timeout=_METADATA_TIMEOUT_S)
+                starts = []
+                for tp in found_offsets:
+                    if tp.offset < 0:  # nothing at or after the time: start at the end
+                        pending.pop((tp.topic, tp.partition), None)
+                        tp = TopicPartition(tp.topic, tp.partition, OFFSET_END)
+                    starts.append(tp)
+            consumer.assign(starts)
             self.failure = None
             if not pending and self._after_batch is not None:
                 self._after_batch()
@@ -109,18 +139,17 @@ class TopicFollower:
         finally:
             consumer.close()
 
-    def _handle(self, message: Message, pending: dict[int, int]) -> None:
+    def _handle(self, message: Message, pending: dict[tuple[str, int], int]) -> None:
         error = message.error()
         if error is not None:
             if error.code() == KafkaError._PARTITION_EOF:
                 return
             raise RuntimeError(f"reading {self.topic}: {error}")
-        self._apply(message.key() or b"", message.value())
-        partition = message.partition()
-        offset = message.offset()
-        if pending and partition is not None and offset is not None:
-            if offset + 1 >= pending.get(partition, 0):
-                pending.pop(partition, None)
+        self._apply_message(message)
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if pending and topic is not None and partition is not None and offset is not None:
+            if offset + 1 >= pending.get((topic, partition), 0):
+                pending.pop((topic, partition), None)
 
 
 def wait_caught_up(followers: list[TopicFollower], timeout_s: float) -> bool:

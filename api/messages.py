@@ -11,12 +11,15 @@ platform configuration, so test ranges and country-wide routes count exactly as 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.admission import api_rate
+from api.status import DayUsage
 from schemas.models import MessageType, SubmitRequest
+from smsflow.config.models import Tenant
 from smsflow.domain.encoding import SegmentPlan
 from smsflow.domain.numbering import NumberingPlan, NumberRejection, resolve
 from smsflow.domain.validation import MAX_PARTS, ContentProblem, check_content
@@ -67,6 +70,38 @@ class AcceptedMessage(_Wire):
 
 class AcceptedBatch(_Wire):
     messages: list[AcceptedMessage]
+
+
+class MessageStatus(_Wire):
+    message_id: str
+    state: str = Field(description="SUBMITTED, ROUTED, SENT, or a terminal one: DELIVERED, "
+                       "UNDELIVERABLE, EXPIRED, REJECTED, FAILED, ACCEPTED (no receipt asked).")
+    terminal: bool
+    destination: str | None
+    client_ref: str | None
+    route_id: str | None
+    parts: int | None
+    parts_accepted: int = Field(description="Parts the SMSC accepted so far.")
+    parts_failed: int = Field(description="Parts the SMSC refused so far.")
+    reason_code: str | None = Field(description="Why it was rejected (docs/reason-codes.md).")
+    reason: str | None
+    error_code: int | None
+    submitted_at: float | None = Field(description="Unix seconds.")
+    done_at: float | None = Field(description="Unix seconds of the terminal state.")
+
+
+class Usage(_Wire):
+    tenant_id: str
+    day: str = Field(description="The UTC day counted, YYYY-MM-DD.")
+    messages: int = Field(description="Messages submitted today (API and Kafka producers).")
+    parts: int = Field(description="SMS parts routed today: what the daily quota counts.")
+    delivered: int
+    failed: int
+    daily_quota: int | None
+    quota_remaining: int | None
+    rate_limit_pps: float = Field(description="Parts per second the pipeline sends for you.")
+    api_rate_per_s: float = Field(description="Messages per second the API accepts from you.")
+    api_burst: float
 
 
 class ErrorBody(_Wire):
@@ -121,3 +156,17 @@ def submit_request(
         registered_delivery=message.registered_delivery,
         client_ref=message.client_ref,
     )
+
+
+def usage_answer(tenant: Tenant, usage: DayUsage) -> dict[str, object]:
+    rate, burst = api_rate(tenant)
+    day = datetime.fromtimestamp(usage.day * 86_400, UTC).date().isoformat()
+    remaining = (
+        None if tenant.daily_quota is None else max(0, tenant.daily_quota - usage.parts)
+    )
+    return Usage(
+        tenant_id=tenant.id, day=day, messages=usage.messages, parts=usage.parts,
+        delivered=usage.delivered, failed=usage.failed, daily_quota=tenant.daily_quota,
+        quota_remaining=remaining, rate_limit_pps=tenant.rate_limit_pps, api_rate_per_s=rate,
+        api_burst=burst,
+    ).model_dump()

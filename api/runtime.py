@@ -13,11 +13,13 @@ from prometheus_client import CollectorRegistry
 
 from api.admission import Admission
 from api.config_view import ConfigView
+from api.follower import TopicFollower
 from api.idempotency import IdempotencyStore
 from api.kafka_out import KafkaOut
 from api.key_table import KeyTable
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
+from api.status_feed import StatusStore
 from schemas.models import SubmitRequest
 from smsflow.settings import Settings
 from smsflow.topics import API_IDEMPOTENCY, API_KEYS, CONFIG, SUBMITTED, topic_name
@@ -34,6 +36,7 @@ class Readiness:
     keys: bool
     config: bool
     idempotency: bool
+    status: bool  # informational: POSTs do not need it; the GET routes answer 503 without it
 
     @property
     def ready(self) -> bool:
@@ -52,6 +55,7 @@ class ApiRuntime:
         self.idempotency = IdempotencyStore(
             bootstrap, self.idempotency_topic, api.idempotency_ttl_s
         )
+        self.status = StatusStore(settings, api.status_window_s) if api.status_enabled else None
         self.admission = Admission(api.instances)
         self.metrics = ApiMetrics(CollectorRegistry())
         self._out: KafkaOut | None = None
@@ -64,8 +68,12 @@ class ApiRuntime:
             raise RuntimeError("the API runtime is not started")
         return self._out
 
+    def _followers(self) -> list[TopicFollower]:
+        followers = [self.keys.follower, self.config.follower, self.idempotency.follower]
+        return followers + ([self.status.follower] if self.status is not None else [])
+
     async def start(self) -> None:
-        for follower in (self.keys.follower, self.config.follower, self.idempotency.follower):
+        for follower in self._followers():
             follower.start()
         self._out = KafkaOut(
             self.settings.kafka_bootstrap, self.submitted_topic, self.api.produce_timeout_s
@@ -84,7 +92,7 @@ class ApiRuntime:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for follower in (self.keys.follower, self.config.follower, self.idempotency.follower):
+        for follower in self._followers():
             await asyncio.to_thread(follower.stop)
         if self._out is not None:
             await asyncio.to_thread(self._out.close)
@@ -114,4 +122,5 @@ class ApiRuntime:
             keys=self.keys.follower.caught_up.is_set(),
             config=self.config.follower.caught_up.is_set(),
             idempotency=self.idempotency.follower.caught_up.is_set(),
+            status=self.status is not None and self.status.follower.caught_up.is_set(),
         )

@@ -42,6 +42,13 @@ class ApiSettings(BaseSettings):
     idempotency_ttl_s: float = 48 * 3_600.0
     """How long a stored answer replays an ``Idempotency-Key`` (at least 24 h, promised)."""
 
+    status_enabled: bool = True
+    """Keep message states and usage from the pipeline's topics (GET /v1/messages/{id},
+    GET /v1/usage). Every process then reads all of five topics' traffic."""
+
+    status_window_s: float = 86_400.0
+    """A message's status is kept this long after its last change."""
+
     produce_timeout_s: float = 10.0
     """A message Kafka has not stored by then fails the request (503), never a silent drop."""
 
