@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import itertools
 
-from api.status import DayUsage, Event, Stage, count, describe, step
+from api.status import DayUsage, Event, MessageState, Stage, count, describe, step
 
 SUBMITTED = Event("m", "t", Stage.SUBMITTED, destination="+447700900123", client_ref="r",
                   at=10.0)
@@ -12,8 +12,8 @@ SENT_1 = Event("m", "t", Stage.SENT, part_index=1, part_accepted=True, parts=2)
 DONE = Event("m", "t", Stage.DONE, status="DELIVERED", parts=2, at=20.0)
 
 
-def fold(events: list[Event]):  # type: ignore[no-untyped-def]
-    state = None
+def fold(events: list[Event]) -> MessageState:
+    state: MessageState | None = None
     for event in events:
         state = step(state, event, 0.0)
     assert state is not None
@@ -48,8 +48,8 @@ def test_a_rejection_carries_its_reason() -> None:
 
 
 def test_usage_counts_each_message_once_per_day() -> None:
-    usage = None
-    state = None
+    usage: DayUsage | None = None
+    state: MessageState | None = None
     for event in [SUBMITTED, ROUTED, ROUTED, SENT_0, DONE, DONE]:  # a failover routes again
         before = state
         state = step(state, event, 0.0)
