@@ -153,8 +153,10 @@ async def tenant_of(
     """The tenant of the presented API key (401 without one, or with an unknown or revoked
     one)."""
     runtime = _runtime(request)
-    if not runtime.keys.follower.caught_up.is_set():
-        raise ApiError("NOT_READY", "the API key table is still loading")
+    if not runtime.loaded():
+        # Before the key table, configuration and stored answers are read, a valid key would
+        # get 401, a configured tenant 403 and a retried request a second copy.
+        raise ApiError("NOT_READY", "the key table, configuration or stored answers are loading")
     if credentials is None:
         raise ApiError("UNAUTHENTICATED")
     tenant_id = runtime.keys.authenticate(credentials.credentials)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -30,6 +31,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except PepperMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.workers > 1 and "SMSFLOW_API_INSTANCES" not in os.environ:
+        # The workers inherit the environment: each admits 1/N of a tenant's API rate.
+        os.environ["SMSFLOW_API_INSTANCES"] = str(args.workers)
     uvicorn.run(
         "api.app:app_from_env",
         factory=True,
@@ -54,8 +58,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=None, help="default $SMSFLOW_API_PORT, 8080")
     parser.add_argument(
         "--workers", type=int, default=1,
-        help="processes behind the one port; set SMSFLOW_API_INSTANCES to the total across "
-        "replicas so the tenants' API rates are shared",
+        help="processes behind the one port (SMSFLOW_API_INSTANCES defaults to this; set it to "
+        "the total across replicas so the tenants' API rates are shared)",
     )
     parser.add_argument("--log-level", default="info")
     parser.set_defaults(func=_cmd_serve)

@@ -23,8 +23,8 @@ import pytest
 
 from schemas.models import SubmitRequest
 from smsflow.cli import main as smsflow_main
-from smsflow.config.kafka_io import apply_config
-from smsflow.config.models import Tenant
+from smsflow.config.kafka_io import apply_config, read_config
+from smsflow.config.models import PlatformConfig, Tenant
 from smsflow.config.store import load_yaml
 from smsflow.harness import PLATFORM_CONFIG, free_port, isolated_settings, read_all
 from smsflow.settings import Settings
@@ -40,7 +40,8 @@ def env(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     apply_topics(settings)
     config = load_yaml(PLATFORM_CONFIG)
     slow = Tenant(id="slow-co", name="Slow Co", rate_limit_pps=1, api_rate_per_s=1, api_burst=2)
-    config = config.model_copy(update={"tenants": (*config.tenants, slow)})
+    flip = Tenant(id="flip-co", name="Flip Co", rate_limit_pps=10)
+    config = config.model_copy(update={"tenants": (*config.tenants, slow, flip)})
     apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), config)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SMSFLOW_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
@@ -330,3 +331,48 @@ async def test_status_and_usage_are_the_callers_own(env: Settings) -> None:
     assert usage["messages"] == before["messages"] + 1
     assert usage["tenant_id"] == "shopfast" and usage["rate_limit_pps"] == 300
     assert usage["api_rate_per_s"] == 3000 and usage["daily_quota"] is None
+
+
+@pytest.mark.asyncio
+async def test_a_quarantine_applied_to_the_configuration_refuses_within_seconds(
+    env: Settings,
+) -> None:
+    key = create_key("flip-co")
+    config_topic = topic_name(env, CONFIG)
+    current = read_config(env.kafka_bootstrap, config_topic)
+
+    def with_flip(quarantined: bool) -> PlatformConfig:
+        tenants = tuple(
+            t.model_copy(update={"quarantined": quarantined}) if t.id == "flip-co" else t
+            for t in current.tenants
+        )
+        return current.model_copy(update={"tenants": tenants})
+
+    async def answer_within(code: int, timeout_s: float) -> float:
+        started = time.monotonic()
+        while True:
+            status, _, _ = await api.request("POST", "/v1/messages", key=key, json=message())
+            if status == code:
+                return time.monotonic() - started
+            assert time.monotonic() - started < timeout_s, f"still {status}"
+            await asyncio.sleep(0.05)
+
+    async with running_api(env) as api:
+        assert await answer_within(202, 0.0) == pytest.approx(0, abs=1)
+        await asyncio.to_thread(apply_config, env.kafka_bootstrap, config_topic, with_flip(True))
+        await answer_within(403, 5.0)
+        await asyncio.to_thread(apply_config, env.kafka_bootstrap, config_topic, with_flip(False))
+        await answer_within(202, 5.0)
+
+
+def test_key_commands_refuse_unknown_tenants_and_keys(env: Settings) -> None:
+    assert cli("tenants", "key", "create", "nobody")[0] == 2
+    assert cli("tenants", "key", "revoke", "acme-bank", "0000000000000000")[0] == 2
+    key = create_key("promo-blast")
+    key_id = key.split("_")[1]
+    assert cli("tenants", "key", "revoke", "shopfast", key_id)[0] == 2  # not shopfast's key
+    assert cli("tenants", "key", "revoke", "promo-blast", key_id)[0] == 0
+    code, out = cli("tenants", "key", "revoke", "promo-blast", key_id)
+    assert code == 0 and "already revoked" in out
+    code, out = cli("tenants", "key", "list", "promo-blast")
+    assert code == 0 and f"{key_id}  promo-blast" in out and "revoked" in out
