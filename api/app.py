@@ -220,6 +220,11 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
                                 status_code=exc.status_code)
         return _error_response(ApiError(code), runtime)
 
+    @app.exception_handler(Exception)
+    async def _bug(_request: Request, exc: Exception) -> JSONResponse:
+        # Starlette still logs the traceback and re-raises after answering.
+        return _error_response(ApiError("INTERNAL_ERROR"), runtime)
+
     @app.post(
         service.SINGLE, status_code=202, response_model=AcceptedMessage,
         responses=_ERROR_RESPONSES, summary="Submit one message",

@@ -52,6 +52,10 @@ ERRORS: Final[dict[str, ErrorKind]] = {
     "RATE_LIMITED": ErrorKind(
         429, "Over the tenant's API rate; retry after the Retry-After seconds."
     ),
+    "INTERNAL_ERROR": ErrorKind(
+        500, "A bug on our side; the request may or may not have been accepted: retry with the "
+        "same Idempotency-Key."
+    ),
     "KAFKA_UNAVAILABLE": ErrorKind(
         503, "Kafka did not store the messages in time; nothing is acknowledged, retry (with "
         "the same Idempotency-Key)."

@@ -376,3 +376,16 @@ def test_key_commands_refuse_unknown_tenants_and_keys(env: Settings) -> None:
     assert code == 0 and "already revoked" in out
     code, out = cli("tenants", "key", "list", "promo-blast")
     assert code == 0 and f"{key_id}  promo-blast" in out and "revoked" in out
+
+
+@pytest.mark.asyncio
+async def test_a_bug_is_answered_as_json_500(env: Settings) -> None:
+    key = create_key("shopfast")
+
+    def broken(*_args: object, **_kwargs: object) -> float | None:
+        raise RuntimeError("a bug")
+
+    async with running_api(env) as api:
+        api.runtime.admission.admit = broken  # type: ignore[method-assign]
+        status, body, _ = await api.request("POST", "/v1/messages", key=key, json=message())
+    assert (status, body["code"]) == (500, "INTERNAL_ERROR")
