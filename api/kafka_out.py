@@ -74,7 +74,8 @@ class KafkaOut:
     def __init__(self, bootstrap: str, submitted_topic: str, timeout_s: float) -> None:
         timeout_ms = int(timeout_s * 1000)
         self.submitted = SmsProducer(
-            bootstrap, submitted_topic, **{"message.timeout.ms": timeout_ms}
+            bootstrap, submitted_topic, record_failures=False,
+            **{"message.timeout.ms": timeout_ms},
         )
         self.internal = Producer(
             producer_config(bootstrap, **{"linger.ms": 2, "message.timeout.ms": timeout_ms})

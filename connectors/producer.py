@@ -22,10 +22,19 @@ DeliveryCallback = Callable[[str, KafkaError | None], None]
 
 class SmsProducer:
     def __init__(
-        self, bootstrap: str, topic: str, *, linger_ms: int = 5, **config: Any
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        linger_ms: int = 5,
+        record_failures: bool = True,
+        **config: Any,
     ) -> None:
-        """``config``: further librdkafka settings (the API sets ``message.timeout.ms``)."""
+        """``config``: further librdkafka settings (the API sets ``message.timeout.ms``).
+        ``record_failures=False``: a long-running caller that handles every failure through
+        ``on_delivery`` does not want :attr:`failed` to grow without bound."""
         self.topic = topic
+        self._record_failures = record_failures
         self._producer = Producer(
             producer_config(
                 bootstrap, **{"linger.ms": linger_ms, "compression.type": "lz4", **config}
@@ -35,7 +44,7 @@ class SmsProducer:
 
     def submit(self, request: SubmitRequest, on_delivery: DeliveryCallback | None = None) -> None:
         def _delivered(error: KafkaError | None, _message: Message) -> None:
-            if error is not None:
+            if error is not None and self._record_failures:
                 self.failed.append((request.message_id, str(error)))
             if on_delivery is not None:
                 on_delivery(request.message_id, error)

@@ -389,3 +389,21 @@ async def test_a_bug_is_answered_as_json_500(env: Settings) -> None:
         api.runtime.admission.admit = broken  # type: ignore[method-assign]
         status, body, _ = await api.request("POST", "/v1/messages", key=key, json=message())
     assert (status, body["code"]) == (500, "INTERNAL_ERROR")
+
+
+@pytest.mark.asyncio
+async def test_messages_kafka_did_not_store_are_503_and_not_acknowledged(env: Settings) -> None:
+    key = create_key("shopfast")
+    async with running_api(env, api_settings(produce_timeout_s=2.0)) as api:
+        # Nothing acknowledges a record for a topic that does not exist (no auto-creation on
+        # this broker): the produce times out, as in a Kafka outage.
+        api.runtime.out.submitted.topic = f"{env.topic_prefix}missing-topic"
+        started = time.monotonic()
+        status, body, _ = await api.request("POST", "/v1/messages", key=key, json=message(),
+                                            headers={"Idempotency-Key": "outage-1"})
+        assert (status, body["code"]) == (503, "KAFKA_UNAVAILABLE")
+        assert time.monotonic() - started < 10
+        api.runtime.out.submitted.topic = topic_name(env, SUBMITTED)
+        status, body, _ = await api.request("POST", "/v1/messages", key=key, json=message(),
+                                            headers={"Idempotency-Key": "outage-1"})
+        assert status == 202  # the refused attempt stored no answer: the retry runs afresh
