@@ -38,6 +38,15 @@ ApplyMessage = Callable[[Message], None]
 _METADATA_TIMEOUT_S = 10.0
 
 
+def _by_key(apply: Apply | None) -> ApplyMessage:
+    assert apply is not None
+
+    def apply_message(message: Message) -> None:
+        apply(message.key() or b"", message.value())
+
+    return apply_message
+
+
 class TopicFollower:
     def __init__(
         self,
@@ -57,9 +66,7 @@ class TopicFollower:
         self._bootstrap = bootstrap
         if (apply is None) == (apply_message is None):
             raise ValueError("give exactly one of apply and apply_message")
-        self._apply_message: ApplyMessage = apply_message or (
-            lambda message: apply(message.key() or b"", message.value())  # type: ignore[misc]
-        )
+        self._apply_message: ApplyMessage = apply_message or _by_key(apply)
         self._after_batch = after_batch
         self._since_ms = since_ms
         self.caught_up = threading.Event()
