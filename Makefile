@@ -2,7 +2,7 @@
 PY ?= python3
 MESSAGES ?= 2000
 
-.PHONY: install demo test lint unit integration bench
+.PHONY: install demo test lint unit integration bench k8s-tools
 
 install:
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -12,8 +12,13 @@ demo: install
 	$(PY) -m smsflow.cli demo --messages $(MESSAGES)
 
 # Lint, type-check, then every test; integration tests start the local broker themselves.
-test: install lint
+# tests/k8s validate the Kubernetes manifests with the pinned kustomize and kubeconform.
+test: install lint k8s-tools
 	$(PY) -m pytest
+
+# kustomize and kubeconform for tests/k8s, built once with `go install` into ~/.cache/smsflow/bin.
+k8s-tools:
+	bash k8s/tools/install-tools.sh
 
 lint:
 	$(PY) -m ruff check .

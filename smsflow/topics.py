@@ -235,3 +235,8 @@ def register(subparsers: Any) -> None:
         func=_cmd_apply
     )
     sub.add_parser("list", help="print the topic table").set_defaults(func=_cmd_list)
+    from smsflow import topics_k8s  # the Strimzi KafkaTopic manifests of this table
+
+    topics_k8s.add_arguments(
+        sub.add_parser("k8s", help="print (or --write, --check) the Strimzi KafkaTopic manifests")
+    )

@@ -1,0 +1,72 @@
+"""The worker's probe command (run inside its container) really answers for the worker's
+page: exit 0 when /metrics answers on SMSFLOW_WORKER_WEB_PORT, non-zero when nothing does."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.k8s.tooling import ROOT, named, objects
+
+PAGE = "/metrics"
+
+
+def _probe_command() -> list[str]:
+    worker = named(objects("overlays/dev"), "Deployment", "smsflow-worker")
+    command: list[str] = worker["spec"]["template"]["spec"]["containers"][0][
+        "livenessProbe"]["exec"]["command"]
+    assert command[0] == "python3"
+    return [sys.executable, *command[1:]]
+
+
+class _Page(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        status = 200 if self.path == PAGE else 404
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(b"smsflow_up 1\n")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def page_port() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _run(port: int) -> int:
+    env = {**os.environ, "SMSFLOW_WORKER_WEB_PORT": str(port)}
+    return subprocess.run(_probe_command(), env=env, capture_output=True, timeout=30,
+                          check=False).returncode
+
+
+def test_the_probe_passes_when_the_page_answers(page_port: int) -> None:
+    assert _run(page_port) == 0
+
+
+def test_the_probe_fails_when_nothing_listens() -> None:
+    assert _run(_free_port()) != 0
+
+
+def test_the_probed_path_is_the_page_the_worker_serves() -> None:
+    assert f'@app.page("{PAGE}")' in (ROOT / "pipeline/web.py").read_text()
