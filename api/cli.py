@@ -31,8 +31,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except PepperMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.workers > 1 and "SMSFLOW_API_INSTANCES" not in os.environ:
-        # The workers inherit the environment: each admits 1/N of a tenant's API rate.
+    # The workers inherit the environment: each admits 1/N of a tenant's API rate.
+    if args.instances is not None:
+        os.environ["SMSFLOW_API_INSTANCES"] = str(args.instances)
+    elif args.workers > 1 and "SMSFLOW_API_INSTANCES" not in os.environ:
         os.environ["SMSFLOW_API_INSTANCES"] = str(args.workers)
     uvicorn.run(
         "api.app:app_from_env",
@@ -58,8 +60,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=None, help="default $SMSFLOW_API_PORT, 8080")
     parser.add_argument(
         "--workers", type=int, default=1,
-        help="processes behind the one port (SMSFLOW_API_INSTANCES defaults to this; set it to "
-        "the total across replicas so the tenants' API rates are shared)",
+        help="processes behind the one port",
+    )
+    parser.add_argument(
+        "--instances", type=int, default=None,
+        help="API processes in all (replicas x workers) sharing the tenants' API rates; sets "
+        "SMSFLOW_API_INSTANCES (default: --workers)",
     )
     parser.add_argument("--log-level", default="info")
     parser.set_defaults(func=_cmd_serve)

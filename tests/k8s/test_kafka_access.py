@@ -12,8 +12,9 @@ import pytest
 from smsflow import topics
 from tests.k8s.tooling import ROOT, named, objects
 
-#: Process -> the source folders of its code (the API is not written yet: its user is assumed).
+#: Process -> the source folders of its code.
 PROCESS_SOURCES = {
+    "smsflow-api": ("api",),
     "smsflow-worker": ("pipeline",),
     "smsflow-sender": ("connectors/sender",),
     "smsflow-webhooks": ("connectors/webhooks",),
