@@ -10,6 +10,7 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
+from pipeline import rejections
 from pipeline.agents import delivery, tracking
 from pipeline.app import app
 from pipeline.metrics import WorkerCollector, render
@@ -48,6 +49,7 @@ collector = WorkerCollector(
     route_health=_route_health,
     config_version=lambda: config_watcher.snapshot.version,
     windows=_windows,
+    rejections=lambda: dict(rejections.counts),
 )
 
 

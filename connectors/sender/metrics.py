@@ -15,7 +15,8 @@ Families (docs/metrics.md#sender): ``smsflow_smpp_submit_latency_seconds`` {smsc
 ``smsflow_smpp_bind_transitions_total`` {smsc, bind, direction},
 ``smsflow_smpp_bind_failures_total`` {smsc, bind},
 ``smsflow_smpp_window_in_flight`` / ``_window_size`` {smsc, bind},
-``smsflow_sender_queued_parts`` {smsc}, ``smsflow_sender_<counter>_total``.
+``smsflow_sender_queued_parts`` {smsc}, ``smsflow_sender_<counter>_total``,
+``smsflow_rejections_total`` {stage="sender", reason}.
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ class SenderMetrics:
             "submit_sm outcomes per SMSC by command_status name (CONNECTION_LOST: no response).",
             ["smsc", "status"], registry=self.registry,
         )
+        self._rejections = Counter(
+            "smsflow_rejections", "Records sent to sms.rejected, by stage and reason code.",
+            ["stage", "reason"], registry=self.registry,
+        )
         self._latency_of: dict[str, Histogram] = {}
         self._responses_of: dict[str, dict[int | None, Counter]] = {}
 
@@ -99,6 +104,11 @@ class SenderMetrics:
         if histogram is None:
             histogram = self._latency_of.setdefault(smsc, self._latency.labels(smsc=smsc))
         histogram.observe(part.latency_s)
+
+
+    def rejected(self, reason_code: str) -> None:
+        """One record (or receipt) sent to sms.rejected; reason codes are a closed set."""
+        self._rejections.labels(stage="sender", reason=reason_code).inc()
 
 
 @dataclass(frozen=True, slots=True)

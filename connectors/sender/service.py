@@ -431,6 +431,7 @@ class SenderService:
             source_offset=offset, original=message.value(), rejected_at=_now(),
         )
         self.stats["rejected"] += 1
+        self.metrics.rejected(code)
 
         def acked(error: KafkaError | None, _msg: Message) -> None:
             if error is None:
@@ -668,6 +669,7 @@ class SenderService:
         try:
             receipt = inbound.parse_receipt(id_format=IdFormat(smsc.receipt_id_format))
         except ReceiptError as exc:
+            self.metrics.rejected(exc.reason)
             rejection = Rejection(
                 reason_code=exc.reason, reason=str(exc), stage=STAGE,
                 source_topic=f"smpp:{inbound.bind_name}", source_partition=-1, source_offset=-1,
