@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -69,6 +69,9 @@ class SenderMetrics:
     """Per-event instruments of one sender process (its own registry: tests build several)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # Without this every counter and histogram child also exposes a ``*_created`` gauge
+        # (process-wide switch): extra series that no rule or dashboard reads.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry()
         self._latency = Histogram(
             "smsflow_smpp_submit_latency_seconds",

@@ -24,6 +24,7 @@ from smsflow.config.store import load_yaml
 from smsflow.harness import PLATFORM_CONFIG, isolated_settings
 from smsflow.metrics_http import serve_metrics
 from smsflow.topics import THROTTLED, apply_topics, topic_name
+from tests.ops.metric_names import code_families, doc_families
 
 MESSAGES = 20
 
@@ -109,6 +110,12 @@ def test_sender_metrics_follow_traffic_and_bind_state(kafka_bootstrap: str,
             assert _value(samples, "smsflow_smpp_bind_transitions_total", smsc="smsc-uk",
                           bind=bind, direction="up") == 1
         assert _value(samples, "smsflow_sender_queued_parts", smsc="smsc-uk") == 0
+        # The live page and docs/metrics.md agree both ways.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+            live = {f"{family.name}_total" if family.type == "counter" else family.name
+                    for family in text_string_to_metric_families(page.read().decode())}
+        assert live == code_families()["sender"]
+        assert live <= doc_families()["exported"]
 
         sim.stop()  # every SMSC connection drops
         _wait_for(lambda: all(

@@ -20,6 +20,7 @@ from smsflow.harness import PLATFORM_CONFIG, free_port, isolated_settings
 from smsflow.settings import Settings
 from smsflow.stack import ManagedProcess, stack_env
 from smsflow.topics import CONFIG, SUBMITTED, apply_topics, topic_name
+from tests.ops.metric_names import code_families, doc_families
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +56,14 @@ def _scrape(port: int) -> Samples:
     }
 
 
+def _families(port: int) -> set[str]:
+    """Family names on the live page, as exposed (counters with ``_total``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {f"{family.name}_total" if family.type == "counter" else family.name
+            for family in text_string_to_metric_families(text)}
+
+
 def _value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
@@ -80,7 +89,9 @@ def test_metrics_page_reports_limiters_stages_and_health(
             continue
         released = _value(samples, "smsflow_stage_released_total", stage="throttle") or 0
         healthy = [k for k in samples if k[0] == "smsflow_route_health_state"]
-        if released >= len(requests) and healthy:
+        windows = _value(samples, "smsflow_window_submits", scope="route", id="uk-direct",
+                         result="accepted")
+        if released >= len(requests) and healthy and windows is not None:
             break
         time.sleep(1)
     else:
@@ -99,6 +110,17 @@ def test_metrics_page_reports_limiters_stages_and_health(
                   state="HEALTHY") == 1.0
     assert _value(samples, "smsflow_commit_guard_stale_acks_refused_total") is not None
     assert (_value(samples, "smsflow_config_version") or -1) >= 0
+    # The route's rolling window is on the page (no sender here: nothing was submitted, so
+    # no outcome and no ratio yet).
+    assert _value(samples, "smsflow_window_terminal_outcomes", scope="route", id="uk-direct",
+                  status="DELIVERED") == 0
+    assert _value(samples, "smsflow_window_delivery_ratio", scope="route",
+                  id="uk-direct") is None
+
+    # The live page and docs/metrics.md agree both ways.
+    live = _families(port)
+    assert live == code_families()["worker"]
+    assert live <= doc_families()["exported"], sorted(live - doc_families()["exported"])
 
     # faust's own views (table contents, the partition map) are not served beside /metrics.
     for path in ("/table/", "/router/", "/graph/", "/stats/", "/performance/"):
