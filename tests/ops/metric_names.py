@@ -86,3 +86,34 @@ def doc_families() -> dict[str, set[str]]:
         first_cell = line.split("|")[1]
         found[kind].update(_NAME.findall(first_cell))
     return found
+
+
+#: PromQL words that look like metric names in a tokenised expression.
+PROMQL_WORDS = {
+    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
+    "bool", "offset", "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk",
+    "bottomk", "quantile", "count_values", "rate", "irate", "increase", "delta", "idelta",
+    "histogram_quantile", "abs", "absent", "absent_over_time", "clamp_min", "clamp_max",
+    "avg_over_time", "max_over_time", "min_over_time", "sum_over_time", "changes", "resets",
+    "time", "vector", "scalar", "label_replace", "label_join", "predict_linear", "deriv",
+}
+
+
+def series_names(expr: str) -> set[str]:
+    """Metric names an expression reads (strings, matchers, groupings and ranges removed)."""
+    text = re.sub(r'"[^"]*"', "", expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text))
+    return {name for name in names if name not in PROMQL_WORDS}
+
+
+_HISTOGRAM_SERIES = re.compile(r"_(bucket|count|sum)$")
+
+
+def unknown_series(expr: str, known: set[str]) -> set[str]:
+    """Series ``expr`` reads that are not in ``known`` (a histogram's ``_bucket``, ``_count``
+    and ``_sum`` count as its family)."""
+    return {name for name in series_names(expr)
+            if name not in known and _HISTOGRAM_SERIES.sub("", name) not in known}

@@ -17,23 +17,18 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ops.metric_names import ROOT, all_code_families, doc_families
+from tests.ops.metric_names import (
+    ROOT,
+    all_code_families,
+    doc_families,
+    series_names,
+    unknown_series,
+)
 
 RULES = ROOT / "ops" / "prometheus" / "rules.yml"
 RULE_TESTS = sorted((ROOT / "ops" / "prometheus" / "tests").glob("*.yml"))
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 RUNBOOK_BASE = "https://github.com/smsflow/smsflow/blob/main/docs/runbooks.md#"
-
-#: PromQL words that look like metric names in a tokenised expression.
-_PROMQL_WORDS = {
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "bool", "offset", "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk",
-    "bottomk", "quantile", "count_values", "rate", "irate", "increase", "delta", "idelta",
-    "histogram_quantile", "abs", "absent", "absent_over_time", "clamp_min", "clamp_max",
-    "avg_over_time", "max_over_time", "min_over_time", "sum_over_time", "changes", "resets",
-    "time", "vector", "scalar", "label_replace", "label_join", "predict_linear", "deriv",
-}
-
 
 def _promtool() -> str:
     path = shutil.which("promtool")
@@ -46,16 +41,6 @@ def _promtool() -> str:
 def _alerts() -> list[dict[str, Any]]:
     groups = yaml.safe_load(RULES.read_text())["groups"]
     return [rule for group in groups for rule in group["rules"] if "alert" in rule]
-
-
-def _series_names(expr: str) -> set[str]:
-    """Metric names an expression reads (strings, matchers, groupings and ranges removed)."""
-    text = re.sub(r'"[^"]*"', "", expr)
-    text = re.sub(r"\{[^}]*\}", " ", text)
-    text = re.sub(r"\[[^\]]*\]", " ", text)
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    names = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text))
-    return {name for name in names if name not in _PROMQL_WORDS}
 
 
 def _slug(heading: str) -> str:
@@ -114,7 +99,7 @@ def test_every_series_a_rule_reads_is_exported_or_documented() -> None:
     docs = doc_families()
     known = all_code_families() | docs["planned"] | docs["external"]
     for rule in _alerts():
-        unknown = _series_names(rule["expr"]) - known
+        unknown = unknown_series(rule["expr"], known)
         assert not unknown, (f"{rule['alert']} reads {sorted(unknown)}: neither exported "
                              "nor listed as planned/external in docs/metrics.md")
 
@@ -122,4 +107,4 @@ def test_every_series_a_rule_reads_is_exported_or_documented() -> None:
 def test_series_names_are_found_in_expressions() -> None:
     expr = ('sum by (smsc) (rate(smsflow_smpp_submit_responses_total{status=~"A|B"}[5m])) '
             '/ on (x) group_left(y) max(up{job="a"}) > 0.1 and absent(foo_bar)')
-    assert _series_names(expr) == {"smsflow_smpp_submit_responses_total", "up", "foo_bar"}
+    assert series_names(expr) == {"smsflow_smpp_submit_responses_total", "up", "foo_bar"}
