@@ -26,18 +26,23 @@ class _Stopped:
         return None
 
 
-def serve_metrics(registry: CollectorRegistry, host: str, port: int, what: str) -> MetricsServer:
+def serve_metrics(
+    registry: CollectorRegistry, host: str, port: int, what: str, *, required: bool = False
+) -> MetricsServer:
     """Start serving ``registry``; port 0 serves nothing. Call ``shutdown()`` when stopping.
 
     A port already in use is logged as an error and the process carries on without its page:
     moving messages matters more than being scraped, and Prometheus reports the target down
-    (``up == 0``, alert ``SmsflowTargetDown``)."""
+    (``up == 0``, alert ``SmsflowTargetDown``). With ``required`` (a process whose only job is
+    the page) the ``OSError`` is raised instead."""
     if port == 0:
         log.info("%s: metrics page off (port 0)", what)
         return _Stopped()
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
+        if required:
+            raise
         log.error("%s: cannot serve metrics on %s:%d (%s); running without a metrics page",
                   what, host, port, exc)
         return _Stopped()

@@ -30,7 +30,12 @@ def _cmd_exporter(args: argparse.Namespace) -> int:
     if port == 0:
         log.error("kafka-exporter needs a port")
         return 2
-    server = serve_metrics(registry, settings.metrics_host, port, "kafka-exporter")
+    try:
+        server = serve_metrics(registry, settings.metrics_host, port, "kafka-exporter",
+                               required=True)
+    except OSError as exc:
+        log.error("kafka-exporter: cannot serve on %s:%d: %s", settings.metrics_host, port, exc)
+        return 2
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

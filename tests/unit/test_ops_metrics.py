@@ -157,3 +157,35 @@ def test_partition_lag() -> None:
     assert partition_lag(committed=9, high=5, head_timestamp_ms=1, now_ms=0).records == 0
     skewed = partition_lag(committed=0, high=1, head_timestamp_ms=10_000, now_ms=5_000)
     assert skewed.seconds == 0.0
+
+
+def test_metrics_server_serves_and_survives_a_taken_port() -> None:
+    import socket
+    import urllib.request
+
+    import pytest
+
+    from smsflow.metrics_http import serve_metrics
+
+    metrics = SenderMetrics()
+    metrics.observe_part("smsc-uk", _part(0, 0.001))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # Another process holds the port: a sender runs on without its page ...
+        serve_metrics(metrics.registry, "127.0.0.1", port, "test").shutdown()
+        # ... the Kafka exporter, whose only job is the page, refuses to start.
+        with pytest.raises(OSError):
+            serve_metrics(metrics.registry, "127.0.0.1", port, "test", required=True)
+    serve_metrics(metrics.registry, "127.0.0.1", 0, "test").shutdown()  # port 0: off
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    server = serve_metrics(metrics.registry, "127.0.0.1", free, "test")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{free}/metrics", timeout=5) as page:
+            assert b'smsflow_smpp_submit_responses_total{smsc="smsc-uk",status="ESME_ROK"}' \
+                in page.read()
+    finally:
+        server.shutdown()
