@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from connectors.producer import SmsProducer
+from connectors.producer import SmsProducer, new_request
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.flowrun import make_traffic
@@ -76,6 +76,8 @@ def test_metrics_page_reports_limiters_stages_and_health(
     producer = SmsProducer(settings.kafka_bootstrap, topic_name(settings, SUBMITTED))
     for request in requests:
         producer.submit(request)
+    # config/platform.yaml quarantines suspended-co: its message is refused with a reason.
+    producer.submit(new_request("suspended-co", "+447700900123", "refused"))
     assert producer.flush(30) == 0
     parts_expected = 200  # at least one part each
 
@@ -91,7 +93,9 @@ def test_metrics_page_reports_limiters_stages_and_health(
         healthy = [k for k in samples if k[0] == "smsflow_route_health_state"]
         windows = _value(samples, "smsflow_window_submits", scope="route", id="uk-direct",
                          result="accepted")
-        if released >= len(requests) and healthy and windows is not None:
+        quarantined = _value(samples, "smsflow_rejections_total", stage="router",
+                             reason="TENANT_QUARANTINED")
+        if released >= len(requests) and healthy and windows is not None and quarantined:
             break
         time.sleep(1)
     else:
@@ -110,6 +114,8 @@ def test_metrics_page_reports_limiters_stages_and_health(
                   state="HEALTHY") == 1.0
     assert _value(samples, "smsflow_commit_guard_stale_acks_refused_total") is not None
     assert (_value(samples, "smsflow_config_version") or -1) >= 0
+    assert _value(samples, "smsflow_rejections_total", stage="router",
+                  reason="TENANT_QUARANTINED") == 1
     # The route's rolling window is on the page (no sender here: nothing was submitted, so
     # no outcome and no ratio yet).
     assert _value(samples, "smsflow_window_terminal_outcomes", scope="route", id="uk-direct",
