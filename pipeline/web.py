@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from faust.web import Request, Response, View
 
-from pipeline.agents import delivery
+from pipeline import rejections
+from pipeline.agents import delivery, tracking
 from pipeline.app import app
 from pipeline.metrics import WorkerCollector, render
 from pipeline.runtime import config_watcher
 from pipeline.scheduling import ScheduledStage
+from smsflow.domain.tracking.windows import WindowStats, stats
 
 # The classic text format (what generate_latest writes, and what every Prometheus 2.x reads),
 # without a "; charset=" parameter: aiohttp refuses one inside a content type.
@@ -34,11 +37,19 @@ def _route_health() -> dict[str, tuple[str, float]]:
     return {route: (report.state.value, report.score) for route, report in reports.items()}
 
 
+def _windows() -> list[tuple[str, WindowStats]]:
+    """The owned rolling windows, aged to now (a quiet window's old buckets roll out)."""
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    return [(key, stats(window, now_ms)) for key, window in tracking.owned_windows()]
+
+
 collector = WorkerCollector(
     stages=_stages,
     delivery_counts=lambda: dict(delivery.counts),
     route_health=_route_health,
     config_version=lambda: config_watcher.snapshot.version,
+    windows=_windows,
+    rejections=lambda: dict(rejections.counts),
 )
 
 

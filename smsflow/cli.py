@@ -22,6 +22,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "smsflow.worker",
     "connectors.sender.cli",
     "connectors.webhooks.cli",
+    "connectors.kafka_exporter.cli",
     "connectors.smsc_sim.cli",
     "smsflow.demo",
     "smsflow.dlr_cli",

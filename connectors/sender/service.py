@@ -36,6 +36,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from pydantic import ValidationError
 
 from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
+from connectors.sender.metrics import BindView, SenderCollector, SenderMetrics
 from connectors.sender.offsets import OffsetTracker
 from connectors.sender.retry import RetryKind, RetryPolicy
 from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
@@ -127,8 +128,11 @@ class SenderService:
         *,
         policy: RetryPolicy | None = None,
         group_id: str | None = None,
+        metrics: SenderMetrics | None = None,
     ) -> None:
         self._settings = settings
+        #: Per-event instruments; its registry also holds the scrape-time collector.
+        self.metrics = metrics if metrics is not None else SenderMetrics()
         self._policy = policy or RetryPolicy()
         self._throttled = topic_name(settings, THROTTLED)
         self._sent = topic_name(settings, SENT)
@@ -175,6 +179,9 @@ class SenderService:
         self.drain_timeout_s = 15.0
         self.stats = {"messages": 0, "parts_accepted": 0, "parts_failed": 0, "retries": 0,
                       "receipts": 0, "rejected": 0, "failovers": 0, "pauses": 0}
+        self.metrics.registry.register(SenderCollector(
+            binds=self.bind_views, queued_parts=self.queued_parts_by_smsc,
+            counters=lambda: dict(self.stats)))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -290,6 +297,22 @@ class SenderService:
     def queued_parts(self) -> int:
         """Parts waiting in the SMSC queues (not yet in a window)."""
         return sum(d.queued_parts for d in list(self._dispatchers.values()))
+
+    def queued_parts_by_smsc(self) -> dict[str, int]:
+        return {smsc: d.queued_parts for smsc, d in list(self._dispatchers.items())}
+
+    def bind_views(self) -> list[BindView]:
+        """State, window and counters of every bind (read at scrape time, any thread)."""
+        views = []
+        for smsc_id, clients in list(self._binds.items()):
+            for client in clients:
+                counts = client.stats
+                views.append(BindView(
+                    smsc=smsc_id, bind=client.name, state=client.state,
+                    in_flight=client.in_flight, window_size=client.config.window_size,
+                    binds=counts.binds, connection_losses=counts.connection_losses,
+                    bind_failures=counts.bind_failures))
+        return views
 
     def _apply_back_pressure(self) -> None:
         change = self._gate.update(self.queued_parts())
@@ -408,6 +431,7 @@ class SenderService:
             source_offset=offset, original=message.value(), rejected_at=_now(),
         )
         self.stats["rejected"] += 1
+        self.metrics.rejected(code)
 
         def acked(error: KafkaError | None, _msg: Message) -> None:
             if error is None:
@@ -543,6 +567,7 @@ class SenderService:
         smsc = self._smscs[job.routed.smsc_id]
         now = _now()
         for part in result.parts:
+            self.metrics.observe_part(smsc.id, part)
             if part.ok:
                 self.stats["parts_accepted"] += 1
                 self._record(job, part.seq, SubmitStatus.ACCEPTED, 0,
@@ -644,6 +669,7 @@ class SenderService:
         try:
             receipt = inbound.parse_receipt(id_format=IdFormat(smsc.receipt_id_format))
         except ReceiptError as exc:
+            self.metrics.rejected(exc.reason)
             rejection = Rejection(
                 reason_code=exc.reason, reason=str(exc), stage=STAGE,
                 source_topic=f"smpp:{inbound.bind_name}", source_partition=-1, source_offset=-1,

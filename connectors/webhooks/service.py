@@ -37,12 +37,14 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from connectors.webhooks.backpressure import Backpressure, Changes
 from connectors.webhooks.http import new_session, post_report
 from connectors.webhooks.lanes import Job, Lane, Stats
 from connectors.webhooks.ledger import AckLedger, Ticket
+from connectors.webhooks.metrics import WebhookCollector
 from connectors.webhooks.payload import report_body
 from connectors.webhooks.policy import RetryPolicy, Verdict, classify
 from schemas.codec import DecodeError
@@ -107,6 +109,11 @@ class WebhookService:
         self._stopping = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._last_totals: dict[str, int] = {}
+        #: Read at scrape time by the metrics server's thread (connectors/webhooks/metrics.py).
+        self.registry = CollectorRegistry()
+        self.registry.register(WebhookCollector(
+            self.stats, lanes=lambda: list(self._lanes.values()),
+            paused_partitions=lambda: len(self._backpressure.paused())))
 
     # ------------------------------------------------------------------ lifecycle
 

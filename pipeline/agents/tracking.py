@@ -96,6 +96,14 @@ def _forget_decoded(_sender: Any, *args: Any, **_: Any) -> None:
 app.on_partitions_revoked.connect(cast(Any, _forget_decoded))
 
 
+def owned_windows() -> list[tuple[str, WindowState]]:
+    """This worker's rolling windows (``route:<id>``, ``operator:<id>``, ``tenant:<id>``), for
+    the metrics page. Each key has one owner, so summing over workers counts every window
+    once; a window appears once a delta for it was merged since the last rebalance (routes
+    get an empty delta every ``SMSFLOW_HEALTH_EVALUATE_EVERY_S``)."""
+    return [(key, window) for key, (_, window) in list(_decoded.items())]
+
+
 def window_keys(route_id: str, operator_id: str, tenant_id: str) -> tuple[str, str, str]:
     return f"route:{route_id}", f"operator:{operator_id}", f"tenant:{tenant_id}"
 
