@@ -18,5 +18,5 @@ def test_every_documented_family_is_built_by_the_code() -> None:
 
 def test_planned_and_external_families_are_not_claimed_as_exported() -> None:
     docs = doc_families()
-    assert docs["planned"] and docs["external"]
+    assert docs["external"]  # a "## Planned" section is optional; External is not
     assert not (docs["planned"] | docs["external"]) & all_code_families()
