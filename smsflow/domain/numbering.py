@@ -82,7 +82,7 @@ import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumberFormat
 from phonenumbers.carrierdata import CARRIER_DATA
 
-from smsflow.config.models import Operator
+from smsflow.domain.config_view import OperatorView
 
 MAX_E164_DIGITS: Final = 15
 MAX_INPUT_CHARS: Final = 64
@@ -1148,7 +1148,7 @@ def _normalise_name(name: str) -> str:
 _COUNTRY_TOKENS: Final[dict[str, tuple[str, ...]]] = {"GB": ("uk",), "US": ("usa",)}
 
 
-def _carrier_aliases(operator: Operator) -> set[str]:
+def _carrier_aliases(operator: OperatorView) -> set[str]:
     aliases = {_normalise_name(operator.name)}
     words = operator.name.split()
     country_tokens = (operator.country.casefold(), *_COUNTRY_TOKENS.get(operator.country, ()))
@@ -1159,7 +1159,7 @@ def _carrier_aliases(operator: Operator) -> set[str]:
     return aliases
 
 
-def _carrier_table(operators: Iterable[Operator]) -> dict[str, str | None]:
+def _carrier_table(operators: Iterable[OperatorView]) -> dict[str, str | None]:
     by_code: dict[str, dict[str, str | None]] = {}  # calling code → alias → operator (None: tie)
     for operator in operators:
         calling_code = _calling_code_of(operator.country)
@@ -1194,7 +1194,7 @@ def _calling_code_of(country: str) -> int:
 
 
 def build_numbering(
-    operators: Iterable[Operator], countries: Iterable[str] = ()
+    operators: Iterable[OperatorView], countries: Iterable[str] = ()
 ) -> NumberingPlan:
     """Compile the numbering plan for ``operators`` and the extra ``countries`` routes cover."""
     operators = tuple(operators)

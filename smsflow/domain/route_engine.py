@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, NamedTuple
 
-from smsflow.config.models import BindClass, MessageType, PlatformConfig, Route, Tier
+from smsflow.domain.config_view import PlatformView, RouteView
 from smsflow.domain.numbering import (
     Destination,
     NumberingPlan,
@@ -70,6 +70,7 @@ from smsflow.domain.numbering import (
     build_numbering,
     resolve,
 )
+from smsflow.domain.traffic import BindClass, MessageType, Tier
 
 COST_EPSILON: Final = 0.0001
 MIN_SCORE: Final = 0.01
@@ -306,7 +307,7 @@ _PROFILE_OF_SLOT: Final[tuple[tuple[Tier, MessageType], ...]] = tuple(
 class Catalogue:
     """Everything derived from one configuration snapshot. Build with :func:`build_catalogue`."""
 
-    config: PlatformConfig
+    config: PlatformView
     numbering: NumberingPlan
     routes: Mapping[str, _RouteSpec]  # every configured route, disabled ones included
     tenants: Mapping[str, _TenantPolicy]
@@ -321,7 +322,7 @@ class Catalogue:
     policy: HealthPolicy
 
 
-def _spec(route: Route, region: str) -> _RouteSpec:
+def _spec(route: RouteView, region: str) -> _RouteSpec:
     return _RouteSpec(
         id=route.id,
         smsc_id=route.smsc,
@@ -345,7 +346,7 @@ def destination_key(operator_id: str | None, country: str) -> str:
 
 
 def build_catalogue(
-    config: PlatformConfig,
+    config: PlatformView,
     *,
     geography: Geography = DEFAULT_GEOGRAPHY,
     profiles: Mapping[tuple[Tier, MessageType], Profile] = PROFILES,

@@ -57,12 +57,12 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal, NamedTuple
 
-from smsflow.config.models import Tier
 from smsflow.domain.limits import aimd as _aimd
 from smsflow.domain.limits.aimd import AimdParams, AimdState, SubmitSample
 from smsflow.domain.limits.buckets import Bucket, SlidingWindow, level, retune, take, wait_for
 from smsflow.domain.limits.quota import QUOTA_EXCEEDED, QuotaUsage, charge
 from smsflow.domain.limits.tiers import PRIORITY, TierPolicy
+from smsflow.domain.traffic import Tier
 
 __all__ = [
     "DestinationLimit",
