@@ -10,7 +10,7 @@ from schemas.models import DeliveryReport
 
 
 @dataclass
-class Job:
+class WebhookJob:
     """One report on its way to its tenant's endpoint."""
 
     ticket: Ticket
@@ -29,7 +29,7 @@ class Lane:
     dead endpoint only ever occupies its own."""
 
     tenant_id: str
-    queue: deque[Job] = field(default_factory=deque)
+    queue: deque[WebhookJob] = field(default_factory=deque)
     in_flight: int = 0
 
     @property

@@ -34,7 +34,7 @@ penalty wins, a weighted sum whose weights come from :data:`PROFILES` by (tier, 
     latency    w_latency * log2(latency ms)                 one unit = twice as slow
     geography  w_geo     * distance(SMSC region, destination country) / 1000 km
     bind class w_bind    * BIND_PENALTY[tier][Route.bind_class]
-    incumbency -HealthPolicy.incumbent_margin for the previous snapshot's leader of this key
+    incumbency -HysteresisPolicy.incumbent_margin for the previous snapshot's leader of this key
 
 Logarithms make every factor scale-free: a route's penalty does not depend on which other
 routes exist, so adding a route never changes how the others rank against each other. Ties
@@ -70,6 +70,7 @@ from smsflow.domain.numbering import (
     build_numbering,
     resolve,
 )
+from smsflow.domain.route_state import RouteState
 from smsflow.domain.traffic import BindClass, MessageType, Tier
 
 COST_EPSILON: Final = 0.0001
@@ -80,14 +81,6 @@ UNRESOLVED_PREFIX: Final = "@"  # coverage key of a number whose operator is unk
 _INFINITY: Final = math.inf
 
 
-class HealthState(StrEnum):
-    """Same values as ``schemas.models.RouteState``: ``HealthState(record.state)`` works."""
-
-    HEALTHY = "HEALTHY"
-    DEGRADED = "DEGRADED"
-    DOWN = "DOWN"
-
-
 # --- inputs ------------------------------------------------------------------------------------
 
 
@@ -95,7 +88,7 @@ class HealthState(StrEnum):
 class HealthReport:
     """One route's latest health (a ``RouteHealth`` record, or an operator's override)."""
 
-    state: HealthState
+    state: RouteState
     score: float = 1.0  # 0 (unusable) .. 1 (perfect)
     latency_ms: float | None = None  # submit latency p95; None → the route's baseline
     updated_at: float | None = None  # Unix seconds; None → never goes stale
@@ -144,7 +137,7 @@ BIND_PENALTY: Final[Mapping[Tier, Mapping[BindClass, float]]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class HealthPolicy:
+class HysteresisPolicy:
     stale_after_s: float = 300.0
     recovery_hold_s: float = 60.0
     score_deadband: float = 0.02
@@ -319,7 +312,7 @@ class Catalogue:
     geography: Geography
     profiles: Mapping[tuple[Tier, MessageType], Profile]
     bind_penalty: Mapping[Tier, Mapping[BindClass, float]]
-    policy: HealthPolicy
+    policy: HysteresisPolicy
 
 
 def _spec(route: RouteView, region: str) -> _RouteSpec:
@@ -351,7 +344,7 @@ def build_catalogue(
     geography: Geography = DEFAULT_GEOGRAPHY,
     profiles: Mapping[tuple[Tier, MessageType], Profile] = PROFILES,
     bind_penalty: Mapping[Tier, Mapping[BindClass, float]] = BIND_PENALTY,
-    policy: HealthPolicy = HealthPolicy(),
+    policy: HysteresisPolicy = HysteresisPolicy(),
 ) -> Catalogue:
     regions = {smsc.id: smsc.region for smsc in config.smscs}
     routes = {r.id: _spec(r, regions.get(r.smsc, "")) for r in config.routes}
@@ -407,8 +400,8 @@ class HealthSource(StrEnum):
 class RouteStatus:
     """A route's effective health in one snapshot; the next snapshot builds on it."""
 
-    state: HealthState  # what ranking uses
-    raw: HealthState  # the report's state after staleness, before recovery hold
+    state: RouteState  # what ranking uses
+    raw: RouteState  # the report's state after staleness, before recovery hold
     score: float
     latency_ms: float
     source: HealthSource
@@ -421,18 +414,18 @@ def _status(
     report: HealthReport | None,
     previous: RouteStatus | None,
     now: float,
-    policy: HealthPolicy,
+    policy: HysteresisPolicy,
 ) -> RouteStatus:
     stale_at: float | None = None
     if report is None:
-        raw, score, latency = HealthState.HEALTHY, spec.baseline_score, spec.baseline_latency_ms
+        raw, score, latency = RouteState.HEALTHY, spec.baseline_score, spec.baseline_latency_ms
         source = HealthSource.BASELINE
     else:
         if report.updated_at is not None:
             stale_at = report.updated_at + policy.stale_after_s
         if stale_at is not None and now >= stale_at:
-            healthy = report.state is HealthState.HEALTHY
-            raw = HealthState.HEALTHY if healthy else HealthState.DEGRADED
+            healthy = report.state is RouteState.HEALTHY
+            raw = RouteState.HEALTHY if healthy else RouteState.DEGRADED
             score, latency = spec.baseline_score, spec.baseline_latency_ms
             source = HealthSource.STALE
         else:
@@ -448,14 +441,14 @@ def _status(
                 score = previous.score
             if abs(latency - previous.latency_ms) < policy.latency_deadband * previous.latency_ms:
                 latency = previous.latency_ms
-        if raw is not HealthState.DOWN:
-            if previous.raw is HealthState.DOWN:
+        if raw is not RouteState.DOWN:
+            if previous.raw is RouteState.DOWN:
                 recovering_until = now + policy.recovery_hold_s
             elif previous.recovering_until is not None and now < previous.recovering_until:
                 recovering_until = previous.recovering_until
     state = raw
-    if state is HealthState.HEALTHY and recovering_until is not None and now < recovering_until:
-        state = HealthState.DEGRADED
+    if state is RouteState.HEALTHY and recovering_until is not None and now < recovering_until:
+        state = RouteState.DEGRADED
     return RouteStatus(state, raw, score, latency, source, stale_at, recovering_until)
 
 
@@ -485,7 +478,7 @@ class RouteChoice:
     smsc_id: str
     cost_per_part: float
     penalty: float
-    state: HealthState
+    state: RouteState
     terms: PenaltyTerms
 
 
@@ -538,7 +531,7 @@ def _eligible(spec: _RouteSpec, tier: Tier, message_type: MessageType, status: R
     return (
         tier in spec.tiers
         and message_type in spec.message_types
-        and status.state is not HealthState.DOWN
+        and status.state is not RouteState.DOWN
     )
 
 
@@ -570,7 +563,7 @@ def _ordered(catalogue: Catalogue, candidates: list[RouteChoice]) -> tuple[Route
     routes = catalogue.routes
     candidates.sort(
         key=lambda c: (
-            c.state is HealthState.DEGRADED, c.penalty, c.cost_per_part, -routes[c.route_id].tps,
+            c.state is RouteState.DEGRADED, c.penalty, c.cost_per_part, -routes[c.route_id].tps,
             c.route_id,
         )
     )
@@ -815,13 +808,13 @@ class Decision(NamedTuple):
         d = self.destination
         operator = d.operator_id or "an unresolved operator"
         head = (
-            f"{self.tier.value} {self.message_type.value} to {operator} ({d.country}, {d.e164}, "
+            f"{self.tier.value} {self.message_type.label} to {operator} ({d.country}, {d.e164}, "
             f"operator by {d.operator_source.value})"
         )
         if self.failed:
             head += f", after failing over from {', '.join(self.failed)}"
         chosen = self.choices[0]
-        why = "healthy" if chosen.state is HealthState.HEALTHY else "no healthy route left"
+        why = "healthy" if chosen.state is RouteState.HEALTHY else "no healthy route left"
         lines = [f"{head}: {chosen.route_id} — lowest penalty among {why} routes",
                  f"  chosen    {_describe_choice(chosen)}"]
         lines += [f"  fallback  {_describe_choice(c)}" for c in self.choices[1:]]
@@ -840,7 +833,7 @@ def _refusal_detail(
         + _exclusion(catalogue.routes[route_id], tier, message_type, status[route_id], None)
         for route_id in catalogue.coverage.get(key, ())
     )
-    return f"no eligible route to {key} for {tier.value} {message_type.value}: {why}"
+    return f"no eligible route to {key} for {tier.value} {message_type.label}: {why}"
 
 
 def _refused(
@@ -878,8 +871,8 @@ def _exclusion(
     if tier not in spec.tiers:
         return f"tier {tier.value} not allowed ({', '.join(sorted(t.value for t in spec.tiers))})"
     if message_type not in spec.message_types:
-        return f"message type {message_type.value} not allowed"
-    if status.state is HealthState.DOWN:
+        return f"message type {message_type.label} not allowed"
+    if status.state is RouteState.DOWN:
         return f"DOWN ({status.source.value})"
     if allowed is not None and spec.id not in allowed:
         return "not in the tenant's route allow-list"
@@ -925,7 +918,7 @@ def decide(snapshot: Snapshot, request: RouteRequest, now: float) -> Decision | 
         slot = _TIER_SLOT[id(tier)]
     message_type = request.message_type
     type_slot = _TYPE_SLOT.get(id(message_type))
-    if type_slot is None:  # a plain string or schemas.models.MessageType
+    if type_slot is None:  # a plain string
         message_type = MessageType(message_type)
         type_slot = _TYPE_SLOT[id(message_type)]
     operator = destination.operator_id

@@ -19,17 +19,26 @@ class Tier(StrEnum):
 
 
 class MessageType(StrEnum):
-    """Traffic class of a message, as routes allow it (case-insensitive: OTP or otp)."""
+    """Traffic class of a message, as routes allow it and ``SubmitRequest.message_type`` carries it.
 
-    OTP = "otp"
-    TRANSACTIONAL = "transactional"
-    MARKETING = "marketing"
+    Values are the Avro symbols of ``SubmitRequest.avsc`` (upper case, released: do not change).
+    Parsing is case-insensitive (configuration files and the CLI write ``otp``); :attr:`label`
+    is the lower-case form people read in explanations and rejection reasons.
+    """
+
+    OTP = "OTP"
+    TRANSACTIONAL = "TRANSACTIONAL"
+    MARKETING = "MARKETING"
 
     @classmethod
     def _missing_(cls, value: object) -> MessageType | None:
         if isinstance(value, str):
-            return next((m for m in cls if m.value == value.casefold()), None)
+            return next((m for m in cls if m.value == value.upper()), None)
         return None
+
+    @property
+    def label(self) -> str:
+        return self.value.lower()
 
 
 class BindClass(StrEnum):
