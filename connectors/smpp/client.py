@@ -77,14 +77,15 @@ from .codec import (
     ENQUIRE_LINK_RESP,
     GENERIC_NACK,
     HEADER,
+    MAX_SMSC_PDU_LEN,
     SUBMIT_SM_RESP,
     UNBIND,
     UNBIND_RESP,
-    CodecError,
-    FrameBuffer,
+    FrameSplitter,
+    PduError,
     SubmitSmFields,
-    encode_header_only,
     encode_submit_sm_from_prefix,
+    pack_pdu,
     parse_data_sm,
     parse_deliver_sm,
     parse_message_id,
@@ -179,7 +180,7 @@ class _Conn:
     sock: socket.socket
     number: int
     last_rx: float
-    frames: FrameBuffer = field(default_factory=FrameBuffer)
+    frames: FrameSplitter = field(default_factory=lambda: FrameSplitter(MAX_SMSC_PDU_LEN))
     enquire_sent_at: float | None = None
     closed: bool = False
     stop_reason: str | None = None
@@ -898,7 +899,7 @@ class SmppClient:
                         conn.enquire_sent_at = None
                         try:
                             frames = conn.frames.feed(data)
-                        except CodecError as exc:
+                        except PduError as exc:
                             return f"protocol error: {exc}"
                         for frame in frames:
                             reason = self._dispatch(conn, frame)
@@ -926,7 +927,7 @@ class SmppClient:
         """``DeliverAck.__call__``: queue the response on its connection, wake the session
         thread.  Dropped (False) when already answered or the connection has ended."""
         conn = ack._conn
-        response = encode_header_only(ack._command, ack._seq, status, b"\0")
+        response = pack_pdu(ack._command, ack._seq, b"\0", status)
         with self._ack_lock:
             if ack._done:
                 log.debug("%s: deliver seq=%d answered twice", self._name, ack._seq)
@@ -978,7 +979,7 @@ class SmppClient:
         elif command_id == DELIVER_SM or command_id == DATA_SM:
             return self._on_deliver(conn, command_id, seq, frame[16:])
         elif command_id == ENQUIRE_LINK:
-            conn.out.append(encode_header_only(ENQUIRE_LINK_RESP, seq))
+            conn.out.append(pack_pdu(ENQUIRE_LINK_RESP, seq))
         elif command_id == ENQUIRE_LINK_RESP:
             pass
         elif command_id == GENERIC_NACK:
@@ -994,7 +995,7 @@ class SmppClient:
                 if seq == conn.unbind_seq:
                     conn.unbind_resp.set()
         elif command_id == UNBIND:
-            conn.out.append(encode_header_only(UNBIND_RESP, seq))
+            conn.out.append(pack_pdu(UNBIND_RESP, seq))
             return "unbind requested by the SMSC"
         elif command_id == UNBIND_RESP:
             if seq == conn.unbind_seq:
@@ -1005,7 +1006,7 @@ class SmppClient:
         else:
             self._stats.unexpected_pdus += 1
             log.warning("%s: unsupported request 0x%08X; generic_nack", self._name, command_id)
-            conn.out.append(encode_header_only(GENERIC_NACK, seq, _ESME_RINVCMDID))
+            conn.out.append(pack_pdu(GENERIC_NACK, seq, b"", _ESME_RINVCMDID))
         return None
 
     def _on_submit_resp(self, seq: int, status: int, body: bytes) -> None:
@@ -1071,7 +1072,7 @@ class SmppClient:
         status = 0
         try:
             parsed = parse_deliver_sm(body) if is_deliver else parse_data_sm(body)
-        except CodecError as exc:
+        except PduError as exc:
             self._stats.deliver_malformed += 1
             log.warning("%s: malformed %s (%s): %s", self._name, resp_command[:-5], exc, body.hex())
             status = _ESME_RX_P_APPN  # permanent: the SMSC should not resend it as is
@@ -1116,7 +1117,7 @@ class SmppClient:
         # Queued: written with the other responses at the end of this read cycle, always
         # after the callback has handed the receipt on.
         conn.out.append(
-            encode_header_only(DELIVER_SM_RESP if is_deliver else DATA_SM_RESP, seq, status, b"\0")
+            pack_pdu(DELIVER_SM_RESP if is_deliver else DATA_SM_RESP, seq, b"\0", status)
         )
         return None
 

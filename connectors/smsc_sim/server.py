@@ -32,7 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from . import pdu as P
+from connectors.smpp import codec as P
+
 from .config import (
     AccountConfig,
     ProfileConfig,
