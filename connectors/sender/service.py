@@ -496,10 +496,10 @@ class SenderService:
             time.time(),
         )
         for route_id in failed:
-            if isinstance(decision, route_engine.Rejection):
+            if isinstance(decision, route_engine.RouteRejection):
                 break
             decision = route_engine.next_route(decision, route_id)
-        if isinstance(decision, route_engine.Rejection):
+        if isinstance(decision, route_engine.RouteRejection):
             log.info("no route left for %s after %s: %s", job.key, why, decision.detail)
             return False
         rerouted = routed.model_copy(update={

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from connectors.webhooks.ledger import Ticket
+from connectors.webhooks.ledger import AckTicket
 from schemas.models import DeliveryReport
 
 
@@ -13,7 +13,7 @@ from schemas.models import DeliveryReport
 class WebhookJob:
     """One report on its way to its tenant's endpoint."""
 
-    ticket: Ticket
+    ticket: AckTicket
     report: DeliveryReport
     body: bytes  # serialised once: every attempt sends and signs the same bytes
     original: bytes  # the sms.dlr value, for the rejection if it comes to that

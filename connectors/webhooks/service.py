@@ -42,7 +42,7 @@ from pydantic import ValidationError
 from connectors.webhooks.backpressure import Backpressure, Changes
 from connectors.webhooks.http import new_session, post_report
 from connectors.webhooks.lanes import Lane, Stats, WebhookJob
-from connectors.webhooks.ledger import AckLedger, Ticket
+from connectors.webhooks.ledger import AckLedger, AckTicket
 from connectors.webhooks.payload import report_body
 from connectors.webhooks.policy import Verdict, WebhookRetryPolicy, classify
 from schemas.codec import DecodeError
@@ -285,7 +285,7 @@ class WebhookService:
         self._apply(self._backpressure.ledger(partition, self._ledger.pending(partition)))
         self._pump(lane)
 
-    def _finish(self, ticket: Ticket) -> None:
+    def _finish(self, ticket: AckTicket) -> None:
         if self._ledger.finish(ticket):  # False: the partition was revoked meanwhile
             partition = ticket.partition
             self._apply(self._backpressure.ledger(partition, self._ledger.pending(partition)))

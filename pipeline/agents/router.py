@@ -55,7 +55,7 @@ from smsflow.config.models import Tenant, Tier
 from smsflow.domain import route_engine
 from smsflow.domain.encoding import EncodingError, SegmentPlan, plan_segments
 from smsflow.domain.limits import QUOTA_EXCEEDED, Released, SchedulerConfig, router_config
-from smsflow.domain.routing import RouteRejection
+from smsflow.domain.route_engine import RouteRejection
 from smsflow.domain.validation import source_problem
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,8 @@ def _refusal(
         ),
         time.time(),
     )
-    if isinstance(decision, route_engine.Rejection):
-        return RouteRejection(decision.reason_code, decision.detail)
+    if isinstance(decision, RouteRejection):
+        return decision
     return decision, plan
 
 

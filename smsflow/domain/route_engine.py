@@ -137,8 +137,8 @@ __all__ = [
     "PenaltyTerms",
     "Profile",
     "Ranking",
-    "Rejection",
     "RouteChoice",
+    "RouteRejection",
     "RouteRequest",
     "RouteStatus",
     "Snapshot",
@@ -154,7 +154,12 @@ __all__ = [
 ]
 
 
-class Rejection(NamedTuple):
+class RouteRejection(NamedTuple):
+    """Why a message is not routed: a reason code (``sms.rejected``) and a text for people.
+
+    Also the router agent's value for the checks it makes before routing (empty body ...).
+    """
+
     reason_code: str
     detail: str
 
@@ -236,21 +241,21 @@ def _refused(
     key: str,
     slot: int,
     status: Mapping[str, RouteStatus],
-) -> Rejection:
+) -> RouteRejection:
     catalogue = snapshot.catalogue
     operator, country = destination.operator_id, destination.country
     if key not in catalogue.coverage:
         if operator is None:
-            return Rejection(
+            return RouteRejection(
                 "UNKNOWN_OPERATOR",
                 f"no configured operator owns {destination.e164} ({country}) and no route "
                 f"covers {country}",
             )
-        return Rejection("NO_ROUTE", f"no enabled route covers {operator} ({country})")
+        return RouteRejection("NO_ROUTE", f"no enabled route covers {operator} ({country})")
     if status is snapshot.status:
-        return Rejection("NO_ROUTE", snapshot.refusals[key][slot])
+        return RouteRejection("NO_ROUTE", snapshot.refusals[key][slot])
     tier, message_type = _PROFILE_OF_SLOT[slot]
-    return Rejection("NO_ROUTE", _refusal_detail(catalogue, key, tier, message_type, status))
+    return RouteRejection("NO_ROUTE", _refusal_detail(catalogue, key, tier, message_type, status))
 
 
 def _ranking_at(
@@ -273,17 +278,17 @@ def _ranking_at(
     return _rank(catalogue, key, tier, message_type, status, incumbent), status
 
 
-def decide(snapshot: Snapshot, request: RouteRequest, now: float) -> Decision | Rejection:
+def decide(snapshot: Snapshot, request: RouteRequest, now: float) -> Decision | RouteRejection:
     """Route one message. Pure: same snapshot, request and ``now`` → same answer."""
     catalogue = snapshot.catalogue
     tenant = catalogue.tenants.get(request.tenant_id)
     if tenant is None:
-        return Rejection("UNKNOWN_TENANT", f"tenant {request.tenant_id!r} is not configured")
+        return RouteRejection("UNKNOWN_TENANT", f"tenant {request.tenant_id!r} is not configured")
     if tenant.quarantined:
-        return Rejection("TENANT_QUARANTINED", f"tenant {request.tenant_id!r} is quarantined")
+        return RouteRejection("TENANT_QUARANTINED", f"tenant {request.tenant_id!r} is quarantined")
     destination = resolve(catalogue.numbering, request.destination)
     if isinstance(destination, NumberRejection):
-        return _new_rejection(Rejection, destination)  # the same two fields
+        return _new_rejection(RouteRejection, destination)  # the same two fields
     tier = request.tier
     if tier is None:
         tier, slot = tenant.tier, tenant.tier_slot
@@ -332,8 +337,8 @@ def decide(snapshot: Snapshot, request: RouteRequest, now: float) -> Decision | 
     return _new_decision(Decision, (destination, tier, message_type, request.parts, choices, ()))
 
 
-def _allow_list_refusal(key: str, names: str, tenant_id: str) -> Rejection:
-    return _new_rejection(Rejection, (
+def _allow_list_refusal(key: str, names: str, tenant_id: str) -> RouteRejection:
+    return _new_rejection(RouteRejection, (
         "NO_ROUTE",
         f"none of the eligible routes to {key} ({names}) is in tenant '{tenant_id}''s allow-list",
     ))
@@ -342,7 +347,7 @@ def _allow_list_refusal(key: str, names: str, tenant_id: str) -> Rejection:
 _new_decision = _new_rejection = tuple.__new__  # skip NamedTuple's Python-level __new__
 
 
-def next_route(decision: Decision, failed_route_id: str) -> Decision | Rejection:
+def next_route(decision: Decision, failed_route_id: str) -> Decision | RouteRejection:
     """Fail over: the same decision without ``failed_route_id`` (fallback order kept).
 
     A route not in the decision changes nothing. When no route is left the message is out of
@@ -353,7 +358,7 @@ def next_route(decision: Decision, failed_route_id: str) -> Decision | Rejection
         return decision
     failed = (*decision.failed, failed_route_id)
     if not remaining:
-        return Rejection(
+        return RouteRejection(
             "ROUTES_EXHAUSTED", f"every eligible route failed for {decision.destination.e164}: "
             f"{', '.join(failed)}",
         )
@@ -375,7 +380,7 @@ class Exclusion:
 @dataclass(frozen=True, slots=True)
 class Explanation:
     request: RouteRequest
-    outcome: Decision | Rejection
+    outcome: Decision | RouteRejection
     destination: Destination | NumberRejection | None
     tier: Tier | None
     profile: Profile | None

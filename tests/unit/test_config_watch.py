@@ -28,7 +28,7 @@ def _route_of(watcher: ConfigWatcher) -> str:
     """The route a UK number of a standard tenant takes, or the reason code of the refusal."""
     decision = route_engine.decide(watcher.snapshot.engine,
                                    RouteRequest("shopfast", UK_MOBILE), time.time())
-    if isinstance(decision, route_engine.Rejection):
+    if isinstance(decision, route_engine.RouteRejection):
         return decision.reason_code
     return decision.route.route_id
 

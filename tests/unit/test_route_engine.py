@@ -17,7 +17,7 @@ from smsflow.domain.route_engine import (
     Decision,
     HealthReport,
     HysteresisPolicy,
-    Rejection,
+    RouteRejection,
     RouteRequest,
     Snapshot,
     build_catalogue,
@@ -218,7 +218,7 @@ def test_tier_and_type_eligibility_are_hard_filters(
     assert pick(snap, tier, kind) == "b"
     only = snapshot([route("a", **{field: value})])
     outcome = decide(only, RouteRequest(TIER_TENANT[tier], UK, kind), NOW)
-    assert isinstance(outcome, Rejection) and outcome.reason_code == "NO_ROUTE"
+    assert isinstance(outcome, RouteRejection) and outcome.reason_code == "NO_ROUTE"
     assert "not allowed" in outcome.detail
 
 
@@ -269,7 +269,7 @@ def test_tenant_allow_list_restricts_routes() -> None:
     assert pick(snap, tenant="std") == "cheap"
     assert pick(snap, tenant="picky") == "contracted"
     outcome = decide(snap, RouteRequest("stranded", UK), NOW)
-    assert isinstance(outcome, Rejection) and outcome.reason_code == "NO_ROUTE"
+    assert isinstance(outcome, RouteRejection) and outcome.reason_code == "NO_ROUTE"
     assert "allow-list" in outcome.detail
 
 
@@ -282,7 +282,7 @@ def _filtered_reference(
     tenant = snap.catalogue.tenants[request.tenant_id]
     unrestricted = decide(snap, RouteRequest("std", request.destination, request.message_type,
                                              request.parts, request.tier or tenant.tier), now)
-    if isinstance(unrestricted, Rejection):
+    if isinstance(unrestricted, RouteRejection):
         return unrestricted.reason_code
     allowed = tenant.routes or frozenset()
     routes = snap.catalogue.routes
@@ -327,7 +327,7 @@ def test_allow_lists_filter_the_tier_ranking_with_or_without_a_tier_override() -
                         )
                         assert got == _filtered_reference(snap, request, now), request
     stranded = decide(snap, RouteRequest("c", UK, MessageType.OTP), NOW)
-    assert isinstance(stranded, Rejection)
+    assert isinstance(stranded, RouteRejection)
     assert stranded.detail == (
         "none of the eligible routes to gb-ee (premium-only, contracted, cheap) is in tenant "
         "'c''s allow-list"
@@ -452,7 +452,7 @@ def test_stale_report_falls_back_to_baseline_and_down_becomes_degraded() -> None
     fresh_down = HealthReport(RouteState.DOWN, 0.0, None, NOW - 100)
     snap = snapshot([route("a")], {"a": fresh_down}, policy=policy)
     outcome = decide(snap, RouteRequest("std", UK), NOW)
-    assert isinstance(outcome, Rejection) and "DOWN" in outcome.detail
+    assert isinstance(outcome, RouteRejection) and "DOWN" in outcome.detail
     assert snap.valid_until == NOW + 200
     assert pick(snap, now=NOW + 200) == "a"  # it went stale meanwhile
 
@@ -488,7 +488,7 @@ def test_fallbacks_are_ordered_with_smsc_diversity_and_next_route_walks_them() -
     assert isinstance(third, Decision) and third.route_id == "fra-1"
     assert next_route(third, "not-a-route") is third
     last = next_route(next_route(third, "fra-1"), "lon-2")  # type: ignore[arg-type]
-    assert isinstance(last, Rejection) and last.reason_code == "ROUTES_EXHAUSTED"
+    assert isinstance(last, RouteRejection) and last.reason_code == "ROUTES_EXHAUSTED"
     assert "lon-1, lon2-1, fra-1, lon-2" in last.detail
 
 
@@ -514,7 +514,7 @@ def test_rejections_carry_precise_reason_codes(
     tenant: str, destination: str, routes: list[dict[str, Any]], code: str
 ) -> None:
     outcome = decide(snapshot(routes), RouteRequest(tenant, destination), NOW)
-    assert isinstance(outcome, Rejection)
+    assert isinstance(outcome, RouteRejection)
     assert outcome.reason_code == code
     assert code in REASONS
     assert outcome.detail
@@ -526,7 +526,7 @@ def test_no_route_detail_names_each_covering_route() -> None:
         {"c": HealthReport(RouteState.DOWN, 0, None, NOW)},
     )
     outcome = decide(snap, RouteRequest("prem", UK, MessageType.OTP), NOW)
-    assert isinstance(outcome, Rejection)
+    assert isinstance(outcome, RouteRejection)
     assert "a tier premium not allowed" in outcome.detail
     assert "b message type otp not allowed" in outcome.detail
     assert "c DOWN (report)" in outcome.detail
@@ -624,7 +624,7 @@ def test_every_decision_is_eligible_or_a_rejection_with_a_reason(case: Case, lat
         outcome = decide(snap, request, now)
         assert outcome == decide(snap, request, now)  # deterministic
         assert explain(snap, request, now).outcome == outcome
-        if isinstance(outcome, Rejection):
+        if isinstance(outcome, RouteRejection):
             assert outcome.reason_code in REASONS and outcome.detail
             continue
         tenant = catalogue.tenants[request.tenant_id]
