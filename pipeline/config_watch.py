@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class ConfigSnapshot:
     config: PlatformConfig
     version: int  # offset of the last record folded in
     engine: route_engine.Snapshot  # the routing engine's view: catalogue + route health
@@ -43,12 +43,12 @@ class ConfigWatcher:
         self._updating = asyncio.Lock()
         self._records: dict[str, ConfigRecord] = {}
         empty = PlatformConfig()
-        self.snapshot = Snapshot(
+        self.snapshot = ConfigSnapshot(
             empty, -1,
             route_engine.build_snapshot(route_engine.build_catalogue(empty), {}, time.time()),
         )
 
-    async def wait_ready(self) -> Snapshot:
+    async def wait_ready(self) -> ConfigSnapshot:
         if not self._ready.is_set():
             await self._ready.wait()
         return self.snapshot
@@ -135,7 +135,7 @@ class ConfigWatcher:
         async with self._updating:
             engine = await asyncio.get_running_loop().run_in_executor(
                 None, route_engine.with_config, self.snapshot.engine, catalogue, time.time())
-            self.snapshot = Snapshot(config, version, engine)
+            self.snapshot = ConfigSnapshot(config, version, engine)
         if not self._ready.is_set():
             # Start-up garbage (imports, faust, the first catalogue's number tables) is never
             # freed: move it out of the collector's sight so full collections stay short and

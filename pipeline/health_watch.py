@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def health_report(record: RouteHealth) -> route_engine.HealthReport:
     return route_engine.HealthReport(
-        route_engine.HealthState(record.state.value),
+        record.state,
         record.score,
         record.submit_latency_p95_ms,
         record.updated_at.timestamp(),

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
 from connectors.sender.metrics import BindView, SenderCollector, SenderMetrics
 from connectors.sender.offsets import OffsetTracker
-from connectors.sender.retry import RetryKind, RetryPolicy
+from connectors.sender.retry import RetryKind, SubmitRetryPolicy
 from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
 from connectors.smpp.models import (
     InboundDeliver,
@@ -49,7 +49,6 @@ from schemas.codec import AvroCodec, DecodeError
 from schemas.models import (
     AvroModel,
     ReceiptEvent,
-    ReceiptState,
     Rejection,
     RoutedMessage,
     SubmitOutcome,
@@ -59,7 +58,6 @@ from schemas.retrying import decode_blocking
 from schemas.summaries import sent_summary_header
 from schemas.wire import WireCodec
 from smsflow.config.kafka_io import read_config
-from smsflow.config.models import MessageType as RouteMessageType
 from smsflow.config.models import PlatformConfig, Smsc
 from smsflow.domain import route_engine
 from smsflow.domain.encoding import SegmentPlan, plan_segments
@@ -89,7 +87,7 @@ def _now() -> datetime:
 
 
 @dataclass
-class Job:
+class SubmitJob:
     """One Kafka record (one message) on its way to the SMSC."""
 
     routed: RoutedMessage
@@ -126,14 +124,14 @@ class SenderService:
         settings: Settings,
         config: PlatformConfig,
         *,
-        policy: RetryPolicy | None = None,
+        policy: SubmitRetryPolicy | None = None,
         group_id: str | None = None,
         metrics: SenderMetrics | None = None,
     ) -> None:
         self._settings = settings
         #: Per-event instruments; its registry also holds the scrape-time collector.
         self.metrics = metrics if metrics is not None else SenderMetrics()
-        self._policy = policy or RetryPolicy()
+        self._policy = policy or SubmitRetryPolicy()
         self._throttled = topic_name(settings, THROTTLED)
         self._sent = topic_name(settings, SENT)
         self._receipts = topic_name(settings, DLR_RAW)
@@ -154,12 +152,12 @@ class SenderService:
         self._smscs: dict[str, Smsc] = {smsc.id: smsc for smsc in config.smscs}
         self._smsc_of_bind: dict[str, Smsc] = {}
         self._binds: dict[str, list[SmppClient]] = {}
-        self._dispatchers: dict[str, SmscDispatcher[tuple[Job, SegmentPlan]]] = {}
+        self._dispatchers: dict[str, SmscDispatcher[tuple[SubmitJob, SegmentPlan]]] = {}
         self._gate = PauseGate(MAX_QUEUED_PARTS)
         self._lock = threading.Lock()
         self._tracker = OffsetTracker()
         self._epochs: dict[int, int] = {}
-        self._retries: list[tuple[float, int, Job, SegmentPlan]] = []
+        self._retries: list[tuple[float, int, SubmitJob, SegmentPlan]] = []
         self._retry_wakeup = threading.Condition(self._lock)
         self._retry_seq = itertools.count()
         self._references = itertools.count()
@@ -229,10 +227,10 @@ class SenderService:
 
     def _new_dispatcher(
         self, smsc: Smsc, clients: list[SmppClient]
-    ) -> SmscDispatcher[tuple[Job, SegmentPlan]]:
+    ) -> SmscDispatcher[tuple[SubmitJob, SegmentPlan]]:
         smsc_id = smsc.id
 
-        def on_no_bind(entries: list[Entry[tuple[Job, SegmentPlan]]]) -> None:
+        def on_no_bind(entries: list[Entry[tuple[SubmitJob, SegmentPlan]]]) -> None:
             for entry in entries:
                 job, plan = entry.context
                 if not self._stale(job):
@@ -241,10 +239,10 @@ class SenderService:
         def on_bound() -> None:
             self._last_bound[smsc_id] = time.monotonic()
 
-        def on_taken(context: tuple[Job, SegmentPlan]) -> None:
+        def on_taken(context: tuple[SubmitJob, SegmentPlan]) -> None:
             context[0].attempts += 1
 
-        def on_returned(context: tuple[Job, SegmentPlan]) -> None:
+        def on_returned(context: tuple[SubmitJob, SegmentPlan]) -> None:
             context[0].attempts -= 1
 
         return SmscDispatcher(
@@ -253,7 +251,7 @@ class SenderService:
             on_returned=on_returned, on_bound=on_bound,
         )
 
-    def _stale(self, job: Job) -> bool:
+    def _stale(self, job: SubmitJob) -> bool:
         """The job's partition was revoked since it was read: its next owner replays it."""
         return self._epochs.get(job.partition) != job.epoch
 
@@ -415,7 +413,7 @@ class SenderService:
             )
             return
         plan = plan_segments(routed.request.body, next(self._references) % 256)
-        job = Job(routed, partition, offset, epoch, plan)
+        job = SubmitJob(routed, partition, offset, epoch, plan)
         self.stats["messages"] += 1
         self._submit(job, plan)
 
@@ -463,7 +461,7 @@ class SenderService:
 
     # ------------------------------------------------------------------ SMPP side
 
-    def _submit(self, job: Job, plan: SegmentPlan) -> None:
+    def _submit(self, job: SubmitJob, plan: SegmentPlan) -> None:
         """Encode the parts and queue them for the SMSC's dispatcher; never waits. A
         dispatcher without a bound connection hands them back to ``_wait_for_bind``."""
         request = job.routed.request
@@ -488,7 +486,7 @@ class SenderService:
             return
         self._dispatchers[job.routed.smsc_id].put(Entry((job, plan), prepared))
 
-    def _wait_for_bind(self, job: Job, plan: SegmentPlan) -> None:
+    def _wait_for_bind(self, job: SubmitJob, plan: SegmentPlan) -> None:
         """No bind can take the parts now: try again shortly, until the message expires."""
         request = job.routed.request
         expires_at = request.submitted_at + timedelta(
@@ -505,7 +503,7 @@ class SenderService:
                 return
         self._schedule(job, plan, BIND_WAIT_S)
 
-    def _fail_over(self, job: Job, why: str) -> bool:
+    def _fail_over(self, job: SubmitJob, why: str) -> bool:
         """Send the whole message back through the throttle on the next eligible route.
 
         Only for messages of which no part was accepted (a split across SMSCs would still
@@ -517,15 +515,15 @@ class SenderService:
             self._engine,
             route_engine.RouteRequest(
                 request.tenant_id, routed.destination,
-                RouteMessageType(request.message_type.value), parts=routed.parts,
+                request.message_type, parts=routed.parts,
             ),
             time.time(),
         )
         for route_id in failed:
-            if isinstance(decision, route_engine.Rejection):
+            if isinstance(decision, route_engine.RouteRejection):
                 break
             decision = route_engine.next_route(decision, route_id)
-        if isinstance(decision, route_engine.Rejection):
+        if isinstance(decision, route_engine.RouteRejection):
             log.info("no route left for %s after %s: %s", job.key, why, decision.detail)
             return False
         rerouted = routed.model_copy(update={
@@ -548,7 +546,7 @@ class SenderService:
                       rerouted.to_avro(self._routed_topic), acked)
         return True
 
-    def _schedule(self, job: Job, plan: SegmentPlan, delay_s: float) -> None:
+    def _schedule(self, job: SubmitJob, plan: SegmentPlan, delay_s: float) -> None:
         with self._lock:
             heapq.heappush(
                 self._retries, (time.monotonic() + delay_s, next(self._retry_seq), job, plan)
@@ -556,14 +554,14 @@ class SenderService:
             self._retry_wakeup.notify()
 
     def _fail_parts(
-        self, job: Job, seqs: list[int], status: int, reason: str, latency_s: float
+        self, job: SubmitJob, seqs: list[int], status: int, reason: str, latency_s: float
     ) -> None:
         now = _now()
         for seq in seqs:
             self.stats["parts_failed"] += 1
             self._record(job, seq, SubmitStatus.FAILED, status, None, latency_s, reason, now)
 
-    def _on_result(self, job: Job, plan: SegmentPlan, result: SubmitResult) -> None:
+    def _on_result(self, job: SubmitJob, plan: SegmentPlan, result: SubmitResult) -> None:
         smsc = self._smscs[job.routed.smsc_id]
         now = _now()
         for part in result.parts:
@@ -609,7 +607,7 @@ class SenderService:
             self._submit(job, plan)
 
     def _record(
-        self, job: Job, seq: int, outcome: SubmitStatus, command_status: int,
+        self, job: SubmitJob, seq: int, outcome: SubmitStatus, command_status: int,
         smsc_message_id: str | None, latency_s: float, reason: str | None, now: datetime,
     ) -> None:
         routed, request = job.routed, job.routed.request
@@ -680,7 +678,7 @@ class SenderService:
             return
         event = ReceiptEvent(
             smsc_id=smsc.id, smsc_message_id=receipt.smsc_message_id,
-            raw_message_id=receipt.raw_message_id, state=ReceiptState(receipt.state.value),
+            raw_message_id=receipt.raw_message_id, state=receipt.state,
             error_code=receipt.error_code, done_at=receipt.done_at, received_at=now,
             bind=inbound.bind_name,
         )

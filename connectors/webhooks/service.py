@@ -42,11 +42,11 @@ from pydantic import ValidationError
 
 from connectors.webhooks.backpressure import Backpressure, Changes
 from connectors.webhooks.http import new_session, post_report
-from connectors.webhooks.lanes import Job, Lane, Stats
-from connectors.webhooks.ledger import AckLedger, Ticket
+from connectors.webhooks.lanes import Lane, Stats, WebhookJob
+from connectors.webhooks.ledger import AckLedger, AckTicket
 from connectors.webhooks.metrics import WebhookCollector
 from connectors.webhooks.payload import report_body
-from connectors.webhooks.policy import RetryPolicy, Verdict, classify
+from connectors.webhooks.policy import Verdict, WebhookRetryPolicy, classify
 from schemas.codec import DecodeError
 from schemas.models import DeliveryReport, Rejection
 from schemas.retrying import decode
@@ -70,7 +70,7 @@ class WebhookOptions:
     config_refresh_s: float = 5.0
     metrics_interval_s: float = 30.0
     drain_timeout_s: float = 10.0
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    policy: WebhookRetryPolicy = field(default_factory=WebhookRetryPolicy)
     tenant_backlog: int = 1_000  # pause the tenant's partition above this many reports
     ledger_backlog: int = 20_000  # pause a partition holding this many uncommitted records
 
@@ -103,7 +103,7 @@ class WebhookService:
             ledger_low=self._options.ledger_backlog // 2,
         )
         self._lanes: dict[str, Lane] = {}
-        self._tasks: dict[asyncio.Task[None], tuple[Lane, Job]] = {}
+        self._tasks: dict[asyncio.Task[None], tuple[Lane, WebhookJob]] = {}
         self._committed: dict[int, int] = {}
         self._stop_requested = threading.Event()
         self._stopping = asyncio.Event()
@@ -284,7 +284,7 @@ class WebhookService:
             return
         kind, timestamp_ms = message.timestamp()
         written_at = time.time() if kind == TIMESTAMP_NOT_AVAILABLE else timestamp_ms / 1000
-        job = Job(ticket, report, report_body(report), value, message.topic() or self._dlr,
+        job = WebhookJob(ticket, report, report_body(report), value, message.topic() or self._dlr,
                   written_at)
         lane = self._lanes.setdefault(report.tenant_id, Lane(report.tenant_id))
         lane.queue.append(job)
@@ -292,7 +292,7 @@ class WebhookService:
         self._apply(self._backpressure.ledger(partition, self._ledger.pending(partition)))
         self._pump(lane)
 
-    def _finish(self, ticket: Ticket) -> None:
+    def _finish(self, ticket: AckTicket) -> None:
         if self._ledger.finish(ticket):  # False: the partition was revoked meanwhile
             partition = ticket.partition
             self._apply(self._backpressure.ledger(partition, self._ledger.pending(partition)))
@@ -327,7 +327,7 @@ class WebhookService:
         if lane.backlog == 0:
             self._lanes.pop(lane.tenant_id, None)  # idle tenants cost nothing
 
-    async def _deliver(self, job: Job) -> None:
+    async def _deliver(self, job: WebhookJob) -> None:
         """Attempt until delivered, refused or out of budget; returns early only on shutdown
         (the report stays unfinished and is read again)."""
         assert self._session is not None
@@ -368,7 +368,7 @@ class WebhookService:
                 self.stats.abandoned += 1  # unfinished: read again at the next start
                 return
 
-    async def _give_up(self, job: Job, code: str, detail: str) -> None:
+    async def _give_up(self, job: WebhookJob, code: str, detail: str) -> None:
         report, ticket = job.report, job.ticket
         log.warning("%s %s of tenant %s: %s", code, report.message_id, report.tenant_id, detail)
         rejection = self._rejection(code, detail, report, job.source_topic, ticket.partition,

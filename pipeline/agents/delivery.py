@@ -78,7 +78,6 @@ from schemas.models import (
 )
 from schemas.summaries import report_summary_header
 from smsflow.domain.delivery import message_status
-from smsflow.domain.receipts import DlrStatus
 from smsflow.domain.tracking import (
     REASON_RECEIPT_UNMATCHED,
     SELF_EXPIRED_REASON,
@@ -213,7 +212,7 @@ async def _emit_part(
         key=part.sent.message_id.encode(), value=part.to_avro(dlr_parts_topic_name)
     )
     if key:
-        marker = done_marker(DlrStatus(part.status.value), now_ms=now_ms,
+        marker = done_marker(part.status, now_ms=now_ms,
                              self_expired=part.reason == SELF_EXPIRED_REASON, policy=POLICY)
         _completing[key] = marker
         after_delivery(future, event, partial(_store_marker, key, marker))
@@ -372,7 +371,7 @@ def _unpack(data: bytes) -> list[bytes]:
 def _report(parts: list[PartOutcome]) -> DeliveryReport:
     parts.sort(key=lambda p: p.sent.part_index)
     first, last_done = parts[0], max(parts, key=lambda p: p.done_at)
-    status = DeliveryStatus(message_status(p.status.value for p in parts))
+    status = DeliveryStatus(message_status(p.status for p in parts))
     worst = next((p for p in parts if p.status is status), first)
     return DeliveryReport(
         message_id=first.sent.message_id,

@@ -43,21 +43,19 @@ from pipeline.app import (
     settings,
     submitted_topic,
 )
-from pipeline.config_watch import Snapshot
+from pipeline.config_watch import ConfigSnapshot
 from pipeline.decoding import decode
 from pipeline.quota_table import QuotaBook
 from pipeline.rejections import reject
 from pipeline.runtime import config_watcher
 from pipeline.scheduling import ScheduledStage
 from schemas.codec import DecodeError
-from schemas.models import MessageType, RoutedMessage, SubmitRequest, TextEncoding
-from smsflow.config.models import MessageType as RouteMessageType
+from schemas.models import RoutedMessage, SubmitRequest
 from smsflow.config.models import Tenant, Tier
 from smsflow.domain import route_engine
 from smsflow.domain.encoding import SegmentPlan
-from smsflow.domain.encoding import TextEncoding as BodyEncoding
 from smsflow.domain.limits import QUOTA_EXCEEDED, Released, SchedulerConfig, router_config
-from smsflow.domain.routing import RouteRejection
+from smsflow.domain.route_engine import RouteRejection
 from smsflow.domain.validation import ContentProblem, check_content
 
 log = logging.getLogger(__name__)
@@ -65,7 +63,6 @@ log = logging.getLogger(__name__)
 STAGE = "router"
 
 
-_MESSAGE_TYPES = {wire: RouteMessageType(wire.value) for wire in MessageType}
 UNKNOWN_OPERATOR_ID = "unknown"  # a country-wide route carried a number of no known operator
 
 
@@ -79,13 +76,13 @@ def _refusal(
     decision = route_engine.decide(
         engine,
         route_engine.RouteRequest(
-            request.tenant_id, request.destination, _MESSAGE_TYPES[request.message_type],
+            request.tenant_id, request.destination, request.message_type,
             parts=plan.part_count,
         ),
         time.time(),
     )
-    if isinstance(decision, route_engine.Rejection):
-        return RouteRejection(decision.reason_code, decision.detail)
+    if isinstance(decision, RouteRejection):
+        return decision
     return decision, plan
 
 
@@ -124,7 +121,7 @@ class _Tenants:
         self._version = -2
         self._tenants: dict[str, Tenant] = {}
 
-    def of(self, snapshot: Snapshot, tenant_id: str) -> Tenant | None:
+    def of(self, snapshot: ConfigSnapshot, tenant_id: str) -> Tenant | None:
         if snapshot.version != self._version:
             self._tenants = {tenant.id: tenant for tenant in snapshot.config.tenants}
             self._version = snapshot.version
@@ -180,7 +177,7 @@ async def route(stream: faust.StreamT[bytes]) -> None:
             smsc_id=decision.smsc_id,
             operator_id=decision.operator_id or UNKNOWN_OPERATOR_ID,
             country=decision.country,
-            encoding=TextEncoding.UCS2 if plan.encoding is BodyEncoding.UCS2 else TextEncoding.GSM7,
+            encoding=plan.encoding,
             parts=plan.part_count,
             routed_at=datetime.now(UTC),  # replaced by the release time (_emit)
         )

@@ -43,7 +43,7 @@ from pipeline.app import (
     throttled_out,
     throttled_topic_name,
 )
-from pipeline.config_watch import Snapshot
+from pipeline.config_watch import ConfigSnapshot
 from pipeline.decoding import decode
 from pipeline.rejections import reject
 from pipeline.runtime import config_watcher
@@ -109,18 +109,18 @@ class _Policies:
         self._tiers: dict[str, Tier] = {}
         self._policy = TierPolicy()
 
-    def _refresh(self, snapshot: Snapshot) -> None:
+    def _refresh(self, snapshot: ConfigSnapshot) -> None:
         if snapshot.version != self._version:
             self._tiers = {tenant.id: tenant.tier for tenant in snapshot.config.tenants}
             self._policy = tier_policy(snapshot.config)
             self._version = snapshot.version
 
-    def tier_of(self, snapshot: Snapshot, tenant_id: str) -> Tier:
+    def tier_of(self, snapshot: ConfigSnapshot, tenant_id: str) -> Tier:
         self._refresh(snapshot)
         # A tenant removed after routing keeps flowing, as Standard.
         return self._tiers.get(tenant_id, Tier.STANDARD)
 
-    def current(self, snapshot: Snapshot) -> TierPolicy:
+    def current(self, snapshot: ConfigSnapshot) -> TierPolicy:
         self._refresh(snapshot)
         return self._policy
 

@@ -57,7 +57,7 @@ from schemas.summaries import (
     parse_report_summary,
     parse_sent_summary,
 )
-from smsflow.domain.receipts import DlrStatus
+from smsflow.domain.receipts import DeliveryStatus
 from smsflow.domain.tracking import (
     HealthState,
     StateFormatError,
@@ -130,7 +130,7 @@ async def _window_event(topic: str, value: bytes | None, ts_ms: int, headers: An
         full = await decode(DeliveryReport, value)
         report = ReportSummary(full.route_id, full.operator_id, full.tenant_id,
                                full.status.value)
-    return (TerminalEvent(ts_ms, DlrStatus(report.status)), report.route_id,
+    return (TerminalEvent(ts_ms, DeliveryStatus(report.status)), report.route_id,
             report.operator_id, report.tenant_id)
 
 

@@ -8,39 +8,19 @@ typo is an error at ``apply`` time with the offending path, never a surprise in 
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# The enums are the domain's; re-exported here because configuration code names them with the
+# models that use them.
+from smsflow.domain.traffic import BindClass, MessageType, Tier
 
-class Tier(StrEnum):
-    PREMIUM = "premium"
-    STANDARD = "standard"
-    ECONOMY = "economy"
-
-
-class MessageType(StrEnum):
-    """Traffic class of a message, as routes allow it (case-insensitive: OTP or otp)."""
-
-    OTP = "otp"
-    TRANSACTIONAL = "transactional"
-    MARKETING = "marketing"
-
-    @classmethod
-    def _missing_(cls, value: object) -> MessageType | None:
-        if isinstance(value, str):
-            return next((m for m in cls if m.value == value.casefold()), None)
-        return None
-
-
-class BindClass(StrEnum):
-    """What a route's binds are for: Premium prefers dedicated, Standard shared, Economy bulk."""
-
-    DEDICATED = "dedicated"
-    SHARED = "shared"
-    BULK = "bulk"
+__all__ = [
+    "AdaptiveRate", "BindClass", "IdFormatName", "MessageType", "OffPeakWindow", "Operator",
+    "PlatformConfig", "RateLimits", "Route", "Smsc", "Tenant", "Tier", "Webhook",
+]
 
 
 class _Frozen(BaseModel):

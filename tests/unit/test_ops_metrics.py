@@ -18,7 +18,7 @@ from connectors.smpp.models import BindState, PartResult
 from connectors.webhooks.lanes import Lane, Stats
 from connectors.webhooks.metrics import WebhookCollector
 from pipeline.metrics import window_metrics
-from smsflow.domain.receipts import DlrStatus
+from smsflow.domain.receipts import DeliveryStatus
 from smsflow.domain.smpp_status import StatusCategory
 from smsflow.domain.tracking import TerminalEvent, WindowState
 from smsflow.domain.tracking.windows import DEFAULT_WINDOW_SPEC, stats, step, submit_event
@@ -116,7 +116,7 @@ def test_window_gauges_give_the_delivery_ratio_per_scope() -> None:
     now_ms = 1_700_000_000_000
     window = WindowState.empty(DEFAULT_WINDOW_SPEC)
     for index in range(20):
-        status = DlrStatus.DELIVERED if index < 18 else DlrStatus.EXPIRED
+        status = DeliveryStatus.DELIVERED if index < 18 else DeliveryStatus.EXPIRED
         window = step(window, TerminalEvent(now_ms - 1000, status), now_ms)
     window = step(window, submit_event(now_ms - 1000, accepted=True, latency_ms=40,
                                        command_status=0), now_ms)

@@ -1,11 +1,11 @@
-"""Small, pure SMPP 3.4 wire helpers used by the client's reader thread.
+"""What the SMPP client reads and writes on its hot path, without building PDU objects.
 
-smpplib builds every PDU we send, but its reader is not used on the hot path:
-``Client.read_pdu`` loses the stream position when a socket timeout hits in
-the middle of a PDU, and its parser maps TLVs to named attributes (skipping
-unknown ones and trusting its own idea of each TLV's size).  The client needs
-the raw ``tag -> value`` TLV map of every ``deliver_sm``, so framing and the
-few bodies it reads are decoded here.
+smpplib builds the PDUs the client sends rarely (binds, unbind), but its reader is not used:
+``Client.read_pdu`` loses the stream position when a socket timeout hits in the middle of a PDU,
+and its parser maps TLVs to named attributes (skipping unknown ones and trusting its own idea of
+each TLV's size). The client needs the raw ``tag -> value`` TLV map of every ``deliver_sm``
+(first occurrence wins), so the few bodies it reads are decoded here, from the shared
+primitives; the bodies it writes per message (``submit_sm``) are encoded here too.
 """
 
 from __future__ import annotations
@@ -14,125 +14,16 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = [
-    "BIND_RECEIVER_RESP",
-    "BIND_TRANSCEIVER_RESP",
-    "BIND_TRANSMITTER_RESP",
-    "DATA_SM",
-    "DATA_SM_RESP",
-    "DELIVER_SM",
-    "DELIVER_SM_RESP",
-    "ENQUIRE_LINK",
-    "ENQUIRE_LINK_RESP",
-    "GENERIC_NACK",
-    "HEADER",
-    "MAX_PDU_LENGTH",
-    "SUBMIT_SM",
-    "SUBMIT_SM_RESP",
-    "UNBIND",
-    "UNBIND_RESP",
-    "CodecError",
-    "DeliverBody",
-    "FrameBuffer",
-    "SubmitSmFields",
-    "encode_header_only",
-    "encode_submit_sm",
-    "encode_submit_sm_from_prefix",
-    "parse_data_sm",
-    "parse_deliver_sm",
-    "parse_message_id",
-    "parse_tlvs",
-    "set_sequence",
-]
-
-HEADER: Final = struct.Struct(">IIII")  # command_length, command_id, command_status, sequence
-
-GENERIC_NACK: Final = 0x80000000
-SUBMIT_SM: Final = 0x00000004
-SUBMIT_SM_RESP: Final = 0x80000004
-DELIVER_SM: Final = 0x00000005
-DELIVER_SM_RESP: Final = 0x80000005
-UNBIND: Final = 0x00000006
-UNBIND_RESP: Final = 0x80000006
-BIND_RECEIVER_RESP: Final = 0x80000001
-BIND_TRANSMITTER_RESP: Final = 0x80000002
-BIND_TRANSCEIVER_RESP: Final = 0x80000009
-ENQUIRE_LINK: Final = 0x00000015
-ENQUIRE_LINK_RESP: Final = 0x80000015
-DATA_SM: Final = 0x00000103
-DATA_SM_RESP: Final = 0x80000103
+from connectors.smpp.codec.constants import HEADER, SUBMIT_SM
+from connectors.smpp.codec.primitives import PduError, decode_tlvs, read_cstring
 
 _BYTE: Final = struct.Struct(">B")
 _SEQUENCE: Final = struct.Struct(">I")
 
-#: Largest PDU accepted from the SMSC; anything bigger means a broken stream.
-MAX_PDU_LENGTH: Final = 64 * 1024
-
-
-class CodecError(ValueError):
-    """Malformed PDU data."""
-
-
-class FrameBuffer:
-    """Reassembles complete PDUs from arbitrary chunks of a TCP stream."""
-
-    __slots__ = ("_buf", "_max")
-
-    def __init__(self, max_length: int = MAX_PDU_LENGTH) -> None:
-        self._buf = bytearray()
-        self._max = max_length
-
-    def __len__(self) -> int:
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """Add received bytes; return every complete PDU (header included)."""
-        buf = self._buf
-        buf += data
-        frames: list[bytes] = []
-        pos = 0
-        end = len(buf)
-        while end - pos >= 4:
-            length = int.from_bytes(buf[pos : pos + 4], "big")
-            if length < 16 or length > self._max:
-                raise CodecError(f"invalid command_length {length}")
-            if end - pos < length:
-                break
-            frames.append(bytes(buf[pos : pos + length]))
-            pos += length
-        if pos:
-            del buf[:pos]
-        return frames
-
-
-def parse_tlvs(data: bytes, offset: int = 0) -> dict[int, bytes]:
-    """``tag -> value`` for the TLVs in ``data[offset:]`` (first occurrence wins)."""
-    tlvs: dict[int, bytes] = {}
-    pos = offset
-    end = len(data)
-    while pos < end:
-        if end - pos < 4:
-            raise CodecError("truncated TLV header")
-        tag = int.from_bytes(data[pos : pos + 2], "big")
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        pos += 4
-        if end - pos < length:
-            raise CodecError(f"TLV 0x{tag:04X} longer than the PDU")
-        tlvs.setdefault(tag, data[pos : pos + length])
-        pos += length
-    return tlvs
-
-
-def _cstring(data: bytes, pos: int) -> tuple[str, int]:
-    end = data.find(b"\x00", pos)
-    if end < 0:
-        raise CodecError("unterminated C-string")
-    return data[pos:end].decode("latin-1"), end + 1
-
 
 def _octet(data: bytes, pos: int) -> tuple[int, int]:
     if pos >= len(data):
-        raise CodecError("PDU body too short")
+        raise PduError("PDU body too short")
     return data[pos], pos + 1
 
 
@@ -155,13 +46,13 @@ class DeliverBody:
 
 
 def _addresses(body: bytes) -> tuple[str, int, int, str, int, int, str, int]:
-    service_type, pos = _cstring(body, 0)
+    service_type, pos = read_cstring(body, 0)
     src_ton, pos = _octet(body, pos)
     src_npi, pos = _octet(body, pos)
-    src, pos = _cstring(body, pos)
+    src, pos = read_cstring(body, pos)
     dst_ton, pos = _octet(body, pos)
     dst_npi, pos = _octet(body, pos)
-    dst, pos = _cstring(body, pos)
+    dst, pos = read_cstring(body, pos)
     return service_type, src_ton, src_npi, src, dst_ton, dst_npi, dst, pos
 
 
@@ -171,15 +62,15 @@ def parse_deliver_sm(body: bytes) -> DeliverBody:
     esm_class, pos = _octet(body, pos)
     _protocol_id, pos = _octet(body, pos)
     _priority, pos = _octet(body, pos)
-    _schedule, pos = _cstring(body, pos)
-    _validity, pos = _cstring(body, pos)
+    _schedule, pos = read_cstring(body, pos)
+    _validity, pos = read_cstring(body, pos)
     registered_delivery, pos = _octet(body, pos)
     _replace, pos = _octet(body, pos)
     data_coding, pos = _octet(body, pos)
     _default_msg_id, pos = _octet(body, pos)
     sm_length, pos = _octet(body, pos)
     if pos + sm_length > len(body):
-        raise CodecError("short_message longer than the PDU")
+        raise PduError("short_message longer than the PDU")
     short_message = body[pos : pos + sm_length]
     return DeliverBody(
         service_type=service_type,
@@ -193,7 +84,7 @@ def parse_deliver_sm(body: bytes) -> DeliverBody:
         registered_delivery=registered_delivery,
         data_coding=data_coding,
         short_message=short_message,
-        tlvs=parse_tlvs(body, pos + sm_length),
+        tlvs=decode_tlvs(body, pos + sm_length, first_wins=True),
     )
 
 
@@ -215,7 +106,7 @@ def parse_data_sm(body: bytes) -> DeliverBody:
         registered_delivery=registered_delivery,
         data_coding=data_coding,
         short_message=b"",
-        tlvs=parse_tlvs(body, pos),
+        tlvs=decode_tlvs(body, pos, first_wins=True),
     )
 
 
@@ -297,9 +188,3 @@ def encode_submit_sm_from_prefix(head: bytes, short_message: bytes, sequence: in
 def set_sequence(pdu: bytearray, sequence: int) -> None:
     """Overwrite the sequence_number of an encoded PDU in place."""
     _SEQUENCE.pack_into(pdu, 12, sequence)
-
-
-def encode_header_only(command_id: int, sequence: int, status: int = 0, body: bytes = b"") -> bytes:
-    """A PDU whose body is fixed: ``enquire_link(_resp)``, ``generic_nack``, ``unbind_resp``;
-    ``deliver_sm_resp`` / ``data_sm_resp`` with ``body=b"\\0"`` (an empty message_id)."""
-    return HEADER.pack(16 + len(body), command_id, status, sequence) + body
