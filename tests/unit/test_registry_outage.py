@@ -47,7 +47,7 @@ def test_outage_is_not_a_permanent_decode_error() -> None:
 
 def test_blocking_decode_waits_out_an_outage(monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
-    monkeypatch.setattr(retrying.time, "sleep", slept.append)
+    monkeypatch.setattr("schemas.retrying.time.sleep", slept.append)
     flaky = _Flaky(outages=3)
     assert retrying.decode_blocking(flaky, b"x") is flaky.record  # type: ignore[arg-type]
     assert flaky.calls == 4
@@ -60,7 +60,7 @@ def test_async_decode_waits_out_an_outage(monkeypatch: pytest.MonkeyPatch) -> No
     async def fake_sleep(delay: float) -> None:
         slept.append(delay)
 
-    monkeypatch.setattr(retrying.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr("schemas.retrying.asyncio.sleep", fake_sleep)
     flaky = _Flaky(outages=2)
     assert asyncio.run(retrying.decode(flaky, b"x")) is flaky.record  # type: ignore[arg-type]
     assert slept == [0.5, 1.0]
@@ -78,7 +78,7 @@ def test_config_reader_waits_for_the_registry_and_drops_only_bad_records(
 ) -> None:
     """Before the split, the config reader treated an outage as an absent record (and the
     sender then ran with an SMSC or route missing)."""
-    monkeypatch.setattr(retrying.time, "sleep", lambda _delay: None)
+    monkeypatch.setattr("schemas.retrying.time.sleep", lambda _delay: None)
     good = model_sample("ConfigRecord")
     data = good.to_avro()
     calls = {"n": 0}
