@@ -58,8 +58,9 @@ from schemas.retrying import decode_blocking
 from schemas.summaries import sent_summary_header
 from schemas.wire import WireCodec
 from smsflow.config.kafka_io import read_config
+from smsflow.config.models import SMPP_PASSWORD_MAX, PlatformConfig, Smsc
 from smsflow.config.models import MessageType as RouteMessageType
-from smsflow.config.models import PlatformConfig, Smsc
+from smsflow.config.secrets import resolve
 from smsflow.domain import route_engine
 from smsflow.domain.encoding import SegmentPlan, plan_segments
 from smsflow.domain.receipts import IdFormat, ReceiptError, normalize_message_id
@@ -197,6 +198,10 @@ class SenderService:
 
     def _open_binds(self, smscs: list[Smsc]) -> None:
         for smsc in smscs:
+            # The configuration holds a reference; the value lives only in this process and is
+            # read here, at bind time (docs/configuration.md#secrets).
+            password = resolve(smsc.password, what=f"SMSC {smsc.id} password",
+                               max_length=SMPP_PASSWORD_MAX).get_secret_value()
             clients: list[SmppClient] = []
             dispatcher = self._new_dispatcher(smsc, clients)
             for index in range(smsc.binds):
@@ -204,7 +209,7 @@ class SenderService:
                 client = SmppClient(
                     SmppClientConfig(
                         host=smsc.host, port=smsc.port, system_id=smsc.system_id,
-                        password=smsc.password, system_type=smsc.system_type, name=name,
+                        password=password, system_type=smsc.system_type, name=name,
                         window_size=smsc.window,
                     ),
                     on_deliver=self._on_deliver,
