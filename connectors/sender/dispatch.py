@@ -116,6 +116,7 @@ class SmscDispatcher(Generic[T]):
         on_taken: Callable[[T], None],
         on_returned: Callable[[T], None],
         on_bound: Callable[[], None],
+        before_send: Callable[[list[T]], bool] = lambda _contexts: True,
     ) -> None:
         self.smsc_id = smsc_id
         self._clients = list(clients)
@@ -125,6 +126,7 @@ class SmscDispatcher(Generic[T]):
         self._on_taken = on_taken
         self._on_returned = on_returned
         self._on_bound = on_bound
+        self._before_send = before_send
         self._queue: deque[Entry[T]] = deque()
         self._cond = threading.Condition()
         self._dirty = False
@@ -217,6 +219,13 @@ class SmscDispatcher(Generic[T]):
                 if not batch:
                     break  # queue empty
                 live = [e for e in batch if not self._is_stale(e.context)]
+                if live and not self._before_send([e.context for e in live]):
+                    # Their intents are not stored: nothing goes out. Back to the queue, and
+                    # tried again at the periodic re-check.
+                    with self._cond:
+                        self._queue.extendleft(reversed(live))
+                        self._queued_parts += sum(e.parts for e in live)
+                    return
                 for entry in live:
                     self._on_taken(entry.context)
                 admitted = client.send_prepared([e.prepared for e in live]) if live else 0

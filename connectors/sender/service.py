@@ -17,8 +17,11 @@ Threading model (blocking sockets, so no asyncio here; docs/architecture.md#send
 - a retry thread re-enqueues parts the SMSC asked us to slow down for, after a backoff.
 
 Nothing is lost: a record's offset is committed only after every part's final outcome has been
-acknowledged by Kafka (``OffsetTracker``), so a crash replays unfinished records. A replay can
-resubmit parts already accepted by the SMSC (at-least-once; see docs/architecture.md).
+acknowledged by Kafka (``OffsetTracker``), so a crash replays unfinished records. Nothing is
+submitted twice beyond the in-flight window: the submit ledger (``connectors/sender/ledger.py``)
+stores an intent per part before its PDU is written, and a DONE once its outcome is on
+``sms.sent``; a replayed or re-sent record skips the parts the ledger has, and resubmits only
+the parts in doubt (intent, no outcome), which it reports.
 """
 
 from __future__ import annotations
@@ -36,6 +39,17 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from pydantic import ValidationError
 
 from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
+from connectors.sender.ledger import (
+    DONE,
+    IN_DOUBT_HEADER,
+    INTENT,
+    LedgerEntry,
+    LedgerIndex,
+    PartAction,
+    decide,
+    part_key,
+)
+from connectors.sender.ledger_store import AckWaiter, read_partition
 from connectors.sender.offsets import OffsetTracker
 from connectors.sender.retry import RetryKind, RetryPolicy
 from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
@@ -67,7 +81,16 @@ from smsflow.domain.receipts import IdFormat, ReceiptError, normalize_message_id
 from smsflow.domain.smpp_status import ESME_ROK, ESME_RX_T_APPN, StatusCategory, status_name
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, DLR_RAW, REJECTED, ROUTED, SENT, THROTTLED, topic_name
+from smsflow.topics import (
+    CONFIG,
+    DLR_RAW,
+    REJECTED,
+    ROUTED,
+    SENDER_LEDGER,
+    SENT,
+    THROTTLED,
+    topic_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +105,11 @@ BIND_WAIT_S = 0.5  # re-check interval while an SMSC has no bound connection
 CONFIG_REFRESH_MIN_S = 5.0
 FAILOVER_AFTER_S = 10.0  # an SMSC without a bound connection this long: fail over its traffic
 _NO_RESPONSE = -1
+#: How long the sender remembers ledger entries (and reads back on assignment): a replay after
+#: a crash or a worker re-send is minutes old; this bounds memory by the traffic of 6 hours.
+LEDGER_HORIZON_MS = 6 * 3_600_000
+#: How long a batch waits for its intents to be stored before it is put back in the queue.
+INTENT_ACK_TIMEOUT_S = 30.0
 
 
 def _now() -> datetime:
@@ -100,6 +128,12 @@ class Job:
     attempts: int = 0
     outcomes: dict[int, SubmitOutcome] = field(default_factory=dict)  # part seq → outcome
     unacked: int = 0  # outcomes produced but not yet acknowledged by Kafka
+    skipped: int = 0  # parts the ledger says were submitted already (no outcome from us)
+    in_doubt: frozenset[int] = frozenset()  # part seqs resubmitted without knowing
+
+    @property
+    def settled(self) -> bool:
+        return self.unacked == 0 and len(self.outcomes) + self.skipped == self.routed.parts
 
     @property
     def key(self) -> str:
@@ -166,6 +200,11 @@ class SenderService:
             route_engine.build_catalogue(config), {}, time.time()
         )
         self._routed_topic = topic_name(settings, ROUTED)
+        self._ledger_topic = topic_name(settings, SENDER_LEDGER)
+        self._ledger = LedgerIndex(LEDGER_HORIZON_MS)
+        #: part key → sms.throttled partition, for parts submitted by this process and not yet
+        #: DONE: a re-send of their record arriving meanwhile is skipped, not resubmitted.
+        self._in_flight: dict[str, int] = {}
         self._last_bound: dict[str, float] = {}
         self._poller_stop = threading.Event()
         # Resolved once (AvroModel.to_avro looks the registry setting up in the environment
@@ -175,7 +214,8 @@ class SenderService:
         #: stop(): how long to let in-flight records finish before closing (then replayed).
         self.drain_timeout_s = 15.0
         self.stats = {"messages": 0, "parts_accepted": 0, "parts_failed": 0, "retries": 0,
-                      "receipts": 0, "rejected": 0, "failovers": 0, "pauses": 0}
+                      "receipts": 0, "rejected": 0, "failovers": 0, "pauses": 0,
+                      "parts_skipped": 0, "in_doubt_resubmits": 0}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -248,8 +288,21 @@ class SenderService:
         return SmscDispatcher(
             smsc_id, clients, smsc.window, on_no_bind=on_no_bind,
             is_stale=lambda context: self._stale(context[0]), on_taken=on_taken,
-            on_returned=on_returned, on_bound=on_bound,
+            on_returned=on_returned, on_bound=on_bound, before_send=self._write_intents,
         )
+
+    def _write_intents(self, contexts: list[tuple[Job, SegmentPlan]]) -> bool:
+        """One INTENT per part of the batch, produced together, then one wait for their acks:
+        only then may the PDUs be written (dispatcher thread)."""
+        waiter = AckWaiter()
+        now_ms = int(time.time() * 1000)
+        for job, plan in contexts:
+            value = LedgerEntry(INTENT, plan.reference or 0, now_ms).to_bytes()
+            for segment in plan.segments:
+                waiter.expect()
+                self._produce(self._ledger_topic, part_key(job.key, segment.seq - 1), value,
+                              waiter.on_delivery, partition=job.partition)
+        return waiter.wait(INTENT_ACK_TIMEOUT_S)
 
     def _stale(self, job: Job) -> bool:
         """The job's partition was revoked since it was read: its next owner replays it."""
@@ -343,9 +396,27 @@ class SenderService:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._gate.reset()  # a new assignment starts unpaused; re-paused if still over
+        self._load_ledger([tp.partition for tp in partitions])
         with self._lock:
             for tp in partitions:
                 self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
+
+    def _load_ledger(self, partitions: list[int]) -> None:
+        """Read back what was submitted from these partitions (by us before a crash, or by
+        their previous owner) before the first of their records is consumed."""
+        now_ms = int(time.time() * 1000)
+        started = time.monotonic()
+        loaded = 0
+        for partition in partitions:
+            for key, entry in read_partition(self._settings.kafka_bootstrap, self._ledger_topic,
+                                             partition, now_ms - LEDGER_HORIZON_MS):
+                with self._lock:
+                    self._ledger.put(key, entry, partition)
+                loaded += 1
+        with self._lock:
+            self._ledger.prune(now_ms)
+        log.info("sender ledger: %d entries of partitions %s read in %.1fs", loaded,
+                 partitions, time.monotonic() - started)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit(asynchronous=False)
@@ -354,6 +425,10 @@ class SenderService:
                 # Unfinished records will be redelivered to the partition's next owner.
                 self._tracker.forget(tp.partition)
                 self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
+                self._ledger.forget_partition(tp.partition)
+            revoked = {tp.partition for tp in partitions}
+            for key in [k for k, p in self._in_flight.items() if p in revoked]:
+                del self._in_flight[key]
 
     def _commit(self, *, asynchronous: bool) -> None:
         with self._lock:
@@ -396,10 +471,41 @@ class SenderService:
                 partition, offset, epoch, routed,
             )
             return
-        plan = plan_segments(routed.request.body, next(self._references) % 256)
-        job = Job(routed, partition, offset, epoch, plan)
         self.stats["messages"] += 1
-        self._submit(job, plan)
+        self._start(routed, partition, offset, epoch)
+
+    def _start(self, routed: RoutedMessage, partition: int, offset: int, epoch: int) -> None:
+        """Plan the message and submit the parts the ledger does not know as submitted."""
+        message_id = routed.request.message_id
+        with self._lock:
+            known = [self._ledger.get(part_key(message_id, i)) for i in range(routed.parts)]
+            actions = [decide(entry, in_flight_here=part_key(message_id, i) in self._in_flight)
+                       for i, entry in enumerate(known)]
+        # A resubmitted part keeps its first attempt's concatenation reference.
+        reference = next((e.ref for e in known if e is not None),
+                         next(self._references) % 256)
+        plan = plan_segments(routed.request.body, reference)
+        seqs = [s.seq for s in plan.segments if actions[s.seq - 1] is not PartAction.SKIP]
+        in_doubt = frozenset(s.seq for s in plan.segments
+                             if actions[s.seq - 1] is PartAction.RESUBMIT_IN_DOUBT)
+        job = Job(routed, partition, offset, epoch, plan,
+                  skipped=len(plan.segments) - len(seqs), in_doubt=in_doubt)
+        if job.skipped:
+            self.stats["parts_skipped"] += job.skipped
+            log.info("%s: %d of %d part(s) already submitted (ledger): not resubmitted",
+                     message_id, job.skipped, len(plan.segments))
+        if in_doubt:
+            self.stats["in_doubt_resubmits"] += len(in_doubt)
+            log.warning("%s: part(s) %s in doubt (intent stored, no outcome before a crash or "
+                        "rebalance): resubmitting; the subscriber may get them twice",
+                        message_id, sorted(s - 1 for s in in_doubt))
+        if not seqs:
+            self._finish(partition, offset, epoch)
+            return
+        with self._lock:
+            for seq in seqs:
+                self._in_flight[part_key(message_id, seq - 1)] = partition
+        self._submit(job, plan.select(seqs))
 
     def _reject(
         self, message: Message, code: str, detail: str, partition: int, offset: int, epoch: int,
@@ -426,12 +532,13 @@ class SenderService:
         self, topic: str, key: str | None, value: bytes,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
         headers: list[tuple[str, str | bytes | None]] | None = None,
+        partition: int | None = None,
     ) -> None:
         while True:
             try:
                 self._producer.produce(
                     topic, key=key.encode() if key else None, value=value, on_delivery=on_delivery,
-                    headers=headers,
+                    headers=headers, partition=-1 if partition is None else partition,
                 )
                 return
             except BufferError:
@@ -515,6 +622,9 @@ class SenderService:
             "failed_routes": failed, "routed_at": _now(), "throttled_at": None,
         })
         self.stats["failovers"] += 1
+        with self._lock:  # the message leaves this record: its next copy is a new submission
+            for index in range(routed.parts):
+                self._in_flight.pop(part_key(job.key, index), None)
         log.info("failing %s over from %s to %s: %s", job.key, routed.route_id,
                  decision.route_id, why)
 
@@ -615,24 +725,42 @@ class SenderService:
             job.outcomes[seq] = record
             job.unacked += 1
 
+        ledger_key = part_key(request.message_id, seq - 1)
+        done = LedgerEntry(DONE, job.plan.reference or 0, int(now.timestamp() * 1000))
+
+        def done_acked(error: KafkaError | None, _msg: Message) -> None:
+            if error is not None:
+                # The offset stays uncommitted; a replay finds the part in doubt.
+                log.error("ledger DONE of %s not stored: %s", ledger_key, error)
+                return
+            with self._lock:
+                self._ledger.put(ledger_key, done, job.partition)
+                self._in_flight.pop(ledger_key, None)
+                job.unacked -= 1
+                complete = job.settled
+            if complete:
+                self._finish(job.partition, job.offset, job.epoch)
+
         def acked(error: KafkaError | None, _msg: Message) -> None:
             if error is not None:
                 # The offset stays uncommitted, so the record is replayed after a restart.
                 log.error("submit outcome of %s not stored: %s", job.key, error)
                 return
-            with self._lock:
-                job.unacked -= 1
-                complete = job.unacked == 0 and len(job.outcomes) == routed.parts
-            if complete:
-                self._finish(job.partition, job.offset, job.epoch)
+            # DONE only once the outcome is on sms.sent: a part the ledger calls DONE never
+            # needs its outcome written again.
+            self._produce(self._ledger_topic, ledger_key, done.to_bytes(), done_acked,
+                          partition=job.partition)
 
         # The fields the worker's AIMD and windows need, so they need not decode the value.
         summary = sent_summary_header(
             record.route_id, record.operator_id, record.tenant_id,
             outcome is SubmitStatus.ACCEPTED, command_status, record.latency_ms, job.attempts,
         )
+        headers: list[tuple[str, str | bytes | None]] = [summary]
+        if seq in job.in_doubt:
+            headers.append((IN_DOUBT_HEADER, b"1"))
         self._produce(self._sent, key, _encode(self._outcome_codec, record, self._sent), acked,
-                      headers=[summary])
+                      headers=headers)
 
     def _on_deliver(self, inbound: InboundDeliver, ack: AckFunction) -> None:
         """A deliver_sm / data_sm from an SMSC (session thread).  Answered with ``ack`` only once
