@@ -39,17 +39,8 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from pydantic import ValidationError
 
 from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
-from connectors.sender.ledger import (
-    DONE,
-    IN_DOUBT_HEADER,
-    INTENT,
-    LedgerEntry,
-    LedgerIndex,
-    PartAction,
-    decide,
-    part_key,
-)
-from connectors.sender.ledger_store import AckWaiter, read_partition
+from connectors.sender.ledger import IN_DOUBT_HEADER, PartAction
+from connectors.sender.ledger_store import SubmitLedger
 from connectors.sender.offsets import OffsetTracker
 from connectors.sender.retry import RetryKind, RetryPolicy
 from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
@@ -200,11 +191,8 @@ class SenderService:
             route_engine.build_catalogue(config), {}, time.time()
         )
         self._routed_topic = topic_name(settings, ROUTED)
-        self._ledger_topic = topic_name(settings, SENDER_LEDGER)
-        self._ledger = LedgerIndex(LEDGER_HORIZON_MS)
-        #: part key → sms.throttled partition, for parts submitted by this process and not yet
-        #: DONE: a re-send of their record arriving meanwhile is skipped, not resubmitted.
-        self._in_flight: dict[str, int] = {}
+        self._ledger = SubmitLedger(settings.kafka_bootstrap, topic_name(settings, SENDER_LEDGER),
+                                    self._produce, LEDGER_HORIZON_MS)
         self._last_bound: dict[str, float] = {}
         self._poller_stop = threading.Event()
         # Resolved once (AvroModel.to_avro looks the registry setting up in the environment
@@ -292,17 +280,12 @@ class SenderService:
         )
 
     def _write_intents(self, contexts: list[tuple[Job, SegmentPlan]]) -> bool:
-        """One INTENT per part of the batch, produced together, then one wait for their acks:
-        only then may the PDUs be written (dispatcher thread)."""
-        waiter = AckWaiter()
-        now_ms = int(time.time() * 1000)
-        for job, plan in contexts:
-            value = LedgerEntry(INTENT, plan.reference or 0, now_ms).to_bytes()
-            for segment in plan.segments:
-                waiter.expect()
-                self._produce(self._ledger_topic, part_key(job.key, segment.seq - 1), value,
-                              waiter.on_delivery, partition=job.partition)
-        return waiter.wait(INTENT_ACK_TIMEOUT_S)
+        """The batch's intents, stored before its PDUs are written (dispatcher thread)."""
+        return self._ledger.write_intents(
+            ((job.key, segment.seq - 1, job.partition, plan.reference or 0)
+             for job, plan in contexts for segment in plan.segments),
+            INTENT_ACK_TIMEOUT_S,
+        )
 
     def _stale(self, job: Job) -> bool:
         """The job's partition was revoked since it was read: its next owner replays it."""
@@ -396,27 +379,13 @@ class SenderService:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._gate.reset()  # a new assignment starts unpaused; re-paused if still over
-        self._load_ledger([tp.partition for tp in partitions])
+        started = time.monotonic()
+        loaded = self._ledger.load([tp.partition for tp in partitions], int(time.time() * 1000))
+        log.info("sender ledger: %d entries of partitions %s read in %.1fs", loaded,
+                 [tp.partition for tp in partitions], time.monotonic() - started)
         with self._lock:
             for tp in partitions:
                 self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
-
-    def _load_ledger(self, partitions: list[int]) -> None:
-        """Read back what was submitted from these partitions (by us before a crash, or by
-        their previous owner) before the first of their records is consumed."""
-        now_ms = int(time.time() * 1000)
-        started = time.monotonic()
-        loaded = 0
-        for partition in partitions:
-            for key, entry in read_partition(self._settings.kafka_bootstrap, self._ledger_topic,
-                                             partition, now_ms - LEDGER_HORIZON_MS):
-                with self._lock:
-                    self._ledger.put(key, entry, partition)
-                loaded += 1
-        with self._lock:
-            self._ledger.prune(now_ms)
-        log.info("sender ledger: %d entries of partitions %s read in %.1fs", loaded,
-                 partitions, time.monotonic() - started)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit(asynchronous=False)
@@ -425,10 +394,7 @@ class SenderService:
                 # Unfinished records will be redelivered to the partition's next owner.
                 self._tracker.forget(tp.partition)
                 self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
-                self._ledger.forget_partition(tp.partition)
-            revoked = {tp.partition for tp in partitions}
-            for key in [k for k, p in self._in_flight.items() if p in revoked]:
-                del self._in_flight[key]
+        self._ledger.forget({tp.partition for tp in partitions})
 
     def _commit(self, *, asynchronous: bool) -> None:
         with self._lock:
@@ -477,13 +443,9 @@ class SenderService:
     def _start(self, routed: RoutedMessage, partition: int, offset: int, epoch: int) -> None:
         """Plan the message and submit the parts the ledger does not know as submitted."""
         message_id = routed.request.message_id
-        with self._lock:
-            known = [self._ledger.get(part_key(message_id, i)) for i in range(routed.parts)]
-            actions = [decide(entry, in_flight_here=part_key(message_id, i) in self._in_flight)
-                       for i, entry in enumerate(known)]
+        actions, first_reference = self._ledger.actions(message_id, routed.parts)
         # A resubmitted part keeps its first attempt's concatenation reference.
-        reference = next((e.ref for e in known if e is not None),
-                         next(self._references) % 256)
+        reference = next(self._references) % 256 if first_reference is None else first_reference
         plan = plan_segments(routed.request.body, reference)
         seqs = [s.seq for s in plan.segments if actions[s.seq - 1] is not PartAction.SKIP]
         in_doubt = frozenset(s.seq for s in plan.segments
@@ -502,9 +464,7 @@ class SenderService:
         if not seqs:
             self._finish(partition, offset, epoch)
             return
-        with self._lock:
-            for seq in seqs:
-                self._in_flight[part_key(message_id, seq - 1)] = partition
+        self._ledger.claim(message_id, (seq - 1 for seq in seqs), partition)
         self._submit(job, plan.select(seqs))
 
     def _reject(
@@ -622,9 +582,7 @@ class SenderService:
             "failed_routes": failed, "routed_at": _now(), "throttled_at": None,
         })
         self.stats["failovers"] += 1
-        with self._lock:  # the message leaves this record: its next copy is a new submission
-            for index in range(routed.parts):
-                self._in_flight.pop(part_key(job.key, index), None)
+        self._ledger.release(job.key, routed.parts)
         log.info("failing %s over from %s to %s: %s", job.key, routed.route_id,
                  decision.route_id, why)
 
@@ -725,17 +683,10 @@ class SenderService:
             job.outcomes[seq] = record
             job.unacked += 1
 
-        ledger_key = part_key(request.message_id, seq - 1)
-        done = LedgerEntry(DONE, job.plan.reference or 0, int(now.timestamp() * 1000))
-
-        def done_acked(error: KafkaError | None, _msg: Message) -> None:
-            if error is not None:
-                # The offset stays uncommitted; a replay finds the part in doubt.
-                log.error("ledger DONE of %s not stored: %s", ledger_key, error)
-                return
+        def done_stored(stored: bool) -> None:
+            if not stored:
+                return  # the offset stays uncommitted; a replay finds the part in doubt
             with self._lock:
-                self._ledger.put(ledger_key, done, job.partition)
-                self._in_flight.pop(ledger_key, None)
                 job.unacked -= 1
                 complete = job.settled
             if complete:
@@ -748,8 +699,9 @@ class SenderService:
                 return
             # DONE only once the outcome is on sms.sent: a part the ledger calls DONE never
             # needs its outcome written again.
-            self._produce(self._ledger_topic, ledger_key, done.to_bytes(), done_acked,
-                          partition=job.partition)
+            self._ledger.write_done(request.message_id, seq - 1, job.partition,
+                                    job.plan.reference or 0, int(now.timestamp() * 1000),
+                                    done_stored)
 
         # The fields the worker's AIMD and windows need, so they need not decode the value.
         summary = sent_summary_header(

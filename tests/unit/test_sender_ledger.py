@@ -1,0 +1,115 @@
+"""The sender's submit ledger: the decision table, the entry format, the bounded index, and the
+dispatcher writing no PDU before its batch's intents are stored."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from connectors.sender.dispatch import SmscDispatcher
+from connectors.sender.ledger import (
+    DONE,
+    INTENT,
+    LedgerEntry,
+    LedgerIndex,
+    PartAction,
+    decide,
+    part_key,
+)
+from connectors.sender.ledger_store import AckWaiter
+from tests.unit.test_sender_dispatch import FakeBind, _entry, _wait_until
+
+
+@pytest.mark.parametrize(
+    ("entry", "in_flight_here", "action"),
+    [
+        (None, False, PartAction.SUBMIT),
+        (LedgerEntry(DONE, 1, 10), False, PartAction.SKIP),
+        (LedgerEntry(INTENT, 1, 10), True, PartAction.SKIP),
+        (LedgerEntry(INTENT, 1, 10), False, PartAction.RESUBMIT_IN_DOUBT),
+    ],
+)
+def test_decision_table(entry: LedgerEntry | None, in_flight_here: bool,
+                        action: PartAction) -> None:
+    assert decide(entry, in_flight_here=in_flight_here) is action
+
+
+def test_entry_round_trips_and_garbage_is_refused() -> None:
+    entry = LedgerEntry(INTENT, 200, 1_764_000_000_000)
+    assert LedgerEntry.parse(entry.to_bytes()) == entry
+    assert part_key("m-1", 2) == "m-1:2"
+    for garbage in (b"{}", b'{"s":"X","ref":1,"at":1}', b'{"s":"I"}', b"[1]"):
+        with pytest.raises(ValueError):
+            LedgerEntry.parse(garbage)
+
+
+def test_done_is_not_undone_by_a_later_intent() -> None:
+    """An in-doubt resubmission's INTENT may land after the DONE of the first attempt."""
+    index = LedgerIndex(horizon_ms=1000)
+    index.put("m:0", LedgerEntry(DONE, 1, 100), partition=0)
+    index.put("m:0", LedgerEntry(INTENT, 1, 200), partition=0)
+    found = index.get("m:0")
+    assert found is not None and found.state == DONE
+
+
+def test_index_forgets_revoked_partitions_and_entries_past_the_horizon() -> None:
+    index = LedgerIndex(horizon_ms=1000)
+    index.put("a:0", LedgerEntry(DONE, 0, 100), partition=0)
+    index.put("b:0", LedgerEntry(DONE, 0, 900), partition=1)
+    index.put("c:0", LedgerEntry(INTENT, 0, 1500), partition=1)
+    index.forget_partition(0)
+    assert index.get("a:0") is None and len(index) == 2
+    assert index.prune(now_ms=2000) == 1  # b:0 is older than 2000 - 1000
+    assert index.get("b:0") is None and index.get("c:0") is not None
+
+
+def test_a_key_written_again_is_kept_until_its_newest_entry_ages_out() -> None:
+    index = LedgerIndex(horizon_ms=1000)
+    index.put("a:0", LedgerEntry(INTENT, 0, 100), partition=0)
+    index.put("a:0", LedgerEntry(DONE, 0, 1500), partition=0)
+    index.prune(now_ms=1600)
+    assert index.get("a:0") is not None
+
+
+def test_ack_waiter_is_true_only_when_every_record_was_stored() -> None:
+    ok, failed = AckWaiter(), AckWaiter()
+    for waiter in (ok, failed):
+        waiter.expect()
+        waiter.expect()
+    threading.Timer(0.05, ok.on_delivery, (None, None)).start()
+    ok.on_delivery(None, None)  # type: ignore[arg-type]
+    assert ok.wait(5.0)
+    failed.on_delivery(None, None)  # type: ignore[arg-type]
+    failed.on_delivery(object(), None)  # type: ignore[arg-type]
+    assert not failed.wait(5.0)
+    never = AckWaiter()
+    never.expect()
+    assert not never.wait(0.05)
+
+
+def test_dispatcher_writes_no_pdu_before_the_intents_are_stored() -> None:
+    bind = FakeBind(window=8)
+    stored = threading.Event()
+    asked: list[list[str]] = []
+
+    def before_send(contexts: list[str]) -> bool:
+        asked.append(list(contexts))
+        return stored.is_set()  # Kafka "down" until the event is set
+
+    dispatcher: SmscDispatcher[str] = SmscDispatcher(
+        "smsc-x", [bind], 8, on_no_bind=lambda _e: None, is_stale=lambda _c: False,
+        on_taken=lambda _c: None, on_returned=lambda _c: None, on_bound=lambda: None,
+        before_send=before_send,
+    )
+    dispatcher.start()
+    try:
+        for name in ("a", "b", "c"):
+            dispatcher.put(_entry(name))
+        _wait_until(lambda: len(asked) >= 2)  # refused, then retried at the re-check
+        assert bind.sent == [] and dispatcher.queued_parts == 3
+        stored.set()
+        _wait_until(lambda: bind.sent == ["a", "b", "c"])
+        assert asked[-1] == ["a", "b", "c"]  # the whole batch, one call
+    finally:
+        dispatcher.stop()
