@@ -97,8 +97,8 @@ CONFIG_REFRESH_MIN_S = 5.0
 FAILOVER_AFTER_S = 10.0  # an SMSC without a bound connection this long: fail over its traffic
 _NO_RESPONSE = -1
 #: How long the sender remembers ledger entries (and reads back on assignment): a replay after
-#: a crash or a worker re-send is minutes old; this bounds memory by the traffic of 6 hours.
-LEDGER_HORIZON_MS = 6 * 3_600_000
+#: a crash or a worker re-send is minutes old; memory is the traffic of an hour, ~340 B a part.
+LEDGER_HORIZON_MS = 3_600_000
 #: How long a batch waits for its intents to be stored before it is put back in the queue.
 INTENT_ACK_TIMEOUT_S = 30.0
 
