@@ -5,7 +5,9 @@ dispatcher thread moves them, in FIFO order, into whichever of its binds has win
 several messages per socket write (``SmppClient.send_prepared``). When every window of an
 SMSC is full, only that SMSC's queue waits; the dispatcher sleeps until a bind reports freed
 room (``on_room``) or a new entry arrives. When no bind of the SMSC is up, the queue is handed
-back to the service (``on_no_bind``), which reschedules or fails the entries over.
+back to the service (``on_no_bind``), which reschedules or fails the entries over. Before a
+batch is written, ``before_send`` must confirm it (the service stores the batch's ledger
+intents); if it cannot, the batch goes back to the head of the queue.
 
 Back-pressure is not blocking: :class:`PauseGate` tells the consumer thread when to pause and
 resume its partitions from the total number of queued parts.
