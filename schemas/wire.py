@@ -145,6 +145,10 @@ def unframe(data: bytes) -> tuple[int, bytes]:
     if len(data) < HEADER_LEN or data[:1] != MAGIC:
         raise DecodeError(UNDECODABLE, "not Confluent wire format (magic byte 00 + 4-byte id)")
     (schema_id,) = struct.unpack(">I", data[1:HEADER_LEN])
+    if schema_id > MAX_SCHEMA_ID:
+        # No registry can hold it (ids are Java ints), and asking would look like an outage
+        # (the registry answers a bare 404): the record's fault, never a reason to wait.
+        raise DecodeError(UNDECODABLE, f"schema id {schema_id} is out of range (max 2^31-1)")
     return schema_id, data[HEADER_LEN:]
 
 

@@ -317,6 +317,9 @@ def _decode_error(codec_: WireCodec, data: bytes | None) -> DecodeError:
         (b"{\"json\": 1}", "UNDECODABLE"),
         (b"\x00\x00\x00", "UNDECODABLE"),  # truncated header
         (b"\xc3\x01\x00", "UNDECODABLE"),  # truncated single-object header
+        # Magic 00, then an id beyond the registry's int range: refused without asking the
+        # registry (which answers a bare 404, an "outage" the reader would wait on forever).
+        (b"\x00\xffnot avro at all", "UNDECODABLE"),
     ],
 )
 def test_malformed_input(data: bytes | None, reason: str, registry: MemoryRegistry) -> None:
