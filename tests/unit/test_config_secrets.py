@@ -3,6 +3,7 @@ travels in sms.config."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,9 +11,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from connectors.sender.service import SenderService
+from connectors.webhooks.service import _resolved_hooks
+from smsflow.config.cli import _cmd_check
 from smsflow.config.models import PlatformConfig, Smsc, Webhook
 from smsflow.config.secrets import MASK, SecretResolutionError, resolve
 from smsflow.config.store import fold, load_yaml, to_records
+from smsflow.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -97,3 +102,45 @@ def test_reference_config_needs_no_values_to_validate() -> None:
                       "password": "file:/run/secrets/a", "region": "r"}]}
     config = PlatformConfig.model_validate(raw)
     assert config.smscs[0].password.get_secret_value() == "file:/run/secrets/a"
+
+
+def test_the_sender_resolves_smsc_passwords_only_when_it_binds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The configuration holds the reference; a missing value stops the sender at bind time with
+    a message naming the SMSC (and no client is created)."""
+    config = load_yaml(REPO / "config" / "platform.yaml")
+    smsc = config.smscs[0].model_copy(update={"password": SecretStr("env:SMSFLOW_UNIT_PW")})
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="unit.", home=tmp_path)
+    service = SenderService(settings, config, group_id="unit")
+    monkeypatch.delenv("SMSFLOW_UNIT_PW", raising=False)
+    with pytest.raises(SecretResolutionError, match=f"SMSC {smsc.id} password"):
+        service._open_binds([smsc])
+    assert smsc.id not in service._binds
+
+
+def test_the_webhooks_connector_resolves_each_tenants_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mount = tmp_path / "acme-hook"
+    mount.write_text("0123456789abcdef-from-a-mount\n", encoding="utf-8")
+    config = load_yaml(REPO / "config" / "platform.yaml")
+    tenant = config.tenants[0].model_copy(update={"webhook": Webhook.model_validate(
+        {"url": "https://h.example/x", "secret": f"file:{mount}"})})
+    config = config.model_copy(update={"tenants": (tenant,)})
+    hooks = _resolved_hooks(config)
+    assert hooks[tenant.id].secret.get_secret_value() == "0123456789abcdef-from-a-mount"
+    assert config.tenants[0].webhook is not None
+    assert config.tenants[0].webhook.secret.get_secret_value() == f"file:{mount}"  # unchanged
+    mount.write_text("too-short", encoding="utf-8")
+    with pytest.raises(SecretResolutionError, match="shorter than 16"):
+        _resolved_hooks(config)
+
+
+def test_config_check_warns_about_literal_secrets_on_stderr(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cmd_check(argparse.Namespace(file=REPO / "config" / "platform.yaml")) == 0
+    captured = capsys.readouterr()
+    assert "WARNING: smscs[smsc-uk].password is a literal secret" in captured.err
+    assert "uk-pass" not in captured.err + captured.out
