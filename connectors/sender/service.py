@@ -297,6 +297,7 @@ class SenderService:
             self._retry_wakeup.notify_all()
 
     def run(self) -> None:
+        self._require_ledger_topic()
         self._open_binds(list(self._smscs.values()))
         retry_thread = threading.Thread(target=self._retry_loop, name="sender-retry", daemon=True)
         retry_thread.start()
@@ -327,6 +328,14 @@ class SenderService:
                     last_commit = time.monotonic()
         finally:
             self._drain()
+
+    def _require_ledger_topic(self) -> None:
+        """Without its ledger topic the sender could store no intent, so it would submit
+        nothing: say so at once (an upgrade that skipped ``smsflow topics apply``)."""
+        topic = self._ledger.topic
+        found = self._consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise RuntimeError(f"topic {topic} is missing: run `smsflow topics apply` first")
 
     def queued_parts(self) -> int:
         """Parts waiting in the SMSC queues (not yet in a window)."""

@@ -4,6 +4,8 @@ dispatcher writing no PDU before its batch's intents are stored."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,6 +20,10 @@ from connectors.sender.ledger import (
     part_key,
 )
 from connectors.sender.ledger_store import AckWaiter
+from connectors.sender.service import SenderService
+from smsflow.config.store import load_yaml
+from smsflow.harness import PLATFORM_CONFIG
+from smsflow.settings import Settings
 from tests.unit.test_sender_dispatch import FakeBind, _entry, _wait_until
 
 
@@ -113,3 +119,19 @@ def test_dispatcher_writes_no_pdu_before_the_intents_are_stored() -> None:
         assert asked[-1] == ["a", "b", "c"]  # the whole batch, one call
     finally:
         dispatcher.stop()
+
+
+def test_the_sender_refuses_to_start_without_its_ledger_topic(tmp_path: Path) -> None:
+    """It could store no intent, so it would submit nothing: an upgrade that skipped
+    `smsflow topics apply` fails at start, loudly, instead of stalling."""
+
+    class NoTopics:
+        def list_topics(self, topic: str, timeout: float) -> SimpleNamespace:
+            return SimpleNamespace(topics={})
+
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="unit.", home=tmp_path)
+    service = SenderService(settings, load_yaml(PLATFORM_CONFIG), group_id="unit")
+    service._consumer = NoTopics()  # type: ignore[assignment]
+    with pytest.raises(RuntimeError, match=r"unit\.sms\.sender\.ledger is missing"):
+        service.run()
+    assert service._binds == {}  # nothing was opened
