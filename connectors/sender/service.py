@@ -87,6 +87,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "sender"
 COMMIT_INTERVAL_S = 0.5
+COUNTERS_LOG_INTERVAL_S = 60.0
 CONSUME_BATCH = 500  # records taken from Kafka per consumer round
 POLL_TIMEOUT_S = 0.1  # the consumer's wait for the first record of a round
 #: Parts queued for the SMSCs (not yet in a window) at which the consumer pauses its
@@ -309,7 +310,7 @@ class SenderService:
         )
         log.info("sender consuming %s with %d SMSC connections", self._throttled,
                  sum(len(c) for c in self._binds.values()))
-        last_commit = time.monotonic()
+        last_commit = last_counters = time.monotonic()
         try:
             while not self._stop.is_set():
                 # Wait for the first record, then take whatever else is ready: batches under
@@ -326,6 +327,11 @@ class SenderService:
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                     self._commit(asynchronous=True)
                     last_commit = time.monotonic()
+                if time.monotonic() - last_counters >= COUNTERS_LOG_INTERVAL_S:
+                    # The sender exports no metrics yet: its counters (in_doubt_resubmits,
+                    # parts_skipped, …) go to the log.
+                    log.info("sender counters: %s", self.stats)
+                    last_counters = time.monotonic()
         finally:
             self._drain()
 
