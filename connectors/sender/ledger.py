@@ -14,9 +14,9 @@ Then, for each part of a record it reads (:func:`decide`):
 =========================  ==========================  ======================================
 ledger says                 this process                action
 =========================  ==========================  ======================================
-nothing                     —                           SUBMIT
-DONE                        —                           SKIP: the outcome is on ``sms.sent``
-INTENT                      has the part in flight      SKIP: a re-send of a record in flight
+anything                    has the part in flight      SKIP: a re-send of a record in flight
+nothing                     does not                    SUBMIT
+DONE                        does not                    SKIP: the outcome is on ``sms.sent``
 INTENT                      does not                    RESUBMIT_IN_DOUBT (counted, flagged)
 =========================  ==========================  ======================================
 
@@ -82,9 +82,11 @@ class LedgerEntry:
 
 def decide(entry: LedgerEntry | None, *, in_flight_here: bool) -> PartAction:
     """What to do with one part of a record just read (the table in the module docstring)."""
+    if in_flight_here:
+        return PartAction.SKIP  # its intent may not even be stored yet
     if entry is None:
         return PartAction.SUBMIT
-    if entry.state == DONE or in_flight_here:
+    if entry.state == DONE:
         return PartAction.SKIP
     return PartAction.RESUBMIT_IN_DOUBT
 

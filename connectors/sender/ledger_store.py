@@ -130,6 +130,15 @@ class SubmitLedger:
             self._index.prune(now_ms)
         return loaded
 
+    def prune(self, now_ms: int) -> int:
+        """Forget entries past the horizon (cheap when there are none: one look at the oldest)."""
+        with self._lock:
+            return self._index.prune(now_ms)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._index)
+
     def forget(self, partitions: set[int]) -> None:
         """The partitions were revoked: their entries and in-flight parts are the next
         owner's (it reads them back), and a later re-assignment reads them again."""

@@ -326,6 +326,7 @@ class SenderService:
                 self._apply_back_pressure()
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                     self._commit(asynchronous=True)
+                    self._ledger.prune(int(time.time() * 1000))  # memory: the last hour only
                     last_commit = time.monotonic()
                 if time.monotonic() - last_counters >= COUNTERS_LOG_INTERVAL_S:
                     # The sender exports no metrics yet: its counters (in_doubt_resubmits,

@@ -19,7 +19,7 @@ from connectors.sender.ledger import (
     decide,
     part_key,
 )
-from connectors.sender.ledger_store import AckWaiter
+from connectors.sender.ledger_store import AckWaiter, SubmitLedger
 from connectors.sender.service import SenderService
 from smsflow.config.store import load_yaml
 from smsflow.harness import PLATFORM_CONFIG
@@ -31,6 +31,7 @@ from tests.unit.test_sender_dispatch import FakeBind, _entry, _wait_until
     ("entry", "in_flight_here", "action"),
     [
         (None, False, PartAction.SUBMIT),
+        (None, True, PartAction.SKIP),  # a re-send while its intent is still being written
         (LedgerEntry(DONE, 1, 10), False, PartAction.SKIP),
         (LedgerEntry(INTENT, 1, 10), True, PartAction.SKIP),
         (LedgerEntry(INTENT, 1, 10), False, PartAction.RESUBMIT_IN_DOUBT),
@@ -135,3 +136,24 @@ def test_the_sender_refuses_to_start_without_its_ledger_topic(tmp_path: Path) ->
     with pytest.raises(RuntimeError, match=r"unit\.sms\.sender\.ledger is missing"):
         service.run()
     assert service._binds == {}  # nothing was opened
+
+
+def test_submit_ledger_state_is_pruned_to_the_horizon() -> None:
+    produced: list[tuple[str, int | None]] = []
+
+    def produce(topic: str, key: str, value: bytes, on_delivery: object, *,
+                partition: int | None = None) -> None:
+        produced.append((key, partition))
+        assert callable(on_delivery)
+        on_delivery(None, None)  # Kafka stored it
+
+    ledger = SubmitLedger("127.0.0.1:1", "t", produce, horizon_ms=1000)
+    stored: list[bool] = []
+    ledger.claim("m", [0], partition=3)
+    assert ledger.actions("m", 1)[0] == [PartAction.SKIP]  # in flight here
+    ledger.write_done("m", 0, 3, reference=9, at_ms=5_000, then=stored.append)
+    assert stored == [True] and produced == [("m:0", 3)]
+    assert ledger.actions("m", 2) == ([PartAction.SKIP, PartAction.SUBMIT], 9)
+    assert ledger.prune(now_ms=5_500) == 0 and len(ledger) == 1
+    assert ledger.prune(now_ms=6_001) == 1 and len(ledger) == 0
+    assert ledger.actions("m", 1)[0] == [PartAction.SUBMIT]
