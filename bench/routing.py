@@ -36,6 +36,7 @@ from typing import Any
 
 import phonenumbers
 from phonenumbers.carrierdata import CARRIER_DATA
+from pydantic import SecretStr
 
 from smsflow.config.models import (
     BindClass,
@@ -111,7 +112,7 @@ def build_config(rng: random.Random, tenants: int) -> tuple[PlatformConfig, dict
     regions = sorted(REGION_COORDS)
     smscs = [
         Smsc(id=f"smsc-{region}", host="127.0.0.1", port=2775 + i, system_id=f"sys{i}",
-             password="pw", region=region)
+             password=SecretStr("env:SMSC_PASSWORD"), region=region)
         for i, region in enumerate(regions)
     ]
     by_region: dict[str, list[Operator]] = {}

@@ -58,6 +58,7 @@ TRACKING_DELTAS = "sms.tracking-deltas"
 DEFERRED = "sms.deferred"
 API_KEYS = "sms.api-keys"
 API_IDEMPOTENCY = "sms.api-idempotency"
+SENDER_LEDGER = "sms.sender.ledger"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SUBMITTED, "tenant_id", "SubmitRequest", "Messages accepted from tenants."),
@@ -116,6 +117,14 @@ TOPICS: tuple[TopicSpec, ...] = (
         compacted=True, avro=False,
         extra={"cleanup.policy": "compact,delete", "retention.ms": str(2 * DAY_MS)},
     ),
+    TopicSpec(
+        SENDER_LEDGER, "message_id:part_index", "LedgerEntry",
+        "Internal: the sender's submit intents and outcomes per part (idempotency), written to "
+        "the partition number of their sms.throttled record.",
+        compacted=True, avro=False,
+        # Compacted (latest state per part) and deleted after a day: a replay is minutes old.
+        extra={"cleanup.policy": "compact,delete", "retention.ms": str(DAY_MS)},
+    ),
 )
 
 #: Topics whose values are Avro contracts (schema-registry subjects).
@@ -127,6 +136,7 @@ CO_PARTITIONED: tuple[tuple[str, str], ...] = (
     (SENT, DLR_RAW),
     (SENT, DLR_TIMERS),
     (DLR_PARTS, DLR_PARTS_TIMERS),
+    (THROTTLED, SENDER_LEDGER),
 )
 
 

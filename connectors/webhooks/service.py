@@ -51,7 +51,8 @@ from schemas.codec import DecodeError
 from schemas.models import DeliveryReport, Rejection
 from schemas.retrying import decode
 from smsflow.config.kafka_io import read_config
-from smsflow.config.models import PlatformConfig, Webhook
+from smsflow.config.models import WEBHOOK_SECRET_MIN, PlatformConfig, Webhook
+from smsflow.config.secrets import SecretResolutionError, resolve
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, DLR, REJECTED, topic_name
@@ -175,8 +176,9 @@ class WebhookService:
     def _set_config(self, config: PlatformConfig) -> None:
         # One dict swap: the lookup is per report, and readers (tests, metrics) on other
         # threads see either the old or the new mapping, never a half-built one.
+        hooks = _resolved_hooks(config)
         self.config = config
-        self._hooks = {t.id: t.webhook for t in config.tenants if t.webhook is not None}
+        self._hooks = hooks
 
     def webhook_of(self, tenant_id: str) -> Webhook | None:
         return self._hooks.get(tenant_id)
@@ -192,7 +194,11 @@ class WebhookService:
                 continue
             if config != self.config:
                 before = self._hooks
-                self._set_config(config)
+                try:
+                    self._set_config(config)
+                except SecretResolutionError as exc:  # fix the mount/variable; we re-read
+                    log.error("keeping the previous configuration: %s", exc)
+                    continue
                 after = self._hooks
                 log.info("configuration changed: %d tenant webhook(s) (added %s, removed %s)",
                          len(after), sorted(set(after) - set(before)) or "none",
@@ -433,3 +439,14 @@ class WebhookService:
         log.info("webhooks: %s; in flight/queued: %s; paused partitions: %s",
                  totals, lanes or "none", paused or "none")
 
+
+def _resolved_hooks(config: PlatformConfig) -> dict[str, Webhook]:
+    """Each tenant's webhook with its signing secret resolved (it is a reference in the
+    configuration: this process is the only one that reads the value)."""
+    return {
+        tenant.id: tenant.webhook.model_copy(update={"secret": resolve(
+            tenant.webhook.secret, what=f"tenant {tenant.id} webhook secret",
+            min_length=WEBHOOK_SECRET_MIN,
+        )})
+        for tenant in config.tenants if tenant.webhook is not None
+    }

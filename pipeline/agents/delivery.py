@@ -270,7 +270,7 @@ async def _on_sent(event: faust.EventT[bytes], key: str, sent: SubmitOutcome, ra
         _store(key, pending_sent(raw, sent_at_ms=_ms(sent.sent_at),
                                  expires_at_ms=_ms(sent.expires_at), policy=POLICY))
     elif arrival is Arrival.COMPLETE and waiting is not None:
-        receipt = ReceiptEvent.from_avro(waiting.payload)
+        receipt = await decode(ReceiptEvent, waiting.payload)
         await _emit_part(event, key, _complete(sent, receipt), now_ms=now_ms)
     # DUPLICATE / AFTER_DONE: an at-least-once copy; the first one is handled.
 
@@ -288,7 +288,7 @@ async def _on_receipt(
     if arrival is Arrival.STORE:
         _store(key, pending_receipt(raw, now_ms=now_ms, policy=POLICY))
     elif arrival is Arrival.COMPLETE and waiting is not None:
-        sent = SubmitOutcome.from_avro(waiting.payload)
+        sent = await decode(SubmitOutcome, waiting.payload)
         await _emit_part(event, key, _complete(sent, receipt), now_ms=now_ms)
 
 
@@ -302,7 +302,7 @@ async def _on_timer(event: faust.EventT[bytes], key: str) -> None:
     if decision.action is TimerAction.WAIT:
         correlator_timers.schedule(key, entry.due_ms)  # an early or duplicate command
     elif decision.action is TimerAction.EXPIRE:
-        sent = SubmitOutcome.from_avro(entry.payload)
+        sent = await decode(SubmitOutcome, entry.payload)
         part = PartOutcome(
             sent=sent, status=DeliveryStatus.EXPIRED, error_code=None,
             reason=SELF_EXPIRED_REASON,
@@ -312,7 +312,7 @@ async def _on_timer(event: faust.EventT[bytes], key: str) -> None:
     elif decision.action is TimerAction.RETRY and decision.entry is not None:
         _store(key, decision.entry)
     elif decision.action is TimerAction.DEAD_LETTER:
-        receipt = ReceiptEvent.from_avro(entry.payload)
+        receipt = await decode(ReceiptEvent, entry.payload)
         waited_s = (now_ms - entry.at_ms) / 1000
         future = await reject(
             event, rejected_out, stage=STAGE, reason_code=REASON_RECEIPT_UNMATCHED,
@@ -422,7 +422,7 @@ async def aggregate(stream: faust.StreamT[bytes]) -> None:
             parts = [part]
         else:
             blobs = _unpack(stored[1:]) if stored is not None and stored[:1] == _COLLECTING else []
-            parts = [PartOutcome.from_avro(blob) for blob in blobs]
+            parts = [await decode(PartOutcome, blob) for blob in blobs]
             if any(p.sent.part_index == part.sent.part_index for p in parts):
                 counts["part_duplicate"] += 1
                 continue

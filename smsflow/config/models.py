@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from smsflow.config.secrets import SecretRef, is_reference
+
 # The enums are the domain's; re-exported here because configuration code names them with the
 # models that use them.
 from smsflow.domain.traffic import BindClass, MessageType, Tier
@@ -29,16 +31,22 @@ class _Frozen(BaseModel):
 
 _ID = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
+WEBHOOK_SECRET_MIN = 16
+SMPP_PASSWORD_MAX = 8
+"""SMPP 3.4 C-Octet String limit (9 with the NUL): checked on the resolved value."""
+
 
 class Webhook(_Frozen):
     """Where ``smsflow webhooks`` POSTs the tenant's delivery reports (docs/webhooks.md).
 
-    The secret travels in ``sms.config`` in plain text, like SMSC passwords (a known gap);
-    ``repr=False`` keeps it out of logs and tracebacks at least.
+    ``secret`` is a reference (``env:NAME`` or ``file:/path``, smsflow.config.secrets) that
+    only the webhooks connector resolves; a literal is accepted with a warning.
     """
 
     url: str = Field(description="http(s) URL the reports are POSTed to.")
-    secret: str = Field(min_length=16, repr=False, description="HMAC-SHA256 signing key.")
+    secret: SecretRef = Field(
+        description="HMAC-SHA256 signing key (at least 16 characters): env:NAME or file:/path."
+    )
     timeout_s: float = Field(default=5.0, gt=0, le=60, description="Per attempt, whole request.")
     max_retry_s: float = Field(
         default=86_400.0, ge=0, le=7 * 86_400,
@@ -55,6 +63,14 @@ class Webhook(_Frozen):
         if parts.fragment:
             raise ValueError(f"webhook url {url!r} must not have a #fragment")
         return url
+
+    @field_validator("secret")
+    @classmethod
+    def _literal_long_enough(cls, secret: SecretRef) -> SecretRef:
+        text = secret.get_secret_value()
+        if not is_reference(text) and len(text) < WEBHOOK_SECRET_MIN:
+            raise ValueError(f"a webhook secret needs at least {WEBHOOK_SECRET_MIN} characters")
+        return secret
 
 
 class Tenant(_Frozen):
@@ -132,7 +148,9 @@ class Smsc(_Frozen):
     # SMPP 3.4 C-Octet String limits, checked here so `config check` catches them, not the
     # sender at bind time.
     system_id: str = Field(min_length=1, max_length=15)
-    password: str = Field(max_length=8)
+    password: SecretRef = Field(
+        description="The bind password (at most 8 characters): env:NAME or file:/path."
+    )
     system_type: str = Field(default="", max_length=12)
     region: str
     binds: int = Field(default=1, ge=1, le=32)
@@ -141,6 +159,14 @@ class Smsc(_Frozen):
     """How the SMSC writes message ids in submit_sm_resp."""
     receipt_id_format: IdFormatName = "hex"
     """How it writes them in receipts (Kannel's msg-id-type)."""
+
+    @field_validator("password")
+    @classmethod
+    def _literal_fits_smpp(cls, password: SecretRef) -> SecretRef:
+        text = password.get_secret_value()
+        if not is_reference(text) and len(text) > SMPP_PASSWORD_MAX:
+            raise ValueError(f"an SMPP password has at most {SMPP_PASSWORD_MAX} characters")
+        return password
 
 
 class Route(_Frozen):
@@ -308,6 +334,15 @@ class PlatformConfig(_Frozen):
                         f"{number} is claimed by operators {other!r} and {operator.id!r}"
                     )
         return self
+
+    def literal_secrets(self) -> list[str]:
+        """Where a secret is configured as a literal value rather than a reference."""
+        found = [f"smscs[{s.id}].password" for s in self.smscs
+                 if not is_reference(s.password.get_secret_value())]
+        found += [f"tenants[{t.id}].webhook.secret" for t in self.tenants
+                  if t.webhook is not None
+                  and not is_reference(t.webhook.secret.get_secret_value())]
+        return found
 
     def tenant(self, tenant_id: str) -> Tenant | None:
         return next((t for t in self.tenants if t.id == tenant_id), None)

@@ -29,6 +29,7 @@ import pytest
 from aiohttp import web
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import SecretStr
 
 from connectors.webhooks.policy import WebhookRetryPolicy
 from connectors.webhooks.service import WebhookOptions, WebhookService
@@ -126,8 +127,8 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
 
 def _config(port: int, *, with_d: bool) -> PlatformConfig:
     def hook(tenant: str, **extra: float) -> Webhook:
-        return Webhook(url=f"http://127.0.0.1:{port}/hook/{tenant}", secret=SECRETS[tenant],
-                       **extra)  # type: ignore[arg-type]
+        return Webhook(url=f"http://127.0.0.1:{port}/hook/{tenant}",
+                       secret=SecretStr(SECRETS[tenant]), **extra)  # type: ignore[arg-type]
 
     webhooks = {
         "a": hook("a", timeout_s=A_TIMEOUT_S, max_in_flight=2),
