@@ -11,8 +11,10 @@ from __future__ import annotations
 import faust
 import mode
 
-from pipeline import guarded_consumer
-from pipeline.fetch_wait import shorten_fetch_wait
+from pipeline.faust_patches import check_pins, guarded_consumer
+from pipeline.faust_patches.changelog_writes import route_changelogs
+from pipeline.faust_patches.commit_hooks import add_commit_barrier
+from pipeline.faust_patches.fetch_wait import shorten_fetch_wait
 from pipeline.outputs import OutputProducer, OutputTopic
 from smsflow.settings import Settings, load_settings
 from smsflow.topics import (
@@ -33,6 +35,7 @@ from smsflow.topics import (
     topic_name,
 )
 
+check_pins()  # the faust patches below were written against exactly these versions
 settings: Settings = load_settings()
 _datadir = (settings.home / "worker" / settings.app_id).resolve()
 _datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
@@ -109,7 +112,7 @@ deferred_topic_name = topic_name(settings, DEFERRED)
 # What the agents pass on goes through librdkafka, not faust's producer (pipeline/outputs.py);
 # the guarded consumer waits for these records before it commits their sources.
 outputs = OutputProducer(settings.kafka_bootstrap)
-guarded_consumer.add_commit_barrier(app, outputs.flush)
+add_commit_barrier(app, outputs.flush)
 
 
 def _output(name: str) -> OutputTopic:
@@ -137,14 +140,14 @@ async def shorten_fetches() -> None:
 
 @app.task
 async def reread_stranded_records() -> None:
-    """Seek back to records faust dropped before processing (see pipeline.guarded_consumer)."""
+    """Seek back to records faust dropped before processing (see
+    pipeline.faust_patches.guarded_consumer)."""
     await guarded_consumer.watch_for_stranded_records(app)
 
 
 # Importing the agents registers them on the app.
 from pipeline import web  # noqa: E402, F401  (the /metrics page)
 from pipeline.agents import delivery, router, throttle, tracking  # noqa: E402, F401
-from pipeline.changelog_writes import route_changelogs  # noqa: E402
 
 # Every table exists now (the agents declare them): their changelogs go through `outputs` too.
 route_changelogs(app.tables, outputs)
