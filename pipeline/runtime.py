@@ -9,24 +9,23 @@ from mode.utils.logging import level_number
 
 from pipeline.app import app, config_topic_name, settings
 from pipeline.config_watch import ConfigWatcher
-from pipeline.health_watch import watch_route_health
-from pipeline.restarting import keep_running
+from pipeline.health_watch import HealthWatcher
 from schemas.wire import prime
 from smsflow.topics import AVRO_TOPICS, ROUTE_HEALTH, topic_name
 
 config_watcher = ConfigWatcher(settings.kafka_bootstrap, config_topic_name)
+health_watcher = HealthWatcher(settings.kafka_bootstrap, topic_name(settings, ROUTE_HEALTH),
+                               config_watcher)
 
 
 @app.task
 async def watch_config() -> None:
-    await keep_running("configuration watcher", config_watcher.run)
+    await config_watcher.run()
 
 
 @app.task
 async def watch_health() -> None:
-    await keep_running("route-health watcher", lambda: watch_route_health(
-        settings.kafka_bootstrap, topic_name(settings, ROUTE_HEALTH), config_watcher
-    ))
+    await health_watcher.run()
 
 
 @app.timer(interval=5.0)

@@ -9,13 +9,8 @@ its lane while other routes' records keep flowing, even on the same partition (n
 blocking). Over a limit means wait, never drop. A record is acked only once its ``sms.throttled``
 record is acknowledged by Kafka, and in offset order, so a crash while items wait loses nothing.
 
-Adaptive throttling: :class:`SubmitFeedback` reads ``sms.sent`` (the sender's submit outcomes)
-and feeds each route's AIMD. ``sms.sent`` is keyed by SMSC message id, not by route, so its
-partitions have nothing to do with the ``sms.routed`` partitions a worker owns: a consumer group
-would hand each worker an arbitrary slice of every route's outcomes, and a route's throttle would
-see only part of its own feedback. So every worker reads *all* of ``sms.sent``, without a
-consumer group (assigned partitions, from the end, nothing committed: a sample is advice, not
-work), and keeps the outcomes of the routes it has lanes for.
+Adaptive throttling: :class:`~pipeline.submit_feedback.SubmitFeedback` reads ``sms.sent`` (the
+sender's submit outcomes) and feeds each route's AIMD.
 """
 
 from __future__ import annotations
@@ -23,13 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from pipeline.agents.offpeak import park
@@ -48,24 +40,16 @@ from pipeline.decoding import decode
 from pipeline.rejections import reject
 from pipeline.runtime import config_watcher
 from pipeline.scheduling import ScheduledStage
+from pipeline.submit_feedback import SubmitFeedback
 from schemas.codec import DecodeError
-from schemas.models import RoutedMessage, SubmitOutcome
-from schemas.summaries import SentSummary, parse_sent_summary
+from schemas.models import RoutedMessage
 from smsflow.config.models import Tier
-from smsflow.domain.limits import (
-    Released,
-    SchedulerConfig,
-    SubmitSample,
-    TierPolicy,
-    throttle_config,
-)
+from smsflow.domain.limits import Released, SchedulerConfig, TierPolicy, throttle_config
 from smsflow.domain.limits.hierarchy import tier_policy
-from smsflow.domain.smpp_status import StatusCategory
 
 log = logging.getLogger(__name__)
 
 STAGE = "throttle"
-FEEDBACK_LOG_INTERVAL_S = 10.0
 
 
 def _configure(owned: int, total: int) -> SchedulerConfig:
@@ -185,102 +169,6 @@ async def throttle(stream: faust.StreamT[bytes]) -> None:
 async def throttle_timer() -> None:
     """Releases what the limits allow, sends it on, acks in order (see pipeline.scheduling)."""
     await stage.run()
-
-
-def sample_of(outcome: SubmitOutcome | SentSummary) -> SubmitSample | None:
-    """The AIMD sample a submit outcome gives, or None if it says nothing about the route.
-
-    * A response status: its category (``ESME_RTHROTTLED``/``ESME_RMSGQFUL`` are back-pressure).
-    * Accepted after more than one attempt: an earlier attempt was refused (the sender retries
-      back-pressure and temporary errors without reporting them), so back-pressure.
-    * No response (``command_status`` < 0) after waiting: a timeout, counted as its latency;
-      without any wait (never submitted: no bind, expired, unsubmittable): no sample.
-    """
-    latency_s = outcome.latency_ms / 1000.0
-    status = outcome.command_status
-    if status < 0:
-        return SubmitSample(latency_s, StatusCategory.TEMPORARY) if latency_s > 0 else None
-    try:
-        sample = SubmitSample.from_status(latency_s, status)
-    except ValueError:
-        return None
-    if sample.category is StatusCategory.OK and outcome.attempts > 1:
-        return SubmitSample(latency_s, StatusCategory.BACKPRESSURE)
-    return sample
-
-
-class SubmitFeedback:
-    """Reads every partition of ``sms.sent`` from its end, without a consumer group, and feeds
-    the outcomes of the routes this worker has lanes for to their AIMD (see module docstring)."""
-
-    def __init__(self, bootstrap: str, topic: str, target: ScheduledStage[Any]) -> None:
-        self._bootstrap = bootstrap
-        self._topic = topic
-        self._stage = target
-        self.samples = 0  # folded into a route's AIMD
-        self.foreign = 0  # outcomes of routes this worker has no lane for
-        self.unusable = 0  # undecodable, or no sample (see sample_of)
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await self._consume()
-            except KafkaError as exc:
-                # Feedback is advice: keep the flow going at the last rates, and reconnect.
-                log.warning("throttle feedback from %s interrupted (%s); reconnecting",
-                            self._topic, exc)
-                await asyncio.sleep(2.0)
-
-    async def _consume(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="latest",
-        )
-        await consumer.start()
-        try:
-            # Assigning a partition makes the client fetch the topic's metadata; then take all.
-            consumer.assign([TopicPartition(self._topic, 0)])
-            waited = 0.0
-            while not (partitions := consumer.partitions_for_topic(self._topic)):
-                await asyncio.sleep(0.2)
-                waited += 0.2
-                if waited >= 30.0:
-                    log.warning("throttle feedback: no metadata for %s yet", self._topic)
-                    waited = 0.0
-            tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_end(*tps)
-            next_log = time.monotonic() + FEEDBACK_LOG_INTERVAL_S
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
-                for records in batches.values():
-                    for record in records:
-                        await self._fold(record.value, record.headers)
-                if time.monotonic() >= next_log:
-                    next_log = time.monotonic() + FEEDBACK_LOG_INTERVAL_S
-                    log.info("%s: feedback samples=%d foreign=%d unusable=%d", STAGE,
-                             self.samples, self.foreign, self.unusable)
-        finally:
-            await consumer.stop()
-
-    async def _fold(self, value: bytes | None,
-                    headers: Sequence[tuple[str, bytes]] | None = None) -> None:
-        outcome: SentSummary | SubmitOutcome | None = parse_sent_summary(headers)
-        if outcome is None:  # no summary header (an older sender): decode the value
-            try:
-                outcome = await decode(SubmitOutcome, value)
-            except (DecodeError, ValidationError):
-                self.unusable += 1  # the delivery agent dead-letters it
-                return
-        if not self._stage.has_lane(outcome.route_id):
-            self.foreign += 1
-            return
-        sample = sample_of(outcome)
-        if sample is None:
-            self.unusable += 1
-            return
-        self._stage.observe(outcome.route_id, sample)
-        self.samples += 1
 
 
 feedback = SubmitFeedback(settings.kafka_bootstrap, sent_topic_name, stage)
