@@ -42,7 +42,6 @@ from functools import partial
 from typing import Any, cast
 
 import faust
-from pydantic import ValidationError
 
 from pipeline.after_delivery import after_delivery
 from pipeline.app import (
@@ -62,11 +61,10 @@ from pipeline.app import (
     sent_topic_name,
     settings,
 )
-from pipeline.decoding import decode
+from pipeline.decoding import decode_or_reject
 from pipeline.key_timers import KeyTimers
 from pipeline.rejections import reject
 from pipeline.tracking_policy import correlation_policy
-from schemas.codec import DecodeError
 from schemas.models import (
     DeliveryReport,
     DeliveryStatus,
@@ -227,19 +225,11 @@ async def correlate(stream: faust.StreamT[bytes]) -> None:
         if topic == dlr_timers_topic_name:
             await _on_timer(event, key)
             continue
-        try:
-            record: SubmitOutcome | ReceiptEvent = (
-                await decode(SubmitOutcome, event.value)
-                if topic == sent_topic_name
-                else await decode(ReceiptEvent, event.value)
-            )
-        except DecodeError as exc:
-            await reject(event, rejected_out, stage=STAGE, reason_code=exc.reason_code,
-                         detail=str(exc))
-            continue
-        except ValidationError as exc:
-            await reject(event, rejected_out, stage=STAGE, reason_code="INVALID_RECORD",
-                         detail=str(exc).splitlines()[0])
+        model: type[SubmitOutcome | ReceiptEvent] = (
+            SubmitOutcome if topic == sent_topic_name else ReceiptEvent
+        )
+        record = await decode_or_reject(model, event, rejected_out, stage=STAGE)
+        if record is None:
             continue
         raw = event.value or b""
         if isinstance(record, SubmitOutcome):
@@ -407,12 +397,8 @@ async def aggregate(stream: faust.StreamT[bytes]) -> None:
         if event.message.topic == dlr_parts_timers_topic_name:
             _on_parts_timer((event.key or b"").decode())
             continue
-        try:
-            part = await decode(PartOutcome, event.value)
-        except (DecodeError, ValidationError) as exc:
-            code = exc.reason_code if isinstance(exc, DecodeError) else "INVALID_RECORD"
-            await reject(event, rejected_out, stage=STAGE, reason_code=code,
-                         detail=str(exc).splitlines()[0])
+        part = await decode_or_reject(PartOutcome, event, rejected_out, stage=STAGE)
+        if part is None:
             continue
         key = part.sent.message_id
         stored = collected.get(key)

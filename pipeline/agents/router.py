@@ -33,7 +33,6 @@ from types import MappingProxyType
 from typing import Any, cast
 
 import faust
-from pydantic import ValidationError
 
 from pipeline.app import (
     app,
@@ -44,12 +43,11 @@ from pipeline.app import (
     submitted_topic,
 )
 from pipeline.config_watch import Snapshot
-from pipeline.decoding import decode
+from pipeline.decoding import decode_or_reject
 from pipeline.quota_table import QuotaBook
 from pipeline.rejections import reject
 from pipeline.runtime import config_watcher
 from pipeline.scheduling import ScheduledStage
-from schemas.codec import DecodeError
 from schemas.models import MessageType, RoutedMessage, SubmitRequest, TextEncoding
 from smsflow.config.models import MessageType as RouteMessageType
 from smsflow.config.models import Tenant, Tier
@@ -147,16 +145,8 @@ async def route(stream: faust.StreamT[bytes]) -> None:
     async for event in stream.noack().events():  # type: ignore[attr-defined]
         ticket = stage.track(event)
         snapshot = await config_watcher.wait_ready()
-        try:
-            request = await decode(SubmitRequest, event.value)
-        except DecodeError as exc:
-            await reject(event, rejected_out, stage=STAGE, reason_code=exc.reason_code,
-                         detail=str(exc))
-            stage.finish(ticket)
-            continue
-        except ValidationError as exc:
-            await reject(event, rejected_out, stage=STAGE, reason_code="INVALID_RECORD",
-                         detail=str(exc).splitlines()[0])
+        request = await decode_or_reject(SubmitRequest, event, rejected_out, stage=STAGE)
+        if request is None:
             stage.finish(ticket)
             continue
 

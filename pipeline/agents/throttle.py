@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
-from pydantic import ValidationError
 
 from pipeline.agents.offpeak import park
 from pipeline.app import (
@@ -36,12 +35,11 @@ from pipeline.app import (
     throttled_topic_name,
 )
 from pipeline.config_watch import Snapshot
-from pipeline.decoding import decode
+from pipeline.decoding import INVALID_RECORD, decode_or_reject
 from pipeline.rejections import reject
 from pipeline.runtime import config_watcher
 from pipeline.scheduling import ScheduledStage
 from pipeline.submit_feedback import SubmitFeedback
-from schemas.codec import DecodeError
 from schemas.models import RoutedMessage
 from smsflow.config.models import Tier
 from smsflow.domain.limits import Released, SchedulerConfig, TierPolicy, throttle_config
@@ -118,20 +116,12 @@ async def throttle(stream: faust.StreamT[bytes]) -> None:
     async for event in stream.noack().events():  # type: ignore[attr-defined]
         ticket = stage.track(event)
         snapshot = await config_watcher.wait_ready()
-        try:
-            routed = await decode(RoutedMessage, event.value)
-        except DecodeError as exc:
-            await reject(event, rejected_out, stage=STAGE, reason_code=exc.reason_code,
-                         detail=str(exc))
-            stage.finish(ticket)
-            continue
-        except ValidationError as exc:
-            await reject(event, rejected_out, stage=STAGE, reason_code="INVALID_RECORD",
-                         detail=str(exc).splitlines()[0])
+        routed = await decode_or_reject(RoutedMessage, event, rejected_out, stage=STAGE)
+        if routed is None:
             stage.finish(ticket)
             continue
         if routed.parts < 1:
-            await reject(event, rejected_out, stage=STAGE, reason_code="INVALID_RECORD",
+            await reject(event, rejected_out, stage=STAGE, reason_code=INVALID_RECORD,
                          detail=f"parts must be at least 1, got {routed.parts}",
                          message_id=routed.request.message_id,
                          tenant_id=routed.request.tenant_id)

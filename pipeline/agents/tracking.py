@@ -45,7 +45,7 @@ from pipeline.app import (
     tracking_deltas_topic,
     tracking_inputs,
 )
-from pipeline.decoding import decode
+from pipeline.decoding import INVALID_RECORD, decode
 from pipeline.rejections import reject
 from pipeline.runtime import config_watcher
 from pipeline.tracking_policy import health_policy, window_spec
@@ -221,7 +221,7 @@ async def merge_windows(stream: faust.StreamT[bytes]) -> None:
         try:
             delta = WindowState.from_bytes(event.value or b"", SPEC)
         except StateFormatError as exc:
-            await reject(event, rejected_out, stage=STAGE, reason_code="INVALID_RECORD",
+            await reject(event, rejected_out, stage=STAGE, reason_code=INVALID_RECORD,
                          detail=f"window delta for {key!r}: {exc}")
             continue
         (partition, merged_through), stored = _stored_window(key)
