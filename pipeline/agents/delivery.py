@@ -76,7 +76,8 @@ from schemas.models import (
 )
 from schemas.summaries import report_summary_header
 from smsflow.domain.delivery import message_status
-from smsflow.domain.receipts import DlrStatus
+from smsflow.domain.receipts import TERMINAL_STATUS_BY_STATE, DlrStatus
+from smsflow.domain.receipts import ReceiptState as DomainReceiptState
 from smsflow.domain.tracking import (
     REASON_RECEIPT_UNMATCHED,
     SELF_EXPIRED_REASON,
@@ -99,16 +100,17 @@ POLICY = correlation_policy(settings)
 #: ``reason`` of a part that ends ACCEPTED: the SMSC took it, and no receipt was requested.
 NO_RECEIPT_REASON = "no receipt requested"
 
-#: Receipt states that end a part, and the part status they mean. ENROUTE and ACCEPTED are
-#: intermediate. DELETED and UNKNOWN are final answers that are not a delivery (as in Kannel).
-TERMINAL_RECEIPT_STATES: dict[ReceiptState, DeliveryStatus] = {
-    ReceiptState.DELIVERED: DeliveryStatus.DELIVERED,
-    ReceiptState.UNDELIVERABLE: DeliveryStatus.UNDELIVERABLE,
-    ReceiptState.EXPIRED: DeliveryStatus.EXPIRED,
-    ReceiptState.REJECTED: DeliveryStatus.REJECTED,
-    ReceiptState.DELETED: DeliveryStatus.FAILED,
-    ReceiptState.UNKNOWN: DeliveryStatus.FAILED,
-}
+
+
+def terminal_status(state: ReceiptState) -> DeliveryStatus | None:
+    """The part status a receipt state ends a part with; None for an intermediate state.
+
+    The table is the domain's (``TERMINAL_STATUS_BY_STATE``, docs/architecture.md): the wire
+    enums are converted by value until the layers share one enum.
+    """
+    status = TERMINAL_STATUS_BY_STATE.get(DomainReceiptState(state.value))
+    return None if status is None else DeliveryStatus(status.value)
+
 
 # No default factory: a missing key reads as None through .get().
 pending = app.Table("dlr-pending", key_type=str, value_type=bytes)
@@ -183,10 +185,17 @@ def _store_marker(key: str, marker: PendingEntry) -> None:
     _store(key, marker)
 
 
+def _terminal(state: ReceiptState) -> DeliveryStatus:
+    status = terminal_status(state)
+    if status is None:
+        raise ValueError(f"receipt state {state.value} ends nothing")
+    return status
+
+
 def _complete(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
     return PartOutcome(
         sent=sent,
-        status=TERMINAL_RECEIPT_STATES[receipt.state],
+        status=_terminal(receipt.state),
         error_code=receipt.error_code,
         reason=None if receipt.state is ReceiptState.DELIVERED else f"receipt {receipt.state}",
         # When we learned it; the receipt's own "done date" is often minute-precision only.
@@ -269,7 +278,7 @@ async def _on_sent(event: faust.EventT[bytes], key: str, sent: SubmitOutcome, ra
 async def _on_receipt(
     event: faust.EventT[bytes], key: str, receipt: ReceiptEvent, raw: bytes
 ) -> None:
-    if receipt.state not in TERMINAL_RECEIPT_STATES:
+    if terminal_status(receipt.state) is None:
         counts[f"intermediate_{receipt.state.value.lower()}"] += 1
         return
     now_ms = _now_ms()
