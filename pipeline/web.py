@@ -3,45 +3,34 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable
 
 from faust.web import Request, Response, View
 
-from pipeline.agents import delivery
-from pipeline.app import app
+from pipeline.app import Worker
 from pipeline.metrics import WorkerCollector, render
-from pipeline.runtime import config_watcher
-from pipeline.scheduling import ScheduledStage
+
+__all__ = ["register"]
 
 # The classic text format (what generate_latest writes, and what every Prometheus 2.x reads),
 # without a "; charset=" parameter: aiohttp refuses one inside a content type.
 _CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
-def _stages() -> Iterator[ScheduledStage[Any]]:
-    """Every scheduled stage the agent modules created (router, throttle)."""
-    for name, module in list(sys.modules.items()):
-        if name.startswith("pipeline.agents.") and module is not None:
-            for value in vars(module).values():
-                if isinstance(value, ScheduledStage):
-                    yield value
+def register(worker: Worker, *, delivery_counts: Callable[[], dict[str, int]]) -> None:
+    config_watcher = worker.config_watcher
 
+    def route_health() -> dict[str, tuple[str, float]]:
+        reports = config_watcher.snapshot.engine.reports
+        return {route: (report.state.value, report.score) for route, report in reports.items()}
 
-def _route_health() -> dict[str, tuple[str, float]]:
-    reports = config_watcher.snapshot.engine.reports
-    return {route: (report.state.value, report.score) for route, report in reports.items()}
+    collector = WorkerCollector(
+        stages=lambda: tuple(worker.stages),
+        delivery_counts=delivery_counts,
+        route_health=route_health,
+        config_version=lambda: config_watcher.snapshot.version,
+    )
 
-
-collector = WorkerCollector(
-    stages=_stages,
-    delivery_counts=lambda: dict(delivery.counts),
-    route_health=_route_health,
-    config_version=lambda: config_watcher.snapshot.version,
-)
-
-
-@app.page("/metrics")
-async def metrics(view: View, request: Request) -> Response:
-    return view.bytes(render(collector), content_type=_CONTENT_TYPE)
+    @worker.app.page("/metrics")
+    async def metrics(view: View, request: Request) -> Response:
+        return view.bytes(render(collector), content_type=_CONTENT_TYPE)

@@ -23,64 +23,22 @@ from typing import Any, cast
 
 import faust
 
-from pipeline.agents.offpeak import park
-from pipeline.app import (
-    app,
-    rejected_out,
-    routed_topic,
-    routed_topic_name,
-    sent_topic_name,
-    settings,
-    throttled_out,
-    throttled_topic_name,
-)
+from pipeline.agents.offpeak import Park
+from pipeline.app import Worker
 from pipeline.config_watch import Snapshot
 from pipeline.decoding import INVALID_RECORD, decode_or_reject
 from pipeline.rejections import reject
-from pipeline.runtime import config_watcher
 from pipeline.scheduling import ScheduledStage
 from pipeline.submit_feedback import SubmitFeedback
 from schemas.models import RoutedMessage
 from smsflow.config.models import Tier
 from smsflow.domain.limits import Released, SchedulerConfig, TierPolicy, throttle_config
 from smsflow.domain.limits.hierarchy import tier_policy
+from smsflow.topics import REJECTED, ROUTED, SENT, THROTTLED
 
 log = logging.getLogger(__name__)
 
 STAGE = "throttle"
-
-
-def _configure(owned: int, total: int) -> SchedulerConfig:
-    return throttle_config(config_watcher.snapshot.config, owned, total)
-
-
-async def _emit(routed: RoutedMessage, released: Released) -> asyncio.Future[Any]:
-    out = routed.model_copy(
-        update={"throttled_at": datetime.fromtimestamp(released.released_at, UTC)}
-    )
-    sent = await throttled_out.send(
-        key=routed.route_id.encode(), value=out.to_avro(throttled_topic_name)
-    )
-    return cast("asyncio.Future[Any]", sent)
-
-
-async def _park_withdrawn(routed: RoutedMessage, held: Released) -> asyncio.Future[Any]:
-    """Economy still queued when its off-peak window closed: parked until the next one."""
-    policy = _policies.current(config_watcher.snapshot)
-    release_at = policy.released_at(Tier.ECONOMY, held.released_at)
-    return await park(routed.route_id.encode(), routed.to_avro(routed_topic_name), release_at)
-
-
-stage: ScheduledStage[RoutedMessage] = ScheduledStage(
-    app,
-    name=STAGE,
-    source_topic=routed_topic_name,
-    emit=_emit,
-    divert=_park_withdrawn,
-    configure=_configure,
-    version=lambda: config_watcher.snapshot.version,
-    total_partitions=settings.partitions,
-)
 
 
 class _Policies:
@@ -107,63 +65,97 @@ class _Policies:
         return self._policy
 
 
-_policies = _Policies()
+def register(worker: Worker, park: Park) -> ScheduledStage[RoutedMessage]:
+    """The ``throttle`` agent, its route lanes, their timer and the AIMD feedback reader."""
+    app, config_watcher, settings = worker.app, worker.config_watcher, worker.settings
+    rejected_out, throttled_out = worker.output(REJECTED), worker.output(THROTTLED)
+    routed_topic_name, throttled_topic_name = worker.name(ROUTED), worker.name(THROTTLED)
+    policies = _Policies()
 
+    def configure(owned: int, total: int) -> SchedulerConfig:
+        return throttle_config(config_watcher.snapshot.config, owned, total)
 
-@app.agent(routed_topic)
-async def throttle(stream: faust.StreamT[bytes]) -> None:
-    # noack: events are acked by the stage, in offset order, once passed on.
-    async for event in stream.noack().events():  # type: ignore[attr-defined]
-        ticket = stage.track(event)
-        snapshot = await config_watcher.wait_ready()
-        routed = await decode_or_reject(RoutedMessage, event, rejected_out, stage=STAGE)
-        if routed is None:
-            stage.finish(ticket)
-            continue
-        if routed.parts < 1:
-            await reject(event, rejected_out, stage=STAGE, reason_code=INVALID_RECORD,
-                         detail=f"parts must be at least 1, got {routed.parts}",
-                         message_id=routed.request.message_id,
-                         tenant_id=routed.request.tenant_id)
-            stage.finish(ticket)
-            continue
-        request = routed.request
-        tier = _policies.tier_of(snapshot, request.tenant_id)
-        policy = _policies.current(snapshot)
-        now = time.time()
-        if policy.held(tier, now):
-            # Outside its off-peak windows: parked on sms.deferred, not held here for hours.
-            await park(event.key or routed.route_id.encode(), event.value,
-                       policy.released_at(tier, now))
-            stage.finish(ticket)
-            continue
-        # A route removed from config after routing is still delivered (unlimited lane): the
-        # router's decision stands, and the sender owns the SMSC connection.
-        refused = stage.offer(
-            ticket, routed,
-            message_id=request.message_id,
-            tenant_id=request.tenant_id,
-            tier=tier,
-            route_id=routed.route_id,
-            destination=request.destination,
-            parts=routed.parts,
+    async def emit(routed: RoutedMessage, released: Released) -> asyncio.Future[Any]:
+        out = routed.model_copy(
+            update={"throttled_at": datetime.fromtimestamp(released.released_at, UTC)}
         )
-        if refused is not None:  # only quotas refuse, and the throttle's config has none
-            await reject(event, rejected_out, stage=STAGE, reason_code=refused.reason_code,
-                         detail=refused.detail, message_id=request.message_id,
-                         tenant_id=request.tenant_id)
-            stage.finish(ticket)
+        sent = await throttled_out.send(
+            key=routed.route_id.encode(), value=out.to_avro(throttled_topic_name)
+        )
+        return cast("asyncio.Future[Any]", sent)
 
+    async def park_withdrawn(routed: RoutedMessage, held: Released) -> asyncio.Future[Any]:
+        """Economy still queued when its off-peak window closed: parked until the next one."""
+        policy = policies.current(config_watcher.snapshot)
+        release_at = policy.released_at(Tier.ECONOMY, held.released_at)
+        return await park(routed.route_id.encode(), routed.to_avro(routed_topic_name),
+                          release_at)
 
-@app.task
-async def throttle_timer() -> None:
-    """Releases what the limits allow, sends it on, acks in order (see pipeline.scheduling)."""
-    await stage.run()
+    stage: ScheduledStage[RoutedMessage] = ScheduledStage(
+        app,
+        name=STAGE,
+        source_topic=routed_topic_name,
+        emit=emit,
+        divert=park_withdrawn,
+        configure=configure,
+        version=lambda: config_watcher.snapshot.version,
+        total_partitions=settings.partitions,
+    )
+    worker.stages.append(stage)
+    feedback = SubmitFeedback(settings.kafka_bootstrap, worker.name(SENT), stage)
 
+    @app.agent(worker.topic(ROUTED))
+    async def throttle(stream: faust.StreamT[bytes]) -> None:
+        # noack: events are acked by the stage, in offset order, once passed on.
+        async for event in stream.noack().events():  # type: ignore[attr-defined]
+            ticket = stage.track(event)
+            snapshot = await config_watcher.wait_ready()
+            routed = await decode_or_reject(RoutedMessage, event, rejected_out, stage=STAGE)
+            if routed is None:
+                stage.finish(ticket)
+                continue
+            if routed.parts < 1:
+                await reject(event, rejected_out, stage=STAGE, reason_code=INVALID_RECORD,
+                             detail=f"parts must be at least 1, got {routed.parts}",
+                             message_id=routed.request.message_id,
+                             tenant_id=routed.request.tenant_id)
+                stage.finish(ticket)
+                continue
+            request = routed.request
+            tier = policies.tier_of(snapshot, request.tenant_id)
+            policy = policies.current(snapshot)
+            now = time.time()
+            if policy.held(tier, now):
+                # Outside its off-peak windows: parked on sms.deferred, not held here for hours.
+                await park(event.key or routed.route_id.encode(), event.value,
+                           policy.released_at(tier, now))
+                stage.finish(ticket)
+                continue
+            # A route removed from config after routing is still delivered (unlimited lane): the
+            # router's decision stands, and the sender owns the SMSC connection.
+            refused = stage.offer(
+                ticket, routed,
+                message_id=request.message_id,
+                tenant_id=request.tenant_id,
+                tier=tier,
+                route_id=routed.route_id,
+                destination=request.destination,
+                parts=routed.parts,
+            )
+            if refused is not None:  # only quotas refuse, and the throttle's config has none
+                await reject(event, rejected_out, stage=STAGE, reason_code=refused.reason_code,
+                             detail=refused.detail, message_id=request.message_id,
+                             tenant_id=request.tenant_id)
+                stage.finish(ticket)
 
-feedback = SubmitFeedback(settings.kafka_bootstrap, sent_topic_name, stage)
+    @app.task
+    async def throttle_timer() -> None:
+        """Releases what the limits allow, sends it on, acks in order (see
+        pipeline.scheduling)."""
+        await stage.run()
 
+    @app.task
+    async def throttle_feedback() -> None:
+        await feedback.run()
 
-@app.task
-async def throttle_feedback() -> None:
-    await feedback.run()
+    return stage
