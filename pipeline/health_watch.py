@@ -43,6 +43,7 @@ class HealthWatcher(TopicFollower):
         super().__init__("route-health watcher", bootstrap, **kwargs)
         self._topic = topic
         self._watcher = watcher
+        self._states: dict[str, route_engine.HealthState] = {}  # as last applied, per route
 
     async def start_reading(self, consumer: AIOKafkaConsumer) -> None:
         consumer.subscribe([self._topic])  # no group: every partition, from the earliest
@@ -62,3 +63,8 @@ class HealthWatcher(TopicFollower):
         if latest:
             await self._watcher.wait_ready()
             await self._watcher.apply_health(latest)
+            for route_id, report in latest.items():
+                if self._states.get(route_id) is not report.state:
+                    self._states[route_id] = report.state
+                    log.info("routing now sees route %s as %s (score %.3f)", route_id,
+                             report.state.value, report.score)

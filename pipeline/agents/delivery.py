@@ -96,7 +96,6 @@ def terminal_status(state: ReceiptState) -> DeliveryStatus | None:
     return None if status is None else DeliveryStatus(status.value)
 
 
-
 def _now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
 
@@ -105,13 +104,11 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-
 def _pending_due(value: bytes) -> int | None:
     try:
         return PendingEntry.from_bytes(value).due_ms
     except StateFormatError:
         return None
-
 
 
 def _terminal(state: ReceiptState) -> DeliveryStatus:
@@ -152,7 +149,6 @@ def _parts_due(value: bytes) -> int | None:
     return None
 
 
-
 def pack_parts(blobs: list[bytes]) -> bytes:
     return b"".join(struct.pack(">I", len(blob)) + blob for blob in blobs)
 
@@ -190,7 +186,6 @@ def report_of(parts: list[PartOutcome]) -> DeliveryReport:
         sent_at=max(p.sent.sent_at for p in parts),
         done_at=last_done.done_at,
     )
-
 
 
 @dataclass

@@ -115,8 +115,6 @@ def _header_pairs(headers: Any) -> Any:
     return headers.items() if isinstance(headers, dict) else headers
 
 
-
-
 def register(worker: Worker) -> None:
     """The ``fan_out`` and ``merge_windows`` agents, their tables and the idle-route timer."""
     app, settings, config_watcher = worker.app, worker.settings, worker.config_watcher
