@@ -9,7 +9,7 @@ one that serialises the key and value exactly as faust does (the changelog topic
 with the same explicit partition, so recovery reads the very same bytes.
 
 What it relies on (faust-streaming 0.15.3, pinned; tests/unit/pipeline/faust_patches/
-test_changelog_writes.py fails if these change, see :data:`UPSTREAM`):
+test_upstream.py and test_changelog_writes.py fail if these change, see :data:`UPSTREAM`):
 ``Table.on_key_set``/``on_key_del`` call ``self.send_changelog(partition, key, value,
 key_serializer, value_serializer)`` and ignore its result; the tables use the in-memory
 store, for which faust's sent-callback (``_on_changelog_sent``, RocksDB offset bookkeeping)

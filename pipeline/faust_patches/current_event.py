@@ -5,8 +5,8 @@ stream's *current event*, a private context variable (``faust.streams._current_e
 a weak reference), with no public way to set it. :mod:`pipeline.after_delivery` writes done
 markers from a send's delivery callback, outside the stream: it sets the variable to the event
 that caused the output, so the marker lands in that event's partition as an in-stream write
-would. tests/unit/pipeline/faust_patches/test_current_event.py fails when the code in
-:data:`UPSTREAM` changes.
+would. tests/unit/pipeline/faust_patches/test_upstream.py fails when the code in
+:data:`UPSTREAM` changes; test_current_event.py checks the effect on a real table.
 """
 
 from __future__ import annotations

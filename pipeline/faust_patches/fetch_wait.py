@@ -4,7 +4,8 @@ Answers: faust-streaming 0.15.3 (pinned) creates its aiokafka 0.14.0 (pinned) co
 ``fetch_max_wait_ms=1500`` and no setting to change it (``_create_worker_consumer``); see
 :func:`shorten_fetch_wait` for what that costs. This sets aiokafka's private
 ``Fetcher._fetch_max_wait_ms`` on the started consumer. tests/unit/pipeline/faust_patches/
-test_fetch_wait.py fails when the code in :data:`UPSTREAM` changes.
+test_upstream.py fails when the code in :data:`UPSTREAM` changes; test_fetch_wait.py checks
+the hard-coded value and the attribute.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ are awaited before a commit (:func:`~pipeline.faust_patches.commit_hooks.add_com
 
 What this patch overrides, copies or reads in faust-streaming 0.15.3 (pinned) is listed in
 :data:`UPSTREAM` and :data:`CONSUMER_ATTRIBUTES`; tests/unit/pipeline/faust_patches/
-test_guarded_consumer.py fails when any of it changes. The pure rules live in
+test_upstream.py and test_guarded_consumer.py fail when any of it changes. The pure rules live in
 :mod:`pipeline.offset_rules`, the counters in :mod:`pipeline.commit_guard`.
 """
 

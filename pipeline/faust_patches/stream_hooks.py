@@ -15,8 +15,8 @@ Answers two faust-streaming 0.15.3 (pinned) behaviours around rebalances and shu
   ``Consumer.ack`` (which would make it committable) and takes it out of the consumer's
   in-flight set.
 
-tests/unit/pipeline/faust_patches/test_stream_hooks.py fails when the code in :data:`UPSTREAM`
-changes.
+tests/unit/pipeline/faust_patches/test_upstream.py fails when the code in :data:`UPSTREAM`
+changes; test_stream_hooks.py checks both hooks against faust's own objects.
 """
 
 from __future__ import annotations
