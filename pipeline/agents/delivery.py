@@ -67,6 +67,7 @@ from smsflow.domain.tracking import (
     REASON_RECEIPT_UNMATCHED,
     SELF_EXPIRED_REASON,
     Arrival,
+    CorrelationPolicy,
     EntryKind,
     PendingEntry,
     StateFormatError,
@@ -199,35 +200,42 @@ class DeliveryAgents:
 
 def register(worker: Worker) -> DeliveryAgents:
     """The ``correlate`` and ``aggregate`` agents, their tables and timers, on ``worker``."""
-    app = worker.app
     agents = DeliveryAgents()
     policy = correlation_policy(worker.settings)
-    rejected_out, dlr_out = worker.output(REJECTED), worker.output(DLR)
-    dlr_parts_out = worker.output(DLR_PARTS)
-    dlr_timers_out = worker.output(DLR_TIMERS)
-    dlr_parts_timers_out = worker.output(DLR_PARTS_TIMERS)
-    sent_topic_name, dlr_raw_topic_name = worker.name(SENT), worker.name(DLR_RAW)
-    dlr_timers_topic_name = worker.name(DLR_TIMERS)
-    dlr_parts_timers_topic_name = worker.name(DLR_PARTS_TIMERS)
-    dlr_parts_topic_name, dlr_topic_name = worker.name(DLR_PARTS), worker.name(DLR)
+    correlator_timers = _register_correlate(worker, agents.counts, policy)
+    aggregator_timers = _register_aggregate(worker, agents.counts, policy)
+    agents.correlator_timers, agents.aggregator_timers = correlator_timers, aggregator_timers
+    counts = agents.counts
 
+    @worker.app.timer(interval=30.0)
+    async def log_counts() -> None:
+        if counts:
+            log.info("delivery: %s; timers pending=%d/%d sent=%d/%d",
+                     dict(sorted(counts.items())), len(correlator_timers), len(aggregator_timers),
+                     correlator_timers.commands_sent, aggregator_timers.commands_sent)
+
+    return agents
+
+
+def _register_correlate(worker: Worker, counts: Counter[str],
+                        policy: CorrelationPolicy) -> KeyTimers:
+    """``correlate``: submit outcome ⋈ terminal receipt per part, in ``dlr-pending``."""
+    app = worker.app
+    rejected_out, dlr_parts_out = worker.output(REJECTED), worker.output(DLR_PARTS)
+    dlr_timers_out = worker.output(DLR_TIMERS)
+    sent_topic_name, dlr_raw_topic_name = worker.name(SENT), worker.name(DLR_RAW)
+    dlr_timers_topic_name, dlr_parts_topic_name = worker.name(DLR_TIMERS), worker.name(DLR_PARTS)
     # No default factory: a missing key reads as None through .get().
     pending = app.Table("dlr-pending", key_type=str, value_type=bytes)
-    collected = app.Table("dlr-parts", key_type=str, value_type=bytes)
-
-    counts = agents.counts  # what the agents did, by kind (logged, exported as metrics)
 
     #: Done markers whose output is sent but not yet stored (so not yet in the table): consulted
     #: before the table so a duplicate arriving meanwhile is dropped. Memory only: after a crash
     #: the replay repeats the output (at-least-once); cleared at every rebalance for the same
     #: reason (the partition's next owner replays).
     _completing: dict[str, PendingEntry] = {}
-    #: Messages reported whose report is not yet stored (the aggregator's counterpart).
-    _reporting: set[str] = set()
 
     def forget_in_flight(_sender: Any, *args: Any, **_: Any) -> None:
         _completing.clear()
-        _reporting.clear()
 
     app.on_partitions_revoked.connect(cast(Any, forget_in_flight))
 
@@ -246,7 +254,7 @@ def register(worker: Worker) -> DeliveryAgents:
             counts["unreadable_entry"] += 1
             return None
 
-    correlator_timers = agents.correlator_timers = KeyTimers(
+    correlator_timers = KeyTimers(
         app, name="correlate", table=pending, command_topic=dlr_timers_out, due_of=_pending_due
     )
 
@@ -378,7 +386,26 @@ def register(worker: Worker) -> DeliveryAgents:
     async def correlator_tick() -> None:
         await correlator_timers.tick()
 
-    aggregator_timers = agents.aggregator_timers = KeyTimers(
+    return correlator_timers
+
+
+def _register_aggregate(worker: Worker, counts: Counter[str],
+                        policy: CorrelationPolicy) -> KeyTimers:
+    """``aggregate``: a message's parts in ``dlr-parts`` until all are in; one report."""
+    app = worker.app
+    rejected_out, dlr_out = worker.output(REJECTED), worker.output(DLR)
+    dlr_parts_timers_out = worker.output(DLR_PARTS_TIMERS)
+    dlr_parts_timers_topic_name, dlr_topic_name = worker.name(DLR_PARTS_TIMERS), worker.name(DLR)
+    collected = app.Table("dlr-parts", key_type=str, value_type=bytes)
+    #: Messages reported whose report is not yet stored (the correlator's _completing).
+    _reporting: set[str] = set()
+
+    def forget_in_flight(_sender: Any, *args: Any, **_: Any) -> None:
+        _reporting.clear()
+
+    app.on_partitions_revoked.connect(cast(Any, forget_in_flight))
+
+    aggregator_timers = KeyTimers(
         app, name="aggregate", table=collected, command_topic=dlr_parts_timers_out,
         due_of=_parts_due,
     )
@@ -444,11 +471,4 @@ def register(worker: Worker) -> DeliveryAgents:
     async def aggregator_tick() -> None:
         await aggregator_timers.tick()
 
-    @app.timer(interval=30.0)
-    async def log_counts() -> None:
-        if counts:
-            log.info("delivery: %s; timers pending=%d/%d sent=%d/%d",
-                     dict(sorted(counts.items())), len(correlator_timers), len(aggregator_timers),
-                     correlator_timers.commands_sent, aggregator_timers.commands_sent)
-
-    return agents
+    return aggregator_timers
