@@ -19,7 +19,8 @@ Families (labels in braces):
   after_done, timer actions, …)
 * ``smsflow_route_health_score`` and ``smsflow_route_health_state`` {route, state} as this
   worker's router sees them (1 for the current state)
-* ``smsflow_commit_guard_*_total``: what the consumer guard corrected (pipeline/guarded_consumer.py)
+* ``smsflow_commit_guard_*_total``: what the consumer guard corrected
+  (pipeline/faust_patches/guarded_consumer.py)
 * ``smsflow_deferred_*``: Economy parked for off-peak windows and released (pipeline/deferral.py)
 * ``smsflow_config_version``
 * ``smsflow_rejections_total`` {stage, reason}: records sent to sms.rejected
@@ -38,8 +39,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pipeline.commit_guard import GUARD
 from pipeline.deferral import DEFERRAL
-from pipeline.guarded_consumer import GUARD
 from pipeline.scheduling import ScheduledStage, StageStats
 from smsflow.domain.tracking.windows import TERMINAL_STATUSES, WindowStats
 

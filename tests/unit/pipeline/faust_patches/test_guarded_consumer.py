@@ -15,7 +15,8 @@ import faust
 import pytest
 from faust.types import TP, Message
 
-from pipeline.guarded_consumer import GUARD, GuardedConsumer, install
+from pipeline.commit_guard import GUARD
+from pipeline.faust_patches.guarded_consumer import CONSUMER_ATTRIBUTES, GuardedConsumer, install
 
 TOPIC = "guarded-in"
 TPS = (TP(TOPIC, 0), TP(TOPIC, 1))
@@ -239,3 +240,11 @@ def test_a_record_one_of_two_agents_took_is_delivered_again_when_the_other_lost_
         assert half not in consumer._unacked_messages
     finally:
         del app.topics._tp_index[tp]  # type: ignore[attr-defined]
+
+
+def test_faust_still_has_the_consumer_attributes_the_patch_uses(
+    consumer: GuardedConsumer,
+) -> None:
+    missing = [name for name in CONSUMER_ATTRIBUTES if not hasattr(consumer, name)]
+    assert not missing, f"faust's consumer lost {missing}: re-read guarded_consumer.py"
+    assert isinstance(consumer.app.topics._tp_index, dict)  # type: ignore[attr-defined]

@@ -1,5 +1,5 @@
-"""The table-changelog redirect (pipeline/changelog_writes.py) and the faust internals it
-relies on: if an upgrade changes them, these fail before a drill does."""
+"""The table-changelog redirect (pipeline/faust_patches/changelog_writes.py) and the faust
+internals it relies on: if an upgrade changes them, these fail before a drill does."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import faust
 from faust.tables.table import Table
 
-from pipeline.changelog_writes import route_changelogs
+from pipeline.faust_patches.changelog_writes import route_changelogs
 
 
 class RecordingProducer:
@@ -48,4 +48,4 @@ def test_faust_still_calls_send_changelog_and_reads_only_the_partition() -> None
         source = inspect.getsource(method)
         assert "self.send_changelog(" in source, method
         assert "fut.message.partition" in source, method
-    assert faust.__version__ == "0.15.3", "re-check pipeline/changelog_writes.py on an upgrade"
+    assert faust.__version__ == "0.15.3", "re-check faust_patches/changelog_writes.py"

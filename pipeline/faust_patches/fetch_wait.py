@@ -1,4 +1,12 @@
-"""Shorter broker-side fetch waits for the worker's consumer (faust hard-codes 1500 ms)."""
+"""Shorter broker-side fetch waits for the worker's consumer (faust hard-codes 1500 ms).
+
+Answers: faust-streaming 0.15.3 (pinned) creates its aiokafka 0.14.0 (pinned) consumer with
+``fetch_max_wait_ms=1500`` and no setting to change it (``_create_worker_consumer``); see
+:func:`shorten_fetch_wait` for what that costs. This sets aiokafka's private
+``Fetcher._fetch_max_wait_ms`` on the started consumer. tests/unit/pipeline/faust_patches/
+test_upstream.py fails when the code in :data:`UPSTREAM` changes; test_fetch_wait.py checks
+the hard-coded value and the attribute.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,22 @@ import logging
 
 import faust
 
+from pipeline.faust_patches.upstream import Upstream
+
 log = logging.getLogger(__name__)
+
+__all__ = ["FETCH_MAX_WAIT_MS", "UPSTREAM", "shorten_fetch_wait"]
+
+UPSTREAM: tuple[Upstream, ...] = (
+    Upstream("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._create_worker_consumer",
+             "c2701bfc3e6f6cad", "the hard-coded fetch_max_wait_ms=1500 this lowers"),
+    Upstream("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread.on_start",
+             "38b4e8bd1e10723a", "app.consumer._thread._consumer: the aiokafka consumer"),
+    Upstream("aiokafka.consumer.consumer:AIOKafkaConsumer.start", "2f1ba70443327538",
+             "the consumer's _fetcher, created at start"),
+    Upstream("aiokafka.consumer.fetcher:Fetcher.__init__", "bf21ecb7e0f210b7",
+             "Fetcher._fetch_max_wait_ms, read for every fetch request"),
+)
 
 #: Broker-side wait of the worker's fetches (see :func:`shorten_fetch_wait`).
 FETCH_MAX_WAIT_MS = 100

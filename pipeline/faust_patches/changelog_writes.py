@@ -8,9 +8,10 @@ one that serialises the key and value exactly as faust does (the changelog topic
 ``prepare_key``/``prepare_value``) and hands the record to :class:`~pipeline.outputs.OutputProducer`
 with the same explicit partition, so recovery reads the very same bytes.
 
-What it relies on (faust-streaming 0.15.3, pinned; tests/unit/test_changelog_writes.py fails if
-these change): ``Table.on_key_set``/``on_key_del`` call ``self.send_changelog(partition, key,
-value, key_serializer, value_serializer)`` and ignore its result; the tables use the in-memory
+What it relies on (faust-streaming 0.15.3, pinned; tests/unit/pipeline/faust_patches/
+test_upstream.py and test_changelog_writes.py fail if these change, see :data:`UPSTREAM`):
+``Table.on_key_set``/``on_key_del`` call ``self.send_changelog(partition, key, value,
+key_serializer, value_serializer)`` and ignore its result; the tables use the in-memory
 store, for which faust's sent-callback (``_on_changelog_sent``, RocksDB offset bookkeeping)
 does nothing. Durability is unchanged: the guarded consumer awaits the output producer's flush
 before every commit, as faust flushed its own producer there, and a table's records all go
@@ -23,9 +24,21 @@ from typing import Any
 
 import faust
 
+from pipeline.faust_patches.upstream import Upstream
 from pipeline.outputs import OutputProducer
 
-__all__ = ["route_changelogs"]
+__all__ = ["UPSTREAM", "route_changelogs"]
+
+UPSTREAM: tuple[Upstream, ...] = (
+    Upstream("faust.tables.base:Collection.send_changelog", "3dd3884e1b5fc0e1",
+             "the method replaced per table: serialises with the changelog topic's prepare_*"),
+    Upstream("faust.tables.table:Table.on_key_set", "a370e35ca55c2c7e",
+             "calls send_changelog and reads only .message.partition of the result"),
+    Upstream("faust.tables.table:Table.on_key_del", "4f2900b2f9d24a08",
+             "calls send_changelog and reads only .message.partition of the result"),
+    Upstream("faust.tables.base:Collection._on_changelog_sent", "60122c86a120d82c",
+             "faust's sent-callback, skipped: a no-op for the in-memory store"),
+)
 
 
 def route_changelogs(tables: Any, producer: OutputProducer) -> int:

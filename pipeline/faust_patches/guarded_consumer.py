@@ -40,16 +40,21 @@ acks (our agents' inputs; table changelogs keep faust's logic):
 
 At-least-once stays the contract: a record may be processed twice around a rebalance (as
 after any crash), never skipped. Stages that hold records longer (the throttle's
-:class:`~pipeline.scheduling.ScheduledStage`) add their own cap by wrapping the instance's
-``_new_offset``.
+:class:`~pipeline.scheduling.ScheduledStage`) add their own cap through
+:func:`~pipeline.faust_patches.commit_hooks.add_commit_cap`, and outputs of our own producer
+are awaited before a commit (:func:`~pipeline.faust_patches.commit_hooks.add_commit_barrier`).
+
+What this patch overrides, copies or reads in faust-streaming 0.15.3 (pinned) is listed in
+:data:`UPSTREAM` and :data:`CONSUMER_ATTRIBUTES`; tests/unit/pipeline/faust_patches/
+test_upstream.py and test_guarded_consumer.py fail when any of it changes. The pure rules live in
+:mod:`pipeline.offset_rules`, the counters in :mod:`pipeline.commit_guard`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import faust
@@ -59,34 +64,53 @@ from faust.types import TP, Message
 from mode import Service
 from mode.utils.futures import notify
 
+from pipeline.commit_guard import GUARD, log_powers_of_two
+from pipeline.faust_patches.commit_hooks import barriers_of, capped
+from pipeline.faust_patches.upstream import Upstream
 from pipeline.offset_rules import StallReason, committable_end, oldest_in_flight, stall_reason
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "GUARD", "CommitGuard", "GuardedConsumer", "GuardedTransport", "add_commit_barrier", "install",
+    "CONSUMER_ATTRIBUTES", "UPSTREAM", "GuardedConsumer", "GuardedTransport", "install",
+    "watch_for_stranded_records",
 ]
 
-
-@dataclass
-class CommitGuard:
-    """Counters of what the guards changed (logged, exported as metrics, read by tests)."""
-
-    stale_acks_refused: int = 0
-    commits_capped: int = 0
-    refetched_skipped: int = 0
-    stale_fetches_skipped: int = 0
-    head_gaps_held: int = 0
-    rewinds: int = 0
-
-
-GUARD = CommitGuard()
+_CONSUMER = "faust.transport.consumer:Consumer"
+#: The faust code this patch overrides (o), copies (c) or whose behaviour it relies on (r).
+UPSTREAM: tuple[Upstream, ...] = (
+    Upstream(f"{_CONSUMER}._drain_messages", "44a2500309e83c63",
+             "(c) the fetch-to-streams loop copied into GuardedConsumer._drain_messages"),
+    Upstream(f"{_CONSUMER}._new_offset", "1d2c7ea89a7ad4f1",
+             "(o) the commit arithmetic replaced by committable_end"),
+    Upstream(f"{_CONSUMER}._filter_committable_offsets", "dc5e9baf5d994485",
+             "(o) calls self._new_offset per partition; the result is capped at in-flight"),
+    Upstream(f"{_CONSUMER}.ack", "5fcf41cf45153475",
+             "(o) adds to _acked_index/_unacked_messages; refused across rebalances"),
+    Upstream(f"{_CONSUMER}.seek", "b86a9fe05f956b30", "(o) counted, to order re-fetches"),
+    Upstream("faust.transport.consumer:ThreadDelegateConsumer._commit", "a20eec84e4b2ed50",
+             "(o) the commit, preceded by the commit barriers"),
+    Upstream(f"{_CONSUMER}.on_buffer_full", "c8961679e0bcdce5",
+             "(r) takes a partition off the fetch list via _buffered_partitions"),
+    Upstream(f"{_CONSUMER}._should_commit", "5ce941793947ad42",
+             "(r) whether an offset is above the committed one"),
+    Upstream("faust.transport.drivers.aiokafka:ConsumerThread.seek", "4dc79bf62cb25c2c",
+             "(r) a synchronous seek on the aiokafka thread (used by _rewind)"),
+    Upstream("mode.utils.queues:FlowControlEvent.clear", "dda5e40d80288a8f",
+             "(r) clears every stream buffer; install() wraps it to re-fetch what was lost"),
+    Upstream("faust.transport.conductor:Conductor._update_tp_index", "e8e3ac9025ef44f7",
+             "(r) app.topics._tp_index: the channels (agents) reading each partition"),
+)
+#: Private attributes of faust's consumer this patch reads or writes (checked on an instance).
+CONSUMER_ATTRIBUTES = (
+    "_thread", "_read_offset", "_unacked_messages", "_acked_index", "_acked",
+    "_committed_offset", "_buffered_partitions", "_paused_partitions", "_waiting_for_ack",
+    "_commit_every", "_n_acked", "_get_active_partitions", "_set_active_tps", "_stopped",
+)
 
 
 def _log_powers_of_two(count: int, message: str, *args: object) -> None:
-    """Log the 1st, 2nd, 4th, 8th… occurrence: visible in logs without flooding them."""
-    if count & (count - 1) == 0:
-        log.info(message, count, *args)
+    log_powers_of_two(log, count, message, *args)
 
 
 class GuardedConsumer(faust_aiokafka.Consumer):
@@ -113,7 +137,7 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         # faust flushed its own producer just before this; the agents' outputs go through
         # another one (pipeline.outputs), and a source may be committed only once they are
         # stored too.
-        for barrier in _COMMIT_BARRIERS.get(id(self.app), ()):
+        for barrier in barriers_of(self.app):
             await barrier()
         return bool(await super()._commit(offsets))
 
@@ -149,7 +173,7 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         only what is below the committed offset.
         """
         if not self.app.topics.acks_enabled_for(tp.topic):
-            return super()._new_offset(tp)
+            return capped(self.app, tp, super()._new_offset(tp))
         processed = self._acked_index[tp]
         committed = self._committed_offset[tp]
         if processed and committed is not None and min(processed) < committed:
@@ -158,7 +182,7 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         end = committable_end(processed, committed)
         if end is None and processed:
             GUARD.head_gaps_held += 1  # normal while that record is in flight
-        return end
+        return capped(self.app, tp, end)
 
     def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         offsets = super()._filter_committable_offsets(tps)
@@ -231,7 +255,7 @@ class GuardedConsumer(faust_aiokafka.Consumer):
                 log.info("%s:%d: records from %d were in a stream buffer faust emptied; "
                          "fetching them again", tp.topic, tp.partition, first_lost)
                 self._rewind(tp, first_lost)
-                if len(self.app.topics._tp_index.get(tp, ())) > 1:  # type: ignore[attr-defined]
+                if len(self._channels_of(tp)) > 1:
                     # Taken by one agent, emptied from the other's buffer: such a record is
                     # never acked (faust acks once every agent did), and would hold the
                     # in-flight cap forever. Its new copy, delivered to both, counts instead.
@@ -361,7 +385,7 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         committed = self._committed_offset[tp]
         if (committed is not None and offset < committed) or offset in self._acked_index[tp]:
             return True
-        if len(self.app.topics._tp_index.get(tp, ())) > 1:  # type: ignore[attr-defined]
+        if len(self._channels_of(tp)) > 1:
             return False
         if in_flight is not None:
             return (tp, offset) in in_flight
@@ -396,8 +420,11 @@ class GuardedConsumer(faust_aiokafka.Consumer):
 
     def _a_buffer_is_full(self, tp: TP) -> bool:
         """Would delivering to ``tp``'s streams wait for room in a buffer?"""
-        channels = self.app.topics._tp_index.get(tp, ())  # type: ignore[attr-defined]
-        return any(channel.queue.full() for channel in channels)
+        return any(channel.queue.full() for channel in self._channels_of(tp))
+
+    def _channels_of(self, tp: TP) -> tuple[Any, ...]:
+        """The agents' channels reading ``tp`` (faust's private conductor index)."""
+        return tuple(self.app.topics._tp_index.get(tp, ()))  # type: ignore[attr-defined]
 
     async def _commit_every_n(self) -> None:
         if self._commit_every is not None and self._n_acked >= self._commit_every:
@@ -460,16 +487,6 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         log.warning("%s:%d: record %d is not being processed (%s): fetching the partition "
                     "again from it", tp.topic, tp.partition, offset, why)
         self._rewind(tp, offset)
-
-
-#: app id() -> what must complete before that app's consumer commits (add_commit_barrier).
-_COMMIT_BARRIERS: dict[int, list[Callable[[], Awaitable[None]]]] = {}
-
-
-def add_commit_barrier(app: faust.App, barrier: Callable[[], Awaitable[None]]) -> None:
-    """Await ``barrier()`` before every offset commit of ``app``'s consumer (e.g. flush a
-    producer of our own, as faust flushes its own); an exception from it fails the commit."""
-    _COMMIT_BARRIERS.setdefault(id(app), []).append(barrier)
 
 
 class GuardedTransport(faust_aiokafka.Transport):
