@@ -42,7 +42,7 @@ from confluent_kafka import Consumer, KafkaError
 
 from connectors.producer import SmsProducer, new_request
 from connectors.smsc_sim.config import load_config
-from connectors.smsc_sim.server import SimulatorThread
+from connectors.smsc_sim.thread import SimulatorThread
 from schemas.models import RoutedMessage, SubmitOutcome
 from smsflow.devstack.flowrun import run_flow
 from smsflow.devstack.harness import free_port, isolated_settings, prepared_stack

@@ -50,7 +50,7 @@ from hdrh.histogram import HdrHistogram
 
 from connectors.producer import SmsProducer, new_request
 from connectors.terminal_reader import TerminalReader
-from pipeline.fetch_wait import FETCH_MAX_WAIT_MS
+from pipeline.faust_patches.fetch_wait import FETCH_MAX_WAIT_MS
 from schemas.models import RoutedMessage
 from smsflow.devstack.flowrun import run_flow
 from smsflow.devstack.harness import isolated_settings, prepared_stack

@@ -36,6 +36,7 @@ from typing import Any
 
 import phonenumbers
 from phonenumbers.carrierdata import CARRIER_DATA
+from pydantic import SecretStr
 
 from smsflow.config.models import (
     BindClass,
@@ -53,12 +54,12 @@ from smsflow.domain.route_engine import (
     REGION_COORDS,
     Decision,
     HealthReport,
-    HealthState,
     RouteRequest,
     build_catalogue,
     build_snapshot,
     decide,
 )
+from smsflow.domain.route_state import RouteState
 
 COUNTRIES = (
     "GB DE FR IT ES NL BE PL SE NO DK FI PT IE AT CH CZ RO HU GR TR RU UA IN PK BD ID MY TH VN "
@@ -111,7 +112,7 @@ def build_config(rng: random.Random, tenants: int) -> tuple[PlatformConfig, dict
     regions = sorted(REGION_COORDS)
     smscs = [
         Smsc(id=f"smsc-{region}", host="127.0.0.1", port=2775 + i, system_id=f"sys{i}",
-             password="pw", region=region)
+             password=SecretStr("env:SMSC_PASSWORD"), region=region)
         for i, region in enumerate(regions)
     ]
     by_region: dict[str, list[Operator]] = {}
@@ -166,8 +167,8 @@ def health_for(config: PlatformConfig, rng: random.Random) -> dict[str, HealthRe
         if roll < 0.3:
             continue  # no report yet: baseline
         state = (
-            HealthState.DOWN if roll > 0.97 else
-            HealthState.DEGRADED if roll > 0.88 else HealthState.HEALTHY
+            RouteState.DOWN if roll > 0.97 else
+            RouteState.DEGRADED if roll > 0.88 else RouteState.HEALTHY
         )
         reports[route.id] = HealthReport(
             state=state, score=round(rng.uniform(0.6, 0.99), 3),

@@ -1,7 +1,7 @@
 """Throughput benchmark of the SMSC simulator.
 
 Starts the simulator in a subprocess (``python -m connectors.smsc_sim``), then drives it with a
-pipelined asyncio SMPP client built on ``connectors.smsc_sim.pdu``: each bind keeps ``window``
+pipelined asyncio SMPP client built on ``connectors.smpp.codec``: each bind keeps ``window``
 submit_sm in flight. Two phases, each with a fresh simulator:
 
 1. receipts off (registered_delivery=0): submit_sm/s;
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from connectors.smsc_sim import pdu as P  # noqa: E402
+from connectors.smpp import codec as P  # noqa: E402
 
 SYSTEM_ID = "bench"
 PASSWORD = "bench"

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from smsflow.domain.receipts import DlrStatus  # noqa: E402
+from smsflow.domain.receipts import DeliveryStatus  # noqa: E402
 from smsflow.domain.tracking import (  # noqa: E402
     ERROR_CATEGORIES,
     TERMINAL_STATUSES,
@@ -75,7 +75,9 @@ def make_stream(n: int, keys: int, rate: float, seed: int) -> list[tuple[int, Wi
                 None if accepted else rng.choice(ERROR_CATEGORIES),
             )
         else:
-            status = DlrStatus.DELIVERED if rng.random() < 0.92 else rng.choice(TERMINAL_STATUSES)
+            status = (
+                DeliveryStatus.DELIVERED if rng.random() < 0.92 else rng.choice(TERMINAL_STATUSES)
+            )
             event = TerminalEvent(ts, status)
         out.append((rng.randrange(keys), event, now))
     return out

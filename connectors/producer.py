@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -20,16 +21,30 @@ DeliveryCallback = Callable[[str, KafkaError | None], None]
 
 
 class SmsProducer:
-    def __init__(self, bootstrap: str, topic: str, *, linger_ms: int = 5) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        linger_ms: int = 5,
+        record_failures: bool = True,
+        **config: Any,
+    ) -> None:
+        """``config``: further librdkafka settings (the API sets ``message.timeout.ms``).
+        ``record_failures=False``: a long-running caller that handles every failure through
+        ``on_delivery`` does not want :attr:`failed` to grow without bound."""
         self.topic = topic
+        self._record_failures = record_failures
         self._producer = Producer(
-            producer_config(bootstrap, **{"linger.ms": linger_ms, "compression.type": "lz4"})
+            producer_config(
+                bootstrap, **{"linger.ms": linger_ms, "compression.type": "lz4", **config}
+            )
         )
         self.failed: list[tuple[str, str]] = []
 
     def submit(self, request: SubmitRequest, on_delivery: DeliveryCallback | None = None) -> None:
         def _delivered(error: KafkaError | None, _message: Message) -> None:
-            if error is not None:
+            if error is not None and self._record_failures:
                 self.failed.append((request.message_id, str(error)))
             if on_delivery is not None:
                 on_delivery(request.message_id, error)
@@ -51,6 +66,10 @@ class SmsProducer:
     def submit_raw(self, key: bytes | None, value: bytes) -> None:
         """Put arbitrary bytes on the topic (tests and bad-input drills)."""
         self._producer.produce(self.topic, key=key, value=value)
+
+    def poll(self, timeout_s: float) -> int:
+        """Serve delivery callbacks (from a thread of the caller's, e.g. the API's pump)."""
+        return int(self._producer.poll(timeout_s))
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for every submitted message to be acknowledged; returns how many are not."""

@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, KafkaError
 
 from schemas.codec import DecodeError
 from schemas.models import DeliveryReport, Rejection
+from schemas.retrying import decode_blocking
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,10 @@ class TerminalReader:
             timestamp_ms = message.timestamp()[1]
             try:
                 if topic == self._dlr_topic:
-                    yield Terminal(topic, DeliveryReport.from_avro(value), None, timestamp_ms)
+                    report = decode_blocking(DeliveryReport, value)
+                    yield Terminal(topic, report, None, timestamp_ms)
                 else:
-                    yield Terminal(topic, None, Rejection.from_avro(value), timestamp_ms)
+                    yield Terminal(topic, None, decode_blocking(Rejection, value), timestamp_ms)
             except DecodeError as exc:
                 raise RuntimeError(
                     f"undecodable record on {message.topic()} at offset {message.offset()}: {exc}"

@@ -8,7 +8,8 @@ worker SIGKILL drill lost a delivery report exactly this way (marker durable, re
 So the marker is written from the output's delivery callback, once the broker acknowledged the
 output (``acks=-1``). faust decides a table write's changelog partition from the *current
 event* (a context variable set by the stream); the callback sets it to the event that caused
-the output, so the marker lands in that event's partition as an in-stream write would.
+the output (:mod:`pipeline.faust_patches.current_event`), so the marker lands in that event's
+partition as an in-stream write would.
 
 If the worker dies between the output and the marker, the source record is replayed and the
 output repeated: a duplicate, never a loss.
@@ -18,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
-from faust import streams
+
+from pipeline.faust_patches.current_event import as_current_event
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,10 @@ def after_delivery(
     def delivered(done: asyncio.Future[Any]) -> None:
         if done.cancelled() or done.exception() is not None:
             return  # not stored: no marker; the producer error stops the worker anyway
-        # faust's current-event variable (faust-streaming 0.15.3; pinned).
-        token = streams._current_event.set(weakref.ref(event))
         try:
-            write()
+            with as_current_event(event):
+                write()
         except Exception:  # a revoked partition's table, a stopping worker: replay will redo it
             log.exception("table write after delivery failed")
-        finally:
-            streams._current_event.reset(token)
 
     future.add_done_callback(delivered)

@@ -1,150 +1,149 @@
-"""The faust application: one worker process runs every agent of the flow.
+"""The faust application, built by a factory: one worker process runs every agent of the flow.
 
-``smsflow worker`` starts it. Scaling out is starting more workers with the same app id: faust
-spreads the partitions of every topic (and the tables that follow them) across the group.
-All topic values are raw bytes at the faust level; agents decode them with our Avro codec so a
-bad record becomes a rejection event instead of a crashed or silently skipping stream.
+``smsflow worker`` calls :func:`create_app` with the settings it read and runs the result.
+Nothing here runs at import: importing an agent module builds no app, reads no environment
+and creates no directory, so the agents' pure parts are unit-tested on their own and
+:func:`create_app` can build a worker for tests from explicit settings.
+
+Scaling out is starting more workers with the same app id: faust spreads the partitions of
+every topic (and the tables that follow them) across the group. All topic values are raw bytes
+at the faust level; agents decode them with our Avro codec so a bad record becomes a rejection
+event instead of a crashed or silently skipping stream.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import faust
 import mode
 
-from pipeline import guarded_consumer
-from pipeline.fetch_wait import shorten_fetch_wait
+from pipeline.config_watch import ConfigWatcher
+from pipeline.faust_patches import check_pins, guarded_consumer
+from pipeline.faust_patches.changelog_writes import route_changelogs
+from pipeline.faust_patches.commit_hooks import add_commit_barrier
+from pipeline.faust_patches.fetch_wait import shorten_fetch_wait
 from pipeline.outputs import OutputProducer, OutputTopic
-from smsflow.settings import Settings, load_settings
-from smsflow.topics import (
-    CONFIG,
-    DEFERRED,
-    DLR,
-    DLR_PARTS,
-    DLR_PARTS_TIMERS,
-    DLR_RAW,
-    DLR_TIMERS,
-    REJECTED,
-    ROUTE_HEALTH,
-    ROUTED,
-    SENT,
-    SUBMITTED,
-    THROTTLED,
-    TRACKING_DELTAS,
-    topic_name,
-)
+from pipeline.scheduling import ScheduledStage
+from smsflow.settings import Settings
+from smsflow.topics import CONFIG, topic_name
 
-settings: Settings = load_settings()
-_datadir = (settings.home / "worker" / settings.app_id).resolve()
-_datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
-
-app = faust.App(
-    settings.app_id,
-    broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
-    datadir=str(_datadir),
-    topic_partitions=settings.partitions,
-    topic_replication_factor=settings.replication_factor,
-    topic_allow_declare=True,
-    web_port=settings.worker_web_port,
-    web_bind="127.0.0.1",
-    # Only our /metrics page: faust's own views would serve table contents (pending deliveries,
-    # quotas) and the partition map to anyone who can reach the port.
-    web_router_enabled=False,
-    web_tables_enabled=False,
-    web_graph_enabled=False,
-    web_stats_enabled=False,
-    web_metrics_enabled=False,
-    # Fail over a dead worker's partitions within seconds, not faust's default minute.
-    broker_session_timeout=10.0,
-    broker_heartbeat_interval=1.0,
-    producer_acks=-1,
-    producer_linger_ms=5,
-    consumer_auto_offset_reset="earliest",
-    stream_wait_empty=True,
-    table_cleanup_interval=30.0,
-    # An unexpected exception in an agent stops the whole worker (and its supervisor restarts
-    # it), instead of faust's default of leaving the worker up with that agent silently dead.
-    agent_supervisor=mode.CrashingSupervisor,
-)
-# Before anything creates the consumer: faust's own loses or strands records across rebalances.
-guarded_consumer.install(app)
+__all__ = ["Worker", "build_app", "create_app"]
 
 
-def _raw_topic(*names: str) -> faust.TopicT:
-    return app.topic(
-        *(topic_name(settings, name) for name in names),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        internal=False,
+@dataclass
+class Worker:
+    """One worker's faust app and what its agents share (built by :func:`build_app`)."""
+
+    app: faust.App
+    settings: Settings
+    #: What the agents pass on goes through librdkafka, not faust's producer
+    #: (pipeline/outputs.py); the guarded consumer waits for these records before it commits
+    #: their sources.
+    outputs: OutputProducer
+    config_watcher: ConfigWatcher
+    #: The scheduled stages the agents created (router, throttle), for the metrics page.
+    stages: list[ScheduledStage[Any]] = field(default_factory=list)
+    _outputs_by_topic: dict[str, OutputTopic] = field(default_factory=dict)
+
+    def name(self, topic: str) -> str:
+        """The full name of one of our topics (``smsflow.topics``), with the prefix."""
+        return topic_name(self.settings, topic)
+
+    def topic(self, *topics: str) -> faust.TopicT:
+        """An input topic (or several read as one) with raw bytes keys and values."""
+        return self.app.topic(
+            *(self.name(topic) for topic in topics),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            internal=False,
+        )
+
+    def output(self, topic: str) -> OutputTopic:
+        """The topic, to send to through the worker's output producer."""
+        name = self.name(topic)
+        out = self._outputs_by_topic.get(name)
+        if out is None:
+            out = self._outputs_by_topic[name] = OutputTopic(self.outputs, name)
+        return out
+
+
+def build_app(settings: Settings) -> Worker:
+    """The faust app with its consumer corrections and output producer; no agents yet."""
+    check_pins()  # the faust patches were written against exactly these versions
+    datadir = (settings.home / "worker" / settings.app_id).resolve()
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
+        datadir=str(datadir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        web_port=settings.worker_web_port,
+        web_bind=settings.metrics_host,  # SMSFLOW_METRICS_HOST (default 127.0.0.1)
+        # Only our /metrics page: faust's own views would serve table contents (pending
+        # deliveries, quotas) and the partition map to anyone who can reach the port.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        # Fail over a dead worker's partitions within seconds, not faust's default minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=True,
+        table_cleanup_interval=30.0,
+        # An unexpected exception in an agent stops the whole worker (and its supervisor
+        # restarts it), instead of faust's default of leaving the worker up with that agent
+        # silently dead.
+        agent_supervisor=mode.CrashingSupervisor,
     )
+    # Before anything creates the consumer: faust's own loses or strands records across
+    # rebalances (pipeline/faust_patches/guarded_consumer.py).
+    guarded_consumer.install(app)
+    outputs = OutputProducer(settings.kafka_bootstrap)
+    add_commit_barrier(app, outputs.flush)
+    worker = Worker(app, settings, outputs,
+                    ConfigWatcher(settings.kafka_bootstrap, topic_name(settings, CONFIG)))
+
+    @app.task
+    async def shorten_fetches() -> None:
+        """Worker-wide consumer fix that needs the started consumer (see the module)."""
+        await shorten_fetch_wait(app)
+
+    @app.task
+    async def reread_stranded_records() -> None:
+        """Seek back to records faust dropped before processing (see
+        pipeline.faust_patches.guarded_consumer)."""
+        await guarded_consumer.watch_for_stranded_records(app)
+
+    return worker
 
 
-submitted_topic = _raw_topic(SUBMITTED)
-routed_topic = _raw_topic(ROUTED)
-throttled_topic = _raw_topic(THROTTLED)
-correlator_inputs = _raw_topic(SENT, DLR_RAW, DLR_TIMERS)
-dlr_timers_topic = _raw_topic(DLR_TIMERS)
-aggregator_inputs = _raw_topic(DLR_PARTS, DLR_PARTS_TIMERS)
-dlr_parts_topic = _raw_topic(DLR_PARTS)
-dlr_parts_timers_topic = _raw_topic(DLR_PARTS_TIMERS)
-dlr_topic = _raw_topic(DLR)
-tracking_inputs = _raw_topic(SENT, DLR)
-tracking_deltas_topic = _raw_topic(TRACKING_DELTAS)
-route_health_topic = _raw_topic(ROUTE_HEALTH)
-rejected_topic = _raw_topic(REJECTED)
-deferred_topic = _raw_topic(DEFERRED)
-config_topic_name = topic_name(settings, CONFIG)
-sent_topic_name = topic_name(settings, SENT)
-routed_topic_name = topic_name(settings, ROUTED)
-throttled_topic_name = topic_name(settings, THROTTLED)
-dlr_parts_topic_name = topic_name(settings, DLR_PARTS)
-dlr_topic_name = topic_name(settings, DLR)
-dlr_raw_topic_name = topic_name(settings, DLR_RAW)
-dlr_timers_topic_name = topic_name(settings, DLR_TIMERS)
-dlr_parts_timers_topic_name = topic_name(settings, DLR_PARTS_TIMERS)
-route_health_topic_name = topic_name(settings, ROUTE_HEALTH)
-deferred_topic_name = topic_name(settings, DEFERRED)
+def create_app(settings: Settings) -> Worker:
+    """The whole worker: :func:`build_app` plus every agent, task, table and the /metrics
+    page."""
+    # Imported here: the agent modules import this one (for Worker).
+    from pipeline import runtime, web
+    from pipeline.agents import delivery, offpeak, router, throttle, tracking
 
-# What the agents pass on goes through librdkafka, not faust's producer (pipeline/outputs.py);
-# the guarded consumer waits for these records before it commits their sources.
-outputs = OutputProducer(settings.kafka_bootstrap)
-guarded_consumer.add_commit_barrier(app, outputs.flush)
-
-
-def _output(name: str) -> OutputTopic:
-    return OutputTopic(outputs, topic_name(settings, name))
-
-
-routed_out = _output(ROUTED)
-throttled_out = _output(THROTTLED)
-dlr_parts_out = _output(DLR_PARTS)
-dlr_parts_timers_out = _output(DLR_PARTS_TIMERS)
-dlr_timers_out = _output(DLR_TIMERS)
-dlr_out = _output(DLR)
-tracking_deltas_out = _output(TRACKING_DELTAS)
-route_health_out = _output(ROUTE_HEALTH)
-rejected_out = _output(REJECTED)
-deferred_out = _output(DEFERRED)
-
-
-
-@app.task
-async def shorten_fetches() -> None:
-    """Worker-wide consumer fix that needs the started consumer (see the module)."""
-    await shorten_fetch_wait(app)
-
-
-@app.task
-async def reread_stranded_records() -> None:
-    """Seek back to records faust dropped before processing (see pipeline.guarded_consumer)."""
-    await guarded_consumer.watch_for_stranded_records(app)
-
-
-# Importing the agents registers them on the app.
-from pipeline import web  # noqa: E402, F401  (the /metrics page)
-from pipeline.agents import delivery, router, throttle, tracking  # noqa: E402, F401
-from pipeline.changelog_writes import route_changelogs  # noqa: E402
-
-# Every table exists now (the agents declare them): their changelogs go through `outputs` too.
-route_changelogs(app.tables, outputs)
+    worker = build_app(settings)
+    runtime.register(worker)
+    router.register(worker)
+    park = offpeak.register(worker)
+    throttle.register(worker, park)
+    delivery_agents = delivery.register(worker)
+    owned_windows = tracking.register(worker)
+    web.register(worker, delivery_counts=lambda: dict(delivery_agents.counts),
+                 owned_windows=owned_windows)
+    # Every table exists now (the agents declare them): their changelogs go through the
+    # output producer too.
+    route_changelogs(worker.app.tables, worker.outputs)
+    return worker

@@ -15,10 +15,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline.decoding import decode
+from pipeline.topic_follower import Batch, TopicFollower
 from schemas.codec import DecodeError
 from schemas.models import ConfigRecord
 from smsflow.config.models import PlatformConfig
@@ -29,60 +31,58 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class ConfigSnapshot:
     config: PlatformConfig
     version: int  # offset of the last record folded in
     engine: route_engine.Snapshot  # the routing engine's view: catalogue + route health
 
 
-class ConfigWatcher:
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self._bootstrap = bootstrap
+class ConfigWatcher(TopicFollower):
+    """Folds ``sms.config`` into :class:`Snapshot` values (a :class:`TopicFollower`: restarted
+    after any failure, replaying the topic from the start)."""
+
+    def __init__(self, bootstrap: str, topic: str, **kwargs: Any) -> None:
+        super().__init__("configuration watcher", bootstrap, **kwargs)
         self._topic = topic
+        self._end = 0
         self._ready = asyncio.Event()
         self._updating = asyncio.Lock()
         self._records: dict[str, ConfigRecord] = {}
         empty = PlatformConfig()
-        self.snapshot = Snapshot(
+        self.snapshot = ConfigSnapshot(
             empty, -1,
             route_engine.build_snapshot(route_engine.build_catalogue(empty), {}, time.time()),
         )
 
-    async def wait_ready(self) -> Snapshot:
+    async def wait_ready(self) -> ConfigSnapshot:
         if not self._ready.is_set():
             await self._ready.wait()
         return self.snapshot
 
-    async def run(self) -> None:
+    async def start_reading(self, consumer: AIOKafkaConsumer) -> None:
         # Read from the beginning each time (also after a restart): records deleted meanwhile
         # may be compacted away, so the fold starts empty; the current snapshot stays in force
         # until the replay is complete.
         self._records = {}
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
-        )
-        await consumer.start()
-        try:
-            partition = TopicPartition(self._topic, 0)
-            consumer.assign([partition])
-            await consumer.seek_to_beginning(partition)
-            end = (await consumer.end_offsets([partition]))[partition]
-            if end == 0:
-                # Traffic waits (it is not rejected) until configuration arrives.
-                log.warning("config topic %s is empty: run `smsflow config apply`", self._topic)
-            while True:
-                batches = await consumer.getmany(partition, timeout_ms=1000)
-                records = batches.get(partition, [])
-                for message in records:
-                    await self._fold(message.key, message.value, message.offset)
-                if records or not self._ready.is_set():
-                    position = await consumer.position(partition)
-                    # Publish only complete states: the initial replay up to the end offset
-                    # seen at start, then after every batch of live changes.
-                    if position >= end and self._records:
-                        await self._publish(position - 1)
-        finally:
-            await consumer.stop()
+        partition = TopicPartition(self._topic, 0)
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        self._end = (await consumer.end_offsets([partition]))[partition]
+        if self._end == 0:
+            # Traffic waits (it is not rejected) until configuration arrives.
+            log.warning("config topic %s is empty: run `smsflow config apply`", self._topic)
+
+    async def on_batch(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
+        partition = TopicPartition(self._topic, 0)
+        records = batch.get(partition, [])
+        for message in records:
+            await self._fold(message.key, message.value, message.offset)
+        if records or not self._ready.is_set():
+            position = await consumer.position(partition)
+            # Publish only complete states: the initial replay up to the end offset seen at
+            # start, then after every batch of live changes.
+            if position >= self._end and self._records:
+                await self._publish(position - 1)
 
     async def _fold(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         name = (key or b"").decode(errors="replace")
@@ -135,7 +135,7 @@ class ConfigWatcher:
         async with self._updating:
             engine = await asyncio.get_running_loop().run_in_executor(
                 None, route_engine.with_config, self.snapshot.engine, catalogue, time.time())
-            self.snapshot = Snapshot(config, version, engine)
+            self.snapshot = ConfigSnapshot(config, version, engine)
         if not self._ready.is_set():
             # Start-up garbage (imports, faust, the first catalogue's number tables) is never
             # freed: move it out of the collector's sight so full collections stay short and

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+
+from pipeline.topic_follower import Batch, TopicFollower
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,12 @@ class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
 
-class DeferredReleaser:
-    """Sends parked records back when they are due (see the module docstring)."""
+class DeferredReleaser(TopicFollower):
+    """Sends parked records back when they are due (see the module docstring). A
+    :class:`~pipeline.topic_follower.TopicFollower` in its own consumer group: after a failure
+    it resumes from its committed offsets, so a parked record is released late, never lost."""
+
+    max_records = 500
 
     def __init__(
         self,
@@ -122,49 +127,33 @@ class DeferredReleaser:
         *,
         release_per_s: float,
         clock: Callable[[], float] = time.time,
+        **kwargs: Any,
     ) -> None:
         if release_per_s <= 0:
             raise ValueError("release_per_s must be > 0")
-        self._bootstrap = bootstrap
+        super().__init__("deferred releaser", bootstrap, group_id=group_id, **kwargs)
         self._topic = topic
-        self._group_id = group_id
         self._send_back = send_back
         self._clock = clock
         self._pacer = _Pacer(release_per_s, clock)
         self._due_at: dict[TopicPartition, float] = {}  # paused partition → its head's time
 
-    async def run(self) -> None:
-        # A worker task that died would leave parked messages unreleased with nothing in the
-        # logs but this: so any failure restarts the consumer (it resumes from its commits).
-        while True:
-            try:
-                await self._consume()
-            except KafkaError as exc:
-                log.warning("deferred releaser: %s (%s); reconnecting", self._topic, exc)
-                await asyncio.sleep(2.0)
-            except Exception:
-                log.exception("deferred releaser failed; restarting it in 5 s")
-                await asyncio.sleep(5.0)
+    async def start_reading(self, consumer: AIOKafkaConsumer) -> None:
+        consumer.subscribe([self._topic], listener=_Revoked(self._forget))
 
-    async def _consume(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, group_id=self._group_id,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        try:
-            consumer.subscribe([self._topic], listener=_Revoked(self._forget))
-            while True:
-                self._resume_due(consumer)
-                batches = await consumer.getmany(
-                    timeout_ms=self._wait_ms(), max_records=500
-                )
-                for tp, records in batches.items():
-                    await self._release(consumer, tp, records)
-        finally:
-            self._due_at.clear()
-            DEFERRAL.waiting_partitions = 0
-            await consumer.stop()
+    def before_fetch(self, consumer: AIOKafkaConsumer) -> None:
+        self._resume_due(consumer)
+
+    def fetch_timeout_ms(self) -> int:
+        return self._wait_ms()
+
+    async def on_batch(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
+        for tp, records in batch.items():
+            await self._release(consumer, tp, records)
+
+    def on_stopped(self) -> None:
+        self._due_at.clear()
+        DEFERRAL.waiting_partitions = 0
 
     def _forget(self, revoked: Sequence[TopicPartition]) -> None:
         for tp in revoked:

@@ -1,57 +1,71 @@
 """Feeds ``sms.route-health`` into the routing engine of this worker.
 
 Like the configuration, every worker reads the whole compacted topic without a consumer group:
-any worker may route to any route, so each needs every route's health.
+any worker may route to any route, so each needs every route's health. A
+:class:`~pipeline.topic_follower.TopicFollower`: restarted after any failure, reading the topic
+from the beginning again.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
 from pipeline.config_watch import ConfigWatcher
 from pipeline.decoding import decode
+from pipeline.topic_follower import Batch, TopicFollower
 from schemas.codec import DecodeError
 from schemas.models import RouteHealth
 from smsflow.domain import route_engine
+from smsflow.domain.route_state import RouteState
 
 log = logging.getLogger(__name__)
 
 
 def health_report(record: RouteHealth) -> route_engine.HealthReport:
     return route_engine.HealthReport(
-        route_engine.HealthState(record.state.value),
+        record.state,
         record.score,
         record.submit_latency_p95_ms,
         record.updated_at.timestamp(),
     )
 
 
-async def watch_route_health(bootstrap: str, topic: str, watcher: ConfigWatcher) -> None:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        while True:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
-            # The latest report per route of the batch, applied in one re-ranking: a burst of
-            # reports (start-up replay, every route's heartbeat) costs one rebuild, not one each.
-            latest: dict[str, route_engine.HealthReport] = {}
-            for message in (m for records in batches.values() for m in records):
-                if message.value is None:
-                    continue  # tombstone: the route's health is forgotten when its config goes
-                try:
-                    record = await decode(RouteHealth, message.value)
-                except (DecodeError, ValueError) as exc:
-                    log.error("ignoring undecodable route-health record at %s@%d: %s",
-                              message.partition, message.offset, exc)
-                    continue
-                latest[record.route_id] = health_report(record)
-            if latest:
-                await watcher.wait_ready()
-                await watcher.apply_health(latest)
-    finally:
-        await consumer.stop()
+class HealthWatcher(TopicFollower):
+    """Applies the latest report per route of each fetched batch, in one re-ranking: a burst
+    of reports (start-up replay, every route's heartbeat) costs one rebuild, not one each."""
+
+    max_records = 1000
+
+    def __init__(self, bootstrap: str, topic: str, watcher: ConfigWatcher,
+                 **kwargs: Any) -> None:
+        super().__init__("route-health watcher", bootstrap, **kwargs)
+        self._topic = topic
+        self._watcher = watcher
+        self._states: dict[str, RouteState] = {}  # as last applied, per route
+
+    async def start_reading(self, consumer: AIOKafkaConsumer) -> None:
+        consumer.subscribe([self._topic])  # no group: every partition, from the earliest
+
+    async def on_batch(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
+        latest: dict[str, route_engine.HealthReport] = {}
+        for message in (m for records in batch.values() for m in records):
+            if message.value is None:
+                continue  # tombstone: the route's health is forgotten when its config goes
+            try:
+                record = await decode(RouteHealth, message.value)
+            except (DecodeError, ValueError) as exc:
+                log.error("ignoring undecodable route-health record at %s@%d: %s",
+                          message.partition, message.offset, exc)
+                continue
+            latest[record.route_id] = health_report(record)
+        if latest:
+            await self._watcher.wait_ready()
+            await self._watcher.apply_health(latest)
+            for route_id, report in latest.items():
+                if self._states.get(route_id) is not report.state:
+                    self._states[route_id] = report.state
+                    log.info("routing now sees route %s as %s (score %.3f)", route_id,
+                             report.state.value, report.score)

@@ -19,9 +19,15 @@ Families (labels in braces):
   after_done, timer actions, …)
 * ``smsflow_route_health_score`` and ``smsflow_route_health_state`` {route, state} as this
   worker's router sees them (1 for the current state)
-* ``smsflow_commit_guard_*_total``: what the consumer guard corrected (pipeline/guarded_consumer.py)
+* ``smsflow_commit_guard_*_total``: what the consumer guard corrected
+  (pipeline/faust_patches/guarded_consumer.py)
 * ``smsflow_deferred_*``: Economy parked for off-peak windows and released (pipeline/deferral.py)
 * ``smsflow_config_version``
+* ``smsflow_rejections_total`` {stage, reason}: records sent to sms.rejected
+* ``smsflow_window_delivery_ratio`` {scope, id}, ``smsflow_window_terminal_outcomes``
+  {scope, id, status}, ``smsflow_window_submits`` {scope, id, result},
+  ``smsflow_window_submit_latency_p95_seconds`` {scope, id}: the 15-minute rolling windows
+  this worker owns (scope = route, operator, tenant)
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pipeline.commit_guard import GUARD
 from pipeline.deferral import DEFERRAL
-from pipeline.guarded_consumer import GUARD
 from pipeline.scheduling import ScheduledStage, StageStats
+from smsflow.domain.tracking.windows import TERMINAL_STATUSES, WindowStats
 
 __all__ = ["WorkerCollector", "render"]
 
@@ -52,7 +59,11 @@ class WorkerCollector(Collector):
         delivery_counts: Callable[[], dict[str, int]],
         route_health: Callable[[], dict[str, tuple[str, float]]],
         config_version: Callable[[], int],
+        windows: Callable[[], Iterable[tuple[str, WindowStats]]] = tuple,
+        rejections: Callable[[], dict[tuple[str, str], int]] = dict,
     ) -> None:
+        self._windows = windows
+        self._rejections = rejections
         self._stages = stages
         self._delivery_counts = delivery_counts
         self._route_health = route_health
@@ -85,6 +96,49 @@ class WorkerCollector(Collector):
         yield GaugeMetricFamily("smsflow_config_version",
                                 "Offset of the configuration snapshot in use.",
                                 value=self._config_version())
+        yield from window_metrics(self._windows())
+        rejected = CounterMetricFamily("smsflow_rejections",
+                                       "Records sent to sms.rejected, by stage and reason code.",
+                                       labels=["stage", "reason"])
+        for (stage, reason), count in sorted(self._rejections().items()):
+            rejected.add_metric([stage, reason], count)
+        yield rejected
+
+
+#: Window key prefixes and their ``scope`` label (pipeline/agents/tracking.py window_keys).
+WINDOW_SCOPES: tuple[str, ...] = ("route", "operator", "tenant")
+
+
+def window_metrics(windows: Iterable[tuple[str, WindowStats]]) -> Iterator[Metric]:
+    """The rolling windows as gauges: each value covers the last 15 minutes (the window)."""
+    labels = ["scope", "id"]
+    ratio = GaugeMetricFamily(
+        "smsflow_window_delivery_ratio",
+        "DELIVERED / terminal outcomes in the rolling window (absent without outcomes).",
+        labels=labels)
+    terminal = GaugeMetricFamily("smsflow_window_terminal_outcomes",
+                                 "Terminal outcomes in the rolling window, by status.",
+                                 labels=[*labels, "status"])
+    submits = GaugeMetricFamily("smsflow_window_submits",
+                                "Part submits in the rolling window (accepted, failed).",
+                                labels=[*labels, "result"])
+    p95 = GaugeMetricFamily("smsflow_window_submit_latency_p95_seconds",
+                            "p95 submit latency in the rolling window (absent without submits).",
+                            labels=labels)
+    for key, window in sorted(windows, key=lambda item: item[0]):
+        scope, _, ident = key.partition(":")
+        if scope not in WINDOW_SCOPES:
+            continue
+        names = [scope, ident]
+        if window.delivery_rate is not None:
+            ratio.add_metric(names, window.delivery_rate)
+        for status in TERMINAL_STATUSES:  # ACCEPTED is not a delivery outcome: not counted
+            terminal.add_metric([*names, status.value], window.terminal.get(status, 0))
+        submits.add_metric([*names, "accepted"], window.submits_accepted)
+        submits.add_metric([*names, "failed"], window.submits_failed)
+        if window.latency_p95_ms is not None:
+            p95.add_metric(names, window.latency_p95_ms / 1000)
+    yield from (ratio, terminal, submits, p95)
 
 
 #: The consumer guard's counters: (family name, help, the CommitGuard field).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,11 @@ from pipeline.outputs import OutputTopic
 from schemas.models import Rejection
 
 log = logging.getLogger(__name__)
+
+#: Rejections sent by this worker, by (stage, reason code): read by the metrics page
+#: (``smsflow_rejections_total``). Reason codes come from smsflow/domain/reasons.py, a closed
+#: set, so the label set stays bounded.
+counts: Counter[tuple[str, str]] = Counter()
 
 
 async def reject(
@@ -48,6 +54,7 @@ async def reject(
         original=original,
         rejected_at=datetime.now(UTC),
     )
+    counts[stage, reason_code] += 1
     log.info(
         "rejected %s/%d@%d at %s: %s %s",
         message.topic, message.partition, message.offset, stage, reason_code, detail,

@@ -44,7 +44,8 @@ every commit, so a rejection sent just before ``finish`` is stored before its so
 committed). faust also acks records by itself (those its stream skips, e.g. records fetched
 under a previous consumer generation after a rebalance, which it then commits during the
 rebalance), so the stage also clamps what faust computes to commit for its topic
-(``Consumer._new_offset``) to :meth:`ScheduledStage.safe_offset`: the oldest record it still
+(:meth:`ScheduledStage.cap_commit`, applied by the guarded consumer) to
+:meth:`ScheduledStage.safe_offset`: the oldest record it still
 holds, or one past the last record it acked. The committed offset of a partition is thus at most
 the oldest record still waiting; a crash re-reads everything from there (waiting items are never
 lost; records passed on after the oldest waiting one are sent again: at-least-once).
@@ -53,8 +54,9 @@ lost; records passed on after the oldest waiting one are sent again: at-least-on
 event it delivered is acked (``stream_wait_empty``); items waiting for a slow route would hold
 that wait for as long as they wait. faust clears every flow-controlled buffer first
 (``app.flow_control.clear()`` after ``flow_control.suspend()``), and the stage registers itself
-there: on that call it *abandons* the records still waiting (and any record behind them in its
-partition): their items leave the scheduler (:meth:`Scheduler.revoke`), the messages are marked
+there (:func:`~pipeline.faust_patches.stream_hooks.on_buffers_cleared`): on that call it
+*abandons* the records still waiting (and any record behind them in its partition): their
+items leave the scheduler (:meth:`Scheduler.revoke`), the messages are marked
 so faust stops waiting for them, and they are **not** acked, so they stay uncommitted and the
 partition's next owner (maybe this worker again) reads them again. Records already being sent at
 the front of a ledger are kept and acked when their send completes. faust's rebalance protocol
@@ -95,6 +97,12 @@ from typing import Any, Generic, TypeVar, cast
 import faust
 from faust.types import TP
 
+from pipeline.faust_patches.commit_hooks import add_commit_cap
+from pipeline.faust_patches.stream_hooks import (
+    BufferClearHook,
+    on_buffers_cleared,
+    release_unacked,
+)
 from smsflow.config.models import Tier
 from smsflow.domain.limits import (
     Item,
@@ -166,17 +174,6 @@ class StageStats:
     owned_partitions: tuple[int, ...]
     config_version: int
     scheduler: SchedulerMetrics
-
-
-class _FlowHook:
-    """Registered with ``app.flow_control``; faust calls :meth:`clear` when it clears the agents'
-    buffers (at revocation and at shutdown, before waiting for every event to be acked)."""
-
-    def __init__(self, on_clear: Callable[[], None]) -> None:
-        self._on_clear = on_clear
-
-    def clear(self) -> None:
-        self._on_clear()
 
 
 class _Alarm:
@@ -281,8 +278,7 @@ class ScheduledStage(Generic[P]):
         self._failure: BaseException | None = None
         self._last_logged: tuple[int, int, int, int, set[int]] | None = None
         self._alarm = _Alarm()
-        self._hook = _FlowHook(self._on_flow_cleared)
-        self._hooked = False
+        self._hook: BufferClearHook | None = None
         # mode types the handler with a mypy_extensions NamedArg that bound methods never match.
         app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
         app.on_partitions_assigned.connect(cast(Any, self._on_assigned))
@@ -290,14 +286,12 @@ class ScheduledStage(Generic[P]):
     # ------------------------------------------------------------------ the agent's side
 
     def _attach(self) -> None:
-        if not self._hooked:
+        if self._hook is None:
             # Not in __init__: app.flow_control binds the event loop when first used.
-            # FlowControlEvent keeps its queues in a WeakSet: self._hook keeps the hook alive.
-            self._app.flow_control.manage_queue(self._hook)  # type: ignore[arg-type]
-            self._guard_commits()
-            self._hooked = True
+            self._hook = on_buffers_cleared(self._app, self._on_flow_cleared)
+            add_commit_cap(self._app, self.source_topic, self.cap_commit)
 
-    def _guard_commits(self) -> None:
+    def cap_commit(self, tp: TP, offset: int | None) -> int | None:
         """Never let faust commit the source topic past what this stage has passed on.
 
         faust computes the offset to commit from the offsets acked so far
@@ -310,34 +304,25 @@ class ScheduledStage(Generic[P]):
         for its topic to :meth:`safe_offset`: the oldest record it still holds, or one past the
         last record it acked; nothing before it has acked anything in this assignment: no
         commit. Offsets faust drops from its bookkeeping this way are simply re-read by the next
-        owner (at-least-once). Other topics are untouched; stages on different topics chain.
+        owner (at-least-once). Registered for the source topic only (the guarded consumer
+        applies it, :mod:`pipeline.faust_patches.commit_hooks`); stages on different topics
+        do not meet.
         """
-        consumer = self._app.consumer
-        original = getattr(consumer, "_new_offset", None)
-        if original is None:
-            log.warning("%s: faust's consumer has no _new_offset; commits are not guarded",
-                        self.name)
-            return
-
-        def guarded(tp: TP) -> int | None:
-            offset: int | None = original(tp)
-            if offset is None or tp.topic != self.source_topic:
-                return offset
-            safe = self.safe_offset(tp.partition)
-            if safe is None or safe < offset:
-                # Never in steady state (the stage acks in order); after a rebalance or a
-                # skipped record, faust would commit records that still wait.
-                self._clamped += 1
-                log.warning(
-                    "%s: faust would commit %s:%d at %d; held at %s (%s)", self.name, tp.topic,
-                    tp.partition, offset, safe,
-                    "nothing passed on yet in this assignment" if safe is None
-                    else "a record there still waits",
-                )
-                return safe
+        if offset is None or tp.topic != self.source_topic:
             return offset
-
-        consumer._new_offset = guarded  # type: ignore[attr-defined]
+        safe = self.safe_offset(tp.partition)
+        if safe is None or safe < offset:
+            # Never in steady state (the stage acks in order); after a rebalance or a
+            # skipped record, faust would commit records that still wait.
+            self._clamped += 1
+            log.warning(
+                "%s: faust would commit %s:%d at %d; held at %s (%s)", self.name, tp.topic,
+                tp.partition, offset, safe,
+                "nothing passed on yet in this assignment" if safe is None
+                else "a record there still waits",
+            )
+            return safe
+        return offset
 
     def safe_offset(self, partition: int) -> int | None:
         """The highest offset of ``partition`` that may be committed now (None: none)."""
@@ -348,7 +333,7 @@ class ScheduledStage(Generic[P]):
 
     def track(self, event: faust.EventT[Any]) -> Ticket:
         """Register a consumed event, in consumption order. Every event must be tracked."""
-        if not self._hooked:
+        if self._hook is None:
             self._attach()
         message = event.message
         partition = message.partition
@@ -535,10 +520,6 @@ class ScheduledStage(Generic[P]):
             set(self._ledgers) | set(self._acked_through) if partitions is None
             else set(partitions)
         )
-        try:
-            unacked = self._app.consumer.unacked
-        except Exception:  # consumer gone: nothing waits for these messages any more
-            unacked = set()
         dropped: set[int] = set()
         for partition in chosen:
             # _acked_through stays: faust commits the revoked partitions right after this
@@ -561,8 +542,7 @@ class ScheduledStage(Generic[P]):
                 event, ticket.event, ticket.payload = ticket.event, None, None
                 if event is not None:
                     # Not acked (so never committed), but faust must stop waiting for it.
-                    event.message.acked = True
-                    unacked.discard(event.message)
+                    release_unacked(self._app, event)
                 self._tracked -= 1
                 self._abandoned += 1
             ledger.tickets = kept

@@ -17,47 +17,24 @@ from pydantic import BaseModel, ConfigDict
 from schemas.codec import AvroCodec, codec
 from schemas.wire import WireCodec, wire_codec
 
+# The domain owns these enums; the contracts use them as they are (their values are the Avro
+# symbols), so no layer converts one copy into another with ``.value``.
+from smsflow.domain.encoding import TextEncoding
+from smsflow.domain.receipts import DeliveryStatus, ReceiptState
+from smsflow.domain.route_state import RouteState
+from smsflow.domain.traffic import MessageType
 
-class MessageType(StrEnum):
-    OTP = "OTP"
-    TRANSACTIONAL = "TRANSACTIONAL"
-    MARKETING = "MARKETING"
-
-
-class TextEncoding(StrEnum):
-    GSM7 = "GSM7"
-    UCS2 = "UCS2"
+__all__ = [
+    "ALL_MODELS", "AvroModel", "ConfigKind", "ConfigRecord", "DeliveryReport", "DeliveryStatus",
+    "MessageType", "PartOutcome", "ReceiptEvent", "ReceiptState", "Rejection", "RouteHealth",
+    "RouteState", "RoutedMessage", "SubmitOutcome", "SubmitRequest", "SubmitStatus",
+    "TextEncoding",
+]
 
 
 class SubmitStatus(StrEnum):
     ACCEPTED = "ACCEPTED"
     FAILED = "FAILED"
-
-
-class ReceiptState(StrEnum):
-    DELIVERED = "DELIVERED"
-    UNDELIVERABLE = "UNDELIVERABLE"
-    EXPIRED = "EXPIRED"
-    REJECTED = "REJECTED"
-    DELETED = "DELETED"
-    UNKNOWN = "UNKNOWN"
-    ENROUTE = "ENROUTE"
-    ACCEPTED = "ACCEPTED"
-
-
-class DeliveryStatus(StrEnum):
-    DELIVERED = "DELIVERED"
-    UNDELIVERABLE = "UNDELIVERABLE"
-    EXPIRED = "EXPIRED"
-    REJECTED = "REJECTED"
-    FAILED = "FAILED"
-    ACCEPTED = "ACCEPTED"  # v2: accepted by the SMSC, no receipt requested
-
-
-class RouteState(StrEnum):
-    HEALTHY = "HEALTHY"
-    DEGRADED = "DEGRADED"
-    DOWN = "DOWN"
 
 
 class ConfigKind(StrEnum):

@@ -22,13 +22,14 @@ Failures raise :class:`schemas.codec.DecodeError` with a stable reason code:
 * ``UNDECODABLE``: neither framing, truncated header or body, trailing bytes.
 * ``SCHEMA_MISMATCH``: the registry does not know the id, or the writer schema it names cannot
   be resolved into this contract (another record, an incompatible change, not Avro).
-* ``REGISTRY_UNAVAILABLE`` (:class:`RegistryUnavailableError`, a ``DecodeError``): the registry
-  could not be asked (down, timeout, 5xx, refused credentials). The record may well be fine:
-  callers should retry or stop, not dead-letter it.
+* ``REGISTRY_UNAVAILABLE`` is not a ``DecodeError`` at all but :class:`RegistryUnavailableError`
+  (a :class:`SchemaRegistryError`, transient): the registry could not be asked (down, timeout,
+  5xx, refused credentials). The record may well be fine: callers retry or stop, never
+  dead-letter or skip it, and an ``except DecodeError`` / ``except ValueError`` cannot catch it.
 
-Encoding failures raise :class:`SchemaRegistryError` (reason ``REGISTRY_UNAVAILABLE``,
-``SCHEMA_REJECTED`` or ``SCHEMA_NOT_REGISTERED``): a producer must not silently fall back to
-another framing.
+Encoding failures raise :class:`SchemaRegistryError` (``REGISTRY_UNAVAILABLE`` as its transient
+subclass :class:`RegistryUnavailableError`; ``SCHEMA_REJECTED`` or ``SCHEMA_NOT_REGISTERED``): a
+producer must not silently fall back to another framing.
 
 The client is deliberately small (stdlib ``urllib``; no extra runtime dependency): it speaks the
 Confluent REST API subset that every compatible registry serves: Confluent Schema Registry,
@@ -103,11 +104,18 @@ class SchemaRegistryError(RuntimeError):
         self.error_code = error_code
 
 
-class RegistryUnavailableError(DecodeError):
-    """A record could not be decoded because the registry could not be asked: transient."""
+class RegistryUnavailableError(SchemaRegistryError):
+    """The registry could not be asked (down, timeout, 5xx, refused credentials): transient.
 
-    def __init__(self, message: str) -> None:
-        super().__init__(REGISTRY_UNAVAILABLE, message)
+    Deliberately *not* a :class:`~schemas.codec.DecodeError` (nor a ``ValueError``): it says
+    nothing about the record, so a caller that rejects or skips records on a decode error must
+    not catch it by accident. Wait and retry (:mod:`schemas.retrying`), or stop.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, error_code: int | None = None
+    ) -> None:
+        super().__init__(REGISTRY_UNAVAILABLE, message, status=status, error_code=error_code)
 
 
 class RegistryClient(Protocol):
@@ -137,6 +145,10 @@ def unframe(data: bytes) -> tuple[int, bytes]:
     if len(data) < HEADER_LEN or data[:1] != MAGIC:
         raise DecodeError(UNDECODABLE, "not Confluent wire format (magic byte 00 + 4-byte id)")
     (schema_id,) = struct.unpack(">I", data[1:HEADER_LEN])
+    if schema_id > MAX_SCHEMA_ID:
+        # No registry can hold it (ids are Java ints), and asking would look like an outage
+        # (the registry answers a bare 404): the record's fault, never a reason to wait.
+        raise DecodeError(UNDECODABLE, f"schema id {schema_id} is out of range (max 2^31-1)")
     return schema_id, data[HEADER_LEN:]
 
 
@@ -230,8 +242,8 @@ class SchemaRegistryClient:
         answer = self._request("GET", f"/schemas/ids/{schema_id}")
         schema = answer.get("schema")
         if not isinstance(schema, str):
-            raise SchemaRegistryError(
-                REGISTRY_UNAVAILABLE, f"{self.url} answered without a schema for id {schema_id}"
+            raise RegistryUnavailableError(
+                f"{self.url} answered without a schema for id {schema_id}"
             )
         kind = answer.get("schemaType", "AVRO")
         if kind != "AVRO":
@@ -271,8 +283,8 @@ class SchemaRegistryClient:
             raise
         schema_id = answer.get("id")
         if not isinstance(schema_id, int) or isinstance(schema_id, bool):
-            raise SchemaRegistryError(
-                REGISTRY_UNAVAILABLE, f"{self.url} answered without a schema id: {answer!r:.200}"
+            raise RegistryUnavailableError(
+                f"{self.url} answered without a schema id: {answer!r:.200}"
             )
         with self._lock:
             self._ids[key] = schema_id
@@ -298,16 +310,16 @@ class SchemaRegistryClient:
         except urllib.error.HTTPError as exc:
             raise _http_error(where, exc) from None
         except (OSError, ValueError) as exc:  # URLError, refused, reset, timeout, bad status
-            raise SchemaRegistryError(
-                REGISTRY_UNAVAILABLE, f"schema registry unreachable ({where}): {exc}"
+            raise RegistryUnavailableError(
+                f"schema registry unreachable ({where}): {exc}"
             ) from exc
         try:
             answer = json.loads(raw)
         except ValueError:
             answer = None
         if not isinstance(answer, dict):
-            raise SchemaRegistryError(
-                REGISTRY_UNAVAILABLE, f"{where} did not answer with a JSON object: {raw[:200]!r}"
+            raise RegistryUnavailableError(
+                f"{where} did not answer with a JSON object: {raw[:200]!r}"
             )
         return answer
 
@@ -330,7 +342,9 @@ def _http_error(where: str, exc: urllib.error.HTTPError) -> SchemaRegistryError:
     elif status in (409, 422):
         reason = SCHEMA_REJECTED
     else:  # 5xx, 401/403, 429, a 404 from something that is not the registry API …
-        reason = REGISTRY_UNAVAILABLE
+        return RegistryUnavailableError(
+            f"{where}: HTTP {status}: {detail}", status=status, error_code=error_code
+        )
     return SchemaRegistryError(
         reason, f"{where}: HTTP {status}: {detail}", status=status, error_code=error_code
     )
@@ -440,7 +454,8 @@ class WireCodec:
             if exc.reason_code == SCHEMA_NOT_FOUND:
                 raise DecodeError(SCHEMA_MISMATCH, f"schema id {schema_id}: {exc}") from exc
             raise RegistryUnavailableError(
-                f"cannot fetch writer schema id {schema_id}: {exc}"
+                f"cannot fetch writer schema id {schema_id}: {exc}",
+                status=exc.status, error_code=exc.error_code,
             ) from exc
         try:
             writer = fastavro.parse_schema(json.loads(text), _force=True)

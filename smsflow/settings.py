@@ -36,6 +36,19 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     """Port of the faust worker's web server (metrics)."""
 
+    sender_metrics_port: int = 6067
+    """Port of the sender's Prometheus page (``smsflow sender``; 0 turns it off)."""
+
+    webhooks_metrics_port: int = 6068
+    """Port of the webhooks connector's Prometheus page (0 turns it off)."""
+
+    kafka_exporter_port: int = 6069
+    """Port of ``smsflow kafka-exporter`` (consumer lag, group members, broker up)."""
+
+    metrics_host: str = "127.0.0.1"
+    """Address the sender, webhooks connector and Kafka exporter serve ``/metrics`` on. Set
+    ``0.0.0.0`` where Prometheus scrapes from another host."""
+
     log_level: str = "info"
 
     deferred_release_per_s: float = 500.0

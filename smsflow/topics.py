@@ -56,6 +56,9 @@ DLR_TIMERS = "sms.dlr.timers"
 DLR_PARTS_TIMERS = "sms.dlr.parts.timers"
 TRACKING_DELTAS = "sms.tracking-deltas"
 DEFERRED = "sms.deferred"
+API_KEYS = "sms.api-keys"
+API_IDEMPOTENCY = "sms.api-idempotency"
+SENDER_LEDGER = "sms.sender.ledger"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SUBMITTED, "tenant_id", "SubmitRequest", "Messages accepted from tenants."),
@@ -101,6 +104,27 @@ TOPICS: tuple[TopicSpec, ...] = (
         "header; sent back to sms.routed when the window opens.",
         retention_ms=7 * DAY_MS, avro=False,
     ),
+    TopicSpec(
+        API_KEYS, "key_id", "ApiKeyRecord (JSON)",
+        "Internal: API keys (HMAC of the secret, never the key), latest state per key id; "
+        "read in full by every API process.",
+        compacted=True, partitions=1, avro=False,
+    ),
+    TopicSpec(
+        API_IDEMPOTENCY, "tenant_id/Idempotency-Key", "StoredAnswer (JSON)",
+        "Internal: the first answer to each Idempotency-Key, replayed on retries; compacted and "
+        "deleted after 2 days (answers are promised for 24 h).",
+        compacted=True, avro=False,
+        extra={"cleanup.policy": "compact,delete", "retention.ms": str(2 * DAY_MS)},
+    ),
+    TopicSpec(
+        SENDER_LEDGER, "message_id:part_index", "LedgerEntry",
+        "Internal: the sender's submit intents and outcomes per part (idempotency), written to "
+        "the partition number of their sms.throttled record.",
+        compacted=True, avro=False,
+        # Compacted (latest state per part) and deleted after a day: a replay is minutes old.
+        extra={"cleanup.policy": "compact,delete", "retention.ms": str(DAY_MS)},
+    ),
 )
 
 #: Topics whose values are Avro contracts (schema-registry subjects).
@@ -112,6 +136,7 @@ CO_PARTITIONED: tuple[tuple[str, str], ...] = (
     (SENT, DLR_RAW),
     (SENT, DLR_TIMERS),
     (DLR_PARTS, DLR_PARTS_TIMERS),
+    (THROTTLED, SENDER_LEDGER),
 )
 
 

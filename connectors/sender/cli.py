@@ -10,6 +10,7 @@ from typing import Any
 
 from connectors.sender.service import SenderService
 from smsflow.config.kafka_io import read_config
+from smsflow.metrics_http import serve_metrics
 from smsflow.settings import load_settings
 from smsflow.topics import CONFIG, topic_name
 
@@ -26,6 +27,8 @@ def _cmd_sender(args: argparse.Namespace) -> int:
         log.error("no SMSC connections configured: run `smsflow config apply` first")
         return 2
     service = SenderService(settings, config)
+    port = settings.sender_metrics_port if args.metrics_port is None else args.metrics_port
+    server = serve_metrics(service.metrics.registry, settings.metrics_host, port, "sender")
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: draining", signum)
@@ -33,7 +36,10 @@ def _cmd_sender(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    service.run()
+    try:
+        service.run()
+    finally:
+        server.shutdown()
     log.info("sender stopped: %s", service.stats)
     return 0
 
@@ -41,4 +47,7 @@ def _cmd_sender(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("sender", help="run the SMPP sender connector")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve /metrics on this port (default SMSFLOW_SENDER_METRICS_PORT, "
+                             "6067; 0: off)")
     parser.set_defaults(func=_cmd_sender)

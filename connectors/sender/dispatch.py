@@ -5,7 +5,9 @@ dispatcher thread moves them, in FIFO order, into whichever of its binds has win
 several messages per socket write (``SmppClient.send_prepared``). When every window of an
 SMSC is full, only that SMSC's queue waits; the dispatcher sleeps until a bind reports freed
 room (``on_room``) or a new entry arrives. When no bind of the SMSC is up, the queue is handed
-back to the service (``on_no_bind``), which reschedules or fails the entries over.
+back to the service (``on_no_bind``), which reschedules or fails the entries over. Before a
+batch is written, ``before_send`` must confirm it (the service stores the batch's ledger
+intents); if it cannot, the batch goes back to the head of the queue.
 
 Back-pressure is not blocking: :class:`PauseGate` tells the consumer thread when to pause and
 resume its partitions from the total number of queued parts.
@@ -116,6 +118,7 @@ class SmscDispatcher(Generic[T]):
         on_taken: Callable[[T], None],
         on_returned: Callable[[T], None],
         on_bound: Callable[[], None],
+        before_send: Callable[[list[T]], bool] = lambda _contexts: True,
     ) -> None:
         self.smsc_id = smsc_id
         self._clients = list(clients)
@@ -125,6 +128,7 @@ class SmscDispatcher(Generic[T]):
         self._on_taken = on_taken
         self._on_returned = on_returned
         self._on_bound = on_bound
+        self._before_send = before_send
         self._queue: deque[Entry[T]] = deque()
         self._cond = threading.Condition()
         self._dirty = False
@@ -217,6 +221,13 @@ class SmscDispatcher(Generic[T]):
                 if not batch:
                     break  # queue empty
                 live = [e for e in batch if not self._is_stale(e.context)]
+                if live and not self._before_send([e.context for e in live]):
+                    # Their intents are not stored: nothing goes out. Back to the queue, and
+                    # tried again at the periodic re-check.
+                    with self._cond:
+                        self._queue.extendleft(reversed(live))
+                        self._queued_parts += sum(e.parts for e in live)
+                    return
                 for entry in live:
                     self._on_taken(entry.context)
                 admitted = client.send_prepared([e.prepared for e in live]) if live else 0

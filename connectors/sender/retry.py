@@ -18,7 +18,7 @@ class RetryKind(Enum):
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class SubmitRetryPolicy:
     base_delay_s: float = 0.05
     max_delay_s: float = 5.0
     max_backpressure_attempts: int = 50

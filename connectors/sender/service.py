@@ -17,8 +17,11 @@ Threading model (blocking sockets, so no asyncio here; docs/architecture.md#send
 - a retry thread re-enqueues parts the SMSC asked us to slow down for, after a backoff.
 
 Nothing is lost: a record's offset is committed only after every part's final outcome has been
-acknowledged by Kafka (``OffsetTracker``), so a crash replays unfinished records. A replay can
-resubmit parts already accepted by the SMSC (at-least-once; see docs/architecture.md).
+acknowledged by Kafka (``OffsetTracker``), so a crash replays unfinished records. Nothing is
+submitted twice beyond the in-flight window: the submit ledger (``connectors/sender/ledger.py``)
+stores an intent per part before its PDU is written, and a DONE once its outcome is on
+``sms.sent``; a replayed or re-sent record skips the parts the ledger has, and resubmits only
+the parts in doubt (intent, no outcome), which it reports.
 """
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from pydantic import ValidationError
 
 from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
+from connectors.sender.ledger import IN_DOUBT_HEADER, PartAction
+from connectors.sender.ledger_store import SubmitLedger
+from connectors.sender.metrics import BindView, SenderCollector, SenderMetrics
 from connectors.sender.offsets import OffsetTracker
-from connectors.sender.retry import RetryKind, RetryPolicy
+from connectors.sender.retry import RetryKind, SubmitRetryPolicy
 from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
 from connectors.smpp.models import (
     InboundDeliver,
@@ -48,7 +54,6 @@ from schemas.codec import AvroCodec, DecodeError
 from schemas.models import (
     AvroModel,
     ReceiptEvent,
-    ReceiptState,
     Rejection,
     RoutedMessage,
     SubmitOutcome,
@@ -58,20 +63,30 @@ from schemas.retrying import decode_blocking
 from schemas.summaries import sent_summary_header
 from schemas.wire import WireCodec
 from smsflow.config.kafka_io import read_config
-from smsflow.config.models import MessageType as RouteMessageType
-from smsflow.config.models import PlatformConfig, Smsc
+from smsflow.config.models import SMPP_PASSWORD_MAX, PlatformConfig, Smsc
+from smsflow.config.secrets import resolve
 from smsflow.domain import route_engine
 from smsflow.domain.encoding import SegmentPlan, plan_segments
 from smsflow.domain.receipts import IdFormat, ReceiptError, normalize_message_id
 from smsflow.domain.smpp_status import ESME_ROK, ESME_RX_T_APPN, StatusCategory, status_name
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, DLR_RAW, REJECTED, ROUTED, SENT, THROTTLED, topic_name
+from smsflow.topics import (
+    CONFIG,
+    DLR_RAW,
+    REJECTED,
+    ROUTED,
+    SENDER_LEDGER,
+    SENT,
+    THROTTLED,
+    topic_name,
+)
 
 log = logging.getLogger(__name__)
 
 STAGE = "sender"
 COMMIT_INTERVAL_S = 0.5
+COUNTERS_LOG_INTERVAL_S = 60.0
 CONSUME_BATCH = 500  # records taken from Kafka per consumer round
 POLL_TIMEOUT_S = 0.1  # the consumer's wait for the first record of a round
 #: Parts queued for the SMSCs (not yet in a window) at which the consumer pauses its
@@ -81,6 +96,11 @@ BIND_WAIT_S = 0.5  # re-check interval while an SMSC has no bound connection
 CONFIG_REFRESH_MIN_S = 5.0
 FAILOVER_AFTER_S = 10.0  # an SMSC without a bound connection this long: fail over its traffic
 _NO_RESPONSE = -1
+#: How long the sender remembers ledger entries (and reads back on assignment): a replay after
+#: a crash or a worker re-send is minutes old; memory is the traffic of an hour, ~340 B a part.
+LEDGER_HORIZON_MS = 3_600_000
+#: How long a batch waits for its intents to be stored before it is put back in the queue.
+INTENT_ACK_TIMEOUT_S = 30.0
 
 
 def _now() -> datetime:
@@ -88,7 +108,7 @@ def _now() -> datetime:
 
 
 @dataclass
-class Job:
+class SubmitJob:
     """One Kafka record (one message) on its way to the SMSC."""
 
     routed: RoutedMessage
@@ -99,6 +119,12 @@ class Job:
     attempts: int = 0
     outcomes: dict[int, SubmitOutcome] = field(default_factory=dict)  # part seq → outcome
     unacked: int = 0  # outcomes produced but not yet acknowledged by Kafka
+    skipped: int = 0  # parts the ledger says were submitted already (no outcome from us)
+    in_doubt: frozenset[int] = frozenset()  # part seqs resubmitted without knowing
+
+    @property
+    def settled(self) -> bool:
+        return self.unacked == 0 and len(self.outcomes) + self.skipped == self.routed.parts
 
     @property
     def key(self) -> str:
@@ -125,11 +151,14 @@ class SenderService:
         settings: Settings,
         config: PlatformConfig,
         *,
-        policy: RetryPolicy | None = None,
+        policy: SubmitRetryPolicy | None = None,
         group_id: str | None = None,
+        metrics: SenderMetrics | None = None,
     ) -> None:
         self._settings = settings
-        self._policy = policy or RetryPolicy()
+        #: Per-event instruments; its registry also holds the scrape-time collector.
+        self.metrics = metrics if metrics is not None else SenderMetrics()
+        self._policy = policy or SubmitRetryPolicy()
         self._throttled = topic_name(settings, THROTTLED)
         self._sent = topic_name(settings, SENT)
         self._receipts = topic_name(settings, DLR_RAW)
@@ -150,12 +179,12 @@ class SenderService:
         self._smscs: dict[str, Smsc] = {smsc.id: smsc for smsc in config.smscs}
         self._smsc_of_bind: dict[str, Smsc] = {}
         self._binds: dict[str, list[SmppClient]] = {}
-        self._dispatchers: dict[str, SmscDispatcher[tuple[Job, SegmentPlan]]] = {}
+        self._dispatchers: dict[str, SmscDispatcher[tuple[SubmitJob, SegmentPlan]]] = {}
         self._gate = PauseGate(MAX_QUEUED_PARTS)
         self._lock = threading.Lock()
         self._tracker = OffsetTracker()
         self._epochs: dict[int, int] = {}
-        self._retries: list[tuple[float, int, Job, SegmentPlan]] = []
+        self._retries: list[tuple[float, int, SubmitJob, SegmentPlan]] = []
         self._retry_wakeup = threading.Condition(self._lock)
         self._retry_seq = itertools.count()
         self._references = itertools.count()
@@ -165,6 +194,8 @@ class SenderService:
             route_engine.build_catalogue(config), {}, time.time()
         )
         self._routed_topic = topic_name(settings, ROUTED)
+        self._ledger = SubmitLedger(settings.kafka_bootstrap, topic_name(settings, SENDER_LEDGER),
+                                    self._produce, LEDGER_HORIZON_MS)
         self._last_bound: dict[str, float] = {}
         self._poller_stop = threading.Event()
         # Resolved once (AvroModel.to_avro looks the registry setting up in the environment
@@ -174,7 +205,11 @@ class SenderService:
         #: stop(): how long to let in-flight records finish before closing (then replayed).
         self.drain_timeout_s = 15.0
         self.stats = {"messages": 0, "parts_accepted": 0, "parts_failed": 0, "retries": 0,
-                      "receipts": 0, "rejected": 0, "failovers": 0, "pauses": 0}
+                      "receipts": 0, "rejected": 0, "failovers": 0, "pauses": 0,
+                      "parts_skipped": 0, "in_doubt_resubmits": 0}
+        self.metrics.registry.register(SenderCollector(
+            binds=self.bind_views, queued_parts=self.queued_parts_by_smsc,
+            counters=lambda: dict(self.stats)))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -197,6 +232,10 @@ class SenderService:
 
     def _open_binds(self, smscs: list[Smsc]) -> None:
         for smsc in smscs:
+            # The configuration holds a reference; the value lives only in this process and is
+            # read here, at bind time (docs/configuration.md#secrets).
+            password = resolve(smsc.password, what=f"SMSC {smsc.id} password",
+                               max_length=SMPP_PASSWORD_MAX).get_secret_value()
             clients: list[SmppClient] = []
             dispatcher = self._new_dispatcher(smsc, clients)
             for index in range(smsc.binds):
@@ -204,7 +243,7 @@ class SenderService:
                 client = SmppClient(
                     SmppClientConfig(
                         host=smsc.host, port=smsc.port, system_id=smsc.system_id,
-                        password=smsc.password, system_type=smsc.system_type, name=name,
+                        password=password, system_type=smsc.system_type, name=name,
                         window_size=smsc.window,
                     ),
                     on_deliver=self._on_deliver,
@@ -222,10 +261,10 @@ class SenderService:
 
     def _new_dispatcher(
         self, smsc: Smsc, clients: list[SmppClient]
-    ) -> SmscDispatcher[tuple[Job, SegmentPlan]]:
+    ) -> SmscDispatcher[tuple[SubmitJob, SegmentPlan]]:
         smsc_id = smsc.id
 
-        def on_no_bind(entries: list[Entry[tuple[Job, SegmentPlan]]]) -> None:
+        def on_no_bind(entries: list[Entry[tuple[SubmitJob, SegmentPlan]]]) -> None:
             for entry in entries:
                 job, plan = entry.context
                 if not self._stale(job):
@@ -234,19 +273,27 @@ class SenderService:
         def on_bound() -> None:
             self._last_bound[smsc_id] = time.monotonic()
 
-        def on_taken(context: tuple[Job, SegmentPlan]) -> None:
+        def on_taken(context: tuple[SubmitJob, SegmentPlan]) -> None:
             context[0].attempts += 1
 
-        def on_returned(context: tuple[Job, SegmentPlan]) -> None:
+        def on_returned(context: tuple[SubmitJob, SegmentPlan]) -> None:
             context[0].attempts -= 1
 
         return SmscDispatcher(
             smsc_id, clients, smsc.window, on_no_bind=on_no_bind,
             is_stale=lambda context: self._stale(context[0]), on_taken=on_taken,
-            on_returned=on_returned, on_bound=on_bound,
+            on_returned=on_returned, on_bound=on_bound, before_send=self._write_intents,
         )
 
-    def _stale(self, job: Job) -> bool:
+    def _write_intents(self, contexts: list[tuple[SubmitJob, SegmentPlan]]) -> bool:
+        """The batch's intents, stored before its PDUs are written (dispatcher thread)."""
+        return self._ledger.write_intents(
+            ((job.key, segment.seq - 1, job.partition, plan.reference or 0)
+             for job, plan in contexts for segment in plan.segments),
+            INTENT_ACK_TIMEOUT_S,
+        )
+
+    def _stale(self, job: SubmitJob) -> bool:
         """The job's partition was revoked since it was read: its next owner replays it."""
         return self._epochs.get(job.partition) != job.epoch
 
@@ -256,6 +303,7 @@ class SenderService:
             self._retry_wakeup.notify_all()
 
     def run(self) -> None:
+        self._require_ledger_topic()
         self._open_binds(list(self._smscs.values()))
         retry_thread = threading.Thread(target=self._retry_loop, name="sender-retry", daemon=True)
         retry_thread.start()
@@ -267,7 +315,7 @@ class SenderService:
         )
         log.info("sender consuming %s with %d SMSC connections", self._throttled,
                  sum(len(c) for c in self._binds.values()))
-        last_commit = time.monotonic()
+        last_commit = last_counters = time.monotonic()
         try:
             while not self._stop.is_set():
                 # Wait for the first record, then take whatever else is ready: batches under
@@ -283,13 +331,43 @@ class SenderService:
                 self._apply_back_pressure()
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                     self._commit(asynchronous=True)
+                    self._ledger.prune(int(time.time() * 1000))  # memory: the last hour only
                     last_commit = time.monotonic()
+                if time.monotonic() - last_counters >= COUNTERS_LOG_INTERVAL_S:
+                    # The sender exports no metrics yet: its counters (in_doubt_resubmits,
+                    # parts_skipped, …) go to the log.
+                    log.info("sender counters: %s", self.stats)
+                    last_counters = time.monotonic()
         finally:
             self._drain()
+
+    def _require_ledger_topic(self) -> None:
+        """Without its ledger topic the sender could store no intent, so it would submit
+        nothing: say so at once (an upgrade that skipped ``smsflow topics apply``)."""
+        topic = self._ledger.topic
+        found = self._consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise RuntimeError(f"topic {topic} is missing: run `smsflow topics apply` first")
 
     def queued_parts(self) -> int:
         """Parts waiting in the SMSC queues (not yet in a window)."""
         return sum(d.queued_parts for d in list(self._dispatchers.values()))
+
+    def queued_parts_by_smsc(self) -> dict[str, int]:
+        return {smsc: d.queued_parts for smsc, d in list(self._dispatchers.items())}
+
+    def bind_views(self) -> list[BindView]:
+        """State, window and counters of every bind (read at scrape time, any thread)."""
+        views = []
+        for smsc_id, clients in list(self._binds.items()):
+            for client in clients:
+                counts = client.stats
+                views.append(BindView(
+                    smsc=smsc_id, bind=client.name, state=client.state,
+                    in_flight=client.in_flight, window_size=client.config.window_size,
+                    binds=counts.binds, connection_losses=counts.connection_losses,
+                    bind_failures=counts.bind_failures))
+        return views
 
     def _apply_back_pressure(self) -> None:
         change = self._gate.update(self.queued_parts())
@@ -338,6 +416,10 @@ class SenderService:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._gate.reset()  # a new assignment starts unpaused; re-paused if still over
+        started = time.monotonic()
+        loaded = self._ledger.load([tp.partition for tp in partitions], int(time.time() * 1000))
+        log.info("sender ledger: %d entries of partitions %s read in %.1fs", loaded,
+                 [tp.partition for tp in partitions], time.monotonic() - started)
         with self._lock:
             for tp in partitions:
                 self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
@@ -349,6 +431,7 @@ class SenderService:
                 # Unfinished records will be redelivered to the partition's next owner.
                 self._tracker.forget(tp.partition)
                 self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
+        self._ledger.forget({tp.partition for tp in partitions})
 
     def _commit(self, *, asynchronous: bool) -> None:
         with self._lock:
@@ -391,10 +474,35 @@ class SenderService:
                 partition, offset, epoch, routed,
             )
             return
-        plan = plan_segments(routed.request.body, next(self._references) % 256)
-        job = Job(routed, partition, offset, epoch, plan)
         self.stats["messages"] += 1
-        self._submit(job, plan)
+        self._start(routed, partition, offset, epoch)
+
+    def _start(self, routed: RoutedMessage, partition: int, offset: int, epoch: int) -> None:
+        """Plan the message and submit the parts the ledger does not know as submitted."""
+        message_id = routed.request.message_id
+        actions, first_reference = self._ledger.actions(message_id, routed.parts)
+        # A resubmitted part keeps its first attempt's concatenation reference.
+        reference = next(self._references) % 256 if first_reference is None else first_reference
+        plan = plan_segments(routed.request.body, reference)
+        seqs = [s.seq for s in plan.segments if actions[s.seq - 1] is not PartAction.SKIP]
+        in_doubt = frozenset(s.seq for s in plan.segments
+                             if actions[s.seq - 1] is PartAction.RESUBMIT_IN_DOUBT)
+        job = SubmitJob(routed, partition, offset, epoch, plan,
+                  skipped=len(plan.segments) - len(seqs), in_doubt=in_doubt)
+        if job.skipped:
+            self.stats["parts_skipped"] += job.skipped
+            log.info("%s: %d of %d part(s) already submitted (ledger): not resubmitted",
+                     message_id, job.skipped, len(plan.segments))
+        if in_doubt:
+            self.stats["in_doubt_resubmits"] += len(in_doubt)
+            log.warning("%s: part(s) %s in doubt (intent stored, no outcome before a crash or "
+                        "rebalance): resubmitting; the subscriber may get them twice",
+                        message_id, sorted(s - 1 for s in in_doubt))
+        if not seqs:
+            self._finish(partition, offset, epoch)
+            return
+        self._ledger.claim(message_id, (seq - 1 for seq in seqs), partition)
+        self._submit(job, plan.select(seqs))
 
     def _reject(
         self, message: Message, code: str, detail: str, partition: int, offset: int, epoch: int,
@@ -408,6 +516,7 @@ class SenderService:
             source_offset=offset, original=message.value(), rejected_at=_now(),
         )
         self.stats["rejected"] += 1
+        self.metrics.rejected(code)
 
         def acked(error: KafkaError | None, _msg: Message) -> None:
             if error is None:
@@ -421,12 +530,13 @@ class SenderService:
         self, topic: str, key: str | None, value: bytes,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
         headers: list[tuple[str, str | bytes | None]] | None = None,
+        partition: int | None = None,
     ) -> None:
         while True:
             try:
                 self._producer.produce(
                     topic, key=key.encode() if key else None, value=value, on_delivery=on_delivery,
-                    headers=headers,
+                    headers=headers, partition=-1 if partition is None else partition,
                 )
                 return
             except BufferError:
@@ -439,7 +549,7 @@ class SenderService:
 
     # ------------------------------------------------------------------ SMPP side
 
-    def _submit(self, job: Job, plan: SegmentPlan) -> None:
+    def _submit(self, job: SubmitJob, plan: SegmentPlan) -> None:
         """Encode the parts and queue them for the SMSC's dispatcher; never waits. A
         dispatcher without a bound connection hands them back to ``_wait_for_bind``."""
         request = job.routed.request
@@ -464,7 +574,7 @@ class SenderService:
             return
         self._dispatchers[job.routed.smsc_id].put(Entry((job, plan), prepared))
 
-    def _wait_for_bind(self, job: Job, plan: SegmentPlan) -> None:
+    def _wait_for_bind(self, job: SubmitJob, plan: SegmentPlan) -> None:
         """No bind can take the parts now: try again shortly, until the message expires."""
         request = job.routed.request
         expires_at = request.submitted_at + timedelta(
@@ -481,7 +591,7 @@ class SenderService:
                 return
         self._schedule(job, plan, BIND_WAIT_S)
 
-    def _fail_over(self, job: Job, why: str) -> bool:
+    def _fail_over(self, job: SubmitJob, why: str) -> bool:
         """Send the whole message back through the throttle on the next eligible route.
 
         Only for messages of which no part was accepted (a split across SMSCs would still
@@ -493,15 +603,15 @@ class SenderService:
             self._engine,
             route_engine.RouteRequest(
                 request.tenant_id, routed.destination,
-                RouteMessageType(request.message_type.value), parts=routed.parts,
+                request.message_type, parts=routed.parts,
             ),
             time.time(),
         )
         for route_id in failed:
-            if isinstance(decision, route_engine.Rejection):
+            if isinstance(decision, route_engine.RouteRejection):
                 break
             decision = route_engine.next_route(decision, route_id)
-        if isinstance(decision, route_engine.Rejection):
+        if isinstance(decision, route_engine.RouteRejection):
             log.info("no route left for %s after %s: %s", job.key, why, decision.detail)
             return False
         rerouted = routed.model_copy(update={
@@ -510,6 +620,7 @@ class SenderService:
             "failed_routes": failed, "routed_at": _now(), "throttled_at": None,
         })
         self.stats["failovers"] += 1
+        self._ledger.release(job.key, routed.parts)
         log.info("failing %s over from %s to %s: %s", job.key, routed.route_id,
                  decision.route_id, why)
 
@@ -524,7 +635,7 @@ class SenderService:
                       rerouted.to_avro(self._routed_topic), acked)
         return True
 
-    def _schedule(self, job: Job, plan: SegmentPlan, delay_s: float) -> None:
+    def _schedule(self, job: SubmitJob, plan: SegmentPlan, delay_s: float) -> None:
         with self._lock:
             heapq.heappush(
                 self._retries, (time.monotonic() + delay_s, next(self._retry_seq), job, plan)
@@ -532,17 +643,18 @@ class SenderService:
             self._retry_wakeup.notify()
 
     def _fail_parts(
-        self, job: Job, seqs: list[int], status: int, reason: str, latency_s: float
+        self, job: SubmitJob, seqs: list[int], status: int, reason: str, latency_s: float
     ) -> None:
         now = _now()
         for seq in seqs:
             self.stats["parts_failed"] += 1
             self._record(job, seq, SubmitStatus.FAILED, status, None, latency_s, reason, now)
 
-    def _on_result(self, job: Job, plan: SegmentPlan, result: SubmitResult) -> None:
+    def _on_result(self, job: SubmitJob, plan: SegmentPlan, result: SubmitResult) -> None:
         smsc = self._smscs[job.routed.smsc_id]
         now = _now()
         for part in result.parts:
+            self.metrics.observe_part(smsc.id, part)
             if part.ok:
                 self.stats["parts_accepted"] += 1
                 self._record(job, part.seq, SubmitStatus.ACCEPTED, 0,
@@ -584,7 +696,7 @@ class SenderService:
             self._submit(job, plan)
 
     def _record(
-        self, job: Job, seq: int, outcome: SubmitStatus, command_status: int,
+        self, job: SubmitJob, seq: int, outcome: SubmitStatus, command_status: int,
         smsc_message_id: str | None, latency_s: float, reason: str | None, now: datetime,
     ) -> None:
         routed, request = job.routed, job.routed.request
@@ -610,24 +722,36 @@ class SenderService:
             job.outcomes[seq] = record
             job.unacked += 1
 
+        def done_stored(stored: bool) -> None:
+            if not stored:
+                return  # the offset stays uncommitted; a replay finds the part in doubt
+            with self._lock:
+                job.unacked -= 1
+                complete = job.settled
+            if complete:
+                self._finish(job.partition, job.offset, job.epoch)
+
         def acked(error: KafkaError | None, _msg: Message) -> None:
             if error is not None:
                 # The offset stays uncommitted, so the record is replayed after a restart.
                 log.error("submit outcome of %s not stored: %s", job.key, error)
                 return
-            with self._lock:
-                job.unacked -= 1
-                complete = job.unacked == 0 and len(job.outcomes) == routed.parts
-            if complete:
-                self._finish(job.partition, job.offset, job.epoch)
+            # DONE only once the outcome is on sms.sent: a part the ledger calls DONE never
+            # needs its outcome written again.
+            self._ledger.write_done(request.message_id, seq - 1, job.partition,
+                                    job.plan.reference or 0, int(now.timestamp() * 1000),
+                                    done_stored)
 
         # The fields the worker's AIMD and windows need, so they need not decode the value.
         summary = sent_summary_header(
             record.route_id, record.operator_id, record.tenant_id,
             outcome is SubmitStatus.ACCEPTED, command_status, record.latency_ms, job.attempts,
         )
+        headers: list[tuple[str, str | bytes | None]] = [summary]
+        if seq in job.in_doubt:
+            headers.append((IN_DOUBT_HEADER, b"1"))
         self._produce(self._sent, key, _encode(self._outcome_codec, record, self._sent), acked,
-                      headers=[summary])
+                      headers=headers)
 
     def _on_deliver(self, inbound: InboundDeliver, ack: AckFunction) -> None:
         """A deliver_sm / data_sm from an SMSC (session thread).  Answered with ``ack`` only once
@@ -644,6 +768,7 @@ class SenderService:
         try:
             receipt = inbound.parse_receipt(id_format=IdFormat(smsc.receipt_id_format))
         except ReceiptError as exc:
+            self.metrics.rejected(exc.reason)
             rejection = Rejection(
                 reason_code=exc.reason, reason=str(exc), stage=STAGE,
                 source_topic=f"smpp:{inbound.bind_name}", source_partition=-1, source_offset=-1,
@@ -654,7 +779,7 @@ class SenderService:
             return
         event = ReceiptEvent(
             smsc_id=smsc.id, smsc_message_id=receipt.smsc_message_id,
-            raw_message_id=receipt.raw_message_id, state=ReceiptState(receipt.state.value),
+            raw_message_id=receipt.raw_message_id, state=receipt.state,
             error_code=receipt.error_code, done_at=receipt.done_at, received_at=now,
             bind=inbound.bind_name,
         )

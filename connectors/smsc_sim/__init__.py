@@ -1,7 +1,8 @@
 """SMPP 3.4 SMSC simulator (``smsflow smsc-sim``): see ``docs/smsc-simulator.md``."""
 
 from .config import AccountConfig, FailureStatus, ProfileConfig, SimulatorConfig, load_config
-from .server import SimStats, SimulatorThread, SmscSimulator
+from .server import SimStats, SmscSimulator
+from .thread import SimulatorThread
 
 __all__ = [
     "AccountConfig",

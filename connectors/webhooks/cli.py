@@ -10,6 +10,7 @@ from typing import Any
 
 from connectors.webhooks.service import WebhookOptions, WebhookService
 from smsflow.config.kafka_io import read_config
+from smsflow.metrics_http import serve_metrics
 from smsflow.settings import load_settings
 from smsflow.topics import CONFIG, topic_name
 
@@ -39,7 +40,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, service.stop)
         await service.run()
 
-    asyncio.run(main())
+    port = settings.webhooks_metrics_port if args.metrics_port is None else args.metrics_port
+    server = serve_metrics(service.registry, settings.metrics_host, port, "webhooks")
+    try:
+        asyncio.run(main())
+    finally:
+        server.shutdown()
     return 0
 
 
@@ -56,4 +62,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--tenant-backlog", type=int, default=1_000,
                      help="reports one tenant may have waiting before its partition pauses")
     run.add_argument("--log-level", default="info")
+    run.add_argument("--metrics-port", type=int, default=None,
+                     help="serve /metrics on this port (default SMSFLOW_WEBHOOKS_METRICS_PORT, "
+                          "6068; 0: off)")
     run.set_defaults(func=_cmd_run)

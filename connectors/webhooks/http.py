@@ -29,7 +29,7 @@ def new_session() -> aiohttp.ClientSession:
 async def post_report(
     session: aiohttp.ClientSession, webhook: Webhook, delivery_id: str, body: bytes, now: float
 ) -> AttemptResult:
-    headers = request_headers(webhook.secret, delivery_id, body, now)
+    headers = request_headers(webhook.secret.get_secret_value(), delivery_id, body, now)
     try:
         async with session.post(
             webhook.url, data=body, headers=headers, allow_redirects=False,

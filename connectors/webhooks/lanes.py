@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from connectors.webhooks.ledger import Ticket
+from connectors.webhooks.ledger import AckTicket
 from schemas.models import DeliveryReport
 
 
 @dataclass
-class Job:
+class WebhookJob:
     """One report on its way to its tenant's endpoint."""
 
-    ticket: Ticket
+    ticket: AckTicket
     report: DeliveryReport
     body: bytes  # serialised once: every attempt sends and signs the same bytes
     original: bytes  # the sms.dlr value, for the rejection if it comes to that
@@ -29,7 +29,7 @@ class Lane:
     dead endpoint only ever occupies its own."""
 
     tenant_id: str
-    queue: deque[Job] = field(default_factory=deque)
+    queue: deque[WebhookJob] = field(default_factory=deque)
     in_flight: int = 0
 
     @property

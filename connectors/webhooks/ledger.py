@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
-class Ticket:
+class AckTicket:
     partition: int
     offset: int
     generation: int
@@ -47,7 +47,7 @@ class AckLedger:
     def assigned(self) -> list[int]:
         return sorted(self._partitions)
 
-    def track(self, partition: int, offset: int) -> Ticket:
+    def track(self, partition: int, offset: int) -> AckTicket:
         """Record taken from the consumer; offsets of a partition arrive in increasing order."""
         state = self._partitions.get(partition)
         if state is None:  # consumed without an assign callback (manual assignment)
@@ -59,13 +59,13 @@ class AckLedger:
             )
         state.pending.append(offset)
         state.next_offset = offset + 1
-        return Ticket(partition, offset, state.generation)
+        return AckTicket(partition, offset, state.generation)
 
-    def is_current(self, ticket: Ticket) -> bool:
+    def is_current(self, ticket: AckTicket) -> bool:
         state = self._partitions.get(ticket.partition)
         return state is not None and state.generation == ticket.generation
 
-    def finish(self, ticket: Ticket) -> bool:
+    def finish(self, ticket: AckTicket) -> bool:
         """Mark the ticket's record done. False (and nothing changes) for a stale ticket."""
         if not self.is_current(ticket):
             return False

@@ -47,7 +47,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class WebhookRetryPolicy:
     """Exponential backoff with jitter: after failed attempt n (1-based) wait between half and
     all of ``min(cap_s, base_s * 2**(n-1))``. With the defaults: up to 1, 2, 4 ... 512 s, then
     300-600 s, so a day's budget is about 200 attempts (144 to 288). A ``Retry-After`` longer

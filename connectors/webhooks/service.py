@@ -37,19 +37,22 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from connectors.webhooks.backpressure import Backpressure, Changes
 from connectors.webhooks.http import new_session, post_report
-from connectors.webhooks.lanes import Job, Lane, Stats
-from connectors.webhooks.ledger import AckLedger, Ticket
+from connectors.webhooks.lanes import Lane, Stats, WebhookJob
+from connectors.webhooks.ledger import AckLedger, AckTicket
+from connectors.webhooks.metrics import WebhookCollector
 from connectors.webhooks.payload import report_body
-from connectors.webhooks.policy import RetryPolicy, Verdict, classify
+from connectors.webhooks.policy import Verdict, WebhookRetryPolicy, classify
 from schemas.codec import DecodeError
 from schemas.models import DeliveryReport, Rejection
 from schemas.retrying import decode
 from smsflow.config.kafka_io import read_config
-from smsflow.config.models import PlatformConfig, Webhook
+from smsflow.config.models import WEBHOOK_SECRET_MIN, PlatformConfig, Webhook
+from smsflow.config.secrets import SecretResolutionError, resolve
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, DLR, REJECTED, topic_name
@@ -68,7 +71,7 @@ class WebhookOptions:
     config_refresh_s: float = 5.0
     metrics_interval_s: float = 30.0
     drain_timeout_s: float = 10.0
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    policy: WebhookRetryPolicy = field(default_factory=WebhookRetryPolicy)
     tenant_backlog: int = 1_000  # pause the tenant's partition above this many reports
     ledger_backlog: int = 20_000  # pause a partition holding this many uncommitted records
 
@@ -101,12 +104,17 @@ class WebhookService:
             ledger_low=self._options.ledger_backlog // 2,
         )
         self._lanes: dict[str, Lane] = {}
-        self._tasks: dict[asyncio.Task[None], tuple[Lane, Job]] = {}
+        self._tasks: dict[asyncio.Task[None], tuple[Lane, WebhookJob]] = {}
         self._committed: dict[int, int] = {}
         self._stop_requested = threading.Event()
         self._stopping = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._last_totals: dict[str, int] = {}
+        #: Read at scrape time by the metrics server's thread (connectors/webhooks/metrics.py).
+        self.registry = CollectorRegistry()
+        self.registry.register(WebhookCollector(
+            self.stats, lanes=lambda: list(self._lanes.values()),
+            paused_partitions=lambda: len(self._backpressure.paused())))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,8 +176,9 @@ class WebhookService:
     def _set_config(self, config: PlatformConfig) -> None:
         # One dict swap: the lookup is per report, and readers (tests, metrics) on other
         # threads see either the old or the new mapping, never a half-built one.
+        hooks = _resolved_hooks(config)
         self.config = config
-        self._hooks = {t.id: t.webhook for t in config.tenants if t.webhook is not None}
+        self._hooks = hooks
 
     def webhook_of(self, tenant_id: str) -> Webhook | None:
         return self._hooks.get(tenant_id)
@@ -185,7 +194,11 @@ class WebhookService:
                 continue
             if config != self.config:
                 before = self._hooks
-                self._set_config(config)
+                try:
+                    self._set_config(config)
+                except SecretResolutionError as exc:  # fix the mount/variable; we re-read
+                    log.error("keeping the previous configuration: %s", exc)
+                    continue
                 after = self._hooks
                 log.info("configuration changed: %d tenant webhook(s) (added %s, removed %s)",
                          len(after), sorted(set(after) - set(before)) or "none",
@@ -277,7 +290,7 @@ class WebhookService:
             return
         kind, timestamp_ms = message.timestamp()
         written_at = time.time() if kind == TIMESTAMP_NOT_AVAILABLE else timestamp_ms / 1000
-        job = Job(ticket, report, report_body(report), value, message.topic() or self._dlr,
+        job = WebhookJob(ticket, report, report_body(report), value, message.topic() or self._dlr,
                   written_at)
         lane = self._lanes.setdefault(report.tenant_id, Lane(report.tenant_id))
         lane.queue.append(job)
@@ -285,7 +298,7 @@ class WebhookService:
         self._apply(self._backpressure.ledger(partition, self._ledger.pending(partition)))
         self._pump(lane)
 
-    def _finish(self, ticket: Ticket) -> None:
+    def _finish(self, ticket: AckTicket) -> None:
         if self._ledger.finish(ticket):  # False: the partition was revoked meanwhile
             partition = ticket.partition
             self._apply(self._backpressure.ledger(partition, self._ledger.pending(partition)))
@@ -320,7 +333,7 @@ class WebhookService:
         if lane.backlog == 0:
             self._lanes.pop(lane.tenant_id, None)  # idle tenants cost nothing
 
-    async def _deliver(self, job: Job) -> None:
+    async def _deliver(self, job: WebhookJob) -> None:
         """Attempt until delivered, refused or out of budget; returns early only on shutdown
         (the report stays unfinished and is read again)."""
         assert self._session is not None
@@ -361,7 +374,7 @@ class WebhookService:
                 self.stats.abandoned += 1  # unfinished: read again at the next start
                 return
 
-    async def _give_up(self, job: Job, code: str, detail: str) -> None:
+    async def _give_up(self, job: WebhookJob, code: str, detail: str) -> None:
         report, ticket = job.report, job.ticket
         log.warning("%s %s of tenant %s: %s", code, report.message_id, report.tenant_id, detail)
         rejection = self._rejection(code, detail, report, job.source_topic, ticket.partition,
@@ -426,3 +439,14 @@ class WebhookService:
         log.info("webhooks: %s; in flight/queued: %s; paused partitions: %s",
                  totals, lanes or "none", paused or "none")
 
+
+def _resolved_hooks(config: PlatformConfig) -> dict[str, Webhook]:
+    """Each tenant's webhook with its signing secret resolved (it is a reference in the
+    configuration: this process is the only one that reads the value)."""
+    return {
+        tenant.id: tenant.webhook.model_copy(update={"secret": resolve(
+            tenant.webhook.secret, what=f"tenant {tenant.id} webhook secret",
+            min_length=WEBHOOK_SECRET_MIN,
+        )})
+        for tenant in config.tenants if tenant.webhook is not None
+    }

@@ -37,36 +37,19 @@ from __future__ import annotations
 import logging
 import struct
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
 
 import faust
-from pydantic import ValidationError
 
 from pipeline.after_delivery import after_delivery
-from pipeline.app import (
-    aggregator_inputs,
-    app,
-    correlator_inputs,
-    dlr_out,
-    dlr_parts_out,
-    dlr_parts_timers_out,
-    dlr_parts_timers_topic_name,
-    dlr_parts_topic_name,
-    dlr_raw_topic_name,
-    dlr_timers_out,
-    dlr_timers_topic_name,
-    dlr_topic_name,
-    rejected_out,
-    sent_topic_name,
-    settings,
-)
-from pipeline.decoding import decode
+from pipeline.app import Worker
+from pipeline.decoding import decode, decode_or_reject
 from pipeline.key_timers import KeyTimers
 from pipeline.rejections import reject
 from pipeline.tracking_policy import correlation_policy
-from schemas.codec import DecodeError
 from schemas.models import (
     DeliveryReport,
     DeliveryStatus,
@@ -78,11 +61,12 @@ from schemas.models import (
 )
 from schemas.summaries import report_summary_header
 from smsflow.domain.delivery import message_status
-from smsflow.domain.receipts import DlrStatus
+from smsflow.domain.receipts import TERMINAL_STATUS_BY_STATE
 from smsflow.domain.tracking import (
     REASON_RECEIPT_UNMATCHED,
     SELF_EXPIRED_REASON,
     Arrival,
+    CorrelationPolicy,
     EntryKind,
     PendingEntry,
     StateFormatError,
@@ -93,31 +77,22 @@ from smsflow.domain.tracking import (
     pending_receipt,
     pending_sent,
 )
+from smsflow.topics import DLR, DLR_PARTS, DLR_PARTS_TIMERS, DLR_RAW, DLR_TIMERS, REJECTED, SENT
 
 log = logging.getLogger(__name__)
 
 STAGE = "dlr"
-POLICY = correlation_policy(settings)
 #: ``reason`` of a part that ends ACCEPTED: the SMSC took it, and no receipt was requested.
 NO_RECEIPT_REASON = "no receipt requested"
 
-#: Receipt states that end a part, and the part status they mean. ENROUTE and ACCEPTED are
-#: intermediate. DELETED and UNKNOWN are final answers that are not a delivery (as in Kannel).
-TERMINAL_RECEIPT_STATES: dict[ReceiptState, DeliveryStatus] = {
-    ReceiptState.DELIVERED: DeliveryStatus.DELIVERED,
-    ReceiptState.UNDELIVERABLE: DeliveryStatus.UNDELIVERABLE,
-    ReceiptState.EXPIRED: DeliveryStatus.EXPIRED,
-    ReceiptState.REJECTED: DeliveryStatus.REJECTED,
-    ReceiptState.DELETED: DeliveryStatus.FAILED,
-    ReceiptState.UNKNOWN: DeliveryStatus.FAILED,
-}
 
-# No default factory: a missing key reads as None through .get().
-pending = app.Table("dlr-pending", key_type=str, value_type=bytes)
-collected = app.Table("dlr-parts", key_type=str, value_type=bytes)
+def terminal_status(state: ReceiptState) -> DeliveryStatus | None:
+    """The part status a receipt state ends a part with; None for an intermediate state.
 
-#: What the agents did, by kind (logged by ``log_counts``; exported as metrics later).
-counts: Counter[str] = Counter()
+    The table is the domain's (``TERMINAL_STATUS_BY_STATE``, docs/architecture.md); the wire
+    contracts use the domain's enums.
+    """
+    return TERMINAL_STATUS_BY_STATE.get(state)
 
 
 def _now_ms() -> int:
@@ -128,40 +103,6 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-#: Done markers whose output is sent but not yet stored (so not yet in the table): consulted
-#: before the table so a duplicate arriving meanwhile is dropped. Memory only: after a crash
-#: the replay repeats the output (at-least-once); cleared at every rebalance for the same
-#: reason (the partition's next owner replays).
-_completing: dict[str, PendingEntry] = {}
-#: Messages reported whose report is not yet stored (the aggregator's counterpart).
-_reporting: set[str] = set()
-
-
-def _forget_in_flight(_sender: Any, *args: Any, **_: Any) -> None:
-    _completing.clear()
-    _reporting.clear()
-
-
-app.on_partitions_revoked.connect(cast(Any, _forget_in_flight))
-
-
-def _waiting(key: str) -> PendingEntry | None:
-    """The key's entry: a completion in flight first, else the table's."""
-    marker = _completing.get(key)
-    return marker if marker is not None else _entry(pending.get(key), key)
-
-
-def _entry(value: bytes | None, key: str) -> PendingEntry | None:
-    if value is None:
-        return None
-    try:
-        return PendingEntry.from_bytes(value)
-    except StateFormatError as exc:  # written by an older version: start the key afresh
-        log.warning("dlr-pending %s: unreadable entry dropped (%s)", key, exc)
-        counts["unreadable_entry"] += 1
-        return None
-
-
 def _pending_due(value: bytes) -> int | None:
     try:
         return PendingEntry.from_bytes(value).due_ms
@@ -169,26 +110,18 @@ def _pending_due(value: bytes) -> int | None:
         return None
 
 
-correlator_timers = KeyTimers(
-    app, name="correlate", table=pending, command_topic=dlr_timers_out, due_of=_pending_due
-)
+def _terminal(state: ReceiptState) -> DeliveryStatus:
+    status = terminal_status(state)
+    if status is None:
+        raise ValueError(f"receipt state {state.value} ends nothing")
+    return status
 
 
-def _store(key: str, entry: PendingEntry) -> None:
-    pending[key] = entry.to_bytes()
-    correlator_timers.schedule(key, entry.due_ms)
-
-
-def _store_marker(key: str, marker: PendingEntry) -> None:
-    if _completing.get(key) is marker:
-        del _completing[key]
-    _store(key, marker)
-
-
-def _complete(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
+def complete_part(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
+    """The terminal outcome of a part whose terminal receipt matched its submit outcome."""
     return PartOutcome(
         sent=sent,
-        status=TERMINAL_RECEIPT_STATES[receipt.state],
+        status=_terminal(receipt.state),
         error_code=receipt.error_code,
         reason=None if receipt.state is ReceiptState.DELIVERED else f"receipt {receipt.state}",
         # When we learned it; the receipt's own "done date" is often minute-precision only.
@@ -203,141 +136,6 @@ def accepted_part(sent: SubmitOutcome) -> PartOutcome:
         done_at=sent.sent_at,  # when the SMSC accepted it: all we will ever know
     )
 
-
-async def _emit_part(
-    event: faust.EventT[bytes], key: str, part: PartOutcome, *, now_ms: int
-) -> None:
-    """Send the part on; once it is stored, replace the key's entry with a done marker (until
-    then the waiting entry stays: a replay repeats the part instead of losing it)."""
-    future = await dlr_parts_out.send(
-        key=part.sent.message_id.encode(), value=part.to_avro(dlr_parts_topic_name)
-    )
-    if key:
-        marker = done_marker(DlrStatus(part.status.value), now_ms=now_ms,
-                             self_expired=part.reason == SELF_EXPIRED_REASON, policy=POLICY)
-        _completing[key] = marker
-        after_delivery(future, event, partial(_store_marker, key, marker))
-
-
-@app.agent(correlator_inputs)
-async def correlate(stream: faust.StreamT[bytes]) -> None:
-    async for event in stream.events():
-        topic = event.message.topic
-        key = (event.key or b"").decode()
-        if topic == dlr_timers_topic_name:
-            await _on_timer(event, key)
-            continue
-        try:
-            record: SubmitOutcome | ReceiptEvent = (
-                await decode(SubmitOutcome, event.value)
-                if topic == sent_topic_name
-                else await decode(ReceiptEvent, event.value)
-            )
-        except DecodeError as exc:
-            await reject(event, rejected_out, stage=STAGE, reason_code=exc.reason_code,
-                         detail=str(exc))
-            continue
-        except ValidationError as exc:
-            await reject(event, rejected_out, stage=STAGE, reason_code="INVALID_RECORD",
-                         detail=str(exc).splitlines()[0])
-            continue
-        raw = event.value or b""
-        if isinstance(record, SubmitOutcome):
-            await _on_sent(event, key, record, raw)
-        else:
-            await _on_receipt(event, key, record, raw)
-
-
-async def _on_sent(event: faust.EventT[bytes], key: str, sent: SubmitOutcome, raw: bytes) -> None:
-    now_ms = _now_ms()
-    if sent.outcome is SubmitStatus.FAILED:
-        # Nothing to wait for; keyed <message id>:<part>, deduplicated by the aggregator.
-        counts["submit_failed"] += 1
-        await _emit_part(event, "", PartOutcome(
-            sent=sent, status=DeliveryStatus.FAILED, error_code=sent.command_status,
-            reason=sent.reason or sent.status_name, done_at=sent.sent_at,
-        ), now_ms=now_ms)
-        return
-    if not sent.receipt_requested:
-        # No receipt will come: the part ends now, with no waiting entry and no expiry timer.
-        # Not keyed for a done marker, like a failed part: the aggregator drops a replayed copy.
-        counts["sent_no_receipt"] += 1
-        await _emit_part(event, "", accepted_part(sent), now_ms=now_ms)
-        return
-    waiting = _waiting(key)
-    arrival = on_arrival(waiting, EntryKind.SENT)
-    counts[f"sent_{arrival.value.lower()}"] += 1
-    if arrival is Arrival.STORE:
-        _store(key, pending_sent(raw, sent_at_ms=_ms(sent.sent_at),
-                                 expires_at_ms=_ms(sent.expires_at), policy=POLICY))
-    elif arrival is Arrival.COMPLETE and waiting is not None:
-        receipt = ReceiptEvent.from_avro(waiting.payload)
-        await _emit_part(event, key, _complete(sent, receipt), now_ms=now_ms)
-    # DUPLICATE / AFTER_DONE: an at-least-once copy; the first one is handled.
-
-
-async def _on_receipt(
-    event: faust.EventT[bytes], key: str, receipt: ReceiptEvent, raw: bytes
-) -> None:
-    if receipt.state not in TERMINAL_RECEIPT_STATES:
-        counts[f"intermediate_{receipt.state.value.lower()}"] += 1
-        return
-    now_ms = _now_ms()
-    waiting = _waiting(key)
-    arrival = on_arrival(waiting, EntryKind.RECEIPT)
-    counts[f"receipt_{arrival.value.lower()}"] += 1
-    if arrival is Arrival.STORE:
-        _store(key, pending_receipt(raw, now_ms=now_ms, policy=POLICY))
-    elif arrival is Arrival.COMPLETE and waiting is not None:
-        sent = SubmitOutcome.from_avro(waiting.payload)
-        await _emit_part(event, key, _complete(sent, receipt), now_ms=now_ms)
-
-
-async def _on_timer(event: faust.EventT[bytes], key: str) -> None:
-    entry = _waiting(key)
-    if entry is None:
-        return  # completed (and forgotten) since the command was sent
-    now_ms = _now_ms()
-    decision = on_timer(entry, now_ms, POLICY)
-    counts[f"timer_{decision.action.value.lower()}"] += 1
-    if decision.action is TimerAction.WAIT:
-        correlator_timers.schedule(key, entry.due_ms)  # an early or duplicate command
-    elif decision.action is TimerAction.EXPIRE:
-        sent = SubmitOutcome.from_avro(entry.payload)
-        part = PartOutcome(
-            sent=sent, status=DeliveryStatus.EXPIRED, error_code=None,
-            reason=SELF_EXPIRED_REASON,
-            done_at=datetime.fromtimestamp(entry.at_ms / 1000, tz=UTC),  # the validity end
-        )
-        await _emit_part(event, key, part, now_ms=now_ms)
-    elif decision.action is TimerAction.RETRY and decision.entry is not None:
-        _store(key, decision.entry)
-    elif decision.action is TimerAction.DEAD_LETTER:
-        receipt = ReceiptEvent.from_avro(entry.payload)
-        waited_s = (now_ms - entry.at_ms) / 1000
-        future = await reject(
-            event, rejected_out, stage=STAGE, reason_code=REASON_RECEIPT_UNMATCHED,
-            detail=f"receipt {receipt.state} for {key} found no submit outcome in "
-                   f"{waited_s:.0f} s",
-            original=entry.payload, original_topic=dlr_raw_topic_name,
-        )
-        after_delivery(future, event, partial(_forget, key))
-    elif decision.action is TimerAction.FORGET:
-        _forget(key)
-
-
-def _forget(key: str) -> None:
-    pending.pop(key, None)
-    correlator_timers.cancel(key)
-
-
-@app.timer(interval=1.0)
-async def correlator_tick() -> None:
-    await correlator_timers.tick()
-
-
-# ---------------------------------------------------------------------------- aggregate
-
 _COLLECTING = b"C"  # + length-prefixed PartOutcome records
 _DONE = b"D"  # + due_ms (>q): the message was reported; drop late copies until then
 _DUE = struct.Struct(">q")
@@ -350,17 +148,11 @@ def _parts_due(value: bytes) -> int | None:
     return None
 
 
-aggregator_timers = KeyTimers(
-    app, name="aggregate", table=collected, command_topic=dlr_parts_timers_out,
-    due_of=_parts_due,
-)
-
-
-def _pack(blobs: list[bytes]) -> bytes:
+def pack_parts(blobs: list[bytes]) -> bytes:
     return b"".join(struct.pack(">I", len(blob)) + blob for blob in blobs)
 
 
-def _unpack(data: bytes) -> list[bytes]:
+def unpack_parts(data: bytes) -> list[bytes]:
     blobs, offset = [], 0
     while offset < len(data):
         (size,) = struct.unpack_from(">I", data, offset)
@@ -369,10 +161,11 @@ def _unpack(data: bytes) -> list[bytes]:
     return blobs
 
 
-def _report(parts: list[PartOutcome]) -> DeliveryReport:
+def report_of(parts: list[PartOutcome]) -> DeliveryReport:
+    """The message's one report from all its parts (status: the worst part's)."""
     parts.sort(key=lambda p: p.sent.part_index)
     first, last_done = parts[0], max(parts, key=lambda p: p.done_at)
-    status = DeliveryStatus(message_status(p.status.value for p in parts))
+    status = DeliveryStatus(message_status(p.status for p in parts))
     worst = next((p for p in parts if p.status is status), first)
     return DeliveryReport(
         message_id=first.sent.message_id,
@@ -394,77 +187,286 @@ def _report(parts: list[PartOutcome]) -> DeliveryReport:
     )
 
 
-def _mark_done(key: str) -> None:
-    _reporting.discard(key)
-    due = _now_ms() + POLICY.done_ttl_ms
-    collected[key] = _DONE + _DUE.pack(due)
-    aggregator_timers.schedule(key, due)
+@dataclass
+class DeliveryAgents:
+    """What :func:`register` leaves for the rest of the worker to read (metrics, logs)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    correlator_timers: KeyTimers | None = None
+    aggregator_timers: KeyTimers | None = None
 
 
-@app.agent(aggregator_inputs)
-async def aggregate(stream: faust.StreamT[bytes]) -> None:
-    async for event in stream.events():
-        if event.message.topic == dlr_parts_timers_topic_name:
-            _on_parts_timer((event.key or b"").decode())
-            continue
+def register(worker: Worker) -> DeliveryAgents:
+    """The ``correlate`` and ``aggregate`` agents, their tables and timers, on ``worker``."""
+    agents = DeliveryAgents()
+    policy = correlation_policy(worker.settings)
+    correlator_timers = _register_correlate(worker, agents.counts, policy)
+    aggregator_timers = _register_aggregate(worker, agents.counts, policy)
+    agents.correlator_timers, agents.aggregator_timers = correlator_timers, aggregator_timers
+    counts = agents.counts
+
+    @worker.app.timer(interval=30.0)
+    async def log_counts() -> None:
+        if counts:
+            log.info("delivery: %s; timers pending=%d/%d sent=%d/%d",
+                     dict(sorted(counts.items())), len(correlator_timers), len(aggregator_timers),
+                     correlator_timers.commands_sent, aggregator_timers.commands_sent)
+
+    return agents
+
+
+def _register_correlate(worker: Worker, counts: Counter[str],
+                        policy: CorrelationPolicy) -> KeyTimers:
+    """``correlate``: submit outcome ⋈ terminal receipt per part, in ``dlr-pending``."""
+    app = worker.app
+    rejected_out, dlr_parts_out = worker.output(REJECTED), worker.output(DLR_PARTS)
+    dlr_timers_out = worker.output(DLR_TIMERS)
+    sent_topic_name, dlr_raw_topic_name = worker.name(SENT), worker.name(DLR_RAW)
+    dlr_timers_topic_name, dlr_parts_topic_name = worker.name(DLR_TIMERS), worker.name(DLR_PARTS)
+    # No default factory: a missing key reads as None through .get().
+    pending = app.Table("dlr-pending", key_type=str, value_type=bytes)
+
+    #: Done markers whose output is sent but not yet stored (so not yet in the table): consulted
+    #: before the table so a duplicate arriving meanwhile is dropped. Memory only: after a crash
+    #: the replay repeats the output (at-least-once); cleared at every rebalance for the same
+    #: reason (the partition's next owner replays).
+    _completing: dict[str, PendingEntry] = {}
+
+    def forget_in_flight(_sender: Any, *args: Any, **_: Any) -> None:
+        _completing.clear()
+
+    app.on_partitions_revoked.connect(cast(Any, forget_in_flight))
+
+    def _waiting(key: str) -> PendingEntry | None:
+        """The key's entry: a completion in flight first, else the table's."""
+        marker = _completing.get(key)
+        return marker if marker is not None else _entry(pending.get(key), key)
+
+    def _entry(value: bytes | None, key: str) -> PendingEntry | None:
+        if value is None:
+            return None
         try:
-            part = await decode(PartOutcome, event.value)
-        except (DecodeError, ValidationError) as exc:
-            code = exc.reason_code if isinstance(exc, DecodeError) else "INVALID_RECORD"
-            await reject(event, rejected_out, stage=STAGE, reason_code=code,
-                         detail=str(exc).splitlines()[0])
-            continue
-        key = part.sent.message_id
-        stored = collected.get(key)
-        if key in _reporting or (stored is not None and stored[:1] == _DONE):
-            counts["part_after_done"] += 1
-            continue
-        if part.sent.part_count == 1:
-            parts = [part]
-        else:
-            blobs = _unpack(stored[1:]) if stored is not None and stored[:1] == _COLLECTING else []
-            parts = [PartOutcome.from_avro(blob) for blob in blobs]
-            if any(p.sent.part_index == part.sent.part_index for p in parts):
-                counts["part_duplicate"] += 1
-                continue
-            parts.append(part)
-            if len(parts) < part.sent.part_count:
-                collected[key] = _COLLECTING + _pack([*blobs, event.value or b""])
-                continue
-        report = _report(parts)
-        future = await dlr_out.send(
-            key=report.tenant_id.encode(), value=report.to_avro(dlr_topic_name),
-            headers=[report_summary_header(report.route_id, report.operator_id,
-                                           report.tenant_id, report.status.value)],
+            return PendingEntry.from_bytes(value)
+        except StateFormatError as exc:  # written by an older version: start the key afresh
+            log.warning("dlr-pending %s: unreadable entry dropped (%s)", key, exc)
+            counts["unreadable_entry"] += 1
+            return None
+
+    correlator_timers = KeyTimers(
+        app, name="correlate", table=pending, command_topic=dlr_timers_out, due_of=_pending_due
+    )
+
+    def _store(key: str, entry: PendingEntry) -> None:
+        pending[key] = entry.to_bytes()
+        correlator_timers.schedule(key, entry.due_ms)
+
+    def _store_marker(key: str, marker: PendingEntry) -> None:
+        if _completing.get(key) is marker:
+            del _completing[key]
+        _store(key, marker)
+
+    async def _emit_part(
+        event: faust.EventT[bytes], key: str, part: PartOutcome, *, now_ms: int
+    ) -> None:
+        """Send the part on; once it is stored, replace the key's entry with a done marker (until
+        then the waiting entry stays: a replay repeats the part instead of losing it)."""
+        future = await dlr_parts_out.send(
+            key=part.sent.message_id.encode(), value=part.to_avro(dlr_parts_topic_name)
         )
-        # Until the report is stored, a replayed part reports again instead of being dropped.
-        _reporting.add(key)
-        after_delivery(future, event, partial(_mark_done, key))
-        counts["reported"] += 1
+        if key:
+            marker = done_marker(part.status, now_ms=now_ms,
+                                 self_expired=part.reason == SELF_EXPIRED_REASON, policy=policy)
+            _completing[key] = marker
+            after_delivery(future, event, partial(_store_marker, key, marker))
+
+    @app.agent(worker.topic(SENT, DLR_RAW, DLR_TIMERS))
+    async def correlate(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            topic = event.message.topic
+            key = (event.key or b"").decode()
+            if topic == dlr_timers_topic_name:
+                await _on_timer(event, key)
+                continue
+            model: type[SubmitOutcome | ReceiptEvent] = (
+                SubmitOutcome if topic == sent_topic_name else ReceiptEvent
+            )
+            record = await decode_or_reject(model, event, rejected_out, stage=STAGE)
+            if record is None:
+                continue
+            raw = event.value or b""
+            if isinstance(record, SubmitOutcome):
+                await _on_sent(event, key, record, raw)
+            else:
+                await _on_receipt(event, key, record, raw)
+
+    async def _on_sent(
+        event: faust.EventT[bytes], key: str, sent: SubmitOutcome, raw: bytes
+    ) -> None:
+        now_ms = _now_ms()
+        if sent.outcome is SubmitStatus.FAILED:
+            # Nothing to wait for; keyed <message id>:<part>, deduplicated by the aggregator.
+            counts["submit_failed"] += 1
+            await _emit_part(event, "", PartOutcome(
+                sent=sent, status=DeliveryStatus.FAILED, error_code=sent.command_status,
+                reason=sent.reason or sent.status_name, done_at=sent.sent_at,
+            ), now_ms=now_ms)
+            return
+        if not sent.receipt_requested:
+            # No receipt will come: the part ends now, with no waiting entry and no expiry timer.
+            # Not keyed for a done marker, like a failed part: the aggregator drops a replayed copy.
+            counts["sent_no_receipt"] += 1
+            await _emit_part(event, "", accepted_part(sent), now_ms=now_ms)
+            return
+        waiting = _waiting(key)
+        arrival = on_arrival(waiting, EntryKind.SENT)
+        counts[f"sent_{arrival.value.lower()}"] += 1
+        if arrival is Arrival.STORE:
+            _store(key, pending_sent(raw, sent_at_ms=_ms(sent.sent_at),
+                                     expires_at_ms=_ms(sent.expires_at), policy=policy))
+        elif arrival is Arrival.COMPLETE and waiting is not None:
+            receipt = await decode(ReceiptEvent, waiting.payload)
+            await _emit_part(event, key, complete_part(sent, receipt), now_ms=now_ms)
+        # DUPLICATE / AFTER_DONE: an at-least-once copy; the first one is handled.
+
+    async def _on_receipt(
+        event: faust.EventT[bytes], key: str, receipt: ReceiptEvent, raw: bytes
+    ) -> None:
+        if terminal_status(receipt.state) is None:
+            counts[f"intermediate_{receipt.state.value.lower()}"] += 1
+            return
+        now_ms = _now_ms()
+        waiting = _waiting(key)
+        arrival = on_arrival(waiting, EntryKind.RECEIPT)
+        counts[f"receipt_{arrival.value.lower()}"] += 1
+        if arrival is Arrival.STORE:
+            _store(key, pending_receipt(raw, now_ms=now_ms, policy=policy))
+        elif arrival is Arrival.COMPLETE and waiting is not None:
+            sent = await decode(SubmitOutcome, waiting.payload)
+            await _emit_part(event, key, complete_part(sent, receipt), now_ms=now_ms)
+
+    async def _on_timer(event: faust.EventT[bytes], key: str) -> None:
+        entry = _waiting(key)
+        if entry is None:
+            return  # completed (and forgotten) since the command was sent
+        now_ms = _now_ms()
+        decision = on_timer(entry, now_ms, policy)
+        counts[f"timer_{decision.action.value.lower()}"] += 1
+        if decision.action is TimerAction.WAIT:
+            correlator_timers.schedule(key, entry.due_ms)  # an early or duplicate command
+        elif decision.action is TimerAction.EXPIRE:
+            sent = await decode(SubmitOutcome, entry.payload)
+            part = PartOutcome(
+                sent=sent, status=DeliveryStatus.EXPIRED, error_code=None,
+                reason=SELF_EXPIRED_REASON,
+                done_at=datetime.fromtimestamp(entry.at_ms / 1000, tz=UTC),  # the validity end
+            )
+            await _emit_part(event, key, part, now_ms=now_ms)
+        elif decision.action is TimerAction.RETRY and decision.entry is not None:
+            _store(key, decision.entry)
+        elif decision.action is TimerAction.DEAD_LETTER:
+            receipt = await decode(ReceiptEvent, entry.payload)
+            waited_s = (now_ms - entry.at_ms) / 1000
+            future = await reject(
+                event, rejected_out, stage=STAGE, reason_code=REASON_RECEIPT_UNMATCHED,
+                detail=f"receipt {receipt.state} for {key} found no submit outcome in "
+                       f"{waited_s:.0f} s",
+                original=entry.payload, original_topic=dlr_raw_topic_name,
+            )
+            after_delivery(future, event, partial(_forget, key))
+        elif decision.action is TimerAction.FORGET:
+            _forget(key)
+
+    def _forget(key: str) -> None:
+        pending.pop(key, None)
+        correlator_timers.cancel(key)
+
+    @app.timer(interval=1.0)
+    async def correlator_tick() -> None:
+        await correlator_timers.tick()
+
+    return correlator_timers
 
 
-def _on_parts_timer(key: str) -> None:
-    stored = collected.get(key)
-    if stored is None:
-        return
-    due = _parts_due(stored)
-    if due is None:
-        return  # still collecting: no timer
-    if due <= _now_ms():
-        del collected[key]
-        aggregator_timers.cancel(key)
-    else:
+def _register_aggregate(worker: Worker, counts: Counter[str],
+                        policy: CorrelationPolicy) -> KeyTimers:
+    """``aggregate``: a message's parts in ``dlr-parts`` until all are in; one report."""
+    app = worker.app
+    rejected_out, dlr_out = worker.output(REJECTED), worker.output(DLR)
+    dlr_parts_timers_out = worker.output(DLR_PARTS_TIMERS)
+    dlr_parts_timers_topic_name, dlr_topic_name = worker.name(DLR_PARTS_TIMERS), worker.name(DLR)
+    collected = app.Table("dlr-parts", key_type=str, value_type=bytes)
+    #: Messages reported whose report is not yet stored (the correlator's _completing).
+    _reporting: set[str] = set()
+
+    def forget_in_flight(_sender: Any, *args: Any, **_: Any) -> None:
+        _reporting.clear()
+
+    app.on_partitions_revoked.connect(cast(Any, forget_in_flight))
+
+    aggregator_timers = KeyTimers(
+        app, name="aggregate", table=collected, command_topic=dlr_parts_timers_out,
+        due_of=_parts_due,
+    )
+
+    def _mark_done(key: str) -> None:
+        _reporting.discard(key)
+        due = _now_ms() + policy.done_ttl_ms
+        collected[key] = _DONE + _DUE.pack(due)
         aggregator_timers.schedule(key, due)
 
+    @app.agent(worker.topic(DLR_PARTS, DLR_PARTS_TIMERS))
+    async def aggregate(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            if event.message.topic == dlr_parts_timers_topic_name:
+                _on_parts_timer((event.key or b"").decode())
+                continue
+            part = await decode_or_reject(PartOutcome, event, rejected_out, stage=STAGE)
+            if part is None:
+                continue
+            key = part.sent.message_id
+            stored = collected.get(key)
+            if key in _reporting or (stored is not None and stored[:1] == _DONE):
+                counts["part_after_done"] += 1
+                continue
+            if part.sent.part_count == 1:
+                parts = [part]
+            else:
+                collecting = stored is not None and stored[:1] == _COLLECTING
+                blobs = unpack_parts(stored[1:]) if collecting and stored else []
+                parts = [await decode(PartOutcome, blob) for blob in blobs]
+                if any(p.sent.part_index == part.sent.part_index for p in parts):
+                    counts["part_duplicate"] += 1
+                    continue
+                parts.append(part)
+                if len(parts) < part.sent.part_count:
+                    collected[key] = _COLLECTING + pack_parts([*blobs, event.value or b""])
+                    continue
+            report = report_of(parts)
+            future = await dlr_out.send(
+                key=report.tenant_id.encode(), value=report.to_avro(dlr_topic_name),
+                headers=[report_summary_header(report.route_id, report.operator_id,
+                                               report.tenant_id, report.status.value)],
+            )
+            # Until the report is stored, a replayed part reports again instead of being dropped.
+            _reporting.add(key)
+            after_delivery(future, event, partial(_mark_done, key))
+            counts["reported"] += 1
 
-@app.timer(interval=1.0)
-async def aggregator_tick() -> None:
-    await aggregator_timers.tick()
+    def _on_parts_timer(key: str) -> None:
+        stored = collected.get(key)
+        if stored is None:
+            return
+        due = _parts_due(stored)
+        if due is None:
+            return  # still collecting: no timer
+        if due <= _now_ms():
+            del collected[key]
+            aggregator_timers.cancel(key)
+        else:
+            aggregator_timers.schedule(key, due)
 
+    @app.timer(interval=1.0)
+    async def aggregator_tick() -> None:
+        await aggregator_timers.tick()
 
-@app.timer(interval=30.0)
-async def log_counts() -> None:
-    if counts:
-        log.info("delivery: %s; timers pending=%d/%d sent=%d/%d",
-                 dict(sorted(counts.items())), len(correlator_timers), len(aggregator_timers),
-                 correlator_timers.commands_sent, aggregator_timers.commands_sent)
+    return aggregator_timers

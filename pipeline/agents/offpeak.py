@@ -1,47 +1,53 @@
 """Economy off-peak holding: park on ``sms.deferred``, send back when the window opens.
 
-The throttle calls :func:`park` (see :mod:`pipeline.deferral` for the whole design); the
-worker task below runs this worker's :class:`~pipeline.deferral.DeferredReleaser`.
+The throttle calls the ``park`` function :func:`register` returns (see :mod:`pipeline.deferral`
+for the whole design); the worker task runs this worker's
+:class:`~pipeline.deferral.DeferredReleaser`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from pipeline.app import (
-    app,
-    deferred_out,
-    deferred_topic_name,
-    routed_out,
-    settings,
-)
+from pipeline.app import Worker
 from pipeline.deferral import DEFERRAL, DeferredReleaser, release_at_header
+from smsflow.topics import DEFERRED, ROUTED
+
+__all__ = ["Park", "register"]
+
+#: ``park(key, value, release_at)``: write a ``sms.routed`` record to ``sms.deferred`` until
+#: ``release_at``; the returned future resolves once Kafka has it. The stage's divert acks after
+#: it; the throttle's park-on-arrival acks at once, safe because faust flushes its producer
+#: before each commit.
+Park = Callable[[bytes, bytes, float], Awaitable["asyncio.Future[Any]"]]
 
 
-async def park(key: bytes, value: bytes, release_at: float) -> asyncio.Future[Any]:
-    """Write a ``sms.routed`` record to ``sms.deferred`` until ``release_at``; the returned
-    future resolves once Kafka has it. The stage's divert acks after it; the throttle's
-    park-on-arrival acks at once, safe because faust flushes its producer before each commit."""
-    sent = await deferred_out.send(key=key, value=value, headers=release_at_header(release_at))
-    DEFERRAL.parked += 1
-    return cast("asyncio.Future[Any]", sent)
+def register(worker: Worker) -> Park:
+    deferred_out, routed_out = worker.output(DEFERRED), worker.output(ROUTED)
+    settings = worker.settings
 
+    async def park(key: bytes, value: bytes, release_at: float) -> asyncio.Future[Any]:
+        sent = await deferred_out.send(key=key, value=value,
+                                       headers=release_at_header(release_at))
+        DEFERRAL.parked += 1
+        return cast("asyncio.Future[Any]", sent)
 
-async def _send_back(key: bytes | None, value: bytes) -> asyncio.Future[Any]:
-    return cast("asyncio.Future[Any]", await routed_out.send(key=key, value=value))
+    async def send_back(key: bytes | None, value: bytes) -> asyncio.Future[Any]:
+        return cast("asyncio.Future[Any]", await routed_out.send(key=key, value=value))
 
+    releaser = DeferredReleaser(
+        settings.kafka_bootstrap,
+        worker.name(DEFERRED),
+        f"{settings.app_id}-deferred",
+        send_back,
+        release_per_s=settings.deferred_release_per_s,
+    )
 
-releaser = DeferredReleaser(
-    settings.kafka_bootstrap,
-    deferred_topic_name,
-    f"{settings.app_id}-deferred",
-    _send_back,
-    release_per_s=settings.deferred_release_per_s,
-)
+    @worker.app.task
+    async def release_deferred() -> None:
+        """Send parked Economy back to ``sms.routed`` when its off-peak window opens."""
+        await releaser.run()
 
-
-@app.task
-async def release_deferred() -> None:
-    """Send parked Economy back to ``sms.routed`` when its off-peak window opens."""
-    await releaser.run()
+    return park

@@ -33,95 +33,66 @@ from types import MappingProxyType
 from typing import Any, cast
 
 import faust
-from pydantic import ValidationError
 
-from pipeline.app import (
-    app,
-    rejected_out,
-    routed_out,
-    routed_topic_name,
-    settings,
-    submitted_topic,
-)
-from pipeline.config_watch import Snapshot
-from pipeline.decoding import decode
+from pipeline.app import Worker
+from pipeline.config_watch import ConfigSnapshot
+from pipeline.decoding import decode_or_reject
 from pipeline.quota_table import QuotaBook
 from pipeline.rejections import reject
-from pipeline.runtime import config_watcher
 from pipeline.scheduling import ScheduledStage
-from schemas.codec import DecodeError
-from schemas.models import MessageType, RoutedMessage, SubmitRequest, TextEncoding
-from smsflow.config.models import MessageType as RouteMessageType
+from schemas.models import RoutedMessage, SubmitRequest
 from smsflow.config.models import Tenant, Tier
 from smsflow.domain import route_engine
-from smsflow.domain.encoding import EncodingError, SegmentPlan, plan_segments
-from smsflow.domain.encoding import TextEncoding as BodyEncoding
+from smsflow.domain.encoding import SegmentPlan
 from smsflow.domain.limits import QUOTA_EXCEEDED, Released, SchedulerConfig, router_config
-from smsflow.domain.routing import RouteRejection
-from smsflow.domain.validation import source_problem
+from smsflow.domain.route_engine import RouteRejection
+from smsflow.domain.validation import ContentProblem, check_content
+from smsflow.topics import REJECTED, ROUTED, SUBMITTED
 
 log = logging.getLogger(__name__)
 
 STAGE = "router"
-MAX_PARTS = 10
 
 
-_MESSAGE_TYPES = {wire: RouteMessageType(wire.value) for wire in MessageType}
 UNKNOWN_OPERATOR_ID = "unknown"  # a country-wide route carried a number of no known operator
 
 
-def _refusal(
-    request: SubmitRequest, engine: route_engine.Snapshot
+def refusal(
+    request: SubmitRequest, engine: route_engine.Snapshot, now: float
 ) -> RouteRejection | tuple[route_engine.Decision, SegmentPlan]:
-    """The routing decision and segment plan, or why the message is refused."""
-    if not request.body:
-        return RouteRejection("EMPTY_BODY", "message body is empty")
-    problem = source_problem(request.source)
-    if problem is not None:
-        return RouteRejection("INVALID_SOURCE", problem)
-    try:
-        plan = plan_segments(request.body, max_parts=MAX_PARTS)
-    except EncodingError as exc:
-        return RouteRejection("MESSAGE_TOO_LONG", str(exc))
+    """The routing decision and segment plan at ``now``, or why the message is refused."""
+    plan = check_content(request.source, request.body)
+    if isinstance(plan, ContentProblem):
+        return RouteRejection(plan.reason_code, plan.detail)
     decision = route_engine.decide(
         engine,
         route_engine.RouteRequest(
-            request.tenant_id, request.destination, _MESSAGE_TYPES[request.message_type],
+            request.tenant_id, request.destination, request.message_type,
             parts=plan.part_count,
         ),
-        time.time(),
+        now,
     )
-    if isinstance(decision, route_engine.Rejection):
-        return RouteRejection(decision.reason_code, decision.detail)
+    if isinstance(decision, RouteRejection):
+        return decision
     return decision, plan
 
 
-def _configure(_owned: int, _total: int) -> SchedulerConfig:
-    # Quotas are charged against the persisted table (quota_book), not the scheduler's memory.
-    config = router_config(config_watcher.snapshot.config)
-    return replace(config, daily_quota=MappingProxyType({}))
-
-
-async def _emit(routed: RoutedMessage, released: Released) -> asyncio.Future[Any]:
-    out = routed.model_copy(
-        update={"routed_at": datetime.fromtimestamp(released.released_at, UTC)}
+def routed_message(
+    request: SubmitRequest, decision: route_engine.Decision, plan: SegmentPlan, now: datetime
+) -> RoutedMessage:
+    """The ``sms.routed`` record of a routed request (``routed_at`` is replaced by the release
+    time when the tenant's lane lets it go)."""
+    return RoutedMessage(
+        request=request,
+        destination=decision.destination.e164,
+        route_id=decision.route_id,
+        smsc_id=decision.smsc_id,
+        operator_id=decision.operator_id or UNKNOWN_OPERATOR_ID,
+        country=decision.country,
+        encoding=plan.encoding,
+        parts=plan.part_count,
+        routed_at=now,
     )
-    sent = await routed_out.send(
-        key=routed.route_id.encode(), value=out.to_avro(routed_topic_name)
-    )
-    return cast("asyncio.Future[Any]", sent)
-
-
-stage: ScheduledStage[RoutedMessage] = ScheduledStage(
-    app,
-    name=STAGE,
-    source_topic=submitted_topic.get_topic_name(),
-    emit=_emit,
-    configure=_configure,
-    version=lambda: config_watcher.snapshot.version,
-    total_partitions=settings.partitions,
-)
-quota_book = QuotaBook(app)
 
 
 class _Tenants:
@@ -131,84 +102,99 @@ class _Tenants:
         self._version = -2
         self._tenants: dict[str, Tenant] = {}
 
-    def of(self, snapshot: Snapshot, tenant_id: str) -> Tenant | None:
+    def of(self, snapshot: ConfigSnapshot, tenant_id: str) -> Tenant | None:
         if snapshot.version != self._version:
             self._tenants = {tenant.id: tenant for tenant in snapshot.config.tenants}
             self._version = snapshot.version
         return self._tenants.get(tenant_id)
 
 
-_tenants = _Tenants()
+def register(worker: Worker) -> ScheduledStage[RoutedMessage]:
+    """The ``route`` agent, its tenant lanes and their timer, on ``worker``."""
+    app, config_watcher = worker.app, worker.config_watcher
+    rejected_out, routed_out = worker.output(REJECTED), worker.output(ROUTED)
+    routed_topic_name = worker.name(ROUTED)
 
+    def configure(_owned: int, _total: int) -> SchedulerConfig:
+        # Quotas are charged against the persisted table (quota_book), not the scheduler's
+        # memory.
+        config = router_config(config_watcher.snapshot.config)
+        return replace(config, daily_quota=MappingProxyType({}))
 
-@app.agent(submitted_topic)
-async def route(stream: faust.StreamT[bytes]) -> None:
-    # noack: events are acked by the stage, in offset order, once passed on (or rejected).
-    async for event in stream.noack().events():  # type: ignore[attr-defined]
-        ticket = stage.track(event)
-        snapshot = await config_watcher.wait_ready()
-        try:
-            request = await decode(SubmitRequest, event.value)
-        except DecodeError as exc:
-            await reject(event, rejected_out, stage=STAGE, reason_code=exc.reason_code,
-                         detail=str(exc))
-            stage.finish(ticket)
-            continue
-        except ValidationError as exc:
-            await reject(event, rejected_out, stage=STAGE, reason_code="INVALID_RECORD",
-                         detail=str(exc).splitlines()[0])
-            stage.finish(ticket)
-            continue
-
-        refusal = _refusal(request, snapshot.engine)
-        if isinstance(refusal, RouteRejection):
-            await reject(event, rejected_out, stage=STAGE, reason_code=refusal.reason_code,
-                         detail=refusal.detail, message_id=request.message_id,
-                         tenant_id=request.tenant_id)
-            stage.finish(ticket)
-            continue
-        decision, plan = refusal
-        tenant = _tenants.of(snapshot, request.tenant_id)  # known: the engine checked it
-        message = event.message
-        over_quota = quota_book.charge(
-            request.tenant_id, None if tenant is None else tenant.daily_quota,
-            plan.part_count, time.time(), message.partition, message.offset,
+    async def emit(routed: RoutedMessage, released: Released) -> asyncio.Future[Any]:
+        out = routed.model_copy(
+            update={"routed_at": datetime.fromtimestamp(released.released_at, UTC)}
         )
-        if over_quota is not None:
-            await reject(event, rejected_out, stage=STAGE, reason_code=QUOTA_EXCEEDED,
-                         detail=over_quota.detail, message_id=request.message_id,
-                         tenant_id=request.tenant_id)
-            stage.finish(ticket)
-            continue
-        routed = RoutedMessage(
-            request=request,
-            destination=decision.destination.e164,
-            route_id=decision.route_id,
-            smsc_id=decision.smsc_id,
-            operator_id=decision.operator_id or UNKNOWN_OPERATOR_ID,
-            country=decision.country,
-            encoding=TextEncoding.UCS2 if plan.encoding is BodyEncoding.UCS2 else TextEncoding.GSM7,
-            parts=plan.part_count,
-            routed_at=datetime.now(UTC),  # replaced by the release time (_emit)
+        sent = await routed_out.send(
+            key=routed.route_id.encode(), value=out.to_avro(routed_topic_name)
         )
-        # Lanes are per tenant (router_config); route and number ride along for the metrics.
-        refused = stage.offer(
-            ticket, routed,
-            message_id=request.message_id,
-            tenant_id=request.tenant_id,
-            tier=Tier.STANDARD if tenant is None else tenant.tier,
-            route_id=decision.route_id,
-            destination=decision.destination.e164,
-            parts=plan.part_count,
-        )
-        if refused is not None:  # only quotas refuse, and they are charged above, not here
-            await reject(event, rejected_out, stage=STAGE, reason_code=refused.reason_code,
-                         detail=refused.detail, message_id=request.message_id,
-                         tenant_id=request.tenant_id)
-            stage.finish(ticket)
+        return cast("asyncio.Future[Any]", sent)
 
+    stage: ScheduledStage[RoutedMessage] = ScheduledStage(
+        app,
+        name=STAGE,
+        source_topic=worker.name(SUBMITTED),
+        emit=emit,
+        configure=configure,
+        version=lambda: config_watcher.snapshot.version,
+        total_partitions=worker.settings.partitions,
+    )
+    worker.stages.append(stage)
+    quota_book = QuotaBook(app)
+    tenants = _Tenants()
 
-@app.task
-async def router_timer() -> None:
-    """Releases what the tenant limits allow, sends it on, acks in order."""
-    await stage.run()
+    @app.agent(worker.topic(SUBMITTED))
+    async def route(stream: faust.StreamT[bytes]) -> None:
+        # noack: events are acked by the stage, in offset order, once passed on (or rejected).
+        async for event in stream.noack().events():  # type: ignore[attr-defined]
+            ticket = stage.track(event)
+            snapshot = await config_watcher.wait_ready()
+            request = await decode_or_reject(SubmitRequest, event, rejected_out, stage=STAGE)
+            if request is None:
+                stage.finish(ticket)
+                continue
+
+            decided = refusal(request, snapshot.engine, time.time())
+            if isinstance(decided, RouteRejection):
+                await reject(event, rejected_out, stage=STAGE, reason_code=decided.reason_code,
+                             detail=decided.detail, message_id=request.message_id,
+                             tenant_id=request.tenant_id)
+                stage.finish(ticket)
+                continue
+            decision, plan = decided
+            tenant = tenants.of(snapshot, request.tenant_id)  # known: the engine checked it
+            message = event.message
+            over_quota = quota_book.charge(
+                request.tenant_id, None if tenant is None else tenant.daily_quota,
+                plan.part_count, time.time(), message.partition, message.offset,
+            )
+            if over_quota is not None:
+                await reject(event, rejected_out, stage=STAGE, reason_code=QUOTA_EXCEEDED,
+                             detail=over_quota.detail, message_id=request.message_id,
+                             tenant_id=request.tenant_id)
+                stage.finish(ticket)
+                continue
+            routed = routed_message(request, decision, plan, datetime.now(UTC))
+            # Lanes are per tenant (router_config); route and number ride along for the
+            # metrics.
+            refused = stage.offer(
+                ticket, routed,
+                message_id=request.message_id,
+                tenant_id=request.tenant_id,
+                tier=Tier.STANDARD if tenant is None else tenant.tier,
+                route_id=decision.route_id,
+                destination=decision.destination.e164,
+                parts=plan.part_count,
+            )
+            if refused is not None:  # only quotas refuse, and they are charged above
+                await reject(event, rejected_out, stage=STAGE, reason_code=refused.reason_code,
+                             detail=refused.detail, message_id=request.message_id,
+                             tenant_id=request.tenant_id)
+                stage.finish(ticket)
+
+    @app.task
+    async def router_timer() -> None:
+        """Releases what the tenant limits allow, sends it on, acks in order."""
+        await stage.run()
+
+    return stage

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import struct
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
@@ -34,20 +35,9 @@ import faust
 from pydantic import ValidationError
 
 from pipeline.after_delivery import after_delivery
-from pipeline.app import (
-    app,
-    rejected_out,
-    route_health_out,
-    route_health_topic_name,
-    sent_topic_name,
-    settings,
-    tracking_deltas_out,
-    tracking_deltas_topic,
-    tracking_inputs,
-)
-from pipeline.decoding import decode
+from pipeline.app import Worker
+from pipeline.decoding import INVALID_RECORD, decode
 from pipeline.rejections import reject
-from pipeline.runtime import config_watcher
 from pipeline.tracking_policy import health_policy, window_spec
 from schemas.codec import DecodeError
 from schemas.models import DeliveryReport, RouteHealth, SubmitOutcome, SubmitStatus
@@ -57,7 +47,7 @@ from schemas.summaries import (
     parse_report_summary,
     parse_sent_summary,
 )
-from smsflow.domain.receipts import DlrStatus
+from smsflow.domain.receipts import DeliveryStatus
 from smsflow.domain.tracking import (
     HealthState,
     StateFormatError,
@@ -69,43 +59,38 @@ from smsflow.domain.tracking import (
     submit_event,
 )
 from smsflow.domain.tracking.windows import merge, stats, step_many
+from smsflow.topics import DLR, REJECTED, ROUTE_HEALTH, SENT, TRACKING_DELTAS
 
 log = logging.getLogger(__name__)
 
 STAGE = "tracking"
-SPEC = window_spec(settings)
-POLICY = health_policy(settings)
 BATCH = 1_000
+#: Position of a counted source record in ``tracking-positions`` (``>q``).
+_POSITION_VALUE = struct.Struct(">q")
 
-windows = app.Table("tracking-windows", key_type=str, value_type=bytes)
-health_states = app.Table("route-health-state", key_type=str, value_type=bytes)
+#: A stored window is ``>iq`` (partition and offset of the last delta merged into it) + the
+#: window's bytes. All deltas of a key come from one partition, in offset order, and the
+#: position is written in the same changelog record as the window, so a delta replayed after a
+#: crash (its offset not committed, its effect already in the recovered table) is skipped.
+_POSITION = struct.Struct(">iq")
 
-#: Decoded windows of the keys this worker owns (valid until the next rebalance).
-_decoded: dict[str, tuple[tuple[int, int], WindowState]] = {}
+Position = tuple[int, int]
 
 
 def _now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
 
 
-def _forget_decoded(_sender: Any, *args: Any, **_: Any) -> None:
-    _decoded.clear()
-    _sent_through.clear()
-
-
-app.on_partitions_revoked.connect(cast(Any, _forget_decoded))
-
-
 def window_keys(route_id: str, operator_id: str, tenant_id: str) -> tuple[str, str, str]:
     return f"route:{route_id}", f"operator:{operator_id}", f"tenant:{tenant_id}"
 
 
-async def _window_event(topic: str, value: bytes | None, ts_ms: int, headers: Any,
-                        ) -> tuple[WindowEvent, str, str, str]:
+async def window_event(is_sent: bool, value: bytes | None, ts_ms: int, headers: Any,
+                       ) -> tuple[WindowEvent, str, str, str]:
     """The window event a record means and its route, operator and tenant ids: from its
     summary header when it has one (schemas.summaries), else from its value (decoded with
     retries while a schema registry is unreachable: skipping would lose the count)."""
-    if topic == sent_topic_name:
+    if is_sent:  # sms.sent, else sms.dlr
         summary = parse_sent_summary(_header_pairs(headers))
         if summary is None:
             sent = await decode(SubmitOutcome, value)
@@ -122,7 +107,7 @@ async def _window_event(topic: str, value: bytes | None, ts_ms: int, headers: An
         full = await decode(DeliveryReport, value)
         report = ReportSummary(full.route_id, full.operator_id, full.tenant_id,
                                full.status.value)
-    return (TerminalEvent(ts_ms, DlrStatus(report.status)), report.route_id,
+    return (TerminalEvent(ts_ms, DeliveryStatus(report.status)), report.route_id,
             report.operator_id, report.tenant_id)
 
 
@@ -131,134 +116,149 @@ def _header_pairs(headers: Any) -> Any:
     return headers.items() if isinstance(headers, dict) else headers
 
 
-#: Per source partition (``<topic>:<partition>``), the offset through which fan_out's deltas
-#: are stored (``>q``). Written only once the batch's deltas are acknowledged (see
-#: pipeline.after_delivery), so after a crash the replayed source records already counted are
-#: skipped instead of counted twice.
-positions = app.Table("tracking-positions", key_type=str, value_type=bytes)
-_POSITION_VALUE = struct.Struct(">q")
-#: Positions sent but not yet stored (cleared at a rebalance: the next owner replays).
-_sent_through: dict[str, int] = {}
+def register(worker: Worker) -> Callable[[], list[tuple[str, WindowState]]]:
+    """The ``fan_out`` and ``merge_windows`` agents, their tables and the idle-route timer.
 
+    Returns the reader of this worker's rolling windows for the metrics page."""
+    app, settings, config_watcher = worker.app, worker.settings, worker.config_watcher
+    spec, policy = window_spec(settings), health_policy(settings)
+    rejected_out, route_health_out = worker.output(REJECTED), worker.output(ROUTE_HEALTH)
+    tracking_deltas_out = worker.output(TRACKING_DELTAS)
+    sent_topic_name, route_health_topic_name = worker.name(SENT), worker.name(ROUTE_HEALTH)
 
-def _counted_through(source: str) -> int:
-    known = _sent_through.get(source)
-    if known is not None:
-        return known
-    stored: bytes | None = positions.get(source)
-    return _POSITION_VALUE.unpack(stored)[0] if stored else -1
+    windows = app.Table("tracking-windows", key_type=str, value_type=bytes)
+    health_states = app.Table("route-health-state", key_type=str, value_type=bytes)
 
+    #: Decoded windows of the keys this worker owns (valid until the next rebalance).
+    _decoded: dict[str, tuple[tuple[int, int], WindowState]] = {}
 
-def _store_position(source: str, offset: int) -> None:
-    positions[source] = _POSITION_VALUE.pack(offset)
+    def _forget_decoded(_sender: Any, *args: Any, **_: Any) -> None:
+        _decoded.clear()
+        _sent_through.clear()
 
+    app.on_partitions_revoked.connect(cast(Any, _forget_decoded))
 
-@app.agent(tracking_inputs)
-async def fan_out(stream: faust.StreamT[bytes]) -> None:
-    # take_events is in faust-streaming's Stream but missing from its StreamT stub.
-    async for batch in cast(Any, stream).take_events(BATCH, within=1.0):
-        by_key: defaultdict[str, list[WindowEvent]] = defaultdict(list)
-        last_of_source: dict[str, faust.EventT[bytes]] = {}
-        for event in batch:
-            message = event.message
-            source = f"{message.topic}:{message.partition}"
-            if message.offset <= _counted_through(source):
-                continue  # counted before a restart or rebalance
-            last_of_source[source] = event
-            try:
-                window_event, route_id, operator_id, tenant_id = await _window_event(
-                    message.topic, event.value, int(message.timestamp * 1000), message.headers)
-            except (DecodeError, ValidationError, ValueError):
-                # The correlator dead-letters a bad sms.sent record; sms.dlr is ours.
-                log.warning("tracking: skipped an undecodable record %s/%d@%d",
-                            message.topic, message.partition, message.offset)
+    def owned_windows() -> list[tuple[str, WindowState]]:
+        """This worker's rolling windows (``route:<id>``, ``operator:<id>``, ``tenant:<id>``).
+        Each key has one owner, so summing over workers counts every window once; a window
+        appears once a delta for it was merged since the last rebalance (routes get an empty
+        delta every ``SMSFLOW_HEALTH_EVALUATE_EVERY_S``)."""
+        return [(key, window) for key, (_, window) in list(_decoded.items())]
+
+    #: Per source partition (``<topic>:<partition>``), the offset through which fan_out's deltas
+    #: are stored (``>q``). Written only once the batch's deltas are acknowledged (see
+    #: pipeline.after_delivery), so after a crash the replayed source records already counted are
+    #: skipped instead of counted twice.
+    positions = app.Table("tracking-positions", key_type=str, value_type=bytes)
+    #: Positions sent but not yet stored (cleared at a rebalance: the next owner replays).
+    _sent_through: dict[str, int] = {}
+
+    def _counted_through(source: str) -> int:
+        known = _sent_through.get(source)
+        if known is not None:
+            return known
+        stored: bytes | None = positions.get(source)
+        return _POSITION_VALUE.unpack(stored)[0] if stored else -1
+
+    def _store_position(source: str, offset: int) -> None:
+        positions[source] = _POSITION_VALUE.pack(offset)
+
+    @app.agent(worker.topic(SENT, DLR))
+    async def fan_out(stream: faust.StreamT[bytes]) -> None:
+        # take_events is in faust-streaming's Stream but missing from its StreamT stub.
+        async for batch in cast(Any, stream).take_events(BATCH, within=1.0):
+            by_key: defaultdict[str, list[WindowEvent]] = defaultdict(list)
+            last_of_source: dict[str, faust.EventT[bytes]] = {}
+            for event in batch:
+                message = event.message
+                source = f"{message.topic}:{message.partition}"
+                if message.offset <= _counted_through(source):
+                    continue  # counted before a restart or rebalance
+                last_of_source[source] = event
+                try:
+                    counted, route_id, operator_id, tenant_id = await window_event(
+                        message.topic == sent_topic_name, event.value,
+                        int(message.timestamp * 1000), message.headers)
+                except (DecodeError, ValidationError, ValueError):
+                    # The correlator dead-letters a bad sms.sent record; sms.dlr is ours.
+                    log.warning("tracking: skipped an undecodable record %s/%d@%d",
+                                message.topic, message.partition, message.offset)
+                    continue
+                for key in window_keys(route_id, operator_id, tenant_id):
+                    by_key[key].append(counted)
+            now_ms = _now_ms()
+            sends = [
+                await tracking_deltas_out.send(key=key.encode(),
+                                                 value=step_many(WindowState.empty(spec), events,
+                                                                 now_ms).to_bytes())
+                for key, events in by_key.items()
+            ]
+            if not last_of_source:
                 continue
-            for key in window_keys(route_id, operator_id, tenant_id):
-                by_key[key].append(window_event)
+            stored = asyncio.gather(*sends)
+            for source, event in last_of_source.items():
+                _sent_through[source] = event.message.offset
+                after_delivery(stored, event,
+                               partial(_store_position, source, event.message.offset))
+
+    def _stored_window(key: str) -> tuple[Position, WindowState]:
+        cached = _decoded.get(key)
+        if cached is not None:
+            return cached
+        value: bytes | None = windows.get(key)
+        if value is not None and len(value) > _POSITION.size:
+            try:
+                partition, offset = _POSITION.unpack_from(value)
+                return (partition, offset), WindowState.from_bytes(value[_POSITION.size:], spec)
+            except StateFormatError:  # another window shape (settings changed): start afresh
+                log.warning("tracking: window %s has another shape; starting it empty", key)
+        return (-1, -1), WindowState.empty(spec)
+
+    @app.agent(worker.topic(TRACKING_DELTAS))
+    async def merge_windows(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            key = (event.key or b"").decode()
+            try:
+                delta = WindowState.from_bytes(event.value or b"", spec)
+            except StateFormatError as exc:
+                await reject(event, rejected_out, stage=STAGE, reason_code=INVALID_RECORD,
+                             detail=f"window delta for {key!r}: {exc}")
+                continue
+            (partition, merged_through), stored = _stored_window(key)
+            message = event.message
+            if message.partition == partition and message.offset <= merged_through:
+                continue  # replayed after a restart: already in the recovered window
+            window = merge(stored, delta)
+            _decoded[key] = ((message.partition, message.offset), window)
+            windows[key] = _POSITION.pack(message.partition, message.offset) + window.to_bytes()
+            if key.startswith("route:"):
+                await _judge_route(key, key.removeprefix("route:"), window)
+
+    async def _judge_route(key: str, route_id: str, window: WindowState) -> None:
         now_ms = _now_ms()
-        sends = [
-            await tracking_deltas_out.send(key=key.encode(),
-                                             value=step_many(WindowState.empty(SPEC), events,
-                                                             now_ms).to_bytes())
-            for key, events in by_key.items()
-        ]
-        if not last_of_source:
-            continue
-        stored = asyncio.gather(*sends)
-        for source, event in last_of_source.items():
-            _sent_through[source] = event.message.offset
-            after_delivery(stored, event,
-                           partial(_store_position, source, event.message.offset))
+        stored: bytes | None = health_states.get(key)
+        health = HealthState.initial(now_ms)
+        if stored is not None:
+            try:
+                health = HealthState.from_bytes(stored)
+            except StateFormatError:
+                log.warning("tracking: unreadable health state of %s; starting afresh", route_id)
+        health, report = evaluate(health, stats(window, now_ms), route_id, now_ms, policy)
+        health, publish = publish_decision(health, report, now_ms)
+        health_states[key] = health.to_bytes()
+        if publish:
+            record = RouteHealth(**report.as_record())
+            await route_health_out.send(key=route_id.encode(),
+                                          value=record.to_avro(route_health_topic_name))
+            log.info("route %s: %s score=%.3f delivery=%s errors=%s p95=%s", route_id,
+                     report.state.value, report.score, report.delivery_rate, report.error_rate,
+                     report.submit_latency_p95_ms)
 
+    @app.timer(interval=settings.health_evaluate_every_s, on_leader=True)
+    async def evaluate_idle_routes() -> None:
+        snapshot = config_watcher.snapshot
+        empty = WindowState.empty(spec).to_bytes()
+        for route in snapshot.config.routes:
+            await tracking_deltas_out.send(key=f"route:{route.id}".encode(), value=empty)
 
-#: A stored window is ``>iq`` (partition and offset of the last delta merged into it) + the
-#: window's bytes. All deltas of a key come from one partition, in offset order, and the
-#: position is written in the same changelog record as the window, so a delta replayed after a
-#: crash (its offset not committed, its effect already in the recovered table) is skipped.
-_POSITION = struct.Struct(">iq")
-
-Position = tuple[int, int]
-
-
-def _stored_window(key: str) -> tuple[Position, WindowState]:
-    cached = _decoded.get(key)
-    if cached is not None:
-        return cached
-    value: bytes | None = windows.get(key)
-    if value is not None and len(value) > _POSITION.size:
-        try:
-            partition, offset = _POSITION.unpack_from(value)
-            return (partition, offset), WindowState.from_bytes(value[_POSITION.size:], SPEC)
-        except StateFormatError:  # another window shape (settings changed): start afresh
-            log.warning("tracking: window %s has another shape; starting it empty", key)
-    return (-1, -1), WindowState.empty(SPEC)
-
-
-@app.agent(tracking_deltas_topic)
-async def merge_windows(stream: faust.StreamT[bytes]) -> None:
-    async for event in stream.events():
-        key = (event.key or b"").decode()
-        try:
-            delta = WindowState.from_bytes(event.value or b"", SPEC)
-        except StateFormatError as exc:
-            await reject(event, rejected_out, stage=STAGE, reason_code="INVALID_RECORD",
-                         detail=f"window delta for {key!r}: {exc}")
-            continue
-        (partition, merged_through), stored = _stored_window(key)
-        message = event.message
-        if message.partition == partition and message.offset <= merged_through:
-            continue  # replayed after a restart: already in the recovered window
-        window = merge(stored, delta)
-        _decoded[key] = ((message.partition, message.offset), window)
-        windows[key] = _POSITION.pack(message.partition, message.offset) + window.to_bytes()
-        if key.startswith("route:"):
-            await _judge_route(key, key.removeprefix("route:"), window)
-
-
-async def _judge_route(key: str, route_id: str, window: WindowState) -> None:
-    now_ms = _now_ms()
-    stored: bytes | None = health_states.get(key)
-    health = HealthState.initial(now_ms)
-    if stored is not None:
-        try:
-            health = HealthState.from_bytes(stored)
-        except StateFormatError:
-            log.warning("tracking: unreadable health state of %s; starting afresh", route_id)
-    health, report = evaluate(health, stats(window, now_ms), route_id, now_ms, POLICY)
-    health, publish = publish_decision(health, report, now_ms)
-    health_states[key] = health.to_bytes()
-    if publish:
-        record = RouteHealth(**report.as_record())
-        await route_health_out.send(key=route_id.encode(),
-                                      value=record.to_avro(route_health_topic_name))
-        log.info("route %s: %s score=%.3f delivery=%s errors=%s p95=%s", route_id,
-                 report.state.value, report.score, report.delivery_rate, report.error_rate,
-                 report.submit_latency_p95_ms)
-
-
-@app.timer(interval=settings.health_evaluate_every_s, on_leader=True)
-async def evaluate_idle_routes() -> None:
-    snapshot = config_watcher.snapshot
-    empty = WindowState.empty(SPEC).to_bytes()
-    for route in snapshot.config.routes:
-        await tracking_deltas_out.send(key=f"route:{route.id}".encode(), value=empty)
+    return owned_windows

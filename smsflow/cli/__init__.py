@@ -15,6 +15,9 @@ import argparse
 from collections.abc import Sequence
 from types import ModuleType
 
+from api import cli as api_cli
+from api import tenants_cli
+from connectors.kafka_exporter import cli as kafka_exporter_cli
 from connectors.sender import cli as sender_cli
 from connectors.smsc_sim import cli as smsc_sim_cli
 from connectors.webhooks import cli as webhooks_cli
@@ -34,10 +37,13 @@ _COMMAND_MODULES: tuple[ModuleType, ...] = (
     worker,
     sender_cli,
     webhooks_cli,
+    kafka_exporter_cli,
     smsc_sim_cli,
     demo,
     dlr,
     routes,
+    api_cli,
+    tenants_cli,
 )
 
 

@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError
 
 from schemas.codec import DecodeError
 from schemas.models import DeliveryReport
+from schemas.retrying import decode_blocking
 from smsflow.settings import load_settings
 from smsflow.topics import DLR, topic_name
 
@@ -60,7 +61,7 @@ def read_reports(
                     continue
                 raise RuntimeError(f"reading {topic}: {error}")
             try:
-                report = DeliveryReport.from_avro(message.value())
+                report = decode_blocking(DeliveryReport, message.value())
             except DecodeError as exc:
                 print(f"skipping undecodable record at {topic}/{message.partition()}@"
                       f"{message.offset()}: {exc}", file=sys.stderr)

@@ -29,13 +29,13 @@ from smsflow.domain.route_engine import (
     Decision,
     Explanation,
     HealthReport,
-    HealthState,
     RouteChoice,
     RouteRequest,
     build_catalogue,
     build_snapshot,
     explain,
 )
+from smsflow.domain.route_state import RouteState
 
 DEFAULT_CONFIG = Path("config/platform.yaml")
 
@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tenant", required=True, help="tenant id")
     p.add_argument(
         "--type", dest="message_type", type=str.lower, default="transactional",
-        choices=[m.value for m in MessageType], help="message type (default transactional)",
+        choices=[m.label for m in MessageType], help="message type (default transactional)",
     )
     p.add_argument("--parts", type=int, default=1, help="message parts (default 1)")
     p.add_argument("--tier", choices=[t.value for t in Tier], help="override the tenant's tier")
@@ -93,7 +93,7 @@ def load_health(path: Path) -> dict[str, HealthReport]:
         try:
             latency = entry.get("latency_ms")
             reports[str(route_id)] = HealthReport(
-                state=HealthState(str(entry.get("state", "HEALTHY")).upper()),
+                state=RouteState(str(entry.get("state", "HEALTHY")).upper()),
                 score=float(entry.get("score", 1.0)),
                 latency_ms=float(latency) if latency is not None else None,
             )
@@ -153,7 +153,7 @@ def to_json(explanation: Explanation) -> dict[str, Any]:
     result: dict[str, Any] = {
         "tenant": explanation.request.tenant_id,
         "tier": explanation.tier.value if explanation.tier else None,
-        "message_type": MessageType(explanation.request.message_type).value,
+        "message_type": MessageType(explanation.request.message_type).label,
         "parts": explanation.request.parts,
     }
     if isinstance(destination, Destination):
@@ -180,7 +180,7 @@ def render(explanation: Explanation) -> str:
     request, outcome, destination = (
         explanation.request, explanation.outcome, explanation.destination,
     )
-    message_type = MessageType(request.message_type).value
+    message_type = MessageType(request.message_type).label
     lines = []
     if isinstance(destination, Destination):
         lines.append(

@@ -7,17 +7,20 @@ import os
 import sys
 from typing import Any
 
+from smsflow.settings import load_settings
+
 _FAUST_LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    os.environ["SMSFLOW_LOG_LEVEL"] = args.loglevel  # read by pipeline.runtime
-    from pipeline.app import app  # imported here: faust's import is slow and needs settings
+    os.environ["SMSFLOW_LOG_LEVEL"] = args.loglevel  # read into the settings below
+    from pipeline.app import create_app  # imported here: faust's import is slow
 
+    worker = create_app(load_settings())
     sys.argv = ["smsflow-worker", "worker", "--loglevel", args.loglevel]
     if not args.web:
         sys.argv.append("--without-web")
-    app.main()  # runs until SIGTERM/SIGINT; faust exits the process itself
+    worker.app.main()  # runs until SIGTERM/SIGINT; faust exits the process itself
     return 0
 
 

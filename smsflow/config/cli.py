@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from smsflow.config.kafka_io import apply_config, read_config
+from smsflow.config.models import PlatformConfig
 from smsflow.config.store import ConfigError, load_yaml
 from smsflow.settings import load_settings
 from smsflow.topics import CONFIG, topic_name
 
 DEFAULT_CONFIG = Path("config/platform.yaml")
+
+
+def _warn_literal_secrets(config: PlatformConfig) -> None:
+    """Loud, on stderr: a literal secret is accepted for old files, but it travels in sms.config
+    in plain text (docs/configuration.md#secrets)."""
+    for where in config.literal_secrets():
+        print(f"WARNING: {where} is a literal secret; it is stored in sms.config in plain text. "
+              f"Use a reference: env:NAME or file:/path", file=sys.stderr)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -20,6 +30,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc)
         return 2
+    _warn_literal_secrets(config)
     print(
         f"{args.file}: ok — {len(config.tenants)} tenants, {len(config.operators)} operators, "
         f"{len(config.smscs)} SMSCs, {len(config.routes)} routes"
@@ -34,6 +45,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc)
         return 2
+    _warn_literal_secrets(config)
     for line in apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), config):
         print(line)
     return 0
@@ -42,6 +54,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     settings = load_settings()
     config = read_config(settings.kafka_bootstrap, topic_name(settings, CONFIG))
+    # Secrets print as their references; a literal one is masked.
     print(config.model_dump_json(indent=2))
     return 0
 

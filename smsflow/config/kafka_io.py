@@ -17,6 +17,7 @@ from confluent_kafka import (
 
 from schemas.codec import DecodeError
 from schemas.models import ConfigRecord
+from schemas.retrying import decode_blocking
 from smsflow.config.models import PlatformConfig
 from smsflow.config.store import fold, now_utc, to_records
 from smsflow.kafka_clients import producer_config
@@ -86,7 +87,8 @@ def _decode_or_drop(key: str, value: bytes | None, offset: int) -> ConfigRecord 
     if not value:
         return None
     try:
-        return ConfigRecord.from_avro(value)
+        # A registry outage is not the record's fault: wait it out, never treat it as absent.
+        return decode_blocking(ConfigRecord, value)
     except DecodeError as exc:
         log.warning("config record %s at offset %d is unreadable and treated as absent: %s",
                     key, offset, exc)

@@ -8,39 +8,21 @@ typo is an error at ``apply`` time with the offending path, never a surprise in 
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from smsflow.config.secrets import SecretRef, is_reference
 
-class Tier(StrEnum):
-    PREMIUM = "premium"
-    STANDARD = "standard"
-    ECONOMY = "economy"
+# The enums are the domain's; re-exported here because configuration code names them with the
+# models that use them.
+from smsflow.domain.traffic import BindClass, MessageType, Tier
 
-
-class MessageType(StrEnum):
-    """Traffic class of a message, as routes allow it (case-insensitive: OTP or otp)."""
-
-    OTP = "otp"
-    TRANSACTIONAL = "transactional"
-    MARKETING = "marketing"
-
-    @classmethod
-    def _missing_(cls, value: object) -> MessageType | None:
-        if isinstance(value, str):
-            return next((m for m in cls if m.value == value.casefold()), None)
-        return None
-
-
-class BindClass(StrEnum):
-    """What a route's binds are for: Premium prefers dedicated, Standard shared, Economy bulk."""
-
-    DEDICATED = "dedicated"
-    SHARED = "shared"
-    BULK = "bulk"
+__all__ = [
+    "AdaptiveRate", "BindClass", "IdFormatName", "MessageType", "OffPeakWindow", "Operator",
+    "PlatformConfig", "RateLimits", "Route", "Smsc", "Tenant", "Tier", "Webhook",
+]
 
 
 class _Frozen(BaseModel):
@@ -49,16 +31,22 @@ class _Frozen(BaseModel):
 
 _ID = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
+WEBHOOK_SECRET_MIN = 16
+SMPP_PASSWORD_MAX = 8
+"""SMPP 3.4 C-Octet String limit (9 with the NUL): checked on the resolved value."""
+
 
 class Webhook(_Frozen):
     """Where ``smsflow webhooks`` POSTs the tenant's delivery reports (docs/webhooks.md).
 
-    The secret travels in ``sms.config`` in plain text, like SMSC passwords (a known gap);
-    ``repr=False`` keeps it out of logs and tracebacks at least.
+    ``secret`` is a reference (``env:NAME`` or ``file:/path``, smsflow.config.secrets) that
+    only the webhooks connector resolves; a literal is accepted with a warning.
     """
 
     url: str = Field(description="http(s) URL the reports are POSTed to.")
-    secret: str = Field(min_length=16, repr=False, description="HMAC-SHA256 signing key.")
+    secret: SecretRef = Field(
+        description="HMAC-SHA256 signing key (at least 16 characters): env:NAME or file:/path."
+    )
     timeout_s: float = Field(default=5.0, gt=0, le=60, description="Per attempt, whole request.")
     max_retry_s: float = Field(
         default=86_400.0, ge=0, le=7 * 86_400,
@@ -76,6 +64,14 @@ class Webhook(_Frozen):
             raise ValueError(f"webhook url {url!r} must not have a #fragment")
         return url
 
+    @field_validator("secret")
+    @classmethod
+    def _literal_long_enough(cls, secret: SecretRef) -> SecretRef:
+        text = secret.get_secret_value()
+        if not is_reference(text) and len(text) < WEBHOOK_SECRET_MIN:
+            raise ValueError(f"a webhook secret needs at least {WEBHOOK_SECRET_MIN} characters")
+        return secret
+
 
 class Tenant(_Frozen):
     id: str = _ID
@@ -86,6 +82,16 @@ class Tenant(_Frozen):
     burst: float | None = Field(
         default=None, gt=0,
         description="Parts the tenant may send at once above its rate; default one second's worth.",
+    )
+    api_rate_per_s: float | None = Field(
+        default=None, gt=0,
+        description="Messages per second the HTTP API accepts from the tenant (over it: 429); "
+        "default 10 x rate_limit_pps (docs/api.md#limits).",
+    )
+    api_burst: float | None = Field(
+        default=None, gt=0,
+        description="Messages the API accepts at once above its rate; default "
+        "max(api rate, 1000) so a full batch always fits.",
     )
     quarantined: bool = False
     routes: tuple[str, ...] = Field(
@@ -142,7 +148,9 @@ class Smsc(_Frozen):
     # SMPP 3.4 C-Octet String limits, checked here so `config check` catches them, not the
     # sender at bind time.
     system_id: str = Field(min_length=1, max_length=15)
-    password: str = Field(max_length=8)
+    password: SecretRef = Field(
+        description="The bind password (at most 8 characters): env:NAME or file:/path."
+    )
     system_type: str = Field(default="", max_length=12)
     region: str
     binds: int = Field(default=1, ge=1, le=32)
@@ -151,6 +159,14 @@ class Smsc(_Frozen):
     """How the SMSC writes message ids in submit_sm_resp."""
     receipt_id_format: IdFormatName = "hex"
     """How it writes them in receipts (Kannel's msg-id-type)."""
+
+    @field_validator("password")
+    @classmethod
+    def _literal_fits_smpp(cls, password: SecretRef) -> SecretRef:
+        text = password.get_secret_value()
+        if not is_reference(text) and len(text) > SMPP_PASSWORD_MAX:
+            raise ValueError(f"an SMPP password has at most {SMPP_PASSWORD_MAX} characters")
+        return password
 
 
 class Route(_Frozen):
@@ -318,6 +334,15 @@ class PlatformConfig(_Frozen):
                         f"{number} is claimed by operators {other!r} and {operator.id!r}"
                     )
         return self
+
+    def literal_secrets(self) -> list[str]:
+        """Where a secret is configured as a literal value rather than a reference."""
+        found = [f"smscs[{s.id}].password" for s in self.smscs
+                 if not is_reference(s.password.get_secret_value())]
+        found += [f"tenants[{t.id}].webhook.secret" for t in self.tenants
+                  if t.webhook is not None
+                  and not is_reference(t.webhook.secret.get_secret_value())]
+        return found
 
     def tenant(self, tenant_id: str) -> Tenant | None:
         return next((t for t in self.tenants if t.id == tenant_id), None)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas.models import ConfigKind, ConfigRecord
 from smsflow.config.models import Operator, PlatformConfig, RateLimits, Route, Smsc, Tenant
+from smsflow.config.secrets import REVEAL
 
 _KIND_FIELDS: dict[ConfigKind, tuple[str, type[BaseModel]]] = {
     ConfigKind.TENANT: ("tenants", Tenant),
@@ -55,7 +56,8 @@ def to_records(config: PlatformConfig, now: datetime) -> dict[str, ConfigRecord]
     for kind, (field_name, _) in _KIND_FIELDS.items():
         for item in getattr(config, field_name):
             records[config_key(kind, item.id)] = ConfigRecord(
-                kind=kind, id=item.id, document=item.model_dump_json(), updated_at=now
+                kind=kind, id=item.id, document=item.model_dump_json(context={REVEAL: True}),
+                updated_at=now,
             )
     records[config_key(ConfigKind.LIMITS, SINGLETON_ID)] = ConfigRecord(
         kind=ConfigKind.LIMITS, id=SINGLETON_ID, document=config.limits.model_dump_json(),

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Final
 
 __all__ = [
@@ -103,9 +103,11 @@ class EncodingError(ValueError):
     """Text or payload that cannot be encoded, decoded or segmented."""
 
 
-class TextEncoding(Enum):
-    GSM7 = "gsm7"
-    UCS2 = "ucs2"
+class TextEncoding(StrEnum):
+    """Values are the Avro symbols of ``RoutedMessage.encoding`` (released: do not change)."""
+
+    GSM7 = "GSM7"
+    UCS2 = "UCS2"
 
     @property
     def data_coding(self) -> int:

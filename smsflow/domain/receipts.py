@@ -35,7 +35,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Final
 
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
     "TAG_NETWORK_ERROR_CODE",
     "TAG_RECEIPTED_MESSAGE_ID",
     "TERMINAL_STATUS_BY_STATE",
-    "DlrStatus",
+    "DeliveryStatus",
     "IdFormat",
     "Receipt",
     "ReceiptError",
@@ -87,8 +87,11 @@ class IdFormat(Enum):
     STR = "str"
 
 
-class ReceiptState(Enum):
-    """The SMSC's view of the message, as told by the receipt."""
+class ReceiptState(StrEnum):
+    """The SMSC's view of the message, as told by the receipt.
+
+    Values are the Avro symbols of ``ReceiptEvent.state`` (released: do not change).
+    """
 
     DELIVERED = "DELIVERED"
     UNDELIVERABLE = "UNDELIVERABLE"
@@ -100,8 +103,11 @@ class ReceiptState(Enum):
     ACCEPTED = "ACCEPTED"
 
 
-class DlrStatus(Enum):
+class DeliveryStatus(StrEnum):
     """smsflow's terminal delivery statuses.
+
+    Values and order are the Avro symbols of ``PartOutcome.status``/``DeliveryReport.status``
+    (released: do not change).
 
     ACCEPTED is terminal without being a delivery outcome: the SMSC accepted the part and no
     receipt was requested (``registered_delivery`` false), so nothing more will be known. No
@@ -113,7 +119,7 @@ class DlrStatus(Enum):
     EXPIRED = "EXPIRED"
     REJECTED = "REJECTED"
     FAILED = "FAILED"
-    ACCEPTED = "ACCEPTED"
+    ACCEPTED = "ACCEPTED"  # v2 of the contracts
 
 
 class ReceiptSource(Enum):
@@ -129,13 +135,13 @@ class ReceiptSource(Enum):
 #: removed the message) and UNKNOWN (the SMSC gave up tracking it) are final
 #: answers that are not a delivery: both map to FAILED, like Kannel does, so a
 #: message never stays open forever on an SMSC that will say nothing more.
-TERMINAL_STATUS_BY_STATE: Final[Mapping[ReceiptState, DlrStatus]] = {
-    ReceiptState.DELIVERED: DlrStatus.DELIVERED,
-    ReceiptState.UNDELIVERABLE: DlrStatus.UNDELIVERABLE,
-    ReceiptState.EXPIRED: DlrStatus.EXPIRED,
-    ReceiptState.REJECTED: DlrStatus.REJECTED,
-    ReceiptState.DELETED: DlrStatus.FAILED,
-    ReceiptState.UNKNOWN: DlrStatus.FAILED,
+TERMINAL_STATUS_BY_STATE: Final[Mapping[ReceiptState, DeliveryStatus]] = {
+    ReceiptState.DELIVERED: DeliveryStatus.DELIVERED,
+    ReceiptState.UNDELIVERABLE: DeliveryStatus.UNDELIVERABLE,
+    ReceiptState.EXPIRED: DeliveryStatus.EXPIRED,
+    ReceiptState.REJECTED: DeliveryStatus.REJECTED,
+    ReceiptState.DELETED: DeliveryStatus.FAILED,
+    ReceiptState.UNKNOWN: DeliveryStatus.FAILED,
 }
 
 # message_state TLV values (SMPP 3.4, 5.3.2.35)
@@ -206,7 +212,7 @@ class Receipt:
         return self.state in TERMINAL_STATUS_BY_STATE
 
     @property
-    def terminal_status(self) -> DlrStatus | None:
+    def terminal_status(self) -> DeliveryStatus | None:
         """Our terminal status, or ``None`` for intermediate receipts."""
         return TERMINAL_STATUS_BY_STATE.get(self.state)
 

@@ -1,10 +1,18 @@
-"""Checks on a request's own fields that do not depend on configuration (pure)."""
+"""Checks on a request's own fields that do not depend on configuration (pure).
+
+One home for the rules both front doors apply: the router (records on ``sms.submitted``) and the
+HTTP API (``api/``, before it produces), so a message the API accepts is never refused by the
+router for its sender or body, and the two give the same reason codes.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Final, NamedTuple
 
+from smsflow.domain.encoding import EncodingError, SegmentPlan, plan_segments
+
+MAX_PARTS: Final = 10  # platform limit of concatenated parts per message
 MAX_ALPHANUMERIC_SENDER: Final = 11  # GSM 03.40 TP-OA alphanumeric limit
 MAX_NUMERIC_SENDER_DIGITS: Final = 15  # E.164
 MIN_NUMERIC_SENDER_DIGITS: Final = 3  # short codes
@@ -32,3 +40,28 @@ def source_problem(source: str) -> str | None:
     if not _ALPHANUMERIC.match(source):
         return f"sender {source!r} has characters operators do not accept"
     return None
+
+
+class ContentProblem(NamedTuple):
+    reason_code: str  # EMPTY_BODY | INVALID_SOURCE | MESSAGE_TOO_LONG (smsflow.domain.reasons)
+    detail: str
+
+
+def check_content(source: str, body: str) -> ContentProblem | SegmentPlan:
+    """The body's segment plan (at most :data:`MAX_PARTS` parts), or why the sender id or body
+    cannot be sent.
+
+    >>> check_content("ACME", "hello").part_count
+    1
+    >>> check_content("ACME", "").reason_code
+    'EMPTY_BODY'
+    """
+    if not body:
+        return ContentProblem("EMPTY_BODY", "message body is empty")
+    problem = source_problem(source)
+    if problem is not None:
+        return ContentProblem("INVALID_SOURCE", problem)
+    try:
+        return plan_segments(body, max_parts=MAX_PARTS)
+    except EncodingError as exc:
+        return ContentProblem("MESSAGE_TOO_LONG", str(exc))

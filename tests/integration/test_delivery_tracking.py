@@ -30,7 +30,18 @@ from smsflow.devstack.stack import ManagedProcess, stack_env
 from smsflow.domain.tracking import REASON_RECEIPT_UNMATCHED, SELF_EXPIRED_REASON
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
-from smsflow.topics import DLR, DLR_RAW, REJECTED, SENT, apply_topics, topic_name
+from smsflow.topics import (
+    DLR,
+    DLR_PARTS,
+    DLR_PARTS_TIMERS,
+    DLR_RAW,
+    DLR_TIMERS,
+    REJECTED,
+    SENT,
+    apply_topics,
+    topic_name,
+)
+from tests.integration.waiting import worker_consumed
 
 pytestmark = pytest.mark.slow
 
@@ -138,9 +149,11 @@ def _wait_reports(settings: Settings, ids: set[str], *, timeout_s: float = 60,
         time.sleep(0.5)
 
 
-def _settle() -> None:
-    """Long enough for anything a duplicate would wrongly cause to have shown up."""
-    time.sleep(3)
+def _settle(settings: Settings) -> None:
+    """Until the worker has committed every input record: every report they cause, a wrong
+    duplicate included, is on sms.dlr by then (outputs are stored before their sources are
+    committed), so counting afterwards is final."""
+    worker_consumed(settings, [SENT, DLR_RAW, DLR_TIMERS, DLR_PARTS, DLR_PARTS_TIMERS])
 
 
 def test_receipt_before_submit_outcome_and_on_another_bind(
@@ -149,7 +162,7 @@ def test_receipt_before_submit_outcome_and_on_another_bind(
     producer = _producer(tracking_settings)
     sent = _sent("early-receipt")
     _send(producer, tracking_settings, _receipt(sent, bind="rx-7"))  # receipt first
-    time.sleep(1)
+    worker_consumed(tracking_settings, [DLR_RAW])  # the receipt waits in dlr-pending
     _send(producer, tracking_settings, sent)
     [report] = _wait_reports(tracking_settings, {"early-receipt"})
     assert report.status is DeliveryStatus.DELIVERED
@@ -165,7 +178,7 @@ def test_duplicates_give_exactly_one_report(
     for record in (sent, sent, receipt, receipt, sent):  # duplicates before and after completion
         _send(producer, tracking_settings, record)
     _wait_reports(tracking_settings, {"dup"})
-    _settle()
+    _settle(tracking_settings)
     reports = [r for r in _reports(tracking_settings) if r.message_id == "dup"]
     assert [r.status for r in reports] == [DeliveryStatus.UNDELIVERABLE]
     assert not [r for r in _rejections(tracking_settings) if r.message_id == "dup"]
@@ -182,7 +195,7 @@ def test_multipart_message_reports_once_with_the_worst_part(
         _send(producer, tracking_settings, _receipt(part, state))
         _send(producer, tracking_settings, _receipt(part, state))  # an SMSC re-send
     [report] = _wait_reports(tracking_settings, {"multi"})
-    _settle()
+    _settle(tracking_settings)
     assert [r.message_id for r in _reports(tracking_settings)].count("multi") == 1
     assert report.status is DeliveryStatus.UNDELIVERABLE
     assert report.parts == 3 and len(report.smsc_message_ids) == 3
@@ -196,7 +209,7 @@ def test_failed_submit_reports_failed_without_a_receipt(
     _send(producer, tracking_settings, failed)
     _send(producer, tracking_settings, failed)  # replayed
     [report] = _wait_reports(tracking_settings, {"refused"})
-    _settle()
+    _settle(tracking_settings)
     assert [r.message_id for r in _reports(tracking_settings)].count("refused") == 1
     assert report.status is DeliveryStatus.FAILED
 
@@ -213,7 +226,7 @@ def test_no_receipt_within_validity_is_reported_expired_by_us_once(
     assert abs((report.done_at - sent.expires_at).total_seconds()) < 0.01  # the validity end
     # The SMSC's receipt arrives after we gave up: dropped, still one report, no dead letter.
     _send(producer, tracking_settings, _receipt(sent))
-    _settle()
+    _settle(tracking_settings)
     assert [r.message_id for r in _reports(tracking_settings)].count("silent") == 1
     assert not [r for r in _rejections(tracking_settings)
                 if r.original and sent.smsc_message_id
@@ -266,7 +279,7 @@ def test_every_message_once_under_a_mixed_load(
             producer.produce(topic, key=key, value=value)
     producer.flush(30)
     _wait_reports(tracking_settings, ids, timeout_s=120)
-    _settle()
+    _settle(tracking_settings)
     counted = Counter(r.message_id for r in _reports(tracking_settings) if r.message_id in ids)
     assert set(counted.values()) == {1}
 

@@ -22,6 +22,7 @@ from smsflow.devstack.harness import isolated_settings, prepared_stack, read_all
 from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
 from smsflow.topics import DLR, REJECTED, SENT, topic_name
+from tests.integration.waiting import flow_drained
 from tests.integration.windows import wait_for_windows
 from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 
@@ -52,6 +53,9 @@ def test_2000_messages_each_sent_once_and_reported_once(
 
     assert result.lost == 0, f"no terminal state for {result.missing[:5]}"
     assert result.duplicates == 0
+    # Every stage has committed all its input: a duplicate submit or report would be on its
+    # topic now, so the counts below are final (not "final unless a duplicate comes later").
+    flow_drained(flow_settings)
     ids = {r.message_id for r in requests}
 
     sent = [SubmitOutcome.from_avro(v) for v in read_all(flow_settings, SENT)]

@@ -25,6 +25,7 @@ from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, DEFERRED, topic_name
 from tests.integration.test_throttle_limits import _requests, _throttled
+from tests.integration.waiting import end_offset, log_shows
 from tests.paths import SIM_CONFIG
 
 pytestmark = pytest.mark.slow
@@ -40,11 +41,14 @@ def offpeak_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def offpeak_stack(offpeak_settings: Settings) -> Iterator[LocalStack]:
-    with prepared_stack(
-        offpeak_settings, platform_config=PLATFORM, sim_config=SIM_CONFIG
-    ) as stack:
-        warm_up(offpeak_settings, timeout_s=120)
-        yield stack
+    with pytest.MonkeyPatch.context() as env:
+        # Info level: the test waits for the worker's "configuration v<N>" line.
+        env.setenv("SMSFLOW_STACK_WORKER_LOG_LEVEL", "info")
+        with prepared_stack(
+            offpeak_settings, platform_config=PLATFORM, sim_config=SIM_CONFIG
+        ) as stack:
+            warm_up(offpeak_settings, timeout_s=120)
+            yield stack
 
 
 def _with_windows(base: PlatformConfig, windows: list[tuple[int, int]]) -> PlatformConfig:
@@ -84,7 +88,10 @@ def test_economy_waits_on_sms_deferred_for_its_windows_and_loses_nothing(
     base = load_yaml(PLATFORM)
     apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG),
                  _with_windows(base, windows))
-    time.sleep(3.0)  # the workers apply the new version (config topic, live)
+    # The worker applies the new version (config topic, live) before any traffic.
+    version = end_offset(settings, CONFIG) - 1
+    log_shows(offpeak_stack.home / "logs" / "worker-0.log", rf"configuration v{version}:",
+              timeout_s=60)
 
     economy = _requests("bulk", "+4916212", 60, "night")
     standard = _requests("tenant-b", "+4916212", 10, "day")

@@ -26,7 +26,8 @@ from smsflow.devstack.flowrun import run_flow, warm_up
 from smsflow.devstack.harness import isolated_settings, prepared_stack, read_all
 from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, DLR, ROUTE_HEALTH, topic_name
+from smsflow.topics import CONFIG, DLR, ROUTE_HEALTH, SENT, TRACKING_DELTAS, topic_name
+from tests.integration.waiting import log_shows, log_size, worker_consumed
 from tests.paths import SIM_CONFIG
 
 pytestmark = pytest.mark.slow
@@ -54,6 +55,8 @@ def loop_settings(
 ) -> Settings:
     for name, value in SHRUNK_CLOCKS.items():
         monkeypatch.setenv(name, value)  # the stack's processes inherit the environment
+    # Info level: the test waits for the router's "routing now sees route ..." lines.
+    monkeypatch.setenv("SMSFLOW_STACK_WORKER_LOG_LEVEL", "info")
     return isolated_settings(kafka_bootstrap, tmp_path, "health-loop")
 
 
@@ -131,28 +134,35 @@ def test_degraded_route_loses_traffic_and_wins_it_back_after_recovery(
     assert _routes_of(loop_settings, healthy) == Counter({"uk-flaky": 40})
 
     # The SMSC starts failing four deliveries in five: the route is judged DEGRADED...
+    worker_log = loop_stack.home / "logs" / "worker-0.log"
+    mark = log_size(worker_log)
     flaky_smsc.set_profile("default", delivery_ratio=0.2)
     degraded, _ = _send_until(loop_settings, loop_stack, "failing", "uk-flaky", "DEGRADED",
                               timeout_s=90)
     assert degraded.delivery_rate is not None and degraded.delivery_rate < 0.9
     assert degraded.score < 0.9
+    # ...the health record reaches the router (it follows the compacted topic)...
+    log_shows(worker_log, "routing now sees route uk-flaky as DEGRADED", after=mark,
+              timeout_s=30)
     # ...and the router sends EE traffic to the dear, healthy route.
-    time.sleep(1.0)  # the health record reaches every router (they poll the compacted topic)
     away = _ee_traffic(40, "away")
     assert run_flow(loop_settings, away, timeout_s=60).lost == 0
     assert _routes_of(loop_settings, away) == Counter({"uk-direct": 40})
 
     # The SMSC recovers. With no traffic to judge, the route probes back to HEALTHY once the
     # bad samples have aged out of its window, and traffic returns to the cheap route.
+    mark = log_size(worker_log)
     flaky_smsc.set_profile("default", delivery_ratio=1.0)
     recovered, _ = _send_until(loop_settings, loop_stack, "recovering", "uk-flaky", "HEALTHY",
                                timeout_s=120)
-    time.sleep(1.0)
+    log_shows(worker_log, "routing now sees route uk-flaky as HEALTHY", after=mark,
+              timeout_s=30)
     back = _ee_traffic(40, "back")
     assert run_flow(loop_settings, back, timeout_s=60).lost == 0
     routes = _routes_of(loop_settings, back)
     assert routes["uk-flaky"] == 40, routes
-    # And it stays healthy under the returned traffic (judged good this time).
-    time.sleep(2.0)
+    # And it stays healthy under the returned traffic (judged good this time): once the
+    # worker has counted and judged all of it, whatever it published is on the topic.
+    worker_consumed(loop_settings, [SENT, DLR, TRACKING_DELTAS], timeout_s=60)
     latest = _latest_health(loop_settings, "uk-flaky")
     assert latest is not None and latest.state.value == "HEALTHY", (recovered, latest)

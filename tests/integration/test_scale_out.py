@@ -1,8 +1,8 @@
 """Scaling the worker group while traffic flows: rebalances must lose nothing.
 
 faust 0.15.3 skips, strands or commits unprocessed records across rebalances and table
-recovery (pipeline/guarded_consumer.py corrects it); this drill makes rebalances happen
-mid-stream on purpose. Traffic is paced over about a minute while
+recovery (pipeline/faust_patches/guarded_consumer.py corrects it); this drill makes rebalances
+happen mid-stream on purpose. Traffic is paced over about a minute while
 a second and a third worker join, one worker is stopped cleanly and one is killed. Every
 message must still get its report, and the rolling windows (spread over the workers' tables
 and moved between them) must hold every event.

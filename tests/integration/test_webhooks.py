@@ -29,8 +29,9 @@ import pytest
 from aiohttp import web
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import SecretStr
 
-from connectors.webhooks.policy import RetryPolicy
+from connectors.webhooks.policy import WebhookRetryPolicy
 from connectors.webhooks.service import WebhookOptions, WebhookService
 from connectors.webhooks.signing import verify_signature
 from schemas.models import DeliveryReport, DeliveryStatus, Rejection
@@ -126,8 +127,8 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
 
 def _config(port: int, *, with_d: bool) -> PlatformConfig:
     def hook(tenant: str, **extra: float) -> Webhook:
-        return Webhook(url=f"http://127.0.0.1:{port}/hook/{tenant}", secret=SECRETS[tenant],
-                       **extra)  # type: ignore[arg-type]
+        return Webhook(url=f"http://127.0.0.1:{port}/hook/{tenant}",
+                       secret=SecretStr(SECRETS[tenant]), **extra)  # type: ignore[arg-type]
 
     webhooks = {
         "a": hook("a", timeout_s=A_TIMEOUT_S, max_in_flight=2),
@@ -206,7 +207,7 @@ def _start(settings: Settings, receiver: Receiver, group_id: str) -> tuple[
     service = WebhookService(
         settings, _config(receiver.port, with_d=False),
         WebhookOptions(group_id=group_id, config_refresh_s=0.5, metrics_interval_s=5,
-                       drain_timeout_s=5, policy=RetryPolicy(base_s=0.1, cap_s=0.3)),
+                       drain_timeout_s=5, policy=WebhookRetryPolicy(base_s=0.1, cap_s=0.3)),
     )
     thread = threading.Thread(target=service.run_blocking, name="webhooks", daemon=True)
     thread.start()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from connectors.producer import SmsProducer
+from connectors.producer import SmsProducer, new_request
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.devstack.flowrun import make_traffic
@@ -20,6 +20,7 @@ from smsflow.devstack.harness import free_port, isolated_settings
 from smsflow.devstack.stack import ManagedProcess, stack_env
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, SUBMITTED, apply_topics, topic_name
+from tests.ops.metric_names import code_families, doc_families
 from tests.paths import PLATFORM_CONFIG
 
 pytestmark = pytest.mark.slow
@@ -56,6 +57,14 @@ def _scrape(port: int) -> Samples:
     }
 
 
+def _families(port: int) -> set[str]:
+    """Family names on the live page, as exposed (counters with ``_total``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {f"{family.name}_total" if family.type == "counter" else family.name
+            for family in text_string_to_metric_families(text)}
+
+
 def _value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
@@ -68,6 +77,8 @@ def test_metrics_page_reports_limiters_stages_and_health(
     producer = SmsProducer(settings.kafka_bootstrap, topic_name(settings, SUBMITTED))
     for request in requests:
         producer.submit(request)
+    # config/platform.yaml quarantines suspended-co: its message is refused with a reason.
+    producer.submit(new_request("suspended-co", "+447700900123", "refused"))
     assert producer.flush(30) == 0
     parts_expected = 200  # at least one part each
 
@@ -81,7 +92,11 @@ def test_metrics_page_reports_limiters_stages_and_health(
             continue
         released = _value(samples, "smsflow_stage_released_total", stage="throttle") or 0
         healthy = [k for k in samples if k[0] == "smsflow_route_health_state"]
-        if released >= len(requests) and healthy:
+        windows = _value(samples, "smsflow_window_submits", scope="route", id="uk-direct",
+                         result="accepted")
+        quarantined = _value(samples, "smsflow_rejections_total", stage="router",
+                             reason="TENANT_QUARANTINED")
+        if released >= len(requests) and healthy and windows is not None and quarantined:
             break
         time.sleep(1)
     else:
@@ -100,6 +115,19 @@ def test_metrics_page_reports_limiters_stages_and_health(
                   state="HEALTHY") == 1.0
     assert _value(samples, "smsflow_commit_guard_stale_acks_refused_total") is not None
     assert (_value(samples, "smsflow_config_version") or -1) >= 0
+    assert _value(samples, "smsflow_rejections_total", stage="router",
+                  reason="TENANT_QUARANTINED") == 1
+    # The route's rolling window is on the page (no sender here: nothing was submitted, so
+    # no outcome and no ratio yet).
+    assert _value(samples, "smsflow_window_terminal_outcomes", scope="route", id="uk-direct",
+                  status="DELIVERED") == 0
+    assert _value(samples, "smsflow_window_delivery_ratio", scope="route",
+                  id="uk-direct") is None
+
+    # The live page and docs/metrics.md agree both ways.
+    live = _families(port)
+    assert live == code_families()["worker"]
+    assert live <= doc_families()["exported"], sorted(live - doc_families()["exported"])
 
     # faust's own views (table contents, the partition map) are not served beside /metrics.
     for path in ("/table/", "/router/", "/graph/", "/stats/", "/performance/"):

@@ -11,7 +11,7 @@ from collections import Counter
 from pipeline.tracking_policy import window_spec
 from schemas.models import DeliveryReport, SubmitOutcome, SubmitStatus
 from smsflow.devstack.harness import read_all, read_records
-from smsflow.domain.receipts import DlrStatus
+from smsflow.domain.receipts import DeliveryStatus
 from smsflow.domain.tracking import NEUTRAL_STATUSES, WindowState
 from smsflow.domain.tracking.windows import stats
 from smsflow.settings import Settings
@@ -36,7 +36,7 @@ def reference_totals(settings: Settings) -> Totals:
              f"tenant:{sent.tenant_id}"), "accepted" if accepted else "failed")
     for value in read_all(settings, DLR):
         report = DeliveryReport.from_avro(value)
-        if DlrStatus(report.status.value) in NEUTRAL_STATUSES:
+        if DeliveryStatus(report.status.value) in NEUTRAL_STATUSES:
             continue  # ACCEPTED (no receipt requested): neither delivered nor failed
         add((f"route:{report.route_id}", f"operator:{report.operator_id}",
              f"tenant:{report.tenant_id}"), report.status.value)

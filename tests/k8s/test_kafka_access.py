@@ -12,8 +12,9 @@ import pytest
 from smsflow import topics
 from tests.k8s.tooling import ROOT, named, objects
 
-#: Process -> the source folders of its code (the API is not written yet: its user is assumed).
+#: Process -> the source folders of its code.
 PROCESS_SOURCES = {
+    "smsflow-api": ("api",),
     "smsflow-worker": ("pipeline",),
     "smsflow-sender": ("connectors/sender",),
     "smsflow-webhooks": ("connectors/webhooks",),
@@ -45,10 +46,10 @@ def _acls(user: dict[str, Any], resource: str, pattern: str) -> dict[str, set[st
 
 
 def test_the_import_scan_finds_what_the_sender_uses() -> None:
-    """Guards the scanner itself: the sender reads and writes these six topics."""
+    """Guards the scanner itself: the sender reads and writes these seven topics."""
     assert topics_named_by(("connectors/sender",)) == {
         topics.THROTTLED, topics.SENT, topics.DLR_RAW, topics.REJECTED, topics.ROUTED,
-        topics.CONFIG,
+        topics.CONFIG, topics.SENDER_LEDGER,
     }
 
 

@@ -19,8 +19,8 @@ from smsflow.cli import build_parser
 from smsflow.settings import Settings
 from tests.k8s.tooling import OVERLAYS, objects, of_kind
 
-#: Sub-commands of other work: the tenant API and the operations work's Kafka exporter.
-PENDING_COMMANDS = {"api", "kafka-exporter"}
+#: Sub-commands of other work: the operations work's Kafka exporter.
+PENDING_COMMANDS = {"kafka-exporter"}
 #: Settings of the operations work (metrics pages of the sender, webhooks and exporter).
 PENDING_SETTINGS = {"sender_metrics_port", "webhooks_metrics_port", "kafka_exporter_port",
                     "metrics_host"}

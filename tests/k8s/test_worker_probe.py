@@ -69,4 +69,4 @@ def test_the_probe_fails_when_nothing_listens() -> None:
 
 
 def test_the_probed_path_is_the_page_the_worker_serves() -> None:
-    assert f'@app.page("{PAGE}")' in (ROOT / "pipeline/web.py").read_text()
+    assert f'.page("{PAGE}")' in (ROOT / "pipeline/web.py").read_text()

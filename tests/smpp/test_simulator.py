@@ -11,8 +11,8 @@ import pytest
 import smpplib.exceptions
 import smpplib.smpp
 
+from connectors.smpp import codec as P
 from connectors.smsc_sim import SimulatorThread
-from connectors.smsc_sim import pdu as P
 
 from .conftest import Esme, base_config
 

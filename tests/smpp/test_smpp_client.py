@@ -23,12 +23,13 @@ from connectors.smpp import (
 )
 from connectors.smpp.backoff import backoff_delay
 from connectors.smpp.codec import (
-    CodecError,
-    FrameBuffer,
+    MAX_SMSC_PDU_LEN,
+    FrameSplitter,
+    PduError,
+    decode_tlvs,
     parse_data_sm,
     parse_deliver_sm,
     parse_message_id,
-    parse_tlvs,
 )
 from connectors.smsc_sim import SimulatorThread
 from smsflow.domain.encoding import plan_segments
@@ -54,10 +55,10 @@ def _pdu(command_id: int, seq: int, body: bytes = b"", status: int = 0) -> bytes
     )
 
 
-def test_frame_buffer_reassembles_arbitrary_chunks() -> None:
+def test_frame_splitter_reassembles_arbitrary_chunks() -> None:
     stream = b"".join(_pdu(0x80000004, i, b"%d\x00" % i) for i in range(50))
     rng = random.Random(3)
-    buf = FrameBuffer()
+    buf = FrameSplitter(MAX_SMSC_PDU_LEN)
     frames: list[bytes] = []
     pos = 0
     while pos < len(stream):
@@ -66,22 +67,25 @@ def test_frame_buffer_reassembles_arbitrary_chunks() -> None:
         pos += step
     assert len(frames) == 50
     assert b"".join(frames) == stream
-    assert len(buf) == 0
+    assert buf.buffered == 0
 
 
 @pytest.mark.parametrize("length", [0, 15, 64 * 1024 + 1])
-def test_frame_buffer_rejects_bad_lengths(length: int) -> None:
-    with pytest.raises(CodecError):
-        FrameBuffer().feed(length.to_bytes(4, "big") + b"\x00" * 12)
+def test_frame_splitter_rejects_bad_lengths(length: int) -> None:
+    with pytest.raises(PduError):
+        FrameSplitter(MAX_SMSC_PDU_LEN).feed(length.to_bytes(4, "big") + b"\x00" * 12)
 
 
-def test_parse_tlvs() -> None:
+def test_decode_tlvs_first_wins() -> None:
     data = b"\x00\x1e\x00\x03ab\x00" + b"\x04\x27\x00\x01\x02" + b"\x14\x00\x00\x00"
-    assert parse_tlvs(data) == {0x1E: b"ab\x00", 0x427: b"\x02", 0x1400: b""}
-    with pytest.raises(CodecError):
-        parse_tlvs(b"\x00\x1e\x00\x05ab")
-    with pytest.raises(CodecError):
-        parse_tlvs(b"\x00\x1e\x00")
+    assert decode_tlvs(data, first_wins=True) == {0x1E: b"ab\x00", 0x427: b"\x02", 0x1400: b""}
+    twice = b"\x04\x27\x00\x01\x02" + b"\x04\x27\x00\x01\x03"
+    assert decode_tlvs(twice, first_wins=True) == {0x427: b"\x02"}  # the client's receipts
+    assert decode_tlvs(twice) == {0x427: b"\x03"}  # the simulator's default
+    with pytest.raises(PduError):
+        decode_tlvs(b"\x00\x1e\x00\x05ab", first_wins=True)
+    with pytest.raises(PduError):
+        decode_tlvs(b"\x00\x1e\x00", first_wins=True)
 
 
 def _deliver_body(sm: bytes, tlvs: bytes = b"", esm_class: int = 0x04) -> bytes:
@@ -110,9 +114,9 @@ def test_parse_deliver_sm() -> None:
     assert d.data_coding == 0x08
     assert d.short_message == b"id:1 stat:DELIVRD"
     assert d.tlvs == {0x427: b"\x02", 0x9999: b"\x07"}  # unknown TLVs are kept
-    with pytest.raises(CodecError):
+    with pytest.raises(PduError):
         parse_deliver_sm(body[:30])
-    with pytest.raises(CodecError):
+    with pytest.raises(PduError):
         parse_deliver_sm(b"\x00\x01")
 
 

@@ -6,10 +6,11 @@ import asyncio
 import time
 from pathlib import Path
 
-from pipeline.config_watch import ConfigWatcher, Snapshot
+from pipeline.config_watch import ConfigSnapshot, ConfigWatcher
 from smsflow.config.store import load_yaml
 from smsflow.domain import route_engine
-from smsflow.domain.route_engine import HealthReport, HealthState, RouteRequest
+from smsflow.domain.route_engine import HealthReport, RouteRequest
+from smsflow.domain.route_state import RouteState
 
 PLATFORM = Path(__file__).resolve().parents[2] / "config" / "platform.yaml"
 UK_MOBILE = "+447400123456"
@@ -19,7 +20,7 @@ def _watcher() -> ConfigWatcher:
     config = load_yaml(PLATFORM)
     watcher = ConfigWatcher("127.0.0.1:1", "unused")
     engine = route_engine.build_snapshot(route_engine.build_catalogue(config), {}, time.time())
-    watcher.snapshot = Snapshot(config, 0, engine)
+    watcher.snapshot = ConfigSnapshot(config, 0, engine)
     return watcher
 
 
@@ -27,7 +28,7 @@ def _route_of(watcher: ConfigWatcher) -> str:
     """The route a UK number of a standard tenant takes, or the reason code of the refusal."""
     decision = route_engine.decide(watcher.snapshot.engine,
                                    RouteRequest("shopfast", UK_MOBILE), time.time())
-    if isinstance(decision, route_engine.Rejection):
+    if isinstance(decision, route_engine.RouteRejection):
         return decision.reason_code
     return decision.route.route_id
 
@@ -35,7 +36,7 @@ def _route_of(watcher: ConfigWatcher) -> str:
 def test_health_reports_of_a_batch_apply_together_and_survive_a_concurrent_refresh() -> None:
     watcher = _watcher()
     assert _route_of(watcher) == "uk-direct"
-    down = HealthReport(HealthState.DOWN, 0.0, None, time.time())
+    down = HealthReport(RouteState.DOWN, 0.0, None, time.time())
 
     async def scenario() -> None:
         # A refresh racing the health update must not overwrite it with an older snapshot.

@@ -6,24 +6,24 @@ import pytest
 
 from schemas.models import DeliveryStatus
 from smsflow.domain.delivery import SEVERITY, message_status
-from smsflow.domain.receipts import TERMINAL_STATUS_BY_STATE, DlrStatus
+from smsflow.domain.receipts import TERMINAL_STATUS_BY_STATE
 from smsflow.domain.tracking import NEUTRAL_STATUSES, TERMINAL_STATUSES
 
 
 def test_every_contract_status_is_known_everywhere() -> None:
-    """DlrStatus (domain), DeliveryStatus (Avro contract) and the severity table name the same
-    statuses, in the same order (done markers store the DlrStatus position)."""
-    assert [s.value for s in DlrStatus] == [s.value for s in DeliveryStatus]
+    """DeliveryStatus (domain), DeliveryStatus (Avro contract) and the severity table name the same
+    statuses, in the same order (done markers store the DeliveryStatus position)."""
+    assert [s.value for s in DeliveryStatus] == [s.value for s in DeliveryStatus]
     assert set(SEVERITY) == {s.value for s in DeliveryStatus}
     # Each status is either counted by the tracking windows or explicitly neutral.
-    assert set(TERMINAL_STATUSES) | set(NEUTRAL_STATUSES) == set(DlrStatus)
+    assert set(TERMINAL_STATUSES) | set(NEUTRAL_STATUSES) == set(DeliveryStatus)
     assert not set(TERMINAL_STATUSES) & set(NEUTRAL_STATUSES)
 
 
 def test_no_receipt_state_maps_to_accepted() -> None:
     """ACCEPTED comes only from a submit without a receipt request; an ACCEPTD receipt is an
     intermediate state, not this status."""
-    assert DlrStatus.ACCEPTED not in TERMINAL_STATUS_BY_STATE.values()
+    assert DeliveryStatus.ACCEPTED not in TERMINAL_STATUS_BY_STATE.values()
 
 
 @pytest.mark.parametrize(

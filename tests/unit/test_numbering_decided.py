@@ -9,7 +9,7 @@ import phonenumbers
 import pytest
 
 from smsflow.config.models import Operator
-from smsflow.domain import numbering
+from smsflow.domain import numbering, numbering_types
 from smsflow.domain.numbering import Destination, NumberType, OperatorSource, build_numbering
 
 REGIONS = ("GB", "US", "DE", "IN", "CN", "BR", "AR", "FI", "IL", "HK", "RU", "JM")
@@ -17,7 +17,7 @@ REGIONS = ("GB", "US", "DE", "IN", "CN", "BR", "AR", "FI", "IL", "HK", "RU", "JM
 
 def _phonenumbers_verdict(number: str) -> tuple[str | None, NumberType | None, bool]:
     parsed = phonenumbers.parse(number, None)
-    kind = numbering._PN_TYPES.get(phonenumbers.number_type(parsed))
+    kind = numbering_types._PN_TYPES.get(phonenumbers.number_type(parsed))
     return phonenumbers.region_code_for_number(parsed), kind, phonenumbers.is_valid_number(parsed)
 
 
@@ -110,7 +110,7 @@ def test_operators_of_deep_keys_equal_the_index_search(region: str) -> None:
             got = numbering.resolve(plan, number)
             if not isinstance(got, Destination):
                 continue
-            entry = plan.operators.keys.get(number[: numbering._KEY_WIDTH])
+            entry = plan.operators.keys.get(number[: numbering_types._KEY_WIDTH])
             verdict = entry[4].get(len(number)) if entry is not None else None
             partial += verdict is None or len(verdict) == 2
             assert (got.operator_id, got.operator_source) == plan.operators.find(number), number

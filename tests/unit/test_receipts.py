@@ -11,7 +11,7 @@ from smsflow.domain.receipts import (
     TAG_MESSAGE_STATE,
     TAG_NETWORK_ERROR_CODE,
     TAG_RECEIPTED_MESSAGE_ID,
-    DlrStatus,
+    DeliveryStatus,
     IdFormat,
     ReceiptError,
     ReceiptSource,
@@ -33,7 +33,7 @@ def test_standard_text_receipt() -> None:
     assert r.raw_message_id == "0000002587"
     assert r.state is ReceiptState.DELIVERED
     assert r.is_terminal
-    assert r.terminal_status is DlrStatus.DELIVERED
+    assert r.terminal_status is DeliveryStatus.DELIVERED
     assert r.error_code == 0
     assert r.submitted_at == datetime(2024, 1, 15, 12, 30, tzinfo=UTC)
     assert r.done_at == datetime(2024, 1, 15, 12, 31, 45, tzinfo=UTC)
@@ -51,7 +51,7 @@ def test_case_insensitive_keys_and_tolerant_spacing() -> None:
     r = parse_receipt(sm, {}, id_format=IdFormat.HEX)
     assert r.smsc_message_id == str(0x1A2B)
     assert r.state is ReceiptState.UNDELIVERABLE
-    assert r.terminal_status is DlrStatus.UNDELIVERABLE
+    assert r.terminal_status is DeliveryStatus.UNDELIVERABLE
     assert r.error_code == 12
     assert r.done_at == datetime(2024, 1, 15, 12, 31, tzinfo=UTC)
     assert r.text is None
@@ -69,18 +69,18 @@ def test_missing_fields_and_reordering() -> None:
 @pytest.mark.parametrize(
     ("stat", "state", "terminal"),
     [
-        ("DELIVRD", ReceiptState.DELIVERED, DlrStatus.DELIVERED),
-        ("EXPIRED", ReceiptState.EXPIRED, DlrStatus.EXPIRED),
-        ("DELETED", ReceiptState.DELETED, DlrStatus.FAILED),
-        ("UNDELIV", ReceiptState.UNDELIVERABLE, DlrStatus.UNDELIVERABLE),
+        ("DELIVRD", ReceiptState.DELIVERED, DeliveryStatus.DELIVERED),
+        ("EXPIRED", ReceiptState.EXPIRED, DeliveryStatus.EXPIRED),
+        ("DELETED", ReceiptState.DELETED, DeliveryStatus.FAILED),
+        ("UNDELIV", ReceiptState.UNDELIVERABLE, DeliveryStatus.UNDELIVERABLE),
         ("ACCEPTD", ReceiptState.ACCEPTED, None),
-        ("UNKNOWN", ReceiptState.UNKNOWN, DlrStatus.FAILED),
-        ("REJECTD", ReceiptState.REJECTED, DlrStatus.REJECTED),
+        ("UNKNOWN", ReceiptState.UNKNOWN, DeliveryStatus.FAILED),
+        ("REJECTD", ReceiptState.REJECTED, DeliveryStatus.REJECTED),
         ("ENROUTE", ReceiptState.ENROUTE, None),
-        ("delivrd", ReceiptState.DELIVERED, DlrStatus.DELIVERED),
+        ("delivrd", ReceiptState.DELIVERED, DeliveryStatus.DELIVERED),
     ],
 )
-def test_stat_values(stat: str, state: ReceiptState, terminal: DlrStatus | None) -> None:
+def test_stat_values(stat: str, state: ReceiptState, terminal: DeliveryStatus | None) -> None:
     r = parse_receipt(f"id:7 stat:{stat} err:000".encode(), {}, id_format=IdFormat.DEC)
     assert r.state is state
     assert r.terminal_status is terminal
@@ -91,7 +91,7 @@ def test_unknown_stat_maps_to_unknown_and_keeps_raw() -> None:
     r = parse_receipt(b"id:7 stat:WEIRDO err:000", {}, id_format=IdFormat.DEC)
     assert r.state is ReceiptState.UNKNOWN
     assert r.raw_stat == "WEIRDO"
-    assert r.terminal_status is DlrStatus.FAILED
+    assert r.terminal_status is DeliveryStatus.FAILED
 
 
 def test_tlv_only_receipt() -> None:

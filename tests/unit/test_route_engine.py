@@ -15,10 +15,9 @@ from smsflow.domain.reasons import REASONS
 from smsflow.domain.route_engine import (
     PROFILES,
     Decision,
-    HealthPolicy,
     HealthReport,
-    HealthState,
-    Rejection,
+    HysteresisPolicy,
+    RouteRejection,
     RouteRequest,
     Snapshot,
     build_catalogue,
@@ -30,6 +29,7 @@ from smsflow.domain.route_engine import (
     with_config,
     with_health,
 )
+from smsflow.domain.route_state import RouteState
 
 NOW = 1_800_000_000.0
 UK = "+447401234567"  # gb-ee by prefix
@@ -90,9 +90,9 @@ def snapshot(
     health: Mapping[str, HealthReport] | None = None,
     tenants: Sequence[dict[str, Any]] = (),
     now: float = NOW,
-    policy: HealthPolicy | None = None,
+    policy: HysteresisPolicy | None = None,
 ) -> Snapshot:
-    catalogue = build_catalogue(config(routes, tenants), policy=policy or HealthPolicy())
+    catalogue = build_catalogue(config(routes, tenants), policy=policy or HysteresisPolicy())
     return build_snapshot(catalogue, health or {}, now)
 
 
@@ -113,7 +113,7 @@ ALL_PROFILES = sorted(PROFILES, key=lambda p: (p[0].value, p[1].value))
 
 
 def healthy(score: float = 0.95, latency_ms: float | None = None) -> HealthReport:
-    return HealthReport(HealthState.HEALTHY, score, latency_ms, NOW)
+    return HealthReport(RouteState.HEALTHY, score, latency_ms, NOW)
 
 
 # --- each factor changes the pick when it should ------------------------------------------------
@@ -126,9 +126,9 @@ def healthy(score: float = 0.95, latency_ms: float | None = None) -> HealthRepor
         pytest.param({"cost": 0.02}, {"cost": 0.03}, {}, id="cost"),
         pytest.param({}, {}, {"a": healthy(0.99), "b": healthy(0.80)}, id="quality"),
         pytest.param({}, {"smsc": "smsc-nyc"}, {}, id="geography"),
-        pytest.param({}, {}, {"b": HealthReport(HealthState.DEGRADED, 0.99, 10, NOW),
+        pytest.param({}, {}, {"b": HealthReport(RouteState.DEGRADED, 0.99, 10, NOW),
                               "a": healthy(0.5, 5000)}, id="health-state"),
-        pytest.param({"cost": 0.05}, {"cost": 0.01}, {"b": HealthReport(HealthState.DOWN)},
+        pytest.param({"cost": 0.05}, {"cost": 0.01}, {"b": HealthReport(RouteState.DOWN)},
                      id="down-is-skipped"),
         pytest.param({"cost": 0.05}, {"cost": 0.01, "enabled": False}, {}, id="disabled"),
         pytest.param({"cost": 0.05}, {"cost": 0.01, "operators": ["gb-vodafone"]}, {},
@@ -218,7 +218,7 @@ def test_tier_and_type_eligibility_are_hard_filters(
     assert pick(snap, tier, kind) == "b"
     only = snapshot([route("a", **{field: value})])
     outcome = decide(only, RouteRequest(TIER_TENANT[tier], UK, kind), NOW)
-    assert isinstance(outcome, Rejection) and outcome.reason_code == "NO_ROUTE"
+    assert isinstance(outcome, RouteRejection) and outcome.reason_code == "NO_ROUTE"
     assert "not allowed" in outcome.detail
 
 
@@ -269,7 +269,7 @@ def test_tenant_allow_list_restricts_routes() -> None:
     assert pick(snap, tenant="std") == "cheap"
     assert pick(snap, tenant="picky") == "contracted"
     outcome = decide(snap, RouteRequest("stranded", UK), NOW)
-    assert isinstance(outcome, Rejection) and outcome.reason_code == "NO_ROUTE"
+    assert isinstance(outcome, RouteRejection) and outcome.reason_code == "NO_ROUTE"
     assert "allow-list" in outcome.detail
 
 
@@ -282,13 +282,13 @@ def _filtered_reference(
     tenant = snap.catalogue.tenants[request.tenant_id]
     unrestricted = decide(snap, RouteRequest("std", request.destination, request.message_type,
                                              request.parts, request.tier or tenant.tier), now)
-    if isinstance(unrestricted, Rejection):
+    if isinstance(unrestricted, RouteRejection):
         return unrestricted.reason_code
     allowed = tenant.routes or frozenset()
     routes = snap.catalogue.routes
     remaining = sorted(
         (c for c in unrestricted.choices if c.route_id in allowed),
-        key=lambda c: (c.state is HealthState.DEGRADED, c.penalty, c.cost_per_part,
+        key=lambda c: (c.state is RouteState.DEGRADED, c.penalty, c.cost_per_part,
                        -routes[c.route_id].tps, c.route_id),
     )
     chain: list[str] = []
@@ -312,7 +312,7 @@ def test_allow_lists_filter_the_tier_ranking_with_or_without_a_tier_override() -
         {"id": "c", "tier": "premium", "routes": ["eco-only", "de"]},
         {"id": "d", "tier": "economy", "routes": ["cheap", "contracted", "eco-only", "de"]},
     ]
-    snap = snapshot(routes, {"cheap": HealthReport(HealthState.DEGRADED, 0.5, None, NOW)}, tenants)
+    snap = snapshot(routes, {"cheap": HealthReport(RouteState.DEGRADED, 0.5, None, NOW)}, tenants)
     assert snap.valid_until < NOW + 10**9
     for now in (NOW, NOW + 10**9):  # snapshot tables, then the per-call re-ranking path
         for tenant in ("a", "b", "c", "d"):
@@ -327,7 +327,7 @@ def test_allow_lists_filter_the_tier_ranking_with_or_without_a_tier_override() -
                         )
                         assert got == _filtered_reference(snap, request, now), request
     stranded = decide(snap, RouteRequest("c", UK, MessageType.OTP), NOW)
-    assert isinstance(stranded, Rejection)
+    assert isinstance(stranded, RouteRejection)
     assert stranded.detail == (
         "none of the eligible routes to gb-ee (premium-only, contracted, cheap) is in tenant "
         "'c''s allow-list"
@@ -344,7 +344,7 @@ def test_an_allow_list_never_puts_a_degraded_route_before_a_healthy_one() -> Non
               route("elsewhere", cost=0.001, smsc="smsc-lon2")]
     tenants = [{"id": "picky", "tier": "standard", "routes": ["backup", "elsewhere"]},
                {"id": "picky-eco", "tier": "economy", "routes": ["backup", "elsewhere"]}]
-    health = {"elsewhere": HealthReport(HealthState.DEGRADED, 0.9, None, NOW)}
+    health = {"elsewhere": HealthReport(RouteState.DEGRADED, 0.9, None, NOW)}
     snap = snapshot(routes, health, tenants)
     full = decide(snap, RouteRequest("std", UK), NOW)
     assert isinstance(full, Decision)
@@ -359,7 +359,7 @@ def test_an_allow_list_never_puts_a_degraded_route_before_a_healthy_one() -> Non
         outcome = decide(snap, request, now)
         assert isinstance(outcome, Decision), request
         assert [(c.route_id, c.state) for c in outcome.choices] == [
-            ("backup", HealthState.HEALTHY), ("elsewhere", HealthState.DEGRADED),
+            ("backup", RouteState.HEALTHY), ("elsewhere", RouteState.DEGRADED),
         ], request
         assert explain(snap, request, now).outcome == outcome
 
@@ -387,7 +387,7 @@ def test_message_type_may_be_given_as_the_wire_value() -> None:
 
 def test_incumbent_keeps_the_lead_unless_clearly_beaten() -> None:
     routes = [route("a"), route("b")]
-    policy = HealthPolicy(incumbent_margin=0.15, score_deadband=0.0)
+    policy = HysteresisPolicy(incumbent_margin=0.15, score_deadband=0.0)
     first = snapshot(routes, {"a": healthy(0.95), "b": healthy(0.94)}, policy=policy)
     assert pick(first) == "a"
     # b is now slightly better (2 * log2(0.96/0.95) ≈ 0.03 < 0.15): a keeps the lead...
@@ -405,7 +405,7 @@ def test_incumbent_keeps_the_lead_unless_clearly_beaten() -> None:
 
 
 def test_small_health_changes_inside_the_deadband_are_ignored() -> None:
-    policy = HealthPolicy(score_deadband=0.02, latency_deadband=0.25)
+    policy = HysteresisPolicy(score_deadband=0.02, latency_deadband=0.25)
     first = snapshot([route("a")], {"a": healthy(0.90, 400)}, policy=policy)
     second = with_health(first, "a", healthy(0.91, 450), NOW + 1)
     assert (second.status["a"].score, second.status["a"].latency_ms) == (0.90, 400)
@@ -414,21 +414,21 @@ def test_small_health_changes_inside_the_deadband_are_ignored() -> None:
 
 
 def test_recovered_route_is_held_degraded_then_promoted() -> None:
-    policy = HealthPolicy(recovery_hold_s=60, incumbent_margin=0.0)
+    policy = HysteresisPolicy(recovery_hold_s=60, incumbent_margin=0.0)
     routes = [route("best", cost=0.01), route("backup", cost=0.05)]
     up = snapshot(routes, policy=policy)
     assert pick(up, Tier.ECONOMY) == "best"
-    down = with_health(up, "best", HealthReport(HealthState.DOWN, 0.0, None, NOW), NOW)
+    down = with_health(up, "best", HealthReport(RouteState.DOWN, 0.0, None, NOW), NOW)
     assert pick(down, Tier.ECONOMY) == "backup"
     recovered = with_health(down, "best", healthy(0.95), NOW + 10)
-    assert recovered.status["best"].state is HealthState.DEGRADED
+    assert recovered.status["best"].state is RouteState.DEGRADED
     assert recovered.valid_until == NOW + 70
     assert pick(recovered, Tier.ECONOMY, now=NOW + 20) == "backup"
     # Past the hold, decide() is right even on the old snapshot (per-call re-rank)...
     assert pick(recovered, Tier.ECONOMY, now=NOW + 71) == "best"
     # ...and refresh() brings the fast path back.
     refreshed = refresh(recovered, NOW + 71)
-    assert refreshed.status["best"].state is HealthState.HEALTHY
+    assert refreshed.status["best"].state is RouteState.HEALTHY
     assert pick(refreshed, Tier.ECONOMY, now=NOW + 72) == "best"
 
 
@@ -436,7 +436,7 @@ def test_degraded_routes_are_fallbacks_behind_every_healthy_one() -> None:
     snap = snapshot(
         [route("cheap-but-degraded", cost=0.001), route("ok", cost=0.05),
          route("ok2", cost=0.06, smsc="smsc-fra")],
-        {"cheap-but-degraded": HealthReport(HealthState.DEGRADED, 0.9, None, NOW)},
+        {"cheap-but-degraded": HealthReport(RouteState.DEGRADED, 0.9, None, NOW)},
     )
     outcome = decide(snap, RouteRequest("eco", UK), NOW)
     assert isinstance(outcome, Decision)
@@ -444,25 +444,25 @@ def test_degraded_routes_are_fallbacks_behind_every_healthy_one() -> None:
 
 
 def test_stale_report_falls_back_to_baseline_and_down_becomes_degraded() -> None:
-    policy = HealthPolicy(stale_after_s=300)
-    down_long_ago = HealthReport(HealthState.DOWN, 0.0, None, NOW - 301)
+    policy = HysteresisPolicy(stale_after_s=300)
+    down_long_ago = HealthReport(RouteState.DOWN, 0.0, None, NOW - 301)
     snap = snapshot([route("a")], {"a": down_long_ago}, policy=policy)
-    assert snap.status["a"].state is HealthState.DEGRADED
+    assert snap.status["a"].state is RouteState.DEGRADED
     assert pick(snap) == "a"
-    fresh_down = HealthReport(HealthState.DOWN, 0.0, None, NOW - 100)
+    fresh_down = HealthReport(RouteState.DOWN, 0.0, None, NOW - 100)
     snap = snapshot([route("a")], {"a": fresh_down}, policy=policy)
     outcome = decide(snap, RouteRequest("std", UK), NOW)
-    assert isinstance(outcome, Rejection) and "DOWN" in outcome.detail
+    assert isinstance(outcome, RouteRejection) and "DOWN" in outcome.detail
     assert snap.valid_until == NOW + 200
     assert pick(snap, now=NOW + 200) == "a"  # it went stale meanwhile
 
 
 def test_new_config_keeps_health_and_hysteresis() -> None:
-    first = snapshot([route("a")], {"a": HealthReport(HealthState.DOWN, 0, None, NOW)})
+    first = snapshot([route("a")], {"a": HealthReport(RouteState.DOWN, 0, None, NOW)})
     catalogue = build_catalogue(config([route("a"), route("b", cost=0.05)]))
     second = with_config(first, catalogue, NOW + 1)
     assert pick(second) == "b"
-    assert second.status["a"].state is HealthState.DOWN
+    assert second.status["a"].state is RouteState.DOWN
 
 
 # --- failover ------------------------------------------------------------------------------------
@@ -488,7 +488,7 @@ def test_fallbacks_are_ordered_with_smsc_diversity_and_next_route_walks_them() -
     assert isinstance(third, Decision) and third.route_id == "fra-1"
     assert next_route(third, "not-a-route") is third
     last = next_route(next_route(third, "fra-1"), "lon-2")  # type: ignore[arg-type]
-    assert isinstance(last, Rejection) and last.reason_code == "ROUTES_EXHAUSTED"
+    assert isinstance(last, RouteRejection) and last.reason_code == "ROUTES_EXHAUSTED"
     assert "lon-1, lon2-1, fra-1, lon-2" in last.detail
 
 
@@ -514,7 +514,7 @@ def test_rejections_carry_precise_reason_codes(
     tenant: str, destination: str, routes: list[dict[str, Any]], code: str
 ) -> None:
     outcome = decide(snapshot(routes), RouteRequest(tenant, destination), NOW)
-    assert isinstance(outcome, Rejection)
+    assert isinstance(outcome, RouteRejection)
     assert outcome.reason_code == code
     assert code in REASONS
     assert outcome.detail
@@ -523,10 +523,10 @@ def test_rejections_carry_precise_reason_codes(
 def test_no_route_detail_names_each_covering_route() -> None:
     snap = snapshot(
         [route("a", tiers=["economy"]), route("b", message_types=["marketing"]), route("c")],
-        {"c": HealthReport(HealthState.DOWN, 0, None, NOW)},
+        {"c": HealthReport(RouteState.DOWN, 0, None, NOW)},
     )
     outcome = decide(snap, RouteRequest("prem", UK, MessageType.OTP), NOW)
-    assert isinstance(outcome, Rejection)
+    assert isinstance(outcome, RouteRejection)
     assert "a tier premium not allowed" in outcome.detail
     assert "b message type otp not allowed" in outcome.detail
     assert "c DOWN (report)" in outcome.detail
@@ -587,7 +587,7 @@ def _catalogue_and_requests(draw: st.DrawFn) -> Case:
         ))
     health = {
         f"r{n}": HealthReport(
-            draw(st.sampled_from(list(HealthState))), draw(st.floats(0, 1)),
+            draw(st.sampled_from(list(RouteState))), draw(st.floats(0, 1)),
             draw(st.none() | st.floats(1, 5000)), NOW - draw(st.integers(0, 600)),
         )
         for n in range(len(routes)) if draw(st.booleans())
@@ -624,7 +624,7 @@ def test_every_decision_is_eligible_or_a_rejection_with_a_reason(case: Case, lat
         outcome = decide(snap, request, now)
         assert outcome == decide(snap, request, now)  # deterministic
         assert explain(snap, request, now).outcome == outcome
-        if isinstance(outcome, Rejection):
+        if isinstance(outcome, RouteRejection):
             assert outcome.reason_code in REASONS and outcome.detail
             continue
         tenant = catalogue.tenants[request.tenant_id]
@@ -643,21 +643,21 @@ def test_every_decision_is_eligible_or_a_rejection_with_a_reason(case: Case, lat
             )
             assert outcome.tier in spec.tiers
             assert request.message_type in spec.message_types
-            assert choice.state is not HealthState.DOWN
+            assert choice.state is not RouteState.DOWN
             assert tenant.routes is None or choice.route_id in tenant.routes
-        assert outcome.choices[0].state is HealthState.HEALTHY or all(
-            s is HealthState.DEGRADED for s in states
+        assert outcome.choices[0].state is RouteState.HEALTHY or all(
+            s is RouteState.DEGRADED for s in states
         )
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(
-    st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(list(HealthState)),
+    st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(list(RouteState)),
               st.floats(0.5, 1.0), st.integers(0, 120)),
     min_size=1, max_size=8,
 ))
 def test_incremental_snapshots_equal_full_re_ranking(
-    changes: list[tuple[str, HealthState, float, int]],
+    changes: list[tuple[str, RouteState, float, int]],
 ) -> None:
     routes = [route("a", cost=0.02), route("b", cost=0.03, smsc="smsc-fra"),
               route("c", operators=["gb-ee", "de-telekom"], countries=["FR"]),

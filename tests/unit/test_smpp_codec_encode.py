@@ -14,8 +14,8 @@ from connectors.smpp.codec import (
     GENERIC_NACK,
     UNBIND_RESP,
     SubmitSmFields,
-    encode_header_only,
     encode_submit_sm,
+    pack_pdu,
     set_sequence,
 )
 
@@ -82,6 +82,6 @@ def test_submit_sm_refuses_an_over_long_part() -> None:
 )
 @pytest.mark.parametrize("status", [0, 0x64])
 def test_responses_match_smpplib(command: str, command_id: int, body: bytes, status: int) -> None:
-    assert encode_header_only(command_id, 4242, status, body) == _smpplib(
+    assert pack_pdu(command_id, 4242, body, status) == _smpplib(
         command, 4242, status=status
     )

@@ -1,4 +1,4 @@
-"""SMPP 3.4 PDU codec of the SMSC simulator (connectors.smsc_sim.pdu)."""
+"""SMPP 3.4 PDU codec, as the SMSC simulator uses it (connectors.smpp.codec)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import struct
 import pytest
 import smpplib.smpp
 
-from connectors.smsc_sim import pdu as P
+from connectors.smpp import codec as P
 
 
 def _submit(**kw: object) -> P.SubmitSm:

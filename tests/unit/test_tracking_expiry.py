@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smsflow.domain.receipts import DlrStatus, IdFormat
+from smsflow.domain.receipts import DeliveryStatus, IdFormat
 from smsflow.domain.tracking import (
     DEFAULT_CORRELATION_POLICY,
     REASON_RECEIPT_UNMATCHED,
@@ -58,7 +58,7 @@ def test_waiting_submit_expires_exactly_when_due() -> None:
     at = on_timer(entry, due)
     assert at.action is TimerAction.EXPIRE and at.reason == SELF_EXPIRED_REASON
     assert at.entry is not None and at.entry.kind is EntryKind.DONE
-    assert marker_status(at.entry) == (DlrStatus.EXPIRED, True)
+    assert marker_status(at.entry) == (DeliveryStatus.EXPIRED, True)
     assert at.entry.due_ms == due + P.done_ttl_ms
 
 
@@ -109,9 +109,9 @@ def test_no_retries_configured_means_one_check_at_the_ttl() -> None:
 
 
 def test_done_marker_recognises_duplicates_for_its_ttl_then_is_forgotten() -> None:
-    marker = done_marker(DlrStatus.DELIVERED, now_ms=T0)
+    marker = done_marker(DeliveryStatus.DELIVERED, now_ms=T0)
     assert len(marker.to_bytes()) == 21
-    assert marker_status(marker) == (DlrStatus.DELIVERED, False)
+    assert marker_status(marker) == (DeliveryStatus.DELIVERED, False)
     assert on_arrival(marker, EntryKind.RECEIPT) is Arrival.AFTER_DONE
     assert on_arrival(marker, EntryKind.SENT) is Arrival.AFTER_DONE
     assert on_timer(marker, T0 + P.done_ttl_ms - 1).action is TimerAction.WAIT
@@ -270,7 +270,7 @@ def test_every_part_ends_exactly_once(
                       if kind is EntryKind.SENT else pending_receipt(b"", now_ms=at, policy=_SMALL))
             elif action is Arrival.COMPLETE:
                 terminal.setdefault(key, []).append("DELIVERED")
-                store(key, done_marker(DlrStatus.DELIVERED, now_ms=at, policy=_SMALL))
+                store(key, done_marker(DeliveryStatus.DELIVERED, now_ms=at, policy=_SMALL))
         for key in wheel.pop_due(now, limit=7):
             decision = on_timer(table[key], now, _SMALL)
             if decision.action is TimerAction.EXPIRE:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.models import RouteHealth
-from smsflow.domain.receipts import DlrStatus
+from smsflow.domain.receipts import DeliveryStatus
 from smsflow.domain.tracking import (
     DEFAULT_HEALTH_POLICY,
     DEFAULT_LATENCY_BOUNDS_MS,
@@ -57,11 +57,11 @@ def window(
         window_s=900,
         as_of_ms=0,
         terminal={
-            DlrStatus.DELIVERED: delivered,
-            DlrStatus.UNDELIVERABLE: undelivered,
-            DlrStatus.EXPIRED: 0,
-            DlrStatus.REJECTED: 0,
-            DlrStatus.FAILED: 0,
+            DeliveryStatus.DELIVERED: delivered,
+            DeliveryStatus.UNDELIVERABLE: undelivered,
+            DeliveryStatus.EXPIRED: 0,
+            DeliveryStatus.REJECTED: 0,
+            DeliveryStatus.FAILED: 0,
         },
         submits_accepted=submits - failed,
         submits_failed=failed,
@@ -259,7 +259,7 @@ def test_bind_flap_inside_the_exit_dwell_keeps_it_down() -> None:
 
 
 def test_report_matches_the_route_health_contract() -> None:
-    events = [TerminalEvent(T0, DlrStatus.DELIVERED)] * 60 + [SubmitEvent(T0, True, 40.0)] * 60
+    events = [TerminalEvent(T0, DeliveryStatus.DELIVERED)] * 60 + [SubmitEvent(T0, True, 40.0)] * 60
     figures = stats(step_many(WindowState.empty(), events, T0), T0)
     _, report = evaluate(HealthState.initial(T0), figures, "route-7", T0)
     assert report.updated_at == datetime.fromtimestamp(T0 / 1000, tz=UTC)

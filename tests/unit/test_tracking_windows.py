@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smsflow.domain.receipts import DlrStatus
+from smsflow.domain.receipts import DeliveryStatus
 from smsflow.domain.tracking import (
     DEFAULT_LATENCY_BOUNDS_MS,
     DEFAULT_WINDOW_SPEC,
@@ -35,7 +35,7 @@ from smsflow.domain.tracking import (
 
 T0 = 1_700_000_040_000  # a bucket boundary (multiple of 60 s)
 MIN = 60_000
-D = DlrStatus
+D = DeliveryStatus
 
 
 def delivered(ts: int) -> TerminalEvent:
@@ -309,7 +309,7 @@ def _bin(bounds: Sequence[float], latency: float) -> int:
 
 @dataclass(frozen=True)
 class Ref:
-    terminal: dict[DlrStatus, int]
+    terminal: dict[DeliveryStatus, int]
     accepted: int
     failed: int
     errors: dict[ErrorCategory, int]

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from connectors.webhooks.payload import report_body, request_headers
 from connectors.webhooks.signing import verify_signature
@@ -81,7 +81,7 @@ def _tenant(**webhook: object) -> Tenant:
 
 def test_webhook_defaults() -> None:
     webhook = _tenant(url="https://hooks.acme.example/dlr", secret=SECRET).webhook
-    assert webhook == Webhook(url="https://hooks.acme.example/dlr", secret=SECRET,
+    assert webhook == Webhook(url="https://hooks.acme.example/dlr", secret=SecretStr(SECRET),
                               timeout_s=5.0, max_retry_s=86_400.0, max_in_flight=4)
     assert SECRET not in repr(webhook)  # kept out of logs
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.webhooks.policy import RetryPolicy, Verdict, classify, parse_retry_after
+from connectors.webhooks.policy import Verdict, WebhookRetryPolicy, classify, parse_retry_after
 
 NOW = 1_760_000_000.0
 
@@ -25,7 +25,7 @@ def test_classification(status: int | None, verdict: Verdict) -> None:
 
 
 def test_backoff_doubles_up_to_the_cap_and_jitter_keeps_at_least_half() -> None:
-    policy = RetryPolicy(base_s=1.0, cap_s=600.0)
+    policy = WebhookRetryPolicy(base_s=1.0, cap_s=600.0)
     ceilings = [policy.backoff(n, 0.999999) for n in range(1, 13)]
     assert [round(c) for c in ceilings] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600]
     for n in range(1, 13):
@@ -34,17 +34,17 @@ def test_backoff_doubles_up_to_the_cap_and_jitter_keeps_at_least_half() -> None:
 
 
 def test_backoff_does_not_overflow_after_thousands_of_attempts() -> None:
-    assert RetryPolicy().backoff(10_000, 0.5) == pytest.approx(450.0)
+    assert WebhookRetryPolicy().backoff(10_000, 0.5) == pytest.approx(450.0)
 
 
 def test_next_attempt_within_budget() -> None:
-    policy = RetryPolicy(base_s=2.0)
+    policy = WebhookRetryPolicy(base_s=2.0)
     at = policy.next_attempt_at(attempt=1, now=NOW, deadline=NOW + 100, jitter=0.5)
     assert at == pytest.approx(NOW + 1.5)
 
 
 def test_the_last_attempt_is_made_at_the_deadline_then_it_gives_up() -> None:
-    policy = RetryPolicy(base_s=60.0)
+    policy = WebhookRetryPolicy(base_s=60.0)
     deadline = NOW + 10
     assert policy.next_attempt_at(attempt=3, now=NOW, deadline=deadline, jitter=0.0) == deadline
     assert policy.next_attempt_at(attempt=4, now=deadline, deadline=deadline, jitter=0.0) is None
@@ -52,11 +52,12 @@ def test_the_last_attempt_is_made_at_the_deadline_then_it_gives_up() -> None:
 
 def test_a_zero_budget_means_one_attempt() -> None:
     # The budget starts when the report was written; an attempt after it is the only one.
-    assert RetryPolicy().next_attempt_at(attempt=1, now=NOW, deadline=NOW - 5, jitter=0) is None
+    policy = WebhookRetryPolicy()
+    assert policy.next_attempt_at(attempt=1, now=NOW, deadline=NOW - 5, jitter=0) is None
 
 
 def test_retry_after_wins_over_a_shorter_backoff_but_is_capped() -> None:
-    policy = RetryPolicy(base_s=1.0, max_retry_after_s=120.0)
+    policy = WebhookRetryPolicy(base_s=1.0, max_retry_after_s=120.0)
 
     def after(retry_after_s: float) -> float | None:
         return policy.next_attempt_at(attempt=1, now=NOW, deadline=NOW + 10_000, jitter=0.0,
@@ -68,7 +69,7 @@ def test_retry_after_wins_over_a_shorter_backoff_but_is_capped() -> None:
 
 
 def test_a_full_day_budget_is_about_200_attempts() -> None:
-    policy, now, deadline, attempts = RetryPolicy(), NOW, NOW + 86_400, 1
+    policy, now, deadline, attempts = WebhookRetryPolicy(), NOW, NOW + 86_400, 1
     while (at := policy.next_attempt_at(attempt=attempts, now=now, deadline=deadline,
                                         jitter=0.5)) is not None:
         now, attempts = at, attempts + 1

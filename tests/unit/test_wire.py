@@ -314,6 +314,9 @@ def _decode_error(codec_: WireCodec, data: bytes | None) -> DecodeError:
         (b"{\"json\": 1}", "UNDECODABLE"),
         (b"\x00\x00\x00", "UNDECODABLE"),  # truncated header
         (b"\xc3\x01\x00", "UNDECODABLE"),  # truncated single-object header
+        # Magic 00, then an id beyond the registry's int range: refused without asking the
+        # registry (which answers a bare 404, an "outage" the reader would wait on forever).
+        (b"\x00\xffnot avro at all", "UNDECODABLE"),
     ],
 )
 def test_malformed_input(data: bytes | None, reason: str, registry: MemoryRegistry) -> None:
@@ -351,15 +354,18 @@ def test_writer_schema_that_is_not_avro_is_a_schema_mismatch(registry: MemoryReg
         assert error.reason_code == "SCHEMA_MISMATCH"
 
 
-def test_registry_down_is_a_transient_decode_error(registry: MemoryRegistry) -> None:
+def test_registry_down_is_transient_not_a_decode_error(registry: MemoryRegistry) -> None:
     data = _codec("RouteHealth", MemoryRegistry()).encode(
         model_sample("RouteHealth").model_dump(mode="python"), "t"
     )
     registry.schemas[1] = schema_text(contracts()["RouteHealth"])
     registry.fail = SchemaRegistryError(wire.REGISTRY_UNAVAILABLE, "connection refused")
     reader = _codec("RouteHealth", registry)
-    error = _decode_error(reader, data)
-    assert isinstance(error, RegistryUnavailableError)
+    with pytest.raises(RegistryUnavailableError) as caught:
+        reader.decode(data)
+    error = caught.value
+    # Transient, and not catchable as the permanent error: no caller may reject or skip on it.
+    assert not isinstance(error, (DecodeError, ValueError))
     assert error.reason_code == "REGISTRY_UNAVAILABLE"
     registry.fail = None  # back up: the failure was not cached
     assert reader.decode(data)["route_id"] == "s-ü✓"

@@ -2,10 +2,10 @@
 
 Theory of operation
 -------------------
-:class:`Bucket` is a token bucket *as a value*, with check-then-take semantics rather than
-reserve-and-sleep: a scheduler asks :func:`wait_for` how long until a cost fits, and only when
-every applicable limit says "now" does it :func:`take` from all of them. That is what lets one
-message wait without holding tokens that another route could use.
+:class:`Bucket` is a token bucket *as a value* (like :mod:`smsflow.domain.ratelimit`), but with
+check-then-take semantics instead of reserve-and-sleep: a scheduler asks :func:`wait_for` how long
+until a cost fits, and only when every applicable limit says "now" does it :func:`take` from all of
+them. That is what lets one message wait without holding tokens that another route could use.
 
 A cost larger than the bucket (a 6-part message on a 5-part burst) is admitted once the bucket is
 full and leaves the bucket in debt, so the long-run rate is still exact and a big message can

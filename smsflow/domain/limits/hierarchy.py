@@ -40,10 +40,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from smsflow.config.models import PlatformConfig, Route, Tenant, Tier
+from smsflow.domain.config_view import PlatformView, RouteView, TenantView
 from smsflow.domain.limits.aimd import AimdParams
 from smsflow.domain.limits.scheduler import DestinationLimit, RateLimit, SchedulerConfig
 from smsflow.domain.limits.tiers import OffPeak, TierPolicy, parse_hhmm
+from smsflow.domain.traffic import Tier
 
 __all__ = [
     "DESTINATION_WINDOW_S",
@@ -131,13 +132,13 @@ def borrow_shares(
     return alloc
 
 
-def tenant_limit(tenant: Tenant) -> RateLimit:
+def tenant_limit(tenant: TenantView) -> RateLimit:
     """The router's lane limit for a tenant: its agreed rate, burst ``burst`` parts (or 1 s)."""
     burst_s = 1.0 if tenant.burst is None else tenant.burst / tenant.rate_limit_pps
     return RateLimit(pps=tenant.rate_limit_pps, burst_s=burst_s)
 
 
-def route_limit(route: Route) -> RateLimit:
+def route_limit(route: RouteView) -> RateLimit:
     """The throttle's lane limit for a route.
 
     Headroom is capacity only Premium may use, so a route that does not carry Premium has none.
@@ -151,7 +152,7 @@ def route_limit(route: Route) -> RateLimit:
     )
 
 
-def tier_policy(config: PlatformConfig) -> TierPolicy:
+def tier_policy(config: PlatformView) -> TierPolicy:
     limits = config.limits
     off_peak = None
     if limits.economy_off_peak:
@@ -169,7 +170,7 @@ def tier_policy(config: PlatformConfig) -> TierPolicy:
 
 
 def throttle_config(
-    config: PlatformConfig,
+    config: PlatformView,
     owned_partitions: int,
     total_partitions: int,
     global_pps_share: float | None = None,
@@ -210,7 +211,7 @@ def throttle_config(
     )
 
 
-def router_config(config: PlatformConfig) -> SchedulerConfig:
+def router_config(config: PlatformView) -> SchedulerConfig:
     """The router's limits: one lane per tenant at its agreed rate, and daily quotas.
 
     No tier policy here: a tenant has one tier, and Economy holding happens at the throttle.

@@ -37,6 +37,9 @@ the lane (or global) bucket, lower tiers wait too (strict priority: they would e
 the higher tier is waiting for); only a wait on the headroom bucket lets Premium, which does not
 use it, go ahead.
 
+The values it takes and returns are in :mod:`~smsflow.domain.limits.scheduler_values` (re-exported
+here), one lane's queues and buckets in :mod:`~smsflow.domain.limits.lanes`.
+
 Commit safety: every item carries its source ``(partition, offset)``. :meth:`~Scheduler.lowest_held`
 is the lowest offset of a partition still queued here: the agent may commit below it only, and
 only for records it has also passed on (acknowledged by Kafka). :meth:`~Scheduler.revoke` drops a
@@ -51,18 +54,27 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
 from types import MappingProxyType
-from typing import Literal, NamedTuple
 
-from smsflow.config.models import Tier
 from smsflow.domain.limits import aimd as _aimd
-from smsflow.domain.limits.aimd import AimdParams, AimdState, SubmitSample
-from smsflow.domain.limits.buckets import Bucket, SlidingWindow, level, retune, take, wait_for
+from smsflow.domain.limits.aimd import AimdState, SubmitSample
+from smsflow.domain.limits.buckets import Bucket, SlidingWindow, level, take, wait_for
+from smsflow.domain.limits.lanes import _GLOBAL, _GLOBAL_TURN, _HEADROOM, _LANE, _Entry, _fit, _Lane
 from smsflow.domain.limits.quota import QUOTA_EXCEEDED, QuotaUsage, charge
-from smsflow.domain.limits.tiers import PRIORITY, TierPolicy
+from smsflow.domain.limits.scheduler_values import (
+    DestinationLimit,
+    Item,
+    LaneBy,
+    LimiterStats,
+    Poll,
+    RateLimit,
+    Rejected,
+    Released,
+    SchedulerConfig,
+    SchedulerMetrics,
+)
+from smsflow.domain.traffic import Tier
 
 __all__ = [
     "DestinationLimit",
@@ -77,390 +89,6 @@ __all__ = [
     "SchedulerConfig",
     "SchedulerMetrics",
 ]
-
-LaneBy = Literal["route", "tenant"]
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One message waiting for the limits: ids, what limits apply, size, and its source."""
-
-    message_id: str
-    tenant_id: str
-    tier: Tier
-    route_id: str
-    destination: str
-    parts: int
-    enqueued_at: float
-    partition: int = 0
-    offset: int = -1  # source offset; negative: not tracked for commits
-
-
-@dataclass(frozen=True, slots=True)
-class Released:
-    item: Item
-    released_at: float
-
-    @property
-    def waited_s(self) -> float:
-        """Time the item spent waiting: from ``enqueued_at`` to its release."""
-        return max(0.0, self.released_at - self.item.enqueued_at)
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    item: Item
-    reason_code: str
-    detail: str
-
-
-class Poll(NamedTuple):
-    released: list[Released]
-    next_wake_at: float | None  # None: nothing queued that time alone will release
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """A rate in parts/s with its burst (seconds' worth); for routes also headroom and target."""
-
-    pps: float
-    burst_s: float = 1.0
-    headroom: float = 0.0
-    target_latency_s: float | None = None  # AIMD target for this lane (routes)
-
-    def __post_init__(self) -> None:
-        if not (self.pps > 0 and math.isfinite(self.pps)):
-            raise ValueError(f"pps must be finite and > 0, got {self.pps}")
-        if not (self.burst_s > 0 and math.isfinite(self.burst_s)):
-            raise ValueError(f"burst_s must be finite and > 0, got {self.burst_s}")
-        if not 0 <= self.headroom < 1:
-            raise ValueError(f"headroom must be in [0, 1), got {self.headroom}")
-
-    @property
-    def burst(self) -> float:
-        return self.pps * self.burst_s
-
-
-@dataclass(frozen=True, slots=True)
-class DestinationLimit:
-    """At most ``parts`` per destination number in any ``window_s`` seconds."""
-
-    parts: int
-    window_s: float = 60.0
-    max_keys: int = 1_000_000
-
-    def __post_init__(self) -> None:
-        if self.parts <= 0 or self.window_s <= 0 or self.max_keys <= 0:
-            raise ValueError("parts, window_s and max_keys must be positive")
-
-
-def _no_entries() -> Mapping[str, RateLimit]:
-    return MappingProxyType({})
-
-
-def _no_quotas() -> Mapping[str, int]:
-    return MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    """Everything the scheduler enforces; build it with :mod:`smsflow.domain.limits.hierarchy`.
-
-    ``lanes``: limit per lane key (route id or tenant id). ``default_lane``: limit for a key that
-    is not listed (None: such a lane has no lane limit; a lane whose key *leaves* the config keeps
-    its last limit until it drains). ``daily_quota``: parts per UTC day per tenant id.
-    ``adaptive``: AIMD parameters for every limited lane (None: no adaptive rate).
-    """
-
-    lane_by: LaneBy = "route"
-    lanes: Mapping[str, RateLimit] = field(default_factory=_no_entries)
-    default_lane: RateLimit | None = None
-    global_limit: RateLimit | None = None
-    destination: DestinationLimit | None = None
-    tiers: TierPolicy = field(default_factory=TierPolicy)
-    daily_quota: Mapping[str, int] = field(default_factory=_no_quotas)
-    adaptive: AimdParams | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LimiterStats:
-    """Plain counters for one limiter (metrics-ready).
-
-    ``allowed_*``: released through it since start. ``waiting_*``: queued now behind it (for a
-    lane: its queue depth, parked items excepted; for ``global``: the queues of lanes waiting for
-    global tokens; for ``destination``: the parked items). ``rejected``: refused (quota).
-    ``blocked``: times it was the limit that stopped a lane.
-    ``rate_pps``: its current rate (adaptive for routes), None if unlimited.
-    """
-
-    name: str
-    allowed_messages: int
-    allowed_parts: int
-    waiting_messages: int
-    waiting_parts: int
-    rejected_messages: int
-    blocked: int
-    rate_pps: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerMetrics:
-    limiters: Mapping[str, LimiterStats]  # "global", "destination", "route:<id>"/"tenant:<id>"
-    adaptive_rate_pps: Mapping[str, float]  # lane → current AIMD rate
-    queued_messages: int
-    queued_parts: int
-    oldest_wait_s: float  # age of the oldest item still queued (0 if none)
-    released_messages: int
-    released_wait_total_s: float  # sum of waited_s over released items
-    released_wait_max_s: float
-    tracked_destinations: int
-    destinations_evicted_active: int
-
-
-_Entry = tuple[int, Item]  # (offer sequence, item)
-
-_LANE = "lane"
-_GLOBAL_TURN = math.inf  # "waiting for its turn at the global bucket": no timer of its own
-_HEADROOM = "headroom"
-_GLOBAL = "global"
-
-
-def _fit(bucket: Bucket | None, rate: float, burst: float, now: float) -> Bucket:
-    return Bucket.full(rate, burst, now) if bucket is None else retune(bucket, rate, burst, now)
-
-
-class _TierQueue:
-    """FIFO per tenant, served by deficit round robin in parts."""
-
-    __slots__ = ("_deficit", "_started", "_tenants", "messages", "parts", "quantum")
-
-    def __init__(self, quantum: int) -> None:
-        self.quantum = quantum
-        self._tenants: OrderedDict[str, deque[_Entry]] = OrderedDict()
-        self._deficit: dict[str, int] = {}
-        self._started = False  # has the front tenant received its quantum for this turn?
-        self.messages = 0
-        self.parts = 0
-
-    def append(self, entry: _Entry) -> None:
-        tenant = entry[1].tenant_id
-        queue = self._tenants.get(tenant)
-        if queue is None:
-            queue = self._tenants[tenant] = deque()
-            self._deficit[tenant] = 0
-        queue.append(entry)
-        self.messages += 1
-        self.parts += entry[1].parts
-
-    def push_front(self, entry: _Entry) -> None:
-        """Put a returning (unparked) entry back ahead of everything younger than it.
-
-        Usually that is the very front. Older entries can sit there too (Economy held for an
-        off-peak window while a younger item of the same number was parked): the entry goes
-        behind them, so order per number is kept (found by the property test).
-        """
-        tenant = entry[1].tenant_id
-        queue = self._tenants.get(tenant)
-        if queue is None:
-            queue = self._tenants[tenant] = deque()
-            self._deficit[tenant] = 0
-            self._tenants.move_to_end(tenant, last=False)
-            self._started = False
-        at = 0
-        for queued in queue:
-            if queued[0] > entry[0]:
-                break
-            at += 1
-        queue.insert(at, entry)
-        self.messages += 1
-        self.parts += entry[1].parts
-
-    def peek(self) -> _Entry | None:
-        while self._tenants:
-            tenant, queue = next(iter(self._tenants.items()))
-            need = min(queue[0][1].parts, self.quantum)
-            if self._deficit[tenant] >= need:
-                return queue[0]
-            if not self._started:
-                self._deficit[tenant] += self.quantum
-                self._started = True
-                continue
-            self._tenants.move_to_end(tenant)  # its turn is over
-            self._started = False
-        return None
-
-    def pop(self, charge_deficit: bool) -> _Entry:
-        """Remove the entry :meth:`peek` returned."""
-        tenant, queue = next(iter(self._tenants.items()))
-        entry = queue.popleft()
-        if charge_deficit:
-            self._deficit[tenant] -= entry[1].parts
-        self.messages -= 1
-        self.parts -= entry[1].parts
-        if not queue:
-            del self._tenants[tenant]
-            del self._deficit[tenant]
-            self._started = False
-        return entry
-
-    def remove(self, drop: Callable[[Item], bool]) -> list[_Entry]:
-        removed: list[_Entry] = []
-        for tenant in list(self._tenants):
-            queue = self._tenants[tenant]
-            kept = deque(e for e in queue if not drop(e[1]))
-            removed.extend(e for e in queue if drop(e[1]))
-            if kept:
-                self._tenants[tenant] = kept
-            else:
-                del self._tenants[tenant]
-                del self._deficit[tenant]
-        self._started = False
-        self.messages -= len(removed)
-        self.parts -= sum(e[1].parts for e in removed)
-        return removed
-
-    def entries(self) -> Iterable[_Entry]:
-        for queue in self._tenants.values():
-            yield from queue
-
-    def oldest_enqueued(self) -> float | None:
-        heads = [queue[0][1].enqueued_at for queue in self._tenants.values()]
-        return min(heads) if heads else None
-
-
-class _Lane:
-    __slots__ = (
-        "aimd",
-        "aimd_params",
-        "allowed_messages",
-        "allowed_parts",
-        "blocked",
-        "blocked_by",
-        "capacity",
-        "guarantee",
-        "key",
-        "limit",
-        "parked_messages",
-        "parked_parts",
-        "policy",
-        "queues",
-        "rejected",
-        "shared",
-    )
-
-    def __init__(self, key: str, policy: TierPolicy) -> None:
-        self.key = key
-        self.policy = policy
-        self.queues = {tier: _TierQueue(policy.quantum_parts) for tier in PRIORITY}
-        self.limit: RateLimit | None = None
-        self.aimd: AimdState | None = None
-        self.aimd_params: AimdParams | None = None
-        self.capacity: Bucket | None = None
-        self.shared: Bucket | None = None
-        self.guarantee: dict[Tier, Bucket] = {}
-        self.allowed_messages = 0
-        self.allowed_parts = 0
-        self.rejected = 0
-        self.parked_messages = 0
-        self.parked_parts = 0
-        self.blocked: dict[str, int] = {_LANE: 0, _HEADROOM: 0, _GLOBAL: 0}
-        self.blocked_by: str | None = None
-
-    def configure(
-        self,
-        limit: RateLimit | None,
-        policy: TierPolicy,
-        adaptive: AimdParams | None,
-        now: float,
-    ) -> None:
-        self.policy = policy
-        for queue in self.queues.values():
-            queue.quantum = policy.quantum_parts
-        self.limit = limit
-        if limit is not None and adaptive is not None:
-            target = limit.target_latency_s
-            self.aimd_params = (
-                adaptive if target is None else replace(adaptive, target_latency_s=target)
-            )
-            self.aimd = (
-                AimdState.start(limit.pps)
-                if self.aimd is None
-                else _aimd.retune(self.aimd, limit.pps)
-            )
-        else:
-            self.aimd = None
-            self.aimd_params = None
-        self.apply_rate(now)
-
-    def effective_pps(self) -> float | None:
-        if self.limit is None:
-            return None
-        if self.aimd is None:
-            return self.limit.pps
-        return min(self.limit.pps, self.aimd.rate)
-
-    def apply_rate(self, now: float) -> None:
-        pps = self.effective_pps()
-        if pps is None or self.limit is None:
-            self.capacity = self.shared = None
-            self.guarantee = {}
-            return
-        burst = pps * self.limit.burst_s
-        self.capacity = _fit(self.capacity, pps, burst, now)
-        keep = 1.0 - self.limit.headroom
-        self.shared = (
-            _fit(self.shared, keep * pps, keep * burst, now) if self.limit.headroom > 0 else None
-        )
-        guarantee: dict[Tier, Bucket] = {}
-        for tier, share in self.policy.min_share.items():
-            if share > 0 and tier is not Tier.PREMIUM:
-                guarantee[tier] = _fit(self.guarantee.get(tier), share * pps, share * burst, now)
-        self.guarantee = guarantee
-
-    @property
-    def queued_messages(self) -> int:
-        return sum(q.messages for q in self.queues.values())
-
-    @property
-    def queued_parts(self) -> int:
-        return sum(q.parts for q in self.queues.values())
-
-    def idle(self) -> bool:
-        return self.parked_messages == 0 and all(not q.messages for q in self.queues.values())
-
-    def order(self, now: float) -> tuple[list[Tier], list[Tier]]:
-        """Tiers to try, in order, and which of them are served on their minimum share."""
-        guaranteed: list[Tier] = []
-        rest: list[Tier] = []
-        for tier in PRIORITY:
-            queue = self.queues[tier]
-            if not queue.messages:
-                continue
-            if tier is Tier.ECONOMY and self.policy.held(tier, now):
-                continue
-            bucket = self.guarantee.get(tier)
-            if bucket is not None:
-                head = queue.peek()
-                if head is not None and not wait_for(bucket, head[1].parts, now):
-                    guaranteed.append(tier)
-                    continue
-            rest.append(tier)
-        return (guaranteed + rest if guaranteed else rest), guaranteed
-
-    def has_queued(self) -> bool:
-        queues = self.queues
-        return bool(
-            queues[Tier.PREMIUM].messages or queues[Tier.STANDARD].messages
-            or queues[Tier.ECONOMY].messages
-        )
-
-    def held_until(self, now: float) -> float | None:
-        times = [
-            self.policy.released_at(tier, now)
-            for tier, queue in self.queues.items()
-            if queue.messages and self.policy.held(tier, now)
-        ]
-        return min(times) if times else None
 
 
 class Scheduler:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from smsflow.config.models import Tier
+from smsflow.domain.traffic import Tier
 
 __all__ = [
     "DAY_S",

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
 
-from smsflow.domain.receipts import DlrStatus, IdFormat, ReceiptError, normalize_message_id
+from smsflow.domain.receipts import DeliveryStatus, IdFormat, ReceiptError, normalize_message_id
 from smsflow.domain.tracking._codec import StateFormatError
 
 __all__ = [
@@ -88,7 +88,7 @@ class EntryKind(StrEnum):
 
 _VERSION: Final = 1
 _HEADER: Final = struct.Struct(">BcqqB")  # version, kind, at, due, attempts
-_STATUSES: Final = tuple(DlrStatus)
+_STATUSES: Final = tuple(DeliveryStatus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +159,7 @@ def pending_receipt(
 
 
 def done_marker(
-    status: DlrStatus,
+    status: DeliveryStatus,
     *,
     now_ms: int,
     self_expired: bool = False,
@@ -170,7 +170,7 @@ def done_marker(
     return PendingEntry(EntryKind.DONE, now_ms, now_ms + policy.done_ttl_ms, 0, payload)
 
 
-def marker_status(entry: PendingEntry) -> tuple[DlrStatus, bool]:
+def marker_status(entry: PendingEntry) -> tuple[DeliveryStatus, bool]:
     """``(status, self_expired)`` of a DONE marker."""
     if entry.kind is not EntryKind.DONE or len(entry.payload) != 2:
         raise StateFormatError("not a done marker")
@@ -232,7 +232,9 @@ def on_timer(
     if now_ms < entry.due_ms:
         return TimerDecision(TimerAction.WAIT, entry)
     if entry.kind is EntryKind.SENT:
-        marker = done_marker(DlrStatus.EXPIRED, now_ms=now_ms, self_expired=True, policy=policy)
+        marker = done_marker(
+            DeliveryStatus.EXPIRED, now_ms=now_ms, self_expired=True, policy=policy
+        )
         return TimerDecision(TimerAction.EXPIRE, marker, SELF_EXPIRED_REASON)
     if entry.kind is EntryKind.RECEIPT:
         attempts = entry.attempts + 1

@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from smsflow.domain.route_state import RouteState
 from smsflow.domain.tracking._codec import StateFormatError
 from smsflow.domain.tracking.windows import WindowStats
 
@@ -63,14 +64,6 @@ __all__ = [
     "publish_decision",
     "route_score",
 ]
-
-
-class RouteState(StrEnum):
-    """Same symbols as ``RouteState`` in ``RouteHealth.avsc``."""
-
-    HEALTHY = "HEALTHY"
-    DEGRADED = "DEGRADED"
-    DOWN = "DOWN"
 
 
 class HealthReason(StrEnum):

@@ -46,7 +46,7 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Final
 
-from smsflow.domain.receipts import DlrStatus
+from smsflow.domain.receipts import DeliveryStatus
 from smsflow.domain.smpp_status import StatusCategory, classify
 from smsflow.domain.tracking._codec import (
     COUNTER_TYPECODE,
@@ -90,25 +90,25 @@ class ErrorCategory(StrEnum):
 
 #: Counter layout of one bucket, in this order: terminal statuses, accepted, failed, error
 #: categories, latency bins. Changing an order changes the wire format (bump ``_VERSION``).
-TERMINAL_STATUSES: Final[tuple[DlrStatus, ...]] = (
-    DlrStatus.DELIVERED,
-    DlrStatus.UNDELIVERABLE,
-    DlrStatus.EXPIRED,
-    DlrStatus.REJECTED,
-    DlrStatus.FAILED,
+TERMINAL_STATUSES: Final[tuple[DeliveryStatus, ...]] = (
+    DeliveryStatus.DELIVERED,
+    DeliveryStatus.UNDELIVERABLE,
+    DeliveryStatus.EXPIRED,
+    DeliveryStatus.REJECTED,
+    DeliveryStatus.FAILED,
 )
 ERROR_CATEGORIES: Final[tuple[ErrorCategory, ...]] = tuple(ErrorCategory)
 #: Terminal statuses that say nothing about delivery: not counted at all (neither delivered nor
 #: in the delivery rate's denominator, nor ``late``/``skewed``). ACCEPTED: the SMSC took the
 #: message and no receipt was requested. The part's submit still counts (``sms.sent``).
-NEUTRAL_STATUSES: Final[frozenset[DlrStatus]] = frozenset({DlrStatus.ACCEPTED})
+NEUTRAL_STATUSES: Final[frozenset[DeliveryStatus]] = frozenset({DeliveryStatus.ACCEPTED})
 
 _TERMINAL_INDEX: Final = {status: i for i, status in enumerate(TERMINAL_STATUSES)}
 _ACCEPTED: Final = len(TERMINAL_STATUSES)
 _FAILED: Final = _ACCEPTED + 1
 _ERROR_INDEX: Final = {cat: _FAILED + 1 + i for i, cat in enumerate(ERROR_CATEGORIES)}
 _HIST: Final = _FAILED + 1 + len(ERROR_CATEGORIES)
-_DELIVERED: Final = _TERMINAL_INDEX[DlrStatus.DELIVERED]
+_DELIVERED: Final = _TERMINAL_INDEX[DeliveryStatus.DELIVERED]
 
 #: ``SubmitOutcome.command_status`` of a part that got no response (connection lost, no bind).
 NO_RESPONSE_STATUS: Final = -1
@@ -183,7 +183,7 @@ class TerminalEvent:
     """One terminal outcome (a ``DeliveryReport`` on ``sms.dlr`` or a ``PartOutcome``)."""
 
     ts_ms: int
-    status: DlrStatus
+    status: DeliveryStatus
 
 
 WindowEvent = SubmitEvent | TerminalEvent
@@ -398,7 +398,7 @@ def step_many(state: WindowState, events: Iterable[WindowEvent], now_ms: int) ->
 def step(state: WindowState, event: WindowEvent, now_ms: int) -> WindowState:
     """Count one event seen at ``now_ms``.
 
-    >>> s = step(WindowState.empty(), TerminalEvent(60_000, DlrStatus.DELIVERED), 61_000)
+    >>> s = step(WindowState.empty(), TerminalEvent(60_000, DeliveryStatus.DELIVERED), 61_000)
     >>> stats(s, 61_000).delivery_rate
     1.0
     """
@@ -459,7 +459,7 @@ class WindowStats:
 
     window_s: int
     as_of_ms: int
-    terminal: Mapping[DlrStatus, int]
+    terminal: Mapping[DeliveryStatus, int]
     submits_accepted: int
     submits_failed: int
     errors: Mapping[ErrorCategory, int]
@@ -471,7 +471,7 @@ class WindowStats:
 
     @property
     def delivered(self) -> int:
-        return self.terminal[DlrStatus.DELIVERED]
+        return self.terminal[DeliveryStatus.DELIVERED]
 
     @property
     def terminal_total(self) -> int:

@@ -131,7 +131,7 @@ def test_status_and_stop(standin: StandIn, capsys: pytest.CaptureFixture[str]) -
 
     assert StandIn(standin.home, standin.port).stop(5) is True
     assert standin.pid() is None and not standin.pid_file.exists()
-    assert not port_open("127.0.0.1", standin.port)
+    assert not Path(f"/proc/{pid}").exists(), "stopped, and reaped by the object that launched it"
     assert status_command("status", lambda: standin) == EXIT_NOT_RUNNING
     assert standin.stop(5) is False, "stop is idempotent"
 

@@ -1,0 +1,75 @@
+"""``smsflow api``: run the tenant HTTP API; ``smsflow api openapi``: print its OpenAPI document."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from api.settings import PepperMissing, load_api_settings, resolve_pepper
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document, built without Kafka (the routes do not depend on state)."""
+    from api.app import create_app  # FastAPI only when needed
+    from api.runtime import ApiRuntime
+    from smsflow.settings import Settings
+
+    runtime = ApiRuntime(Settings(), load_api_settings(), b"openapi-document-only")
+    document: dict[str, Any] = create_app(runtime).openapi()
+    return document
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    api = load_api_settings()
+    try:
+        resolve_pepper(api)  # fail here, with the reason, not in every worker
+    except PepperMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # The workers inherit the environment: each admits 1/N of a tenant's API rate.
+    if args.instances is not None:
+        os.environ["SMSFLOW_API_INSTANCES"] = str(args.instances)
+    elif args.workers > 1 and "SMSFLOW_API_INSTANCES" not in os.environ:
+        os.environ["SMSFLOW_API_INSTANCES"] = str(args.workers)
+    uvicorn.run(
+        "api.app:app_from_env",
+        factory=True,
+        host=args.host or api.host,
+        port=args.port or api.port,
+        workers=args.workers,
+        http="httptools",
+        log_level=args.log_level,
+        access_log=False,
+    )
+    return 0
+
+
+def _cmd_openapi(args: argparse.Namespace) -> int:
+    print(json.dumps(openapi_document(), indent=2, sort_keys=True))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("api", help="run the tenant HTTP API (docs/api.md)")
+    parser.add_argument("--host", default=None, help="default $SMSFLOW_API_HOST or 127.0.0.1")
+    parser.add_argument("--port", type=int, default=None, help="default $SMSFLOW_API_PORT, 8080")
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="processes behind the one port",
+    )
+    parser.add_argument(
+        "--instances", type=int, default=None,
+        help="API processes in all (replicas x workers) sharing the tenants' API rates; sets "
+        "SMSFLOW_API_INSTANCES (default: --workers)",
+    )
+    parser.add_argument("--log-level", default="info")
+    parser.set_defaults(func=_cmd_serve)
+    sub = parser.add_subparsers(dest="api_command")
+    sub.add_parser("openapi", help="print the OpenAPI document (JSON)").set_defaults(
+        func=_cmd_openapi
+    )

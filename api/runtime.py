@@ -1,0 +1,126 @@
+"""One API process's state: its copies of the key table, configuration and stored answers, its
+Kafka producers and its rate buckets; started and stopped with the HTTP server (lifespan)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from api.admission import Admission
+from api.config_view import ConfigView
+from api.follower import TopicFollower
+from api.idempotency import IdempotencyStore
+from api.kafka_out import KafkaOut
+from api.key_table import KeyTable
+from api.metrics import ApiMetrics
+from api.settings import ApiSettings
+from api.status_feed import StatusStore
+from schemas.models import SubmitRequest
+from smsflow.settings import Settings
+from smsflow.topics import API_IDEMPOTENCY, API_KEYS, CONFIG, SUBMITTED, topic_name
+
+log = logging.getLogger(__name__)
+
+_PRUNE_EVERY_S = 300.0
+_KAFKA_CHECK_TTL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Readiness:
+    kafka: bool
+    keys: bool
+    config: bool
+    idempotency: bool
+    status: bool  # informational: POSTs do not need it; the GET routes answer 503 without it
+
+    @property
+    def ready(self) -> bool:
+        return self.kafka and self.keys and self.config and self.idempotency
+
+
+class ApiRuntime:
+    def __init__(self, settings: Settings, api: ApiSettings, pepper: bytes) -> None:
+        self.settings = settings
+        self.api = api
+        bootstrap = settings.kafka_bootstrap
+        self.submitted_topic = topic_name(settings, SUBMITTED)
+        self.idempotency_topic = topic_name(settings, API_IDEMPOTENCY)
+        self.keys = KeyTable(bootstrap, topic_name(settings, API_KEYS), pepper)
+        self.config = ConfigView(bootstrap, topic_name(settings, CONFIG))
+        self.idempotency = IdempotencyStore(
+            bootstrap, self.idempotency_topic, api.idempotency_ttl_s
+        )
+        self.status = StatusStore(settings, api.status_window_s) if api.status_enabled else None
+        self.admission = Admission(api.instances)
+        self.metrics = ApiMetrics(CollectorRegistry())
+        self._out: KafkaOut | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._kafka_checked = (-_KAFKA_CHECK_TTL_S, False)
+
+    @property
+    def out(self) -> KafkaOut:
+        if self._out is None:
+            raise RuntimeError("the API runtime is not started")
+        return self._out
+
+    def _followers(self) -> list[TopicFollower]:
+        followers = [self.keys.follower, self.config.follower, self.idempotency.follower]
+        return followers + ([self.status.follower] if self.status is not None else [])
+
+    async def start(self) -> None:
+        for follower in self._followers():
+            follower.start()
+        self._out = KafkaOut(
+            self.settings.kafka_bootstrap, self.submitted_topic, self.api.produce_timeout_s
+        )
+        # With a schema registry, the first encode registers/looks up the subject over HTTP
+        # (blocking): do it now, off the loop, not in the first tenant's request.
+        await asyncio.to_thread(SubmitRequest.codec)
+        codec = SubmitRequest.codec()
+        schema_id = getattr(codec, "schema_id", None)
+        if schema_id is not None:
+            await asyncio.to_thread(schema_id, self.submitted_topic)
+        self._tasks.append(asyncio.create_task(self._prune_answers()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for follower in self._followers():
+            await asyncio.to_thread(follower.stop)
+        if self._out is not None:
+            await asyncio.to_thread(self._out.close)
+
+    async def _prune_answers(self) -> None:
+        while True:
+            await asyncio.sleep(_PRUNE_EVERY_S)
+            self.idempotency.prune(time.time())
+
+    def loaded(self) -> bool:
+        return (
+            self.keys.follower.caught_up.is_set()
+            and self.config.follower.caught_up.is_set()
+            and self.idempotency.follower.caught_up.is_set()
+        )
+
+    async def readiness(self) -> Readiness:
+        checked_at, reachable = self._kafka_checked
+        now = time.monotonic()
+        if now - checked_at >= _KAFKA_CHECK_TTL_S:
+            reachable = self._out is not None and await asyncio.to_thread(
+                self._out.reachable, 2.0
+            )
+            self._kafka_checked = (now, reachable)
+        return Readiness(
+            kafka=reachable,
+            keys=self.keys.follower.caught_up.is_set(),
+            config=self.config.follower.caught_up.is_set(),
+            idempotency=self.idempotency.follower.caught_up.is_set(),
+            status=self.status is not None and self.status.follower.caught_up.is_set(),
+        )

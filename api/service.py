@@ -1,0 +1,152 @@
+"""Accepting messages: the steps every submit request takes, in order, as one function.
+
+1. The tenant must be configured and not quarantined (403).
+2. A stored answer for the request's ``Idempotency-Key`` is returned as it was
+   (:mod:`api.idempotency`); a copy in flight in this process is waited for.
+3. Every message passes the pipeline's content rules (422; a batch is all or nothing).
+4. The tenant's API rate admits the messages (429 with Retry-After; refused requests reserve
+   nothing).
+5. The messages are produced to ``sms.submitted`` and awaited (503 if Kafka did not store them
+   all in time: the client retries, with the same key it gets the same ids).
+6. Under a key, the answer is stored before it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from api.admission import retry_after_header
+from api.errors import ApiError
+from api.idempotency import StoredAnswer, fingerprint, record_key
+from api.kafka_out import DeliveryFailed
+from api.messages import (
+    AcceptedBatch,
+    AcceptedMessage,
+    Checked,
+    MessageIn,
+    Problem,
+    check_message,
+    message_id,
+    submit_request,
+)
+from api.runtime import ApiRuntime
+from smsflow.config.models import Tenant
+
+log = logging.getLogger(__name__)
+
+SINGLE = "/v1/messages"
+BATCH = "/v1/messages/batch"
+
+
+def active_tenant(runtime: ApiRuntime, tenant_id: str) -> Tenant:
+    tenant = runtime.config.current.tenants.get(tenant_id)
+    if tenant is None:
+        raise ApiError("UNKNOWN_TENANT", f"tenant {tenant_id!r} is not configured")
+    if tenant.quarantined:
+        raise ApiError("TENANT_QUARANTINED", f"tenant {tenant_id!r} is quarantined")
+    return tenant
+
+
+async def accept(
+    runtime: ApiRuntime,
+    tenant_id: str,
+    route: str,
+    messages: list[MessageIn],
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """The 202 body, or raises :class:`ApiError`."""
+    tenant = active_tenant(runtime, tenant_id)
+    if idempotency_key is None:
+        return await _accept(runtime, tenant, route, messages, None)
+    key = record_key(tenant_id, idempotency_key)
+    request_fingerprint = fingerprint(route, [m.model_dump(mode="json") for m in messages])
+    store = runtime.idempotency
+    while True:
+        stored = store.lookup(key, request_fingerprint, time.time())
+        if stored is not None:
+            return stored.body
+        running = store.claim(key)
+        if running is None:
+            break
+        try:
+            first = await asyncio.shield(running)
+        except asyncio.CancelledError:
+            if running.cancelled():
+                continue  # the first copy failed: this one tries for itself
+            raise
+        if first.fingerprint != request_fingerprint:
+            raise ApiError("IDEMPOTENCY_KEY_REUSED")
+        return first.body
+    answer: StoredAnswer | None = None
+    try:
+        body = await _accept(runtime, tenant, route, messages, idempotency_key)
+        answer = StoredAnswer(
+            fingerprint=request_fingerprint, status=202, body=body, stored_at=time.time()
+        )
+        try:
+            await runtime.out.put(runtime.idempotency_topic, key.encode(), store.encode(answer))
+        except DeliveryFailed as exc:
+            # The messages are stored; refusing now would make the client send them again
+            # without a key. A retry re-produces the same ids (see api.messages.message_id).
+            log.error("answer for %s not stored (retries will produce again): %s", key, exc)
+        store.remember(key, answer)
+        return body
+    finally:
+        store.release(key, answer)
+
+
+async def _accept(
+    runtime: ApiRuntime,
+    tenant: Tenant,
+    route: str,
+    messages: list[MessageIn],
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    numbering = runtime.config.current.numbering
+    checked: list[Checked] = []
+    problems: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        result = check_message(message, numbering)
+        if isinstance(result, Problem):
+            problems.append({"index": index, "code": result.reason_code,
+                             "message": result.detail})
+        else:
+            checked.append(result)
+    if problems:
+        if route == SINGLE:
+            raise ApiError(str(problems[0]["code"]), str(problems[0]["message"]))
+        raise ApiError(
+            "INVALID_MESSAGES",
+            f"{len(problems)} of {len(messages)} messages are invalid; none was accepted",
+            details=problems,
+        )
+    wait_s = runtime.admission.admit(tenant, len(messages), time.monotonic())
+    if wait_s is not None:
+        raise ApiError(
+            "RATE_LIMITED",
+            f"over the API rate of tenant {tenant.id!r}; retry in {wait_s:.2f} s",
+            headers={"Retry-After": retry_after_header(wait_s)},
+        )
+    now = datetime.now(UTC)
+    requests = [
+        submit_request(
+            tenant.id, message, result, message_id(tenant.id, idempotency_key, index), now
+        )
+        for index, (message, result) in enumerate(zip(messages, checked, strict=True))
+    ]
+    try:
+        await runtime.out.submit(requests)
+    except DeliveryFailed as exc:
+        raise ApiError("KAFKA_UNAVAILABLE", f"Kafka did not store the messages: {exc}") from exc
+    runtime.metrics.accepted.labels(tenant.id).inc(len(requests))
+    accepted = [
+        AcceptedMessage(message_id=r.message_id, parts=c.parts)
+        for r, c in zip(requests, checked, strict=True)
+    ]
+    if route == SINGLE:
+        return accepted[0].model_dump()
+    return AcceptedBatch(messages=accepted).model_dump()

@@ -1,0 +1,135 @@
+"""Encoding one message's submit_sm PDUs for the client, with SMPP's field limits checked.
+
+Pure: the bind's defaults come from its :class:`~connectors.smpp.models.SmppClientConfig`,
+per-message fields from :class:`SubmitOptions`; the bytes come from the shared codec
+(:mod:`connectors.smpp.codec`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from smsflow.domain.encoding import SegmentPlan
+
+from .codec import (
+    SubmitSmFields,
+    encode_submit_sm_from_prefix,
+)
+from .models import (
+    SmppClientConfig,
+)
+
+# C-string fields of submit_sm: maximum length including the NUL terminator.
+_SUBMIT_CSTRING_MAX: Final = {
+    "service_type": 6,
+    "source_addr": 21,
+    "destination_addr": 21,
+    "schedule_delivery_time": 17,
+    "validity_period": 17,
+}
+_MAX_SHORT_MESSAGE: Final = 254
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOptions:
+    """Per-message submit_sm fields (``None`` TON/NPI: the config's defaults)."""
+
+    registered_delivery: int = 1
+    source_addr_ton: int | None = None
+    source_addr_npi: int | None = None
+    dest_addr_ton: int | None = None
+    dest_addr_npi: int | None = None
+    service_type: str = ""
+    protocol_id: int = 0
+    priority_flag: int = 0
+    schedule_delivery_time: str = ""
+    validity_period: str = ""
+
+
+
+def _check_cstring(name: str, value: str) -> None:
+    try:
+        encoded = value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} must be latin-1 text") from None
+    if len(encoded) >= _SUBMIT_CSTRING_MAX[name]:
+        raise ValueError(f"{name} longer than {_SUBMIT_CSTRING_MAX[name] - 1} characters")
+    if "\x00" in value:
+        raise ValueError(f"{name} contains NUL")
+
+
+def _check_octet(name: str, value: int) -> None:
+    if not 0 <= value <= 0xFF:
+        raise ValueError(f"{name} must fit in one octet, got {value}")
+
+
+
+def build_submit_pdus(
+    cfg: SmppClientConfig,
+    plan: SegmentPlan,
+    source_addr: str,
+    destination_addr: str,
+    options: SubmitOptions,
+) -> list[bytearray]:
+    """The submit_sm PDUs of one message (sequence numbers 0: set at send time), checked
+against SMPP's field limits; ``ValueError`` names the field that does not fit."""
+    fields: dict[str, Any] = {
+        "service_type": options.service_type,
+        "source_addr_ton": (
+            cfg.default_source_addr_ton
+            if options.source_addr_ton is None
+            else options.source_addr_ton
+        ),
+        "source_addr_npi": (
+            cfg.default_source_addr_npi
+            if options.source_addr_npi is None
+            else options.source_addr_npi
+        ),
+        "source_addr": source_addr,
+        "dest_addr_ton": (
+            cfg.default_dest_addr_ton
+            if options.dest_addr_ton is None
+            else options.dest_addr_ton
+        ),
+        "dest_addr_npi": (
+            cfg.default_dest_addr_npi
+            if options.dest_addr_npi is None
+            else options.dest_addr_npi
+        ),
+        "destination_addr": destination_addr,
+        "esm_class": plan.esm_class,
+        "protocol_id": options.protocol_id,
+        "priority_flag": options.priority_flag,
+        "schedule_delivery_time": options.schedule_delivery_time,
+        "validity_period": options.validity_period,
+        "registered_delivery": options.registered_delivery,
+        "replace_if_present_flag": 0,
+        "data_coding": plan.data_coding,
+        "sm_default_msg_id": 0,
+    }
+    for name in _SUBMIT_CSTRING_MAX:
+        _check_cstring(name, fields[name])
+    for name in (
+        "source_addr_ton",
+        "source_addr_npi",
+        "dest_addr_ton",
+        "dest_addr_npi",
+        "esm_class",
+        "protocol_id",
+        "priority_flag",
+        "registered_delivery",
+        "data_coding",
+    ):
+        _check_octet(name, fields[name])
+    if not destination_addr:
+        raise ValueError("destination_addr is empty")
+    head = SubmitSmFields(
+        **{name: fields[name] for name in SubmitSmFields.__dataclass_fields__}
+    ).encode_prefix()
+    pdus = []
+    for payload in plan.payloads:
+        if len(payload) > _MAX_SHORT_MESSAGE:
+            raise ValueError(f"part of {len(payload)} octets > {_MAX_SHORT_MESSAGE}")
+        pdus.append(encode_submit_sm_from_prefix(head, payload))
+    return pdus

@@ -1,0 +1,75 @@
+"""Every workaround of faust-streaming / aiokafka / mode internals, in one place.
+
+Correctness of the worker depends on these; each module names the upstream behaviour it
+answers and lists the upstream code it copies, overrides or reads (``UPSTREAM``, source hashes
+checked by a unit test per patch under tests/unit/pipeline/faust_patches/). Nothing outside
+this package touches private faust/aiokafka/mode attributes.
+
+* :mod:`.guarded_consumer`: faust issue #596, records skipped or stranded around rebalances
+  and table recovery, and commit arithmetic that forgets processed records and passes an
+  unprocessed one. Overrides ``Consumer._drain_messages`` (a copy), ``_new_offset``,
+  ``_filter_committable_offsets``, ``ack``, ``seek``, ``_commit``; wraps
+  ``flow_control.clear``.
+* :mod:`.commit_hooks`: what the guarded consumer awaits (barriers) and applies (caps) around
+  each commit: our own producer's flush, the scheduled stages' in-order cap.
+* :mod:`.stream_hooks`: hearing that faust emptied the stream buffers; releasing a held record
+  without acking it.
+* :mod:`.fetch_wait`: faust hard-codes aiokafka's ``fetch_max_wait_ms=1500`` (head-of-line
+  delay across partitions).
+* :mod:`.current_event`: table writes outside the stream (done markers after delivery) need
+  faust's private ``_current_event``.
+* :mod:`.changelog_writes`: faust writes each table change with its own aiokafka producer, one
+  record at a time (~10% of the worker's CPU); ``send_changelog`` is replaced per table.
+
+Pinned: faust-streaming 0.15.3, aiokafka 0.14.0, mode-streaming 0.7.1 (:data:`PINNED`).
+The versions are pinned exactly in pyproject.toml and checked at start-up
+(:func:`check_pins`): a worker with other versions refuses to start rather than run patches
+written against code it does not have.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from pipeline.faust_patches import (
+    changelog_writes,
+    current_event,
+    fetch_wait,
+    guarded_consumer,
+    stream_hooks,
+)
+from pipeline.faust_patches.upstream import Upstream
+
+__all__ = ["ALL_UPSTREAM", "PATCHES", "PINNED", "check_pins", "installed_versions"]
+
+#: The exact versions every patch was written and fingerprinted against (as in pyproject.toml).
+PINNED: dict[str, str] = {
+    "faust-streaming": "0.15.3",
+    "aiokafka": "0.14.0",
+    "mode-streaming": "0.7.1",
+}
+
+#: Patch module name -> the upstream code it depends on.
+PATCHES: dict[str, tuple[Upstream, ...]] = {
+    "guarded_consumer": guarded_consumer.UPSTREAM,
+    "stream_hooks": stream_hooks.UPSTREAM,
+    "fetch_wait": fetch_wait.UPSTREAM,
+    "current_event": current_event.UPSTREAM,
+    "changelog_writes": changelog_writes.UPSTREAM,
+}
+ALL_UPSTREAM: tuple[Upstream, ...] = tuple(u for deps in PATCHES.values() for u in deps)
+
+
+def installed_versions() -> dict[str, str]:
+    return {name: version(name) for name in PINNED}
+
+
+def check_pins() -> None:
+    """Raise ``RuntimeError`` unless the installed versions are exactly :data:`PINNED`."""
+    installed = installed_versions()
+    wrong = {name: v for name, v in installed.items() if v != PINNED[name]}
+    if wrong:
+        raise RuntimeError(
+            f"pipeline.faust_patches was written for {PINNED}, installed: {installed}; "
+            "re-check every patch (see pipeline/faust_patches/upstream.py) before upgrading"
+        )

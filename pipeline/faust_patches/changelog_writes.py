@@ -1,0 +1,81 @@
+"""Table changelog writes through the worker's librdkafka producer (a faust workaround).
+
+faust writes every table change to the table's changelog topic with its own aiokafka producer,
+one small record at a time (``Collection.send_changelog`` -> ``Topic.send_soon``); with four or
+so changes per message (correlation entries, done markers, quota, windows) that was ~10% of the
+worker's CPU. :func:`route_changelogs` replaces ``send_changelog`` on each table instance with
+one that serialises the key and value exactly as faust does (the changelog topic's own
+``prepare_key``/``prepare_value``) and hands the record to :class:`~pipeline.outputs.OutputProducer`
+with the same explicit partition, so recovery reads the very same bytes.
+
+What it relies on (faust-streaming 0.15.3, pinned; tests/unit/pipeline/faust_patches/
+test_upstream.py and test_changelog_writes.py fail if these change, see :data:`UPSTREAM`):
+``Table.on_key_set``/``on_key_del`` call ``self.send_changelog(partition, key, value,
+key_serializer, value_serializer)`` and ignore its result; the tables use the in-memory
+store, for which faust's sent-callback (``_on_changelog_sent``, RocksDB offset bookkeeping)
+does nothing. Durability is unchanged: the guarded consumer awaits the output producer's flush
+before every commit, as faust flushed its own producer there, and a table's records all go
+through one producer, so they stay in order per partition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from pipeline.faust_patches.upstream import Upstream
+from pipeline.outputs import OutputProducer
+
+__all__ = ["UPSTREAM", "route_changelogs"]
+
+UPSTREAM: tuple[Upstream, ...] = (
+    Upstream("faust.tables.base:Collection.send_changelog", "3dd3884e1b5fc0e1",
+             "the method replaced per table: serialises with the changelog topic's prepare_*"),
+    Upstream("faust.tables.table:Table.on_key_set", "a370e35ca55c2c7e",
+             "calls send_changelog and reads only .message.partition of the result"),
+    Upstream("faust.tables.table:Table.on_key_del", "4f2900b2f9d24a08",
+             "calls send_changelog and reads only .message.partition of the result"),
+    Upstream("faust.tables.base:Collection._on_changelog_sent", "60122c86a120d82c",
+             "faust's sent-callback, skipped: a no-op for the in-memory store"),
+)
+
+
+def route_changelogs(tables: Any, producer: OutputProducer) -> int:
+    """Send the changelog writes of every table in ``tables`` through ``producer``; returns
+    how many tables were changed."""
+    count = 0
+    for table in list(tables.values()):
+        _route(table, producer)
+        count += 1
+    return count
+
+
+class _Written:
+    """What faust's ``on_key_set``/``on_key_del`` read from the result: ``.message.partition``."""
+
+    __slots__ = ("message", "partition")
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.message = self
+
+
+def _route(table: faust.Table[Any, Any], producer: OutputProducer) -> None:
+    topic = table.changelog_topic
+    name = topic.get_topic_name()
+    prepare_key, prepare_value = topic.prepare_key, topic.prepare_value
+    default_key, default_value = table.key_serializer, table.value_serializer
+    faust_send = table.send_changelog
+
+    def send_changelog(partition: int | None, key: Any, value: Any,
+                       key_serializer: Any = None, value_serializer: Any = None) -> Any:
+        if partition is None:
+            # Only tables that use a partitioner (none of ours) get here: faust decides.
+            return faust_send(partition, key, value, key_serializer, value_serializer)
+        raw_key, _ = prepare_key(key, key_serializer or default_key)
+        raw_value, _ = prepare_value(value, value_serializer or default_value)
+        producer.send_soon(name, raw_key, raw_value, partition=partition)
+        return _Written(partition)
+
+    table.send_changelog = send_changelog  # type: ignore[method-assign]

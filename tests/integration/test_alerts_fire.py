@@ -1,0 +1,199 @@
+"""A real Prometheus scrapes a running stack and evaluates ops/prometheus/rules.yml.
+
+Worker (``--web``), sender and ``smsflow kafka-exporter`` run as processes against the real
+broker; two SMSC simulators stand in for the operators: one serves smsc-uk and smsc-de, with
+the UK profile delivering only half of its messages; the other serves smsc-us alone.
+Prometheus (Debian's ``prometheus`` package) scrapes every second. Then:
+
+* the delivery-rate alerts fire for ``uk-direct`` and not for ``de-direct``;
+* stopping smsc-us's simulator fires ``SmppBindDown`` for smsc-us's bind only.
+
+The rule expressions are the real ones; only their ``for:`` durations are shortened to 5 s in
+the copy Prometheus loads, so the test waits seconds instead of minutes (the ``for:`` timing
+itself is covered by the promtool unit tests, ops/prometheus/tests/).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from connectors.producer import SmsProducer, new_request
+from smsflow.config.kafka_io import apply_config
+from smsflow.config.store import load_yaml
+from smsflow.devstack.harness import free_port, isolated_settings
+from smsflow.devstack.stack import ManagedProcess, stack_env, wait_for_port
+from smsflow.settings import Settings
+from smsflow.topics import CONFIG, SUBMITTED, apply_topics, topic_name
+from tests.paths import PLATFORM_CONFIG
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "ops" / "prometheus" / "rules.yml"
+PER_ROUTE = 120  # the alerts need 50 outcomes in a route's window
+UK_DELIVERY_RATIO = 0.5
+
+
+def _sim_config(path: Path, accounts: list[tuple[str, str]]) -> Path:
+    path.write_text(yaml.safe_dump({
+        "seed": 11,
+        "accounts": [{"system_id": system_id, "password": password}
+                     for system_id, password in accounts],
+        "profiles": {
+            "default": {"submit_latency_ms": 1, "receipt_delay_ms": 50, "delivery_ratio": 1.0},
+            "uk": {"prefixes": ["44"], "submit_latency_ms": 1, "receipt_delay_ms": 50,
+                   "delivery_ratio": UK_DELIVERY_RATIO},
+        },
+    }))
+    return path
+
+
+def _prometheus_config(tmp: Path, targets: dict[str, int]) -> Path:
+    fast_rules = re.sub(r"(?m)^(\s+for:) \S+$", r"\1 5s", RULES.read_text())
+    (tmp / "rules.yml").write_text(fast_rules)
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
+                   "scrape_timeout": "1s"},
+        "rule_files": [str(tmp / "rules.yml")],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+            for job, port in targets.items()
+        ],
+    }
+    path = tmp / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _alerts(port: int) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5) as page:
+        alerts: list[dict[str, Any]] = json.load(page)["data"]["alerts"]
+    return alerts
+
+
+def _firing(port: int, name: str) -> list[dict[str, str]]:
+    return [alert["labels"] for alert in _alerts(port)
+            if alert["labels"]["alertname"] == name and alert["state"] == "firing"]
+
+
+def _wait_for_firing(port: int, name: str, timeout_s: float, **labels: str
+                     ) -> list[dict[str, str]]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            firing = _firing(port, name)
+        except (urllib.error.URLError, OSError):
+            firing = []
+        if any(all(alert.get(k) == v for k, v in labels.items()) for alert in firing):
+            return firing
+        time.sleep(1)
+    raise AssertionError(f"{name} {labels} never fired; alerts: {_alerts(port)}")
+
+
+class _Stack:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.processes: dict[str, ManagedProcess] = {}
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
+        process = ManagedProcess(name, argv, self.tmp / "logs" / f"{name}.log")
+        process.start(env)
+        self.processes[name] = process
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name}\n{process.log_tail(15)}"
+                         for name, process in self.processes.items())
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[_Stack]:
+    running = _Stack(tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_delivery_and_bind_alerts_fire_for_the_broken_operator_only(
+    kafka_bootstrap: str, tmp_path: Path, stack: _Stack
+) -> None:
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.fail("the prometheus server is not installed: `apt-get install -y prometheus` "
+                    "(Debian's package; .ci/run does it)")
+    settings: Settings = isolated_settings(kafka_bootstrap, tmp_path, "alerts", partitions=1)
+    apply_topics(settings)
+    main_sim, us_sim = free_port(), free_port()
+    config = load_yaml(PLATFORM_CONFIG)
+    config = config.model_copy(update={"smscs": tuple(
+        smsc.model_copy(update={"port": us_sim if smsc.id == "smsc-us" else main_sim})
+        for smsc in config.smscs)})
+    apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), config)
+
+    ports = {job: free_port() for job in
+             ("smsflow-worker", "smsflow-sender", "smsflow-kafka-exporter")}
+    env = {**stack_env(settings), "SMSFLOW_HEALTH_EVALUATE_EVERY_S": "1",
+           "SMSFLOW_WORKER_WEB_PORT": str(ports["smsflow-worker"]),
+           "SMSFLOW_SENDER_METRICS_PORT": str(ports["smsflow-sender"])}
+    cli = [sys.executable, "-m", "smsflow.cli"]
+    stack.start("sim-main", [*cli, "smsc-sim", "--port", str(main_sim), "--config", str(
+        _sim_config(tmp_path / "sim-main.yaml",
+                    [("smsc-uk", "uk-pass"), ("smsc-de", "de-pass")]))], env)
+    stack.start("sim-us", [*cli, "smsc-sim", "--port", str(us_sim), "--config", str(
+        _sim_config(tmp_path / "sim-us.yaml", [("smsc-us", "us-pass")]))], env)
+    wait_for_port("127.0.0.1", main_sim, 20)
+    wait_for_port("127.0.0.1", us_sim, 20)
+    stack.start("worker", [*cli, "worker", "--web", "--loglevel", "warn"], env)
+    stack.start("sender", [*cli, "sender", "--log-level", "warning"], env)
+    stack.start("kafka-exporter", [*cli, "kafka-exporter", "--port",
+                                   str(ports["smsflow-kafka-exporter"]), "--group",
+                                   settings.app_id, "--group", f"{settings.app_id}-sender"], env)
+    prometheus_port = free_port()
+    stack.start("prometheus", [
+        prometheus, f"--config.file={_prometheus_config(tmp_path, ports)}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{prometheus_port}",
+    ], env)
+    try:
+        wait_for_port("127.0.0.1", prometheus_port, 30)
+        producer = SmsProducer(settings.kafka_bootstrap, topic_name(settings, SUBMITTED))
+        for n in range(PER_ROUTE):
+            producer.submit(new_request("shopfast", f"+447700900{n:03d}", f"uk {n}"))
+            producer.submit(new_request("shopfast", f"+4915112{n:06d}", f"de {n}"))
+        assert producer.flush(30) == 0
+
+        critical = _wait_for_firing(prometheus_port, "DeliveryRateCritical", 240,
+                                    id="uk-direct")
+        low = _wait_for_firing(prometheus_port, "DeliveryRateLow", 30, id="uk-direct")
+        assert {alert["id"] for alert in critical + low} == {"uk-direct"}
+        # de-direct delivered everything: its ratio is on the page, and no alert names it.
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{prometheus_port}/api/v1/query?query="
+            "smsflow_window_delivery_ratio%7Bid%3D%22de-direct%22%7D", timeout=5) as page:
+            (de_ratio,) = json.load(page)["data"]["result"]
+        assert float(de_ratio["value"][1]) == 1.0
+
+        assert not _firing(prometheus_port, "SmppBindDown")
+        stack.processes["sim-us"].stop()
+        down = _wait_for_firing(prometheus_port, "SmppBindDown", 60, smsc="smsc-us")
+        assert {alert["smsc"] for alert in down} == {"smsc-us"}
+        assert {alert["bind"] for alert in down} == {"smsc-us#0"}
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}\n{stack.logs()}") from failure

@@ -1,0 +1,75 @@
+"""The router agent's pure adapters: refusal reasons, the decision and the routed record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.agents.router import UNKNOWN_OPERATOR_ID, refusal, routed_message
+from pipeline.app import Worker
+from schemas.models import SubmitRequest, TextEncoding
+from smsflow.config.store import load_yaml
+from smsflow.domain import route_engine
+from smsflow.domain.route_engine import RouteRejection
+from smsflow.domain.validation import MAX_PARTS
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+CONFIG = Path(__file__).parents[4] / "config" / "platform.yaml"
+
+
+@pytest.fixture(scope="module")
+def engine() -> route_engine.Snapshot:
+    config = load_yaml(CONFIG)
+    return route_engine.build_snapshot(route_engine.build_catalogue(config), {},
+                                       NOW.timestamp())
+
+
+def _request(tenant: str = "acme-bank", destination: str = "+447700900123",
+             body: str = "your code is 1234", source: str = "ACME") -> SubmitRequest:
+    return SubmitRequest(message_id="m-1", tenant_id=tenant, source=source,
+                         destination=destination, body=body, submitted_at=NOW)
+
+
+def _refused(request: SubmitRequest, engine: route_engine.Snapshot) -> str:
+    decided = refusal(request, engine, NOW.timestamp())
+    assert isinstance(decided, RouteRejection), decided
+    return decided.reason_code
+
+
+@pytest.mark.parametrize(("request_", "reason_code"), [
+    (_request(body=""), "EMPTY_BODY"),
+    (_request(source=""), "INVALID_SOURCE"),
+    (_request(body="x" * (153 * MAX_PARTS + 1)), "MESSAGE_TOO_LONG"),
+    (_request(tenant="nobody"), "UNKNOWN_TENANT"),
+    (_request(tenant="suspended-co"), "TENANT_QUARANTINED"),
+    (_request(destination="not-a-number"), "INVALID_NUMBER"),
+])
+def test_a_refused_request_gets_its_reason_code(
+    request_: SubmitRequest, reason_code: str, engine: route_engine.Snapshot
+) -> None:
+    assert _refused(request_, engine) == reason_code
+
+
+def test_a_routable_request_becomes_a_routed_record_sized_in_parts(
+    engine: route_engine.Snapshot,
+) -> None:
+    request = _request(body="ж" * 71)  # UCS-2: 70 characters a part alone, 67 when split
+    decided = refusal(request, engine, NOW.timestamp())
+    assert not isinstance(decided, RouteRejection), decided
+    decision, plan = decided
+    routed = routed_message(request, decision, plan, NOW)
+    assert routed.request == request
+    assert (routed.route_id, routed.smsc_id) == (decision.route_id, decision.smsc_id)
+    assert routed.destination == "+447700900123"
+    assert routed.encoding is TextEncoding.UCS2 and routed.parts == 2
+    assert routed.operator_id == (decision.operator_id or UNKNOWN_OPERATOR_ID)
+    assert routed.routed_at == NOW
+    assert routed.from_avro(routed.to_avro("unit.sms.routed")) == routed
+
+
+def test_the_factory_gives_the_router_its_tenant_lanes_on_sms_submitted(worker: Worker) -> None:
+    router = next(stage for stage in worker.stages if stage.name == "router")
+    assert router.source_topic == "unit.sms.submitted"
+    assert any(name.endswith(".route") for name in worker.app.agents)

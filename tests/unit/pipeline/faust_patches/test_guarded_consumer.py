@@ -1,0 +1,250 @@
+"""The guarded consumer's bookkeeping against faust's own objects, without a broker.
+
+The drills (tests/integration/test_scale_out.py, test_crash_recovery.py) show the whole on the
+real broker; these pin down each correction: commits that neither pass nor forget a record,
+refused stale acks, partitions put back on the fetch list, and the watchdog's verdicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP, Message
+
+from pipeline.commit_guard import GUARD
+from pipeline.faust_patches.guarded_consumer import CONSUMER_ATTRIBUTES, GuardedConsumer, install
+
+TOPIC = "guarded-in"
+TPS = (TP(TOPIC, 0), TP(TOPIC, 1))
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[faust.App]:
+    app = faust.App("guarded-consumer-test", broker="kafka://127.0.0.1:1")
+    install(app)
+    app.topics.acks_enabled_for = lambda topic: topic == TOPIC  # type: ignore[method-assign]
+    yield app
+
+
+@pytest.fixture
+def consumer(app: faust.App) -> Iterator[GuardedConsumer]:
+    consumer = app.transport.create_consumer(
+        callback=_ignore, on_partitions_revoked=_ignore, on_partitions_assigned=_ignore,
+    )
+    assert isinstance(consumer, GuardedConsumer)
+    app.consumer = consumer
+    consumer.assignment = lambda: set(TPS)  # type: ignore[method-assign]
+    consumer.highwater = lambda tp: 100  # type: ignore[method-assign]
+    app.consumer_generation_id = 3
+    app.rebalancing = False
+    app.flow_control.resume()
+    consumer._set_active_tps(set(TPS))
+    yield consumer
+    # The consumer's thread made an event loop; closed here, or its finaliser (Python code)
+    # may run inside pytest's ast.parse of a later module, and CPython 3.11 then raises
+    # "AST constructor recursion depth mismatch" at the end of the session.
+    consumer._thread.thread_loop.close()
+
+
+async def _ignore(*_args: Any) -> None:
+    return None
+
+
+def _message(tp: TP, offset: int, generation: int = 3) -> Message:
+    return Message(tp.topic, tp.partition, offset, 0.0, 0, None, None, b"v", None, tp=tp,
+                   generation_id=generation)
+
+
+def _take(consumer: GuardedConsumer, message: Message) -> Message:
+    """What a stream does when it takes a record: faust tracks it as in flight."""
+    consumer._unacked_messages.add(message)
+    return message
+
+
+def test_commits_cover_only_the_processed_run_from_the_committed_offset(
+    consumer: GuardedConsumer,
+) -> None:
+    tp = TPS[0]
+    consumer._committed_offset[tp] = 10
+    for offset in (11, 12):
+        consumer.ack(_take(consumer, _message(tp, offset)))
+    assert consumer._new_offset(tp) is None  # 10 not processed: faust would commit 13
+    consumer.ack(_take(consumer, _message(tp, 10)))
+    assert consumer._new_offset(tp) == 13
+    assert consumer._new_offset(tp) == 13  # computing does not forget (faust pops the run)
+    consumer._committed_offset[tp] = 13  # the commit went through
+    consumer.ack(_take(consumer, _message(tp, 13)))
+    assert consumer._new_offset(tp) == 14
+    assert consumer._acked_index[tp] == {13}  # below the committed offset: pruned
+
+
+def test_commits_are_capped_at_the_oldest_record_in_flight(consumer: GuardedConsumer) -> None:
+    tp = TPS[0]
+    consumer._committed_offset[tp] = 10
+    for offset in (10, 11, 12):
+        consumer.ack(_take(consumer, _message(tp, offset)))
+    consumer._acked_index[tp].add(13)  # e.g. a gap faust filled, past a record still held
+    held = _take(consumer, _message(tp, 13))  # faust's unacked set is weak: the stream holds it
+    assert consumer._filter_committable_offsets([tp]) == {tp: 13}
+    assert held.offset == 13
+
+
+def test_an_ack_across_a_rebalance_is_refused_and_the_record_stays_uncommitted(
+    consumer: GuardedConsumer,
+) -> None:
+    tp = TPS[1]
+    consumer._committed_offset[tp] = 5
+    stale = _take(consumer, _message(tp, 5, generation=2))
+    refused = GUARD.stale_acks_refused
+    assert consumer.ack(stale) is False
+    assert GUARD.stale_acks_refused == refused + 1
+    assert stale not in consumer._unacked_messages  # faust stops waiting for it
+    assert 5 not in consumer._acked_index[tp]
+    assert consumer._new_offset(tp) is None
+
+
+def test_a_second_delivery_of_an_acked_record_does_not_pin_the_in_flight_cap(
+    consumer: GuardedConsumer,
+) -> None:
+    tp = TPS[0]
+    consumer._committed_offset[tp] = 7
+    consumer.ack(_take(consumer, _message(tp, 7)))
+    again = _take(consumer, _message(tp, 7))
+    assert consumer.ack(again) is False
+    assert again not in consumer._unacked_messages
+    assert consumer._filter_committable_offsets([tp]) == {tp: 8}
+
+
+def test_emptied_buffers_put_partitions_back_on_the_fetch_list(consumer: GuardedConsumer) -> None:
+    tp = TPS[0]
+    consumer.app.in_recovery = False
+    consumer.on_buffer_full(tp)  # faust: the stream's buffer is full, stop fetching
+    assert tp not in consumer._get_active_partitions()
+    consumer.app.flow_control.resume()  # empties every buffer: no drop callback ever comes
+    assert tp in consumer._get_active_partitions()
+    assert tp not in consumer._buffered_partitions
+
+
+def test_a_paused_partition_stays_off_the_fetch_list(consumer: GuardedConsumer) -> None:
+    tp = TPS[1]
+    consumer.on_buffer_full(tp)
+    consumer.pause_partitions([tp])
+    consumer.buffers_cleared()
+    assert tp not in consumer._get_active_partitions()
+
+
+def _rounds(consumer: GuardedConsumer, n: int) -> list[Any]:
+    found: list[Any] = []
+    for _ in range(n):
+        found = consumer.stranded()
+    return found
+
+
+def test_the_watchdog_refetches_a_record_delivered_but_never_taken(
+    consumer: GuardedConsumer,
+) -> None:
+    tp = TPS[0]
+    consumer._committed_offset[tp] = 20
+    consumer._next[tp] = (3, 26)  # 20-25 delivered in this generation; 20 was never taken
+    seeks: list[tuple[TP, int]] = []
+    consumer._thread.seek = lambda partition, offset: seeks.append((partition, offset))  # type: ignore[method-assign]
+    assert _rounds(consumer, consumer.IDLE_ROUNDS - 1) == []  # a slow buffer is not a loss
+    found = consumer.stranded()
+    assert found == [(tp, 20, "dropped")]
+    asyncio.run(consumer.reread(*found[0]))
+    assert seeks == [(tp, 20)]
+    assert consumer._next_of(tp) == 20  # nothing after it is delivered before it
+
+
+def test_the_watchdog_leaves_processed_and_in_flight_records_alone(
+    consumer: GuardedConsumer,
+) -> None:
+    first, second = TPS
+    consumer._committed_offset[first] = 20
+    consumer._next[first] = (3, 26)
+    held = _take(consumer, _message(first, 20))  # in an agent (which keeps a reference)
+    consumer._committed_offset[second] = 30
+    consumer._next[second] = (3, 31)
+    consumer._acked_index[second].add(30)  # processed, commit pending
+    assert _rounds(consumer, consumer.IDLE_ROUNDS + 1) == []
+    assert held in consumer._unacked_messages
+
+
+def test_the_watchdog_finds_a_partition_faust_stopped_fetching(consumer: GuardedConsumer) -> None:
+    tp = TPS[1]
+    consumer._committed_offset[tp] = 40
+    consumer._get_active_partitions().discard(tp)  # off the list, not paused
+    assert _rounds(consumer, consumer.STALL_ROUNDS)[-1:] == [(tp, 40, "off the fetch list")]
+
+
+def test_the_watchdog_waits_while_rebalancing(consumer: GuardedConsumer) -> None:
+    tp = TPS[0]
+    consumer._committed_offset[tp] = 20
+    consumer._next[tp] = (3, 26)
+    consumer.app.rebalancing = True
+    assert _rounds(consumer, consumer.IDLE_ROUNDS + 2) == []
+
+
+def test_emptied_buffers_are_fetched_again_from_the_first_record_not_taken(
+    consumer: GuardedConsumer,
+) -> None:
+    tp = TPS[0]
+    consumer._committed_offset[tp] = 50
+    consumer._first_delivered[tp] = 50
+    consumer._next[tp] = (3, 60)  # 50-59 delivered
+    for offset in (50, 51):
+        consumer.ack(_take(consumer, _message(tp, offset)))
+    held = _take(consumer, _message(tp, 52))  # taken, in flight; 53-59 still in a buffer
+    seeks: list[tuple[TP, int]] = []
+    consumer._thread.seek = lambda partition, offset: seeks.append((partition, offset))  # type: ignore[method-assign]
+    consumer.app.flow_control.resume()  # faust empties every stream buffer
+    assert seeks == [(tp, 53)]
+    assert consumer._next_of(tp) == 53
+    assert held.offset == 52
+
+
+def test_offsets_absent_from_the_log_are_accepted_after_three_fetches(
+    consumer: GuardedConsumer,
+) -> None:
+    """A gap that fetching again does not fill (transaction markers) must not loop forever."""
+    tp = TPS[1]
+    assert not consumer._absent(tp, 70, 72)
+    assert not consumer._absent(tp, 70, 72)
+    assert consumer._absent(tp, 70, 72)
+    assert {70, 71} <= consumer._acked_index[tp]
+    assert not consumer._absent(tp, 80, 81)  # a new gap starts counting again
+
+
+def test_a_record_one_of_two_agents_took_is_delivered_again_when_the_other_lost_it(
+    consumer: GuardedConsumer, app: faust.App,
+) -> None:
+    """sms.sent feeds two agents: taken by one and emptied from the other's buffer, a record
+    is fetched again (both agents get the new copy) and the half-taken copy stops holding the
+    in-flight cap."""
+    tp = TPS[1]
+    app.topics._tp_index[tp] = {object(), object()}  # type: ignore[attr-defined]
+    try:
+        consumer._committed_offset[tp] = 90
+        consumer._first_delivered[tp] = 90
+        consumer._next[tp] = (3, 93)
+        consumer.ack(_take(consumer, _message(tp, 90)))
+        half = _take(consumer, _message(tp, 91))  # one agent has it; the other's copy is lost
+        seeks: list[tuple[TP, int]] = []
+        consumer._thread.seek = lambda partition, offset: seeks.append((partition, offset))  # type: ignore[method-assign]
+        consumer.app.flow_control.resume()
+        assert seeks == [(tp, 91)]
+        assert half not in consumer._unacked_messages
+    finally:
+        del app.topics._tp_index[tp]  # type: ignore[attr-defined]
+
+
+def test_faust_still_has_the_consumer_attributes_the_patch_uses(
+    consumer: GuardedConsumer,
+) -> None:
+    missing = [name for name in CONSUMER_ATTRIBUTES if not hasattr(consumer, name)]
+    assert not missing, f"faust's consumer lost {missing}: re-read guarded_consumer.py"
+    assert isinstance(consumer.app.topics._tp_index, dict)  # type: ignore[attr-defined]
