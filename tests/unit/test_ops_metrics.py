@@ -190,4 +190,7 @@ def test_metrics_server_serves_and_survives_a_taken_port() -> None:
     finally:
         server.shutdown()
     with socket.socket() as again:  # the port is released, not held until the process exits
+        # SO_REUSEADDR: the scrape's connection may linger in TIME_WAIT; a listener still
+        # bound to the port refuses the bind all the same (Linux).
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", free))
