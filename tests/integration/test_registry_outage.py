@@ -26,22 +26,12 @@ def registry_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch
     wire.reset_cache()
 
 
-@pytest.fixture
-def shared_registry_url() -> str:
-    """The running registry named by the environment. (The ``schema_registry_url`` fixture
-    would try to start the repo's own registry, which collides with a shared one.)"""
-    url = wire.registry_url()
-    if url is None:
-        pytest.skip(f"{wire.ENV_URL} is not set")
-    return url
-
-
 def test_config_reader_waits_out_an_unreachable_registry(
-    kafka_bootstrap: str, shared_registry_url: str, topic_factory: TopicFactory,
+    kafka_bootstrap: str, schema_registry_url: str, topic_factory: TopicFactory,
     registry_env: pytest.MonkeyPatch,
 ) -> None:
     topic = topic_factory(partitions=1)
-    registry_env.setenv(wire.ENV_URL, shared_registry_url)
+    registry_env.setenv(wire.ENV_URL, schema_registry_url)
     record = model_sample("ConfigRecord")
     assert isinstance(record, ConfigRecord)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
@@ -59,7 +49,7 @@ def test_config_reader_waits_out_an_unreachable_registry(
     reader.join(3.0)
     assert reader.is_alive() and not result  # waiting, not "record absent"
 
-    registry_env.setenv(wire.ENV_URL, shared_registry_url)  # the registry is back
+    registry_env.setenv(wire.ENV_URL, schema_registry_url)  # the registry is back
     deadline = time.monotonic() + 60
     while reader.is_alive() and time.monotonic() < deadline:
         reader.join(0.5)
