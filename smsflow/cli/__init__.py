@@ -22,7 +22,7 @@ from connectors.sender import cli as sender_cli
 from connectors.smsc_sim import cli as smsc_sim_cli
 from connectors.webhooks import cli as webhooks_cli
 from smsflow import topics
-from smsflow.cli import dlr, routes, worker
+from smsflow.cli import capacity, dlr, routes, worker
 from smsflow.config import cli as config_cli
 from smsflow.devstack import broker, demo, schema_registry
 
@@ -42,6 +42,7 @@ _COMMAND_MODULES: tuple[ModuleType, ...] = (
     demo,
     dlr,
     routes,
+    capacity,
     api_cli,
     tenants_cli,
 )
