@@ -30,7 +30,9 @@ TRAFFIC = (
 )
 
 
-def _report(hour_offset: int, tenant: str, operator: str, parts: int, minute: int) -> DeliveryReport:
+def _report(
+    hour_offset: int, tenant: str, operator: str, parts: int, minute: int,
+) -> DeliveryReport:
     submitted = HOUR + timedelta(hours=hour_offset, minutes=minute % 60)
     return DeliveryReport(
         message_id=uuid.uuid4().hex, tenant_id=tenant, route_id=f"{operator}-direct",
