@@ -36,7 +36,7 @@ from smsflow.domain.capacity import (
     analyse,
     plan_capacity,
 )
-from smsflow.domain.capacity.patterns import SECONDS_PER_HOUR, WEEKDAYS
+from smsflow.domain.capacity.patterns import SECONDS_PER_HOUR, WEEKDAYS, Share
 from smsflow.settings import load_settings
 from smsflow.topics import DLR, topic_name
 
@@ -76,9 +76,11 @@ def patterns_json(patterns: VolumePatterns) -> dict[str, Any]:
     }
 
 
-def _share_json(share: Any) -> dict[str, Any]:
+def _share_json(share: Share) -> dict[str, Any]:
     return {"id": share.name, "parts": share.parts, "share": round(share.share, 4),
-            "peak_parts_per_s": round(share.peak_parts_per_s, 3)}
+            "peak_hour": share.peak_hour.isoformat(),
+            "peak_parts_per_s": round(share.peak_parts_per_s, 3),
+            "weekly_parts_per_s": [_rate(parts) for parts in share.weekly_parts]}
 
 
 def _figure_json(figure: PlannedFigure) -> dict[str, Any]:
@@ -148,10 +150,10 @@ def _print_report(patterns: VolumePatterns) -> None:
               f"{seen.peak.parts_per_s:.2f} parts/s at {seen.peak.hour:%Y-%m-%d %H:00}, "
               f"{seen.uplift:.2f}x the everyday peak")
     for title, shares in (("tenant", patterns.tenants), ("operator", patterns.operators)):
-        print(f"{title:<10} {'parts':>12} {'share':>7} {'peak parts/s':>13}")
+        print(f"{title:<12} {'parts':>12} {'share':>7} {'peak parts/s':>13}  peak hour (UTC)")
         for share in shares:
-            print(f"{share.name:<10} {share.parts:>12} {share.share:>7.1%} "
-                  f"{share.peak_parts_per_s:>13.2f}")
+            print(f"{share.name:<12} {share.parts:>12} {share.share:>7.1%} "
+                  f"{share.peak_parts_per_s:>13.2f}  {share.peak_hour:%a %Y-%m-%d %H:00}")
 
 
 def _print_figure(prefix: str, figure: PlannedFigure) -> None:

@@ -67,8 +67,10 @@ def test_report_counts_the_topic(
     # Monday 10:00 UTC is hour-of-week 10.
     assert report["weekly_parts_per_s"][10] == round(110 / 3600, 3)
     assert {t["id"]: t["parts"] for t in report["tenants"]} == {"acme": 80, "globex": 80}
-    assert {o["id"]: o["peak_parts_per_s"] for o in report["operators"]} == {
-        "gb-ee": round(50 / 3600, 3), "de-tmobile": round(60 / 3600, 3),
+    # Each operator's own busiest hour: both in hour 1 (50 and 20 x 3 parts).
+    assert {o["id"]: (o["peak_hour"], o["peak_parts_per_s"]) for o in report["operators"]} == {
+        "gb-ee": (report["peak"]["hour"], round(50 / 3600, 3)),
+        "de-tmobile": (report["peak"]["hour"], round(60 / 3600, 3)),
     }
     groups = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_consumer_groups(
         request_timeout=10).result()

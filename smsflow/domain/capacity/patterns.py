@@ -82,10 +82,16 @@ class EventObservation:
 
 @dataclass(frozen=True)
 class Share:
+    """One tenant's or operator's part of the traffic, and its own pattern."""
+
     name: str
     parts: int
     share: float
+    #: Its busiest hour outside known events.
+    peak_hour: datetime
     peak_parts_per_s: float
+    #: Mean parts per hour by hour of the week, event hours left out (as the platform's).
+    weekly_parts: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -146,21 +152,33 @@ def _busiest(totals: Sequence[HourTotal]) -> Peak:
 
 
 def _shares(
-    counts: Sequence[HourlyCount], key: str, total_parts: int,
+    counts: Sequence[HourlyCount], key: str, total_parts: int, everyday: Sequence[HourTotal],
 ) -> tuple[Share, ...]:
+    """Per tenant or operator: share of all parts, busiest everyday hour, weekly profile."""
     by_name = parts_by(counts, key=key)
-    peaks: dict[tuple[str, datetime], int] = {}
+    hourly: dict[str, dict[datetime, int]] = {}
     for count in counts:
         name = count.tenant_id if key == "tenant" else count.operator_id
-        peaks[name, count.hour] = peaks.get((name, count.hour), 0) + count.parts
-    peak_of: dict[str, int] = {}
-    for (name, _hour), parts in peaks.items():
-        peak_of[name] = max(peak_of.get(name, 0), parts)
-    return tuple(
-        Share(name, parts, parts / total_parts if total_parts else 0.0,
-              peak_of[name] / SECONDS_PER_HOUR)
-        for name, parts in sorted(by_name.items(), key=lambda item: (-item[1], item[0]))
-    )
+        hours = hourly.setdefault(name, {})
+        hours[count.hour] = hours.get(count.hour, 0) + count.parts
+    slot_n = [0] * HOURS_PER_WEEK
+    for total in everyday:
+        slot_n[hour_of_week(total.hour)] += 1
+    shares: list[Share] = []
+    for name, parts in sorted(by_name.items(), key=lambda item: (-item[1], item[0])):
+        hours = hourly[name]
+        slot_sum = [0.0] * HOURS_PER_WEEK
+        peak_hour, peak_parts = everyday[0].hour, -1
+        for total in everyday:
+            value = hours.get(total.hour, 0)
+            slot_sum[hour_of_week(total.hour)] += value
+            if value > peak_parts:
+                peak_hour, peak_parts = total.hour, value
+        shares.append(Share(
+            name, parts, parts / total_parts if total_parts else 0.0, peak_hour,
+            peak_parts / SECONDS_PER_HOUR, _means(slot_sum, slot_n),
+        ))
+    return tuple(shares)
 
 
 def analyse(counts: Sequence[HourlyCount], events: Sequence[KnownEvent] = ()) -> VolumePatterns:
@@ -189,6 +207,6 @@ def analyse(counts: Sequence[HourlyCount], events: Sequence[KnownEvent] = ()) ->
         weekday_parts=weekday,
         peak=peak,
         events=tuple(observations),
-        tenants=_shares(counts, "tenant", total_parts),
-        operators=_shares(counts, "operator", total_parts),
+        tenants=_shares(counts, "tenant", total_parts, everyday),
+        operators=_shares(counts, "operator", total_parts, everyday),
     )

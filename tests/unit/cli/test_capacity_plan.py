@@ -125,10 +125,13 @@ def test_plan_matches_the_hand_computation(
     assert [t["id"] for t in report["tenants"]] == ["acme", "globex"]
     # acme: 3/4 of messages at 1 part = 0.75 / 1.25 = 60 % of parts.
     assert report["tenants"][0]["share"] == 0.6
-    assert report["operators"][0] == {
-        "id": "gb-ee", "parts": report["total_parts"] * 3 // 5, "share": 0.6,
-        "peak_parts_per_s": 2000.0 * 3 / 5,
-    }
+    # gb-ee: 3/5 of everything; its everyday peak 3/5 x 500 = 300 parts/s (Black Friday left
+    # out), its Saturday 12:00 3/5 x 250 = 150.
+    gb_ee = report["operators"][0]
+    assert (gb_ee["id"], gb_ee["parts"], gb_ee["share"]) == (
+        "gb-ee", report["total_parts"] * 3 // 5, 0.6)
+    assert (gb_ee["peak_hour"], gb_ee["peak_parts_per_s"]) == ("2026-10-05T12:00:00+00:00", 300.0)
+    assert gb_ee["weekly_parts_per_s"][5 * 24 + 12] == 150.0
 
     # Plan: 2 x peak x 1.25 = 1,000 msg/s and 1,250 parts/s.
     assert plan["planned_msgs_per_s"] == 1000.0
