@@ -23,6 +23,7 @@ from smsflow.cli.capacity_sources import (
     read_history_csv,
     read_history_from_topic,
     smsc_links,
+    write_history_csv,
 )
 from smsflow.config.store import ConfigError, load_yaml
 from smsflow.domain.capacity import (
@@ -188,10 +189,14 @@ def _load_inputs(args: argparse.Namespace) -> tuple[VolumePatterns, list[Any], i
     settings = load_settings()
     events = read_events_csv(args.events) if args.events else []
     if args.history:
+        if args.save_history:
+            raise HistoryError("--save-history saves what --from-topics read, not --history")
         counts = read_history_csv(args.history)
     else:
         topic = args.topic or topic_name(settings, DLR)
         counts = read_history_from_topic(settings.kafka_bootstrap, topic)
+        if args.save_history:
+            write_history_csv(args.save_history, counts)
     return analyse(counts, events), events, settings.partitions
 
 
@@ -238,6 +243,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--history", type=Path, metavar="FILE.csv",
                         help="hour,tenant_id,operator_id,messages,parts (hour ISO 8601 UTC)")
     parser.add_argument("--topic", help="read this topic instead of <prefix>sms.dlr")
+    parser.add_argument("--save-history", type=Path, metavar="FILE.csv",
+                        help="with --from-topics: also write the hourly counts read, for --history")
     parser.add_argument("--events", type=Path, metavar="FILE.csv",
                         help="known events: name,start,end[,expected_multiplier]")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,

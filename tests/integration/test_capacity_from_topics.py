@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
@@ -45,7 +46,7 @@ def _report(
 
 def test_report_counts_the_topic(
     kafka_bootstrap: str, topic_factory: TopicFactory, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("SMSFLOW_KAFKA_BOOTSTRAP", kafka_bootstrap)
     topic = topic_factory(partitions=3)
@@ -56,8 +57,13 @@ def test_report_counts_the_topic(
             producer.produce(topic, key=report.tenant_id.encode(), value=report.to_avro(topic))
     assert producer.flush(30) == 0
 
-    assert main(["capacity", "report", "--json", "--from-topics", "--topic", topic]) == 0
+    saved = tmp_path / "history.csv"
+    assert main(["capacity", "report", "--json", "--from-topics", "--topic", topic,
+                 "--save-history", str(saved)]) == 0
     report = json.loads(capsys.readouterr().out)["report"]
+    # The saved history gives the same report without Kafka.
+    assert main(["capacity", "report", "--json", "--history", str(saved)]) == 0
+    assert json.loads(capsys.readouterr().out)["report"] == report
 
     # Hour 1 is the peak: 50 x 1 + 20 x 3 = 110 parts, 70 messages.
     assert report["peak"]["hour"] == (HOUR + timedelta(hours=1)).isoformat()
