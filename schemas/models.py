@@ -158,6 +158,26 @@ class ReceiptEvent(AvroModel):
     bind: str
 
 
+class InboundKeyword(StrEnum):
+    OPT_OUT = "OPT_OUT"
+    OPT_IN = "OPT_IN"
+    NONE = "NONE"
+
+
+class InboundMessage(AvroModel):
+    inbound_id: str
+    tenant_id: str | None = None
+    source: str
+    destination: str
+    text: str
+    data_coding: int
+    keyword: InboundKeyword
+    reason: str | None = None
+    smsc_id: str
+    bind: str
+    received_at: datetime
+
+
 class PartOutcome(AvroModel):
     sent: SubmitOutcome
     status: DeliveryStatus
@@ -221,6 +241,7 @@ ALL_MODELS: tuple[type[AvroModel], ...] = (
     RoutedMessage,
     SubmitOutcome,
     ReceiptEvent,
+    InboundMessage,
     PartOutcome,
     DeliveryReport,
     Rejection,

@@ -58,6 +58,7 @@ TRACKING_DELTAS = "sms.tracking-deltas"
 DEFERRED = "sms.deferred"
 API_KEYS = "sms.api-keys"
 API_IDEMPOTENCY = "sms.api-idempotency"
+INBOUND = "sms.inbound"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SUBMITTED, "tenant_id", "SubmitRequest", "Messages accepted from tenants."),
@@ -72,6 +73,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         REJECTED, "tenant_id", "Rejection", "Rejected and undecodable records (dead letters).",
+        retention_ms=30 * DAY_MS,
+    ),
+    TopicSpec(
+        INBOUND, "tenant_id (unresolved:<destination>)", "InboundMessage",
+        "Mobile-originated messages from subscribers to tenants' numbers (incl. STOP/START).",
         retention_ms=30 * DAY_MS,
     ),
     TopicSpec(
