@@ -36,6 +36,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from pydantic import ValidationError
 
 from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
+from connectors.sender.inbound import InboundClassifier
 from connectors.sender.offsets import OffsetTracker
 from connectors.sender.retry import RetryKind, RetryPolicy
 from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
@@ -66,7 +67,16 @@ from smsflow.domain.receipts import IdFormat, ReceiptError, normalize_message_id
 from smsflow.domain.smpp_status import ESME_ROK, ESME_RX_T_APPN, StatusCategory, status_name
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, DLR_RAW, REJECTED, ROUTED, SENT, THROTTLED, topic_name
+from smsflow.topics import (
+    CONFIG,
+    DLR_RAW,
+    INBOUND,
+    REJECTED,
+    ROUTED,
+    SENT,
+    THROTTLED,
+    topic_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +143,8 @@ class SenderService:
         self._throttled = topic_name(settings, THROTTLED)
         self._sent = topic_name(settings, SENT)
         self._receipts = topic_name(settings, DLR_RAW)
+        self._inbound_topic = topic_name(settings, INBOUND)
+        self._inbound = InboundClassifier(config)
         self._rejected = topic_name(settings, REJECTED)
         self._consumer = Consumer(
             {
@@ -174,7 +186,7 @@ class SenderService:
         #: stop(): how long to let in-flight records finish before closing (then replayed).
         self.drain_timeout_s = 15.0
         self.stats = {"messages": 0, "parts_accepted": 0, "parts_failed": 0, "retries": 0,
-                      "receipts": 0, "rejected": 0, "failovers": 0, "pauses": 0}
+                      "receipts": 0, "inbound": 0, "rejected": 0, "failovers": 0, "pauses": 0}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -185,6 +197,7 @@ class SenderService:
             return
         self._config_read_at = time.monotonic()
         config = read_config(self._settings.kafka_bootstrap, topic_name(self._settings, CONFIG))
+        self._inbound = InboundClassifier(config)
         self._engine = route_engine.with_config(
             self._engine, route_engine.build_catalogue(config), time.time()
         )
@@ -635,10 +648,7 @@ class SenderService:
         so the SMSC delivers it again (at-least-once; the tracker deduplicates receipts)."""
         smsc = self._smsc_of_bind[inbound.bind_name]
         if not inbound.is_receipt:
-            # Mobile-originated messages are not part of this platform yet; make them visible.
-            log.warning("ignoring MO message on %s from %s", inbound.bind_name,
-                        inbound.source_addr)
-            ack(ESME_ROK)
+            self._publish_inbound(inbound, smsc.id, ack)
             return
         now = _now()
         try:
@@ -664,6 +674,14 @@ class SenderService:
             _encode(self._receipt_codec, event, self._receipts),
             self._ack_when_stored(ack, f"receipt {receipt.smsc_message_id}", inbound.bind_name),
         )
+
+    def _publish_inbound(self, inbound: InboundDeliver, smsc_id: str, ack: AckFunction) -> None:
+        """An MO message to ``sms.inbound``; acked to the SMSC only once Kafka stored it."""
+        key, message = self._inbound.event(inbound, smsc_id, _now())
+        self.stats["inbound"] += 1
+        self._produce(self._inbound_topic, key, message.to_avro(self._inbound_topic),
+                      self._ack_when_stored(ack, f"MO from {inbound.source_addr}",
+                                            inbound.bind_name))
 
     @staticmethod
     def _ack_when_stored(

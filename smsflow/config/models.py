@@ -77,6 +77,23 @@ class Webhook(_Frozen):
         return url
 
 
+class Inbound(_Frozen):
+    """A tenant's inbound (MO) numbers and opt-out keywords (docs/configuration.md#inbound).
+
+    Keyword lists replace the defaults of ``smsflow/domain/inbound.py`` when given; matching is
+    on the whole message, case- and whitespace-insensitive."""
+
+    numbers: tuple[str, ...] = Field(
+        default=(), description="Short codes, long numbers and sender ids subscribers reply to."
+    )
+    opt_out_keywords: tuple[str, ...] | None = Field(
+        default=None, description="Default STOP, UNSUBSCRIBE, STOPALL, CANCEL, END, QUIT, OPTOUT."
+    )
+    opt_in_keywords: tuple[str, ...] | None = Field(
+        default=None, description="Default START, UNSTOP, SUBSCRIBE, OPTIN."
+    )
+
+
 class Tenant(_Frozen):
     id: str = _ID
     name: str
@@ -103,6 +120,9 @@ class Tenant(_Frozen):
     )
     webhook: Webhook | None = Field(
         default=None, description="If set, delivery reports are POSTed there (webhooks)."
+    )
+    inbound: Inbound = Field(
+        default_factory=Inbound, description="MO numbers and opt-out keywords."
     )
 
 
