@@ -39,6 +39,7 @@ from .config import (
     SimulatorConfig,
     load_config,
 )
+from .mobile_originated import mo_deliver_sm_body
 
 __all__ = ["SimStats", "SimulatorThread", "SmscSimulator"]
 
@@ -836,6 +837,13 @@ class SmscSimulator:
             )
         )
 
+    def originate(self, system_id: str, source: str, destination: str, text: str) -> None:
+        """Inject an MO message to ``system_id``'s receiver binds (queued like a receipt;
+        counted in the receipt counters). Raises ``KeyError`` for an unknown account."""
+        account = self._accounts[system_id.encode("latin-1")]
+        body = mo_deliver_sm_body(source, destination, text)
+        self._fire_receipts([_Receipt(account, body, None)])
+
     def _fire_receipts(self, items: list[_Receipt]) -> None:
         touched: set[_Account] = set()
         for receipt in items:
@@ -1008,6 +1016,10 @@ class SimulatorThread:
 
     def set_profile(self, name: str, **changes: Any) -> ProfileConfig:
         return self.call(self.sim.set_profile, name, **changes)
+
+    def originate(self, system_id: str, source: str, destination: str, text: str) -> None:
+        """See :meth:`SmscSimulator.originate`."""
+        self.call(self.sim.originate, system_id, source, destination, text)
 
     @property
     def stats(self) -> SimStats:
