@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from smsflow.domain.inbound import KeywordLists, build_number_index
+
 
 class Tier(StrEnum):
     PREMIUM = "premium"
@@ -92,6 +94,12 @@ class Inbound(_Frozen):
     opt_in_keywords: tuple[str, ...] | None = Field(
         default=None, description="Default START, UNSTOP, SUBSCRIBE, OPTIN."
     )
+
+
+    @model_validator(mode="after")
+    def _keywords_valid(self) -> Inbound:
+        KeywordLists.of(self.opt_out_keywords, self.opt_in_keywords)  # raises on overlap/blank
+        return self
 
 
 class Tenant(_Frozen):
@@ -314,6 +322,8 @@ class PlatformConfig(_Frozen):
                     raise ValueError(
                         f"prefix {prefix} is claimed by operators {other!r} and {operator.id!r}"
                     )
+        # An MO to an address two tenants list could not be attributed (domain/inbound.py).
+        build_number_index({t.id: t.inbound.numbers for t in self.tenants})
         smsc_ids = {s.id for s in self.smscs}
         operator_ids = {o.id for o in self.operators}
         for route in self.routes:

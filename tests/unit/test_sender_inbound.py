@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pydantic
+import pytest
+
 from connectors.sender.inbound import InboundClassifier, decode_text
 from connectors.smpp.models import InboundDeliver
 from schemas.models import InboundKeyword, InboundMessage
@@ -54,3 +57,16 @@ def test_unknown_destination_is_published_with_a_reason() -> None:
 
 def test_ucs2_text_is_decoded() -> None:
     assert decode_text("ARRÊT".encode("utf-16-be"), 0x08) == "ARRÊT"
+
+
+def test_config_check_refuses_a_number_two_tenants_list_and_overlapping_keywords() -> None:
+    with pytest.raises(pydantic.ValidationError, match="belongs to both"):
+        PlatformConfig.model_validate({"tenants": [
+            {"id": "a", "name": "A", "rate_limit_pps": 1, "inbound": {"numbers": ["60001"]}},
+            {"id": "b", "name": "B", "rate_limit_pps": 1, "inbound": {"numbers": ["60001"]}},
+        ]})
+    with pytest.raises(pydantic.ValidationError, match="both opt out and opt in"):
+        PlatformConfig.model_validate({"tenants": [
+            {"id": "a", "name": "A", "rate_limit_pps": 1,
+             "inbound": {"opt_out_keywords": ["go"], "opt_in_keywords": ["GO"]}},
+        ]})
