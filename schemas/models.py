@@ -20,15 +20,16 @@ from schemas.wire import WireCodec, wire_codec
 # The domain owns these enums; the contracts use them as they are (their values are the Avro
 # symbols), so no layer converts one copy into another with ``.value``.
 from smsflow.domain.encoding import TextEncoding
+from smsflow.domain.inbound import InboundKeyword
 from smsflow.domain.receipts import DeliveryStatus, ReceiptState
 from smsflow.domain.route_state import RouteState
 from smsflow.domain.traffic import MessageType
 
 __all__ = [
     "ALL_MODELS", "AvroModel", "ConfigKind", "ConfigRecord", "DeliveryReport", "DeliveryStatus",
-    "MessageType", "PartOutcome", "ReceiptEvent", "ReceiptState", "Rejection", "RouteHealth",
-    "RouteState", "RoutedMessage", "SubmitOutcome", "SubmitRequest", "SubmitStatus",
-    "TextEncoding",
+    "InboundKeyword", "InboundMessage", "MessageType", "PartOutcome", "ReceiptEvent",
+    "ReceiptState", "Rejection", "RouteHealth", "RouteState", "RoutedMessage", "SubmitOutcome",
+    "SubmitRequest", "SubmitStatus", "TextEncoding",
 ]
 
 
@@ -135,6 +136,20 @@ class ReceiptEvent(AvroModel):
     bind: str
 
 
+class InboundMessage(AvroModel):
+    inbound_id: str
+    tenant_id: str | None = None
+    source: str
+    destination: str
+    text: str
+    data_coding: int
+    keyword: InboundKeyword
+    reason: str | None = None
+    smsc_id: str
+    bind: str
+    received_at: datetime
+
+
 class PartOutcome(AvroModel):
     sent: SubmitOutcome
     status: DeliveryStatus
@@ -198,6 +213,7 @@ ALL_MODELS: tuple[type[AvroModel], ...] = (
     RoutedMessage,
     SubmitOutcome,
     ReceiptEvent,
+    InboundMessage,
     PartOutcome,
     DeliveryReport,
     Rejection,

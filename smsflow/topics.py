@@ -59,6 +59,7 @@ DEFERRED = "sms.deferred"
 API_KEYS = "sms.api-keys"
 API_IDEMPOTENCY = "sms.api-idempotency"
 SENDER_LEDGER = "sms.sender.ledger"
+INBOUND = "sms.inbound"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SUBMITTED, "tenant_id", "SubmitRequest", "Messages accepted from tenants."),
@@ -73,6 +74,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         REJECTED, "tenant_id", "Rejection", "Rejected and undecodable records (dead letters).",
+        retention_ms=30 * DAY_MS,
+    ),
+    TopicSpec(
+        INBOUND, "tenant_id (unresolved:<destination>)", "InboundMessage",
+        "Mobile-originated messages from subscribers to tenants' numbers (incl. STOP/START).",
         retention_ms=30 * DAY_MS,
     ),
     TopicSpec(

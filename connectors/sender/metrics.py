@@ -135,6 +135,7 @@ _SERVICE_COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("parts_failed", "smsflow_sender_parts_failed", "Parts that ended FAILED."),
     ("retries", "smsflow_sender_retries", "Messages scheduled for another attempt."),
     ("receipts", "smsflow_sender_receipts", "Delivery receipts written to sms.dlr.raw."),
+    ("inbound", "smsflow_sender_inbound", "MO messages written to sms.inbound."),
     ("rejected", "smsflow_sender_rejected", "Records sent to sms.rejected by the sender."),
     ("failovers", "smsflow_sender_failovers", "Messages sent back to sms.routed on another route."),
     ("pauses", "smsflow_sender_pauses", "Times the consumer paused for back-pressure."),

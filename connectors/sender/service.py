@@ -38,18 +38,16 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
+from connectors.sender.deliver_ack import ack_when_stored
 from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
+from connectors.sender.inbound import InboundClassifier
 from connectors.sender.ledger import IN_DOUBT_HEADER, PartAction
 from connectors.sender.ledger_store import SubmitLedger
 from connectors.sender.metrics import BindView, SenderCollector, SenderMetrics
 from connectors.sender.offsets import OffsetTracker
 from connectors.sender.retry import RetryKind, SubmitRetryPolicy
 from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
-from connectors.smpp.models import (
-    InboundDeliver,
-    SmppClientConfig,
-    SubmitResult,
-)
+from connectors.smpp.models import InboundDeliver, SmppClientConfig, SubmitResult
 from schemas.codec import AvroCodec, DecodeError
 from schemas.models import (
     AvroModel,
@@ -68,12 +66,13 @@ from smsflow.config.secrets import resolve
 from smsflow.domain import route_engine
 from smsflow.domain.encoding import SegmentPlan, plan_segments
 from smsflow.domain.receipts import IdFormat, ReceiptError, normalize_message_id
-from smsflow.domain.smpp_status import ESME_ROK, ESME_RX_T_APPN, StatusCategory, status_name
+from smsflow.domain.smpp_status import StatusCategory, status_name
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
 from smsflow.topics import (
     CONFIG,
     DLR_RAW,
+    INBOUND,
     REJECTED,
     ROUTED,
     SENDER_LEDGER,
@@ -162,6 +161,8 @@ class SenderService:
         self._throttled = topic_name(settings, THROTTLED)
         self._sent = topic_name(settings, SENT)
         self._receipts = topic_name(settings, DLR_RAW)
+        self._inbound_topic = topic_name(settings, INBOUND)
+        self._inbound = InboundClassifier(config)
         self._rejected = topic_name(settings, REJECTED)
         self._consumer = Consumer(
             {
@@ -205,7 +206,7 @@ class SenderService:
         #: stop(): how long to let in-flight records finish before closing (then replayed).
         self.drain_timeout_s = 15.0
         self.stats = {"messages": 0, "parts_accepted": 0, "parts_failed": 0, "retries": 0,
-                      "receipts": 0, "rejected": 0, "failovers": 0, "pauses": 0,
+                      "receipts": 0, "inbound": 0, "rejected": 0, "failovers": 0, "pauses": 0,
                       "parts_skipped": 0, "in_doubt_resubmits": 0}
         self.metrics.registry.register(SenderCollector(
             binds=self.bind_views, queued_parts=self.queued_parts_by_smsc,
@@ -220,6 +221,7 @@ class SenderService:
             return
         self._config_read_at = time.monotonic()
         config = read_config(self._settings.kafka_bootstrap, topic_name(self._settings, CONFIG))
+        self._inbound = InboundClassifier(config)
         self._engine = route_engine.with_config(
             self._engine, route_engine.build_catalogue(config), time.time()
         )
@@ -759,10 +761,7 @@ class SenderService:
         so the SMSC delivers it again (at-least-once; the tracker deduplicates receipts)."""
         smsc = self._smsc_of_bind[inbound.bind_name]
         if not inbound.is_receipt:
-            # Mobile-originated messages are not part of this platform yet; make them visible.
-            log.warning("ignoring MO message on %s from %s", inbound.bind_name,
-                        inbound.source_addr)
-            ack(ESME_ROK)
+            self._publish_inbound(inbound, smsc.id, ack)
             return
         now = _now()
         try:
@@ -775,7 +774,7 @@ class SenderService:
                 original=inbound.short_message, rejected_at=now,
             )
             self._produce(self._rejected, None, rejection.to_avro(self._rejected),
-                          self._ack_when_stored(ack, "rejected receipt", inbound.bind_name))
+                          ack_when_stored(ack, "rejected receipt", inbound.bind_name))
             return
         event = ReceiptEvent(
             smsc_id=smsc.id, smsc_message_id=receipt.smsc_message_id,
@@ -787,19 +786,12 @@ class SenderService:
         self._produce(
             self._receipts, f"{smsc.id}:{receipt.smsc_message_id}",
             _encode(self._receipt_codec, event, self._receipts),
-            self._ack_when_stored(ack, f"receipt {receipt.smsc_message_id}", inbound.bind_name),
+            ack_when_stored(ack, f"receipt {receipt.smsc_message_id}", inbound.bind_name),
         )
 
-    @staticmethod
-    def _ack_when_stored(
-        ack: AckFunction, what: str, bind: str
-    ) -> Callable[[KafkaError | None, Message], None]:
-        def on_delivery(error: KafkaError | None, _msg: Message) -> None:
-            if error is None:
-                ack(ESME_ROK)
-            else:
-                log.error("%s from %s not stored; asking the SMSC to resend it: %s",
-                          what, bind, error)
-                ack(ESME_RX_T_APPN)
-
-        return on_delivery
+    def _publish_inbound(self, inbound: InboundDeliver, smsc_id: str, ack: AckFunction) -> None:
+        """An MO message to ``sms.inbound``; acked to the SMSC only once Kafka stored it."""
+        key, message = self._inbound.event(inbound, smsc_id, _now())
+        self.stats["inbound"] += 1
+        self._produce(self._inbound_topic, key, message.to_avro(self._inbound_topic),
+                      ack_when_stored(ack, f"MO from {inbound.source_addr}", inbound.bind_name))

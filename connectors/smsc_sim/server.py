@@ -51,6 +51,7 @@ from .config import (
     ProfileConfig,
     load_config,
 )
+from .mobile_originated import mo_deliver_sm_body
 
 __all__ = ["SimStats", "SmscSimulator"]
 
@@ -470,6 +471,13 @@ class SmscSimulator:
                 bytes((len(sm),)), sm, tlvs,
             )
         )
+
+    def originate(self, system_id: str, source: str, destination: str, text: str) -> None:
+        """Inject an MO message to ``system_id``'s receiver binds (queued like a receipt;
+        counted in the receipt counters). Raises ``KeyError`` for an unknown account."""
+        account = self._accounts[system_id.encode("latin-1")]
+        body = mo_deliver_sm_body(source, destination, text)
+        self._fire_receipts([_Receipt(account, body, None)])
 
     def _fire_receipts(self, items: list[_Receipt]) -> None:
         touched: set[_Account] = set()

@@ -138,6 +138,10 @@ class SimulatorThread:
     def set_profile(self, name: str, **changes: Any) -> ProfileConfig:
         return self.call(self.sim.set_profile, name, **changes)
 
+    def originate(self, system_id: str, source: str, destination: str, text: str) -> None:
+        """See :meth:`SmscSimulator.originate`."""
+        self.call(self.sim.originate, system_id, source, destination, text)
+
     @property
     def stats(self) -> SimStats:
         """A consistent snapshot of the counters."""

@@ -14,14 +14,15 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from smsflow.config.secrets import SecretRef, is_reference
+from smsflow.domain.inbound import KeywordLists, build_number_index
 
 # The enums are the domain's; re-exported here because configuration code names them with the
 # models that use them.
 from smsflow.domain.traffic import BindClass, MessageType, Tier
 
 __all__ = [
-    "AdaptiveRate", "BindClass", "IdFormatName", "MessageType", "OffPeakWindow", "Operator",
-    "PlatformConfig", "RateLimits", "Route", "Smsc", "Tenant", "Tier", "Webhook",
+    "AdaptiveRate", "BindClass", "IdFormatName", "Inbound", "MessageType", "OffPeakWindow",
+    "Operator", "PlatformConfig", "RateLimits", "Route", "Smsc", "Tenant", "Tier", "Webhook",
 ]
 
 
@@ -73,6 +74,28 @@ class Webhook(_Frozen):
         return secret
 
 
+class Inbound(_Frozen):
+    """A tenant's inbound (MO) numbers and opt-out keywords (docs/configuration.md#inbound).
+
+    Keyword lists replace the defaults of ``smsflow/domain/inbound.py`` when given; matching is
+    on the whole message, case- and whitespace-insensitive."""
+
+    numbers: tuple[str, ...] = Field(
+        default=(), description="Short codes, long numbers and sender ids subscribers reply to."
+    )
+    opt_out_keywords: tuple[str, ...] | None = Field(
+        default=None, description="Default STOP, UNSUBSCRIBE, STOPALL, CANCEL, END, QUIT, OPTOUT."
+    )
+    opt_in_keywords: tuple[str, ...] | None = Field(
+        default=None, description="Default START, UNSTOP, SUBSCRIBE, OPTIN."
+    )
+
+    @model_validator(mode="after")
+    def _keywords_valid(self) -> Inbound:
+        KeywordLists.of(self.opt_out_keywords, self.opt_in_keywords)  # raises on overlap/blank
+        return self
+
+
 class Tenant(_Frozen):
     id: str = _ID
     name: str
@@ -99,6 +122,9 @@ class Tenant(_Frozen):
     )
     webhook: Webhook | None = Field(
         default=None, description="If set, delivery reports are POSTed there (webhooks)."
+    )
+    inbound: Inbound = Field(
+        default_factory=Inbound, description="MO numbers and opt-out keywords."
     )
 
 
@@ -300,6 +326,8 @@ class PlatformConfig(_Frozen):
                     raise ValueError(
                         f"prefix {prefix} is claimed by operators {other!r} and {operator.id!r}"
                     )
+        # An MO to an address two tenants list could not be attributed (domain/inbound.py).
+        build_number_index({t.id: t.inbound.numbers for t in self.tenants})
         smsc_ids = {s.id for s in self.smscs}
         operator_ids = {o.id for o in self.operators}
         for route in self.routes:

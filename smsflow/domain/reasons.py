@@ -30,6 +30,12 @@ REASONS: Final[dict[str, str]] = {
     "RECEIPT_BAD_ID": "A receipt's message id does not parse in the SMSC's id format.",
     "RECEIPT_NO_STATE": "A receipt carried no usable state (no message_state TLV, no stat:).",
     "RECEIPT_BAD_TLV": "A receipt's state TLV was malformed and there was no text to fall back to.",
+    "OPTED_OUT": (
+        "The subscriber sent the tenant an opt-out keyword (STOP) and did not opt back in."
+    ),
+    "MO_UNKNOWN_DESTINATION": (
+        "An MO message's destination address is no tenant's number or short code."
+    ),
     "WEBHOOK_REJECTED": (
         "The tenant's webhook refused a delivery report for good (HTTP 4xx other than 408/429, "
         "or a redirect); it was not retried."

@@ -577,3 +577,22 @@ def test_simulator_thread_stats_and_port(sim: SimulatorThread) -> None:
     stats = sim.stats
     assert stats["submits"] == 0
     assert stats.as_dict()["binds"] == 0
+
+
+def test_originated_mo_message_over_the_session(
+    sim: SimulatorThread, esme_factory: EsmeFactory
+) -> None:
+    esme = esme_factory(sim.port)
+    esme.bind()
+    sim.originate("smsc-uk", "+447700900123", "60001", "STOP")
+    sim.originate("smsc-uk", "+447700900124", "60001", "ARRÊT ✋")
+    esme.read_until(lambda: len(esme.receipts) == 2)
+    stop, unicode_mo = esme.receipts
+    assert stop.esm_class == 0x00  # MO, not a receipt
+    assert stop.source_addr == b"447700900123"
+    assert (stop.source_addr_ton, stop.source_addr_npi) == (1, 1)
+    assert stop.destination_addr == b"60001"
+    assert stop.short_message == b"STOP" and stop.data_coding == 0
+    assert unicode_mo.data_coding == 0x08
+    assert unicode_mo.short_message.decode("utf-16-be") == "ARRÊT ✋"
+    sim.wait_for(lambda s: s.receipts_acked == 2)

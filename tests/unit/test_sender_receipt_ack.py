@@ -84,11 +84,14 @@ def test_unparseable_receipt_acknowledged_after_its_rejection_is_stored(
     assert ack.statuses == [ESME_ROK]
 
 
-def test_mobile_originated_message_acknowledged_at_once(
-    service: tuple[SenderService, FakeProducer],
+@pytest.mark.parametrize("error", [None, KafkaError(KafkaError._MSG_TIMED_OUT)])
+def test_mobile_originated_message_acknowledged_only_once_stored(
+    service: tuple[SenderService, FakeProducer], error: KafkaError | None
 ) -> None:
     sender, producer = service
     ack = Acks()
     sender._on_deliver(_deliver(0x00, b"hello"), ack)
-    assert producer.produced == []
-    assert ack.statuses == [ESME_ROK]
+    assert [topic for topic, _ in producer.produced] == ["unit.sms.inbound"]
+    assert ack.statuses == []  # not stored yet: the SMSC waits
+    producer.report(0, error)
+    assert ack.statuses == [ESME_ROK if error is None else ESME_RX_T_APPN]
