@@ -454,8 +454,9 @@ class LocalBroker(LocalJavaService):
             "format",
             "--config",
             str(self.properties_file),
-            "--cluster-id",
-            cluster_id,
+            # One argument: an id may begin with "-" (URL-safe base64), which argparse would
+            # otherwise take for an option ("expected one argument").
+            f"--cluster-id={cluster_id}",
             heap=TOOL_HEAP_OPTS,
         )
         try:
