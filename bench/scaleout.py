@@ -62,7 +62,9 @@ class Drill:
     the broker later. Keeps ``(time, terminal)`` samples for the per-phase rates."""
 
     def __init__(self, cluster: LocalCluster, stack: LocalStack, settings: Settings, *,
-                 kill_at: int, broker_down_s: float, progress: Callable[[str], None]) -> None:
+                 kill_at: int, broker_down_s: float, progress: Callable[[str], None],
+                 victims: frozenset[str] = frozenset({"broker", "worker"})) -> None:
+        self.victims = victims
         self.cluster = cluster
         self.stack = stack
         self.settings = settings
@@ -91,7 +93,7 @@ class Drill:
         self.samples.append((now, terminal))
         if self.killed_at is None and terminal >= self.kill_at:
             self._kill(terminal)
-        elif (self.killed_at is not None and self._restart is None
+        elif (self.broker_killed is not None and self._restart is None and self.killed_at
               and now - self.killed_at >= self.broker_down_s):
             self._restart = threading.Thread(target=self._restart_broker, daemon=True)
             self._restart.start()
@@ -102,11 +104,15 @@ class Drill:
         topic = topic_name(self.settings, SUBMITTED)
         admin = AdminClient({"bootstrap.servers": self.cluster.bootstrap})
         leader = admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
-        self.cluster.kill(leader)
-        self.stack.kill_process(VICTIM_WORKER)
+        if "broker" in self.victims:
+            self.cluster.kill(leader)
+            self.broker_killed = leader
+        if "worker" in self.victims:
+            self.stack.kill_process(VICTIM_WORKER)
+            self.worker_killed = VICTIM_WORKER
         self.killed_at = time.monotonic()
-        self.broker_killed, self.worker_killed = leader, VICTIM_WORKER
-        self.progress(f"{terminal} terminal: SIGKILLed broker node {leader} and {VICTIM_WORKER}")
+        self.progress(f"{terminal} terminal: SIGKILLed broker node {self.broker_killed}, "
+                      f"worker {self.worker_killed}")
 
     def _restart_broker(self) -> None:
         assert self.broker_killed is not None
@@ -149,6 +155,9 @@ def main() -> int:
                         help="kill when this fraction of the messages is terminal")
     parser.add_argument("--broker-down-s", type=float, default=15.0,
                         help="seconds between the kill and the broker's restart")
+    parser.add_argument("--kill", default="broker,worker",
+                        help="what to SIGKILL mid-load: broker, worker or both (to tell their "
+                             "effects apart)")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--cluster-root", type=Path, default=REPO / ".smsflow" / "cluster")
     parser.add_argument("--keep-cluster", action="store_true",
@@ -159,6 +168,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if not set(args.kill.split(",")) <= {"broker", "worker"}:
+        parser.error(f"--kill takes broker, worker or broker,worker, not {args.kill!r}")
 
     def progress(text: str) -> None:
         print(f"[scaleout] {text}", file=sys.stderr, flush=True)
@@ -196,7 +207,8 @@ def _run(args: argparse.Namespace, cluster: LocalCluster, bootstrap: str,
             warm_up_s += warm_up(settings, probes=4 * args.partitions)
             progress(f"warm-up {warm_up_s:.1f}s; producing {args.messages} messages")
             drill = Drill(cluster, stack, settings, kill_at=round(args.kill_at * args.messages),
-                          broker_down_s=args.broker_down_s, progress=progress)
+                          broker_down_s=args.broker_down_s, progress=progress,
+                          victims=frozenset(args.kill.split(",")))
             result = run_flow(settings, requests, timeout_s=args.timeout,
                               on_progress=drill.on_progress, on_start=drill.on_start,
                               on_end=drill.on_end)
