@@ -54,13 +54,25 @@ def _bootstrap() -> tuple[str, int | None]:
     return broker.start(), broker.pid()
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
+    """The short HEAD commit, ``-dirty`` when code (not results) changed: stored with a run."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout
 
     # The results file itself does not make the code dirty.
     dirty = git("status", "--porcelain", "--", ".", ":!bench/results").strip()
     return git("rev-parse", "--short", "HEAD").strip() + ("-dirty" if dirty else "")
+
+
+def machine(load_at_start: float) -> dict[str, object]:
+    """What a stored run says about the box it ran on (it is shared: the load matters)."""
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg_1m_at_start": round(load_at_start, 2),
+        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+    }
 
 
 class Profiler:
@@ -189,14 +201,8 @@ def main() -> int:
         partitions=args.partitions,
         platform_config=os.path.relpath(args.platform_config, REPO),
         sim_config=os.path.relpath(args.sim_config, REPO),
-        commit=_git_commit(),
-        machine={
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "load_avg_1m_at_start": round(load_at_start, 2),
-            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
-        },
+        commit=git_commit(),
+        machine=machine(load_at_start),
         measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     if args.no_receipts and result.statuses.get("DELIVERED"):

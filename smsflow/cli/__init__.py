@@ -24,13 +24,14 @@ from connectors.webhooks import cli as webhooks_cli
 from smsflow import topics
 from smsflow.cli import capacity, dlr, routes, worker
 from smsflow.config import cli as config_cli
-from smsflow.devstack import broker, demo, schema_registry
+from smsflow.devstack import broker, cluster, demo, schema_registry
 
 __all__ = ["build_parser", "main"]
 
 # In the order `smsflow --help` lists them.
 _COMMAND_MODULES: tuple[ModuleType, ...] = (
     broker,
+    cluster,
     schema_registry,
     topics,
     config_cli,

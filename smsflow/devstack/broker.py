@@ -166,6 +166,11 @@ class BrokerConfig:
     controller_port: int = DEFAULT_CONTROLLER_PORT
     host: str = HOST
     node_id: int = 1
+    quorum_voters: str | None = None
+    """``id@host:port,…`` of every controller; None: this node alone (single-node broker)."""
+    replication_factor: int = 1
+    """Default replication of created topics, and of the internal topics (offsets, transactions)."""
+    min_insync_replicas: int = 1
 
     @property
     def bootstrap(self) -> str:
@@ -179,7 +184,8 @@ class BrokerConfig:
             # controller port can change between runs without touching the formatted metadata.
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
-            "controller.quorum.voters": f"{self.node_id}@{self.host}:{self.controller_port}",
+            "controller.quorum.voters": self.quorum_voters
+            or f"{self.node_id}@{self.host}:{self.controller_port}",
             "controller.listener.names": "CONTROLLER",
             "listeners": f"PLAINTEXT://{self.host}:{self.port},"
             f"CONTROLLER://{self.host}:{self.controller_port}",
@@ -191,19 +197,20 @@ class BrokerConfig:
             # topic name must fail loudly instead of creating a stray topic.
             "auto.create.topics.enable": "false",
             "num.partitions": "1",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
+            "default.replication.factor": str(self.replication_factor),
+            "min.insync.replicas": str(self.min_insync_replicas),
             # A consumer group forms at once instead of waiting 3 s for more members.
             "group.initial.rebalance.delay.ms": "0",
-            # Internal topics on one node: replication 1, and few partitions (50 by default)
-            # so the first group / first transaction does not create 50 logs on a 2-core box.
-            "offsets.topic.replication.factor": "1",
+            # Internal topics replicated like the others (1 on a single node), and few
+            # partitions (50 by default) so the first group / first transaction does not create
+            # 50 logs on a 2-core box.
+            "offsets.topic.replication.factor": str(self.replication_factor),
             "offsets.topic.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": str(self.replication_factor),
+            "transaction.state.log.min.isr": str(self.min_insync_replicas),
             "transaction.state.log.num.partitions": "4",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": str(self.replication_factor),
+            "share.coordinator.state.topic.min.isr": str(self.min_insync_replicas),
             # Fewer threads than the server defaults (3 network, 8 io): 2 cores.
             "num.network.threads": "2",
             "num.io.threads": "4",
@@ -432,18 +439,24 @@ class LocalBroker(LocalJavaService):
     def command(self) -> list[str]:
         return self._java_command(KAFKA_MAIN, str(self.properties_file))
 
+    def _cluster_id_to_format(self) -> str:
+        """The cluster id a first start formats with: a fresh one for a single node (a
+        cluster's nodes must share theirs)."""
+        return new_cluster_id()
+
     def _format_storage_once(self) -> None:
         if (self.data_dir / "meta.properties").is_file():
             return
-        cluster_id = new_cluster_id()
+        cluster_id = self._cluster_id_to_format()
         log.info("formatting KRaft storage in %s (cluster id %s)", self.data_dir, cluster_id)
         command = self._java_command(
             STORAGE_TOOL_MAIN,
             "format",
             "--config",
             str(self.properties_file),
-            "--cluster-id",
-            cluster_id,
+            # One argument: an id may begin with "-" (URL-safe base64), which argparse would
+            # otherwise take for an option ("expected one argument").
+            f"--cluster-id={cluster_id}",
             heap=TOOL_HEAP_OPTS,
         )
         try:

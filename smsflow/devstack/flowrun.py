@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from hdrh.histogram import HdrHistogram
 
 from connectors.producer import SmsProducer, new_request
@@ -64,13 +64,13 @@ def make_traffic(count: int, *, seed: int = 7, now: datetime | None = None) -> l
     return requests
 
 
-def _totals(consumer: Consumer, topics: Sequence[str]) -> dict[str, int]:
-    metadata = consumer.list_topics(timeout=10)
+def _totals(consumer: Consumer, topics: Sequence[str], timeout_s: float = 10) -> dict[str, int]:
+    metadata = consumer.list_topics(timeout=timeout_s)
     totals = {}
     for topic in topics:
         partitions = metadata.topics[topic].partitions
         totals[topic] = sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
             for p in partitions
         )
     return totals
@@ -85,10 +85,17 @@ class StageCounter:
             {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"stages-{uuid.uuid4()}"}
         )
         self._start = _totals(self._consumer, list(self._names.values()))
+        self._last = dict.fromkeys(self._names, 0)
 
     def counts(self) -> dict[str, int]:
-        now = _totals(self._consumer, list(self._names.values()))
-        return {stage: now[name] - self._start[name] for stage, name in self._names.items()}
+        """The counts now; while a partition has no leader (a broker failing over in a drill)
+        the last ones, so that a progress report never stalls or breaks the flow's clock."""
+        try:
+            now = _totals(self._consumer, list(self._names.values()), timeout_s=2)
+        except KafkaException:
+            return dict(self._last)
+        self._last = {stage: now[name] - self._start[name] for stage, name in self._names.items()}
+        return dict(self._last)
 
     def close(self) -> None:
         self._consumer.close()

@@ -103,7 +103,9 @@ def free_port() -> int:
 RUN_IDS: list[str] = []
 
 
-def isolated_settings(bootstrap: str, home: Path, label: str, partitions: int = 4) -> Settings:
+def isolated_settings(
+    bootstrap: str, home: Path, label: str, partitions: int = 4, replication_factor: int = 1
+) -> Settings:
     run_id = f"{label}-{uuid.uuid4().hex[:8]}"
     RUN_IDS.append(run_id)
     return Settings(
@@ -112,6 +114,7 @@ def isolated_settings(bootstrap: str, home: Path, label: str, partitions: int = 
         app_id=f"smsflow-{run_id}",
         home=home,
         partitions=partitions,
+        replication_factor=replication_factor,
     )
 
 
@@ -122,6 +125,7 @@ def prepared_stack(
     sim_config: Path,
     sim_port: int | None = None,
     workers: int = 1,
+    senders: int = 1,
 ) -> LocalStack:
     """Apply topics and ``platform_config`` (every SMSC pointed at the simulator's port, a
     free one unless given) and return the stack, not yet started; its simulator reads
@@ -142,7 +146,8 @@ def prepared_stack(
     apply_topics(settings)
     apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), config)
     return LocalStack(
-        settings.home, stack_env(settings), sim_config.absolute(), sim_port, workers=workers
+        settings.home, stack_env(settings), sim_config.absolute(), sim_port, workers=workers,
+        senders=senders,
     )
 
 

@@ -417,6 +417,20 @@ class LocalJavaService(abc.ABC):
             self.pid_file.unlink(missing_ok=True)
             return pid is not None
 
+    def kill(self) -> int | None:
+        """SIGKILL the server (a crash, no clean shutdown: for failure drills); returns the pid
+        it killed, None when none ran. The pid file stays: :meth:`pid` ignores a dead pid."""
+        with locked(self.state_dir / ".lock"):
+            pid = self.pid()
+            if pid is None:
+                return None
+            log.info("killing %s (pid %d) with SIGKILL", self.label, pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if not self._wait_exit(pid, 10.0):
+                raise self.error(f"{self.label} (pid {pid}) survived SIGKILL")
+            return pid
+
     def _terminate(self, pid: int, timeout_s: float) -> None:
         """SIGTERM (a clean shutdown), wait up to timeout_s, then SIGKILL."""
         with contextlib.suppress(ProcessLookupError):
@@ -453,9 +467,10 @@ def add_lifecycle_commands(
     description: str,
     start_timeout_s: float,
     commands: tuple[Command, Command, Command],
-) -> None:
+) -> Any:
     """Add ``smsflow <name> start|stop|status``; ``commands`` are their handlers, in that
-    order, and ``common`` holds the options they share (``--home``, ports)."""
+    order, and ``common`` holds the options they share (``--home``, ports). Returns the
+    actions' subparsers, to which a service may add more actions."""
     start, stop, status = commands
     parser = subparsers.add_parser(name, help=help_text, description=description)
     actions = parser.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
@@ -476,6 +491,7 @@ def add_lifecycle_commands(
         "status", parents=[common], help="exit 0 if running, 3 if not"
     )
     status_parser.set_defaults(func=status)
+    return actions
 
 
 def home_option() -> argparse.ArgumentParser:

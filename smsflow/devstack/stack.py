@@ -67,6 +67,8 @@ def stack_env(settings: Settings) -> dict[str, str]:
         SMSFLOW_APP_ID=settings.app_id,
         SMSFLOW_HOME=str(settings.home),
         SMSFLOW_PARTITIONS=str(settings.partitions),
+        # faust declares its own topics (changelogs) with it: as replicated as the flow topics.
+        SMSFLOW_REPLICATION_FACTOR=str(settings.replication_factor),
     )
     return env
 
@@ -150,6 +152,9 @@ class LocalStack:
     sim_config: Path
     sim_port: int = 2775
     workers: int = 1
+    senders: int = 1
+    """Sender replicas in one consumer group; with more than one they are named ``sender-<i>``
+    and serve no metrics page (they would all want the same port)."""
     processes: list[ManagedProcess] = field(default_factory=list)
 
     def _smsflow(self, *args: str) -> list[str]:
@@ -168,9 +173,12 @@ class LocalStack:
         wait_for_port("127.0.0.1", self.sim_port, 20)
         for _ in range(self.workers):
             self.add_worker()
-        sender = ManagedProcess("sender", self._smsflow("sender"), logs / "sender.log")
-        sender.start(self.env)
-        self.processes.append(sender)
+        for index in range(self.senders):
+            name = "sender" if self.senders == 1 else f"sender-{index}"
+            argv = self._smsflow("sender", *(("--metrics-port", "0") if self.senders > 1 else ()))
+            sender = ManagedProcess(name, argv, logs / f"{name}.log")
+            sender.start(self.env)
+            self.processes.append(sender)
 
     def add_worker(self) -> str:
         """Start one more worker in the same consumer group (scale out); returns its name."""
@@ -194,11 +202,22 @@ class LocalStack:
 
     def crash_and_restart(self, name: str) -> None:
         """SIGKILL one process (no clean shutdown: a crash) and start it again: for drills."""
+        process = self._crash(name)
+        process.start(self.env)
+
+    def kill_process(self, name: str) -> int | None:
+        """SIGKILL one process (a crash) and forget it, leaving its work to the rest of its
+        group; returns its pid."""
+        process = self._crash(name)
+        self.processes.remove(process)
+        return process.process.pid if process.process else None
+
+    def _crash(self, name: str) -> ManagedProcess:
         process = next(p for p in self.processes if p.name == name)
         if process.process is not None and process.process.poll() is None:
             os.killpg(process.process.pid, signal.SIGKILL)
             process.process.wait(10)
-        process.start(self.env)
+        return process
 
     def pids(self) -> dict[str, int]:
         """Running processes by name (``smsc-sim``, ``worker-0``, …, ``sender``)."""

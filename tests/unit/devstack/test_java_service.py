@@ -136,6 +136,16 @@ def test_status_and_stop(standin: StandIn, capsys: pytest.CaptureFixture[str]) -
     assert standin.stop(5) is False, "stop is idempotent"
 
 
+def test_kill_is_a_crash_and_a_restart_launches_again(standin: StandIn) -> None:
+    standin.start(20)
+    pid = standin.pid()
+    assert StandIn(standin.home, standin.port).kill() == pid
+    assert standin.pid() is None, "the pid file may stay; its dead pid is not trusted"
+    assert standin.kill() is None, "nothing left to kill"
+    assert standin.start(20) == standin.address
+    assert standin.pid() not in (None, pid)
+
+
 def test_adopting_on_other_ports_is_refused(standin: StandIn) -> None:
     standin.start(20)
     elsewhere = StandIn(standin.home, _free_port())
