@@ -16,6 +16,7 @@ from api.follower import TopicFollower, wait_caught_up
 from api.key_table import write_key_record
 from api.keys import ApiKeyRecord, new_key, revoked
 from api.settings import PepperMissing, load_api_settings, resolve_pepper
+from smsflow import quarantine_cli
 from smsflow.config.kafka_io import read_config
 from smsflow.settings import load_settings
 from smsflow.topics import API_KEYS, CONFIG, topic_name
@@ -106,7 +107,7 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("tenants", help="tenant operations (API keys)")
+    parser = subparsers.add_parser("tenants", help="tenant operations (API keys, quarantine)")
     sub = parser.add_subparsers(dest="tenants_command", required=True)
     keys = sub.add_parser("key", help="create, list and revoke API keys")
     key_sub = keys.add_subparsers(dest="key_command", required=True)
@@ -123,3 +124,4 @@ def register(subparsers: Any) -> None:
     revoke.add_argument("key_id")
     revoke.add_argument("--reason", default="", help="why (kept on the record)")
     revoke.set_defaults(func=_cmd_revoke)
+    quarantine_cli.register(sub)

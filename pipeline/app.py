@@ -23,6 +23,7 @@ from smsflow.topics import (
     DLR_PARTS_TIMERS,
     DLR_RAW,
     DLR_TIMERS,
+    HELD,
     REJECTED,
     ROUTE_HEALTH,
     ROUTED,
@@ -105,6 +106,7 @@ dlr_timers_topic_name = topic_name(settings, DLR_TIMERS)
 dlr_parts_timers_topic_name = topic_name(settings, DLR_PARTS_TIMERS)
 route_health_topic_name = topic_name(settings, ROUTE_HEALTH)
 deferred_topic_name = topic_name(settings, DEFERRED)
+held_topic_name = topic_name(settings, HELD)
 
 # What the agents pass on goes through librdkafka, not faust's producer (pipeline/outputs.py);
 # the guarded consumer waits for these records before it commits their sources.
@@ -126,6 +128,8 @@ tracking_deltas_out = _output(TRACKING_DELTAS)
 route_health_out = _output(ROUTE_HEALTH)
 rejected_out = _output(REJECTED)
 deferred_out = _output(DEFERRED)
+held_out = _output(HELD)
+submitted_out = _output(SUBMITTED)  # quarantine releases send held records back
 
 
 

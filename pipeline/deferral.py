@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFERRAL",
+    "HELD",
     "RELEASE_AT_HEADER",
     "DeferralStats",
     "DeferredReleaser",
@@ -56,6 +57,9 @@ class DeferralStats:
 
 
 DEFERRAL = DeferralStats()
+#: The same counters for quarantined tenants' records on ``sms.held``
+#: (:mod:`pipeline.agents.quarantine`).
+HELD = DeferralStats()
 
 
 def release_at_header(release_at: float) -> list[tuple[str, bytes]]:
@@ -110,8 +114,27 @@ class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
 
+#: When a parked record may flow again (epoch seconds); None: now. Gets the consumer record.
+DueAt = Callable[[Any], "float | None"]
+
+
+def _due_from_header(record: Any) -> float | None:
+    release_at = release_at_of(record.headers)
+    if release_at is None:
+        DEFERRAL.bad_headers += 1
+        log.warning("%s:%d@%d has no readable %s header: released now (the throttle parks it "
+                    "again if its window is closed)", record.topic, record.partition,
+                    record.offset, RELEASE_AT_HEADER)
+    return release_at
+
+
 class DeferredReleaser:
-    """Sends parked records back when they are due (see the module docstring)."""
+    """Sends parked records back when they are due (see the module docstring).
+
+    ``due_at`` decides per record (default: its :data:`RELEASE_AT_HEADER`); the quarantine
+    hold (:mod:`pipeline.agents.quarantine`) asks the configuration instead, and ``stats``
+    keeps its counters apart.
+    """
 
     def __init__(
         self,
@@ -122,9 +145,13 @@ class DeferredReleaser:
         *,
         release_per_s: float,
         clock: Callable[[], float] = time.time,
+        due_at: DueAt = _due_from_header,
+        stats: DeferralStats = DEFERRAL,
     ) -> None:
         if release_per_s <= 0:
             raise ValueError("release_per_s must be > 0")
+        self._due = due_at
+        self._stats = stats
         self._bootstrap = bootstrap
         self._topic = topic
         self._group_id = group_id
@@ -163,13 +190,13 @@ class DeferredReleaser:
                     await self._release(consumer, tp, records)
         finally:
             self._due_at.clear()
-            DEFERRAL.waiting_partitions = 0
+            self._stats.waiting_partitions = 0
             await consumer.stop()
 
     def _forget(self, revoked: Sequence[TopicPartition]) -> None:
         for tp in revoked:
             self._due_at.pop(tp, None)  # the next owner starts from the committed offset
-        DEFERRAL.waiting_partitions = len(self._due_at)
+        self._stats.waiting_partitions = len(self._due_at)
 
     def _wait_ms(self) -> int:
         if not self._due_at:
@@ -184,25 +211,20 @@ class DeferredReleaser:
             for tp in due:
                 del self._due_at[tp]
             consumer.resume(*due)
-            DEFERRAL.waiting_partitions = len(self._due_at)
+            self._stats.waiting_partitions = len(self._due_at)
 
     async def _release(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
                        records: Sequence[Any]) -> None:
         sends: list[asyncio.Future[Any]] = []
         committable: int | None = None
         for record in records:
-            release_at = release_at_of(record.headers)
-            if release_at is None:
-                DEFERRAL.bad_headers += 1
-                log.warning("%s:%d@%d has no readable %s header: released now (the throttle "
-                            "parks it again if its window is closed)", tp.topic, tp.partition,
-                            record.offset, RELEASE_AT_HEADER)
-            elif release_at > self._clock():
+            release_at = self._due(record)
+            if release_at is not None and release_at > self._clock():
                 # Not due: read it again when it is; nothing is held meanwhile.
                 consumer.seek(tp, record.offset)
                 consumer.pause(tp)
                 self._due_at[tp] = release_at
-                DEFERRAL.waiting_partitions = len(self._due_at)
+                self._stats.waiting_partitions = len(self._due_at)
                 break
             await self._pacer.take()
             sends.append(await self._send_back(record.key, record.value))
@@ -210,5 +232,5 @@ class DeferredReleaser:
         if committable is None:
             return
         await asyncio.gather(*sends)  # a failed send raises: nothing committed, read again
-        DEFERRAL.released += len(sends)
+        self._stats.released += len(sends)
         await consumer.commit({tp: committable})

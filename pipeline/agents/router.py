@@ -1,7 +1,8 @@
 """Router agent: ``sms.submitted`` → routing decision → tenant limits → ``sms.routed``.
 
-Per record: decode, validate, ask the pure routing function for a route and size the message
-in parts (refusals go to ``sms.rejected``); then the tenant's hard daily quota (the
+Per record: decode; a quarantined tenant's record is parked on ``sms.held`` until its release
+(:mod:`pipeline.agents.quarantine`); validate, ask the pure routing function for a route and size
+the message in parts (refusals go to ``sms.rejected``); then the tenant's hard daily quota (the
 ``tenant-quota`` table, :mod:`pipeline.quota_table`: past it, a ``QUOTA_EXCEEDED`` rejection);
 then the routed message waits in its **tenant's lane** of a
 :class:`~pipeline.scheduling.ScheduledStage` (``router_config``: the tenant's
@@ -35,6 +36,7 @@ from typing import Any, cast
 import faust
 from pydantic import ValidationError
 
+from pipeline.agents.quarantine import hold
 from pipeline.app import (
     app,
     rejected_out,
@@ -153,6 +155,12 @@ async def route(stream: faust.StreamT[bytes]) -> None:
             stage.finish(ticket)
             continue
 
+        tenant = _tenants.of(snapshot, request.tenant_id)
+        if tenant is not None and tenant.quarantined:
+            # Held, not rejected: released with the tenant (pipeline.agents.quarantine).
+            await hold(event.key or request.tenant_id.encode(), event.value)
+            stage.finish(ticket)
+            continue
         refusal = _refusal(request, snapshot.engine)
         if isinstance(refusal, RouteRejection):
             await reject(event, rejected_out, stage=STAGE, reason_code=refusal.reason_code,
@@ -161,7 +169,6 @@ async def route(stream: faust.StreamT[bytes]) -> None:
             stage.finish(ticket)
             continue
         decision, plan = refusal
-        tenant = _tenants.of(snapshot, request.tenant_id)  # known: the engine checked it
         message = event.message
         over_quota = quota_book.charge(
             request.tenant_id, None if tenant is None else tenant.daily_quota,
