@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,9 +18,11 @@ import pytest
 from connectors.producer import SmsProducer, new_request
 from schemas.models import Rejection
 from smsflow.cli import main as smsflow_main
+from smsflow.demo_api import curl_example, start_api
 from smsflow.flowrun import warm_up
-from smsflow.harness import isolated_settings, prepared_stack, read_all
+from smsflow.harness import free_port, isolated_settings, prepared_stack, read_all
 from smsflow.settings import Settings
+from smsflow.stack import LocalStack
 from smsflow.topics import HELD, REJECTED, SUBMITTED, topic_name
 from tests.integration.api_server import PEPPER, RunningApi, running_api
 
@@ -26,16 +30,21 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def stack_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-                   ) -> Iterator[Settings]:
+def running_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[tuple[Settings, LocalStack]]:
     settings = isolated_settings(kafka_bootstrap, tmp_path_factory.mktemp("api-e2e"), "apie2e")
     with prepared_stack(settings) as stack, pytest.MonkeyPatch.context() as patch:
         warm_up(settings, timeout_s=120)
         patch.setenv("SMSFLOW_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
         patch.setenv("SMSFLOW_TOPIC_PREFIX", settings.topic_prefix)
         patch.setenv("SMSFLOW_API_KEY_PEPPER", PEPPER)
-        yield settings
+        yield settings, stack
         stack.check_alive()
+
+
+@pytest.fixture(scope="module")
+def stack_settings(running_stack: tuple[Settings, LocalStack]) -> Settings:
+    return running_stack[0]
 
 
 def create_key(tenant: str) -> str:
@@ -144,3 +153,28 @@ async def test_quarantine_holds_messages_and_release_delivers_them(stack_setting
     assert all(f["state"] in receipted and f["parts_accepted"] == f["parts"] for f in finals)
     assert sum(f["state"] == "DELIVERED" for f in [*finals, after]) >= len(held) - 1
     assert after["state"] in receipted
+
+
+def test_the_demo_key_and_its_curl_line_work_on_the_stack(
+    running_stack: tuple[Settings, LocalStack],
+) -> None:
+    """What `make demo` prints: a key made through the key path and a curl line that gets 202
+    from `smsflow api` running as a process of the stack."""
+    settings, stack = running_stack
+    port = free_port()
+    key = start_api(stack, settings, port)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the API answers 503 NOT_READY while it loads the key table
+            done = subprocess.run(
+                ["bash", "-c", curl_example(key, port) + " -w ' %{http_code}'"],
+                capture_output=True, text=True, timeout=30, check=False,
+            )
+            if done.stdout.endswith(" 202") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        stack.stop_process("api")
+    body, _, code = done.stdout.rpartition(" ")
+    assert code == "202", done.stdout + done.stderr
+    assert json.loads(body)["parts"] == 1
