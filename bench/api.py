@@ -34,13 +34,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from api.settings import ApiSettings, resolve_pepper
-from api.tenants_cli import create_key
-from bench.e2e import _bootstrap, _git_commit
-from smsflow.demo_api import pepper_file
-from smsflow.flowrun import percentile, warm_up
-from smsflow.harness import REPO, free_port, isolated_settings, prepared_stack
-from smsflow.stack import LocalStack, ManagedProcess, cpu_seconds, wait_for_port
+# Run as a script, this file's directory comes first on sys.path and this module would shadow
+# the `api` package it benchmarks: take the directory out, put the repository in.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+from api.settings import ApiSettings, resolve_pepper  # noqa: E402
+from api.tenants_cli import create_key  # noqa: E402
+from bench.e2e import _bootstrap, _git_commit  # noqa: E402
+from smsflow.demo_api import pepper_file  # noqa: E402
+from smsflow.flowrun import percentile, warm_up  # noqa: E402
+from smsflow.harness import REPO, free_port, isolated_settings, prepared_stack  # noqa: E402
+from smsflow.stack import LocalStack, ManagedProcess, cpu_seconds, wait_for_port  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "api.json"
 LOAD = Path(__file__).with_name("api_load.py")
