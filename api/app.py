@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -45,16 +46,23 @@ API_VERSION = "1.0.0"
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer smsf_...`")
 
 
+class _Json(JSONResponse):
+    """JSON encoded by orjson (several times faster than the json module for these bodies)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def _error_response(error: ApiError, runtime: ApiRuntime) -> JSONResponse:
     runtime.metrics.errors.labels(error.code).inc()
-    return ORJSONResponse(error.body(), status_code=error.status, headers=error.headers)
+    return _Json(error.body(), status_code=error.status, headers=error.headers)
 
 
 def _accepted(body: dict[str, Any]) -> Response:
     """The 202 answer as it is: a returned Response skips FastAPI's response_model validation
     and jsonable_encoder pass (the body is built from validated values in api.service), and
     orjson encodes it. The response_model still documents it in the OpenAPI document."""
-    return ORJSONResponse(body, status_code=202)
+    return _Json(body, status_code=202)
 
 
 def _from_validation(exc: RequestValidationError) -> ApiError:
