@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import service
 from api.errors import ERRORS, ApiError
+from api.fast_submit import FastSubmit
 from api.idempotency import check_key
 from api.messages import (
     MAX_BATCH,
@@ -302,6 +303,11 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
         return Response(generate_latest(runtime.metrics.registry),
                         media_type=CONTENT_TYPE_LATEST)
 
+    # Added before _Guard, so _Guard wraps it: the size cap and the metrics cover it too.
+    app.add_middleware(
+        FastSubmit, runtime=runtime, respond=_accepted,
+        respond_error=lambda error: _error_response(error, runtime),
+    )
     app.add_middleware(_Guard, runtime=runtime, max_body_bytes=runtime.api.max_body_bytes)
     return app
 
