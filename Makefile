@@ -1,15 +1,17 @@
 # The two commands of the README, plus their parts.
 PY ?= python3
 MESSAGES ?= 2000
+DEMO_ARGS ?=
 
 .PHONY: install demo test lint unit integration bench k8s-tools
 
 install:
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
-# Broker (downloaded by Maven on first use), topics, config, SMSC simulator, pipeline, traffic.
+# Broker (downloaded by Maven on first use), topics, config, SMSC simulator, pipeline, API
+# (prints a demo key), traffic. DEMO_ARGS=--keep-running keeps the stack up afterwards.
 demo: install
-	$(PY) -m smsflow.cli demo --messages $(MESSAGES)
+	$(PY) -m smsflow.cli demo --messages $(MESSAGES) $(DEMO_ARGS)
 
 # Lint, type-check, check the layers, then every test; integration tests start the local
 # broker themselves. tests/k8s validate the Kubernetes manifests with the pinned kustomize and

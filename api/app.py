@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import service
 from api.errors import ERRORS, ApiError
+from api.fast_submit import FastSubmit
 from api.idempotency import check_key
 from api.messages import (
     MAX_BATCH,
@@ -45,9 +47,23 @@ API_VERSION = "1.0.0"
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer smsf_...`")
 
 
+class _Json(JSONResponse):
+    """JSON encoded by orjson (several times faster than the json module for these bodies)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def _error_response(error: ApiError, runtime: ApiRuntime) -> JSONResponse:
     runtime.metrics.errors.labels(error.code).inc()
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+    return _Json(error.body(), status_code=error.status, headers=error.headers)
+
+
+def _accepted(body: dict[str, Any]) -> Response:
+    """The 202 answer as it is: a returned Response skips FastAPI's response_model validation
+    and jsonable_encoder pass (the body is built from validated values in api.service), and
+    orjson encodes it. The response_model still documents it in the OpenAPI document."""
+    return _Json(body, status_code=202)
 
 
 def _from_validation(exc: RequestValidationError) -> ApiError:
@@ -231,16 +247,20 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
     )
     async def submit_one(
         message: MessageIn, tenant_id: TenantId, key: IdempotencyKey
-    ) -> dict[str, Any]:
-        return await service.accept(runtime, tenant_id, service.SINGLE, [message], key)
+    ) -> Response:
+        return _accepted(
+            await service.accept(runtime, tenant_id, service.SINGLE, [message], key)
+        )
 
     @app.post(
         service.BATCH, status_code=202, response_model=AcceptedBatch,
         responses=_ERROR_RESPONSES, summary="Submit up to 1,000 messages (all or none)",
     )
     async def submit_batch(batch: BatchIn, tenant_id: TenantId, key: IdempotencyKey
-                           ) -> dict[str, Any]:
-        return await service.accept(runtime, tenant_id, service.BATCH, batch.messages, key)
+                           ) -> Response:
+        return _accepted(
+            await service.accept(runtime, tenant_id, service.BATCH, batch.messages, key)
+        )
 
     @app.get(
         "/v1/messages/{message_id}", response_model=MessageStatus,
@@ -283,6 +303,11 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
         return Response(generate_latest(runtime.metrics.registry),
                         media_type=CONTENT_TYPE_LATEST)
 
+    # Added before _Guard, so _Guard wraps it: the size cap and the metrics cover it too.
+    app.add_middleware(
+        FastSubmit, runtime=runtime, respond=_accepted,
+        respond_error=lambda error: _error_response(error, runtime),
+    )
     app.add_middleware(_Guard, runtime=runtime, max_body_bytes=runtime.api.max_body_bytes)
     return app
 

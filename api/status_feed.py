@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import Message
 
@@ -20,6 +21,7 @@ from api.follower import TopicFollower
 from api.status import DayUsage, Event, MessageState, Stage, count, step
 from schemas.codec import DecodeError
 from schemas.models import (
+    AvroModel,
     DeliveryReport,
     Rejection,
     RoutedMessage,
@@ -36,39 +38,64 @@ DAY_S = 86_400
 _PRUNE_EVERY_S = 60.0
 
 
+# The decoders read the Avro dicts as they come, without building the pydantic models: the
+# store folds ~5 records per accepted message, and model validation (RoutedMessage nests a whole
+# SubmitRequest) was most of that cost (docs/performance.md#http-api). The equivalence with the
+# models is a unit test (tests/unit/test_api_status_feed.py).
+
+
 def _submitted(raw: bytes | None) -> Event | None:
-    r = SubmitRequest.from_avro(raw)
-    return Event(r.message_id, r.tenant_id, Stage.SUBMITTED, destination=r.destination,
-                 client_ref=r.client_ref, at=r.submitted_at.timestamp())
+    r = _SUBMIT.decode(raw)
+    return Event(r["message_id"], r["tenant_id"], Stage.SUBMITTED, destination=r["destination"],
+                 client_ref=r["client_ref"], at=r["submitted_at"].timestamp())
 
 
 def _routed(raw: bytes | None) -> Event | None:
-    r = RoutedMessage.from_avro(raw)
-    return Event(r.request.message_id, r.request.tenant_id, Stage.ROUTED,
-                 destination=r.request.destination, client_ref=r.request.client_ref,
-                 route_id=r.route_id, parts=r.parts)
+    r = _ROUTED.decode(raw)
+    request = r["request"]
+    return Event(request["message_id"], request["tenant_id"], Stage.ROUTED,
+                 destination=request["destination"], client_ref=request["client_ref"],
+                 route_id=r["route_id"], parts=r["parts"])
 
 
 def _sent(raw: bytes | None) -> Event | None:
-    r = SubmitOutcome.from_avro(raw)
-    accepted = r.outcome is SubmitStatus.ACCEPTED
-    return Event(r.message_id, r.tenant_id, Stage.SENT, route_id=r.route_id,
-                 parts=r.part_count, part_index=r.part_index, part_accepted=accepted)
+    r = _OUTCOME.decode(raw)
+    accepted = r["outcome"] == SubmitStatus.ACCEPTED.value
+    return Event(r["message_id"], r["tenant_id"], Stage.SENT, route_id=r["route_id"],
+                 parts=r["part_count"], part_index=r["part_index"], part_accepted=accepted)
 
 
 def _reported(raw: bytes | None) -> Event | None:
-    r = DeliveryReport.from_avro(raw)
-    return Event(r.message_id, r.tenant_id, Stage.DONE, route_id=r.route_id, parts=r.parts,
-                 status=r.status.value, reason=r.reason, error_code=r.error_code,
-                 at=r.done_at.timestamp())
+    r = _REPORT.decode(raw)
+    return Event(r["message_id"], r["tenant_id"], Stage.DONE, route_id=r["route_id"],
+                 parts=r["parts"], status=r["status"], reason=r["reason"],
+                 error_code=r["error_code"], at=r["done_at"].timestamp())
 
 
 def _rejected(raw: bytes | None) -> Event | None:
-    r = Rejection.from_avro(raw)
-    if r.message_id is None:
+    r = _REJECTION.decode(raw)
+    if r["message_id"] is None:
         return None  # undecodable input: no message to show a status for
-    return Event(r.message_id, r.tenant_id, Stage.REJECTED, status="REJECTED",
-                 reason_code=r.reason_code, reason=r.reason, at=r.rejected_at.timestamp())
+    return Event(r["message_id"], r["tenant_id"], Stage.REJECTED, status="REJECTED",
+                 reason_code=r["reason_code"], reason=r["reason"],
+                 at=r["rejected_at"].timestamp())
+
+
+class _Codec:
+    """The contract's codec, looked up at first use (the registry setting is read then)."""
+
+    def __init__(self, model: type[AvroModel]) -> None:
+        self._model = model
+
+    def decode(self, raw: bytes | None) -> dict[str, Any]:
+        return self._model.codec().decode(raw)
+
+
+_SUBMIT = _Codec(SubmitRequest)
+_ROUTED = _Codec(RoutedMessage)
+_OUTCOME = _Codec(SubmitOutcome)
+_REPORT = _Codec(DeliveryReport)
+_REJECTION = _Codec(Rejection)
 
 
 class StatusStore:
@@ -103,7 +130,7 @@ class StatusStore:
             return
         try:
             event = decoder(message.value())
-        except (DecodeError, ValueError) as exc:
+        except (DecodeError, ValueError, KeyError, AttributeError) as exc:
             # The pipeline dead-letters such records itself; here only the status is missing.
             self.undecodable += 1
             log.debug("status feed skipped an undecodable %s record: %s", message.topic(), exc)

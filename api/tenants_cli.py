@@ -16,8 +16,9 @@ from api.follower import TopicFollower, wait_caught_up
 from api.key_table import write_key_record
 from api.keys import ApiKeyRecord, new_key, revoked
 from api.settings import PepperMissing, load_api_settings, resolve_pepper
+from smsflow.config import quarantine as quarantine_cli
 from smsflow.config.kafka_io import read_config
-from smsflow.settings import load_settings
+from smsflow.settings import Settings, load_settings
 from smsflow.topics import API_KEYS, CONFIG, topic_name
 
 _READ_TIMEOUT_S = 30.0
@@ -49,6 +50,22 @@ def _when(seconds: float | None) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
+class UnknownTenant(LookupError):
+    pass
+
+
+def create_key(settings: Settings, pepper: bytes, tenant_id: str, label: str = ""
+               ) -> tuple[str, ApiKeyRecord]:
+    """A new key for a configured tenant, its HMAC stored on ``sms.api-keys``; the key (shown
+    once) and its record. ``smsflow tenants key create`` and ``smsflow demo`` both use it."""
+    config = read_config(settings.kafka_bootstrap, topic_name(settings, CONFIG))
+    if tenant_id not in {tenant.id for tenant in config.tenants}:
+        raise UnknownTenant(tenant_id)
+    key, record = new_key(tenant_id, pepper, now=time.time(), label=label)
+    write_key_record(settings.kafka_bootstrap, topic_name(settings, API_KEYS), record)
+    return key, record
+
+
 def _cmd_create(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
@@ -56,13 +73,12 @@ def _cmd_create(args: argparse.Namespace) -> int:
     except PepperMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    config = read_config(settings.kafka_bootstrap, topic_name(settings, CONFIG))
-    if args.tenant not in {tenant.id for tenant in config.tenants}:
+    try:
+        key, record = create_key(settings, pepper, args.tenant, args.label)
+    except UnknownTenant:
         print(f"error: tenant {args.tenant!r} is not configured (smsflow config show)",
               file=sys.stderr)
         return 2
-    key, record = new_key(args.tenant, pepper, now=time.time(), label=args.label)
-    write_key_record(settings.kafka_bootstrap, topic_name(settings, API_KEYS), record)
     if args.quiet:
         print(key)
         return 0
@@ -106,7 +122,7 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("tenants", help="tenant operations (API keys)")
+    parser = subparsers.add_parser("tenants", help="tenant operations (API keys, quarantine)")
     sub = parser.add_subparsers(dest="tenants_command", required=True)
     keys = sub.add_parser("key", help="create, list and revoke API keys")
     key_sub = keys.add_subparsers(dest="key_command", required=True)
@@ -123,3 +139,4 @@ def register(subparsers: Any) -> None:
     revoke.add_argument("key_id")
     revoke.add_argument("--reason", default="", help="why (kept on the record)")
     revoke.set_defaults(func=_cmd_revoke)
+    quarantine_cli.register(sub)

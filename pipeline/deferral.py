@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFERRAL",
+    "HELD",
     "RELEASE_AT_HEADER",
     "DeferralStats",
     "DeferredReleaser",
@@ -57,6 +58,9 @@ class DeferralStats:
 
 
 DEFERRAL = DeferralStats()
+#: The same counters for quarantined tenants' records on ``sms.held``
+#: (:mod:`pipeline.agents.quarantine`).
+HELD = DeferralStats()
 
 
 def release_at_header(release_at: float) -> list[tuple[str, bytes]]:
@@ -111,10 +115,28 @@ class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
 
+#: When a parked record may flow again (epoch seconds); None: now. Gets the consumer record.
+DueAt = Callable[[Any], "float | None"]
+
+
+def _due_from_header(record: Any) -> float | None:
+    release_at = release_at_of(record.headers)
+    if release_at is None:
+        DEFERRAL.bad_headers += 1
+        log.warning("%s:%d@%d has no readable %s header: released now (the throttle parks it "
+                    "again if its window is closed)", record.topic, record.partition,
+                    record.offset, RELEASE_AT_HEADER)
+    return release_at
+
+
 class DeferredReleaser(TopicFollower):
     """Sends parked records back when they are due (see the module docstring). A
     :class:`~pipeline.topic_follower.TopicFollower` in its own consumer group: after a failure
-    it resumes from its committed offsets, so a parked record is released late, never lost."""
+    it resumes from its committed offsets, so a parked record is released late, never lost.
+
+    ``due_at`` decides per record (default: its :data:`RELEASE_AT_HEADER`); the quarantine
+    hold (:mod:`pipeline.agents.quarantine`) asks the configuration instead, and ``stats``
+    keeps its counters apart."""
 
     max_records = 500
 
@@ -127,11 +149,16 @@ class DeferredReleaser(TopicFollower):
         *,
         release_per_s: float,
         clock: Callable[[], float] = time.time,
+        due_at: DueAt = _due_from_header,
+        stats: DeferralStats = DEFERRAL,
+        name: str = "deferred releaser",
         **kwargs: Any,
     ) -> None:
         if release_per_s <= 0:
             raise ValueError("release_per_s must be > 0")
-        super().__init__("deferred releaser", bootstrap, group_id=group_id, **kwargs)
+        super().__init__(name, bootstrap, group_id=group_id, **kwargs)
+        self._due = due_at
+        self._stats = stats
         self._topic = topic
         self._send_back = send_back
         self._clock = clock
@@ -153,12 +180,12 @@ class DeferredReleaser(TopicFollower):
 
     def on_stopped(self) -> None:
         self._due_at.clear()
-        DEFERRAL.waiting_partitions = 0
+        self._stats.waiting_partitions = 0
 
     def _forget(self, revoked: Sequence[TopicPartition]) -> None:
         for tp in revoked:
             self._due_at.pop(tp, None)  # the next owner starts from the committed offset
-        DEFERRAL.waiting_partitions = len(self._due_at)
+        self._stats.waiting_partitions = len(self._due_at)
 
     def _wait_ms(self) -> int:
         if not self._due_at:
@@ -173,25 +200,20 @@ class DeferredReleaser(TopicFollower):
             for tp in due:
                 del self._due_at[tp]
             consumer.resume(*due)
-            DEFERRAL.waiting_partitions = len(self._due_at)
+            self._stats.waiting_partitions = len(self._due_at)
 
     async def _release(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
                        records: Sequence[Any]) -> None:
         sends: list[asyncio.Future[Any]] = []
         committable: int | None = None
         for record in records:
-            release_at = release_at_of(record.headers)
-            if release_at is None:
-                DEFERRAL.bad_headers += 1
-                log.warning("%s:%d@%d has no readable %s header: released now (the throttle "
-                            "parks it again if its window is closed)", tp.topic, tp.partition,
-                            record.offset, RELEASE_AT_HEADER)
-            elif release_at > self._clock():
+            release_at = self._due(record)
+            if release_at is not None and release_at > self._clock():
                 # Not due: read it again when it is; nothing is held meanwhile.
                 consumer.seek(tp, record.offset)
                 consumer.pause(tp)
                 self._due_at[tp] = release_at
-                DEFERRAL.waiting_partitions = len(self._due_at)
+                self._stats.waiting_partitions = len(self._due_at)
                 break
             await self._pacer.take()
             sends.append(await self._send_back(record.key, record.value))
@@ -199,5 +221,5 @@ class DeferredReleaser(TopicFollower):
         if committable is None:
             return
         await asyncio.gather(*sends)  # a failed send raises: nothing committed, read again
-        DEFERRAL.released += len(sends)
+        self._stats.released += len(sends)
         await consumer.commit({tp: committable})

@@ -40,7 +40,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pipeline.commit_guard import GUARD
-from pipeline.deferral import DEFERRAL
+from pipeline.deferral import DEFERRAL, HELD
 from pipeline.scheduling import ScheduledStage, StageStats
 from smsflow.domain.tracking.windows import TERMINAL_STATUSES, WindowStats
 
@@ -93,6 +93,9 @@ class WorkerCollector(Collector):
         for name, counter, help_text, field in _DEFERRAL_FAMILIES:
             family = CounterMetricFamily if counter else GaugeMetricFamily
             yield family(name, help_text, value=getattr(DEFERRAL, field))
+        for name, counter, help_text, field in _HELD_FAMILIES:
+            family = CounterMetricFamily if counter else GaugeMetricFamily
+            yield family(name, help_text, value=getattr(HELD, field))
         yield GaugeMetricFamily("smsflow_config_version",
                                 "Offset of the configuration snapshot in use.",
                                 value=self._config_version())
@@ -235,3 +238,15 @@ def render(collector: WorkerCollector) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     return generate_latest(registry)
+
+
+#: Quarantine holding: (family name, Counter or Gauge, help, the DeferralStats field).
+_HELD_FAMILIES: tuple[tuple[str, bool, str, str], ...] = (
+    ("smsflow_held_parked", True,
+     "Records of quarantined tenants parked on sms.held.", "parked"),
+    ("smsflow_held_released", True,
+     "Held records sent back to sms.submitted after their tenant's release.", "released"),
+    ("smsflow_held_waiting_partitions", False,
+     "sms.held partitions this worker holds paused behind a quarantined tenant's record.",
+     "waiting_partitions"),
+)

@@ -56,6 +56,7 @@ DLR_TIMERS = "sms.dlr.timers"
 DLR_PARTS_TIMERS = "sms.dlr.parts.timers"
 TRACKING_DELTAS = "sms.tracking-deltas"
 DEFERRED = "sms.deferred"
+HELD = "sms.held"
 API_KEYS = "sms.api-keys"
 API_IDEMPOTENCY = "sms.api-idempotency"
 SENDER_LEDGER = "sms.sender.ledger"
@@ -109,6 +110,12 @@ TOPICS: tuple[TopicSpec, ...] = (
         "Internal: Economy parked outside its off-peak windows, each with a smsflow-release-at "
         "header; sent back to sms.routed when the window opens.",
         retention_ms=7 * DAY_MS, avro=False,
+    ),
+    TopicSpec(
+        HELD, "tenant_id", "SubmitRequest",
+        "Internal: sms.submitted records of quarantined tenants, held until `smsflow tenants "
+        "release`; then sent back to sms.submitted unchanged.",
+        retention_ms=30 * DAY_MS, avro=False,
     ),
     TopicSpec(
         API_KEYS, "key_id", "ApiKeyRecord (JSON)",

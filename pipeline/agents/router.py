@@ -1,7 +1,8 @@
 """Router agent: ``sms.submitted`` → routing decision → tenant limits → ``sms.routed``.
 
-Per record: decode, validate, ask the pure routing function for a route and size the message
-in parts (refusals go to ``sms.rejected``); then the tenant's hard daily quota (the
+Per record: decode; a quarantined tenant's record is parked on ``sms.held`` until its release
+(:mod:`pipeline.agents.quarantine`); validate, ask the pure routing function for a route and
+size the message in parts (refusals go to ``sms.rejected``); then the tenant's hard daily quota (the
 ``tenant-quota`` table, :mod:`pipeline.quota_table`: past it, a ``QUOTA_EXCEEDED`` rejection);
 then the routed message waits in its **tenant's lane** of a
 :class:`~pipeline.scheduling.ScheduledStage` (``router_config``: the tenant's
@@ -34,6 +35,7 @@ from typing import Any, cast
 
 import faust
 
+from pipeline.agents.quarantine import Hold
 from pipeline.app import Worker
 from pipeline.config_watch import ConfigSnapshot
 from pipeline.decoding import decode_or_reject
@@ -109,8 +111,9 @@ class _Tenants:
         return self._tenants.get(tenant_id)
 
 
-def register(worker: Worker) -> ScheduledStage[RoutedMessage]:
-    """The ``route`` agent, its tenant lanes and their timer, on ``worker``."""
+def register(worker: Worker, hold: Hold) -> ScheduledStage[RoutedMessage]:
+    """The ``route`` agent, its tenant lanes and their timer, on ``worker``; a quarantined
+    tenant's records go to ``hold`` (:mod:`pipeline.agents.quarantine`)."""
     app, config_watcher = worker.app, worker.config_watcher
     rejected_out, routed_out = worker.output(REJECTED), worker.output(ROUTED)
     routed_topic_name = worker.name(ROUTED)
@@ -154,6 +157,12 @@ def register(worker: Worker) -> ScheduledStage[RoutedMessage]:
                 stage.finish(ticket)
                 continue
 
+            tenant = tenants.of(snapshot, request.tenant_id)
+            if tenant is not None and tenant.quarantined:
+                # Held, not rejected: released with the tenant (pipeline.agents.quarantine).
+                await hold(event.key or request.tenant_id.encode(), event.value or b"")
+                stage.finish(ticket)
+                continue
             decided = refusal(request, snapshot.engine, time.time())
             if isinstance(decided, RouteRejection):
                 await reject(event, rejected_out, stage=STAGE, reason_code=decided.reason_code,
@@ -162,7 +171,6 @@ def register(worker: Worker) -> ScheduledStage[RoutedMessage]:
                 stage.finish(ticket)
                 continue
             decision, plan = decided
-            tenant = tenants.of(snapshot, request.tenant_id)  # known: the engine checked it
             message = event.message
             over_quota = quota_book.charge(
                 request.tenant_id, None if tenant is None else tenant.daily_quota,

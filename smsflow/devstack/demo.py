@@ -1,7 +1,8 @@
 """``smsflow demo``: the whole platform on this machine, with traffic, in one command.
 
 Starts (or reuses) the local Kafka broker, applies topics and configuration, starts the SMSC
-simulator, the faust worker and the SMPP sender, pushes N messages from several tenants while
+simulator, the faust worker, the SMPP sender and the tenant API (printing a demo key and a
+``curl`` line), pushes N messages from several tenants while
 showing each stage's progress, then prints a summary. ``--keep-running`` leaves the stack up.
 """
 
@@ -19,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from schemas.models import SubmitRequest
+from smsflow.devstack.demo_api import DEMO_TENANT, curl_example, start_api
 from smsflow.devstack.flowrun import STAGES, make_traffic, run_flow, warm_up
 from smsflow.devstack.harness import prepared_stack
 from smsflow.devstack.stack import LocalStack
@@ -69,7 +71,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     with stack:
         console.print("[bold]warm-up[/]: waiting for one probe message to complete")
         console.print(f"stack ready in {warm_up(settings):.1f}s")
+        if args.api_port:
+            _start_api(console, stack, settings, args.api_port)
         return _run_with_progress(console, stack, settings, requests, args)
+
+
+def _start_api(console: Console, stack: LocalStack, settings: Settings, port: int) -> None:
+    key = start_api(stack, settings, port)
+    console.print(f"[bold]api[/]: smsflow api on :{port}; demo key of {DEMO_TENANT} "
+                  "(shown once):")
+    console.print(key, markup=False, highlight=False, soft_wrap=True)
+    console.print("try it (add --keep-running to keep the stack up after the traffic):")
+    console.print(curl_example(key, port), markup=False, highlight=False, soft_wrap=True)
 
 
 def _run_with_progress(
@@ -108,4 +121,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--sim-port", type=int, default=2775)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--keep-running", action="store_true")
+    parser.add_argument("--api-port", type=int, default=8080,
+                        help="start the tenant API there and print a demo key (0: no API)")
     parser.set_defaults(func=_cmd_demo)

@@ -157,8 +157,12 @@ class LocalStack:
     and serve no metrics page (they would all want the same port)."""
     processes: list[ManagedProcess] = field(default_factory=list)
 
+    def smsflow_argv(self) -> list[str]:
+        """The command line that runs ``smsflow`` in this stack's interpreter."""
+        return [sys.executable, "-m", "smsflow.cli"]
+
     def _smsflow(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "smsflow.cli", *args]
+        return [*self.smsflow_argv(), *args]
 
     def start(self) -> None:
         logs = self.home / "logs"

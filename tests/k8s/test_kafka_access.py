@@ -69,14 +69,14 @@ def test_every_granted_topic_is_in_the_topic_table() -> None:
 
 
 def test_consumer_groups_follow_the_app_id() -> None:
-    """The groups the code joins (<app id>, <app id>-deferred, -sender, -webhooks) with the
+    """The groups the code joins (<app id>, <app id>-deferred, -held, -sender, -webhooks) with the
     default SMSFLOW_APP_ID of the settings ConfigMap."""
     docs = objects("overlays/dev")
     app_id = next(c for c in docs if c["kind"] == "ConfigMap"
                   and c["metadata"]["name"].startswith("smsflow-settings"))["data"][
         "SMSFLOW_APP_ID"]
     expected = {
-        "smsflow-worker": {app_id, f"{app_id}-deferred"},
+        "smsflow-worker": {app_id, f"{app_id}-deferred", f"{app_id}-held"},
         "smsflow-sender": {f"{app_id}-sender"},
         "smsflow-webhooks": {f"{app_id}-webhooks"},
     }

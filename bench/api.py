@@ -1,0 +1,216 @@
+"""HTTP API benchmark: single and batch POSTs against `smsflow api` in front of the full stack.
+
+    python bench/api.py --json                       # the headline (bench/results/api.json)
+    python bench/api.py --instances 2 --scenario two-processes
+
+Uses the local broker (or SMSFLOW_KAFKA_BOOTSTRAP), an isolated set of topics and a fresh stack
+(simulator, worker, sender; config/bench-platform.yaml), then starts ``smsflow api --workers N``
+(N processes sharing the port with SO_REUSEPORT-style accept sharing by uvicorn) as one more
+process of the stack and creates a key. The load comes from bench/api_load.py in separate
+processes (keep-alive aiohttp pools), in three phases:
+
+1. singles, closed loop (``--clients`` per load process): ``accepted_per_s``, p50/p95/p99;
+2. batches of ``--batch`` messages, closed loop: ``batch_accepted_per_s`` (messages/s);
+3. singles, open loop at ``--open-loop-share`` (50%) of phase 1's rate: ``open_loop_p99_ms``.
+
+Every answer other than 202 is an error (``errors``; by status in ``statuses``). Server CPU per
+request is read from /proc for the API's process group during each phase. The stack keeps
+delivering what was accepted in the background, so the API shares the machine with the
+pipeline it feeds, as in production on one box. Results are stored under the scenario name in
+bench/results/api.json, with the commit, the machine and its load average: this machine is
+shared, so compare runs only at similar load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# Run as a script, this file's directory comes first on sys.path and this module would shadow
+# the `api` package it benchmarks: take the directory out, put the repository in.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+from api.settings import ApiSettings, resolve_pepper  # noqa: E402
+from api.tenants_cli import create_key  # noqa: E402
+from bench.e2e import _bootstrap, git_commit  # noqa: E402
+from smsflow.devstack.demo_api import pepper_file  # noqa: E402
+from smsflow.devstack.flowrun import percentile, warm_up  # noqa: E402
+from smsflow.devstack.harness import free_port, isolated_settings, prepared_stack  # noqa: E402
+from smsflow.devstack.stack import LocalStack, ManagedProcess, cpu_seconds, wait_for_port  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "api.json"
+LOAD = Path(__file__).with_name("api_load.py")
+
+
+def _start_api(stack: LocalStack, home: Path, port: int, instances: int, status: bool
+               ) -> ManagedProcess:
+    env = {**stack.env, "SMSFLOW_API_KEY_PEPPER_FILE": str(pepper_file(home)),
+           "SMSFLOW_API_STATUS_ENABLED": "true" if status else "false"}
+    api = ManagedProcess(
+        "api",
+        [*stack.smsflow_argv(), "api", "--port", str(port), "--workers", str(instances),
+         "--log-level", "warning"],
+        home / "logs" / "api.log",
+    )
+    api.start(env)
+    stack.processes.append(api)
+    wait_for_port("127.0.0.1", port, 60)
+    return api
+
+
+def _wait_ready(url: str, timeout_s: float = 120.0) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("the API did not become ready")
+
+
+def _load(url: str, key: str, processes: int, **flags: Any) -> dict[str, Any]:
+    """Run ``processes`` load generators at once; their results merged."""
+    argv = [sys.executable, str(LOAD), "--url", url, "--key", key]
+    for name, value in flags.items():
+        if value is not None:
+            argv += [f"--{name}", str(value)]
+    runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+    outs = [json.loads(run.communicate()[0]) for run in runs]
+    statuses: dict[str, int] = {}
+    for out in outs:
+        for status, count in out["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + count
+    latencies = [x for out in outs for x in out["latencies_ms"]]
+    return {
+        "requests": sum(o["requests"] for o in outs),
+        "accepted_messages": sum(o["accepted_messages"] for o in outs),
+        "errors": sum(o["errors"] for o in outs),
+        "statuses": statuses,
+        "elapsed_s": max(o["elapsed_s"] for o in outs),
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
+    }
+
+
+def _phase(name: str, api: ManagedProcess, url: str, key: str, processes: int,
+           **flags: Any) -> dict[str, Any]:
+    print(f"[api] {name} ...", file=sys.stderr, flush=True)
+    assert api.process is not None
+    pid = {"api": api.process.pid}
+    before = cpu_seconds(pid)["api"]
+    result = _load(url, key, processes, **flags)
+    used = cpu_seconds(pid)["api"] - before
+    result["server_cpu_s"] = round(used, 2)
+    result["server_cpu_ms_per_request"] = (
+        round(used / result["requests"] * 1000, 3) if result["requests"] else None
+    )
+    result["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    print(f"[api] {name}: {result['requests']} requests, {result['errors']} errors, "
+          f"p99 {result['p99_ms']} ms", file=sys.stderr, flush=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=1, help="API processes on the port")
+    parser.add_argument("--clients", type=int, default=64, help="connections per load process")
+    parser.add_argument("--load-processes", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--batch-clients", type=int, default=4)
+    parser.add_argument("--open-loop-share", type=float, default=0.5)
+    parser.add_argument("--no-status", action="store_true",
+                        help="switch the API's status store off (it reads all stage traffic)")
+    parser.add_argument("--platform-config", type=Path, default=REPO / "config/bench-platform.yaml")
+    parser.add_argument("--sim-config", type=Path, default=REPO / "config/bench-smsc-sim.yaml")
+    parser.add_argument("--scenario", default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    scenario = args.scenario or f"instances-{args.instances}" + ("-no-status" * args.no_status)
+    load_at_start = os.getloadavg()[0]
+    bootstrap, _broker_pid = _bootstrap()
+    with tempfile.TemporaryDirectory(prefix="smsflow-bench-api-") as tmp:
+        home = Path(tmp)
+        settings = isolated_settings(bootstrap, home, "benchapi")
+        with prepared_stack(settings, platform_config=args.platform_config,
+                            sim_config=args.sim_config) as stack:
+            warm_up(settings)
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            api = _start_api(stack, home, port, args.instances, not args.no_status)
+            key, _ = create_key(
+                settings, resolve_pepper(ApiSettings(key_pepper_file=pepper_file(home))),
+                "acme-bank", label="bench",
+            )
+            _wait_ready(url)
+            _load(url, key, 1, mode="single", clients=8, duration=2)  # warm connections, JIT-free
+            single = _phase("singles, closed loop", api, url, key, args.load_processes,
+                            mode="single", clients=args.clients, duration=args.duration)
+            accepted_per_s = single["accepted_messages"] / single["elapsed_s"]
+            batch = _phase("batches, closed loop", api, url, key, 1, mode="batch",
+                           batch=args.batch, clients=args.batch_clients,
+                           duration=args.duration)
+            open_rate = max(1.0, accepted_per_s * args.open_loop_share)
+            open_loop = _phase(f"singles, open loop at {open_rate:.0f}/s", api, url, key,
+                               args.load_processes, mode="single",
+                               clients=args.clients * 4, duration=args.duration,
+                               rate=round(open_rate / args.load_processes, 1))
+            stack.check_alive()
+    summary = {
+        "scenario": scenario,
+        "accepted_per_s": round(accepted_per_s),
+        "batch_accepted_per_s": round(batch["accepted_messages"] / batch["elapsed_s"]),
+        "p50_ms": single["p50_ms"],
+        "p95_ms": single["p95_ms"],
+        "p99_ms": single["p99_ms"],
+        "open_loop_rate_per_s": round(open_rate),
+        "open_loop_p50_ms": open_loop["p50_ms"],
+        "open_loop_p99_ms": open_loop["p99_ms"],
+        "errors": single["errors"] + batch["errors"] + open_loop["errors"],
+        "targets": {"accepted_per_s": 5500, "batch_accepted_per_s": 50000,
+                    "open_loop_p99_ms": 50, "errors": 0},
+        "phases": {"single": single, "batch": batch, "open_loop": open_loop},
+        "instances": args.instances,
+        "clients": args.clients,
+        "load_processes": args.load_processes,
+        "batch_size": args.batch,
+        "status_store": not args.no_status,
+        "duration_s": args.duration,
+        "commit": git_commit(),
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_avg_1m_at_start": round(load_at_start, 2),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+        },
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    stored[scenario] = summary
+    args.out.write_text(json.dumps(stored, indent=2) + "\n")
+    print(json.dumps(summary, indent=None if args.json else 2))
+    return 0 if summary["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
