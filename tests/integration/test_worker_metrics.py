@@ -77,8 +77,10 @@ def test_metrics_page_reports_limiters_stages_and_health(
     producer = SmsProducer(settings.kafka_bootstrap, topic_name(settings, SUBMITTED))
     for request in requests:
         producer.submit(request)
-    # config/platform.yaml quarantines suspended-co: its message is refused with a reason.
-    producer.submit(new_request("suspended-co", "+447700900123", "refused"))
+    # config/platform.yaml quarantines suspended-co: its message is held (sms.held); a tenant
+    # the configuration does not know is refused with a reason.
+    producer.submit(new_request("suspended-co", "+447700900123", "held"))
+    producer.submit(new_request("nobody", "+447700900123", "refused"))
     assert producer.flush(30) == 0
     parts_expected = 200  # at least one part each
 
@@ -94,9 +96,10 @@ def test_metrics_page_reports_limiters_stages_and_health(
         healthy = [k for k in samples if k[0] == "smsflow_route_health_state"]
         windows = _value(samples, "smsflow_window_submits", scope="route", id="uk-direct",
                          result="accepted")
-        quarantined = _value(samples, "smsflow_rejections_total", stage="router",
-                             reason="TENANT_QUARANTINED")
-        if released >= len(requests) and healthy and windows is not None and quarantined:
+        refused = _value(samples, "smsflow_rejections_total", stage="router",
+                         reason="UNKNOWN_TENANT")
+        held = _value(samples, "smsflow_held_parked_total")
+        if released >= len(requests) and healthy and windows is not None and refused and held:
             break
         time.sleep(1)
     else:
@@ -116,7 +119,8 @@ def test_metrics_page_reports_limiters_stages_and_health(
     assert _value(samples, "smsflow_commit_guard_stale_acks_refused_total") is not None
     assert (_value(samples, "smsflow_config_version") or -1) >= 0
     assert _value(samples, "smsflow_rejections_total", stage="router",
-                  reason="TENANT_QUARANTINED") == 1
+                  reason="UNKNOWN_TENANT") == 1
+    assert _value(samples, "smsflow_held_parked_total") == 1
     # The route's rolling window is on the page (no sender here: nothing was submitted, so
     # no outcome and no ratio yet).
     assert _value(samples, "smsflow_window_terminal_outcomes", scope="route", id="uk-direct",
