@@ -96,10 +96,11 @@ def test_metrics_page_reports_limiters_stages_and_health(
         healthy = [k for k in samples if k[0] == "smsflow_route_health_state"]
         windows = _value(samples, "smsflow_window_submits", scope="route", id="uk-direct",
                          result="accepted")
-        refused = _value(samples, "smsflow_rejections_total", stage="router",
-                         reason="UNKNOWN_TENANT")
+        unknown_tenant = _value(samples, "smsflow_rejections_total", stage="router",
+                                reason="UNKNOWN_TENANT")
         held = _value(samples, "smsflow_held_parked_total")
-        if released >= len(requests) and healthy and windows is not None and refused and held:
+        if (released >= len(requests) and healthy and windows is not None and unknown_tenant
+                and held):
             break
         time.sleep(1)
     else:
