@@ -171,6 +171,30 @@ def run_maven(
         raise error(f"Maven could not fetch {what} (exit {result.returncode}):\n{output}")
 
 
+def _state_and_parent(pid: int) -> tuple[str, str] | None:
+    """The state letter and parent pid from /proc/<pid>/stat; None when the pid is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    state, ppid = stat.rpartition(")")[2].split()[:2]
+    return state, ppid
+
+
+def _is_zombie(pid: int) -> bool:
+    found = _state_and_parent(pid)
+    return found is not None and found[0] in ("Z", "X", "x")
+
+
+def _exiting_not_zombie(pid: int) -> bool:
+    """For a pid whose cmdline reads empty: True while it is still exiting. The kernel empties
+    the cmdline of a killed process before it becomes a zombie; calling it dead in that window
+    lets its parent's ``poll()`` still answer "running". Kernel threads (parent kthreadd, pid 2)
+    also have an empty cmdline and are never ours."""
+    found = _state_and_parent(pid)
+    return found is not None and found[0] not in ("Z", "X", "x") and found[1] != "2"
+
+
 def _pid_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -299,8 +323,8 @@ class LocalJavaService(abc.ABC):
 
     def pid(self) -> int | None:
         """The pid of this home's server if that process is alive, else None."""
-        if self._proc is not None and self._proc.poll() is not None:
-            self._proc = None  # our child ended (another caller stopped it): reaped, no zombie
+        if self._proc is not None:
+            self._alive(self._proc.pid)  # our child ended (another caller stopped it): reap it
         try:
             pid = int(self.pid_file.read_text(encoding="utf-8").strip())
         except (OSError, ValueError):
@@ -315,14 +339,21 @@ class LocalJavaService(abc.ABC):
         """
         if self._proc is not None and self._proc.pid == pid:
             if self._proc.poll() is None:
-                return True
+                if not _is_zombie(pid):
+                    return True
+                # /proc may show the zombie a moment before waitpid(WNOHANG) reports it (seen
+                # when another caller killed it): reap it with a blocking wait.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(timeout=10.0)
             self._proc = None
             return False
         try:
             raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:  # gone (or no procfs): fall back to "does the pid exist"
             return sys.platform != "linux" and _pid_exists(pid)
-        return self._owns_cmdline(raw.decode(errors="replace").split("\0"))  # zombie: empty
+        if not raw:  # a zombie, or a process still exiting (killed, not yet a zombie)
+            return _exiting_not_zombie(pid)
+        return self._owns_cmdline(raw.decode(errors="replace").split("\0"))
 
     # -- start ---------------------------------------------------------------------------------
 
