@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -23,7 +24,7 @@ from pipeline.decoding import decode
 from pipeline.topic_follower import Batch, TopicFollower
 from schemas.codec import DecodeError
 from schemas.models import ConfigRecord
-from smsflow.config.models import PlatformConfig
+from smsflow.config.models import PlatformConfig, Tenant
 from smsflow.config.store import ConfigError, snapshot_from
 from smsflow.domain import route_engine
 
@@ -35,6 +36,14 @@ class ConfigSnapshot:
     config: PlatformConfig
     version: int  # offset of the last record folded in
     engine: route_engine.Snapshot  # the routing engine's view: catalogue + route health
+
+    @cached_property
+    def _tenants_by_id(self) -> dict[str, Tenant]:
+        return {tenant.id: tenant for tenant in self.config.tenants}
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        """The configuration of ``tenant_id`` (None: unknown); indexed once per snapshot."""
+        return self._tenants_by_id.get(tenant_id)
 
 
 class ConfigWatcher(TopicFollower):

@@ -11,8 +11,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+from pipeline.agents.release_task import register_releaser
 from pipeline.app import Worker
-from pipeline.deferral import DEFERRAL, DeferredReleaser, release_at_header
+from pipeline.deferral import DEFERRAL, release_at_header
 from smsflow.topics import DEFERRED, ROUTED
 
 __all__ = ["Park", "register"]
@@ -25,8 +26,9 @@ Park = Callable[[bytes, bytes, float], Awaitable["asyncio.Future[Any]"]]
 
 
 def register(worker: Worker) -> Park:
-    deferred_out, routed_out = worker.output(DEFERRED), worker.output(ROUTED)
-    settings = worker.settings
+    """The park the throttle calls; this worker's releaser sends parked Economy back to
+    ``sms.routed`` when its off-peak window opens."""
+    deferred_out = worker.output(DEFERRED)
 
     async def park(key: bytes, value: bytes, release_at: float) -> asyncio.Future[Any]:
         sent = await deferred_out.send(key=key, value=value,
@@ -34,20 +36,5 @@ def register(worker: Worker) -> Park:
         DEFERRAL.parked += 1
         return cast("asyncio.Future[Any]", sent)
 
-    async def send_back(key: bytes | None, value: bytes) -> asyncio.Future[Any]:
-        return cast("asyncio.Future[Any]", await routed_out.send(key=key, value=value))
-
-    releaser = DeferredReleaser(
-        settings.kafka_bootstrap,
-        worker.name(DEFERRED),
-        f"{settings.app_id}-deferred",
-        send_back,
-        release_per_s=settings.deferred_release_per_s,
-    )
-
-    @worker.app.task
-    async def release_deferred() -> None:
-        """Send parked Economy back to ``sms.routed`` when its off-peak window opens."""
-        await releaser.run()
-
+    register_releaser(worker, parked=DEFERRED, back_to=ROUTED, group_suffix="deferred")
     return park

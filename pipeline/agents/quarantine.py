@@ -25,8 +25,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+from pipeline.agents.release_task import register_releaser
 from pipeline.app import Worker
-from pipeline.deferral import HELD, DeferredReleaser
+from pipeline.deferral import HELD
 from smsflow.topics import HELD as HELD_TOPIC
 from smsflow.topics import SUBMITTED
 
@@ -42,15 +43,13 @@ Hold = Callable[[bytes, bytes], Awaitable["asyncio.Future[Any]"]]
 
 def register(worker: Worker) -> Hold:
     """The hold the router calls, and this worker's releaser of ``sms.held``."""
-    settings, config_watcher = worker.settings, worker.config_watcher
-    held_out, submitted_out = worker.output(HELD_TOPIC), worker.output(SUBMITTED)
+    config_watcher = worker.config_watcher
+    held_out = worker.output(HELD_TOPIC)
 
     def is_quarantined(tenant_id: str) -> bool:
         """Whether the configuration in use quarantines ``tenant_id`` (unknown: no)."""
-        return any(
-            tenant.id == tenant_id and tenant.quarantined
-            for tenant in config_watcher.snapshot.config.tenants
-        )
+        tenant = config_watcher.snapshot.tenant(tenant_id)
+        return tenant is not None and tenant.quarantined
 
     async def hold(key: bytes, value: bytes) -> asyncio.Future[Any]:
         sent = await held_out.send(key=key, value=value)
@@ -61,24 +60,10 @@ def register(worker: Worker) -> Hold:
         tenant_id = (record.key or b"").decode(errors="replace")
         return time.time() + RECHECK_S if is_quarantined(tenant_id) else None
 
-    async def send_back(key: bytes | None, value: bytes) -> asyncio.Future[Any]:
-        return cast("asyncio.Future[Any]", await submitted_out.send(key=key, value=value))
-
-    releaser = DeferredReleaser(
-        settings.kafka_bootstrap,
-        worker.name(HELD_TOPIC),
-        f"{settings.app_id}-held",
-        send_back,
-        release_per_s=settings.deferred_release_per_s,
-        due_at=due_at,
-        stats=HELD,
-        name="held releaser",
+    register_releaser(
+        worker, parked=HELD_TOPIC, back_to=SUBMITTED, group_suffix="held",
+        # before the configuration is read, every tenant would look released
+        ready=config_watcher.wait_ready,
+        due_at=due_at, stats=HELD, name="held releaser",
     )
-
-    @worker.app.task
-    async def release_held() -> None:
-        """Send a released tenant's held records back to ``sms.submitted``."""
-        await config_watcher.wait_ready()  # before it, every tenant would look released
-        await releaser.run()
-
     return hold

@@ -37,13 +37,12 @@ import faust
 
 from pipeline.agents.quarantine import Hold
 from pipeline.app import Worker
-from pipeline.config_watch import ConfigSnapshot
 from pipeline.decoding import decode_or_reject
 from pipeline.quota_table import QuotaBook
 from pipeline.rejections import reject
 from pipeline.scheduling import ScheduledStage
 from schemas.models import RoutedMessage, SubmitRequest
-from smsflow.config.models import Tenant, Tier
+from smsflow.config.models import Tier
 from smsflow.domain import route_engine
 from smsflow.domain.encoding import SegmentPlan
 from smsflow.domain.limits import QUOTA_EXCEEDED, Released, SchedulerConfig, router_config
@@ -97,20 +96,6 @@ def routed_message(
     )
 
 
-class _Tenants:
-    """Tenant id → configuration for the current snapshot (rebuilt when the version changes)."""
-
-    def __init__(self) -> None:
-        self._version = -2
-        self._tenants: dict[str, Tenant] = {}
-
-    def of(self, snapshot: ConfigSnapshot, tenant_id: str) -> Tenant | None:
-        if snapshot.version != self._version:
-            self._tenants = {tenant.id: tenant for tenant in snapshot.config.tenants}
-            self._version = snapshot.version
-        return self._tenants.get(tenant_id)
-
-
 def register(worker: Worker, hold: Hold) -> ScheduledStage[RoutedMessage]:
     """The ``route`` agent, its tenant lanes and their timer, on ``worker``; a quarantined
     tenant's records go to ``hold`` (:mod:`pipeline.agents.quarantine`)."""
@@ -144,7 +129,6 @@ def register(worker: Worker, hold: Hold) -> ScheduledStage[RoutedMessage]:
     )
     worker.stages.append(stage)
     quota_book = QuotaBook(app)
-    tenants = _Tenants()
 
     @app.agent(worker.topic(SUBMITTED))
     async def route(stream: faust.StreamT[bytes]) -> None:
@@ -157,7 +141,7 @@ def register(worker: Worker, hold: Hold) -> ScheduledStage[RoutedMessage]:
                 stage.finish(ticket)
                 continue
 
-            tenant = tenants.of(snapshot, request.tenant_id)
+            tenant = snapshot.tenant(request.tenant_id)
             if tenant is not None and tenant.quarantined:
                 # Held, not rejected: released with the tenant (pipeline.agents.quarantine).
                 await hold(event.key or request.tenant_id.encode(), event.value or b"")
