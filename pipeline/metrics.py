@@ -24,6 +24,8 @@ Families (labels in braces):
 * ``smsflow_deferred_*``: Economy parked for off-peak windows and released (pipeline/deferral.py)
 * ``smsflow_config_version``
 * ``smsflow_rejections_total`` {stage, reason}: records sent to sms.rejected
+* ``smsflow_routed_messages_total`` / ``_parts_total`` {tenant, operator}: what the router passed
+  on (pipeline/traffic_counts.py)
 * ``smsflow_window_delivery_ratio`` {scope, id}, ``smsflow_window_terminal_outcomes``
   {scope, id, status}, ``smsflow_window_submits`` {scope, id, result},
   ``smsflow_window_submit_latency_p95_seconds`` {scope, id}: the 15-minute rolling windows
@@ -32,13 +34,14 @@ Families (labels in braces):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pipeline import traffic_counts
 from pipeline.commit_guard import GUARD
 from pipeline.deferral import DEFERRAL, HELD
 from pipeline.scheduling import ScheduledStage, StageStats
@@ -106,6 +109,22 @@ class WorkerCollector(Collector):
         for (stage, reason), count in sorted(self._rejections().items()):
             rejected.add_metric([stage, reason], count)
         yield rejected
+        yield from routed_metrics(traffic_counts.routed_messages, traffic_counts.routed_parts)
+
+
+def routed_metrics(messages: Mapping[tuple[str, str], int],
+                   parts: Mapping[tuple[str, str], int]) -> Iterator[Metric]:
+    """What the router passed on, per tenant and operator (the capacity history)."""
+    for name, help_text, counts in (
+        ("smsflow_routed_messages", "Messages the router passed on, by tenant and operator.",
+         messages),
+        ("smsflow_routed_parts", "SMS parts the router passed on, by tenant and operator.",
+         parts),
+    ):
+        family = CounterMetricFamily(name, help_text, labels=["tenant", "operator"])
+        for (tenant, operator), count in sorted(counts.items()):
+            family.add_metric([tenant, operator], count)
+        yield family
 
 
 #: Window key prefixes and their ``scope`` label (pipeline/agents/tracking.py window_keys).

@@ -41,6 +41,7 @@ from pipeline.decoding import decode_or_reject
 from pipeline.quota_table import QuotaBook
 from pipeline.rejections import reject
 from pipeline.scheduling import ScheduledStage
+from pipeline.traffic_counts import count_routed
 from schemas.models import RoutedMessage, SubmitRequest
 from smsflow.config.models import Tier
 from smsflow.domain import route_engine
@@ -116,6 +117,7 @@ def register(worker: Worker, hold: Hold) -> ScheduledStage[RoutedMessage]:
         sent = await routed_out.send(
             key=routed.route_id.encode(), value=out.to_avro(routed_topic_name)
         )
+        count_routed(routed.request.tenant_id, routed.operator_id, routed.parts)
         return cast("asyncio.Future[Any]", sent)
 
     stage: ScheduledStage[RoutedMessage] = ScheduledStage(

@@ -122,6 +122,16 @@ def test_metrics_page_reports_limiters_stages_and_health(
     assert _value(samples, "smsflow_rejections_total", stage="router",
                   reason="UNKNOWN_TENANT") == 1
     assert _value(samples, "smsflow_held_parked_total") == 1
+    # Every message the router passed on is counted once, under its tenant and operator.
+    routed = {dict(labels)["tenant"]: v for (name, labels), v in samples.items()
+              if name == "smsflow_routed_messages_total"}
+    routed_total = sum(v for (name, _), v in samples.items()
+                       if name == "smsflow_routed_messages_total")
+    routed_parts = sum(v for (name, _), v in samples.items()
+                       if name == "smsflow_routed_parts_total")
+    assert routed_total == _value(samples, "smsflow_stage_released_total", stage="router")
+    assert routed_parts >= routed_total > 0
+    assert set(routed) <= {request.tenant_id for request in requests}
     # The route's rolling window is on the page (no sender here: nothing was submitted, so
     # no outcome and no ratio yet).
     assert _value(samples, "smsflow_window_terminal_outcomes", scope="route", id="uk-direct",
