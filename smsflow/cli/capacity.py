@@ -4,7 +4,7 @@
 ``plan`` adds partitions, replicas, SMPP binds and what to pre-provision before known events.
 Both print a table, or JSON with ``--json``; ``--png`` also draws the weekly pattern.
 The arithmetic lives in :mod:`smsflow.domain.capacity`; this module reads and renders.
-A Prometheus range query as a source is not implemented (docs/capacity.md says why).
+Sources: ``sms.dlr`` (default), a CSV, or a Prometheus server (capacity_prometheus).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from smsflow.cli.capacity_plot import PlotUnavailableError, write_png
+from smsflow.cli.capacity_prometheus import read_history_from_prometheus
 from smsflow.cli.capacity_sources import (
     parse_utc,
     read_events_csv,
@@ -190,8 +191,14 @@ def _load_inputs(args: argparse.Namespace) -> tuple[VolumePatterns, list[Any], i
     events = read_events_csv(args.events) if args.events else []
     if args.history:
         if args.save_history:
-            raise HistoryError("--save-history saves what --from-topics read, not --history")
+            raise HistoryError("--save-history saves what was read from topics or Prometheus, "
+                               "not --history")
         counts = read_history_csv(args.history)
+    elif args.prometheus:
+        now = parse_utc(args.now, "--now") if args.now else datetime.now(UTC)
+        counts = read_history_from_prometheus(args.prometheus, days=args.days, now=now)
+        if args.save_history:
+            write_history_csv(args.save_history, counts)
     else:
         topic = args.topic or topic_name(settings, DLR)
         counts = read_history_from_topic(settings.kafka_bootstrap, topic)
@@ -242,9 +249,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="count delivery reports on sms.dlr (the default source)")
     source.add_argument("--history", type=Path, metavar="FILE.csv",
                         help="hour,tenant_id,operator_id,messages,parts (hour ISO 8601 UTC)")
+    source.add_argument("--prometheus", metavar="URL",
+                        help="hourly smsflow_routed_*_total increases from this Prometheus "
+                             "server (e.g. http://prometheus:9090)")
+    parser.add_argument("--days", type=float, default=56,
+                        help="with --prometheus: how far back to read (default: %(default)s)")
     parser.add_argument("--topic", help="read this topic instead of <prefix>sms.dlr")
     parser.add_argument("--save-history", type=Path, metavar="FILE.csv",
-                        help="with --from-topics: also write the hourly counts read, for --history")
+                        help="with --from-topics or --prometheus: also write the hourly "
+                             "counts read, for --history")
     parser.add_argument("--events", type=Path, metavar="FILE.csv",
                         help="known events: name,start,end[,expected_multiplier]")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
