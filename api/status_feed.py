@@ -41,7 +41,7 @@ _PRUNE_EVERY_S = 60.0
 # The decoders read the Avro dicts as they come, without building the pydantic models: the
 # store folds ~5 records per accepted message, and model validation (RoutedMessage nests a whole
 # SubmitRequest) was most of that cost (docs/performance.md#http-api). The equivalence with the
-# models is a unit test (tests/unit/test_api_status_feed.py).
+# models is a unit test (tests/unit/api/test_status_feed.py).
 
 
 def _submitted(raw: bytes | None) -> Event | None:

@@ -1,6 +1,6 @@
 """Pure rules of the guarded consumer: what may be committed, and when a record is stranded.
 
-No faust here, so the rules are unit-tested on their own (tests/unit/test_offset_rules.py);
+No faust here, so the rules are unit-tested on their own (tests/unit/pipeline/test_offset_rules.py);
 :mod:`pipeline.faust_patches.guarded_consumer` feeds them faust's bookkeeping.
 """
 

@@ -1,7 +1,7 @@
 """Pydantic v2 models, one per Avro contract in ``schemas/avro``.
 
 Field names, order, optionality and defaults mirror the ``.avsc`` files exactly;
-``tests/unit/test_schema_models.py`` fails if they drift apart. Timestamps are timezone-aware
+``tests/unit/schemas/test_models.py`` fails if they drift apart. Timestamps are timezone-aware
 UTC datetimes (Avro ``timestamp-millis``). Models are frozen: a stage builds a new value instead
 of mutating the one it received.
 """

@@ -135,7 +135,7 @@ class HistoricalSchema:
 def _fingerprint(parsed: Any) -> bytes:
     canonical = fastavro.schema.to_parsing_canonical_form(parsed)
     # fastavro's hex string is already the little-endian byte order single-object encoding
-    # wants (checked against the spec's test vector in tests/unit/test_codec.py).
+    # wants (checked against the spec's test vector in tests/unit/schemas/test_codec.py).
     return bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
 
 

@@ -16,7 +16,7 @@ from schemas.models import ConfigRecord
 from smsflow.config.kafka_io import read_config_records
 from tests.integration.conftest import TopicFactory
 from tests.integration.test_schema_registry import _free_port
-from tests.unit.test_wire import model_sample
+from tests.unit.schemas.test_wire import model_sample
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from schemas.wire import (
 from smsflow.devstack.schema_registry import LocalSchemaRegistry
 from smsflow.topics import AVRO_TOPICS, ROUTED, THROTTLED
 from tests.integration.conftest import local_registry
-from tests.unit.test_wire import (
+from tests.unit.schemas.test_wire import (
     MODELS,
     avro_body,
     model_sample,

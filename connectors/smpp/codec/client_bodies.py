@@ -128,7 +128,7 @@ def parse_message_id(body: bytes) -> str | None:
 # smpplib's ``make_pdu(...).generate()`` costs ~140 us per submit_sm (it walks its parameter
 # tables for every PDU); the sender writes thousands per second, so the two PDUs it sends
 # on the hot path (submit_sm and the header-only/empty-body responses) are encoded here.
-# tests/unit/test_smpp_codec_encode.py checks the bytes against smpplib's.
+# tests/unit/connectors/smpp/test_codec_encode.py checks the bytes against smpplib's.
 
 
 @dataclass(frozen=True, slots=True)

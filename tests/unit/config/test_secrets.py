@@ -18,8 +18,9 @@ from smsflow.config.models import PlatformConfig, Smsc, Webhook
 from smsflow.config.secrets import MASK, SecretResolutionError, resolve
 from smsflow.config.store import fold, load_yaml, to_records
 from smsflow.settings import Settings
+from tests.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 

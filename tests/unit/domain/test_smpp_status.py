@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from smsflow.domain.smpp_status import (
@@ -13,8 +11,9 @@ from smsflow.domain.smpp_status import (
     status_info,
     status_name,
 )
+from tests.paths import REPO_ROOT
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "smpp.md"
+DOC = REPO_ROOT / "docs" / "smpp.md"
 
 
 @pytest.mark.parametrize(

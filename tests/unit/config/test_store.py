@@ -8,8 +8,9 @@ import pytest
 from schemas.models import ConfigKind, ConfigRecord
 from smsflow.config.models import PlatformConfig, RateLimits
 from smsflow.config.store import ConfigError, fold, load_yaml, now_utc, snapshot_from, to_records
+from tests.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
 

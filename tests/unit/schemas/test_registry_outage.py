@@ -14,9 +14,10 @@ from schemas.codec import DecodeError
 from schemas.models import ConfigRecord, RouteHealth
 from schemas.wire import RegistryUnavailableError, SchemaRegistryError
 from smsflow.config import kafka_io
-from tests.unit.test_wire import model_sample
+from tests.paths import REPO_ROOT
+from tests.unit.schemas.test_wire import model_sample
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 
 
 class _Flaky:

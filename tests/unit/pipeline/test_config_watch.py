@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 from pipeline.config_watch import ConfigSnapshot, ConfigWatcher
 from smsflow.config.store import load_yaml
 from smsflow.domain import route_engine
 from smsflow.domain.route_engine import HealthReport, RouteRequest
 from smsflow.domain.route_state import RouteState
+from tests.paths import PLATFORM_CONFIG
 
-PLATFORM = Path(__file__).resolve().parents[2] / "config" / "platform.yaml"
+PLATFORM = PLATFORM_CONFIG
 UK_MOBILE = "+447400123456"
 
 

@@ -24,7 +24,7 @@ from connectors.sender.service import SenderService
 from smsflow.config.store import load_yaml
 from smsflow.settings import Settings
 from tests.paths import PLATFORM_CONFIG
-from tests.unit.test_sender_dispatch import FakeBind, _entry, _wait_until
+from tests.unit.connectors.sender.test_dispatch import FakeBind, _entry, _wait_until
 
 
 @pytest.mark.parametrize(

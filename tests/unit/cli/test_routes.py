@@ -12,6 +12,7 @@ import yaml
 from smsflow.cli import routes as routes_cli
 from smsflow.config.models import PlatformConfig
 from smsflow.config.store import load_yaml
+from tests.paths import REPO_ROOT
 
 CONFIG = {
     "tenants": [
@@ -160,7 +161,7 @@ def test_config_and_from_topic_are_exclusive(config_file: Path) -> None:
 def test_default_config_is_the_platform_sample(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    monkeypatch.chdir(REPO_ROOT)
     assert run(["routes", "explain", "--to", "+447401234567", "--tenant", "acme-bank",
                 "--type", "otp"]) == 0
     assert "ROUTED via " in capsys.readouterr().out

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from api.cli import openapi_document
+from tests.paths import REPO_ROOT
 
-COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "api" / "openapi.json"
+COMMITTED = REPO_ROOT / "docs" / "api" / "openapi.json"
 
 
 def test_openapi_document_is_committed_and_current() -> None:
