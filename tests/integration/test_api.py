@@ -292,11 +292,21 @@ def test_smsflow_api_command_serves_with_two_workers(env: Settings) -> None:
             time.sleep(0.2)
         request = urllib.request.Request(
             base + "/v1/messages", method="POST", data=json.dumps(message()).encode(),
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json",
+                     "Idempotency-Key": f"two-workers-{port}"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 202
-            accepted = json.loads(response.read())
+        while True:
+            # /readyz answered from one process; the other may still be loading and answer
+            # 503 NOT_READY, as a client retrying with its Idempotency-Key would see.
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    assert response.status == 202
+                    accepted = json.loads(response.read())
+                    break
+            except urllib.error.HTTPError as refused:
+                assert refused.code == 503, refused.read()
+                assert time.monotonic() < deadline, "a process stayed not ready"
+                time.sleep(0.2)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
