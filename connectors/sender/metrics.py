@@ -139,6 +139,10 @@ _SERVICE_COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("rejected", "smsflow_sender_rejected", "Records sent to sms.rejected by the sender."),
     ("failovers", "smsflow_sender_failovers", "Messages sent back to sms.routed on another route."),
     ("pauses", "smsflow_sender_pauses", "Times the consumer paused for back-pressure."),
+    ("parts_skipped", "smsflow_sender_parts_skipped",
+     "Parts not submitted again: the ledger shows they were submitted before (a replay)."),
+    ("in_doubt_resubmits", "smsflow_sender_in_doubt_resubmits",
+     "Parts resubmitted without knowing whether the SMSC had them (intent, no outcome)."),
 )
 
 

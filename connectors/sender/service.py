@@ -336,8 +336,8 @@ class SenderService:
                     self._ledger.prune(int(time.time() * 1000))  # memory: the last hour only
                     last_commit = time.monotonic()
                 if time.monotonic() - last_counters >= COUNTERS_LOG_INTERVAL_S:
-                    # The sender exports no metrics yet: its counters (in_doubt_resubmits,
-                    # parts_skipped, …) go to the log.
+                    # Also on /metrics (smsflow_sender_*); the log keeps a trail for
+                    # deployments that do not scrape.
                     log.info("sender counters: %s", self.stats)
                     last_counters = time.monotonic()
         finally:

@@ -85,7 +85,8 @@ def test_sender_collector_reads_binds_queues_and_counters() -> None:
                  connection_losses=1, bind_failures=0),
     ]
     collector = SenderCollector(lambda: views, lambda: {"smsc-uk": 12},
-                                lambda: {"messages": 5, "failovers": 1, "inbound": 3})
+                                lambda: {"messages": 5, "failovers": 1, "inbound": 3,
+                                         "in_doubt_resubmits": 2, "parts_skipped": 9})
     samples = _samples(_registered(collector))
     b0, b1 = (("bind", "smsc-uk#0"), ("smsc", "smsc-uk")), (("bind", "smsc-uk#1"),
                                                             ("smsc", "smsc-uk"))
@@ -103,6 +104,8 @@ def test_sender_collector_reads_binds_queues_and_counters() -> None:
     assert samples[("smsflow_sender_failovers_total", ())] == 1
     assert samples[("smsflow_sender_receipts_total", ())] == 0
     assert samples[("smsflow_sender_inbound_total", ())] == 3
+    assert samples[("smsflow_sender_in_doubt_resubmits_total", ())] == 2
+    assert samples[("smsflow_sender_parts_skipped_total", ())] == 9
 
 
 class _Windows(Collector):
