@@ -132,11 +132,19 @@ def create_app(settings: Settings) -> Worker:
     page."""
     # Imported here: the agent modules import this one (for Worker).
     from pipeline import runtime, web
-    from pipeline.agents import delivery, offpeak, quarantine, router, throttle, tracking
+    from pipeline.agents import (
+        delivery,
+        offpeak,
+        opt_out,
+        quarantine,
+        router,
+        throttle,
+        tracking,
+    )
 
     worker = build_app(settings)
     runtime.register(worker)
-    router.register(worker, quarantine.register(worker))
+    router.register(worker, quarantine.register(worker), opt_out.register(worker))
     park = offpeak.register(worker)
     throttle.register(worker, park)
     delivery_agents = delivery.register(worker)

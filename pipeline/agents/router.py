@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Container
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -46,6 +47,7 @@ from schemas.models import RoutedMessage, SubmitRequest
 from smsflow.config.models import Tier
 from smsflow.domain import route_engine
 from smsflow.domain.encoding import SegmentPlan
+from smsflow.domain.inbound import OPTED_OUT, is_opted_out
 from smsflow.domain.limits import QUOTA_EXCEEDED, Released, SchedulerConfig, router_config
 from smsflow.domain.route_engine import RouteRejection
 from smsflow.domain.validation import ContentProblem, check_content
@@ -60,9 +62,12 @@ UNKNOWN_OPERATOR_ID = "unknown"  # a country-wide route carried a number of no k
 
 
 def refusal(
-    request: SubmitRequest, engine: route_engine.Snapshot, now: float
+    request: SubmitRequest, engine: route_engine.Snapshot, now: float,
+    opted_out: Container[str] = frozenset(),
 ) -> RouteRejection | tuple[route_engine.Decision, SegmentPlan]:
-    """The routing decision and segment plan at ``now``, or why the message is refused."""
+    """The routing decision and segment plan at ``now``, or why the message is refused.
+    ``opted_out`` holds :func:`~smsflow.domain.inbound.opt_out_key` of every subscriber who
+    sent the tenant STOP (the worker's opt-out table, pipeline/agents/opt_out.py)."""
     plan = check_content(request.source, request.body)
     if isinstance(plan, ContentProblem):
         return RouteRejection(plan.reason_code, plan.detail)
@@ -76,6 +81,10 @@ def refusal(
     )
     if isinstance(decision, RouteRejection):
         return decision
+    if is_opted_out(opted_out, request.tenant_id, decision.destination.e164):
+        return RouteRejection(
+            OPTED_OUT, f"{decision.destination.e164} opted out of {request.tenant_id!r} (STOP)"
+        )
     return decision, plan
 
 
@@ -97,7 +106,9 @@ def routed_message(
     )
 
 
-def register(worker: Worker, hold: Hold) -> ScheduledStage[RoutedMessage]:
+def register(
+    worker: Worker, hold: Hold, opted_out: Container[str] = frozenset()
+) -> ScheduledStage[RoutedMessage]:
     """The ``route`` agent, its tenant lanes and their timer, on ``worker``; a quarantined
     tenant's records go to ``hold`` (:mod:`pipeline.agents.quarantine`)."""
     app, config_watcher = worker.app, worker.config_watcher
@@ -149,7 +160,7 @@ def register(worker: Worker, hold: Hold) -> ScheduledStage[RoutedMessage]:
                 await hold(event.key or request.tenant_id.encode(), event.value or b"")
                 stage.finish(ticket)
                 continue
-            decided = refusal(request, snapshot.engine, time.time())
+            decided = refusal(request, snapshot.engine, time.time(), opted_out)
             if isinstance(decided, RouteRejection):
                 await reject(event, rejected_out, stage=STAGE, reason_code=decided.reason_code,
                              detail=decided.detail, message_id=request.message_id,

@@ -25,7 +25,7 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -33,6 +33,7 @@ from typing import Final
 __all__ = [
     "DEFAULT_OPT_IN",
     "DEFAULT_OPT_OUT",
+    "OPTED_OUT",
     "InboundKeyword",
     "KeywordLists",
     "apply_action",
@@ -49,6 +50,9 @@ DEFAULT_OPT_OUT: Final[frozenset[str]] = frozenset(
     {"STOP", "UNSUBSCRIBE", "STOPALL", "CANCEL", "END", "QUIT", "OPTOUT"}
 )
 DEFAULT_OPT_IN: Final[frozenset[str]] = frozenset({"START", "UNSTOP", "SUBSCRIBE", "OPTIN"})
+
+#: The router's reason code for a message to a subscriber who opted out (domain/reasons.py).
+OPTED_OUT: Final = "OPTED_OUT"
 
 _SPACES = re.compile(r"\s+")
 _TRAILING_PUNCTUATION = ".!?,;:"
@@ -125,8 +129,8 @@ def opt_out_key(tenant_id: str, subscriber_e164: str) -> str:
     return f"{tenant_id}|{normalize_address(subscriber_e164)}"
 
 
-def is_opted_out(opted_out: Set[str], tenant_id: str, destination_e164: str) -> bool:
-    """The router's decision: one set lookup."""
+def is_opted_out(opted_out: Container[str], tenant_id: str, destination_e164: str) -> bool:
+    """The router's decision: one lookup (a set, or the worker's opt-out table)."""
     return opt_out_key(tenant_id, destination_e164) in opted_out
 
 

@@ -7,21 +7,35 @@ topics and an app id of its own, so nothing here sees another test's traffic.
 from __future__ import annotations
 
 import csv
+import json
+import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
 from connectors.producer import new_request
+from pipeline.agents.opt_out import TABLE as OPT_OUT_TABLE
 from schemas.codec import codec
-from schemas.models import DeliveryReport, Rejection, SubmitOutcome, SubmitStatus
+from schemas.models import (
+    DeliveryReport,
+    InboundKeyword,
+    InboundMessage,
+    Rejection,
+    SubmitOutcome,
+    SubmitStatus,
+)
 from smsflow.cli.dlr import COLUMNS, export, read_reports
 from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
-from smsflow.devstack.harness import isolated_settings, prepared_stack, read_all
+from smsflow.devstack.harness import isolated_settings, prepared_stack, read_all, read_records
 from smsflow.devstack.stack import LocalStack
+from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
-from smsflow.topics import DLR, REJECTED, SENT, topic_name
+from smsflow.topics import DLR, INBOUND, REJECTED, SENT, topic_name
 from tests.integration.waiting import flow_drained
 from tests.integration.windows import wait_for_windows
 from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
@@ -149,3 +163,55 @@ def test_rolling_windows_match_the_raw_events(
     reference, windows = wait_for_windows(flow_settings)
     assert any(key.startswith("route:") for key in reference)
     assert windows == reference
+
+
+def _mo_keyword(settings: Settings, keyword: InboundKeyword, subscriber: str) -> None:
+    """What the sender stores for a subscriber's STOP/START to acme-bank's short code
+    (tests/integration/test_inbound_ack.py covers that part from the SMSC on)."""
+    topic = topic_name(settings, INBOUND)
+    mo = InboundMessage(
+        inbound_id=str(uuid.uuid4()), tenant_id="acme-bank", source=subscriber,
+        destination="60001", text=keyword.name, data_coding=0, keyword=keyword,
+        smsc_id="smsc-uk", bind="smsc-uk#0", received_at=datetime.now(UTC),
+    )
+    producer = Producer(producer_config(settings.kafka_bootstrap))
+    producer.produce(topic, key=b"acme-bank", value=mo.to_avro(topic))
+    assert producer.flush(30) == 0
+
+
+def _opt_out_changed(settings: Settings, key: str, *, opted_out: bool) -> None:
+    """Wait until the worker's opt-out table (its changelog) shows ``key`` in that state."""
+    changelog = f"{settings.app_id}-{OPT_OUT_TABLE}-changelog"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        latest = dict(read_records(settings, changelog, topic_prefix=False))  # last per key
+        stored = json.dumps(key).encode()  # faust's table keys are JSON
+        if stored in latest and (latest[stored] is not None) == opted_out:
+            return  # STOP: a value; START: a tombstone
+        time.sleep(0.5)
+    raise AssertionError(f"the opt-out table never showed {key} opted_out={opted_out}")
+
+
+def test_stop_refuses_the_tenant_s_next_message_and_start_allows_it_again(
+    flow_settings: Settings, running_stack: LocalStack
+) -> None:
+    subscriber = "+447700900555"
+    _mo_keyword(flow_settings, InboundKeyword.OPT_OUT, subscriber)
+    _opt_out_changed(flow_settings, f"acme-bank|{subscriber}", opted_out=True)
+
+    to_subscriber = new_request("acme-bank", subscriber, "offer after STOP")
+    other_tenant = new_request("shopfast", subscriber, "another tenant's message")
+    result = run_flow(flow_settings, [to_subscriber, other_tenant], timeout_s=120)
+    assert result.lost == 0
+    assert result.rejection_codes == Counter({"OPTED_OUT": 1})
+    assert result.statuses.total() == 1, "STOP to acme-bank does not stop shopfast"
+    rejection = next(r for r in map(Rejection.from_avro, read_all(flow_settings, REJECTED))
+                     if r.message_id == to_subscriber.message_id)
+    assert rejection.reason_code == "OPTED_OUT" and rejection.stage == "router"
+
+    _mo_keyword(flow_settings, InboundKeyword.OPT_IN, subscriber)
+    _opt_out_changed(flow_settings, f"acme-bank|{subscriber}", opted_out=False)
+    again = run_flow(flow_settings, [new_request("acme-bank", subscriber, "after START")],
+                     timeout_s=120)
+    assert again.lost == 0 and not again.rejection_codes
+    assert again.statuses.total() == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -12,11 +11,13 @@ from pipeline.app import Worker
 from schemas.models import SubmitRequest, TextEncoding
 from smsflow.config.store import load_yaml
 from smsflow.domain import route_engine
+from smsflow.domain.inbound import opt_out_key
 from smsflow.domain.route_engine import RouteRejection
 from smsflow.domain.validation import MAX_PARTS
+from tests.paths import PLATFORM_CONFIG
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
-CONFIG = Path(__file__).parents[4] / "config" / "platform.yaml"
+CONFIG = PLATFORM_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +74,25 @@ def test_the_factory_gives_the_router_its_tenant_lanes_on_sms_submitted(worker: 
     router = next(stage for stage in worker.stages if stage.name == "router")
     assert router.source_topic == "unit.sms.submitted"
     assert any(name.endswith(".route") for name in worker.app.agents)
+
+
+def test_an_opted_out_subscriber_is_refused_for_that_tenant_only(
+    engine: route_engine.Snapshot,
+) -> None:
+    opted_out = {opt_out_key("acme-bank", "447700900123")}  # stored without the +: normalized
+    decided = refusal(_request(), engine, NOW.timestamp(), opted_out)
+    assert isinstance(decided, RouteRejection) and decided.reason_code == "OPTED_OUT"
+    assert "+447700900123" in decided.detail
+    other_number = refusal(_request(destination="+447700900124"), engine, NOW.timestamp(),
+                           opted_out)
+    other_tenant = refusal(_request(tenant="shopfast"), engine, NOW.timestamp(), opted_out)
+    assert not isinstance(other_number, RouteRejection), other_number
+    assert not isinstance(other_tenant, RouteRejection), other_tenant
+
+
+def test_an_unroutable_message_keeps_its_own_reason_even_if_opted_out(
+    engine: route_engine.Snapshot,
+) -> None:
+    opted_out = {opt_out_key("acme-bank", "+447700900123")}
+    assert refusal(_request(body=""), engine, NOW.timestamp(), opted_out) == refusal(
+        _request(body=""), engine, NOW.timestamp())
