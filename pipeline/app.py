@@ -19,6 +19,7 @@ from typing import Any
 import faust
 import mode
 
+from pipeline.bind_watch import BindWatcher
 from pipeline.config_watch import ConfigWatcher
 from pipeline.faust_patches import check_pins, guarded_consumer
 from pipeline.faust_patches.changelog_writes import route_changelogs
@@ -27,7 +28,7 @@ from pipeline.faust_patches.fetch_wait import shorten_fetch_wait
 from pipeline.outputs import OutputProducer, OutputTopic
 from pipeline.scheduling import ScheduledStage
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, topic_name
+from smsflow.topics import CONFIG, SMSC_BINDS, topic_name
 
 __all__ = ["Worker", "build_app", "create_app"]
 
@@ -43,6 +44,8 @@ class Worker:
     #: their sources.
     outputs: OutputProducer
     config_watcher: ConfigWatcher
+    #: The senders' bind reports per SMSC (``sms.smsc-binds``), for route health.
+    bind_watcher: BindWatcher
     #: The scheduled stages the agents created (router, throttle), for the metrics page.
     stages: list[ScheduledStage[Any]] = field(default_factory=list)
     _outputs_by_topic: dict[str, OutputTopic] = field(default_factory=dict)
@@ -111,7 +114,8 @@ def build_app(settings: Settings) -> Worker:
     outputs = OutputProducer(settings.kafka_bootstrap)
     add_commit_barrier(app, outputs.flush)
     worker = Worker(app, settings, outputs,
-                    ConfigWatcher(settings.kafka_bootstrap, topic_name(settings, CONFIG)))
+                    ConfigWatcher(settings.kafka_bootstrap, topic_name(settings, CONFIG)),
+                    BindWatcher(settings.kafka_bootstrap, topic_name(settings, SMSC_BINDS)))
 
     @app.task
     async def shorten_fetches() -> None:

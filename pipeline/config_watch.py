@@ -41,6 +41,14 @@ class ConfigSnapshot:
     def _tenants_by_id(self) -> dict[str, Tenant]:
         return {tenant.id: tenant for tenant in self.config.tenants}
 
+    @cached_property
+    def _smsc_by_route(self) -> dict[str, str]:
+        return {route.id: route.smsc for route in self.config.routes}
+
+    def smsc_of(self, route_id: str) -> str | None:
+        """The SMSC account a route submits through (None: unknown route)."""
+        return self._smsc_by_route.get(route_id)
+
     def tenant(self, tenant_id: str) -> Tenant | None:
         """The configuration of ``tenant_id`` (None: unknown); indexed once per snapshot."""
         return self._tenants_by_id.get(tenant_id)

@@ -29,6 +29,10 @@ def register(worker: Worker) -> None:
     async def watch_health() -> None:
         await health_watcher.run()
 
+    @app.task
+    async def watch_binds() -> None:
+        await worker.bind_watcher.run()
+
     @app.timer(interval=5.0)
     async def rerank_routes() -> None:
         """Health reports age and hysteresis dwell times pass: re-rank without waiting for

@@ -208,6 +208,15 @@ class RouteHealth(AvroModel):
     updated_at: datetime
 
 
+class SmscBindStatus(AvroModel):
+    smsc_id: str
+    instance: str
+    bound: int
+    configured: int
+    heartbeat_s: int
+    updated_at: datetime
+
+
 ALL_MODELS: tuple[type[AvroModel], ...] = (
     SubmitRequest,
     RoutedMessage,
@@ -219,4 +228,5 @@ ALL_MODELS: tuple[type[AvroModel], ...] = (
     Rejection,
     ConfigRecord,
     RouteHealth,
+    SmscBindStatus,
 )

@@ -61,6 +61,7 @@ API_KEYS = "sms.api-keys"
 API_IDEMPOTENCY = "sms.api-idempotency"
 SENDER_LEDGER = "sms.sender.ledger"
 INBOUND = "sms.inbound"
+SMSC_BINDS = "sms.smsc-binds"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SUBMITTED, "tenant_id", "SubmitRequest", "Messages accepted from tenants."),
@@ -85,6 +86,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         ROUTE_HEALTH, "route_id", "RouteHealth", "Latest health score per route.",
         compacted=True,
+    ),
+    TopicSpec(
+        SMSC_BINDS, "smsc_id/instance", "SmscBindStatus",
+        "Binds each sender process holds per SMSC (heartbeat; tombstone at stop); the worker "
+        "marks a route DOWN when no sender holds a bind to its SMSC.",
+        compacted=True, partitions=1,
     ),
     TopicSpec(
         CONFIG, "kind/id", "ConfigRecord", "Tenants, operators, SMSCs and routes.",

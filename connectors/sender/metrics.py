@@ -33,6 +33,7 @@ from smsflow.domain.smpp_status import is_known_status, status_name
 
 __all__ = [
     "CONNECTION_LOST",
+    "COUNTER_KEYS",
     "SUBMIT_LATENCY_BUCKETS_S",
     "BindView",
     "SenderCollector",
@@ -144,6 +145,9 @@ _SERVICE_COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("in_doubt_resubmits", "smsflow_sender_in_doubt_resubmits",
      "Parts resubmitted without knowing whether the SMSC had them (intent, no outcome)."),
 )
+
+#: The keys of ``SenderService.stats``: every counter the sender keeps is exported.
+COUNTER_KEYS: tuple[str, ...] = tuple(key for key, _name, _help in _SERVICE_COUNTERS)
 
 
 class SenderCollector(Collector):

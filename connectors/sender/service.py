@@ -38,12 +38,13 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
+from connectors.sender.bind_reports import BindReporter
 from connectors.sender.deliver_ack import ack_when_stored
 from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
 from connectors.sender.inbound import InboundClassifier
 from connectors.sender.ledger import IN_DOUBT_HEADER, PartAction
 from connectors.sender.ledger_store import SubmitLedger
-from connectors.sender.metrics import BindView, SenderCollector, SenderMetrics
+from connectors.sender.metrics import COUNTER_KEYS, BindView, SenderCollector, SenderMetrics
 from connectors.sender.offsets import OffsetTracker
 from connectors.sender.retry import RetryKind, SubmitRetryPolicy
 from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
@@ -77,6 +78,7 @@ from smsflow.topics import (
     ROUTED,
     SENDER_LEDGER,
     SENT,
+    SMSC_BINDS,
     THROTTLED,
     topic_name,
 )
@@ -205,9 +207,8 @@ class SenderService:
         self._receipt_codec = ReceiptEvent.codec()
         #: stop(): how long to let in-flight records finish before closing (then replayed).
         self.drain_timeout_s = 15.0
-        self.stats = {"messages": 0, "parts_accepted": 0, "parts_failed": 0, "retries": 0,
-                      "receipts": 0, "inbound": 0, "rejected": 0, "failovers": 0, "pauses": 0,
-                      "parts_skipped": 0, "in_doubt_resubmits": 0}
+        self.stats: dict[str, int] = dict.fromkeys(COUNTER_KEYS, 0)  # exported as counters
+        self._bind_reporter = BindReporter.on(self._producer, topic_name(settings, SMSC_BINDS))
         self.metrics.registry.register(SenderCollector(
             binds=self.bind_views, queued_parts=self.queued_parts_by_smsc,
             counters=lambda: dict(self.stats)))
@@ -331,6 +332,7 @@ class SenderService:
                         for message in self._consumer.consume(more, 0):
                             self._on_record(message)
                 self._apply_back_pressure()
+                self._bind_reporter.report(self.bind_views(), time.time())
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                     self._commit(asynchronous=True)
                     self._ledger.prune(int(time.time() * 1000))  # memory: the last hour only
@@ -395,6 +397,7 @@ class SenderService:
         for clients in self._binds.values():
             for client in clients:
                 client.close()
+        self._bind_reporter.withdraw()  # flushed below with everything else
         for dispatcher in self._dispatchers.values():
             dispatcher.stop()  # what is left is replayed from the uncommitted offsets
         self._producer.flush(10)

@@ -55,6 +55,7 @@ from smsflow.domain.tracking import (
     WindowEvent,
     WindowState,
     evaluate,
+    observe_bind,
     publish_decision,
     submit_event,
 )
@@ -243,6 +244,10 @@ def register(worker: Worker) -> Callable[[], list[tuple[str, WindowState]]]:
                 health = HealthState.from_bytes(stored)
             except StateFormatError:
                 log.warning("tracking: unreadable health state of %s; starting afresh", route_id)
+        # A route whose SMSC no sender holds a bind to is DOWN now (None: nothing known).
+        smsc_id = config_watcher.snapshot.smsc_of(route_id)
+        bound = None if smsc_id is None else worker.bind_watcher.smsc_bound(smsc_id, now_ms)
+        health = observe_bind(health, bound is not False)
         health, report = evaluate(health, stats(window, now_ms), route_id, now_ms, policy)
         health, publish = publish_decision(health, report, now_ms)
         health_states[key] = health.to_bytes()
@@ -260,5 +265,15 @@ def register(worker: Worker) -> Callable[[], list[tuple[str, WindowState]]]:
         empty = WindowState.empty(spec).to_bytes()
         for route in snapshot.config.routes:
             await tracking_deltas_out.send(key=f"route:{route.id}".encode(), value=empty)
+
+    async def judge_smsc_routes(smsc_id: str) -> None:
+        """A bind state changed: an empty delta per route of that SMSC has its owner judge it
+        now (every worker sends them; an empty delta changes no window)."""
+        empty = WindowState.empty(spec).to_bytes()
+        for route in config_watcher.snapshot.config.routes:
+            if route.smsc == smsc_id:
+                await tracking_deltas_out.send(key=f"route:{route.id}".encode(), value=empty)
+
+    worker.bind_watcher.listen(judge_smsc_routes)
 
     return owned_windows

@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,14 @@ import pytest
 import yaml
 
 from connectors.producer import SmsProducer, new_request
+from schemas.models import RouteHealth
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
-from smsflow.devstack.harness import free_port, isolated_settings
+from smsflow.devstack.harness import free_port, isolated_settings, read_records
 from smsflow.devstack.stack import ManagedProcess, stack_env, wait_for_port
+from smsflow.domain.route_state import RouteState
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, SUBMITTED, apply_topics, topic_name
+from smsflow.topics import CONFIG, ROUTE_HEALTH, SUBMITTED, apply_topics, topic_name
 from tests.paths import PLATFORM_CONFIG
 
 pytestmark = pytest.mark.slow
@@ -100,6 +103,21 @@ def _wait_for_firing(port: int, name: str, timeout_s: float, **labels: str
             return firing
         time.sleep(1)
     raise AssertionError(f"{name} {labels} never fired; alerts: {_alerts(port)}")
+
+
+def _wait_for_route_state(settings: Settings, route_id: str, state: RouteState, *,
+                          after: datetime, timeout_s: float = 30) -> datetime:
+    """When ``route_id`` was first published in ``state`` on sms.route-health after ``after``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for key, value in read_records(settings, ROUTE_HEALTH):
+            if key != route_id.encode() or value is None:
+                continue
+            record = RouteHealth.from_avro(value)
+            if record.state is state and record.updated_at >= after:
+                return record.updated_at
+        time.sleep(0.5)
+    raise AssertionError(f"{route_id} never became {state.value} after {after}")
 
 
 class _Stack:
@@ -191,7 +209,12 @@ def test_delivery_and_bind_alerts_fire_for_the_broken_operator_only(
         assert float(de_ratio["value"][1]) == 1.0
 
         assert not _firing(prometheus_port, "SmppBindDown")
+        stopped = datetime.now(UTC)
         stack.processes["sim-us"].stop()
+        # Bind state feeds route health: with no traffic to judge, only the lost bind can
+        # take us-direct DOWN, and it does within seconds (sms.smsc-binds -> the worker).
+        down_at = _wait_for_route_state(settings, "us-direct", RouteState.DOWN, after=stopped)
+        assert (down_at - stopped).total_seconds() < 15, down_at - stopped
         down = _wait_for_firing(prometheus_port, "SmppBindDown", 60, smsc="smsc-us")
         assert {alert["smsc"] for alert in down} == {"smsc-us"}
         assert {alert["bind"] for alert in down} == {"smsc-us#0"}

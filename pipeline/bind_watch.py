@@ -1,0 +1,79 @@
+"""Feeds ``sms.smsc-binds`` (the senders' bind reports) into route health.
+
+Every worker reads the whole compacted topic without a consumer group (a
+:class:`~pipeline.topic_follower.TopicFollower`, restarted after any failure, reading from the
+beginning again) and keeps the reports in a :data:`~smsflow.domain.tracking.binds.Board`.
+The tracking agent asks :meth:`BindWatcher.smsc_bound` when it judges a route
+(pipeline/agents/tracking.py); when an SMSC's answer changes, the listeners are told at once so
+its routes are judged now rather than at the next idle-route tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from pipeline.decoding import decode
+from pipeline.topic_follower import Batch, TopicFollower
+from schemas.codec import DecodeError
+from schemas.models import SmscBindStatus
+from smsflow.domain.tracking.binds import BindReport, Board, apply_report, smsc_bound
+
+log = logging.getLogger(__name__)
+
+#: Called with an SMSC id whose bound/unbound answer changed.
+BindListener = Callable[[str], Awaitable[None]]
+
+
+class BindWatcher(TopicFollower):
+    max_records = 1000
+
+    def __init__(self, bootstrap: str, topic: str, **kwargs: Any) -> None:
+        super().__init__("bind-state watcher", bootstrap, **kwargs)
+        self._topic = topic
+        self.board: Board = {}
+        self._listeners: list[BindListener] = []
+        self._answers: dict[str, bool | None] = {}
+
+    def listen(self, listener: BindListener) -> None:
+        self._listeners.append(listener)
+
+    def smsc_bound(self, smsc_id: str, now_ms: int | None = None) -> bool | None:
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        return smsc_bound(self.board, smsc_id, now)
+
+    async def start_reading(self, consumer: AIOKafkaConsumer) -> None:
+        self.board = {}  # replayed from the start: compacted, so the latest report per key
+        consumer.subscribe([self._topic])
+
+    async def on_batch(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
+        touched: set[str] = set()
+        for message in (m for records in batch.values() for m in records):
+            smsc_id, _, instance = (message.key or b"").decode(errors="replace").partition("/")
+            if message.value is None:
+                apply_report(self.board, smsc_id, instance, None)
+                touched.add(smsc_id)
+                continue
+            try:
+                record = await decode(SmscBindStatus, message.value)
+            except (DecodeError, ValueError) as exc:
+                log.error("ignoring undecodable bind report at %s@%d: %s",
+                          message.partition, message.offset, exc)
+                continue
+            apply_report(self.board, record.smsc_id, record.instance, BindReport(
+                record.bound, record.heartbeat_s, int(record.updated_at.timestamp() * 1000)))
+            touched.add(record.smsc_id)
+        for smsc_id in sorted(touched):
+            answer = self.smsc_bound(smsc_id)
+            if self._answers.get(smsc_id) is answer:
+                continue
+            self._answers[smsc_id] = answer
+            log.info("SMSC %s: %s", smsc_id, {True: "a sender holds a bind", False:
+                     "no sender holds a bind: its routes go DOWN", None: "no bind reports"}[
+                     answer])
+            for listener in self._listeners:
+                await listener(smsc_id)

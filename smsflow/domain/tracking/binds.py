@@ -1,0 +1,61 @@
+"""Which SMSCs have a bound connection: the senders' bind reports folded into one answer.
+
+Every sender process reports, per SMSC, how many binds it holds (``sms.smsc-binds``, keyed by
+``<smsc>/<instance>``): on every change and as a heartbeat every ``heartbeat_s``; a stopping
+sender deletes its reports. :func:`smsc_bound` answers for one SMSC at ``now_ms``:
+
+* True when a fresh report (younger than :data:`STALE_AFTER_HEARTBEATS` heartbeats) has a
+  bind up;
+* False when there are fresh reports and none has a bind up: every running sender lost its
+  binds, so the SMSC's routes are DOWN (:func:`~smsflow.domain.tracking.observe_bind`);
+* None when nothing fresh is known (no sender runs, or all crashed without a tombstone): the
+  binds say nothing, and the delivery and error rates judge the route as before.
+
+Pure: the caller passes the reports and the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["STALE_AFTER_HEARTBEATS", "BindReport", "Board", "apply_report", "smsc_bound"]
+
+#: A report older than this many of its heartbeats is ignored (its sender is presumed gone).
+STALE_AFTER_HEARTBEATS: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class BindReport:
+    bound: int
+    heartbeat_s: int
+    updated_at_ms: int
+
+
+#: smsc id → sender instance → its latest report.
+Board = dict[str, dict[str, BindReport]]
+
+
+def apply_report(board: Board, smsc_id: str, instance: str, report: BindReport | None) -> None:
+    """Fold one record (None: the tombstone of a stopped sender) into ``board``, in place."""
+    if report is None:
+        instances = board.get(smsc_id)
+        if instances is not None:
+            instances.pop(instance, None)
+            if not instances:
+                del board[smsc_id]
+        return
+    board.setdefault(smsc_id, {})[instance] = report
+
+
+def smsc_bound(board: Mapping[str, Mapping[str, BindReport]], smsc_id: str,
+               now_ms: int) -> bool | None:
+    """See the module docstring."""
+    fresh = [
+        report for report in board.get(smsc_id, {}).values()
+        if now_ms - report.updated_at_ms <= STALE_AFTER_HEARTBEATS * report.heartbeat_s * 1000
+    ]
+    if not fresh:
+        return None
+    return any(report.bound > 0 for report in fresh)

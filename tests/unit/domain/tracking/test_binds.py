@@ -1,0 +1,42 @@
+"""Bind reports → is the SMSC bound (smsflow/domain/tracking/binds.py)."""
+
+from __future__ import annotations
+
+from smsflow.domain.tracking.binds import BindReport, Board, apply_report, smsc_bound
+
+NOW = 1_800_000_000_000
+
+
+def _report(bound: int, age_s: float = 0) -> BindReport:
+    return BindReport(bound=bound, heartbeat_s=5, updated_at_ms=NOW - int(age_s * 1000))
+
+
+def test_nothing_known_is_none() -> None:
+    assert smsc_bound({}, "smsc-us", NOW) is None
+
+
+def test_one_sender_with_a_bind_up_is_enough() -> None:
+    board: Board = {}
+    apply_report(board, "smsc-us", "a", _report(0))
+    apply_report(board, "smsc-us", "b", _report(1))
+    assert smsc_bound(board, "smsc-us", NOW) is True
+    apply_report(board, "smsc-us", "b", _report(0))
+    assert smsc_bound(board, "smsc-us", NOW) is False
+    assert smsc_bound(board, "smsc-uk", NOW) is None, "per SMSC"
+
+
+def test_stale_reports_are_ignored() -> None:
+    board: Board = {}
+    apply_report(board, "smsc-us", "crashed", _report(2, age_s=16))  # 3 heartbeats = 15 s
+    assert smsc_bound(board, "smsc-us", NOW) is None
+    apply_report(board, "smsc-us", "alive", _report(0, age_s=14))
+    assert smsc_bound(board, "smsc-us", NOW) is False, "the crashed sender's binds do not count"
+
+
+def test_a_tombstone_forgets_the_sender() -> None:
+    board: Board = {}
+    apply_report(board, "smsc-us", "a", _report(0))
+    apply_report(board, "smsc-us", "a", None)
+    assert board == {} and smsc_bound(board, "smsc-us", NOW) is None
+    apply_report(board, "smsc-us", "never-seen", None)
+    assert board == {}
