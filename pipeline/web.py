@@ -1,8 +1,10 @@
-"""The worker's HTTP page: ``GET /metrics`` (Prometheus), served when the worker runs with
-``--web`` on ``SMSFLOW_WORKER_WEB_PORT`` (address ``SMSFLOW_METRICS_HOST``)."""
+"""The worker's HTTP pages: ``GET /metrics`` (Prometheus), ``/healthz`` and ``/readyz`` (the
+Kubernetes probes, smsflow/probes.py), served when the worker runs with ``--web`` on
+``SMSFLOW_WORKER_WEB_PORT`` (address ``SMSFLOW_METRICS_HOST``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -12,6 +14,7 @@ from pipeline import rejections
 from pipeline.app import Worker
 from pipeline.metrics import WorkerCollector, render
 from smsflow.domain.tracking.windows import WindowState, WindowStats, stats
+from smsflow.probes import Probe, worker_probe
 
 __all__ = ["register"]
 
@@ -49,3 +52,44 @@ def register(
     @worker.app.page("/metrics")
     async def metrics(view: View, request: Request) -> Response:
         return view.bytes(render(collector), content_type=_CONTENT_TYPE)
+
+    rebalance = _RebalanceClock()
+
+    @worker.app.timer(interval=1.0)
+    async def watch_rebalances() -> None:
+        """faust says whether a rebalance runs, not since when: note when one started."""
+        rebalance.observe(worker.app.rebalancing, time.monotonic())
+
+    def probe() -> Probe:
+        app = worker.app
+        return worker_probe(
+            now=time.monotonic(), rebalancing_since=rebalance.since,
+            config_loaded=config_watcher.snapshot.version >= 0,
+            joined=app.rebalancing_count > 0 and not app.rebalancing,
+        )
+
+    @worker.app.page("/healthz")
+    async def healthz(view: View, request: Request) -> Response:
+        answer = probe()
+        return _probe_response(view, answer, answer.live)
+
+    @worker.app.page("/readyz")
+    async def readyz(view: View, request: Request) -> Response:
+        answer = probe()
+        return _probe_response(view, answer, answer.ready)
+
+
+class _RebalanceClock:
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def observe(self, rebalancing: bool, now: float) -> None:
+        if not rebalancing:
+            self.since = None
+        elif self.since is None:
+            self.since = now
+
+
+def _probe_response(view: View, answer: Probe, ok: bool) -> Response:
+    return view.json({"live": answer.live, "ready": answer.ready, "checks": answer.checks},
+                     status=200 if ok else 503)

@@ -8,6 +8,7 @@ import signal
 from types import FrameType
 from typing import Any
 
+from connectors.sender.probe import probe
 from connectors.sender.service import SenderService
 from smsflow.config.kafka_io import read_config
 from smsflow.metrics_http import serve_metrics
@@ -28,7 +29,8 @@ def _cmd_sender(args: argparse.Namespace) -> int:
         return 2
     service = SenderService(settings, config)
     port = settings.sender_metrics_port if args.metrics_port is None else args.metrics_port
-    server = serve_metrics(service.metrics.registry, settings.metrics_host, port, "sender")
+    server = serve_metrics(service.metrics.registry, settings.metrics_host, port, "sender",
+                           probe=lambda: probe(service))
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: draining", signum)

@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from connectors.smpp.client import SmppClient
 from connectors.smpp.models import BindState, PartResult
 from smsflow.domain.smpp_status import is_known_status, status_name
 
@@ -127,6 +128,14 @@ class BindView:
     binds: int  # successful binds since start
     connection_losses: int  # bound connections lost since start
     bind_failures: int  # connect/bind attempts that failed
+
+    @classmethod
+    def of(cls, smsc_id: str, client: SmppClient) -> BindView:
+        counts = client.stats
+        return cls(smsc=smsc_id, bind=client.name, state=client.state,
+                   in_flight=client.in_flight, window_size=client.config.window_size,
+                   binds=counts.binds, connection_losses=counts.connection_losses,
+                   bind_failures=counts.bind_failures)
 
 
 #: ``service.stats`` key -> (family name without ``_total``, help).

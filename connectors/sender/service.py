@@ -207,6 +207,7 @@ class SenderService:
         self._receipt_codec = ReceiptEvent.codec()
         #: stop(): how long to let in-flight records finish before closing (then replayed).
         self.drain_timeout_s = 15.0
+        self.last_round, self.joined = time.monotonic(), False
         self.stats: dict[str, int] = dict.fromkeys(COUNTER_KEYS, 0)  # exported as counters
         self._bind_reporter = BindReporter.on(self._producer, topic_name(settings, SMSC_BINDS))
         self.metrics.registry.register(SenderCollector(
@@ -321,6 +322,7 @@ class SenderService:
         last_commit = last_counters = time.monotonic()
         try:
             while not self._stop.is_set():
+                self.last_round = time.monotonic()  # liveness (connectors/sender/probe.py)
                 # Wait for the first record, then take whatever else is ready: batches under
                 # load, no added latency when idle.
                 first = self._consumer.poll(POLL_TIMEOUT_S)
@@ -362,16 +364,8 @@ class SenderService:
 
     def bind_views(self) -> list[BindView]:
         """State, window and counters of every bind (read at scrape time, any thread)."""
-        views = []
-        for smsc_id, clients in list(self._binds.items()):
-            for client in clients:
-                counts = client.stats
-                views.append(BindView(
-                    smsc=smsc_id, bind=client.name, state=client.state,
-                    in_flight=client.in_flight, window_size=client.config.window_size,
-                    binds=counts.binds, connection_losses=counts.connection_losses,
-                    bind_failures=counts.bind_failures))
-        return views
+        return [BindView.of(smsc_id, client)
+                for smsc_id, clients in list(self._binds.items()) for client in clients]
 
     def _apply_back_pressure(self) -> None:
         change = self._gate.update(self.queued_parts())
@@ -420,6 +414,7 @@ class SenderService:
     # ------------------------------------------------------------------ Kafka side
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.joined = True  # readiness: in the group (possibly with no partition)
         self._gate.reset()  # a new assignment starts unpaused; re-paused if still over
         started = time.monotonic()
         loaded = self._ledger.load([tp.partition for tp in partitions], int(time.time() * 1000))

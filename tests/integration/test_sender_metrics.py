@@ -1,12 +1,15 @@
 """The sender's /metrics page over HTTP, with a real broker and the SMSC simulator: submit
 latency and command_status per SMSC after traffic, bind up while bound, and bind down plus a
-``down`` transition when the SMSC goes away (what the SmppBindDown alert reads)."""
+``down`` transition when the SMSC goes away (what the SmppBindDown alert reads). The same port
+answers the Kubernetes probes: ready while in the group with a bind up, not ready without."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -17,6 +20,7 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.producer import new_request
+from connectors.sender.probe import probe
 from connectors.sender.service import SenderService
 from connectors.smsc_sim import SimulatorThread
 from schemas.models import RoutedMessage, TextEncoding
@@ -46,6 +50,16 @@ def _scrape(port: int) -> Samples:
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text) for sample in family.samples
     }
+
+
+def _probe(port: int, path: str) -> tuple[int, bool, bool]:
+    """(HTTP status, live, ready) of a probe page."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as page:
+            status, body = page.status, json.loads(page.read())
+    except urllib.error.HTTPError as refused:
+        status, body = refused.code, json.loads(refused.read())
+    return status, body["live"], body["ready"]
 
 
 def _value(samples: Samples, name: str, **labels: str) -> float | None:
@@ -78,7 +92,8 @@ def test_sender_metrics_follow_traffic_and_bind_state(kafka_bootstrap: str,
                             group_id=f"sender-metrics-{uuid.uuid4().hex[:8]}")
     service.drain_timeout_s = 1.0
     port = _free_port()
-    server = serve_metrics(service.metrics.registry, "127.0.0.1", port, "test sender")
+    server = serve_metrics(service.metrics.registry, "127.0.0.1", port, "test sender",
+                           probe=lambda: probe(service))
     runner = threading.Thread(target=service.run, name="sender-under-test", daemon=True)
     runner.start()
     try:
@@ -117,6 +132,8 @@ def test_sender_metrics_follow_traffic_and_bind_state(kafka_bootstrap: str,
                     for family in text_string_to_metric_families(page.read().decode())}
         assert live == code_families()["sender"]
         assert live <= doc_families()["exported"]
+        assert _probe(port, "/healthz") == (200, True, True)
+        assert _probe(port, "/readyz") == (200, True, True)
 
         sim.stop()  # every SMSC connection drops
         _wait_for(lambda: all(
@@ -127,6 +144,9 @@ def test_sender_metrics_follow_traffic_and_bind_state(kafka_bootstrap: str,
             down = _value(samples, "smsflow_smpp_bind_transitions_total", smsc="smsc-uk",
                           bind=bind, direction="down")
             assert down is not None and down >= 1
+        _wait_for(lambda: _probe(port, "/readyz") == (503, True, False), 30,
+                  "not ready without a bind")
+        assert _probe(port, "/healthz") == (200, True, False), "alive: restarting cures nothing"
     finally:
         service.stop()
         runner.join(30)

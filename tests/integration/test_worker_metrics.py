@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 import urllib.error
@@ -150,3 +151,11 @@ def test_metrics_page_reports_limiters_stages_and_health(
             urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)
         assert refused.value.code == 404, path
         refused.value.close()  # an HTTPError holds the response and its socket open
+
+    # The Kubernetes probes: alive, and ready once configured and in its group.
+    for path in ("/healthz", "/readyz"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as page:
+            body = json.loads(page.read())
+        assert page.status == 200 and body["live"] and body["ready"], (path, body)
+        assert body["checks"]["joined"] and body["checks"]["config_loaded"]
+        assert body["checks"]["rebalancing_s"] is None

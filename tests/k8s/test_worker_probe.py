@@ -1,5 +1,6 @@
-"""The worker's probe command (run inside its container) really answers for the worker's
-page: exit 0 when /metrics answers on SMSFLOW_WORKER_WEB_PORT, non-zero when nothing does."""
+"""The worker's probe commands (run inside its container) really answer for the worker's pages:
+exit 0 when /healthz (liveness) or /readyz (readiness) answers 200 on SMSFLOW_WORKER_WEB_PORT,
+non-zero on a 503 or when nothing listens."""
 
 from __future__ import annotations
 
@@ -15,20 +16,21 @@ import pytest
 
 from tests.k8s.tooling import ROOT, named, objects
 
-PAGE = "/metrics"
+#: What the stand-in answers: alive, not ready.
+STATUS = {"/healthz": 200, "/readyz": 503}
 
 
-def _probe_command() -> list[str]:
+def _probe_command(probe: str = "livenessProbe") -> list[str]:
     worker = named(objects("overlays/dev"), "Deployment", "smsflow-worker")
     command: list[str] = worker["spec"]["template"]["spec"]["containers"][0][
-        "livenessProbe"]["exec"]["command"]
+        probe]["exec"]["command"]
     assert command[0] == "python3"
     return [sys.executable, *command[1:]]
 
 
 class _Page(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        status = 200 if self.path == PAGE else 404
+        status = STATUS.get(self.path, 404)
         self.send_response(status)
         self.end_headers()
         self.wfile.write(b"smsflow_up 1\n")
@@ -54,19 +56,26 @@ def _free_port() -> int:
         return port
 
 
-def _run(port: int) -> int:
+def _run(port: int, probe: str = "livenessProbe") -> int:
     env = {**os.environ, "SMSFLOW_WORKER_WEB_PORT": str(port)}
-    return subprocess.run(_probe_command(), env=env, capture_output=True, timeout=30,
+    return subprocess.run(_probe_command(probe), env=env, capture_output=True, timeout=30,
                           check=False).returncode
 
 
 def test_the_probe_passes_when_the_page_answers(page_port: int) -> None:
-    assert _run(page_port) == 0
+    assert _run(page_port, "livenessProbe") == 0
+    assert _run(page_port, "startupProbe") == 0
+
+
+def test_a_503_fails_the_probe(page_port: int) -> None:
+    assert _run(page_port, "readinessProbe") != 0
 
 
 def test_the_probe_fails_when_nothing_listens() -> None:
     assert _run(_free_port()) != 0
 
 
-def test_the_probed_path_is_the_page_the_worker_serves() -> None:
-    assert f'.page("{PAGE}")' in (ROOT / "pipeline/web.py").read_text()
+def test_the_probed_paths_are_pages_the_worker_serves() -> None:
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert path in " ".join(_probe_command(probe))
+        assert f'.page("{path}")' in (ROOT / "pipeline/web.py").read_text()
