@@ -11,9 +11,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from smsflow.devstack.cluster import LocalCluster
@@ -36,6 +37,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 def _isr(admin: AdminClient, topic: str) -> dict[int, set[int]]:
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
     return {p: set(meta.isrs) for p, meta in partitions.items()}
+
+
+def _describe(admin: AdminClient, resource: ConfigResource, timeout_s: float) -> Any:
+    """The topic's configuration; UNKNOWN_TOPIC_OR_PART is retried until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return admin.describe_configs([resource])[resource].result(10)
+        except KafkaException as exc:
+            if (exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART
+                    or time.monotonic() > deadline):
+                raise
+            time.sleep(0.5)
 
 
 def _wait_isr(admin: AdminClient, topic: str, size: int, timeout_s: float) -> dict[int, set[int]]:
@@ -89,10 +103,12 @@ def test_a_killed_node_loses_nothing_and_rejoins_the_isr(cluster: LocalCluster) 
     topic = f"cluster-test-{uuid.uuid4().hex[:12]}"
     # No replication factor given: the cluster's default (3) must apply.
     admin.create_topics([NewTopic(topic, PARTITIONS)])[topic].result(30)
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    config = admin.describe_configs([resource])[resource].result(30)
-    assert config["min.insync.replicas"].value == "2"
+    # Every node has the topic in its metadata before its configuration is asked for: the node
+    # answering DescribeConfigs may not have applied the new topic yet (seen under load).
     assert _wait_isr(admin, topic, 3, 30) == {p: {1, 2, 3} for p in range(PARTITIONS)}
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    config = _describe(admin, resource, 30)
+    assert config["min.insync.replicas"].value == "2"
 
     _produce(bootstrap, topic, range(BATCH))
     # Kill the node leading partition 0, so that at least one leader really fails over.
