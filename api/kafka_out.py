@@ -13,7 +13,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.producer import SmsProducer
 from schemas.models import SubmitRequest
@@ -107,7 +107,7 @@ class KafkaOut:
         """Blocking metadata round trip (run it in a thread)."""
         try:
             self.internal.list_topics(timeout=timeout_s)
-        except Exception:
+        except KafkaException:  # timed out or refused: /readyz says so
             return False
         return True
 

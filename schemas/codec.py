@@ -25,6 +25,14 @@ MARKER: Final = b"\xc3\x01"
 HEADER_LEN: Final = 10
 
 
+#: What fastavro raises on a corrupt body: a length past the end (EOFError), a bad enum or union
+#: index (IndexError), invalid UTF-8, a timestamp out of range (OverflowError, found by
+#: tests/fuzz: it escaped as a crash before). Each is the record's fault, never the reader's.
+CORRUPT_BODY_ERRORS: tuple[type[Exception], ...] = (
+    EOFError, ValueError, IndexError, UnicodeDecodeError, TypeError, OverflowError,
+)
+
+
 class DecodeError(ValueError):
     """A record that cannot be decoded; ``reason_code`` is stable, the message is for humans."""
 
@@ -72,7 +80,7 @@ class AvroCodec:
         body = io.BytesIO(data[HEADER_LEN:])
         try:
             record = fastavro.schemaless_reader(body, writer_schema, reader_schema)
-        except (EOFError, ValueError, IndexError, UnicodeDecodeError, TypeError) as exc:
+        except CORRUPT_BODY_ERRORS as exc:
             raise DecodeError("UNDECODABLE", f"corrupt {self.contract.name} body: {exc}") from exc
         if body.tell() != len(data) - HEADER_LEN:
             raise DecodeError(

@@ -54,8 +54,8 @@ import fastavro
 import fastavro.schema
 from fastavro.read import SchemaResolutionError
 
+from schemas.codec import CORRUPT_BODY_ERRORS, AvroCodec, DecodeError, codec
 from schemas.codec import MARKER as SINGLE_OBJECT_MARKER
-from schemas.codec import AvroCodec, DecodeError, codec
 from schemas.registry import AvroContract, contracts
 
 MAGIC: Final = b"\x00"
@@ -435,7 +435,7 @@ class WireCodec:
                 f"schema id {schema_id} ({_schema_name(writer)}) cannot be read as "
                 f"{self.contract.full_name}: {str(exc)[:120]}",
             ) from exc
-        except (EOFError, ValueError, IndexError, UnicodeDecodeError, TypeError) as exc:
+        except CORRUPT_BODY_ERRORS as exc:
             raise DecodeError(UNDECODABLE, f"corrupt {name} body: {exc}") from exc
         if body.tell() != len(data):
             raise DecodeError(UNDECODABLE, f"{name} body has trailing bytes")

@@ -270,3 +270,32 @@ def test_new_reader_reads_a_later_unknown_status_as_the_enum_default() -> None:
     buffer = io.BytesIO()
     fastavro.schemaless_writer(buffer, v3, {**record, "status": "BLOCKED"})
     assert _read(buffer.getvalue(), v3, v2.parsed)["status"] == "ACCEPTED"
+
+
+def test_a_timestamp_out_of_range_is_a_decode_error_not_a_crash() -> None:
+    """Found by tests/fuzz: fastavro raised OverflowError for a corrupt timestamp-millis, which
+    no agent caught (a poison record crash-looped the worker)."""
+    import copy
+    import io as _io
+    import json as _json
+
+    import fastavro
+
+    from schemas.codec import DecodeError, codec
+    from schemas.registry import contracts
+    from tests.unit.schemas.test_wire import model_sample
+
+    name = "DeliveryReport"
+    schema = copy.deepcopy(contracts()[name].schema_json)
+    text = _json.dumps(schema).replace('"logicalType": "timestamp-millis"', '"x": "y"')
+    plain = fastavro.parse_schema(_json.loads(text), _force=True)
+    record = model_sample(name).model_dump(mode="python")
+    for field in _json.loads(text)["fields"]:
+        if "x" in _json.dumps(field["type"]):
+            record[field["name"]] = 2**62  # far past year 9999
+    body = _io.BytesIO()
+    fastavro.schemaless_writer(body, plain, record)
+    corrupt = codec(name)._header + body.getvalue()
+    with pytest.raises(DecodeError) as refused:
+        codec(name).decode(corrupt)
+    assert refused.value.reason_code == "UNDECODABLE"
