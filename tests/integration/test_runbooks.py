@@ -1,4 +1,4 @@
-"""The runbooks' configuration steps, run as written (docs/runbooks.md): the ``smsflow``
+"""The runbooks' configuration steps, run as written (docs/runbooks/): the ``smsflow``
 commands against the real broker, on a copy of config/platform.yaml edited like an operator
 would.
 

@@ -27,8 +27,8 @@ from tests.ops.metric_names import (
 
 RULES = ROOT / "ops" / "prometheus" / "rules.yml"
 RULE_TESTS = sorted((ROOT / "ops" / "prometheus" / "tests").glob("*.yml"))
-RUNBOOKS = ROOT / "docs" / "runbooks.md"
-RUNBOOK_BASE = "https://github.com/smsflow/smsflow/blob/main/docs/runbooks.md#"
+RUNBOOKS = ROOT / "docs" / "runbooks"
+RUNBOOK_BASE = "https://github.com/smsflow/smsflow/blob/main/docs/runbooks/"
 
 def _promtool() -> str:
     path = shutil.which("promtool")
@@ -70,8 +70,6 @@ def test_promtool_unit_tests_pass() -> None:
 
 
 def test_every_alert_has_severity_annotations_and_a_runbook_section() -> None:
-    anchors = {_slug(line.lstrip("#")) for line in RUNBOOKS.read_text().splitlines()
-               if line.startswith("#")}
     for rule in _alerts():
         name = rule["alert"]
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
@@ -79,8 +77,12 @@ def test_every_alert_has_severity_annotations_and_a_runbook_section() -> None:
         assert annotations["summary"] and annotations["description"], name
         url = annotations["runbook_url"]
         assert url.startswith(RUNBOOK_BASE), f"{name}: {url}"
-        assert url.removeprefix(RUNBOOK_BASE) in anchors, (
-            f"{name}: docs/runbooks.md has no section #{url.removeprefix(RUNBOOK_BASE)}")
+        file_name, _, anchor = url.removeprefix(RUNBOOK_BASE).partition("#")
+        runbook = RUNBOOKS / file_name
+        assert runbook.is_file(), f"{name}: no runbook docs/runbooks/{file_name}"
+        anchors = {_slug(line.lstrip("#")) for line in runbook.read_text().splitlines()
+                   if line.startswith("#")}
+        assert anchor in anchors, f"{name}: docs/runbooks/{file_name} has no section #{anchor}"
 
 
 def test_every_alert_is_tested_firing_and_quiet() -> None:
