@@ -2,7 +2,7 @@
 a real ``smsflow sender`` process and the SMSC simulator.
 
 The SMSC's password is a reference (``env:``). The operator changes the password at the SMSC:
-the running sender loses its bind and cannot rebind with the old value (its ``sms.bind-state``
+the running sender loses its bind and cannot rebind with the old value (its ``sms.smsc-binds``
 report says 0 bound). Following the runbook, the value behind the reference changes and the
 sender restarts: it binds with the new password. ``config show`` prints the reference, never the
 value. (The API-key steps are proven by
@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 
 from connectors.smsc_sim import SimulatorThread
-from schemas.models import BindState
+from schemas.models import SmscBindStatus
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.devstack.harness import isolated_settings, read_records
 from smsflow.devstack.stack import stack_env
 from smsflow.settings import Settings
-from smsflow.topics import BIND_STATE, CONFIG, apply_topics, topic_name
+from smsflow.topics import CONFIG, SMSC_BINDS, apply_topics, topic_name
 
 pytestmark = pytest.mark.slow
 
@@ -75,10 +75,10 @@ def senders(settings: Settings) -> Iterator[list[Sender]]:
 def _flaky_binds(settings: Settings, pid: int) -> int | None:
     """binds_up of the latest report of the sender process ``pid`` for smsc-flaky."""
     latest = None
-    for key, value in read_records(settings, BIND_STATE):
+    for key, value in read_records(settings, SMSC_BINDS):
         if value and key and key.decode().startswith("smsc-flaky/") \
                 and key.decode().endswith(f"-{pid}"):
-            latest = BindState.from_avro(value).binds_up
+            latest = SmscBindStatus.from_avro(value).bound
     return latest
 
 
