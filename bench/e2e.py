@@ -27,7 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from smsflow.devstack.flowrun import make_traffic, percentile, run_flow
 from smsflow.devstack.harness import (
@@ -73,6 +75,18 @@ def machine(load_at_start: float) -> dict[str, object]:
         "load_avg_1m_at_start": round(load_at_start, 2),
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
     }
+
+
+def publish(result: dict[str, Any], out: Path, *, as_json: bool, lines: Iterable[str]) -> None:
+    """Store one run's ``result`` in ``out``; print it as one JSON object (``--json``) or as
+    the human ``lines``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for line in lines:
+            print(line)
 
 
 class Profiler:

@@ -40,7 +40,7 @@ if str(REPO) not in sys.path:
 from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from bench.e2e import git_commit, machine  # noqa: E402
+from bench.e2e import git_commit, machine, publish  # noqa: E402
 
 MODES = ("faust-events", "faust-batches", "confluent")
 PARTITIONS = 4
@@ -82,7 +82,7 @@ def _child_confluent(bootstrap: str, topic: str, records: int) -> dict[str, floa
     return result
 
 
-def _child_faust(bootstrap: str, topic: str, records: int, batches: bool) -> dict[str, float]:
+def _child_faust(bootstrap: str, topic: str, records: int, batches: bool) -> None:
     from pipeline.app import build_app
     from smsflow.settings import Settings
 
@@ -118,7 +118,6 @@ def _child_faust(bootstrap: str, topic: str, records: int, batches: bool) -> dic
 
     sys.argv = ["faust-floor", "worker", "--loglevel", "warn", "--without-web"]
     app.main()  # as `smsflow worker` runs it; tick() ends the process
-    return state
 
 
 def _run_child(mode: str, bootstrap: str, topic: str, records: int, timeout_s: float
@@ -180,14 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                          batches=args.child == "faust-batches")
         return 0
     result = run(args.bootstrap, args.records, args.mode or list(MODES), args.timeout)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for mode, row in result["modes"].items():
-            print(f"{mode:14} {row['cpu_us_per_event']:>8} µs CPU/event  "
-                  f"{row['events_per_s']} events/s")
+    publish(result, args.out, as_json=args.json, lines=(
+        f"{mode:14} {row['cpu_us_per_event']:>8} µs CPU/event  {row['events_per_s']} events/s"
+        for mode, row in result["modes"].items()))
     return 0
 
 

@@ -10,7 +10,6 @@ average. A failure is a finding: hypothesis prints the shrunk example in the pyt
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -24,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.e2e import git_commit, machine  # noqa: E402
+from bench.e2e import git_commit, machine, publish  # noqa: E402
 
 
 def run(examples: int) -> dict[str, Any]:
@@ -67,14 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fuzz.json")
     args = parser.parse_args(argv)
     result = run(args.examples)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for name, target in result["targets"].items():
-            print(f"{'FAIL' if target['failed'] else 'ok  '} {name} "
-                  f"({target['examples']} examples, {target['seconds']} s)")
+    publish(result, args.out, as_json=args.json, lines=(
+        f"{'FAIL' if target['failed'] else 'ok  '} {name} "
+        f"({target['examples']} examples, {target['seconds']} s)"
+        for name, target in result["targets"].items()))
     return 1 if result["failures"] else 0
 
 

@@ -17,9 +17,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from pipeline.decoding import decode
+from pipeline.decoding import decode_or_log
 from pipeline.topic_follower import Batch, TopicFollower
-from schemas.codec import DecodeError
 from schemas.models import SmscBindStatus
 from smsflow.domain.tracking.binds import BindReport, Board, apply_report, smsc_bound
 
@@ -58,11 +57,8 @@ class BindWatcher(TopicFollower):
                 apply_report(self.board, smsc_id, instance, None)
                 touched.add(smsc_id)
                 continue
-            try:
-                record = await decode(SmscBindStatus, message.value)
-            except (DecodeError, ValueError) as exc:
-                log.error("ignoring undecodable bind report at %s@%d: %s",
-                          message.partition, message.offset, exc)
+            record = await decode_or_log(SmscBindStatus, message, "bind report")
+            if record is None:
                 continue
             apply_report(self.board, record.smsc_id, record.instance, BindReport(
                 record.bound, record.heartbeat_s, int(record.updated_at.timestamp() * 1000)))

@@ -9,9 +9,11 @@ silently).
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 
 import faust
+from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from pipeline.outputs import OutputTopic
@@ -20,7 +22,9 @@ from schemas.codec import DecodeError
 from schemas.models import AvroModel
 from schemas.retrying import decode
 
-__all__ = ["INVALID_RECORD", "decode", "decode_or_reject"]
+__all__ = ["INVALID_RECORD", "decode", "decode_or_log", "decode_or_reject"]
+
+log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=AvroModel)
 
@@ -41,3 +45,16 @@ async def decode_or_reject(
         reason_code, detail = INVALID_RECORD, str(exc).splitlines()[0]
     await reject(event, rejections, stage=stage, reason_code=reason_code, detail=detail)
     return None
+
+
+async def decode_or_log(model: type[M], message: ConsumerRecord[bytes, bytes], what: str
+                        ) -> M | None:
+    """A state topic's record (route health, bind reports) as ``model``, or None after an
+    error log: a follower of a compacted topic skips what it cannot read, the next report of
+    the same key replaces it."""
+    try:
+        return await decode(model, message.value)
+    except (DecodeError, ValueError) as exc:
+        log.error("ignoring undecodable %s at %s@%d: %s", what, message.partition,
+                  message.offset, exc)
+        return None

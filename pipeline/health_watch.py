@@ -14,9 +14,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from pipeline.config_watch import ConfigWatcher
-from pipeline.decoding import decode
+from pipeline.decoding import decode_or_log
 from pipeline.topic_follower import Batch, TopicFollower
-from schemas.codec import DecodeError
 from schemas.models import RouteHealth
 from smsflow.domain import route_engine
 from smsflow.domain.route_state import RouteState
@@ -54,11 +53,8 @@ class HealthWatcher(TopicFollower):
         for message in (m for records in batch.values() for m in records):
             if message.value is None:
                 continue  # tombstone: the route's health is forgotten when its config goes
-            try:
-                record = await decode(RouteHealth, message.value)
-            except (DecodeError, ValueError) as exc:
-                log.error("ignoring undecodable route-health record at %s@%d: %s",
-                          message.partition, message.offset, exc)
+            record = await decode_or_log(RouteHealth, message, "route-health record")
+            if record is None:
                 continue
             latest[record.route_id] = health_report(record)
         if latest:

@@ -61,11 +61,12 @@ def register(
         rebalance.observe(worker.app.rebalancing, time.monotonic())
 
     def probe() -> Probe:
-        app = worker.app
+        app, now = worker.app, time.monotonic()
+        rebalance.observe(app.rebalancing, now)  # a rebalance begun since the last tick counts
         return worker_probe(
-            now=time.monotonic(), rebalancing_since=rebalance.since,
+            now=now, rebalancing_since=rebalance.since,
             config_loaded=config_watcher.snapshot.version >= 0,
-            joined=app.rebalancing_count > 0 and not app.rebalancing,
+            joined=app.rebalancing_count > 0,  # a rebalance started once: in the group
         )
 
     @worker.app.page("/healthz")

@@ -82,3 +82,6 @@ class _Lookup:
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self._table.get(key) is not None
+
+    def __len__(self) -> int:
+        return len(self._table)

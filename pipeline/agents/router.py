@@ -81,7 +81,8 @@ def refusal(
     )
     if isinstance(decision, RouteRejection):
         return decision
-    if is_opted_out(opted_out, request.tenant_id, decision.destination.e164):
+    # An empty table (no STOP yet) is falsy: no key is built for every message then.
+    if opted_out and is_opted_out(opted_out, request.tenant_id, decision.destination.e164):
         return RouteRejection(
             OPTED_OUT, f"{decision.destination.e164} opted out of {request.tenant_id!r} (STOP)"
         )
