@@ -56,7 +56,9 @@ def _wait_isr(admin: AdminClient, topic: str, size: int, timeout_s: float) -> di
     deadline = time.monotonic() + timeout_s
     while True:
         isr = _isr(admin, topic)
-        if all(len(members) == size for members in isr.values()):
+        # Every partition must be listed: a node that has not applied the new topic yet
+        # answers with none, and all() of nothing is true.
+        if len(isr) == PARTITIONS and all(len(members) == size for members in isr.values()):
             return isr
         if time.monotonic() > deadline:
             raise AssertionError(f"ISR of {topic} not {size} after {timeout_s}s: {isr}")
