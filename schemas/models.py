@@ -215,6 +215,7 @@ class SmscBindStatus(AvroModel):
     configured: int
     heartbeat_s: int
     updated_at: datetime
+    throttled_partitions: list[int] = []
 
 
 ALL_MODELS: tuple[type[AvroModel], ...] = (

@@ -170,6 +170,11 @@ class SmscSimulator:
         st.receipts_pending = pending + scheduled
         return st
 
+    def account_binds(self, system_id: str) -> int:
+        """Binds the account holds now."""
+        account = self._accounts.get(system_id.encode("latin-1"))
+        return 0 if account is None else len(account.sessions)
+
     @property
     def outage(self) -> bool:
         return self._outage

@@ -117,6 +117,7 @@ def test_bind_over_the_account_limit_is_refused_until_one_ends(
         {"system_id": "smsc-uk", "password": PASSWORD, "max_binds": 2}]))
     first, second = esme_factory(sim.port), esme_factory(sim.port)
     assert first.bind().status == 0 and second.bind().status == 0
+    assert sim.account_binds("smsc-uk") == 2
     third = esme_factory(sim.port)
     with pytest.raises(smpplib.exceptions.PDUError) as info:
         third.bind()

@@ -41,7 +41,6 @@ def service(tmp_path: Path) -> tuple[SenderService, FakeProducer]:
     service = SenderService(settings, load_yaml(PLATFORM_CONFIG), group_id="unit")
     producer = FakeProducer()
     service._producer = producer  # type: ignore[assignment]
-    service._smsc_of_bind[BIND] = service._smscs["smsc-uk"]
     return service, producer
 
 
