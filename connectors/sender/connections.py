@@ -49,7 +49,8 @@ class SmscConnections:
                 settings.kafka_bootstrap, f"{settings.app_id}-bind-slots", settings.topic_prefix,
                 self, replication_factor=settings.replication_factor)
             self._directory = BindDirectory(
-                settings.kafka_bootstrap, topic_name(settings, SMSC_BINDS), instance)
+                settings.kafka_bootstrap, topic_name(settings, SMSC_BINDS), instance,
+                f"{settings.app_id}-bind-directory-{instance}")
 
     @property
     def leased(self) -> bool:

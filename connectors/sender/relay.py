@@ -46,12 +46,12 @@ def pick_partition(partitions: Sequence[int], message_id: str) -> int:
 
 
 class BindDirectory:
-    def __init__(self, bootstrap: str, topic: str, instance: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, instance: str, group_id: str) -> None:
         self.instance = instance
         self._topic = topic
         self._consumer = Consumer({
             "bootstrap.servers": bootstrap,
-            "group.id": f"unused-{instance}",  # required by the client; nothing is committed
+            "group.id": group_id,  # required by the client; assigned, nothing is committed
             "enable.auto.commit": False,
         })
         self._lock = threading.Lock()
