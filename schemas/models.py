@@ -26,7 +26,8 @@ from smsflow.domain.route_state import RouteState
 from smsflow.domain.traffic import MessageType
 
 __all__ = [
-    "ALL_MODELS", "AvroModel", "ConfigKind", "ConfigRecord", "DeliveryReport", "DeliveryStatus",
+    "ALL_MODELS", "AuditEvent", "AvroModel", "ConfigKind", "ConfigRecord", "DeliveryReport",
+    "DeliveryStatus",
     "InboundKeyword", "InboundMessage", "MessageType", "PartOutcome", "ReceiptEvent",
     "ReceiptState", "Rejection", "RouteHealth", "RouteState", "RoutedMessage", "SubmitOutcome",
     "SubmitRequest", "SubmitStatus", "TextEncoding",
@@ -218,6 +219,16 @@ class SmscBindStatus(AvroModel):
     throttled_partitions: list[int] = []
 
 
+class AuditEvent(AvroModel):
+    audit_id: str
+    action: str
+    tenant_id: str
+    actor: str
+    reason: str
+    detail: str = ""
+    at: datetime
+
+
 ALL_MODELS: tuple[type[AvroModel], ...] = (
     SubmitRequest,
     RoutedMessage,
@@ -230,4 +241,5 @@ ALL_MODELS: tuple[type[AvroModel], ...] = (
     ConfigRecord,
     RouteHealth,
     SmscBindStatus,
+    AuditEvent,
 )

@@ -62,6 +62,7 @@ API_IDEMPOTENCY = "sms.api-idempotency"
 SENDER_LEDGER = "sms.sender.ledger"
 INBOUND = "sms.inbound"
 SMSC_BINDS = "sms.smsc-binds"
+AUDIT = "sms.audit"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SUBMITTED, "tenant_id", "SubmitRequest", "Messages accepted from tenants."),
@@ -77,6 +78,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         REJECTED, "tenant_id", "Rejection", "Rejected and undecodable records (dead letters).",
         retention_ms=30 * DAY_MS,
+    ),
+    TopicSpec(
+        AUDIT, "tenant_id", "AuditEvent",
+        "Who quarantined or released a tenant, created or revoked its API keys: when and why.",
+        retention_ms=365 * DAY_MS, partitions=1,
     ),
     TopicSpec(
         INBOUND, "tenant_id (unresolved:<destination>)", "InboundMessage",
