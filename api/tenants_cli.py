@@ -19,6 +19,7 @@ from api.settings import PepperMissing, load_api_settings, resolve_pepper
 from smsflow.config import quarantine as quarantine_cli
 from smsflow.config.audit import record_audit
 from smsflow.config.kafka_io import read_config
+from smsflow.config.store import UnknownTenant
 from smsflow.settings import Settings, load_settings
 from smsflow.topics import API_KEYS, AUDIT, CONFIG, topic_name
 
@@ -49,10 +50,6 @@ def _when(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
-
-
-class UnknownTenant(LookupError):
-    pass
 
 
 def create_key(settings: Settings, pepper: bytes, tenant_id: str, label: str = ""

@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
+from smsflow.domain.errors import PermanentError
 from smsflow.settings import Settings, load_settings
 
 DAY_MS = 86_400_000
@@ -166,7 +167,7 @@ CO_PARTITIONED: tuple[tuple[str, str], ...] = (
 )
 
 
-class TopicLayoutError(RuntimeError):
+class TopicLayoutError(PermanentError, RuntimeError):
     """Existing topics are laid out in a way the agents cannot work with."""
 
 

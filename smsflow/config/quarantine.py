@@ -23,14 +23,11 @@ from datetime import UTC, datetime
 from smsflow.config.audit import actor, audit_trail, record_audit
 from smsflow.config.kafka_io import apply_config, read_config
 from smsflow.config.models import PlatformConfig
+from smsflow.config.store import UnknownTenant
 from smsflow.settings import load_settings
 from smsflow.topics import AUDIT, CONFIG, topic_name
 
 log = logging.getLogger(__name__)
-
-
-class UnknownTenant(LookupError):
-    pass
 
 
 def with_quarantine(config: PlatformConfig, tenant_id: str, quarantined: bool,

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from smsflow.config.quarantine import UnknownTenant, with_quarantine
-from smsflow.config.store import load_yaml
+from smsflow.config.quarantine import with_quarantine
+from smsflow.config.store import UnknownTenant, load_yaml
 from tests.paths import PLATFORM_CONFIG
 
 
