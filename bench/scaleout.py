@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -162,6 +163,12 @@ def main() -> int:
     parser.add_argument("--cluster-root", type=Path, default=REPO / ".smsflow" / "cluster")
     parser.add_argument("--keep-cluster", action="store_true",
                         help="leave a cluster this run started running")
+    parser.add_argument("--logs", type=Path, default=None,
+                        help="copy the processes' logs here at the end (set "
+                             "SMSFLOW_STACK_WORKER_LOG_LEVEL=info for the workers' details)")
+    parser.add_argument("--no-bind-leases", action="store_true",
+                        help="every sender opens every SMSC's binds (the single-sender layout); "
+                             "default: bind leases, as in Kubernetes")
     parser.add_argument("--platform-config", type=Path, default=REPO / "config/bench-platform.yaml")
     parser.add_argument("--sim-config", type=Path, default=REPO / "config/bench-smsc-sim.yaml")
     parser.add_argument("--timeout", type=float, default=900.0)
@@ -198,9 +205,11 @@ def _run(args: argparse.Namespace, cluster: LocalCluster, bootstrap: str,
     with tempfile.TemporaryDirectory(prefix="smsflow-scaleout-") as home:
         settings = isolated_settings(bootstrap, Path(home), "scaleout", args.partitions,
                                      replication_factor=REPLICATION_FACTOR)
-        with prepared_stack(settings, platform_config=args.platform_config,
-                            sim_config=args.sim_config, workers=WORKERS,
-                            senders=SENDERS) as stack:
+        stack = prepared_stack(settings, platform_config=args.platform_config,
+                               sim_config=args.sim_config, workers=WORKERS, senders=SENDERS)
+        # The Kubernetes layout: the senders share each SMSC's binds (docs/deploy.md).
+        stack.env["SMSFLOW_SENDER_BIND_LEASES"] = "false" if args.no_bind_leases else "true"
+        with stack:
             progress(f"stack started ({WORKERS} workers, {SENDERS} senders); warming up")
             warm_up_s = warm_up(settings)
             wait_for_group(settings, WORKERS)
@@ -216,6 +225,8 @@ def _run(args: argparse.Namespace, cluster: LocalCluster, bootstrap: str,
             stack.check_alive()  # the survivors: worker-0 and both senders
             progress(f"{result.terminal} terminal in {result.elapsed_s:.1f}s; reading sms.sent")
             duplicates = duplicates_to_smsc(settings, {r.message_id for r in requests})
+        if args.logs is not None:  # the processes' logs outlive the temporary home
+            shutil.copytree(Path(home) / "logs", args.logs, dirs_exist_ok=True)
     restarted_in_run = drill.restarted_at is not None and drill.restarted_at < drill.ended_at
     return {
         "messages": result.messages,
@@ -235,6 +246,7 @@ def _run(args: argparse.Namespace, cluster: LocalCluster, bootstrap: str,
         "broker_restart_error": drill.restart_error,
         "workers": WORKERS,
         "senders": SENDERS,
+        "bind_leases": not args.no_bind_leases,
         "brokers": len(cluster.nodes),
         "replication_factor": REPLICATION_FACTOR,
         "partitions": args.partitions,
