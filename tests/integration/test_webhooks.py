@@ -40,7 +40,7 @@ from smsflow.config.models import PlatformConfig, Tenant, Webhook
 from smsflow.devstack.harness import isolated_settings
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, DLR, REJECTED, topic_name
+from smsflow.topics import CONFIG, DLR, INBOUND, REJECTED, topic_name
 
 TIMEOUT_S = 20.0
 A_TIMEOUT_S = 0.5  # tenant a's webhook timeout; its endpoint hangs longer than that
@@ -116,7 +116,7 @@ def receiver() -> Iterator[Receiver]:
 def settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
     settings = isolated_settings(kafka_bootstrap, tmp_path, "webhooks", partitions=1)
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    names = [topic_name(settings, name) for name in (DLR, REJECTED, CONFIG)]
+    names = [topic_name(settings, name) for name in (DLR, INBOUND, REJECTED, CONFIG)]
     topics = [NewTopic(name, num_partitions=1, replication_factor=-1) for name in names]
     for future in admin.create_topics(topics).values():
         future.result(timeout=30)
