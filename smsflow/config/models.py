@@ -8,10 +8,18 @@ typo is an error at ``apply`` time with the offending path, never a surprise in 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from smsflow.config.secrets import SecretRef, is_reference
 from smsflow.domain.inbound import KeywordLists, build_number_index
@@ -93,6 +101,19 @@ class Webhook(_Frozen):
         if self.mo_url is not None and not self.mo:
             raise ValueError("mo_url is set but mo is false: drop one of them")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_mo(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Leave ``mo``/``mo_url`` out while they have their defaults, so a tenant that does
+        not use them is stored on ``sms.config`` exactly as before they existed, and processes
+        of the previous version (extra fields forbidden) keep reading it during a rollout."""
+        data = handler(self)
+        if isinstance(data, dict):
+            if self.mo:
+                data.pop("mo", None)
+            if self.mo_url is None:
+                data.pop("mo_url", None)
+        return data
 
     def mo_target(self) -> str | None:
         """Where the tenant's MO messages go, or None when it takes none."""

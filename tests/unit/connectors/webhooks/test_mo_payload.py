@@ -99,3 +99,12 @@ def test_a_configuration_written_before_mo_existed_still_loads() -> None:
     old = {"url": "https://h.example/dlr", "secret": SECRET, "timeout_s": 5.0,
            "max_retry_s": 86400.0, "max_in_flight": 4}
     assert Webhook.model_validate(old).mo_target() == "https://h.example/dlr"
+
+
+def test_a_webhook_without_mo_settings_is_stored_as_before_they_existed() -> None:
+    """Rollout: the previous version forbids unknown fields, so defaults are not written."""
+    stored = json.loads(_webhook().model_dump_json())
+    assert set(stored) == {"url", "secret", "timeout_s", "max_retry_s", "max_in_flight"}
+    assert json.loads(_webhook(mo=False).model_dump_json())["mo"] is False
+    assert json.loads(_webhook(mo_url="https://h.example/mo").model_dump_json())["mo_url"] == (
+        "https://h.example/mo")
