@@ -12,6 +12,8 @@ from typing import Any, Final, NamedTuple
 
 from starlette.exceptions import HTTPException
 
+from smsflow.domain.errors import SmsflowError
+
 
 class ErrorKind(NamedTuple):
     status: int
@@ -65,7 +67,7 @@ ERRORS: Final[dict[str, ErrorKind]] = {
 }
 
 
-class ApiError(HTTPException):
+class ApiError(SmsflowError, HTTPException):
     """An answer other than success; the app turns it into the JSON error body.
 
     A Starlette ``HTTPException``, so that one raised while the framework reads the body (the

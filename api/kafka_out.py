@@ -17,10 +17,11 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.producer import SmsProducer
 from schemas.models import SubmitRequest
+from smsflow.domain.errors import TransientError
 from smsflow.kafka_clients import producer_config
 
 
-class DeliveryFailed(RuntimeError):
+class DeliveryFailed(TransientError, RuntimeError):
     """Kafka did not store every record of a request."""
 
 

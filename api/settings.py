@@ -12,10 +12,12 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from smsflow.domain.errors import PermanentError
+
 MIN_PEPPER_BYTES = 16
 
 
-class PepperMissing(RuntimeError):
+class PepperMissing(PermanentError, RuntimeError):
     """Neither ``SMSFLOW_API_KEY_PEPPER`` nor ``SMSFLOW_API_KEY_PEPPER_FILE`` gives a usable
     pepper."""
 

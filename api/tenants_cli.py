@@ -17,9 +17,11 @@ from api.key_table import write_key_record
 from api.keys import ApiKeyRecord, new_key, revoked
 from api.settings import PepperMissing, load_api_settings, resolve_pepper
 from smsflow.config import quarantine as quarantine_cli
+from smsflow.config.audit import record_audit
 from smsflow.config.kafka_io import read_config
+from smsflow.config.store import UnknownTenant
 from smsflow.settings import Settings, load_settings
-from smsflow.topics import API_KEYS, CONFIG, topic_name
+from smsflow.topics import API_KEYS, AUDIT, CONFIG, topic_name
 
 _READ_TIMEOUT_S = 30.0
 
@@ -50,10 +52,6 @@ def _when(seconds: float | None) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
-class UnknownTenant(LookupError):
-    pass
-
-
 def create_key(settings: Settings, pepper: bytes, tenant_id: str, label: str = ""
                ) -> tuple[str, ApiKeyRecord]:
     """A new key for a configured tenant, its HMAC stored on ``sms.api-keys``; the key (shown
@@ -63,6 +61,8 @@ def create_key(settings: Settings, pepper: bytes, tenant_id: str, label: str = "
         raise UnknownTenant(tenant_id)
     key, record = new_key(tenant_id, pepper, now=time.time(), label=label)
     write_key_record(settings.kafka_bootstrap, topic_name(settings, API_KEYS), record)
+    record_audit(settings.kafka_bootstrap, topic_name(settings, AUDIT), "API_KEY_CREATED",
+                 tenant_id, reason=label, detail=f"key {record.key_id}")
     return key, record
 
 
@@ -118,6 +118,8 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
         settings.kafka_bootstrap, topic, revoked(record, now=time.time(), reason=args.reason)
     )
     print(f"revoked key {args.key_id} of {args.tenant}")
+    record_audit(settings.kafka_bootstrap, topic_name(settings, AUDIT), "API_KEY_REVOKED",
+                 args.tenant, reason=args.reason, detail=f"key {args.key_id}")
     return 0
 
 

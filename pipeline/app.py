@@ -112,7 +112,7 @@ def build_app(settings: Settings) -> Worker:
     # rebalances (pipeline/faust_patches/guarded_consumer.py).
     guarded_consumer.install(app)
     outputs = OutputProducer(settings.kafka_bootstrap)
-    add_commit_barrier(app, outputs.flush)
+    add_commit_barrier(app, outputs.flush)  # before every commit and every revocation
     worker = Worker(app, settings, outputs,
                     ConfigWatcher(settings.kafka_bootstrap, topic_name(settings, CONFIG)),
                     BindWatcher(settings.kafka_bootstrap, topic_name(settings, SMSC_BINDS)))

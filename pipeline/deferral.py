@@ -43,8 +43,9 @@ __all__ = [
 #: Header of a ``sms.deferred`` record: epoch seconds (decimal text) when it may flow again.
 RELEASE_AT_HEADER = "smsflow-release-at"
 
-#: Sends ``(key, value)`` to ``sms.routed``; the returned future resolves once Kafka has it.
-SendBack = Callable[[bytes | None, bytes], Awaitable["asyncio.Future[Any]"]]
+#: Sends a due parked record (the consumer record) on; the returned future resolves once Kafka
+#: has what it wrote.
+SendBack = Callable[[Any], Awaitable["asyncio.Future[Any]"]]
 
 
 @dataclass
@@ -216,7 +217,7 @@ class DeferredReleaser(TopicFollower):
                 self._stats.waiting_partitions = len(self._due_at)
                 break
             await self._pacer.take()
-            sends.append(await self._send_back(record.key, record.value))
+            sends.append(await self._send_back(record))
             committable = record.offset + 1
         if committable is None:
             return

@@ -20,6 +20,7 @@ from typing import Any, Final
 import fastavro
 
 from schemas.registry import AvroContract, contracts, history
+from smsflow.domain.errors import PermanentError
 
 MARKER: Final = b"\xc3\x01"
 HEADER_LEN: Final = 10
@@ -33,7 +34,7 @@ CORRUPT_BODY_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-class DecodeError(ValueError):
+class DecodeError(PermanentError, ValueError):
     """A record that cannot be decoded; ``reason_code`` is stable, the message is for humans."""
 
     def __init__(self, reason_code: str, message: str) -> None:

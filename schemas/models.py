@@ -26,7 +26,8 @@ from smsflow.domain.route_state import RouteState
 from smsflow.domain.traffic import MessageType
 
 __all__ = [
-    "ALL_MODELS", "AvroModel", "ConfigKind", "ConfigRecord", "DeliveryReport", "DeliveryStatus",
+    "ALL_MODELS", "AuditEvent", "AvroModel", "ConfigKind", "ConfigRecord", "DeliveryReport",
+    "DeliveryStatus",
     "InboundKeyword", "InboundMessage", "MessageType", "PartOutcome", "ReceiptEvent",
     "ReceiptState", "Rejection", "RouteHealth", "RouteState", "RoutedMessage", "SubmitOutcome",
     "SubmitRequest", "SubmitStatus", "TextEncoding",
@@ -215,6 +216,17 @@ class SmscBindStatus(AvroModel):
     configured: int
     heartbeat_s: int
     updated_at: datetime
+    throttled_partitions: list[int] = []
+
+
+class AuditEvent(AvroModel):
+    audit_id: str
+    action: str
+    tenant_id: str
+    actor: str
+    reason: str
+    detail: str = ""
+    at: datetime
 
 
 ALL_MODELS: tuple[type[AvroModel], ...] = (
@@ -229,4 +241,5 @@ ALL_MODELS: tuple[type[AvroModel], ...] = (
     ConfigRecord,
     RouteHealth,
     SmscBindStatus,
+    AuditEvent,
 )

@@ -57,6 +57,7 @@ from fastavro.read import SchemaResolutionError
 from schemas.codec import CORRUPT_BODY_ERRORS, AvroCodec, DecodeError, codec
 from schemas.codec import MARKER as SINGLE_OBJECT_MARKER
 from schemas.registry import AvroContract, contracts
+from smsflow.domain.errors import SmsflowError, TransientError
 
 MAGIC: Final = b"\x00"
 HEADER_LEN: Final = 5
@@ -82,7 +83,7 @@ SCHEMA_REJECTED: Final = "SCHEMA_REJECTED"
 _NOT_FOUND_CODES: Final = frozenset({40401, 40402, 40403})
 
 
-class SchemaRegistryError(RuntimeError):
+class SchemaRegistryError(SmsflowError, RuntimeError):
     """The registry could not do what was asked; ``reason_code`` says why.
 
     ``REGISTRY_UNAVAILABLE`` (network error, timeout, 5xx, 401/403, an answer that is not the
@@ -104,7 +105,7 @@ class SchemaRegistryError(RuntimeError):
         self.error_code = error_code
 
 
-class RegistryUnavailableError(SchemaRegistryError):
+class RegistryUnavailableError(SchemaRegistryError, TransientError):
     """The registry could not be asked (down, timeout, 5xx, refused credentials): transient.
 
     Deliberately *not* a :class:`~schemas.codec.DecodeError` (nor a ``ValueError``): it says

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     """Port of the faust worker's web server (metrics)."""
 
+    sender_bind_leases: bool = False
+    """Share each SMSC's ``binds`` among all sender processes (a lease per bind through Kafka)
+    instead of opening that many binds in every process. Turn it on whenever more than one
+    sender runs: docs/deploy.md#bind-leases."""
+
     sender_metrics_port: int = 6067
     """Port of the sender's Prometheus page (``smsflow sender``; 0 turns it off)."""
 

@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
+from smsflow.domain.errors import PermanentError
 from smsflow.settings import Settings, load_settings
 
 DAY_MS = 86_400_000
@@ -62,6 +63,7 @@ API_IDEMPOTENCY = "sms.api-idempotency"
 SENDER_LEDGER = "sms.sender.ledger"
 INBOUND = "sms.inbound"
 SMSC_BINDS = "sms.smsc-binds"
+AUDIT = "sms.audit"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SUBMITTED, "tenant_id", "SubmitRequest", "Messages accepted from tenants."),
@@ -77,6 +79,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         REJECTED, "tenant_id", "Rejection", "Rejected and undecodable records (dead letters).",
         retention_ms=30 * DAY_MS,
+    ),
+    TopicSpec(
+        AUDIT, "tenant_id", "AuditEvent",
+        "Who quarantined or released a tenant, created or revoked its API keys: when and why.",
+        retention_ms=365 * DAY_MS, partitions=1,
     ),
     TopicSpec(
         INBOUND, "tenant_id", "InboundMessage",
@@ -161,7 +168,7 @@ CO_PARTITIONED: tuple[tuple[str, str], ...] = (
 )
 
 
-class TopicLayoutError(RuntimeError):
+class TopicLayoutError(PermanentError, RuntimeError):
     """Existing topics are laid out in a way the agents cannot work with."""
 
 

@@ -46,34 +46,42 @@ class BindReporter:
         self.instance = instance or instance_name()
         self._produce = produce
         self._heartbeat_s = heartbeat_s
-        self._last: dict[str, tuple[int, int, float]] = {}  # smsc → (bound, configured, at)
+        #: smsc → ((bound, configured, partitions), at)
+        self._last: dict[str, tuple[tuple[int, int, tuple[int, ...]], float]] = {}
 
     @classmethod
-    def on(cls, producer: Producer, topic: str) -> BindReporter:
+    def on(cls, producer: Producer, topic: str, *, instance: str | None = None) -> BindReporter:
         """Reports written with ``producer`` (flushed with the sender's other records)."""
-        return cls(topic, lambda key, value: producer.produce(topic, key=key, value=value))
+        return cls(topic, lambda key, value: producer.produce(topic, key=key, value=value),
+                   instance=instance)
 
-    def due(self, views: Sequence[BindView], now: float) -> list[SmscBindStatus]:
-        """The records to write at ``now`` (seconds) for these bind views."""
-        counts: dict[str, list[int]] = {}
+    def due(self, views: Sequence[BindView], now: float,
+            partitions: Sequence[int] = ()) -> list[SmscBindStatus]:
+        """The records to write at ``now`` (seconds) for these bind views, with the
+        sms.throttled ``partitions`` this process consumes. An SMSC reported before and
+        absent now (its last bind slot went to another process) is reported with 0 binds."""
+        counts: dict[str, list[int]] = {smsc_id: [0, 0] for smsc_id in self._last}
         for view in views:
             cell = counts.setdefault(view.smsc, [0, 0])
             cell[0] += view.state is BindState.BOUND
             cell[1] += 1
+        consumed = tuple(sorted(partitions))
         records = []
         for smsc_id, (bound, configured) in sorted(counts.items()):
+            state = (bound, configured, consumed)
             last = self._last.get(smsc_id)
-            if (last is not None and last[:2] == (bound, configured)
-                    and now - last[2] < self._heartbeat_s):
+            if last is not None and last[0] == state and now - last[1] < self._heartbeat_s:
                 continue
-            self._last[smsc_id] = (bound, configured, now)
+            self._last[smsc_id] = (state, now)
             records.append(SmscBindStatus(
                 smsc_id=smsc_id, instance=self.instance, bound=bound, configured=configured,
-                heartbeat_s=self._heartbeat_s, updated_at=datetime.fromtimestamp(now, UTC)))
+                heartbeat_s=self._heartbeat_s, updated_at=datetime.fromtimestamp(now, UTC),
+                throttled_partitions=list(consumed)))
         return records
 
-    def report(self, views: Sequence[BindView], now: float) -> None:
-        for record in self.due(views, now):
+    def report(self, views: Sequence[BindView], now: float,
+               partitions: Sequence[int] = ()) -> None:
+        for record in self.due(views, now, partitions):
             self._produce(self._key(record.smsc_id), record.to_avro(self.topic))
 
     def withdraw(self) -> None:

@@ -153,6 +153,8 @@ _SERVICE_COUNTERS: tuple[tuple[str, str, str], ...] = (
      "Parts not submitted again: the ledger shows they were submitted before (a replay)."),
     ("in_doubt_resubmits", "smsflow_sender_in_doubt_resubmits",
      "Parts resubmitted without knowing whether the SMSC had them (intent, no outcome)."),
+    ("relayed", "smsflow_sender_relayed",
+     "Messages passed to a sender holding a bind slot of their SMSC (bind leases)."),
 )
 
 #: The keys of ``SenderService.stats``: every counter the sender keeps is exported.

@@ -38,7 +38,8 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
-from connectors.sender.bind_reports import BindReporter
+from connectors.sender.bind_reports import BindReporter, instance_name
+from connectors.sender.connections import SmscConnections
 from connectors.sender.deliver_ack import ack_when_stored
 from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
 from connectors.sender.inbound import InboundClassifier, dead_letter
@@ -46,9 +47,10 @@ from connectors.sender.ledger import IN_DOUBT_HEADER, PartAction
 from connectors.sender.ledger_store import SubmitLedger
 from connectors.sender.metrics import COUNTER_KEYS, BindView, SenderCollector, SenderMetrics
 from connectors.sender.offsets import OffsetTracker
+from connectors.sender.relay import RELAYED_HEADER
 from connectors.sender.retry import RetryKind, SubmitRetryPolicy
 from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
-from connectors.smpp.models import InboundDeliver, SmppClientConfig, SubmitResult
+from connectors.smpp.models import InboundDeliver, SubmitResult
 from schemas.codec import AvroCodec, DecodeError
 from schemas.models import (
     AvroModel,
@@ -62,8 +64,7 @@ from schemas.retrying import decode_blocking
 from schemas.summaries import sent_summary_header
 from schemas.wire import WireCodec
 from smsflow.config.kafka_io import read_config
-from smsflow.config.models import SMPP_PASSWORD_MAX, PlatformConfig, Smsc
-from smsflow.config.secrets import resolve
+from smsflow.config.models import PlatformConfig, Smsc
 from smsflow.domain import route_engine
 from smsflow.domain.encoding import SegmentPlan, plan_segments
 from smsflow.domain.receipts import IdFormat, ReceiptError, normalize_message_id
@@ -180,9 +181,13 @@ class SenderService:
             producer_config(settings.kafka_bootstrap, **{"linger.ms": 5})
         )
         self._smscs: dict[str, Smsc] = {smsc.id: smsc for smsc in config.smscs}
-        self._smsc_of_bind: dict[str, Smsc] = {}
-        self._binds: dict[str, list[SmppClient]] = {}
-        self._dispatchers: dict[str, SmscDispatcher[tuple[SubmitJob, SegmentPlan]]] = {}
+        self._instance = instance_name()
+        self._connections = SmscConnections(
+            settings, self._new_dispatcher,
+            lambda config, dispatcher: SmppClient(config, on_deliver=self._on_deliver,
+                                                  on_room=dispatcher.wake),
+            instance=self._instance)
+        self._pools = self._connections.pools
         self._gate = PauseGate(MAX_QUEUED_PARTS)
         self._lock = threading.Lock()
         self._tracker = OffsetTracker()
@@ -209,7 +214,8 @@ class SenderService:
         self.drain_timeout_s = 15.0
         self.last_round, self.joined = time.monotonic(), False
         self.stats: dict[str, int] = dict.fromkeys(COUNTER_KEYS, 0)  # exported as counters
-        self._bind_reporter = BindReporter.on(self._producer, topic_name(settings, SMSC_BINDS))
+        self._bind_reporter = BindReporter.on(self._producer, topic_name(settings, SMSC_BINDS),
+                                              instance=self._instance)
         self.metrics.registry.register(SenderCollector(
             binds=self.bind_views, queued_parts=self.queued_parts_by_smsc,
             counters=lambda: dict(self.stats)))
@@ -230,43 +236,13 @@ class SenderService:
         added = [smsc for smsc in config.smscs if smsc.id not in self._smscs]
         for smsc in added:
             self._smscs[smsc.id] = smsc
-        self._open_binds(added)
+        self._connections.add(added)
         if added:
             log.info("opened binds to new SMSCs: %s", ", ".join(s.id for s in added))
 
-    def _open_binds(self, smscs: list[Smsc]) -> None:
-        for smsc in smscs:
-            # The configuration holds a reference; the value lives only in this process and is
-            # read here, at bind time (docs/configuration.md#secrets).
-            password = resolve(smsc.password, what=f"SMSC {smsc.id} password",
-                               max_length=SMPP_PASSWORD_MAX).get_secret_value()
-            clients: list[SmppClient] = []
-            dispatcher = self._new_dispatcher(smsc, clients)
-            for index in range(smsc.binds):
-                name = f"{smsc.id}#{index}"
-                client = SmppClient(
-                    SmppClientConfig(
-                        host=smsc.host, port=smsc.port, system_id=smsc.system_id,
-                        password=password, system_type=smsc.system_type, name=name,
-                        window_size=smsc.window,
-                    ),
-                    on_deliver=self._on_deliver,
-                    on_room=dispatcher.wake,
-                )
-                self._smsc_of_bind[name] = smsc
-                clients.append(client)
-            dispatcher.set_clients(clients)
-            self._binds[smsc.id] = clients
-            self._dispatchers[smsc.id] = dispatcher
-            self._last_bound[smsc.id] = time.monotonic()
-            dispatcher.start()
-            for client in clients:
-                client.start()
-
-    def _new_dispatcher(
-        self, smsc: Smsc, clients: list[SmppClient]
-    ) -> SmscDispatcher[tuple[SubmitJob, SegmentPlan]]:
+    def _new_dispatcher(self, smsc: Smsc) -> SmscDispatcher[tuple[SubmitJob, SegmentPlan]]:
         smsc_id = smsc.id
+        self._last_bound[smsc_id] = time.monotonic()  # failover counts from here until bound
 
         def on_no_bind(entries: list[Entry[tuple[SubmitJob, SegmentPlan]]]) -> None:
             for entry in entries:
@@ -284,7 +260,7 @@ class SenderService:
             context[0].attempts -= 1
 
         return SmscDispatcher(
-            smsc_id, clients, smsc.window, on_no_bind=on_no_bind,
+            smsc_id, [], smsc.window, on_no_bind=on_no_bind,
             is_stale=lambda context: self._stale(context[0]), on_taken=on_taken,
             on_returned=on_returned, on_bound=on_bound, before_send=self._write_intents,
         )
@@ -308,7 +284,7 @@ class SenderService:
 
     def run(self) -> None:
         self._require_ledger_topic()
-        self._open_binds(list(self._smscs.values()))
+        self._connections.add(self._smscs.values())
         retry_thread = threading.Thread(target=self._retry_loop, name="sender-retry", daemon=True)
         retry_thread.start()
         poll_thread = threading.Thread(target=self._poll_loop, name="sender-producer-poll",
@@ -318,7 +294,7 @@ class SenderService:
             [self._throttled], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
         log.info("sender consuming %s with %d SMSC connections", self._throttled,
-                 sum(len(c) for c in self._binds.values()))
+                 sum(len(pool.clients) for pool in self._pools.values()))
         last_commit = last_counters = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -334,7 +310,8 @@ class SenderService:
                         for message in self._consumer.consume(more, 0):
                             self._on_record(message)
                 self._apply_back_pressure()
-                self._bind_reporter.report(self.bind_views(), time.time())
+                self._bind_reporter.report(self.bind_views(), time.time(),
+                                           [tp.partition for tp in self._consumer.assignment()])
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                     self._commit(asynchronous=True)
                     self._ledger.prune(int(time.time() * 1000))  # memory: the last hour only
@@ -357,15 +334,14 @@ class SenderService:
 
     def queued_parts(self) -> int:
         """Parts waiting in the SMSC queues (not yet in a window)."""
-        return sum(d.queued_parts for d in list(self._dispatchers.values()))
+        return sum(pool.dispatcher.queued_parts for pool in list(self._pools.values()))
 
     def queued_parts_by_smsc(self) -> dict[str, int]:
-        return {smsc: d.queued_parts for smsc, d in list(self._dispatchers.items())}
+        return {smsc: pool.dispatcher.queued_parts for smsc, pool in list(self._pools.items())}
 
     def bind_views(self) -> list[BindView]:
         """State, window and counters of every bind (read at scrape time, any thread)."""
-        return [BindView.of(smsc_id, client)
-                for smsc_id, clients in list(self._binds.items()) for client in clients]
+        return self._connections.views()
 
     def _apply_back_pressure(self) -> None:
         change = self._gate.update(self.queued_parts())
@@ -388,12 +364,8 @@ class SenderService:
             if not busy:
                 break
             self._producer.poll(0.1)
-        for clients in self._binds.values():
-            for client in clients:
-                client.close()
+        self._connections.close()
         self._bind_reporter.withdraw()  # flushed below with everything else
-        for dispatcher in self._dispatchers.values():
-            dispatcher.stop()  # what is left is replayed from the uncommitted offsets
         self._producer.flush(10)
         self._poller_stop.set()
         self._commit(asynchronous=False)
@@ -466,9 +438,9 @@ class SenderService:
             code = exc.reason_code if isinstance(exc, DecodeError) else "INVALID_RECORD"
             self._reject(message, code, str(exc).splitlines()[0], partition, offset, epoch)
             return
-        if routed.smsc_id not in self._binds:
+        if routed.smsc_id not in self._pools:
             self._refresh_config()
-        if routed.smsc_id not in self._binds:
+        if routed.smsc_id not in self._pools:
             self._reject(
                 message, "UNKNOWN_SMSC", f"no connection configured for {routed.smsc_id}",
                 partition, offset, epoch, routed,
@@ -553,10 +525,10 @@ class SenderService:
         """Encode the parts and queue them for the SMSC's dispatcher; never waits. A
         dispatcher without a bound connection hands them back to ``_wait_for_bind``."""
         request = job.routed.request
-        clients = self._binds[job.routed.smsc_id]
+        pool = self._pools[job.routed.smsc_id]
         ton, npi = source_ton_npi(request.source)
         try:
-            prepared = clients[0].prepare(
+            prepared = pool.prepare(
                 job.key, plan,
                 source_addr=request.source.removeprefix("+"),
                 destination_addr=job.routed.destination.removeprefix("+"),
@@ -572,11 +544,17 @@ class SenderService:
             self._fail_parts(job, [s.seq for s in plan.segments], _NO_RESPONSE,
                              f"not submittable: {exc}", 0.0)
             return
-        self._dispatchers[job.routed.smsc_id].put(Entry((job, plan), prepared))
+        pool.dispatcher.put(Entry((job, plan), prepared))
 
     def _wait_for_bind(self, job: SubmitJob, plan: SegmentPlan) -> None:
-        """No bind can take the parts now: try again shortly, until the message expires."""
+        """No bind can take the parts now: pass the message to a sender holding a bind slot of
+        its SMSC (bind leases), or try again shortly, until the message expires."""
         request = job.routed.request
+        if len(plan.segments) == job.routed.parts and not job.outcomes:
+            partition = self._connections.relay_partition(job.routed.smsc_id, job.key)
+            if partition is not None:
+                self._relay(job, partition)
+                return
         expires_at = request.submitted_at + timedelta(
             seconds=request.validity_s or self._settings.default_validity_s
         )
@@ -623,17 +601,29 @@ class SenderService:
         self._ledger.release(job.key, routed.parts)
         log.info("failing %s over from %s to %s: %s", job.key, routed.route_id,
                  decision.route_id, why)
+        self._produce(self._routed_topic, decision.route_id, rerouted.to_avro(self._routed_topic),
+                      self._finish_when_stored(job, "failover"))
+        return True
 
+    def _relay(self, job: SubmitJob, partition: int) -> None:
+        """This process holds no bind slot of the message's SMSC: write it to the sms.throttled
+        partition of a sender that does (connectors/sender/relay.py)."""
+        self.stats["relayed"] += 1
+        self._ledger.release(job.key, job.routed.parts)
+        self._produce(self._throttled, job.routed.route_id, job.routed.to_avro(self._throttled),
+                      self._finish_when_stored(job, "relay"),
+                      headers=[(RELAYED_HEADER, self._instance)], partition=partition)
+
+    def _finish_when_stored(self, job: SubmitJob,
+                            what: str) -> Callable[[KafkaError | None, Message], None]:
+        """A delivery callback: the job's record is done once Kafka stored its successor."""
         def acked(error: KafkaError | None, _msg: Message) -> None:
             if error is None:
                 self._finish(job.partition, job.offset, job.epoch)
             else:
-                log.error("failover of %s not stored (record will be replayed): %s",
-                          job.key, error)
-
-        self._produce(self._routed_topic, decision.route_id,
-                      rerouted.to_avro(self._routed_topic), acked)
-        return True
+                log.error("%s of %s not stored (record will be replayed): %s", what, job.key,
+                          error)
+        return acked
 
     def _schedule(self, job: SubmitJob, plan: SegmentPlan, delay_s: float) -> None:
         with self._lock:
@@ -757,7 +747,7 @@ class SenderService:
         """A deliver_sm / data_sm from an SMSC (session thread).  Answered with ``ack`` only once
         Kafka has stored what it produced: ESME_ROK, or ESME_RX_T_APPN when the produce failed,
         so the SMSC delivers it again (at-least-once; the tracker deduplicates receipts)."""
-        smsc = self._smsc_of_bind[inbound.bind_name]
+        smsc = self._smscs[inbound.bind_name.rpartition("#")[0]]
         if not inbound.is_receipt:
             self._publish_inbound(inbound, smsc.id, ack)
             return

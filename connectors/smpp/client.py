@@ -86,7 +86,8 @@ from .session_state import (
 from .session_thread import SessionThread
 from .submit_pdus import SubmitOptions, build_submit_pdus
 
-__all__ = ["AckFunction", "DeliverAck", "PreparedSubmit", "SmppClient", "SubmitOptions"]
+__all__ = ["AckFunction", "DeliverAck", "PreparedSubmit", "SmppClient", "SubmitOptions",
+           "prepare_submit"]
 
 log = logging.getLogger("smsflow.smpp.client")
 
@@ -100,6 +101,25 @@ def _refuse_event_loop_thread() -> None:
         "SmppClient.submit() blocks the calling thread; from asyncio use `await submit_async()`"
     )
 
+
+
+def prepare_submit(
+    config: SmppClientConfig,
+    reference: str,
+    plan: SegmentPlan,
+    *,
+    source_addr: str,
+    destination_addr: str,
+    options: SubmitOptions | None = None,
+    callback: ResultCallback | None = None,
+) -> PreparedSubmit:
+    """:meth:`SmppClient.prepare` for any bind of ``config``: the PDUs depend on the account's
+    settings only, so parts can be prepared while no bind is open (bind leases)."""
+    if config.bind_mode is BindMode.RECEIVER:
+        raise RuntimeError("a receiver bind cannot submit")
+    pdus = build_submit_pdus(config, plan, source_addr, destination_addr,
+                             options or SubmitOptions())
+    return PreparedSubmit(reference, [segment.seq for segment in plan.segments], pdus, callback)
 
 
 class SmppClient(SessionThread):
@@ -255,13 +275,9 @@ class SmppClient(SessionThread):
     ) -> PreparedSubmit:
         """Encode and check every part of ``plan`` (``ValueError`` for a field the SMSC cannot
         take); nothing is sent.  Thread-safe and non-blocking."""
-        if self._config.bind_mode is BindMode.RECEIVER:
-            raise RuntimeError("a receiver bind cannot submit")
-        pdus = build_submit_pdus(
-            self._config, plan, source_addr, destination_addr, options or SubmitOptions()
-        )
-        return PreparedSubmit(reference, [segment.seq for segment in plan.segments], pdus,
-                              callback)
+        return prepare_submit(self._config, reference, plan, source_addr=source_addr,
+                              destination_addr=destination_addr, options=options,
+                              callback=callback)
 
     def send_prepared(self, batch: Sequence[PreparedSubmit]) -> int:
         """Admit the longest prefix of ``batch`` that fits the window (a message with more

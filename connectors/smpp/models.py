@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from smsflow.domain.errors import PermanentError, TransientError
 from smsflow.domain.receipts import IdFormat, Receipt, parse_receipt
 from smsflow.domain.smpp_status import StatusCategory, status_name
 
@@ -42,11 +43,11 @@ class BindState(Enum):
     CLOSED = "closed"
 
 
-class SmppClientClosed(RuntimeError):
+class SmppClientClosed(PermanentError, RuntimeError):
     """The client is closing or closed; nothing was sent."""
 
 
-class SubmitTimeout(TimeoutError):
+class SubmitTimeout(TransientError, TimeoutError):
     """``submit()`` could not get a bound connection and window room in time; nothing was sent."""
 
 

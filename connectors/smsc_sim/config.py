@@ -39,6 +39,9 @@ class AccountConfig(_Model):
     password: str = Field(default="", max_length=8)
     #: Bind types this account may use; ``None`` allows all three.
     bind_types: tuple[BindType, ...] | None = None
+    #: Concurrent binds this account may hold (a real SMSC's per-account limit); one more is
+    #: refused with ESME_RBINDFAIL. ``None``: no limit.
+    max_binds: int | None = Field(default=None, ge=1)
 
 
 class FailureStatus(_Model):

@@ -80,6 +80,8 @@ class SimStats:
     unbinds: int = 0
     generic_nacks: int = 0
     refused_connections: int = 0
+    #: Most binds any one account held at the same time (bind-lease tests read it).
+    peak_account_binds: int = 0
 
     def __getitem__(self, key: str) -> int:
         value: int = getattr(self, key)
@@ -174,6 +176,10 @@ class _Account:
 
     def allows(self, bind_type: str) -> bool:
         return self.cfg.bind_types is None or bind_type in self.cfg.bind_types
+
+    def full(self) -> bool:
+        """Holding as many binds as the account may (the next bind is refused)."""
+        return self.cfg.max_binds is not None and len(self.sessions) >= self.cfg.max_binds
 
 
 class _Receipt:

@@ -170,6 +170,11 @@ class SmscSimulator:
         st.receipts_pending = pending + scheduled
         return st
 
+    def account_binds(self, system_id: str) -> int:
+        """Binds the account holds now."""
+        account = self._accounts.get(system_id.encode("latin-1"))
+        return 0 if account is None else len(account.sessions)
+
     @property
     def outage(self) -> bool:
         return self._outage
@@ -294,6 +299,10 @@ class SmscSimulator:
         if not account.allows(bind_type):
             refuse(P.Status.ESME_RBINDFAIL, f"{bind_type} not allowed for {body.system_id!r}")
             return
+        if account.full():
+            refuse(P.Status.ESME_RBINDFAIL,
+                   f"{body.system_id!r} already holds {len(account.sessions)} binds")
+            return
         stats.binds += 1
         session.account = account
         session.bind_type = bind_type
@@ -302,6 +311,7 @@ class SmscSimulator:
         resp_body = self._bind_resp_body
         append(_HEADER_PACK(16 + len(resp_body), resp_id, 0, seq) + resp_body)
         account.sessions.append(session)
+        stats.peak_account_binds = max(stats.peak_account_binds, len(account.sessions))
         if session.can_receive:
             account.receivers.append(session)
             self._drain(account)

@@ -142,6 +142,10 @@ class SimulatorThread:
         """See :meth:`SmscSimulator.originate`."""
         self.call(self.sim.originate, system_id, source, destination, text)
 
+    def account_binds(self, system_id: str) -> int:
+        """Binds the account holds now."""
+        return self.call(self.sim.account_binds, system_id)
+
     @property
     def stats(self) -> SimStats:
         """A consistent snapshot of the counters."""

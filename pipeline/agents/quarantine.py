@@ -14,6 +14,11 @@ router handles them like any new record (it parks them again if the tenant is qu
 by then). A tenant removed from the configuration is released too: the router then rejects its
 records with ``UNKNOWN_TENANT``, so nothing waits forever.
 
+``smsflow tenants release --reject-held`` releases the tenant with ``reject_held_before`` set to
+that instant: records parked before it are not sent on but dead-lettered on ``sms.rejected``
+with ``TENANT_QUARANTINED`` (the original bytes kept), so the operator decides what a quarantine
+costs the tenant's queued traffic; records parked later flow as usual.
+
 Known limit: records keep their order per partition, so a released tenant whose records sit
 behind a still-quarantined tenant's on the same ``sms.held`` partition waits for that one.
 """
@@ -27,7 +32,9 @@ from typing import Any, cast
 
 from pipeline.agents.release_task import register_releaser
 from pipeline.app import Worker
+from pipeline.decoding import decode_or_log
 from pipeline.deferral import HELD
+from schemas.models import SubmitRequest
 from smsflow.topics import HELD as HELD_TOPIC
 from smsflow.topics import SUBMITTED
 
@@ -60,10 +67,22 @@ def register(worker: Worker) -> Hold:
         tenant_id = (record.key or b"").decode(errors="replace")
         return time.time() + RECHECK_S if is_quarantined(tenant_id) else None
 
+    async def refuse(record: Any) -> tuple[str, str, str | None] | None:
+        """TENANT_QUARANTINED for a record parked before the tenant's --reject-held release."""
+        tenant_id = (record.key or b"").decode(errors="replace")
+        tenant = config_watcher.snapshot.tenant(tenant_id)
+        cutoff = tenant.reject_held_before if tenant is not None else None
+        if cutoff is None or record.timestamp > cutoff.timestamp() * 1000:
+            return None
+        request = await decode_or_log(SubmitRequest, record, "held record")
+        return ("TENANT_QUARANTINED",
+                f"held while {tenant_id!r} was quarantined; released with --reject-held",
+                request.message_id if request is not None else None)
+
     register_releaser(
         worker, parked=HELD_TOPIC, back_to=SUBMITTED, group_suffix="held",
         # before the configuration is read, every tenant would look released
-        ready=config_watcher.wait_ready,
+        ready=config_watcher.wait_ready, refuse=refuse,
         due_at=due_at, stats=HELD, name="held releaser",
     )
     return hold

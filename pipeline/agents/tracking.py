@@ -26,7 +26,7 @@ import asyncio
 import logging
 import struct
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
@@ -117,127 +117,131 @@ def _header_pairs(headers: Any) -> Any:
     return headers.items() if isinstance(headers, dict) else headers
 
 
-def register(worker: Worker) -> Callable[[], list[tuple[str, WindowState]]]:
-    """The ``fan_out`` and ``merge_windows`` agents, their tables and the idle-route timer.
+class Tracking:
+    """The tracking agents' state and work; :func:`register` wires it to the streams.
 
-    Returns the reader of this worker's rolling windows for the metrics page."""
-    app, settings, config_watcher = worker.app, worker.settings, worker.config_watcher
-    spec, policy = window_spec(settings), health_policy(settings)
-    rejected_out, route_health_out = worker.output(REJECTED), worker.output(ROUTE_HEALTH)
-    tracking_deltas_out = worker.output(TRACKING_DELTAS)
-    sent_topic_name, route_health_topic_name = worker.name(SENT), worker.name(ROUTE_HEALTH)
+    Holds the three tables (windows, health states, counted positions) and the in-memory
+    caches that are valid while this worker owns their partitions (cleared at a revocation)."""
 
-    windows = app.Table("tracking-windows", key_type=str, value_type=bytes)
-    health_states = app.Table("route-health-state", key_type=str, value_type=bytes)
+    def __init__(self, worker: Worker) -> None:
+        app, settings = worker.app, worker.settings
+        self._worker = worker
+        self._spec, self._policy = window_spec(settings), health_policy(settings)
+        self._rejected_out = worker.output(REJECTED)
+        self._route_health_out = worker.output(ROUTE_HEALTH)
+        self._deltas_out = worker.output(TRACKING_DELTAS)
+        self._sent_topic, self._route_health_topic = worker.name(SENT), worker.name(ROUTE_HEALTH)
+        self._windows = app.Table("tracking-windows", key_type=str, value_type=bytes)
+        self._health_states = app.Table("route-health-state", key_type=str, value_type=bytes)
+        #: Per source partition (``<topic>:<partition>``), the offset through which fan_out's
+        #: deltas are stored (``>q``). Written only once the batch's deltas are acknowledged
+        #: (see pipeline.after_delivery), so after a crash the replayed source records already
+        #: counted are skipped instead of counted twice.
+        self._positions = app.Table("tracking-positions", key_type=str, value_type=bytes)
+        #: Decoded windows of the keys this worker owns (valid until the next rebalance).
+        self._decoded: dict[str, tuple[Position, WindowState]] = {}
+        #: Positions sent but not yet stored (cleared at a rebalance: the next owner replays).
+        self._sent_through: dict[str, int] = {}
 
-    #: Decoded windows of the keys this worker owns (valid until the next rebalance).
-    _decoded: dict[str, tuple[tuple[int, int], WindowState]] = {}
+    def forget(self, _sender: Any, *_args: Any, **_kwargs: Any) -> None:
+        """``on_partitions_revoked``: the caches describe partitions we may no longer own."""
+        self._decoded.clear()
+        self._sent_through.clear()
 
-    def _forget_decoded(_sender: Any, *args: Any, **_: Any) -> None:
-        _decoded.clear()
-        _sent_through.clear()
-
-    app.on_partitions_revoked.connect(cast(Any, _forget_decoded))
-
-    def owned_windows() -> list[tuple[str, WindowState]]:
+    def owned_windows(self) -> list[tuple[str, WindowState]]:
         """This worker's rolling windows (``route:<id>``, ``operator:<id>``, ``tenant:<id>``).
         Each key has one owner, so summing over workers counts every window once; a window
         appears once a delta for it was merged since the last rebalance (routes get an empty
         delta every ``SMSFLOW_HEALTH_EVALUATE_EVERY_S``)."""
-        return [(key, window) for key, (_, window) in list(_decoded.items())]
+        return [(key, window) for key, (_, window) in list(self._decoded.items())]
 
-    #: Per source partition (``<topic>:<partition>``), the offset through which fan_out's deltas
-    #: are stored (``>q``). Written only once the batch's deltas are acknowledged (see
-    #: pipeline.after_delivery), so after a crash the replayed source records already counted are
-    #: skipped instead of counted twice.
-    positions = app.Table("tracking-positions", key_type=str, value_type=bytes)
-    #: Positions sent but not yet stored (cleared at a rebalance: the next owner replays).
-    _sent_through: dict[str, int] = {}
+    # ------------------------------------------------------------------ fan_out
 
-    def _counted_through(source: str) -> int:
-        known = _sent_through.get(source)
+    def _counted_through(self, source: str) -> int:
+        known = self._sent_through.get(source)
         if known is not None:
             return known
-        stored: bytes | None = positions.get(source)
+        stored: bytes | None = self._positions.get(source)
         return _POSITION_VALUE.unpack(stored)[0] if stored else -1
 
-    def _store_position(source: str, offset: int) -> None:
-        positions[source] = _POSITION_VALUE.pack(offset)
+    def _store_position(self, source: str, offset: int) -> None:
+        self._positions[source] = _POSITION_VALUE.pack(offset)
 
-    @app.agent(worker.topic(SENT, DLR))
-    async def fan_out(stream: faust.StreamT[bytes]) -> None:
-        # take_events is in faust-streaming's Stream but missing from its StreamT stub.
-        async for batch in cast(Any, stream).take_events(BATCH, within=1.0):
-            by_key: defaultdict[str, list[WindowEvent]] = defaultdict(list)
-            last_of_source: dict[str, faust.EventT[bytes]] = {}
-            for event in batch:
-                message = event.message
-                source = f"{message.topic}:{message.partition}"
-                if message.offset <= _counted_through(source):
-                    continue  # counted before a restart or rebalance
-                last_of_source[source] = event
-                try:
-                    counted, route_id, operator_id, tenant_id = await window_event(
-                        message.topic == sent_topic_name, event.value,
-                        int(message.timestamp * 1000), message.headers)
-                except (DecodeError, ValidationError, ValueError):
-                    # The correlator dead-letters a bad sms.sent record; sms.dlr is ours.
-                    log.warning("tracking: skipped an undecodable record %s/%d@%d",
-                                message.topic, message.partition, message.offset)
-                    continue
-                for key in window_keys(route_id, operator_id, tenant_id):
-                    by_key[key].append(counted)
-            now_ms = _now_ms()
-            sends = [
-                await tracking_deltas_out.send(key=key.encode(),
-                                                 value=step_many(WindowState.empty(spec), events,
-                                                                 now_ms).to_bytes())
-                for key, events in by_key.items()
-            ]
-            if not last_of_source:
+    async def fan_out(self, batch: list[faust.EventT[bytes]]) -> None:
+        """One batch of ``sms.sent``/``sms.dlr`` events → one delta per window key."""
+        by_key: defaultdict[str, list[WindowEvent]] = defaultdict(list)
+        last_of_source: dict[str, faust.EventT[bytes]] = {}
+        for event in batch:
+            message = event.message
+            source = f"{message.topic}:{message.partition}"
+            if message.offset <= self._counted_through(source):
+                continue  # counted before a restart or rebalance
+            last_of_source[source] = event
+            try:
+                counted, route_id, operator_id, tenant_id = await window_event(
+                    message.topic == self._sent_topic, event.value,
+                    int(message.timestamp * 1000), message.headers)
+            except (DecodeError, ValidationError, ValueError):
+                # The correlator dead-letters a bad sms.sent record; sms.dlr is ours.
+                log.warning("tracking: skipped an undecodable record %s/%d@%d",
+                            message.topic, message.partition, message.offset)
                 continue
-            stored = asyncio.gather(*sends)
-            for source, event in last_of_source.items():
-                _sent_through[source] = event.message.offset
-                after_delivery(stored, event,
-                               partial(_store_position, source, event.message.offset))
+            for key in window_keys(route_id, operator_id, tenant_id):
+                by_key[key].append(counted)
+        now_ms = _now_ms()
+        sends = [
+            await self._deltas_out.send(
+                key=key.encode(),
+                value=step_many(WindowState.empty(self._spec), events, now_ms).to_bytes())
+            for key, events in by_key.items()
+        ]
+        if not last_of_source:
+            return
+        stored = asyncio.gather(*sends)
+        for source, event in last_of_source.items():
+            self._sent_through[source] = event.message.offset
+            after_delivery(stored, event,
+                           partial(self._store_position, source, event.message.offset))
 
-    def _stored_window(key: str) -> tuple[Position, WindowState]:
-        cached = _decoded.get(key)
+    # ------------------------------------------------------------------ merge_windows
+
+    def _stored_window(self, key: str) -> tuple[Position, WindowState]:
+        cached = self._decoded.get(key)
         if cached is not None:
             return cached
-        value: bytes | None = windows.get(key)
+        value: bytes | None = self._windows.get(key)
         if value is not None and len(value) > _POSITION.size:
             try:
                 partition, offset = _POSITION.unpack_from(value)
-                return (partition, offset), WindowState.from_bytes(value[_POSITION.size:], spec)
+                return ((partition, offset),
+                        WindowState.from_bytes(value[_POSITION.size:], self._spec))
             except StateFormatError:  # another window shape (settings changed): start afresh
                 log.warning("tracking: window %s has another shape; starting it empty", key)
-        return (-1, -1), WindowState.empty(spec)
+        return (-1, -1), WindowState.empty(self._spec)
 
-    @app.agent(worker.topic(TRACKING_DELTAS))
-    async def merge_windows(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            key = (event.key or b"").decode()
-            try:
-                delta = WindowState.from_bytes(event.value or b"", spec)
-            except StateFormatError as exc:
-                await reject(event, rejected_out, stage=STAGE, reason_code=INVALID_RECORD,
-                             detail=f"window delta for {key!r}: {exc}")
-                continue
-            (partition, merged_through), stored = _stored_window(key)
-            message = event.message
-            if message.partition == partition and message.offset <= merged_through:
-                continue  # replayed after a restart: already in the recovered window
-            window = merge(stored, delta)
-            _decoded[key] = ((message.partition, message.offset), window)
-            windows[key] = _POSITION.pack(message.partition, message.offset) + window.to_bytes()
-            if key.startswith("route:"):
-                await _judge_route(key, key.removeprefix("route:"), window)
+    async def merge(self, event: faust.EventT[bytes]) -> None:
+        """Add one delta into its window; judge the route when it is a route's."""
+        key = (event.key or b"").decode()
+        try:
+            delta = WindowState.from_bytes(event.value or b"", self._spec)
+        except StateFormatError as exc:
+            await reject(event, self._rejected_out, stage=STAGE, reason_code=INVALID_RECORD,
+                         detail=f"window delta for {key!r}: {exc}")
+            return
+        (partition, merged_through), stored = self._stored_window(key)
+        message = event.message
+        if message.partition == partition and message.offset <= merged_through:
+            return  # replayed after a restart: already in the recovered window
+        window = merge(stored, delta)
+        self._decoded[key] = ((message.partition, message.offset), window)
+        self._windows[key] = (_POSITION.pack(message.partition, message.offset)
+                              + window.to_bytes())
+        if key.startswith("route:"):
+            await self._judge_route(key, key.removeprefix("route:"), window)
 
-    async def _judge_route(key: str, route_id: str, window: WindowState) -> None:
+    async def _judge_route(self, key: str, route_id: str, window: WindowState) -> None:
         now_ms = _now_ms()
-        stored: bytes | None = health_states.get(key)
+        stored: bytes | None = self._health_states.get(key)
         health = HealthState.initial(now_ms)
         if stored is not None:
             try:
@@ -245,35 +249,56 @@ def register(worker: Worker) -> Callable[[], list[tuple[str, WindowState]]]:
             except StateFormatError:
                 log.warning("tracking: unreadable health state of %s; starting afresh", route_id)
         # A route whose SMSC no sender holds a bind to is DOWN now (None: nothing known).
-        smsc_id = config_watcher.snapshot.smsc_of(route_id)
-        bound = None if smsc_id is None else worker.bind_watcher.smsc_bound(smsc_id, now_ms)
+        smsc_id = self._worker.config_watcher.snapshot.smsc_of(route_id)
+        bound = (None if smsc_id is None
+                 else self._worker.bind_watcher.smsc_bound(smsc_id, now_ms))
         health = observe_bind(health, bound is not False)
-        health, report = evaluate(health, stats(window, now_ms), route_id, now_ms, policy)
+        health, report = evaluate(health, stats(window, now_ms), route_id, now_ms, self._policy)
         health, publish = publish_decision(health, report, now_ms)
-        health_states[key] = health.to_bytes()
+        self._health_states[key] = health.to_bytes()
         if publish:
             record = RouteHealth(**report.as_record())
-            await route_health_out.send(key=route_id.encode(),
-                                          value=record.to_avro(route_health_topic_name))
+            await self._route_health_out.send(key=route_id.encode(),
+                                              value=record.to_avro(self._route_health_topic))
             log.info("route %s: %s score=%.3f delivery=%s errors=%s p95=%s", route_id,
                      report.state.value, report.score, report.delivery_rate, report.error_rate,
                      report.submit_latency_p95_ms)
 
-    @app.timer(interval=settings.health_evaluate_every_s, on_leader=True)
+    async def judge_routes(self, route_ids: Iterable[str]) -> None:
+        """An empty delta per route: its owner judges it now (windows age, dwell and probe
+        clocks run, heartbeats reach the router). An empty delta changes no window."""
+        empty = WindowState.empty(self._spec).to_bytes()
+        for route_id in route_ids:
+            await self._deltas_out.send(key=f"route:{route_id}".encode(), value=empty)
+
+
+def register(worker: Worker) -> Callable[[], list[tuple[str, WindowState]]]:
+    """The ``fan_out`` and ``merge_windows`` agents, their tables and the idle-route timer.
+
+    Returns the reader of this worker's rolling windows for the metrics page."""
+    app, config_watcher = worker.app, worker.config_watcher
+    tracking = Tracking(worker)
+    app.on_partitions_revoked.connect(cast(Any, tracking.forget))
+
+    @app.agent(worker.topic(SENT, DLR))
+    async def fan_out(stream: faust.StreamT[bytes]) -> None:
+        # take_events is in faust-streaming's Stream but missing from its StreamT stub.
+        async for batch in cast(Any, stream).take_events(BATCH, within=1.0):
+            await tracking.fan_out(batch)
+
+    @app.agent(worker.topic(TRACKING_DELTAS))
+    async def merge_windows(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await tracking.merge(event)
+
+    @app.timer(interval=worker.settings.health_evaluate_every_s, on_leader=True)
     async def evaluate_idle_routes() -> None:
-        snapshot = config_watcher.snapshot
-        empty = WindowState.empty(spec).to_bytes()
-        for route in snapshot.config.routes:
-            await tracking_deltas_out.send(key=f"route:{route.id}".encode(), value=empty)
+        await tracking.judge_routes(route.id for route in config_watcher.snapshot.config.routes)
 
     async def judge_smsc_routes(smsc_id: str) -> None:
-        """A bind state changed: an empty delta per route of that SMSC has its owner judge it
-        now (every worker sends them; an empty delta changes no window)."""
-        empty = WindowState.empty(spec).to_bytes()
-        for route in config_watcher.snapshot.config.routes:
-            if route.smsc == smsc_id:
-                await tracking_deltas_out.send(key=f"route:{route.id}".encode(), value=empty)
+        """A bind state changed: every worker sends an empty delta per route of that SMSC."""
+        await tracking.judge_routes(route.id for route in config_watcher.snapshot.config.routes
+                                    if route.smsc == smsc_id)
 
     worker.bind_watcher.listen(judge_smsc_routes)
-
-    return owned_windows
+    return tracking.owned_windows

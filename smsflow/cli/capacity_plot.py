@@ -10,9 +10,10 @@ from pathlib import Path
 
 from smsflow.domain.capacity import CapacityPlan, VolumePatterns
 from smsflow.domain.capacity.patterns import SECONDS_PER_HOUR, WEEKDAYS
+from smsflow.domain.errors import PermanentError
 
 
-class PlotUnavailableError(RuntimeError):
+class PlotUnavailableError(PermanentError, RuntimeError):
     """matplotlib is not installed."""
 
 

@@ -23,10 +23,9 @@ from smsflow.config.store import fold, now_utc, to_records
 from smsflow.kafka_clients import producer_config
 
 
-def read_config_records(
-    bootstrap: str, topic: str, *, timeout_s: float = 30.0
-) -> list[tuple[str, ConfigRecord | None]]:
-    """Every record of the (single-partition) config topic, in offset order."""
+def read_records(bootstrap: str, topic: str, *, timeout_s: float = 30.0
+                 ) -> list[tuple[bytes | None, bytes | None]]:
+    """Every ``(key, value)`` of a single-partition topic now, in offset order."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -40,7 +39,7 @@ def read_config_records(
         if high <= low:
             return []
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        records: list[tuple[str, ConfigRecord | None]] = []
+        records: list[tuple[bytes | None, bytes | None]] = []
         while True:
             message = consumer.poll(timeout_s)
             if message is None:
@@ -50,13 +49,23 @@ def read_config_records(
                 if error.code() == KafkaError._PARTITION_EOF:
                     return records
                 raise RuntimeError(f"reading {topic}: {error}")
-            key = (message.key() or b"").decode()
-            value = message.value()
-            records.append((key, _decode_or_drop(key, value, message.offset() or 0)))
+            records.append((message.key(), message.value()))
             if (message.offset() or 0) + 1 >= high:
                 return records
     finally:
         consumer.close()
+
+
+def read_config_records(
+    bootstrap: str, topic: str, *, timeout_s: float = 30.0
+) -> list[tuple[str, ConfigRecord | None]]:
+    """Every record of the (single-partition) config topic, in offset order."""
+    records: list[tuple[str, ConfigRecord | None]] = []
+    for position, (raw_key, value) in enumerate(read_records(bootstrap, topic,
+                                                             timeout_s=timeout_s)):
+        key = (raw_key or b"").decode()
+        records.append((key, _decode_or_drop(key, value, position)))
+    return records
 
 
 log = logging.getLogger(__name__)
@@ -81,7 +90,7 @@ def _watermarks(consumer: Consumer, topic: str, timeout_s: float) -> tuple[int, 
             time.sleep(0.2)
 
 
-def _decode_or_drop(key: str, value: bytes | None, offset: int) -> ConfigRecord | None:
+def _decode_or_drop(key: str, value: bytes | None, position: int) -> ConfigRecord | None:
     """A record this version cannot read (an unknown schema, corruption) counts as absent, so
     ``apply`` rewrites it and readers carry on; it is logged, never silently ignored."""
     if not value:
@@ -90,8 +99,8 @@ def _decode_or_drop(key: str, value: bytes | None, offset: int) -> ConfigRecord 
         # A registry outage is not the record's fault: wait it out, never treat it as absent.
         return decode_blocking(ConfigRecord, value)
     except DecodeError as exc:
-        log.warning("config record %s at offset %d is unreadable and treated as absent: %s",
-                    key, offset, exc)
+        log.warning("config record %s (#%d on the topic) is unreadable and treated as absent: "
+                    "%s", key, position, exc)
         return None
 
 

@@ -8,6 +8,7 @@ typo is an error at ``apply`` time with the offending path, never a surprise in 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -165,6 +166,12 @@ class Tenant(_Frozen):
         "max(api rate, 1000) so a full batch always fits.",
     )
     quarantined: bool = False
+    reject_held_before: datetime | None = Field(
+        default=None,
+        description="Set by `smsflow tenants release --reject-held`: messages held during the "
+        "quarantine and parked before this instant are rejected (TENANT_QUARANTINED) instead "
+        "of sent on.",
+    )
     routes: tuple[str, ...] = Field(
         default=(), description="If set, only these routes may carry the tenant's traffic."
     )

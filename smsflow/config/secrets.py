@@ -29,6 +29,8 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, PlainSerializer, SecretStr, SerializationInfo
 
+from smsflow.domain.errors import PermanentError
+
 log = logging.getLogger(__name__)
 
 ENV_PREFIX: Final = "env:"
@@ -41,7 +43,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _warned: set[str] = set()
 
 
-class SecretResolutionError(RuntimeError):
+class SecretResolutionError(PermanentError, RuntimeError):
     """A reference could not be resolved (variable unset, file unreadable, value out of range).
 
     Permanent until the operator fixes the environment: the process that needs the secret stops

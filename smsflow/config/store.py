@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from schemas.models import ConfigKind, ConfigRecord
 from smsflow.config.models import Operator, PlatformConfig, RateLimits, Route, Smsc, Tenant
 from smsflow.config.secrets import REVEAL
+from smsflow.domain.errors import PermanentError
 
 _KIND_FIELDS: dict[ConfigKind, tuple[str, type[BaseModel]]] = {
     ConfigKind.TENANT: ("tenants", Tenant),
@@ -31,7 +32,11 @@ _KIND_FIELDS: dict[ConfigKind, tuple[str, type[BaseModel]]] = {
 SINGLETON_ID = "platform"
 
 
-class ConfigError(ValueError):
+class UnknownTenant(PermanentError, LookupError):
+    """A tenant id the configuration does not have (the operator commands say so and exit 2)."""
+
+
+class ConfigError(PermanentError, ValueError):
     """Configuration that cannot be used, with a message naming what is wrong."""
 
 

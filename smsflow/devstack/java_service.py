@@ -43,6 +43,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from smsflow.domain.errors import SmsflowError
+
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
@@ -59,7 +61,7 @@ EXIT_NOT_RUNNING = 3
 """``status`` exit code when the server is down (LSB's "program is not running")."""
 
 
-class JavaServiceError(RuntimeError):
+class JavaServiceError(SmsflowError, RuntimeError):
     """A local Java service could not be installed, started or stopped; the message says why."""
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from smsflow.domain.errors import PermanentError
+
 __all__ = [
     "DATA_CODING_GSM7",
     "DATA_CODING_UCS2",
@@ -99,7 +101,7 @@ _DECODE_EXTENSION: Final[dict[int, str]] = {code: ch for ch, code in _GSM7_EXTEN
 assert len(_GSM7_BASIC) == 128
 
 
-class EncodingError(ValueError):
+class EncodingError(PermanentError, ValueError):
     """Text or payload that cannot be encoded, decoded or segmented."""
 
 

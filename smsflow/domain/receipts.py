@@ -38,6 +38,8 @@ from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from typing import Final
 
+from smsflow.domain.errors import PermanentError
+
 __all__ = [
     "TAG_MESSAGE_PAYLOAD",
     "TAG_MESSAGE_STATE",
@@ -61,7 +63,7 @@ TAG_MESSAGE_PAYLOAD: Final = 0x0424
 TAG_MESSAGE_STATE: Final = 0x0427
 
 
-class ReceiptError(ValueError):
+class ReceiptError(PermanentError, ValueError):
     """A receipt (or message id) that cannot be used.
 
     ``reason`` is a stable machine-readable code:

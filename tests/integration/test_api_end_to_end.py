@@ -20,7 +20,13 @@ from schemas.models import Rejection
 from smsflow.cli import main as smsflow_main
 from smsflow.devstack.demo_api import curl_example, start_api
 from smsflow.devstack.flowrun import warm_up
-from smsflow.devstack.harness import free_port, isolated_settings, prepared_stack, read_all
+from smsflow.devstack.harness import (
+    free_port,
+    isolated_settings,
+    prepared_stack,
+    read_all,
+    read_records,
+)
 from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
 from smsflow.topics import HELD, REJECTED, SUBMITTED, topic_name
@@ -181,3 +187,43 @@ def test_the_demo_key_and_its_curl_line_work_on_the_stack(
     body, _, code = done.stdout.rpartition(" ")
     assert code == "202", done.stdout + done.stderr
     assert json.loads(body)["parts"] == 1
+
+
+@pytest.mark.asyncio
+async def test_release_with_reject_held_dead_letters_what_was_held_and_is_audited(
+        stack_settings: Settings) -> None:
+    tenant = "promo-blast"
+    key = create_key(tenant)
+    submitted = topic_name(stack_settings, SUBMITTED)
+    async with running_api(stack_settings) as api:
+        run_cli("tenants", "quarantine", tenant, "--reason", "spam complaints")
+        assert (await until_status(api, key, 403))[0] == 403
+        held = [new_request(tenant, "+447700900123", f"to reject {n}") for n in range(3)]
+        producer = SmsProducer(stack_settings.kafka_bootstrap, submitted)
+        for request in held:
+            producer.submit(request)
+        assert producer.flush(30) == 0
+        deadline = time.monotonic() + 60
+        while sum(k == tenant.encode() for k, _ in read_records(stack_settings, HELD)) < 3:
+            assert time.monotonic() < deadline, "the router did not park the messages"
+            await asyncio.sleep(0.2)
+
+        run_cli("tenants", "release", tenant, "--reason", "refunded", "--reject-held")
+        finals = [await final_status(api, key, r.message_id) for r in held]
+        status, accepted = await until_status(api, key, 202)
+        assert status == 202, accepted
+        after = await final_status(api, key, accepted["message_id"])
+    # What was held is dead-lettered with the original bytes, not sent; new traffic flows.
+    assert [(f["state"], f["reason_code"]) for f in finals] == [
+        ("REJECTED", "TENANT_QUARANTINED")] * len(held)
+    dead = {r.message_id: r for r in (Rejection.from_avro(v)
+                                      for v in read_all(stack_settings, REJECTED))}
+    for request in held:
+        assert dead[request.message_id].stage == "held-release"
+        assert dead[request.message_id].original is not None
+    assert after["state"] != "REJECTED"
+    trail = run_cli("tenants", "audit", tenant).splitlines()
+    assert [line.split()[1] for line in trail] == [
+        "API_KEY_CREATED", "TENANT_QUARANTINED", "TENANT_RELEASED"]
+    assert "spam complaints" in trail[1]
+    assert "refunded" in trail[2] and "held messages rejected" in trail[2]

@@ -4,8 +4,8 @@ would.
 
 * Operator outage: disabling the leading route makes ``routes explain --from-topic`` choose
   the fallback; re-enabling brings the route back.
-* Compliance breach: quarantining a tenant makes its messages refused with
-  ``TENANT_QUARANTINED``; lifting it routes them again.
+* Compliance breach: ``smsflow tenants quarantine`` makes the tenant's messages refused with
+  ``TENANT_QUARANTINED``; ``release`` routes them again; both are on the audit trail.
 """
 
 from __future__ import annotations
@@ -85,10 +85,15 @@ def test_operator_outage_route_taken_out_and_back(operator: Operator) -> None:
 def test_compliance_breach_quarantine_and_release(operator: Operator) -> None:
     assert operator.explain("shopfast")["outcome"] == "ROUTED"
 
-    operator.edit("tenants", "shopfast", quarantined=True)  # runbook step 1
-    refused = operator.explain("shopfast")
+    operator.smsflow("tenants", "quarantine", "shopfast", "--reason", "T-1: spam")  # step 1
+    refused = operator.explain("shopfast")  # step 2
     assert (refused["outcome"], refused["reason_code"]) == ("REJECTED", "TENANT_QUARANTINED")
     assert operator.explain("acme-bank")["outcome"] == "ROUTED"  # nobody else is touched
+    assert "TENANT_QUARANTINED" in operator.smsflow("tenants", "audit", "shopfast")
 
-    operator.edit("tenants", "shopfast", quarantined=False)  # runbook step 4
+    operator.smsflow("tenants", "release", "shopfast", "--reason", "T-1: approved",
+                     "--reject-held")  # runbook step 4
     assert operator.explain("shopfast")["outcome"] == "ROUTED"
+    trail = operator.smsflow("tenants", "audit", "shopfast").splitlines()
+    assert [line.split()[1] for line in trail] == ["TENANT_QUARANTINED", "TENANT_RELEASED"]
+    assert "T-1: approved" in trail[1] and "held messages rejected" in trail[1]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from connectors.sender.bind_slots import SLOT_TOPIC_PREFIX
 from smsflow import topics
 from tests.k8s.tooling import ROOT, named, objects
 
@@ -77,7 +78,7 @@ def test_consumer_groups_follow_the_app_id() -> None:
         "SMSFLOW_APP_ID"]
     expected = {
         "smsflow-worker": {app_id, f"{app_id}-deferred", f"{app_id}-held"},
-        "smsflow-sender": {f"{app_id}-sender"},
+        "smsflow-sender": {f"{app_id}-sender", f"{app_id}-bind-slots"},
         "smsflow-webhooks": {f"{app_id}-webhooks"},
     }
     for process, groups in expected.items():
@@ -85,3 +86,16 @@ def test_consumer_groups_follow_the_app_id() -> None:
         assert set(_acls(user, "group", "literal")) == groups, process
     worker = named(docs, "KafkaUser", "smsflow-worker")
     assert "Create" in _acls(worker, "topic", "prefix")[f"{app_id}-"]  # faust's changelogs
+
+
+def test_the_sender_may_create_and_grow_its_bind_slot_topics() -> None:
+    """With bind leases (on in the base settings) the sender creates sms.bind-slots.<smsc>,
+    grows it with the allowance, and relays records to sms.throttled."""
+    docs = objects("overlays/dev")
+    settings = next(c for c in docs if c["kind"] == "ConfigMap"
+                    and c["metadata"]["name"].startswith("smsflow-settings"))["data"]
+    assert settings["SMSFLOW_SENDER_BIND_LEASES"] == "true"
+    sender = named(docs, "KafkaUser", "smsflow-sender")
+    assert {"Create", "Alter", "Read"} <= _acls(sender, "topic", "prefix")[SLOT_TOPIC_PREFIX]
+    assert "Write" in _acls(sender, "topic", "literal")[topics.THROTTLED]
+    assert "Read" in _acls(sender, "topic", "literal")[topics.SMSC_BINDS]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ import smpplib.smpp
 from connectors.smpp import codec as P
 from connectors.smsc_sim import SimulatorThread
 
-from .conftest import Esme, base_config
+from .conftest import PASSWORD, Esme, base_config
 
 pytestmark = pytest.mark.smpp
 
@@ -108,6 +109,32 @@ def test_disallowed_bind_type_is_refused(sim: SimulatorThread, esme_factory: Esm
     assert info.value.args[1] == P.Status.ESME_RBINDFAIL
     ok = esme_factory(sim.port)
     assert ok.bind("transmitter", system_id="smsc-de", password="pw-de").status == 0
+
+
+def test_bind_over_the_account_limit_is_refused_until_one_ends(
+        sim_factory: Callable[..., SimulatorThread], esme_factory: EsmeFactory) -> None:
+    sim = sim_factory(base_config(accounts=[
+        {"system_id": "smsc-uk", "password": PASSWORD, "max_binds": 2}]))
+    first, second = esme_factory(sim.port), esme_factory(sim.port)
+    assert first.bind().status == 0 and second.bind().status == 0
+    assert sim.account_binds("smsc-uk") == 2
+    third = esme_factory(sim.port)
+    with pytest.raises(smpplib.exceptions.PDUError) as info:
+        third.bind()
+    assert info.value.args[1] == P.Status.ESME_RBINDFAIL
+    third.expect_closed()
+    first.close()
+    retry = esme_factory(sim.port)
+    deadline = time.monotonic() + 5
+    while True:  # the simulator sees the first session end asynchronously
+        try:
+            assert retry.bind().status == 0
+            break
+        except smpplib.exceptions.PDUError:
+            assert time.monotonic() < deadline, "the freed bind slot was never usable"
+            retry = esme_factory(sim.port)
+            time.sleep(0.05)
+    assert sim.stats.peak_account_binds == 2
 
 
 @pytest.mark.parametrize("kind", ["transmitter", "receiver", "transceiver"])

@@ -9,9 +9,10 @@ from __future__ import annotations
 import struct
 
 from connectors.smpp.codec.constants import _TLV_HEAD, HEADER_LEN, MAX_PDU_LEN, Status
+from smsflow.domain.errors import PermanentError
 
 
-class PduError(ValueError):
+class PduError(PermanentError, ValueError):
     """A PDU (or a part of it) is malformed. ``status`` is the SMPP status to answer with."""
 
     def __init__(self, message: str, status: int = Status.ESME_RSYSERR) -> None:

@@ -6,8 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from smsflow.domain.errors import PermanentError
 
-class HistoryError(ValueError):
+
+class HistoryError(PermanentError, ValueError):
     """The history cannot be used as given (naive timestamps, negative counts, empty)."""
 
 

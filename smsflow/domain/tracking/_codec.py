@@ -18,10 +18,12 @@ from array import array
 from itertools import compress
 from typing import Final
 
+from smsflow.domain.errors import PermanentError
+
 __all__ = ["COUNTER_TYPECODE", "StateFormatError", "decode_counters", "encode_counters"]
 
 
-class StateFormatError(ValueError):
+class StateFormatError(PermanentError, ValueError):
     """Bytes that are not a state of this kind, version or spec (start from an empty state)."""
 
 

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["STALE_AFTER_HEARTBEATS", "BindReport", "Board", "apply_report", "smsc_bound"]
+__all__ = ["STALE_AFTER_HEARTBEATS", "BindReport", "Board", "apply_report", "holder_partitions",
+           "smsc_bound"]
 
 #: A report older than this many of its heartbeats is ignored (its sender is presumed gone).
 STALE_AFTER_HEARTBEATS: Final = 3
@@ -31,6 +32,9 @@ class BindReport:
     bound: int
     heartbeat_s: int
     updated_at_ms: int
+    #: The sms.throttled partitions the reporting sender consumes (bind leases: where a sender
+    #: without a bind to this SMSC passes its messages).
+    partitions: tuple[int, ...] = ()
 
 
 #: smsc id → sender instance → its latest report.
@@ -49,13 +53,27 @@ def apply_report(board: Board, smsc_id: str, instance: str, report: BindReport |
     board.setdefault(smsc_id, {})[instance] = report
 
 
+def _fresh(report: BindReport, now_ms: int) -> bool:
+    return now_ms - report.updated_at_ms <= STALE_AFTER_HEARTBEATS * report.heartbeat_s * 1000
+
+
 def smsc_bound(board: Mapping[str, Mapping[str, BindReport]], smsc_id: str,
                now_ms: int) -> bool | None:
     """See the module docstring."""
-    fresh = [
-        report for report in board.get(smsc_id, {}).values()
-        if now_ms - report.updated_at_ms <= STALE_AFTER_HEARTBEATS * report.heartbeat_s * 1000
-    ]
+    fresh = [report for report in board.get(smsc_id, {}).values() if _fresh(report, now_ms)]
     if not fresh:
         return None
     return any(report.bound > 0 for report in fresh)
+
+
+def holder_partitions(board: Mapping[str, Mapping[str, BindReport]], smsc_id: str,
+                      now_ms: int, *, besides: str) -> list[int]:
+    """The sms.throttled partitions of the senders other than ``besides`` that hold a bind to
+    ``smsc_id`` now (fresh reports only), sorted; empty when no other sender can take its
+    messages."""
+    return sorted({
+        partition
+        for instance, report in board.get(smsc_id, {}).items()
+        if instance != besides and report.bound > 0 and _fresh(report, now_ms)
+        for partition in report.partitions
+    })

@@ -116,8 +116,8 @@ def test_the_sender_resolves_smsc_passwords_only_when_it_binds(
     service = SenderService(settings, config, group_id="unit")
     monkeypatch.delenv("SMSFLOW_UNIT_PW", raising=False)
     with pytest.raises(SecretResolutionError, match=f"SMSC {smsc.id} password"):
-        service._open_binds([smsc])
-    assert smsc.id not in service._binds
+        service._connections.add([smsc])
+    assert smsc.id not in service._pools
 
 
 def test_the_webhooks_connector_resolves_each_tenants_secret(

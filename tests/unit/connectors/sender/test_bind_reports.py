@@ -39,3 +39,14 @@ def test_withdraw_writes_a_tombstone_per_reported_smsc() -> None:
     assert SmscBindStatus.from_avro(value).bound == 1
     reporter.withdraw()
     assert written[-1] == (b"smsc-uk/pod-1", None)
+
+
+def test_partitions_are_reported_and_a_lost_last_slot_reports_zero() -> None:
+    reporter = BindReporter("t", lambda key, value: None, instance="pod-1", heartbeat_s=5)
+    views = [_view("smsc-uk", 0, BindState.BOUND)]
+    (first,) = reporter.due(views, 100.0, partitions=[3, 1])
+    assert first.throttled_partitions == [1, 3]
+    (moved,) = reporter.due(views, 100.5, partitions=[1])
+    assert moved.throttled_partitions == [1], "a new assignment is reported at once"
+    (gone,) = reporter.due([], 101.0, partitions=[1])
+    assert (gone.smsc_id, gone.bound, gone.configured) == ("smsc-uk", 0, 0)

@@ -135,7 +135,7 @@ def test_the_sender_refuses_to_start_without_its_ledger_topic(tmp_path: Path) ->
     service._consumer = NoTopics()  # type: ignore[assignment]
     with pytest.raises(RuntimeError, match=r"unit\.sms\.sender\.ledger is missing"):
         service.run()
-    assert service._binds == {}  # nothing was opened
+    assert service._pools == {}  # nothing was opened
 
 
 def test_submit_ledger_state_is_pruned_to_the_horizon() -> None:

@@ -47,7 +47,6 @@ def service(tmp_path: Path) -> tuple[SenderService, FakeProducer]:
                             group_id="unit")
     producer = FakeProducer()
     service._producer = producer  # type: ignore[assignment]
-    service._smsc_of_bind[BIND] = service._smscs["smsc-uk"]
     return service, producer
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from smsflow.domain.tracking.binds import BindReport, Board, apply_report, smsc_bound
+from smsflow.domain.tracking.binds import (
+    BindReport,
+    Board,
+    apply_report,
+    holder_partitions,
+    smsc_bound,
+)
 
 NOW = 1_800_000_000_000
 
@@ -40,3 +46,14 @@ def test_a_tombstone_forgets_the_sender() -> None:
     assert board == {} and smsc_bound(board, "smsc-us", NOW) is None
     apply_report(board, "smsc-us", "never-seen", None)
     assert board == {}
+
+
+def test_holder_partitions_are_those_of_other_fresh_holders() -> None:
+    board: Board = {}
+    apply_report(board, "smsc-us", "me", BindReport(1, 5, NOW, partitions=(0,)))
+    apply_report(board, "smsc-us", "holder", BindReport(1, 5, NOW, partitions=(3, 1)))
+    apply_report(board, "smsc-us", "slotless", BindReport(0, 5, NOW, partitions=(2,)))
+    apply_report(board, "smsc-us", "crashed", BindReport(1, 5, NOW - 16_000, partitions=(4,)))
+    assert holder_partitions(board, "smsc-us", NOW, besides="me") == [1, 3]
+    assert holder_partitions(board, "smsc-us", NOW, besides="holder") == [0]
+    assert holder_partitions(board, "smsc-uk", NOW, besides="me") == []
