@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -26,6 +27,8 @@ from api import service
 from api.errors import ERRORS, ApiError
 from api.fast_submit import FastSubmit
 from api.idempotency import check_key
+from api.inbound import DEFAULT_PAGE, MAX_PAGE, InboundPage, InvalidCursor, Page, decode_cursor
+from api.inbound_feed import InboundStore
 from api.messages import (
     MAX_BATCH,
     AcceptedBatch,
@@ -203,6 +206,22 @@ def _status_store(runtime: ApiRuntime) -> StatusStore:
     return store
 
 
+def _inbound_store(runtime: ApiRuntime) -> InboundStore:
+    store = runtime.inbound
+    if store is None:
+        raise ApiError("NOT_READY", "inbound messages are switched off on this process")
+    if not store.follower.caught_up.is_set():
+        raise ApiError("NOT_READY", "the inbound message store is still loading")
+    return store
+
+
+def _page_response(page: Page) -> Response:
+    """The page's stored JSON objects joined as they are (no per-message re-encoding)."""
+    head = orjson.dumps({"next_cursor": page.next_cursor, "has_more": page.has_more})
+    body = b'{"messages":[' + b",".join(item.document for item in page.items) + b"]," + head[1:]
+    return Response(body, media_type="application/json")
+
+
 def create_app(runtime: ApiRuntime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -280,6 +299,30 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
         tenant = service.active_tenant(runtime, tenant_id)
         return usage_answer(tenant, _status_store(runtime).usage_today(tenant_id))
 
+    @app.get(
+        "/v1/inbound", response_model=InboundPage, responses=_ERROR_RESPONSES,
+        summary="Your recent inbound (MO) messages, oldest first",
+    )
+    async def inbound(
+        tenant_id: TenantId,
+        since: Annotated[datetime | None, Query(
+            description="Only messages received at or after this time (ISO 8601; UTC if no "
+            "offset is given).")] = None,
+        cursor: Annotated[str | None, Query(
+            max_length=4_096, description="`next_cursor` of the previous page.")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Messages per page.")]
+        = DEFAULT_PAGE,
+    ) -> Response:
+        store = _inbound_store(runtime)
+        try:
+            after = decode_cursor(cursor)
+        except InvalidCursor as exc:
+            raise ApiError("INVALID_CURSOR", str(exc)) from exc
+        since_s = None
+        if since is not None:
+            since_s = (since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp()
+        return _page_response(store.page(tenant_id, after, since_s, limit))
+
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -290,7 +333,7 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
         readiness = await runtime.readiness()
         checks = {"kafka": readiness.kafka, "keys": readiness.keys,
                   "config": readiness.config, "idempotency": readiness.idempotency,
-                  "status": readiness.status}
+                  "status": readiness.status, "inbound": readiness.inbound}
         if readiness.ready:
             return JSONResponse({"status": "ready", "checks": checks})
         return JSONResponse(

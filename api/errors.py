@@ -47,6 +47,7 @@ ERRORS: Final[dict[str, ErrorKind]] = {
     "INVALID_API_KEY": ErrorKind(401, "The API key is unknown or revoked."),
     "UNKNOWN_TENANT": ErrorKind(403, "The key's tenant is not configured on the platform."),
     "TENANT_QUARANTINED": ErrorKind(403, "The tenant is quarantined; traffic is refused."),
+    "INVALID_CURSOR": ErrorKind(400, "The cursor is not one this API returned."),
     "NOT_FOUND": ErrorKind(404, "No such resource."),
     "METHOD_NOT_ALLOWED": ErrorKind(405, "The resource does not take this method."),
     "PAYLOAD_TOO_LARGE": ErrorKind(413, "The request body is larger than the API accepts."),

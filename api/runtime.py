@@ -15,6 +15,7 @@ from api.admission import Admission
 from api.config_view import ConfigView
 from api.follower import TopicFollower
 from api.idempotency import IdempotencyStore
+from api.inbound_feed import InboundStore
 from api.kafka_out import KafkaOut
 from api.key_table import KeyTable
 from api.metrics import ApiMetrics
@@ -37,6 +38,7 @@ class Readiness:
     config: bool
     idempotency: bool
     status: bool  # informational: POSTs do not need it; the GET routes answer 503 without it
+    inbound: bool  # informational, likewise: GET /v1/inbound answers 503 without it
 
     @property
     def ready(self) -> bool:
@@ -56,6 +58,10 @@ class ApiRuntime:
             bootstrap, self.idempotency_topic, api.idempotency_ttl_s
         )
         self.status = StatusStore(settings, api.status_window_s) if api.status_enabled else None
+        self.inbound = (
+            InboundStore(settings, api.inbound_window_s, api.inbound_max_per_tenant)
+            if api.inbound_enabled else None
+        )
         self.admission = Admission(api.instances)
         self.metrics = ApiMetrics(CollectorRegistry())
         self._out: KafkaOut | None = None
@@ -70,7 +76,8 @@ class ApiRuntime:
 
     def _followers(self) -> list[TopicFollower]:
         followers = [self.keys.follower, self.config.follower, self.idempotency.follower]
-        return followers + ([self.status.follower] if self.status is not None else [])
+        optional = [store.follower for store in (self.status, self.inbound) if store is not None]
+        return followers + optional
 
     async def start(self) -> None:
         for follower in self._followers():
@@ -123,4 +130,5 @@ class ApiRuntime:
             config=self.config.follower.caught_up.is_set(),
             idempotency=self.idempotency.follower.caught_up.is_set(),
             status=self.status is not None and self.status.follower.caught_up.is_set(),
+            inbound=self.inbound is not None and self.inbound.follower.caught_up.is_set(),
         )

@@ -51,6 +51,15 @@ class ApiSettings(BaseSettings):
     status_window_s: float = 86_400.0
     """A message's status is kept this long after its last change."""
 
+    inbound_enabled: bool = True
+    """Keep tenants' recent MO messages from ``sms.inbound`` (GET /v1/inbound)."""
+
+    inbound_window_s: float = 7 * 86_400.0
+    """How far back GET /v1/inbound reaches (sms.inbound itself keeps 30 days)."""
+
+    inbound_max_per_tenant: int = 50_000
+    """The newest this many MO messages of a tenant are kept (memory bound per tenant)."""
+
     produce_timeout_s: float = 10.0
     """A message Kafka has not stored by then fails the request (503), never a silent drop."""
 

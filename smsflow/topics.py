@@ -86,8 +86,9 @@ TOPICS: tuple[TopicSpec, ...] = (
         retention_ms=365 * DAY_MS, partitions=1,
     ),
     TopicSpec(
-        INBOUND, "tenant_id (unresolved:<destination>)", "InboundMessage",
-        "Mobile-originated messages from subscribers to tenants' numbers (incl. STOP/START).",
+        INBOUND, "tenant_id", "InboundMessage",
+        "Mobile-originated messages from subscribers to tenants' numbers (incl. STOP/START); "
+        "MO to no tenant's number is dead-lettered (MO_UNKNOWN_DESTINATION).",
         retention_ms=30 * DAY_MS,
     ),
     TopicSpec(

@@ -1,8 +1,10 @@
 """MO ``deliver_sm`` → ``InboundMessage``: the sender's thin adapter over ``domain.inbound``.
 
 Built once from the platform configuration (and rebuilt when the sender re-reads it). An MO whose
-destination no tenant owns is still published, keyed ``unresolved:<destination>`` with reason
-``MO_UNKNOWN_DESTINATION``, so nothing is dropped and operators can see misconfigured numbers.
+destination no tenant owns is not published on ``sms.inbound`` (whose readers would all have to
+skip it): it is dead-lettered on ``sms.rejected`` with reason ``MO_UNKNOWN_DESTINATION``
+(:func:`dead_letter`), the ``InboundMessage`` as ``original``, so nothing is dropped, operators
+see misconfigured numbers, and the message can be replayed once the number is configured.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import uuid
 from datetime import datetime
 
 from connectors.smpp.models import InboundDeliver
-from schemas.models import InboundMessage
+from schemas.models import InboundMessage, Rejection
 from smsflow.config.models import PlatformConfig
 from smsflow.domain.inbound import (
     InboundKeyword,
@@ -63,3 +65,20 @@ class InboundClassifier:
             smsc_id=smsc_id, bind=inbound.bind_name, received_at=now,
         )
         return (tenant_id if tenant_id is not None else f"unresolved:{destination}"), message
+
+
+def dead_letter(message: InboundMessage, inbound_topic: str, stage: str) -> Rejection:
+    """The ``sms.rejected`` record of an MO no tenant owns (``message.tenant_id`` is None).
+
+    ``original`` is the value as it would have been on ``inbound_topic`` (encoded for that
+    topic), so replaying it there after adding the number to a tenant needs no re-encoding.
+    """
+    assert message.tenant_id is None and message.reason is not None
+    return Rejection(
+        reason_code=message.reason,
+        reason=f"MO from {message.source} to {message.destination}: no tenant lists "
+        f"{message.destination} in its inbound.numbers",
+        stage=stage, message_id=message.inbound_id, tenant_id=None,
+        source_topic=f"smpp:{message.bind}", source_partition=-1, source_offset=-1,
+        original=message.to_avro(inbound_topic), rejected_at=message.received_at,
+    )

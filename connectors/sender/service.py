@@ -42,7 +42,7 @@ from connectors.sender.bind_reports import BindReporter, instance_name
 from connectors.sender.connections import SmscConnections
 from connectors.sender.deliver_ack import ack_when_stored
 from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
-from connectors.sender.inbound import InboundClassifier
+from connectors.sender.inbound import InboundClassifier, dead_letter
 from connectors.sender.ledger import IN_DOUBT_HEADER, PartAction
 from connectors.sender.ledger_store import SubmitLedger
 from connectors.sender.metrics import COUNTER_KEYS, BindView, SenderCollector, SenderMetrics
@@ -778,8 +778,14 @@ class SenderService:
         )
 
     def _publish_inbound(self, inbound: InboundDeliver, smsc_id: str, ack: AckFunction) -> None:
-        """An MO message to ``sms.inbound``; acked to the SMSC only once Kafka stored it."""
+        """An MO message to ``sms.inbound``, or dead-lettered on ``sms.rejected`` when no tenant
+        owns its destination; acked to the SMSC only once Kafka stored it."""
         key, message = self._inbound.event(inbound, smsc_id, _now())
         self.stats["inbound"] += 1
-        self._produce(self._inbound_topic, key, message.to_avro(self._inbound_topic),
-                      ack_when_stored(ack, f"MO from {inbound.source_addr}", inbound.bind_name))
+        acked = ack_when_stored(ack, f"MO from {inbound.source_addr}", inbound.bind_name)
+        if message.tenant_id is None:
+            rejection = dead_letter(message, self._inbound_topic, STAGE)
+            self.metrics.rejected(rejection.reason_code)
+            self._produce(self._rejected, None, rejection.to_avro(self._rejected), acked)
+            return
+        self._produce(self._inbound_topic, key, message.to_avro(self._inbound_topic), acked)

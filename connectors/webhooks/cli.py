@@ -1,4 +1,5 @@
-"""``smsflow webhooks run``: POST delivery reports to tenants' webhooks until SIGINT/SIGTERM."""
+"""``smsflow webhooks run``: POST delivery reports and MO messages to tenants' webhooks until
+SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -50,9 +51,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("webhooks", help="POST delivery reports to tenant webhooks")
+    parser = subparsers.add_parser(
+        "webhooks", help="POST delivery reports and MO messages to tenant webhooks"
+    )
     sub = parser.add_subparsers(dest="webhooks_command", required=True)
-    run = sub.add_parser("run", help="run the webhook connector (consumes sms.dlr)")
+    run = sub.add_parser("run", help="run the webhook connector (consumes sms.dlr and sms.inbound)")
     run.add_argument("--group-id", default=None,
                      help="consumer group (default: <SMSFLOW_APP_ID>-webhooks)")
     run.add_argument("--config-refresh-s", type=float, default=5.0,
@@ -60,7 +63,8 @@ def register(subparsers: Any) -> None:
     run.add_argument("--metrics-interval-s", type=float, default=30.0,
                      help="how often the counters are logged")
     run.add_argument("--tenant-backlog", type=int, default=1_000,
-                     help="reports one tenant may have waiting before its partition pauses")
+                     help="reports (or MO messages) one tenant may have waiting before its "
+                          "partition pauses")
     run.add_argument("--log-level", default="info")
     run.add_argument("--metrics-port", type=int, default=None,
                      help="serve /metrics on this port (default SMSFLOW_WEBHOOKS_METRICS_PORT, "

@@ -1,4 +1,4 @@
-"""One signed POST of one report: the only module that talks HTTP."""
+"""One signed POST of one report or MO message: the only module that talks HTTP."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from connectors.webhooks.payload import request_headers
+from connectors.webhooks.payload import Kind, request_headers
 from connectors.webhooks.policy import parse_retry_after
 from smsflow.config.models import Webhook
 
@@ -26,13 +26,15 @@ def new_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
 
-async def post_report(
-    session: aiohttp.ClientSession, webhook: Webhook, delivery_id: str, body: bytes, now: float
+async def post_event(
+    session: aiohttp.ClientSession, webhook: Webhook, url: str, kind: Kind, delivery_id: str,
+    body: bytes, now: float,
 ) -> AttemptResult:
-    headers = request_headers(webhook.secret.get_secret_value(), delivery_id, body, now)
+    """POST ``body`` to ``url`` (the webhook's ``url`` or ``mo_url``) signed with its secret."""
+    headers = request_headers(webhook.secret.get_secret_value(), delivery_id, body, now, kind)
     try:
         async with session.post(
-            webhook.url, data=body, headers=headers, allow_redirects=False,
+            url, data=body, headers=headers, allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=webhook.timeout_s),
         ) as response:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now)

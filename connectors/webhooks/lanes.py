@@ -6,29 +6,33 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from connectors.webhooks.ledger import AckTicket
-from schemas.models import DeliveryReport
+from connectors.webhooks.payload import Kind
 
 
 @dataclass
 class WebhookJob:
-    """One report on its way to its tenant's endpoint."""
+    """One delivery report or MO message on its way to its tenant's endpoint."""
 
     ticket: AckTicket
-    report: DeliveryReport
+    kind: Kind
+    tenant_id: str
+    delivery_id: str  # the report's message_id or the MO's inbound_id: X-Smsflow-Delivery-Id
     body: bytes  # serialised once: every attempt sends and signs the same bytes
-    original: bytes  # the sms.dlr value, for the rejection if it comes to that
+    original: bytes  # the record's value, for the rejection if it comes to that
     source_topic: str
-    written_at: float  # unix seconds the report was written to sms.dlr: the retry budget's start
+    written_at: float  # unix seconds the record was written to its topic: the budget's start
     attempts: int = 0
 
 
 @dataclass
 class Lane:
-    """A tenant's reports: at most ``max_in_flight`` of them are being delivered (or waiting
-    between attempts) at once; the rest queue here. Lanes never share a slot, so one tenant's
-    dead endpoint only ever occupies its own."""
+    """A tenant's reports, or its MO messages: at most ``max_in_flight`` of them are being
+    delivered (or waiting between attempts) at once; the rest queue here. Lanes never share a
+    slot, so one tenant's dead endpoint only ever occupies its own, and a dead MO URL never
+    holds up the same tenant's reports (nor the other way round)."""
 
     tenant_id: str
+    kind: Kind
     queue: deque[WebhookJob] = field(default_factory=deque)
     in_flight: int = 0
 
@@ -39,8 +43,10 @@ class Lane:
 
 @dataclass
 class Stats:
+    """Counts of one kind (reports or MO messages)."""
+
     received: int = 0
-    skipped: int = 0  # tenant has no webhook (or it was removed while the report waited)
+    skipped: int = 0  # no webhook (or it was removed while waiting), MO off, MO without tenant
     delivered: int = 0
     retried: int = 0  # failed attempts that were scheduled again
     rejected: int = 0  # WEBHOOK_REJECTED

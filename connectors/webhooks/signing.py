@@ -13,6 +13,7 @@ import hmac
 
 SIGNATURE_HEADER = "X-Smsflow-Signature"
 DELIVERY_ID_HEADER = "X-Smsflow-Delivery-Id"
+EVENT_HEADER = "X-Smsflow-Event"  # "report" or "mo", the body's "type"
 SCHEME = "v1"
 DEFAULT_TOLERANCE_S = 300
 

@@ -9,10 +9,18 @@ typo is an error at ``apply`` time with the offending path, never a surprise in 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from smsflow.config.secrets import SecretRef, is_reference
 from smsflow.domain.inbound import KeywordLists, build_number_index
@@ -39,7 +47,8 @@ SMPP_PASSWORD_MAX = 8
 
 
 class Webhook(_Frozen):
-    """Where ``smsflow webhooks`` POSTs the tenant's delivery reports (docs/webhooks.md).
+    """Where ``smsflow webhooks`` POSTs the tenant's delivery reports and, unless ``mo`` is
+    false, its inbound (MO) messages (to ``mo_url`` if set) (docs/webhooks.md).
 
     ``secret`` is a reference (``env:NAME`` or ``file:/path``, smsflow.config.secrets) that
     only the webhooks connector resolves; a literal is accepted with a warning.
@@ -52,13 +61,27 @@ class Webhook(_Frozen):
     timeout_s: float = Field(default=5.0, gt=0, le=60, description="Per attempt, whole request.")
     max_retry_s: float = Field(
         default=86_400.0, ge=0, le=7 * 86_400,
-        description="Retry budget per report, from when the report was written to sms.dlr.",
+        description="Retry budget per report or MO message, from when it was written to "
+        "sms.dlr or sms.inbound.",
     )
-    max_in_flight: int = Field(default=4, ge=1, le=64, description="Concurrent POSTs.")
+    max_in_flight: int = Field(
+        default=4, ge=1, le=64,
+        description="Concurrent POSTs (reports and MO messages each have this many).",
+    )
+    mo: bool = Field(
+        default=True,
+        description="Also POST the tenant's inbound (MO) messages from sms.inbound; false: "
+        "delivery reports only.",
+    )
+    mo_url: str | None = Field(
+        default=None, description="Where MO messages are POSTed, if not to url."
+    )
 
-    @field_validator("url")
+    @field_validator("url", "mo_url")
     @classmethod
-    def _http_url(cls, url: str) -> str:
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"webhook url {url!r} must be http:// or https:// with a host")
@@ -73,6 +96,31 @@ class Webhook(_Frozen):
         if not is_reference(text) and len(text) < WEBHOOK_SECRET_MIN:
             raise ValueError(f"a webhook secret needs at least {WEBHOOK_SECRET_MIN} characters")
         return secret
+
+    @model_validator(mode="after")
+    def _mo_url_needs_mo(self) -> Webhook:
+        if self.mo_url is not None and not self.mo:
+            raise ValueError("mo_url is set but mo is false: drop one of them")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_mo(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Leave ``mo``/``mo_url`` out while they have their defaults, so a tenant that does
+        not use them is stored on ``sms.config`` exactly as before they existed, and processes
+        of the previous version (extra fields forbidden) keep reading it during a rollout."""
+        data = handler(self)
+        if isinstance(data, dict):
+            if self.mo:
+                data.pop("mo", None)
+            if self.mo_url is None:
+                data.pop("mo_url", None)
+        return data
+
+    def mo_target(self) -> str | None:
+        """Where the tenant's MO messages go, or None when it takes none."""
+        if not self.mo:
+            return None
+        return self.mo_url if self.mo_url is not None else self.url
 
 
 class Inbound(_Frozen):
@@ -128,7 +176,8 @@ class Tenant(_Frozen):
         default=(), description="If set, only these routes may carry the tenant's traffic."
     )
     webhook: Webhook | None = Field(
-        default=None, description="If set, delivery reports are POSTed there (webhooks)."
+        default=None,
+        description="If set, delivery reports and MO messages are POSTed there (webhooks).",
     )
     inbound: Inbound = Field(
         default_factory=Inbound, description="MO numbers and opt-out keywords."

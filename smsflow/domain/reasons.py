@@ -37,12 +37,12 @@ REASONS: Final[dict[str, str]] = {
         "An MO message's destination address is no tenant's number or short code."
     ),
     "WEBHOOK_REJECTED": (
-        "The tenant's webhook refused a delivery report for good (HTTP 4xx other than 408/429, "
-        "or a redirect); it was not retried."
+        "The tenant's webhook refused a delivery report or MO message for good (HTTP 4xx other "
+        "than 408/429, or a redirect); it was not retried."
     ),
     "WEBHOOK_GAVE_UP": (
-        "The tenant's webhook did not accept a delivery report within its retry budget "
-        "(5xx, 408, 429, timeouts or connection errors until max_retry_s ran out)."
+        "The tenant's webhook did not accept a delivery report or MO message within its retry "
+        "budget (5xx, 408, 429, timeouts or connection errors until max_retry_s ran out)."
     ),
 }
 

@@ -228,11 +228,12 @@ async def test_health_readiness_and_metrics(env: Settings) -> None:
         while True:
             status, body, _ = await api.request("GET", "/readyz")
             assert status == 200  # ready for POSTs either way
-            if body["checks"]["status"] or time.monotonic() > deadline:
+            checks = body["checks"]
+            if (checks["status"] and checks["inbound"]) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
         assert body["checks"] == {"kafka": True, "keys": True, "config": True,
-                                  "idempotency": True, "status": True}
+                                  "idempotency": True, "status": True, "inbound": True}
         await api.request("POST", "/v1/messages", key=key, json=message())
         await api.request("POST", "/v1/messages", json=message())
         async with api.session.get(api.base_url + "/metrics") as response:

@@ -34,13 +34,19 @@ from pydantic import SecretStr
 from connectors.webhooks.policy import WebhookRetryPolicy
 from connectors.webhooks.service import WebhookOptions, WebhookService
 from connectors.webhooks.signing import verify_signature
-from schemas.models import DeliveryReport, DeliveryStatus, Rejection
+from schemas.models import (
+    DeliveryReport,
+    DeliveryStatus,
+    InboundKeyword,
+    InboundMessage,
+    Rejection,
+)
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.models import PlatformConfig, Tenant, Webhook
 from smsflow.devstack.harness import isolated_settings
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, DLR, REJECTED, topic_name
+from smsflow.topics import CONFIG, DLR, INBOUND, REJECTED, topic_name
 
 TIMEOUT_S = 20.0
 A_TIMEOUT_S = 0.5  # tenant a's webhook timeout; its endpoint hangs longer than that
@@ -80,10 +86,12 @@ class Receiver:
             status = 503
         return web.Response(status=status, text="unknown message" if status == 400 else "")
 
-    def delivered(self, tenant: str) -> set[str]:
+    def delivered(self, tenant: str, kind: str = "report") -> set[str]:
+        """Delivery ids (a report's message_id, an MO's inbound_id) answered 2xx."""
         with self.lock:
-            return {json.loads(c.body)["message_id"] for c in self.calls
-                    if c.tenant == tenant and c.status is not None and c.status < 300}
+            return {c.headers["X-Smsflow-Delivery-Id"] for c in self.calls
+                    if c.tenant == tenant and c.status is not None and c.status < 300
+                    and c.headers["X-Smsflow-Event"] == kind}
 
     def attempts(self, tenant: str) -> int:
         with self.lock:
@@ -116,7 +124,7 @@ def receiver() -> Iterator[Receiver]:
 def settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
     settings = isolated_settings(kafka_bootstrap, tmp_path, "webhooks", partitions=1)
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    names = [topic_name(settings, name) for name in (DLR, REJECTED, CONFIG)]
+    names = [topic_name(settings, name) for name in (DLR, INBOUND, REJECTED, CONFIG)]
     topics = [NewTopic(name, num_partitions=1, replication_factor=-1) for name in names]
     for future in admin.create_topics(topics).values():
         future.result(timeout=30)
@@ -157,6 +165,27 @@ def _reports(tenant: str, count: int) -> list[DeliveryReport]:
     ]
 
 
+def _mo(tenant: str, count: int) -> list[InboundMessage]:
+    return [
+        InboundMessage(
+            inbound_id=str(uuid.uuid4()), tenant_id=tenant, source="+447700900123",
+            destination="60001", text=f"reply {index}", data_coding=0,
+            keyword=InboundKeyword.NONE, smsc_id="smsc-uk", bind="smsc-uk#0",
+            received_at=datetime.now(UTC),
+        )
+        for index in range(count)
+    ]
+
+
+def _produce_mo(settings: Settings, messages: list[InboundMessage]) -> None:
+    producer = Producer(producer_config(settings.kafka_bootstrap))
+    topic = topic_name(settings, INBOUND)
+    for message in messages:
+        assert message.tenant_id is not None
+        producer.produce(topic, key=message.tenant_id.encode(), value=message.to_avro(topic))
+    assert producer.flush(30) == 0
+
+
 def _produce(settings: Settings, reports: list[DeliveryReport]) -> None:
     producer = Producer(producer_config(settings.kafka_bootstrap))
     topic = topic_name(settings, DLR)
@@ -173,10 +202,10 @@ def _wait_for(what: str, condition: Callable[[], bool], timeout_s: float = TIMEO
         time.sleep(0.05)
 
 
-def _committed(settings: Settings, group_id: str) -> int | None:
+def _committed(settings: Settings, group_id: str, topic: str = DLR) -> int | None:
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id})
     try:
-        [tp] = consumer.committed([TopicPartition(topic_name(settings, DLR), 0)], timeout=10)
+        [tp] = consumer.committed([TopicPartition(topic_name(settings, topic), 0)], timeout=10)
         return tp.offset if tp.offset >= 0 else None
     finally:
         consumer.close()
@@ -282,3 +311,51 @@ def test_webhooks_per_tenant_isolation_signatures_rejections_and_live_config(
     stats = service.stats  # of the restarted service, which read every report again
     assert (stats.delivered, stats.rejected, stats.gave_up) == (19, 3, 2)
     assert receiver.delivered("b") == {r.message_id for r in b}  # re-sent: at-least-once
+
+
+def test_mo_messages_follow_the_report_rules_on_their_own_ledger(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """MO messages on sms.inbound: a's endpoint fails, so sms.inbound's commit stays at a's first
+    MO message while b's MO messages and reports are delivered and sms.dlr's commit moves on
+    (one ledger per topic). After a restart and a's recovery, a's MO messages arrive: nothing
+    lost (b's again: at-least-once)."""
+    apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG),
+                 _config(receiver.port, with_d=False))
+    a_mo, b_mo, b_reports = _mo("a", 3), _mo("b", 3), _reports("b", 3)
+    _produce_mo(settings, [*a_mo, *b_mo])
+    _produce(settings, b_reports)
+
+    group_id = f"{settings.app_id}-webhooks-mo"
+    service, thread = _start(settings, receiver, group_id)
+    try:
+        _wait_for("b's MO", lambda: receiver.delivered("b", "mo") == {m.inbound_id for m in b_mo})
+        _wait_for("b's reports",
+                  lambda: receiver.delivered("b") == {r.message_id for r in b_reports})
+        _wait_for("sms.dlr committed", lambda: _committed(settings, group_id) == 3)
+        _wait_for("a's MO being retried", lambda: receiver.attempts("a") >= 2)
+        assert _committed(settings, group_id, INBOUND) in (None, 0)
+    finally:
+        _stop(service, thread)
+    assert service.mo_stats.retried >= 1 and service.mo_stats.abandoned >= 1
+    assert _committed(settings, group_id, INBOUND) in (None, 0)
+
+    service, thread = _start(settings, receiver, group_id)
+    try:
+        receiver.a_recovered.set()
+        _wait_for("a's MO", lambda: receiver.delivered("a", "mo") == {m.inbound_id for m in a_mo})
+        _wait_for("sms.inbound committed", lambda: _committed(settings, group_id, INBOUND) == 6)
+    finally:
+        _stop(service, thread)
+    assert service.mo_stats.delivered == 6  # a's and b's again, after the restart
+    assert service.stats.received == 0  # the reports were committed before the restart
+
+    with receiver.lock:
+        calls = list(receiver.calls)
+    for call in calls:
+        body = json.loads(call.body)
+        assert verify_signature(SECRETS[call.tenant], call.headers["X-Smsflow-Signature"],
+                                call.body, now=call.received_at, tolerance_s=5)
+        assert call.headers["X-Smsflow-Event"] == body["type"]
+        id_field = "inbound_id" if body["type"] == "mo" else "message_id"
+        assert call.headers["X-Smsflow-Delivery-Id"] == body[id_field]

@@ -62,7 +62,7 @@ def code_families() -> dict[str, set[str]]:
     return {
         "worker": _exposed(_registry(worker)),
         "sender": _exposed(sender.registry),
-        "webhooks": _exposed(_registry(WebhookCollector(Stats(), list, lambda: 0))),
+        "webhooks": _exposed(_registry(WebhookCollector({"report": Stats()}, list, lambda: 0))),
         "kafka-exporter": _exposed(_registry(_FakeCluster())),
         "api": _exposed(ApiMetrics(CollectorRegistry()).registry),
     }

@@ -142,15 +142,25 @@ def test_window_gauges_give_the_delivery_ratio_per_scope() -> None:
     assert not any(dict(labels).get("id") == "bogus" for _, labels in samples)
 
 
-def test_webhook_collector_reads_outcomes_and_lanes() -> None:
-    stats_ = Stats(received=5, delivered=3, gave_up=1,
-                   delivered_by_tenant=Counter({"acme": 3}))
-    lane = Lane("acme", queue=deque(), in_flight=2)
-    samples = _samples(_registered(WebhookCollector(stats_, lambda: [lane], lambda: 1)))
-    assert samples[("smsflow_webhook_reports_total", (("outcome", "delivered"),))] == 3
-    assert samples[("smsflow_webhook_reports_total", (("outcome", "gave_up"),))] == 1
-    assert samples[("smsflow_webhook_delivered_total", (("tenant", "acme"),))] == 3
-    assert samples[("smsflow_webhook_in_flight_requests", (("tenant", "acme"),))] == 2
+def test_webhook_collector_reads_outcomes_and_lanes_by_kind() -> None:
+    reports = Stats(received=5, delivered=3, gave_up=1, delivered_by_tenant=Counter({"acme": 3}))
+    mo = Stats(received=2, delivered=1, skipped=1, delivered_by_tenant=Counter({"acme": 1}))
+    lanes = [Lane("acme", "report", queue=deque(), in_flight=2),
+             Lane("acme", "mo", queue=deque(), in_flight=1)]
+    samples = _samples(_registered(
+        WebhookCollector({"report": reports, "mo": mo}, lambda: lanes, lambda: 1)))
+    family = "smsflow_webhook_reports_total"
+    assert samples[(family, (("kind", "report"), ("outcome", "delivered")))] == 3
+    assert samples[(family, (("kind", "report"), ("outcome", "gave_up")))] == 1
+    assert samples[(family, (("kind", "mo"), ("outcome", "delivered")))] == 1
+    assert samples[(family, (("kind", "mo"), ("outcome", "skipped")))] == 1
+    assert samples[(family, (("kind", "mo"), ("outcome", "gave_up")))] == 0
+    delivered = "smsflow_webhook_delivered_total"
+    assert samples[(delivered, (("kind", "report"), ("tenant", "acme")))] == 3
+    assert samples[(delivered, (("kind", "mo"), ("tenant", "acme")))] == 1
+    in_flight = "smsflow_webhook_in_flight_requests"
+    assert samples[(in_flight, (("kind", "report"), ("tenant", "acme")))] == 2
+    assert samples[(in_flight, (("kind", "mo"), ("tenant", "acme")))] == 1
     assert samples[("smsflow_webhook_paused_partitions", ())] == 1
 
 

@@ -23,3 +23,14 @@ def test_openapi_documents_the_error_codes_and_the_key() -> None:
     assert "Idempotency-Key" in [p["name"] for p in post["parameters"]]
     message = document["components"]["schemas"]["MessageIn"]
     assert message["additionalProperties"] is False
+
+
+def test_openapi_documents_the_inbound_route() -> None:
+    get = openapi_document()["paths"]["/v1/inbound"]["get"]
+    assert get["security"] == [{"HTTPBearer": []}]
+    limit = next(p for p in get["parameters"] if p["name"] == "limit")["schema"]
+    assert (limit["minimum"], limit["maximum"]) == (1, 1000)
+    assert {"since", "cursor"} <= {p["name"] for p in get["parameters"]}
+    assert "`INVALID_CURSOR`" in get["responses"]["400"]["description"]
+    page = get["responses"]["200"]["content"]["application/json"]["schema"]
+    assert page == {"$ref": "#/components/schemas/InboundPage"}

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pydantic
 import pytest
 
-from connectors.sender.inbound import InboundClassifier, decode_text
+from connectors.sender.inbound import InboundClassifier, dead_letter, decode_text
 from connectors.smpp.models import InboundDeliver
 from schemas.models import InboundKeyword, InboundMessage
 from smsflow.config.models import PlatformConfig
@@ -48,11 +48,27 @@ def test_tenant_keywords_apply_to_that_tenant_only() -> None:
         InboundKeyword.NONE)
 
 
-def test_unknown_destination_is_published_with_a_reason() -> None:
+def test_unknown_destination_is_classified_with_a_reason() -> None:
     key, message = InboundClassifier(_config()).event(_mo("99999", b"STOP"), "s", NOW)
     assert key == "unresolved:99999"
     assert message.tenant_id is None and message.reason == "MO_UNKNOWN_DESTINATION"
     assert message.keyword is InboundKeyword.NONE
+
+
+def test_unknown_destination_is_dead_lettered_with_the_message_as_original() -> None:
+    _key, message = InboundClassifier(_config()).event(_mo("99999", b"hello"), "s", NOW)
+    rejection = dead_letter(message, "sms.inbound", "sender")
+    assert rejection.reason_code == "MO_UNKNOWN_DESTINATION" and rejection.stage == "sender"
+    assert rejection.tenant_id is None and rejection.message_id == message.inbound_id
+    assert "99999" in rejection.reason and rejection.source_topic == "smpp:b1"
+    assert rejection.original is not None
+    assert InboundMessage.from_avro(rejection.original) == message  # replayable as it is
+
+
+def test_a_message_with_a_tenant_is_not_dead_lettered() -> None:
+    _key, message = InboundClassifier(_config()).event(_mo("60001", b"hi"), "s", NOW)
+    with pytest.raises(AssertionError):
+        dead_letter(message, "sms.inbound", "sender")
 
 
 def test_ucs2_text_is_decoded() -> None:

@@ -12,6 +12,7 @@ from confluent_kafka import KafkaError
 
 from connectors.sender.service import SenderService
 from connectors.smpp.models import InboundDeliver
+from smsflow.config.models import Inbound
 from smsflow.config.store import load_yaml
 from smsflow.domain.smpp_status import ESME_ROK, ESME_RX_T_APPN
 from smsflow.settings import Settings
@@ -38,15 +39,21 @@ class FakeProducer:
 @pytest.fixture
 def service(tmp_path: Path) -> tuple[SenderService, FakeProducer]:
     settings = Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="unit.", home=tmp_path)
-    service = SenderService(settings, load_yaml(PLATFORM_CONFIG), group_id="unit")
+    config = load_yaml(PLATFORM_CONFIG)
+    # acme-bank owns the short code 60001; nobody owns "SMSFLOW".
+    tenants = tuple(t.model_copy(update={"inbound": Inbound(numbers=("60001",))})
+                    if t.id == "acme-bank" else t for t in config.tenants)
+    service = SenderService(settings, config.model_copy(update={"tenants": tenants}),
+                            group_id="unit")
     producer = FakeProducer()
     service._producer = producer  # type: ignore[assignment]
     return service, producer
 
 
-def _deliver(esm_class: int, text: bytes) -> InboundDeliver:
-    return InboundDeliver(bind_name=BIND, source_addr="447700900123", destination_addr="SMSFLOW",
-                          esm_class=esm_class, short_message=text, tlvs={})
+def _deliver(esm_class: int, text: bytes, destination: str = "SMSFLOW") -> InboundDeliver:
+    return InboundDeliver(bind_name=BIND, source_addr="447700900123",
+                          destination_addr=destination, esm_class=esm_class, short_message=text,
+                          tlvs={})
 
 
 class Acks:
@@ -84,13 +91,18 @@ def test_unparseable_receipt_acknowledged_after_its_rejection_is_stored(
 
 
 @pytest.mark.parametrize("error", [None, KafkaError(KafkaError._MSG_TIMED_OUT)])
+@pytest.mark.parametrize(("destination", "topic"), [
+    ("60001", "unit.sms.inbound"),
+    ("SMSFLOW", "unit.sms.rejected"),  # no tenant's number: dead-lettered, MO_UNKNOWN_DESTINATION
+])
 def test_mobile_originated_message_acknowledged_only_once_stored(
-    service: tuple[SenderService, FakeProducer], error: KafkaError | None
+    service: tuple[SenderService, FakeProducer], error: KafkaError | None, destination: str,
+    topic: str,
 ) -> None:
     sender, producer = service
     ack = Acks()
-    sender._on_deliver(_deliver(0x00, b"hello"), ack)
-    assert [topic for topic, _ in producer.produced] == ["unit.sms.inbound"]
+    sender._on_deliver(_deliver(0x00, b"hello", destination), ack)
+    assert [topic for topic, _ in producer.produced] == [topic]
     assert ack.statuses == []  # not stored yet: the SMSC waits
     producer.report(0, error)
     assert ack.statuses == [ESME_ROK if error is None else ESME_RX_T_APPN]

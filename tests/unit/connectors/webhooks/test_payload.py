@@ -33,7 +33,8 @@ def _report(**overrides: object) -> DeliveryReport:
 
 def test_body_has_every_report_field_with_utc_iso_timestamps() -> None:
     document = json.loads(report_body(_report()))
-    assert set(document) == set(DeliveryReport.model_fields)
+    assert set(document) == {"type", *DeliveryReport.model_fields}
+    assert document["type"] == "report"
     assert document["status"] == "UNDELIVERABLE"
     assert document["submitted_at"] == "2025-10-09T08:53:20.123Z"
     assert document["done_at"] == "2025-10-09T08:53:22.000Z"  # normalised to UTC
@@ -70,6 +71,7 @@ def test_headers_carry_the_delivery_id_and_a_verifiable_signature() -> None:
     headers = request_headers(SECRET, "6b0c7f0e-1", body, 1_760_000_000.0)
     assert headers["Content-Type"] == "application/json"
     assert headers["X-Smsflow-Delivery-Id"] == "6b0c7f0e-1"
+    assert headers["X-Smsflow-Event"] == "report"
     assert verify_signature(SECRET, headers["X-Smsflow-Signature"], body, 1_760_000_010.0)
 
 
