@@ -1,7 +1,11 @@
 """Reads terminal states: delivery reports from ``sms.dlr`` and rejections from ``sms.rejected``.
 
-What an analyst or a test uses to learn how messages ended. Each instance uses its own consumer
-group and starts from the beginning of both topics.
+What an analyst or a test uses to learn how messages ended. Each instance reads every
+partition of both topics from the beginning by assignment, not in a consumer group: a group
+whose coordinator moves (a broker failover) rebalances, and with no committed offset the
+reader would start again from the beginning and see every report a second time. The scale-out
+drill counted exactly that as ~6,000 "duplicate" reports (one per message terminal before the
+broker was killed) when the pipeline had written none.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from schemas.codec import DecodeError
 from schemas.models import DeliveryReport, Rejection
@@ -31,13 +35,16 @@ class TerminalReader:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
+                # Required by the client; never joined (assign, below) and nothing committed.
                 "group.id": f"smsflow-terminal-reader-{uuid.uuid4()}",
-                "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
-                "session.timeout.ms": 6000,
             }
         )
-        self._consumer.subscribe([dlr_topic, rejected_topic])
+        self._consumer.assign([
+            TopicPartition(topic, partition, OFFSET_BEGINNING)
+            for topic in (dlr_topic, rejected_topic)
+            for partition in self._partitions(topic)
+        ])
 
     def poll(self, timeout_s: float = 1.0, max_records: int = 1000) -> Iterator[Terminal]:
         for message in self._consumer.consume(max_records, timeout_s):
@@ -59,6 +66,12 @@ class TerminalReader:
                 raise RuntimeError(
                     f"undecodable record on {message.topic()} at offset {message.offset()}: {exc}"
                 ) from exc
+
+    def _partitions(self, topic: str) -> list[int]:
+        found = self._consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise RuntimeError(f"topic {topic} is missing: run `smsflow topics apply` first")
+        return sorted(found.partitions)
 
     def close(self) -> None:
         self._consumer.close()
