@@ -20,6 +20,7 @@ class CommitGuard:
     stale_fetches_skipped: int = 0
     head_gaps_held: int = 0
     rewinds: int = 0
+    wait_empty_released: int = 0
 
 
 GUARD = CommitGuard()

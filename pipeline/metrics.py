@@ -182,6 +182,9 @@ _GUARD_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("smsflow_commit_guard_rewinds",
      "Partitions read again from their committed offset after faust dropped a record.",
      "rewinds"),
+    ("smsflow_commit_guard_wait_empty_released",
+     "In-flight records a rebalance stopped waiting for (not committed: read again by the "
+     "partition's next owner).", "wait_empty_released"),
 )
 
 

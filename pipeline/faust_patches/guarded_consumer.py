@@ -33,6 +33,13 @@ acks (our agents' inputs; table changelogs keep faust's logic):
 * **Commits** (:func:`~pipeline.offset_rules.committable_end`): only the run of processed
   records that starts at the committed offset, capped at the oldest record in flight; acks of
   records skipped across a rebalance are refused (not committable, read again by the owner).
+* **Bounded rebalance wait** (:meth:`GuardedConsumer.wait_empty`): before a rebalance faust
+  waits until every delivered record is acked, for ever. A failover drill (broker and worker
+  killed together) left a surviving worker in that wait for 10 minutes on five ``sms.sent``
+  records one of their two agents had acked and the other never received (still referenced off
+  the streams, so faust's weak in-flight set never let go). After :attr:`WAIT_EMPTY_MAX_S`
+  the records still in flight are released unacked: not committable, read again by their
+  partitions' next owner (a duplicate at worst, never a loss), and the rebalance goes on.
 * **Watchdog** (:func:`watch_for_stranded_records`): a partition whose committed record is
   neither processed nor in flight, while the partition is off the fetch list (3 s), or
   delivered but never taken, or nothing arrives (30 s), is put back on the list and fetched
@@ -100,6 +107,8 @@ UPSTREAM: tuple[Upstream, ...] = (
              "(r) clears every stream buffer; install() wraps it to re-fetch what was lost"),
     Upstream("faust.transport.conductor:Conductor._update_tp_index", "e8e3ac9025ef44f7",
              "(r) app.topics._tp_index: the channels (agents) reading each partition"),
+    Upstream(f"{_CONSUMER}.wait_empty", "e4662fe24f094819",
+             "(o) loops while _unacked_messages, waking on _waiting_for_ack; bounded here"),
 )
 #: Private attributes of faust's consumer this patch reads or writes (checked on an instance).
 CONSUMER_ATTRIBUTES = (
@@ -120,6 +129,9 @@ class GuardedConsumer(faust_aiokafka.Consumer):
     STALL_ROUNDS = 3
     #: ... and before one whose committed record was delivered but not taken, or never came.
     IDLE_ROUNDS = 30
+    #: Longest wait for in-flight records before a rebalance (agents take milliseconds per
+    #: record; a schema-registry outage is the slowest legitimate case and is retried after).
+    WAIT_EMPTY_MAX_S = 30.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -132,6 +144,26 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         self._delivering_since: float | None = None
 
     # -- acks and commits --------------------------------------------------------------------
+
+    async def wait_empty(self) -> None:
+        """faust's wait for every delivered record to be acked, bounded (module docstring)."""
+        releaser = asyncio.ensure_future(self._release_in_flight_after(self.WAIT_EMPTY_MAX_S))
+        try:
+            await super().wait_empty()
+        finally:
+            releaser.cancel()
+
+    async def _release_in_flight_after(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        stuck = [message for message in tuple(self._unacked_messages) if not message.acked]
+        for message in stuck:
+            message.acked = True  # not through ack(): never committable
+            self._unacked_messages.discard(message)
+        GUARD.wait_empty_released += len(stuck)
+        log.warning("rebalance: %d in-flight record(s) not acked after %.0fs released unacked "
+                    "(their partitions' next owner reads them again): %s", len(stuck), delay_s,
+                    ", ".join(f"{m.tp.topic}:{m.tp.partition}@{m.offset}" for m in stuck[:10]))
+        notify(self._waiting_for_ack)
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
         # faust flushed its own producer just before this; the agents' outputs go through

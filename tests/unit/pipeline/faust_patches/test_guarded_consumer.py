@@ -248,3 +248,38 @@ def test_faust_still_has_the_consumer_attributes_the_patch_uses(
     missing = [name for name in CONSUMER_ATTRIBUTES if not hasattr(consumer, name)]
     assert not missing, f"faust's consumer lost {missing}: re-read guarded_consumer.py"
     assert isinstance(consumer.app.topics._tp_index, dict)  # type: ignore[attr-defined]
+
+
+@pytest.mark.asyncio
+async def test_a_rebalance_waits_for_acks_but_not_for_ever(
+    consumer: GuardedConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """faust waits for ever for a delivered record no agent acks (a failover drill hung 10
+    minutes); the guarded wait releases it unacked after WAIT_EMPTY_MAX_S: not committable.
+    A record acked in time is waited for and committable as before. (One test: the app's
+    commit machinery is bound to the first event loop that used it.)"""
+    consumer.loop = asyncio.get_running_loop()  # the fixture's consumer was built elsewhere
+
+    async def no_commit(*_args: Any, **_kwargs: Any) -> bool:
+        return False  # commits go through the consumer's thread, not wanted here
+
+    monkeypatch.setattr(consumer, "commit", no_commit)
+    released_before = GUARD.wait_empty_released
+    monkeypatch.setattr(consumer, "WAIT_EMPTY_MAX_S", 5.0)
+    in_flight = _message(TPS[1], 3)
+    in_flight.incref()
+    consumer.track_message(in_flight)
+    asyncio.get_running_loop().call_later(0.1, consumer.ack, in_flight)
+    await asyncio.wait_for(consumer.wait_empty(), timeout=10)
+    assert GUARD.wait_empty_released == released_before
+    assert in_flight not in consumer._unacked_messages
+    assert 3 in consumer._acked_index[TPS[1]], "acked by its agent: committable"
+
+    monkeypatch.setattr(consumer, "WAIT_EMPTY_MAX_S", 0.2)
+    stuck = _message(TPS[0], 7)
+    stuck.incref()  # delivered to an agent that never acks it
+    consumer.track_message(stuck)
+    await asyncio.wait_for(consumer.wait_empty(), timeout=10)
+    assert stuck.acked and stuck not in consumer._unacked_messages
+    assert 7 not in consumer._acked_index[TPS[0]], "released, not acked: read again"
+    assert GUARD.wait_empty_released == released_before + 1
