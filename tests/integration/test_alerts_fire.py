@@ -16,8 +16,6 @@ itself is covered by the promtool unit tests, ops/prometheus/tests/).
 from __future__ import annotations
 
 import json
-import re
-import shutil
 import sys
 import time
 import urllib.error
@@ -35,16 +33,15 @@ from schemas.models import RouteHealth
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.devstack.harness import free_port, isolated_settings, read_records
-from smsflow.devstack.stack import ManagedProcess, stack_env, wait_for_port
+from smsflow.devstack.stack import stack_env, wait_for_port
 from smsflow.domain.route_state import RouteState
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, ROUTE_HEALTH, SUBMITTED, apply_topics, topic_name
+from tests.integration.prometheus_stack import ProcessSet
 from tests.paths import PLATFORM_CONFIG
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "ops" / "prometheus" / "rules.yml"
 PER_ROUTE = 120  # the alerts need 50 outcomes in a route's window
 UK_DELIVERY_RATIO = 0.5
 
@@ -60,23 +57,6 @@ def _sim_config(path: Path, accounts: list[tuple[str, str]]) -> Path:
                    "delivery_ratio": UK_DELIVERY_RATIO},
         },
     }))
-    return path
-
-
-def _prometheus_config(tmp: Path, targets: dict[str, int]) -> Path:
-    fast_rules = re.sub(r"(?m)^(\s+for:) \S+$", r"\1 5s", RULES.read_text())
-    (tmp / "rules.yml").write_text(fast_rules)
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
-                   "scrape_timeout": "1s"},
-        "rule_files": [str(tmp / "rules.yml")],
-        "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-            for job, port in targets.items()
-        ],
-    }
-    path = tmp / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
     return path
 
 
@@ -120,29 +100,9 @@ def _wait_for_route_state(settings: Settings, route_id: str, state: RouteState, 
     raise AssertionError(f"{route_id} never became {state.value} after {after}")
 
 
-class _Stack:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.processes: dict[str, ManagedProcess] = {}
-
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
-        process = ManagedProcess(name, argv, self.tmp / "logs" / f"{name}.log")
-        process.start(env)
-        self.processes[name] = process
-        return process
-
-    def stop(self) -> None:
-        for process in reversed(list(self.processes.values())):
-            process.stop()
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {name}\n{process.log_tail(15)}"
-                         for name, process in self.processes.items())
-
-
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[_Stack]:
-    running = _Stack(tmp_path)
+def stack(tmp_path: Path) -> Iterator[ProcessSet]:
+    running = ProcessSet(tmp_path)
     try:
         yield running
     finally:
@@ -150,12 +110,8 @@ def stack(tmp_path: Path) -> Iterator[_Stack]:
 
 
 def test_delivery_and_bind_alerts_fire_for_the_broken_operator_only(
-    kafka_bootstrap: str, tmp_path: Path, stack: _Stack
+    kafka_bootstrap: str, tmp_path: Path, stack: ProcessSet
 ) -> None:
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        pytest.fail("the prometheus server is not installed: `apt-get install -y prometheus` "
-                    "(Debian's package; .ci/run does it)")
     settings: Settings = isolated_settings(kafka_bootstrap, tmp_path, "alerts", partitions=1)
     apply_topics(settings)
     main_sim, us_sim = free_port(), free_port()
@@ -184,11 +140,7 @@ def test_delivery_and_bind_alerts_fire_for_the_broken_operator_only(
                                    str(ports["smsflow-kafka-exporter"]), "--group",
                                    settings.app_id, "--group", f"{settings.app_id}-sender"], env)
     prometheus_port = free_port()
-    stack.start("prometheus", [
-        prometheus, f"--config.file={_prometheus_config(tmp_path, ports)}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{prometheus_port}",
-    ], env)
+    stack.start_prometheus(ports, prometheus_port, env)
     try:
         wait_for_port("127.0.0.1", prometheus_port, 30)
         producer = SmsProducer(settings.kafka_bootstrap, topic_name(settings, SUBMITTED))
