@@ -33,6 +33,7 @@ from smsflow.devstack.harness import isolated_settings, read_messages, read_reco
 from smsflow.devstack.stack import ManagedProcess, stack_env
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, SENT, SMSC_BINDS, THROTTLED, apply_topics, topic_name
+from tests.integration.simulators import platform_simulator, pointed_at
 from tests.integration.waiting import wait_until
 from tests.paths import PLATFORM_CONFIG
 
@@ -73,16 +74,9 @@ def lease_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def sim() -> Iterator[SimulatorThread]:
-    config = load_yaml(PLATFORM_CONFIG)
-    simulator = SimulatorThread({
-        "seed": 11,
-        "accounts": [
-            {"system_id": smsc.system_id, "password": smsc.password.get_secret_value(),
-             "max_binds": smsc.binds}
-            for smsc in config.smscs
-        ],
-        "profiles": {"default": {"receipt_delay_ms": 10, "delivery_ratio": 1.0}},
-    }).start()
+    simulator = platform_simulator(
+        limit_binds=True, seed=11,
+        profiles={"default": {"receipt_delay_ms": 10, "delivery_ratio": 1.0}})
     yield simulator
     simulator.stop()
 
@@ -141,9 +135,7 @@ def test_three_senders_never_exceed_two_binds_and_a_killed_holders_slot_moves(
 ) -> None:
     settings = lease_settings
     apply_topics(settings)
-    config = load_yaml(PLATFORM_CONFIG)
-    config = config.model_copy(update={"smscs": tuple(
-        smsc.model_copy(update={"port": sim.port}) for smsc in config.smscs)})
+    config = pointed_at(load_yaml(PLATFORM_CONFIG), sim.port)
     assert {s.id: s.binds for s in config.smscs}["smsc-uk"] == ALLOWANCE
     apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), config)
     env = {**stack_env(settings), "SMSFLOW_SENDER_BIND_LEASES": "true"}

@@ -12,12 +12,12 @@ import uuid
 from pathlib import Path
 
 from connectors.sender.service import SenderService
-from connectors.smsc_sim import SimulatorThread
 from schemas.models import InboundKeyword, InboundMessage
 from smsflow.config.models import Inbound
 from smsflow.config.store import load_yaml
 from smsflow.devstack.harness import isolated_settings, read_records
 from smsflow.topics import INBOUND, apply_topics, topic_name
+from tests.integration.simulators import platform_simulator, pointed_at
 from tests.integration.test_receipt_ack import FailingReceipts
 from tests.paths import PLATFORM_CONFIG
 
@@ -29,22 +29,14 @@ def test_mo_not_stored_is_not_acknowledged_and_comes_again(
 ) -> None:
     settings = isolated_settings(kafka_bootstrap, tmp_path, "inboundack", partitions=1)
     apply_topics(settings)
-    sim = SimulatorThread({
-        "seed": 5,
-        "accounts": [{"system_id": "smsc-uk", "password": "uk-pass"},
-                     {"system_id": "smsc-de", "password": "de-pass"},
-                     {"system_id": "smsc-us", "password": "us-pass"}],
-        "receipt_retry_ms": 50,
-    }).start()
-    config = load_yaml(PLATFORM_CONFIG)
-    smscs = tuple(smsc.model_copy(update={"port": sim.port, "binds": 1})
-                  for smsc in config.smscs)
+    sim = platform_simulator(seed=5, receipt_retry_ms=50)
+    config = pointed_at(load_yaml(PLATFORM_CONFIG), sim.port, binds=1)
     tenants = tuple(
         tenant.model_copy(update={"inbound": Inbound(numbers=("60001",))})
         if tenant.id == "acme-bank" else tenant
         for tenant in config.tenants
     )
-    service = SenderService(settings, config.model_copy(update={"smscs": smscs,
+    service = SenderService(settings, config.model_copy(update={
                                                                 "tenants": tenants}),
                             group_id=f"inboundack-{uuid.uuid4().hex[:8]}")
     service.drain_timeout_s = 1.0

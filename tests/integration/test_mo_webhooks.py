@@ -33,7 +33,6 @@ from pydantic import SecretStr
 
 from api.tenants_cli import create_key
 from connectors.sender.service import SenderService
-from connectors.smsc_sim import SimulatorThread
 from connectors.webhooks.policy import WebhookRetryPolicy
 from connectors.webhooks.service import WebhookOptions, WebhookService
 from connectors.webhooks.signing import verify_signature
@@ -45,6 +44,7 @@ from smsflow.devstack.harness import isolated_settings, read_records
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, INBOUND, REJECTED, apply_topics, topic_name
 from tests.integration.api_server import PEPPER, running_api
+from tests.integration.simulators import platform_simulator
 from tests.paths import PLATFORM_CONFIG
 
 TIMEOUT_S = 30.0
@@ -142,13 +142,7 @@ async def test_mo_reaches_the_tenant_s_webhook_signed_and_its_api_only(
     calls, port = receiver
     settings = isolated_settings(kafka_bootstrap, tmp_path, "mohooks", partitions=1)
     apply_topics(settings)
-    sim = SimulatorThread({
-        "seed": 11,
-        "accounts": [{"system_id": "smsc-uk", "password": "uk-pass"},
-                     {"system_id": "smsc-de", "password": "de-pass"},
-                     {"system_id": "smsc-us", "password": "us-pass"}],
-        "receipt_retry_ms": 50,
-    }).start()
+    sim = platform_simulator(seed=11, receipt_retry_ms=50)
     config = _config(port, sim.port)
     apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), config)
     keys = {tenant: create_key(settings, PEPPER.encode(), tenant)[0] for tenant in NUMBERS}

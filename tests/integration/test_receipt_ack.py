@@ -20,11 +20,11 @@ from confluent_kafka import KafkaError, Producer
 
 from connectors.producer import new_request
 from connectors.sender.service import SenderService
-from connectors.smsc_sim import SimulatorThread
 from schemas.models import ReceiptEvent, RoutedMessage, TextEncoding
 from smsflow.config.store import load_yaml
 from smsflow.devstack.harness import isolated_settings, read_records
 from smsflow.topics import DLR_RAW, THROTTLED, apply_topics, topic_name
+from tests.integration.simulators import platform_simulator, pointed_at
 from tests.paths import PLATFORM_CONFIG
 
 FAILURES = 2
@@ -74,18 +74,10 @@ def test_receipt_not_stored_is_not_acknowledged_and_comes_again(
 ) -> None:
     settings = isolated_settings(kafka_bootstrap, tmp_path, "receiptack", partitions=1)
     apply_topics(settings)
-    sim = SimulatorThread({
-        "seed": 5,
-        "accounts": [{"system_id": "smsc-uk", "password": "uk-pass"},
-                     {"system_id": "smsc-de", "password": "de-pass"},
-                     {"system_id": "smsc-us", "password": "us-pass"}],
-        "profiles": {"default": {"receipt_delay_ms": 10, "delivery_ratio": 1.0}},
-        "receipt_retry_ms": 50,
-    }).start()
-    config = load_yaml(PLATFORM_CONFIG)
-    smscs = tuple(smsc.model_copy(update={"port": sim.port, "binds": 1})
-                  for smsc in config.smscs)
-    service = SenderService(settings, config.model_copy(update={"smscs": smscs}),
+    sim = platform_simulator(
+        seed=5, profiles={"default": {"receipt_delay_ms": 10, "delivery_ratio": 1.0}},
+        receipt_retry_ms=50)
+    service = SenderService(settings, pointed_at(load_yaml(PLATFORM_CONFIG), sim.port, binds=1),
                             group_id=f"receiptack-{uuid.uuid4().hex[:8]}")
     service.drain_timeout_s = 1.0
     raw = topic_name(settings, DLR_RAW)

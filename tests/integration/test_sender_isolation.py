@@ -28,6 +28,7 @@ from smsflow.config.store import load_yaml
 from smsflow.devstack.harness import isolated_settings
 from smsflow.settings import Settings
 from smsflow.topics import SENT, THROTTLED, apply_topics, topic_name
+from tests.integration.simulators import platform_simulator
 from tests.paths import PLATFORM_CONFIG
 
 A_WINDOW = 4
@@ -37,13 +38,9 @@ B_DEADLINE_S = 3.0  # the old blocking admission waited 5 s per A record
 
 
 def _sim(latency_ms: float) -> SimulatorThread:
-    return SimulatorThread({
-        "seed": 3,
-        "accounts": [{"system_id": "smsc-uk", "password": "uk-pass"},
-                     {"system_id": "smsc-de", "password": "de-pass"},
-                     {"system_id": "smsc-us", "password": "us-pass"}],
-        "profiles": {"default": {"submit_latency_ms": latency_ms, "receipt_delay_ms": 10}},
-    }).start()
+    return platform_simulator(
+        seed=3,
+        profiles={"default": {"submit_latency_ms": latency_ms, "receipt_delay_ms": 10}})
 
 
 def _routed(smsc_id: str, route_id: str, destination: str, n: int) -> RoutedMessage:

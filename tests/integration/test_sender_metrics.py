@@ -22,12 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from connectors.producer import new_request
 from connectors.sender.probe import probe
 from connectors.sender.service import SenderService
-from connectors.smsc_sim import SimulatorThread
 from schemas.models import RoutedMessage, TextEncoding
 from smsflow.config.store import load_yaml
 from smsflow.devstack.harness import isolated_settings
 from smsflow.metrics_http import serve_metrics
 from smsflow.topics import THROTTLED, apply_topics, topic_name
+from tests.integration.simulators import platform_simulator, pointed_at
 from tests.ops.metric_names import code_families, doc_families
 from tests.paths import PLATFORM_CONFIG
 
@@ -78,17 +78,11 @@ def test_sender_metrics_follow_traffic_and_bind_state(kafka_bootstrap: str,
                                                       tmp_path: Path) -> None:
     settings = isolated_settings(kafka_bootstrap, tmp_path, "sender-metrics", partitions=1)
     apply_topics(settings)
-    sim = SimulatorThread({
-        "seed": 5,
-        "accounts": [{"system_id": "smsc-uk", "password": "uk-pass"},
-                     {"system_id": "smsc-de", "password": "de-pass"},
-                     {"system_id": "smsc-us", "password": "us-pass"}],
-        "profiles": {"default": {"submit_latency_ms": 2, "receipt_delay_ms": 10}},
-    }).start()
-    config = load_yaml(PLATFORM_CONFIG)
-    smscs = tuple(smsc.model_copy(update={"port": sim.port}) for smsc in config.smscs)
-    uk = next(smsc for smsc in smscs if smsc.id == "smsc-uk")
-    service = SenderService(settings, config.model_copy(update={"smscs": smscs}),
+    sim = platform_simulator(
+        seed=5, profiles={"default": {"submit_latency_ms": 2, "receipt_delay_ms": 10}})
+    config = pointed_at(load_yaml(PLATFORM_CONFIG), sim.port)
+    uk = next(smsc for smsc in config.smscs if smsc.id == "smsc-uk")
+    service = SenderService(settings, config,
                             group_id=f"sender-metrics-{uuid.uuid4().hex[:8]}")
     service.drain_timeout_s = 1.0
     port = _free_port()
