@@ -1,9 +1,10 @@
 """The receipt window: the sender SIGKILLed after a receipt arrived and before Kafka stored it.
 
 A real broker, worker, sender and SMSC simulator. The sender runs with the test-only fault
-``SMSFLOW_TEST_HOLD_RECEIPT`` (connectors/sender/faults.py): it holds the first receipt on its
-session thread after the ``deliver_sm`` arrived and before producing its ``ReceiptEvent``. The
-test SIGKILLs it there and starts a sender without the fault. The SMSC got no
+``SMSFLOW_TEST_HOLD_RECEIPT`` (connectors/sender/faults.py): it holds the first receipt after the
+``deliver_sm`` arrived and before producing its ``ReceiptEvent`` (it never produces it), while
+its binds go on working. The test SIGKILLs it there and starts a sender without the fault. The
+SMSC got no
 ``deliver_sm_resp``, so it delivers the receipt again on the new bind, and the message is
 reported DELIVERED from that receipt. Had the sender acknowledged before storing, the SMSC would
 hold nothing to re-send: the message would end EXPIRED (its validity and the expiry grace are
