@@ -16,7 +16,8 @@ Scenarios (the fault hits once ``--kill-at`` of the messages have a terminal sta
 * ``worker-sigkill``: the faust worker SIGKILLed and started again;
 * ``sender-sigkill``: the sender SIGKILLed and started again (parts in its windows are in doubt);
 * ``sender-sigkill-receipts``: the same, at a moment the simulator has sent receipts the sender
-  has not answered yet (between receipt and produce ack): the SMSC sends them again;
+  has not answered yet (between receipt and produce ack; the simulator's counters are polled
+  every millisecond for one): the SMSC sends them again after the re-bind;
 * ``broker-sigkill`` / ``broker-sigterm``: the broker killed (or stopped cleanly) and started
   again on its data ``--broker-down-s`` later;
 * ``smsc-disconnect``: the simulator drops every bind every ``--drop-every-s`` seconds for the
@@ -26,8 +27,8 @@ Per scenario: ``messages`` published; ``terminal`` messages with a terminal stat
 or ``sms.rejected`` (deduplicated by message id); ``lost`` without one by the deadline;
 ``duplicate_reports`` terminal records beyond the first per message id; ``duplicate_submits``
 accepted submit_sm the simulator had already accepted for the same message part;
-``max_window`` the sender's configured in-flight window (binds × window over every SMSC), the
-bound on parts in doubt. Exits 1 if any scenario lost a message or has more duplicate submits
+``max_window`` the sender's configured in-flight window (binds times window, summed over the
+SMSCs), the bound on parts in doubt. Exits 1 if any scenario lost a message or has more duplicate submits
 than the window. Stored in bench/results/chaos.json with the commit, the machine and its load.
 """
 
@@ -108,12 +109,11 @@ class Fault:
         if self.name in ("worker-sigkill", "sender-sigkill"):
             self.stack.crash_and_restart("worker-0" if self.name == "worker-sigkill" else "sender")
         elif self.name == "sender-sigkill-receipts":
-            unacked = self.sim.stats.receipts_unacked
-            if unacked == 0:
-                return  # not inside a receipt window right now: try at the next progress call
-            self.detail["receipts_unacked_at_kill"] = unacked
-            self.detail["receipts_requeued_before"] = self.sim.stats.receipts_requeued
-            self.stack.crash_and_restart("sender")
+            # A receipt window lasts milliseconds (deliver_sm out, produce ack, deliver_sm_resp
+            # back): watch the simulator closely from now on and kill inside one.
+            self.injected_at_terminal = terminal
+            self._spawn(self._kill_sender_inside_receipt_window)
+            return
         elif self.name.startswith("broker-"):
             if self.name == "broker-sigkill":
                 self.broker.kill()
@@ -129,6 +129,20 @@ class Fault:
         thread = threading.Thread(target=target, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _kill_sender_inside_receipt_window(self) -> None:
+        deadline = time.monotonic() + 60
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            stats = self.sim.stats
+            if stats.receipts_unacked:
+                self.stack.crash_and_restart("sender")
+                self.detail["receipts_unacked_at_kill"] = stats.receipts_unacked
+                self.detail["receipts_requeued_before"] = stats.receipts_requeued
+                self.progress(f"{self.name}: sender killed with {stats.receipts_unacked} "
+                              "receipt(s) sent to it and not answered")
+                return
+            time.sleep(0.001)
+        self.error = "no moment with an unanswered receipt was found to kill the sender in"
 
     def _restart_broker(self) -> None:
         if self._stop.wait(self.broker_down_s):
@@ -173,8 +187,9 @@ def sender_caught_up(settings: Settings, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             committed = [c.offset for c in consumer.committed(partitions, timeout=10)]
-            marks = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
-            if all(offset >= high for offset, high in zip(committed, marks, strict=True)):
+            marks = [consumer.get_watermark_offsets(tp, timeout=10) for tp in partitions]
+            if all(high <= low or offset >= high  # an empty partition has nothing to commit
+                   for offset, (low, high) in zip(committed, marks, strict=True)):
                 return
             time.sleep(0.5)
         raise TimeoutError(f"sender did not commit sms.throttled: {committed} < {marks}")
@@ -242,7 +257,7 @@ def main() -> int:
     parser.add_argument("--kill-at", type=float, default=0.3,
                         help="inject the fault when this fraction of the messages is terminal")
     parser.add_argument("--broker-down-s", type=float, default=10.0)
-    parser.add_argument("--drop-every-s", type=float, default=3.0)
+    parser.add_argument("--drop-every-s", type=float, default=2.0)
     parser.add_argument("--drop-for-s", type=float, default=0.5)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--platform-config", type=Path, default=REPO / "config/bench-platform.yaml")
