@@ -29,7 +29,8 @@ or ``sms.rejected`` (deduplicated by message id); ``lost`` without one by the de
 accepted submit_sm the simulator had already accepted for the same message part;
 ``max_window`` the sender's configured in-flight window (binds times window, summed over the
 SMSCs), the bound on parts in doubt. Exits 1 if any scenario lost a message or has more
-duplicate submits than the window. Stored in bench/results/chaos.json with the commit, the machine and its load.
+duplicate submits than the window. Stored in bench/results/chaos.json with the commit, the
+machine and its load.
 """
 
 from __future__ import annotations
