@@ -16,8 +16,9 @@ Scenarios (the fault hits once ``--kill-at`` of the messages have a terminal sta
 * ``worker-sigkill``: the faust worker SIGKILLed and started again;
 * ``sender-sigkill``: the sender SIGKILLed and started again (parts in its windows are in doubt);
 * ``sender-sigkill-receipts``: the same, at a moment the simulator has sent receipts the sender
-  has not answered yet (between receipt and produce ack; the simulator's counters are polled
-  every millisecond for one): the SMSC sends them again after the re-bind;
+  has not answered yet (between receipt and produce ack): SIGKILLed from the simulator's loop
+  right after it wrote receipts to the sender's binds; the SMSC sends them again after the
+  re-bind;
 * ``broker-sigkill`` / ``broker-sigterm``: the broker killed (or stopped cleanly) and started
   again on its data ``--broker-down-s`` later;
 * ``smsc-disconnect``: the simulator drops every bind every ``--drop-every-s`` seconds for the
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -132,18 +134,24 @@ class Fault:
         self._threads.append(thread)
 
     def _kill_sender_inside_receipt_window(self) -> None:
-        deadline = time.monotonic() + 60
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            stats = self.sim.stats
-            if stats.receipts_unacked:
-                self.stack.crash_and_restart("sender")
-                self.detail["receipts_unacked_at_kill"] = stats.receipts_unacked
-                self.detail["receipts_requeued_before"] = stats.receipts_requeued
-                self.progress(f"{self.name}: sender killed with {stats.receipts_unacked} "
-                              "receipt(s) sent to it and not answered")
-                return
-            time.sleep(0.001)
-        self.error = "no moment with an unanswered receipt was found to kill the sender in"
+        pid = self.stack.pids()["sender"]
+        killed = threading.Event()
+
+        def kill(unacked: int) -> None:  # on the simulator's loop: no answer can arrive now
+            self.sim.sim.receipts_written_hook = None
+            os.killpg(pid, signal.SIGKILL)
+            self.detail["receipts_unacked_at_kill"] = unacked
+            self.detail["receipts_requeued_before"] = self.sim.sim.stats.receipts_requeued
+            killed.set()
+
+        self.sim.call(setattr, self.sim.sim, "receipts_written_hook", kill)
+        if not killed.wait(60):
+            self.sim.call(setattr, self.sim.sim, "receipts_written_hook", None)
+            self.error = "no receipt was written to the sender within 60 s of arming the kill"
+            return
+        self.stack.crash_and_restart("sender")  # reaps the killed process, starts a new one
+        self.progress(f"{self.name}: sender killed right after a receipt reached it, with "
+                      f"{self.detail['receipts_unacked_at_kill']} receipt(s) unanswered")
 
     def _restart_broker(self) -> None:
         if self._stop.wait(self.broker_down_s):

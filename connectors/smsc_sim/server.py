@@ -111,6 +111,10 @@ class SmscSimulator:
         self._accepted_parts: set[bytes] | None = (
             set() if self.config.count_duplicate_submits else None
         )
+        #: Drills: called on the loop right after receipts went out on the sockets (the ESME
+        #: has them, unanswered), with the number sent and not yet answered. bench/chaos.py
+        #: kills the sender from it, inside the receipt window.
+        self.receipts_written_hook: Callable[[int], None] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -502,6 +506,11 @@ class SmscSimulator:
         for account in touched:
             self._drain(account)
         self._flush()
+        hook = self.receipts_written_hook
+        if hook is not None:
+            unacked = sum(len(s.inflight) for s in self._sessions)
+            if unacked:
+                hook(unacked)
 
     def _drain(self, account: _Account) -> None:
         """Send queued receipts round-robin to the account's receiver-capable sessions."""

@@ -434,6 +434,18 @@ def test_unacked_receipts_are_a_gauge(sim: SimulatorThread, esme_factory: EsmeFa
     assert stats.receipts_unacked == 0
 
 
+def test_receipts_written_hook_sees_unanswered_receipts(sim: SimulatorThread,
+                                                        esme_factory: EsmeFactory) -> None:
+    seen: list[int] = []
+    sim.call(setattr, sim.sim, "receipts_written_hook", seen.append)
+    esme = esme_factory(sim.port)
+    esme.bind()
+    esme.submit()
+    pdus = [esme.client.read_pdu(), esme.client.read_pdu()]  # raw: the receipt is not answered
+    assert [p.command for p in pdus] == ["submit_sm_resp", "deliver_sm"]
+    assert sim.call(lambda: list(seen)) == [1]  # called once the deliver_sm was written
+
+
 def test_duplicate_submits_counted_per_destination_and_message(
     sim_factory: SimFactory, esme_factory: EsmeFactory
 ) -> None:
