@@ -42,6 +42,7 @@ from connectors.sender.bind_reports import BindReporter, instance_name
 from connectors.sender.connections import SmscConnections
 from connectors.sender.deliver_ack import ack_when_stored
 from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
+from connectors.sender.faults import ReceiptHold
 from connectors.sender.inbound import InboundClassifier, dead_letter
 from connectors.sender.ledger import IN_DOUBT_HEADER, PartAction
 from connectors.sender.ledger_store import SubmitLedger
@@ -210,6 +211,7 @@ class SenderService:
         # for every record): the sender writes two records per message part.
         self._outcome_codec = SubmitOutcome.codec()
         self._receipt_codec = ReceiptEvent.codec()
+        self._receipt_hold = ReceiptHold.from_env()  # test-only; inert unless its env is set
         #: stop(): how long to let in-flight records finish before closing (then replayed).
         self.drain_timeout_s = 15.0
         self.last_round, self.joined = time.monotonic(), False
@@ -771,6 +773,8 @@ class SenderService:
             bind=inbound.bind_name,
         )
         self.stats["receipts"] += 1
+        if self._receipt_hold.holds(receipt.smsc_message_id):
+            return  # a test-only fault: the receipt never stored, never answered
         self._produce(
             self._receipts, f"{smsc.id}:{receipt.smsc_message_id}",
             _encode(self._receipt_codec, event, self._receipts),

@@ -114,6 +114,10 @@ class SimulatorConfig(_Model):
     receipt_window: int = Field(default=256, ge=1)
     #: Delay before re-sending a receipt whose deliver_sm_resp carried an error status.
     receipt_retry_ms: float = Field(default=1000.0, ge=0)
+    #: Count accepted submit_sm that repeat an earlier one (same destination and short_message,
+    #: UDH included) in ``stats.duplicate_submits``: what the subscriber would get twice. For
+    #: drills (bench/chaos.py) with one message per destination; it keeps a set of every part.
+    count_duplicate_submits: bool = False
     #: Start in outage (same as calling ``set_outage(True)`` right after start).
     outage: bool = False
     #: Seconds between stats log lines of ``smsflow smsc-sim`` (0 disables them).

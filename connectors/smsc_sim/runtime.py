@@ -76,6 +76,13 @@ class SimStats:
     receipts_nacked: int = 0
     receipts_requeued: int = 0
     receipts_pending: int = 0
+    #: Receipts sent on a session and not yet answered (a gauge): the ones a crash of the ESME
+    #: leaves unacknowledged, re-sent after it binds again.
+    receipts_unacked: int = 0
+    #: Accepted submit_sm whose destination and short_message (UDH included) the simulator had
+    #: accepted before: the same part reaching the SMSC again. Counted only with the config's
+    #: ``count_duplicate_submits``.
+    duplicate_submits: int = 0
     enquire_links: int = 0
     unbinds: int = 0
     generic_nacks: int = 0

@@ -108,6 +108,13 @@ class SmscSimulator:
         self._resp_wheel: _Wheel[tuple[_Session, bytes]] | None = None
         self._receipt_wheel: _Wheel[_Receipt] | None = None
         self._loop_time: Callable[[], float] = time.monotonic
+        self._accepted_parts: set[bytes] | None = (
+            set() if self.config.count_duplicate_submits else None
+        )
+        #: Drills: called on the loop right after receipts went out on the sockets (the ESME
+        #: has them, unanswered), with the number sent and not yet answered. bench/chaos.py
+        #: kills the sender from it, inside the receipt window.
+        self.receipts_written_hook: Callable[[int], None] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -168,6 +175,7 @@ class SmscSimulator:
         pending = sum(len(a.pending) for a in self._accounts.values())
         scheduled = len(self._receipt_wheel) if self._receipt_wheel is not None else 0
         st.receipts_pending = pending + scheduled
+        st.receipts_unacked = sum(len(s.inflight) for s in self._sessions)
         return st
 
     def account_binds(self, system_id: str) -> int:
@@ -377,6 +385,13 @@ class SmscSimulator:
             resp = _HEADER_PACK(16, P.SUBMIT_SM_RESP, P.Status.ESME_RTHROTTLED, seq)
         else:
             stats.submits_ok += 1
+            seen = self._accepted_parts
+            if seen is not None:
+                part = dest + b"\x00" + frame[p + 5 : p + 5 + sm_len]
+                if part in seen:
+                    stats.duplicate_submits += 1
+                else:
+                    seen.add(part)
             n = self._next_msg_id = self._next_msg_id + 1
             mid = b"%x" % n if self._hex_ids else b"%d" % n
             resp = _HEADER_PACK(17 + len(mid), P.SUBMIT_SM_RESP, 0, seq) + mid + b"\x00"
@@ -501,6 +516,11 @@ class SmscSimulator:
         for account in touched:
             self._drain(account)
         self._flush()
+        hook = self.receipts_written_hook
+        if hook is not None:
+            unacked = sum(len(s.inflight) for s in self._sessions)
+            if unacked:
+                hook(unacked)
 
     def _drain(self, account: _Account) -> None:
         """Send queued receipts round-robin to the account's receiver-capable sessions."""

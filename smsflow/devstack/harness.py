@@ -126,12 +126,16 @@ def prepared_stack(
     sim_port: int | None = None,
     workers: int = 1,
     senders: int = 1,
+    simulator: bool = True,
 ) -> LocalStack:
     """Apply topics and ``platform_config`` (every SMSC pointed at the simulator's port, a
     free one unless given) and return the stack, not yet started; its simulator reads
     ``sim_config``. Use as ``with prepared_stack(s, platform_config=…, sim_config=…) as stack:
     warm_up(s)``. The caller names both files (``smsflow demo`` has flags for them, relative to
-    the current directory): an installed package has no repository to find them in."""
+    the current directory): an installed package has no repository to find them in.
+    ``simulator=False``: the caller runs the SMSC on ``sim_port`` (then required)."""
+    if not simulator and sim_port is None:
+        raise ValueError("simulator=False needs the sim_port the caller's SMSC listens on")
     for path in (platform_config, sim_config):
         if not path.is_file():
             raise FileNotFoundError(
@@ -147,7 +151,7 @@ def prepared_stack(
     apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), config)
     return LocalStack(
         settings.home, stack_env(settings), sim_config.absolute(), sim_port, workers=workers,
-        senders=senders,
+        senders=senders, simulator=simulator,
     )
 
 

@@ -155,6 +155,9 @@ class LocalStack:
     senders: int = 1
     """Sender replicas in one consumer group; with more than one they are named ``sender-<i>``
     and serve no metrics page (they would all want the same port)."""
+    simulator: bool = True
+    """Start ``smsflow smsc-sim`` on ``sim_port``; False when the caller runs the SMSC there
+    (an in-process ``SimulatorThread`` whose counters and outages a drill drives)."""
     processes: list[ManagedProcess] = field(default_factory=list)
 
     def smsflow_argv(self) -> list[str]:
@@ -166,23 +169,29 @@ class LocalStack:
 
     def start(self) -> None:
         logs = self.home / "logs"
-        sim = ManagedProcess(
-            "smsc-sim",
-            self._smsflow("smsc-sim", "--config", str(self.sim_config), "--port",
-                          str(self.sim_port)),
-            logs / "smsc-sim.log",
-        )
-        sim.start(self.env)
-        self.processes.append(sim)
+        if self.simulator:
+            sim = ManagedProcess(
+                "smsc-sim",
+                self._smsflow("smsc-sim", "--config", str(self.sim_config), "--port",
+                              str(self.sim_port)),
+                logs / "smsc-sim.log",
+            )
+            sim.start(self.env)
+            self.processes.append(sim)
         wait_for_port("127.0.0.1", self.sim_port, 20)
         for _ in range(self.workers):
             self.add_worker()
         for index in range(self.senders):
-            name = "sender" if self.senders == 1 else f"sender-{index}"
-            argv = self._smsflow("sender", *(("--metrics-port", "0") if self.senders > 1 else ()))
-            sender = ManagedProcess(name, argv, logs / f"{name}.log")
-            sender.start(self.env)
-            self.processes.append(sender)
+            self.add_sender("sender" if self.senders == 1 else f"sender-{index}")
+
+    def add_sender(self, name: str = "sender", **extra_env: str) -> str:
+        """Start one more sender (in the senders' group) named ``name``; ``extra_env`` is
+        added to its environment only (e.g. a test-only fault). Returns its name."""
+        argv = self._smsflow("sender", *(("--metrics-port", "0") if self.senders != 1 else ()))
+        sender = ManagedProcess(name, argv, self.home / "logs" / f"{name}.log")
+        sender.start({**self.env, **extra_env})
+        self.processes.append(sender)
+        return sender.name
 
     def add_worker(self) -> str:
         """Start one more worker in the same consumer group (scale out); returns its name."""

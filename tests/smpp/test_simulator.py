@@ -449,6 +449,45 @@ def test_unacked_receipt_is_redelivered_after_reconnect(sim: SimulatorThread,
     sim.wait_for(lambda s: s.receipts_acked == 1)
 
 
+def test_unacked_receipts_are_a_gauge(sim: SimulatorThread, esme_factory: EsmeFactory) -> None:
+    esme = esme_factory(sim.port)
+    esme.bind()
+    esme.submit()
+    pdus = [esme.client.read_pdu(), esme.client.read_pdu()]  # raw: the receipt is not answered
+    assert [p.command for p in pdus] == ["submit_sm_resp", "deliver_sm"]
+    assert sim.stats.receipts_unacked == 1
+    esme.close()
+    stats = sim.wait_for(lambda s: s.receipts_requeued == 1)
+    assert stats.receipts_unacked == 0
+
+
+def test_receipts_written_hook_sees_unanswered_receipts(sim: SimulatorThread,
+                                                        esme_factory: EsmeFactory) -> None:
+    seen: list[int] = []
+    sim.call(setattr, sim.sim, "receipts_written_hook", seen.append)
+    esme = esme_factory(sim.port)
+    esme.bind()
+    esme.submit()
+    pdus = [esme.client.read_pdu(), esme.client.read_pdu()]  # raw: the receipt is not answered
+    assert [p.command for p in pdus] == ["submit_sm_resp", "deliver_sm"]
+    assert sim.call(lambda: list(seen)) == [1]  # called once the deliver_sm was written
+
+
+def test_duplicate_submits_counted_per_destination_and_message(
+    sim_factory: SimFactory, esme_factory: EsmeFactory
+) -> None:
+    sim = sim_factory(base_config(count_duplicate_submits=True))
+    esme = esme_factory(sim.port)
+    esme.bind()
+    esme.submit("447700900001", b"part one")
+    esme.submit("447700900002", b"part one")  # another subscriber: not a duplicate
+    esme.submit("447700900001", b"part two")  # another part: not a duplicate
+    esme.submit("447700900001", b"part one")  # the same part again
+    esme.read_until(lambda: len(esme.resps) == 4)
+    stats = sim.wait_for(lambda s: s.submits_ok == 4)
+    assert stats.duplicate_submits == 1
+
+
 def test_negative_deliver_sm_resp_is_retried(sim_factory: SimFactory,
                                              esme_factory: EsmeFactory) -> None:
     sim = sim_factory(base_config(receipt_retry_ms=10))

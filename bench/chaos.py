@@ -1,0 +1,331 @@
+"""Chaos drills: a fault injected mid-stream into a full stack, and every message accounted for.
+
+    python bench/chaos.py --json                        # every scenario, 3,000 messages each
+    python bench/chaos.py --messages 20000 --json       # the issue's size (~15 min on 2 cores)
+    python bench/chaos.py --scenarios sender-sigkill    # one drill
+
+Each scenario runs on a fresh stack (its own topics, faust app id, worker, sender and SMSC
+simulator) on a single-node Kafka broker this bench starts itself in a temporary home on free
+ports (never the shared local broker: one scenario kills its broker). The SMSC simulator runs in
+this process (``SimulatorThread``) so the drill reads its counters and drops its binds. The
+traffic is ``make_traffic``'s mix with one destination per message, so the simulator can tell a
+part it accepted twice (same destination, same short_message with its UDH) from another message.
+
+Scenarios (the fault hits once ``--kill-at`` of the messages have a terminal state):
+
+* ``worker-sigkill``: the faust worker SIGKILLed and started again;
+* ``sender-sigkill``: the sender SIGKILLed and started again (parts in its windows are in doubt);
+* ``sender-sigkill-receipts``: the same, at a moment the simulator has sent receipts the sender
+  has not answered yet (between receipt and produce ack): once ``--kill-at`` of the messages'
+  receipts went out, SIGKILLed from the simulator's loop right after it wrote receipts to the
+  sender's binds; the SMSC sends them again after the re-bind;
+* ``broker-sigkill`` / ``broker-sigterm``: the broker killed (or stopped cleanly) and started
+  again on its data ``--broker-down-s`` later;
+* ``smsc-disconnect``: the simulator drops every bind every ``--drop-every-s`` seconds for the
+  whole run (an SMSC outage of ``--drop-for-s``), the sender re-binds each time.
+
+Per scenario: ``messages`` published; ``terminal`` messages with a terminal state on ``sms.dlr``
+or ``sms.rejected`` (deduplicated by message id); ``lost`` without one by the deadline;
+``duplicate_reports`` terminal records beyond the first per message id; ``duplicate_submits``
+accepted submit_sm the simulator had already accepted for the same message part;
+``max_window`` the sender's configured in-flight window (binds times window, summed over the
+SMSCs), the bound on parts in doubt. Exits 1 if any scenario lost a message or has more
+duplicate submits than the window. Stored in bench/results/chaos.json with the commit, the
+machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import Consumer, TopicPartition
+from e2e import git_commit, machine, publish  # bench/ is sys.path[0] when run as a script
+
+from connectors.smsc_sim import SimulatorThread
+from schemas.models import SubmitRequest
+from smsflow.config.store import load_yaml
+from smsflow.devstack.broker import LocalBroker
+from smsflow.devstack.flowrun import make_traffic, run_flow
+from smsflow.devstack.harness import free_port, isolated_settings, prepared_stack, warm_up
+from smsflow.devstack.stack import LocalStack
+from smsflow.settings import Settings
+from smsflow.topics import SENT, THROTTLED, topic_name
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "chaos.json"
+SCENARIOS = ("worker-sigkill", "sender-sigkill", "sender-sigkill-receipts", "broker-sigkill",
+             "broker-sigterm", "smsc-disconnect")
+Progress = Callable[[str], None]
+
+
+def unique_destinations(requests: list[SubmitRequest]) -> list[SubmitRequest]:
+    """The same traffic with one destination per message: each keeps its number's prefix (so
+    its country, operator and route) and gets a running suffix of the same length."""
+    counters: dict[str, int] = {}
+    out = []
+    for request in requests:
+        prefix, digits = request.destination[:-4], 4
+        n = counters[prefix] = counters.get(prefix, -1) + 1
+        if n >= 10 ** digits:
+            raise ValueError(f"more than {10 ** digits} messages to {prefix}…")
+        out.append(request.model_copy(update={"destination": f"{prefix}{n:0{digits}d}"}))
+    return out
+
+
+@dataclass
+class Fault:
+    """What one scenario does to the stack, driven by the flow's progress callbacks."""
+
+    name: str
+    stack: LocalStack
+    sim: SimulatorThread
+    broker: LocalBroker
+    kill_at: int
+    broker_down_s: float
+    drop_every_s: float
+    drop_for_s: float
+    progress: Progress
+    injected_at_terminal: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _terminal: int = 0
+
+    def on_start(self) -> None:
+        if self.name == "smsc-disconnect":
+            self._spawn(self._drop_binds)
+        elif self.name == "sender-sigkill-receipts":
+            # Receipts run ahead of the reports (tracking is the slow stage): by the time 30 %
+            # of the messages are terminal, a large burst's receipts may all be answered. So
+            # this fault counts receipts, not reports.
+            self._spawn(self._kill_sender_inside_receipt_window)
+
+    def on_progress(self, _counts: dict[str, int], terminal: int) -> None:
+        self._terminal = terminal
+        if (self.injected_at_terminal is not None or terminal < self.kill_at
+                or self.name == "sender-sigkill-receipts"):
+            return
+        if self.name in ("worker-sigkill", "sender-sigkill"):
+            self.stack.crash_and_restart("worker-0" if self.name == "worker-sigkill" else "sender")
+        elif self.name.startswith("broker-"):
+            if self.name == "broker-sigkill":
+                self.broker.kill()
+            else:
+                self.broker.stop()
+            self._spawn(self._restart_broker)
+        else:
+            return
+        self.injected_at_terminal = terminal
+        self.progress(f"{self.name}: fault injected at {terminal} terminal")
+
+    def _spawn(self, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _kill_sender_inside_receipt_window(self) -> None:
+        """Once ``kill_at`` receipts went out, SIGKILL the sender from the simulator's loop
+        right after it wrote receipts to the sender (unanswered: no answer is read meanwhile)."""
+        first = self.sim.stats.receipts_sent
+        while self.sim.stats.receipts_sent - first < self.kill_at:
+            if self._stop.wait(0.05):
+                self.error = f"fewer than {self.kill_at} receipts in the whole run"
+                return
+        pid = self.stack.pids()["sender"]
+        killed = threading.Event()
+
+        def kill(unacked: int) -> None:  # on the simulator's loop: no answer can arrive now
+            self.sim.sim.receipts_written_hook = None
+            os.killpg(pid, signal.SIGKILL)
+            self.detail["receipts_unacked_at_kill"] = unacked
+            self.detail["receipts_requeued_before"] = self.sim.sim.stats.receipts_requeued
+            killed.set()
+
+        self.sim.call(setattr, self.sim.sim, "receipts_written_hook", kill)
+        if not killed.wait(60):
+            self.sim.call(setattr, self.sim.sim, "receipts_written_hook", None)
+            self.error = "no receipt was written to the sender within 60 s of arming the kill"
+            return
+        self.injected_at_terminal = self._terminal
+        self.stack.crash_and_restart("sender")  # reaps the killed process, starts a new one
+        self.progress(f"{self.name}: sender killed right after a receipt reached it, with "
+                      f"{self.detail['receipts_unacked_at_kill']} receipt(s) unanswered")
+
+    def _restart_broker(self) -> None:
+        if self._stop.wait(self.broker_down_s):
+            return
+        started = time.monotonic()
+        try:
+            self.broker.start(timeout_s=120)
+        except Exception as exc:  # reported in the result, not lost in a thread
+            self.error = f"broker restart: {exc}"
+            return
+        self.detail["broker_down_s"] = round(self.broker_down_s + time.monotonic() - started, 1)
+        self.progress(f"{self.name}: broker back")
+
+    def _drop_binds(self) -> None:
+        drops = 0
+        while not self._stop.wait(self.drop_every_s):
+            self.sim.set_outage(True)
+            self._stop.wait(self.drop_for_s)
+            self.sim.set_outage(False)
+            drops += 1
+            self.detail["smsc_drops"] = drops
+
+    def finish(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(150)
+        if self.name == "smsc-disconnect" and self.detail.get("smsc_drops"):
+            self.injected_at_terminal = 0  # from the start, all through the run
+        if self.name == "sender-sigkill-receipts" and "receipts_requeued_before" in self.detail:
+            before = self.detail.pop("receipts_requeued_before")
+            self.detail["receipts_sent_again"] = self.sim.stats.receipts_requeued - before
+
+
+def sender_caught_up(settings: Settings, timeout_s: float = 120.0) -> None:
+    """Wait until the sender group committed every sms.throttled record: every part it will
+    ever submit for this traffic has been submitted (the simulator's count is then final)."""
+    topic = topic_name(settings, THROTTLED)
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "group.id": f"{settings.app_id}-sender", "enable.auto.commit": False})
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            committed = [c.offset for c in consumer.committed(partitions, timeout=10)]
+            marks = [consumer.get_watermark_offsets(tp, timeout=10) for tp in partitions]
+            if all(high <= low or offset >= high  # an empty partition has nothing to commit
+                   for offset, (low, high) in zip(committed, marks, strict=True)):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"sender did not commit sms.throttled: {committed} < {marks}")
+    finally:
+        consumer.close()
+
+
+def sim_config(path: Path) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config.update(count_duplicate_submits=True, stats_interval_s=0)
+    return config
+
+
+def run_scenario(name: str, args: argparse.Namespace, broker: LocalBroker, max_window: int,
+                 progress: Progress) -> dict[str, Any]:
+    requests = unique_destinations(make_traffic(args.messages, seed=args.messages))
+    with (tempfile.TemporaryDirectory(prefix=f"smsflow-chaos-{name}-") as home,
+          SimulatorThread(sim_config(args.sim_config)) as sim):
+        settings = isolated_settings(broker.address, Path(home), f"chaos-{name}", args.partitions)
+        stack = prepared_stack(settings, platform_config=args.platform_config,
+                               sim_config=args.sim_config, sim_port=sim.port, simulator=False)
+        with stack:
+            warm_up_s = warm_up(settings)
+            before = sim.stats
+            fault = Fault(name, stack, sim, broker, kill_at=round(args.kill_at * args.messages),
+                          broker_down_s=args.broker_down_s, drop_every_s=args.drop_every_s,
+                          drop_for_s=args.drop_for_s, progress=progress)
+            progress(f"{name}: warm-up {warm_up_s:.1f}s; producing {args.messages} messages")
+            try:
+                result = run_flow(settings, requests, timeout_s=args.timeout,
+                                  on_progress=fault.on_progress, on_start=fault.on_start)
+            finally:
+                fault.finish()
+            sender_caught_up(settings)
+            stack.check_alive()
+            after = sim.stats
+    row: dict[str, Any] = {
+        "scenario": name,
+        "messages": result.messages,
+        "terminal": result.terminal,
+        "lost": result.lost,
+        "duplicate_reports": result.duplicates,
+        "duplicate_submits": after.duplicate_submits - before.duplicate_submits,
+        "max_window": max_window,
+        "fault_at_terminal": fault.injected_at_terminal,
+        **fault.detail,
+        "fault_error": fault.error,
+        "submits_accepted": after.submits_ok - before.submits_ok,
+        "sent_parts": result.stage_counts.get(SENT, 0),
+        "statuses": dict(result.statuses),
+        "rejection_codes": dict(result.rejection_codes),
+        "elapsed_s": round(result.elapsed_s, 1),
+        "warm_up_s": round(warm_up_s, 1),
+        "missing_sample": result.missing[:5],
+    }
+    progress(f"{name}: {row}")
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=3000, help="messages per scenario")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help=f"comma-separated, from {', '.join(SCENARIOS)}")
+    parser.add_argument("--kill-at", type=float, default=0.3,
+                        help="inject the fault when this fraction of the messages is terminal")
+    parser.add_argument("--broker-down-s", type=float, default=10.0)
+    parser.add_argument("--drop-every-s", type=float, default=2.0)
+    parser.add_argument("--drop-for-s", type=float, default=0.5)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--platform-config", type=Path, default=REPO / "config/bench-platform.yaml")
+    parser.add_argument("--sim-config", type=Path, default=REPO / "config/bench-smsc-sim.yaml")
+    parser.add_argument("--timeout", type=float, default=600.0, help="per scenario, seconds")
+    parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    if unknown := set(scenarios) - set(SCENARIOS):
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {SCENARIOS}")
+
+    def progress(text: str) -> None:
+        print(f"[chaos] {text}", file=sys.stderr, flush=True)
+
+    max_window = sum(s.binds * s.window for s in load_yaml(args.platform_config).smscs)
+    load_at_start = os.getloadavg()[0]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="smsflow-chaos-broker-") as broker_home:
+        broker = LocalBroker(Path(broker_home), port=free_port(), controller_port=free_port())
+        progress(f"own broker on {broker.start(timeout_s=120)}")
+        try:
+            for name in scenarios:
+                rows.append(run_scenario(name, args, broker, max_window, progress))
+        finally:
+            broker.stop()
+    failed = [r["scenario"] for r in rows
+              if r["lost"] or r["duplicate_submits"] > r["max_window"] or r["fault_error"]
+              or r["fault_at_terminal"] is None]
+    result = {
+        "scenarios": rows,
+        "failed": failed,
+        "messages_per_scenario": args.messages,
+        "kill_at": args.kill_at,
+        "partitions": args.partitions,
+        "platform_config": os.path.relpath(args.platform_config, REPO),
+        "sim_config": os.path.relpath(args.sim_config, REPO),
+        "commit": git_commit(),
+        "machine": machine(load_at_start),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    columns = ("messages", "terminal", "lost", "duplicate_reports", "duplicate_submits",
+               "max_window")
+    lines = [f"{'scenario':<26}" + "".join(f"{c:>19}" for c in columns)]
+    lines += [f"{r['scenario']:<26}" + "".join(f"{r[c]:>19}" for c in columns) for r in rows]
+    lines.append(f"failed: {failed or 'none'}")
+    publish(result, args.out, as_json=args.json, lines=lines)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
