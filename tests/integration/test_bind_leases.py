@@ -184,5 +184,8 @@ def test_three_senders_never_exceed_two_binds_and_a_killed_holders_slot_moves(
     assert sampler.peak <= ALLOWANCE
     stats = sim.stats
     assert stats.peak_account_binds <= ALLOWANCE, "no account ever held more than allowed"
+    # The simulator refuses a bind over the limit, so the peaks alone could not fail: without
+    # leases three senders would try six binds and four would be refused here.
+    assert stats.bind_failures == 0, "a sender tried a bind over the SMSC's allowance"
     print(f"slot moved {moved_after_s:.1f}s after SIGKILL; {len(relayed)} relayed; "
           f"bind refusals {stats.bind_failures}")
