@@ -42,7 +42,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from bench.e2e import git_commit, machine, publish  # noqa: E402
 
-MODES = ("faust-events", "faust-batches", "confluent")
+MODES = ("faust-events", "faust-batches", "faust-vanilla", "confluent")
 PARTITIONS = 4
 VALUE = b"x" * 300
 
@@ -82,15 +82,21 @@ def _child_confluent(bootstrap: str, topic: str, records: int) -> dict[str, floa
     return result
 
 
-def _child_faust(bootstrap: str, topic: str, records: int, batches: bool) -> None:
+def _child_faust(bootstrap: str, topic: str, records: int, batches: bool,
+                 vanilla: bool = False) -> None:
     from pipeline.app import build_app
     from smsflow.settings import Settings
 
     home = Path(os.environ.get("TMPDIR", "/tmp")) / f"floor-{uuid.uuid4().hex[:8]}"
     settings = Settings(home=home, kafka_bootstrap=bootstrap,
                         app_id=f"floor-{uuid.uuid4().hex[:8]}", topic_prefix="")
-    worker = build_app(settings)
-    app = worker.app
+    if vanilla:
+        # faust as shipped: no guarded consumer, no commit barrier, no output producer.
+        import faust
+        app = faust.App(settings.app_id, broker=f"kafka://{bootstrap}",
+                        datadir=str(home), web_enabled=False)
+    else:
+        app = build_app(settings).app
     source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")
     state: dict[str, float] = {"seen": 0}
@@ -176,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                 json.dumps(_child_confluent(args.bootstrap, args.topic, args.records)))
         else:
             _child_faust(args.bootstrap, args.topic, args.records,
-                         batches=args.child == "faust-batches")
+                         batches=args.child == "faust-batches",
+                         vanilla=args.child == "faust-vanilla")
         return 0
     result = run(args.bootstrap, args.records, args.mode or list(MODES), args.timeout)
     publish(result, args.out, as_json=args.json, lines=(

@@ -120,7 +120,7 @@ def build_app(settings: Settings) -> Worker:
     @app.task
     async def shorten_fetches() -> None:
         """Worker-wide consumer fix that needs the started consumer (see the module)."""
-        await shorten_fetch_wait(app)
+        await shorten_fetch_wait(app, settings.fetch_max_wait_ms, settings.fetch_min_bytes)
 
     @app.task
     async def reread_stranded_records() -> None:

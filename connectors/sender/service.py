@@ -176,6 +176,9 @@ class SenderService:
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": 10000,
                 "max.poll.interval.ms": 300000,
+                # Fewer, fuller fetches at load (docs/performance.md#fetch-batching).
+                "fetch.min.bytes": settings.fetch_min_bytes,
+                "fetch.wait.max.ms": settings.fetch_max_wait_ms,
             }
         )
         self._producer = Producer(

@@ -1,11 +1,11 @@
-"""Shorter broker-side fetch waits for the worker's consumer (faust hard-codes 1500 ms).
+"""Shorter, fuller broker-side fetches for the worker's consumer (faust hard-codes 1500 ms).
 
 Answers: faust-streaming 0.15.3 (pinned) creates its aiokafka 0.14.0 (pinned) consumer with
 ``fetch_max_wait_ms=1500`` and no setting to change it (``_create_worker_consumer``); see
 :func:`shorten_fetch_wait` for what that costs. This sets aiokafka's private
-``Fetcher._fetch_max_wait_ms`` on the started consumer. tests/unit/pipeline/faust_patches/
-test_upstream.py fails when the code in :data:`UPSTREAM` changes; test_fetch_wait.py checks
-the hard-coded value and the attribute.
+``Fetcher._fetch_max_wait_ms`` and ``_fetch_min_bytes`` on the started consumer.
+tests/unit/pipeline/faust_patches/test_upstream.py fails when the code in :data:`UPSTREAM`
+changes; test_fetch_wait.py checks the hard-coded value and the attributes.
 """
 
 from __future__ import annotations
@@ -29,14 +29,16 @@ UPSTREAM: tuple[Upstream, ...] = (
     Upstream("aiokafka.consumer.consumer:AIOKafkaConsumer.start", "2f1ba70443327538",
              "the consumer's _fetcher, created at start"),
     Upstream("aiokafka.consumer.fetcher:Fetcher.__init__", "bf21ecb7e0f210b7",
-             "Fetcher._fetch_max_wait_ms, read for every fetch request"),
+             "Fetcher._fetch_max_wait_ms and _fetch_min_bytes, read for every fetch request"),
 )
 
-#: Broker-side wait of the worker's fetches (see :func:`shorten_fetch_wait`).
+#: Broker-side wait of the worker's fetches when no setting is given (see
+#: :func:`shorten_fetch_wait`; ``SMSFLOW_FETCH_MAX_WAIT_MS`` sets it for the worker).
 FETCH_MAX_WAIT_MS = 100
 
 
-async def shorten_fetch_wait(app: faust.App, max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
+async def shorten_fetch_wait(app: faust.App, max_wait_ms: int = FETCH_MAX_WAIT_MS,
+                             min_bytes: int = 1) -> None:
     """Lower the broker-side wait of the worker's fetches from faust's fixed 1500 ms.
 
     Worker-wide, and needed for "no head-of-line blocking" to hold in time and not only in
@@ -51,6 +53,11 @@ async def shorten_fetch_wait(app: faust.App, max_wait_ms: int = FETCH_MAX_WAIT_M
     scheduler; with 100 ms here, 15-70 ms at p99. The cost is an idle consumer's fetch every
     ``max_wait_ms`` instead of every 1.5 s.
 
+    ``min_bytes`` (aiokafka's ``fetch_min_bytes``, default 1) lets the broker hold a fetch
+    until that much is there, up to ``max_wait_ms``: at load each fetch then carries many
+    records instead of the few that arrived since the last one, so the broker serves fewer,
+    larger requests (docs/performance.md#fetch-batching).
+
     faust exposes no setting for it, so this sets the attribute on aiokafka's fetcher once the
     consumer has started (pinned versions; if the attributes are missing, it logs and leaves
     faust's default).
@@ -61,7 +68,9 @@ async def shorten_fetch_wait(app: faust.App, max_wait_ms: int = FETCH_MAX_WAIT_M
         fetcher = getattr(consumer, "_fetcher", None)
         if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
             fetcher._fetch_max_wait_ms = max_wait_ms
-            log.info("worker fetches wait at most %d ms at the broker", max_wait_ms)
+            fetcher._fetch_min_bytes = min_bytes
+            log.info("worker fetches wait at most %d ms at the broker for %d bytes",
+                     max_wait_ms, min_bytes)
             return
         await asyncio.sleep(0.1)
     log.warning("could not shorten the worker's fetch wait: faust's consumer internals changed")

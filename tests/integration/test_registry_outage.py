@@ -50,6 +50,7 @@ def test_config_reader_waits_out_an_unreachable_registry(
     assert reader.is_alive() and not result  # waiting, not "record absent"
 
     registry_env.setenv(wire.ENV_URL, schema_registry_url)  # the registry is back
+    wire.reset_cache()  # the environment is read once per process (as after a restart)
     deadline = time.monotonic() + 60
     while reader.is_alive() and time.monotonic() < deadline:
         reader.join(0.5)

@@ -235,9 +235,8 @@ def test_encode_registers_once_per_subject(registry: MemoryRegistry) -> None:
     other = codec_.encode(record, "b")
     codec_.encode(record)
     assert [c for c in registry.calls if c[0] == "register"] == [
-        ("register", "a-value"), ("register", "a-value"), ("register", "b-value"),
-        ("register", "io.smsflow.RouteHealth"),
-    ]  # the memory registry does not cache; the real client does (see the client tests)
+        ("register", "a-value"), ("register", "b-value"), ("register", "io.smsflow.RouteHealth"),
+    ]  # one call per subject: the codec keeps the id it encodes with
     assert first[:HEADER_LEN] == other[:HEADER_LEN]  # same schema text, same id
 
 
@@ -390,12 +389,18 @@ def test_wire_codec_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(wire.ENV_URL, raising=False)
     assert wire.wire_codec("SubmitRequest") is None
     monkeypatch.setenv(wire.ENV_URL, "http://127.0.0.1:1/apis/ccompat/v7/")
+    assert wire.wire_codec("SubmitRequest") is None  # read once per process ...
+    wire.reset_cache()  # ... or reset
     found = wire.wire_codec("SubmitRequest")
     assert found is not None and found is wire.wire_codec("SubmitRequest")
     assert isinstance(found.client, SchemaRegistryClient)
     assert found.client.url == "http://127.0.0.1:1/apis/ccompat/v7"
     assert found.auto_register
     monkeypatch.setenv(wire.ENV_AUTO_REGISTER, "false")
+    assert wire.wire_codec("SubmitRequest") is found  # the environment is read once
+    wire.reset_cache()  # ... and again after a reset
+    found = wire.wire_codec("SubmitRequest")
+    assert found is not None
     strict = wire.wire_codec("SubmitRequest")
     assert strict is not None and not strict.auto_register
     assert strict.client is found.client  # one client (one cache) per URL
