@@ -3,11 +3,12 @@
 The throughput issue's question: can a faust worker that handles every record as one event reach
 ~600 µs of CPU per message end to end when a single-part message with a receipt is about seven
 events in the worker? This measures the cost of *receiving* an event and doing nothing with it,
-on the real broker, three ways, each in a fresh child process:
+on the real broker, four ways, each in a fresh child process:
 
 * ``faust-events``: the worker's own app (``pipeline.app.build_app``: the guarded consumer, the
   commit barrier, the output producer) with one agent ``async for event in stream.events()``;
 * ``faust-batches``: the same app and agent taking ``stream.take_events(500, within=0.05)``;
+* ``faust-vanilla``: a plain ``faust.App`` (none of the worker's patches), ``stream.events()``;
 * ``confluent``: a bare confluent-kafka (librdkafka) consumer, ``consume(500)`` in a loop.
 
 CPU is the child's user + system time (all threads) from its first event to its last. N small
