@@ -115,7 +115,8 @@ def build_app(settings: Settings) -> Worker:
     add_commit_barrier(app, outputs.flush)  # before every commit and every revocation
     worker = Worker(app, settings, outputs,
                     ConfigWatcher(settings.kafka_bootstrap, topic_name(settings, CONFIG)),
-                    BindWatcher(settings.kafka_bootstrap, topic_name(settings, SMSC_BINDS)))
+                    BindWatcher(settings.kafka_bootstrap, topic_name(settings, SMSC_BINDS),
+                                grace_s=settings.bind_down_grace_s))
 
     @app.task
     async def shorten_fetches() -> None:

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     """The most a fetch waits at the broker for ``fetch_min_bytes``: the latency one hop may
     add when traffic is light (three hops from ``sms.submitted`` to the SMSC)."""
 
+    bind_down_grace_s: float = 10.0
+    """How long an SMSC may be without any bound connection before route health marks its
+    routes DOWN (and the router stops choosing them). Shorter drops are ridden out: the
+    sender holds the SMSC's messages until it re-binds (docs/delivery-tracking.md)."""
+
     sender_bind_leases: bool = False
     """Share each SMSC's ``binds`` among all sender processes (a lease per bind through Kafka)
     instead of opening that many binds in every process. Turn it on whenever more than one

@@ -11,6 +11,14 @@ sender deletes its reports. :func:`smsc_bound` answers for one SMSC at ``now_ms`
 * None when nothing fresh is known (no sender runs, or all crashed without a tombstone): the
   binds say nothing, and the delivery and error rates judge the route as before.
 
+:func:`after_grace` turns that answer into the one route health acts on: an SMSC counts as
+unbound only once it has been unbound for a grace period. SMSCs drop binds routinely
+(maintenance, enquire_link timeouts, a load balancer's idle cut) and senders re-bind within a
+second or two; the sender holds the SMSC's messages meanwhile and fails them over only after
+its own wait (``FAILOVER_AFTER_S``). Taking the routes DOWN at the first dropped bind made the
+router refuse new traffic with ``NO_ROUTE`` for every blip (the chaos drill's
+``smsc-disconnect``: three quarters of its messages).
+
 Pure: the caller passes the reports and the time.
 """
 
@@ -20,8 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["STALE_AFTER_HEARTBEATS", "BindReport", "Board", "apply_report", "holder_partitions",
-           "smsc_bound"]
+__all__ = ["STALE_AFTER_HEARTBEATS", "BindReport", "Board", "after_grace", "apply_report",
+           "holder_partitions", "smsc_bound"]
 
 #: A report older than this many of its heartbeats is ignored (its sender is presumed gone).
 STALE_AFTER_HEARTBEATS: Final = 3
@@ -64,6 +72,17 @@ def smsc_bound(board: Mapping[str, Mapping[str, BindReport]], smsc_id: str,
     if not fresh:
         return None
     return any(report.bound > 0 for report in fresh)
+
+
+def after_grace(raw: bool | None, unbound_since_ms: int | None, now_ms: int,
+                grace_ms: int) -> tuple[bool | None, int | None]:
+    """The answer route health acts on, and when the SMSC became unbound (to pass back next
+    time): ``raw`` (:func:`smsc_bound`) unless it is False for less than ``grace_ms``, which
+    still answers True. Any other answer clears the unbound-since time."""
+    if raw is not False:
+        return raw, None
+    since = now_ms if unbound_since_ms is None else unbound_since_ms
+    return (now_ms - since < grace_ms) or False, since
 
 
 def holder_partitions(board: Mapping[str, Mapping[str, BindReport]], smsc_id: str,

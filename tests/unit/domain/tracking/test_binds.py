@@ -5,6 +5,7 @@ from __future__ import annotations
 from smsflow.domain.tracking.binds import (
     BindReport,
     Board,
+    after_grace,
     apply_report,
     holder_partitions,
     smsc_bound,
@@ -57,3 +58,27 @@ def test_holder_partitions_are_those_of_other_fresh_holders() -> None:
     assert holder_partitions(board, "smsc-us", NOW, besides="me") == [1, 3]
     assert holder_partitions(board, "smsc-us", NOW, besides="holder") == [0]
     assert holder_partitions(board, "smsc-uk", NOW, besides="me") == []
+
+
+def test_a_drop_shorter_than_the_grace_keeps_the_smsc_bound() -> None:
+    grace = 10_000
+    answer, since = after_grace(True, None, NOW, grace)
+    assert (answer, since) == (True, None)
+    answer, since = after_grace(False, since, NOW + 1_000, grace)  # the bind dropped
+    assert (answer, since) == (True, NOW + 1_000), "within the grace: still bound"
+    answer, since = after_grace(False, since, NOW + 10_999, grace)
+    assert answer is True
+    answer, since = after_grace(True, since, NOW + 11_500, grace)  # re-bound in time
+    assert (answer, since) == (True, None)
+    answer, since = after_grace(False, since, NOW + 12_000, grace)  # a new drop starts afresh
+    assert (answer, since) == (True, NOW + 12_000)
+
+
+def test_a_drop_longer_than_the_grace_is_unbound_until_a_bind_is_back() -> None:
+    grace = 10_000
+    answer, since = after_grace(False, None, NOW, grace)
+    assert answer is True
+    answer, since = after_grace(False, since, NOW + grace, grace)
+    assert (answer, since) == (False, NOW)
+    assert after_grace(None, since, NOW + grace + 1, grace) == (None, None), "no reports"
+    assert after_grace(False, None, NOW, 0) == (False, NOW), "no grace: at once"
