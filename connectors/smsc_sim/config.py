@@ -75,6 +75,10 @@ class ProfileConfig(_Model):
     throttle_tps: float | None = Field(default=None, ge=0)
     #: Token bucket size (burst); defaults to ``throttle_tps`` (one second's worth, at least 1).
     throttle_burst: float | None = Field(default=None, gt=0)
+    #: Fraction of submit_sm answered ESME_RTHROTTLED regardless of rate (an SMSC that sheds
+    #: load): deterministic, every submit adds the fraction to a counter and one is refused
+    #: each time it passes 1 (0.3 refuses the 4th, 7th, 10th, ...). 0 disables it.
+    throttle_ratio: float = Field(default=0.0, ge=0, lt=1)
 
     @field_validator("prefixes")
     @classmethod

@@ -117,6 +117,8 @@ class _Profile:
         "latency_s",
         "name",
         "ratio",
+        "shed",
+        "shed_n",
         "tokens",
         "total_weight",
         "tps",
@@ -127,6 +129,7 @@ class _Profile:
         self.tokens = 0.0
         self.last = now
         self.tps = 0.0
+        self.shed_n = 0
         self.apply(cfg, now)
 
     def apply(self, cfg: ProfileConfig, now: float) -> None:
@@ -146,6 +149,7 @@ class _Profile:
         self.total_weight = cum
         self.tps = float(cfg.throttle_tps or 0.0)
         self.burst = float(cfg.throttle_burst or max(1.0, self.tps))
+        self.shed = cfg.throttle_ratio
         if self.tps != old_tps:
             self.tokens = self.burst
             self.last = now
@@ -161,6 +165,12 @@ class _Profile:
             return True
         self.tokens = tokens
         return False
+
+    def sheds(self) -> bool:
+        """``throttle_ratio``: True for that fraction of the calls, spread evenly."""
+        # floor(n * ratio) steps: no float drift over a long run (an accumulator lost one in 100).
+        n = self.shed_n = self.shed_n + 1
+        return int(n * self.shed) > int((n - 1) * self.shed)
 
     def pick_failure(self, rnd: float) -> tuple[float, bytes, int, bytes]:
         x = rnd * self.total_weight

@@ -380,7 +380,7 @@ class SmscSimulator:
             append(_HEADER_PACK(16, P.SUBMIT_SM_RESP, P.Status.ESME_RINVCMDLEN, seq))
             return
         profile = self._route(dest)
-        if profile.tps and not profile.take(now):
+        if (profile.tps and not profile.take(now)) or (profile.shed and profile.sheds()):
             stats.throttled += 1
             resp = _HEADER_PACK(16, P.SUBMIT_SM_RESP, P.Status.ESME_RTHROTTLED, seq)
         else:

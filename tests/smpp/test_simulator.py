@@ -246,6 +246,21 @@ def test_throttling_above_tps(sim_factory: SimFactory, esme_factory: EsmeFactory
     assert sim.stats.throttled == throttled
 
 
+def test_throttle_ratio_refuses_that_share_of_submits(sim_factory: SimFactory,
+                                                      esme_factory: EsmeFactory) -> None:
+    sim = sim_factory(base_config(profiles={"default": {"throttle_ratio": 0.3}}))
+    esme = esme_factory(sim.port)
+    esme.bind("transmitter")
+    for _ in range(100):
+        esme.submit(registered_delivery=0)
+    esme.read_until(lambda: len(esme.resps) == 100)
+    statuses = [r.status for r in esme.resps]
+    assert statuses.count(P.Status.ESME_RTHROTTLED) == 30  # deterministic, not sampled
+    assert statuses[:4] == [0, 0, 0, P.Status.ESME_RTHROTTLED]
+    assert statuses.count(0) == 70
+    assert sim.stats.throttled == 30
+
+
 def test_throttle_is_per_profile(sim_factory: SimFactory, esme_factory: EsmeFactory) -> None:
     sim = sim_factory(base_config(profiles={
         "default": {},
