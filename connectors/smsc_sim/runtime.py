@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from connectors.smpp import codec as P
+from connectors.smsc_sim.shares import Share
 
 from .config import (
     AccountConfig,
@@ -68,6 +69,8 @@ class SimStats:
     submits: int = 0
     submits_ok: int = 0
     throttled: int = 0
+    #: Receipts scheduled a second time by ``duplicate_receipt_ratio``.
+    receipts_duplicated: int = 0
     submit_errors: int = 0
     receipts_not_requested: int = 0
     receipts_scheduled: int = 0
@@ -118,7 +121,6 @@ class _Profile:
         "name",
         "ratio",
         "shed",
-        "shed_n",
         "tokens",
         "total_weight",
         "tps",
@@ -129,7 +131,7 @@ class _Profile:
         self.tokens = 0.0
         self.last = now
         self.tps = 0.0
-        self.shed_n = 0
+        self.shed = Share(0.0)
         self.apply(cfg, now)
 
     def apply(self, cfg: ProfileConfig, now: float) -> None:
@@ -149,7 +151,8 @@ class _Profile:
         self.total_weight = cum
         self.tps = float(cfg.throttle_tps or 0.0)
         self.burst = float(cfg.throttle_burst or max(1.0, self.tps))
-        self.shed = cfg.throttle_ratio
+        if self.shed.ratio != cfg.throttle_ratio:  # a reload keeps the count going
+            self.shed = Share(cfg.throttle_ratio)
         if self.tps != old_tps:
             self.tokens = self.burst
             self.last = now
@@ -168,9 +171,7 @@ class _Profile:
 
     def sheds(self) -> bool:
         """``throttle_ratio``: True for that fraction of the calls, spread evenly."""
-        # floor(n * ratio) steps: no float drift over a long run (an accumulator lost one in 100).
-        n = self.shed_n = self.shed_n + 1
-        return int(n * self.shed) > int((n - 1) * self.shed)
+        return self.shed.pick()
 
     def pick_failure(self, rnd: float) -> tuple[float, bytes, int, bytes]:
         x = rnd * self.total_weight

@@ -503,6 +503,19 @@ def test_duplicate_submits_counted_per_destination_and_message(
     assert stats.duplicate_submits == 1
 
 
+def test_duplicate_receipt_ratio_sends_that_share_twice(sim_factory: SimFactory,
+                                                        esme_factory: EsmeFactory) -> None:
+    sim = sim_factory(base_config(duplicate_receipt_ratio=0.5, duplicate_receipt_delay_ms=5))
+    esme = esme_factory(sim.port)
+    esme.bind("transceiver")
+    for _ in range(4):
+        esme.submit(registered_delivery=1)
+    esme.read_until(lambda: len(esme.receipts) == 6)
+    ids = [r.receipted_message_id for r in esme.receipts]
+    assert len(set(ids)) == 4 and len(ids) == 6  # two of the four receipts came twice
+    assert sim.stats.receipts_duplicated == 2
+
+
 def test_negative_deliver_sm_resp_is_retried(sim_factory: SimFactory,
                                              esme_factory: EsmeFactory) -> None:
     sim = sim_factory(base_config(receipt_retry_ms=10))
