@@ -22,7 +22,17 @@ Scenarios (the fault hits once ``--kill-at`` of the messages have a terminal sta
 * ``broker-sigkill`` / ``broker-sigterm``: the broker killed (or stopped cleanly) and started
   again on its data ``--broker-down-s`` later;
 * ``smsc-disconnect``: the simulator drops every bind every ``--drop-every-s`` seconds for the
-  whole run (an SMSC outage of ``--drop-for-s``), the sender re-binds each time.
+  whole run (an SMSC outage of ``--drop-for-s``), the sender re-binds each time;
+* ``smsc-throttling``: the simulator answers ESME_RTHROTTLED (0x58) to 30 % of the submit_sm
+  for the whole run (``throttle_ratio``); the sender must retry them (back-pressure), so every
+  message is still delivered; ``smsc_throttled`` counts the 0x58 answers;
+* ``receipts-before-resp``: every submit_sm_resp held 30 ms and every receipt sent at once
+  (``submit_latency_ms`` 30, ``receipt_delay_ms`` 0, no jitter, on the simulator's one loop), so
+  each receipt reaches the sender before the answer to its submit;
+* ``duplicate-receipts``: the simulator sends every receipt twice, 50 ms apart
+  (``duplicate_receipt_ratio`` 1); ``receipts_duplicated`` counts the copies.
+
+These two fail on any duplicate report as well.
 
 Per scenario: ``messages`` published; ``terminal`` messages with a terminal state on ``sms.dlr``
 or ``sms.rejected`` (deduplicated by message id); ``lost`` without one by the deadline;
@@ -65,7 +75,14 @@ from smsflow.topics import SENT, THROTTLED, topic_name
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "chaos.json"
 SCENARIOS = ("worker-sigkill", "sender-sigkill", "sender-sigkill-receipts", "broker-sigkill",
-             "broker-sigterm", "smsc-disconnect")
+             "broker-sigterm", "smsc-disconnect", "smsc-throttling", "receipts-before-resp",
+             "duplicate-receipts")
+#: ``smsc-throttling``: share of submit_sm the simulator answers ESME_RTHROTTLED (0x58).
+THROTTLE_RATIO = 0.3
+#: ``receipts-before-resp``: submit_sm_resp held this long, receipts sent at once.
+RESP_AFTER_RECEIPT_MS = 30.0
+#: Scenarios whose SMSC faults must not produce a second report for any message.
+ONE_REPORT = ("receipts-before-resp", "duplicate-receipts")
 Progress = Callable[[str], None]
 
 
@@ -216,9 +233,22 @@ def sender_caught_up(settings: Settings, timeout_s: float = 120.0) -> None:
         consumer.close()
 
 
-def sim_config(path: Path) -> dict[str, Any]:
+def sim_config(path: Path, scenario: str) -> dict[str, Any]:
     config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     config.update(count_duplicate_submits=True, stats_interval_s=0)
+    if scenario == "smsc-throttling":
+        profiles = config.setdefault("profiles", {})
+        profiles.setdefault(config.get("default_profile", "default"), {})
+        for profile in profiles.values():
+            profile["throttle_ratio"] = THROTTLE_RATIO
+    elif scenario == "receipts-before-resp":
+        profiles = config.setdefault("profiles", {})
+        profiles.setdefault(config.get("default_profile", "default"), {})
+        for profile in profiles.values():
+            profile.update(submit_latency_ms=RESP_AFTER_RECEIPT_MS, receipt_delay_ms=0,
+                           receipt_jitter=0)
+    elif scenario == "duplicate-receipts":
+        config.update(duplicate_receipt_ratio=1.0, duplicate_receipt_delay_ms=50)
     return config
 
 
@@ -226,7 +256,7 @@ def run_scenario(name: str, args: argparse.Namespace, broker: LocalBroker, max_w
                  progress: Progress) -> dict[str, Any]:
     requests = unique_destinations(make_traffic(args.messages, seed=args.messages))
     with (tempfile.TemporaryDirectory(prefix=f"smsflow-chaos-{name}-") as home,
-          SimulatorThread(sim_config(args.sim_config)) as sim):
+          SimulatorThread(sim_config(args.sim_config, name)) as sim):
         settings = isolated_settings(broker.address, Path(home), f"chaos-{name}", args.partitions)
         stack = prepared_stack(settings, platform_config=args.platform_config,
                                sim_config=args.sim_config, sim_port=sim.port, simulator=False)
@@ -245,6 +275,16 @@ def run_scenario(name: str, args: argparse.Namespace, broker: LocalBroker, max_w
             sender_caught_up(settings)
             stack.check_alive()
             after = sim.stats
+    if name == "smsc-throttling":
+        fault.detail["smsc_throttled"] = after.throttled - before.throttled
+        fault.injected_at_terminal = 0 if fault.detail["smsc_throttled"] else None  # all run
+    elif name == "receipts-before-resp":
+        fault.detail["receipts_sent"] = after.receipts_sent - before.receipts_sent
+        fault.injected_at_terminal = 0 if fault.detail["receipts_sent"] else None
+    elif name == "duplicate-receipts":
+        fault.detail["receipts_duplicated"] = (after.receipts_duplicated
+                                               - before.receipts_duplicated)
+        fault.injected_at_terminal = 0 if fault.detail["receipts_duplicated"] else None
     row: dict[str, Any] = {
         "scenario": name,
         "messages": result.messages,
@@ -305,7 +345,8 @@ def main() -> int:
             broker.stop()
     failed = [r["scenario"] for r in rows
               if r["lost"] or r["duplicate_submits"] > r["max_window"] or r["fault_error"]
-              or r["fault_at_terminal"] is None]
+              or r["fault_at_terminal"] is None
+              or (r["scenario"] in ONE_REPORT and r["duplicate_reports"])]
     result = {
         "scenarios": rows,
         "failed": failed,

@@ -75,6 +75,10 @@ class ProfileConfig(_Model):
     throttle_tps: float | None = Field(default=None, ge=0)
     #: Token bucket size (burst); defaults to ``throttle_tps`` (one second's worth, at least 1).
     throttle_burst: float | None = Field(default=None, gt=0)
+    #: Fraction of submit_sm answered ESME_RTHROTTLED regardless of rate (an SMSC that sheds
+    #: load): deterministic, every submit adds the fraction to a counter and one is refused
+    #: each time it passes 1 (0.3 refuses the 4th, 7th, 10th, ...). 0 disables it.
+    throttle_ratio: float = Field(default=0.0, ge=0, lt=1)
 
     @field_validator("prefixes")
     @classmethod
@@ -118,6 +122,10 @@ class SimulatorConfig(_Model):
     #: UDH included) in ``stats.duplicate_submits``: what the subscriber would get twice. For
     #: drills (bench/chaos.py) with one message per destination; it keeps a set of every part.
     count_duplicate_submits: bool = False
+    #: Share of receipts sent twice (the copy ``duplicate_receipt_delay_ms`` after the first,
+    #: same message id and text): an SMSC that repeats receipts. Deterministic (``Share``).
+    duplicate_receipt_ratio: float = Field(default=0.0, ge=0, le=1)
+    duplicate_receipt_delay_ms: float = Field(default=50.0, ge=0)
     #: Start in outage (same as calling ``set_outage(True)`` right after start).
     outage: bool = False
     #: Seconds between stats log lines of ``smsflow smsc-sim`` (0 disables them).

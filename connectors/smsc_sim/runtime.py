@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from connectors.smpp import codec as P
+from connectors.smsc_sim.shares import Share
 
 from .config import (
     AccountConfig,
@@ -68,6 +69,8 @@ class SimStats:
     submits: int = 0
     submits_ok: int = 0
     throttled: int = 0
+    #: Receipts scheduled a second time by ``duplicate_receipt_ratio``.
+    receipts_duplicated: int = 0
     submit_errors: int = 0
     receipts_not_requested: int = 0
     receipts_scheduled: int = 0
@@ -117,6 +120,7 @@ class _Profile:
         "latency_s",
         "name",
         "ratio",
+        "shed",
         "tokens",
         "total_weight",
         "tps",
@@ -127,6 +131,7 @@ class _Profile:
         self.tokens = 0.0
         self.last = now
         self.tps = 0.0
+        self.shed = Share(0.0)
         self.apply(cfg, now)
 
     def apply(self, cfg: ProfileConfig, now: float) -> None:
@@ -146,6 +151,8 @@ class _Profile:
         self.total_weight = cum
         self.tps = float(cfg.throttle_tps or 0.0)
         self.burst = float(cfg.throttle_burst or max(1.0, self.tps))
+        if self.shed.ratio != cfg.throttle_ratio:  # a reload keeps the count going
+            self.shed = Share(cfg.throttle_ratio)
         if self.tps != old_tps:
             self.tokens = self.burst
             self.last = now
@@ -161,6 +168,10 @@ class _Profile:
             return True
         self.tokens = tokens
         return False
+
+    def sheds(self) -> bool:
+        """``throttle_ratio``: True for that fraction of the calls, spread evenly."""
+        return self.shed.pick()
 
     def pick_failure(self, rnd: float) -> tuple[float, bytes, int, bytes]:
         x = rnd * self.total_weight

@@ -46,6 +46,7 @@ from connectors.smsc_sim.runtime import (
     log,
 )
 from connectors.smsc_sim.session import _Session
+from connectors.smsc_sim.shares import Share
 
 from .config import (
     ProfileConfig,
@@ -97,6 +98,8 @@ class SmscSimulator:
         self._receipt_text = self.config.receipt_format in ("text", "both")
         self._receipt_tlv = self.config.receipt_format in ("tlv", "both")
         self._window = self.config.receipt_window
+        self._twice = Share(self.config.duplicate_receipt_ratio)
+        self._twice_after_s = self.config.duplicate_receipt_delay_ms / 1000.0
         self._retry_s = self.config.receipt_retry_ms / 1000.0
         self._bind_resp_body = (
             self.config.system_id.encode("latin-1")
@@ -380,7 +383,7 @@ class SmscSimulator:
             append(_HEADER_PACK(16, P.SUBMIT_SM_RESP, P.Status.ESME_RINVCMDLEN, seq))
             return
         profile = self._route(dest)
-        if profile.tps and not profile.take(now):
+        if (profile.tps and not profile.take(now)) or (profile.shed and profile.sheds()):
             stats.throttled += 1
             resp = _HEADER_PACK(16, P.SUBMIT_SM_RESP, P.Status.ESME_RTHROTTLED, seq)
         else:
@@ -462,6 +465,10 @@ class SmscSimulator:
         params = (mid, dst_part, src_part, text, self._date(time.time()), failure)
         self._stats.receipts_scheduled += 1
         self._receipt_wheel.schedule(now + delay, _Receipt(account, None, params))
+        if self._twice and self._twice.pick():
+            self._stats.receipts_duplicated += 1
+            self._receipt_wheel.schedule(now + delay + self._twice_after_s,
+                                         _Receipt(account, None, params))
 
     def _build_receipt(self, params: tuple[Any, ...]) -> bytes:
         mid, dst_part, src_part, text, submit_date, failure = params

@@ -246,6 +246,21 @@ def test_throttling_above_tps(sim_factory: SimFactory, esme_factory: EsmeFactory
     assert sim.stats.throttled == throttled
 
 
+def test_throttle_ratio_refuses_that_share_of_submits(sim_factory: SimFactory,
+                                                      esme_factory: EsmeFactory) -> None:
+    sim = sim_factory(base_config(profiles={"default": {"throttle_ratio": 0.3}}))
+    esme = esme_factory(sim.port)
+    esme.bind("transmitter")
+    for _ in range(100):
+        esme.submit(registered_delivery=0)
+    esme.read_until(lambda: len(esme.resps) == 100)
+    statuses = [r.status for r in esme.resps]
+    assert statuses.count(P.Status.ESME_RTHROTTLED) == 30  # deterministic, not sampled
+    assert statuses[:4] == [0, 0, 0, P.Status.ESME_RTHROTTLED]
+    assert statuses.count(0) == 70
+    assert sim.stats.throttled == 30
+
+
 def test_throttle_is_per_profile(sim_factory: SimFactory, esme_factory: EsmeFactory) -> None:
     sim = sim_factory(base_config(profiles={
         "default": {},
@@ -486,6 +501,19 @@ def test_duplicate_submits_counted_per_destination_and_message(
     esme.read_until(lambda: len(esme.resps) == 4)
     stats = sim.wait_for(lambda s: s.submits_ok == 4)
     assert stats.duplicate_submits == 1
+
+
+def test_duplicate_receipt_ratio_sends_that_share_twice(sim_factory: SimFactory,
+                                                        esme_factory: EsmeFactory) -> None:
+    sim = sim_factory(base_config(duplicate_receipt_ratio=0.5, duplicate_receipt_delay_ms=5))
+    esme = esme_factory(sim.port)
+    esme.bind("transceiver")
+    for _ in range(4):
+        esme.submit(registered_delivery=1)
+    esme.read_until(lambda: len(esme.receipts) == 6)
+    ids = [r.receipted_message_id for r in esme.receipts]
+    assert len(set(ids)) == 4 and len(ids) == 6  # two of the four receipts came twice
+    assert sim.stats.receipts_duplicated == 2
 
 
 def test_negative_deliver_sm_resp_is_retried(sim_factory: SimFactory,
