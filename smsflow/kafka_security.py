@@ -113,3 +113,23 @@ def faust_credentials(sec: KafkaSecurity) -> CredentialsT | None:
     if sec.tls:
         return faust.SSLCredentials(ssl_context(sec))
     return None
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """Where a client connects and how: what every client builder takes, not a bare string."""
+
+    bootstrap: str
+    security: KafkaSecurity = KafkaSecurity()
+
+
+KafkaTarget = str | KafkaConnection
+"""A bare bootstrap string is a plaintext connection (dev tooling and tests)."""
+
+
+def kafka_connection(settings: Settings) -> KafkaConnection:
+    return KafkaConnection(settings.kafka_bootstrap, security_of(settings))
+
+
+def as_connection(target: KafkaTarget) -> KafkaConnection:
+    return KafkaConnection(target) if isinstance(target, str) else target
