@@ -22,10 +22,12 @@ from pydantic import SecretStr
 
 from pipeline.app import build_app
 from smsflow.devstack.broker import LocalBroker
-from smsflow.devstack.harness import free_port
+from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
+from smsflow.devstack.harness import free_port, isolated_settings, prepared_stack
 from smsflow.kafka_clients import aiokafka_config, client_config, producer_config
 from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
+from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 
 DEADLINE_S = 20.0
 
@@ -147,3 +149,21 @@ def test_a_wrong_password_is_refused_clearly_and_quickly(
     assert errors, "no error within the deadline"
     assert errors[0].code() == KafkaError._AUTHENTICATION
     assert "invalid credentials" in errors[0].str()
+
+
+@pytest.mark.slow
+def test_the_whole_pipeline_runs_over_sasl_ssl(broker: LocalBroker, tmp_path: Path) -> None:
+    """Simulator, faust worker (its agents consume over SASL_SSL) and sender as processes,
+    given only the security settings (stack_env passes them on): every message reported."""
+    base = isolated_settings(f"127.0.0.1:{broker.sasl_ssl_port}", tmp_path / "stack", "sasl")
+    secured = _settings(broker, tmp_path)
+    settings = base.model_copy(update={
+        name: getattr(secured, name) for name in Settings.model_fields
+        if name.startswith("kafka_") and name != "kafka_exporter_port"
+    })
+    with prepared_stack(settings, platform_config=PLATFORM_CONFIG, sim_config=SIM_CONFIG) as stack:
+        warm_up(settings, timeout_s=120)
+        result = run_flow(settings, make_traffic(200, seed=14), timeout_s=120)
+        stack.check_alive()
+    assert result.lost == 0, f"no terminal state for {result.missing[:5]}"
+    assert result.duplicates == 0
