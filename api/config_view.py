@@ -19,6 +19,7 @@ from smsflow.config.models import PlatformConfig, Tenant
 from smsflow.config.store import ConfigError, snapshot_from
 from smsflow.domain.numbering import NumberingPlan, build_numbering
 from smsflow.domain.route_engine import build_catalogue
+from smsflow.kafka_security import KafkaTarget
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def api_config(config: PlatformConfig, version: int) -> ApiConfig:
 
 
 class ConfigView:
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: KafkaTarget, topic: str) -> None:
         self.current = ApiConfig()
         self._latest: dict[str, ConfigRecord] = {}
         self._dirty = True

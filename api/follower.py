@@ -27,6 +27,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from smsflow.kafka_clients import client_config
+from smsflow.kafka_security import KafkaTarget
+
 log = logging.getLogger(__name__)
 
 Apply = Callable[[bytes, bytes | None], None]
@@ -50,7 +53,7 @@ def _by_key(apply: Apply | None) -> ApplyMessage:
 class TopicFollower:
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: KafkaTarget,
         topic: str | list[str],
         apply: Apply | None = None,
         *,
@@ -85,7 +88,7 @@ class TopicFollower:
     def _consumer(self) -> Consumer:
         return Consumer(
             {
-                "bootstrap.servers": self._bootstrap,
+                **client_config(self._bootstrap),
                 # Never joins: partitions are assigned by hand; the id only satisfies the client.
                 "group.id": f"smsflow-api-follower-{uuid.uuid4()}",
                 "enable.auto.commit": False,

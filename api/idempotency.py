@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from api.errors import ApiError
 from api.follower import TopicFollower
+from smsflow.kafka_security import KafkaTarget
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def fingerprint(route: str, payload: Any) -> str:
 
 
 class IdempotencyStore:
-    def __init__(self, bootstrap: str, topic: str, ttl_s: float) -> None:
+    def __init__(self, bootstrap: KafkaTarget, topic: str, ttl_s: float) -> None:
         self.topic = topic
         self._ttl_s = ttl_s
         self._answers: dict[str, StoredAnswer] = {}

@@ -28,6 +28,7 @@ from api.inbound import Cursor, InboundItem, Page, select
 from connectors.webhooks.payload import mo_document
 from schemas.codec import DecodeError
 from schemas.models import InboundMessage
+from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import INBOUND, topic_name
 
@@ -54,7 +55,7 @@ class InboundStore:
         self.undecodable = 0
         self._pruned_at = clock()
         self.follower = TopicFollower(
-            settings.kafka_bootstrap, topic_name(settings, INBOUND), apply_message=self._apply,
+            kafka_connection(settings), topic_name(settings, INBOUND), apply_message=self._apply,
             name="inbound", since_ms=lambda: int((self._clock() - self._window_s) * 1000),
             after_batch=self._maybe_prune,
         )

@@ -19,6 +19,7 @@ from connectors.producer import SmsProducer
 from schemas.models import SubmitRequest
 from smsflow.domain.errors import TransientError
 from smsflow.kafka_clients import producer_config
+from smsflow.kafka_security import KafkaTarget
 
 
 class DeliveryFailed(TransientError, RuntimeError):
@@ -72,7 +73,7 @@ class _Pump:
 
 
 class KafkaOut:
-    def __init__(self, bootstrap: str, submitted_topic: str, timeout_s: float) -> None:
+    def __init__(self, bootstrap: KafkaTarget, submitted_topic: str, timeout_s: float) -> None:
         timeout_ms = int(timeout_s * 1000)
         self.submitted = SmsProducer(
             bootstrap, submitted_topic, record_failures=False,

@@ -15,12 +15,13 @@ from pydantic import ValidationError
 from api.follower import TopicFollower
 from api.keys import ApiKeyRecord, PresentedKey, parse_key, verify
 from smsflow.kafka_clients import producer_config
+from smsflow.kafka_security import KafkaTarget
 
 log = logging.getLogger(__name__)
 
 
 class KeyTable:
-    def __init__(self, bootstrap: str, topic: str, pepper: bytes) -> None:
+    def __init__(self, bootstrap: KafkaTarget, topic: str, pepper: bytes) -> None:
         self._pepper = pepper
         self._records: dict[str, ApiKeyRecord] = {}
         self.follower = TopicFollower(bootstrap, topic, self._apply, name="api-keys")
@@ -50,8 +51,9 @@ class KeyTable:
         return sorted(self._records.values(), key=lambda r: (r.tenant_id, r.created_at))
 
 
-def write_key_record(bootstrap: str, topic: str, record: ApiKeyRecord, timeout_s: float = 30.0
-                     ) -> None:
+def write_key_record(
+    bootstrap: KafkaTarget, topic: str, record: ApiKeyRecord, timeout_s: float = 30.0
+) -> None:
     """Store ``record`` (acks=all) and return once Kafka has it; raises if it did not."""
     producer = Producer(producer_config(bootstrap))
     errors: list[str] = []

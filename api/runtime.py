@@ -22,6 +22,7 @@ from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from api.status_feed import StatusStore
 from schemas.models import SubmitRequest
+from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import API_IDEMPOTENCY, API_KEYS, CONFIG, SUBMITTED, topic_name
 
@@ -49,7 +50,7 @@ class ApiRuntime:
     def __init__(self, settings: Settings, api: ApiSettings, pepper: bytes) -> None:
         self.settings = settings
         self.api = api
-        bootstrap = settings.kafka_bootstrap
+        bootstrap = kafka_connection(settings)
         self.submitted_topic = topic_name(settings, SUBMITTED)
         self.idempotency_topic = topic_name(settings, API_IDEMPOTENCY)
         self.keys = KeyTable(bootstrap, topic_name(settings, API_KEYS), pepper)
@@ -83,7 +84,7 @@ class ApiRuntime:
         for follower in self._followers():
             follower.start()
         self._out = KafkaOut(
-            self.settings.kafka_bootstrap, self.submitted_topic, self.api.produce_timeout_s
+            kafka_connection(self.settings), self.submitted_topic, self.api.produce_timeout_s
         )
         # With a schema registry, the first encode registers/looks up the subject over HTTP
         # (blocking): do it now, off the loop, not in the first tenant's request.

@@ -29,6 +29,7 @@ from schemas.models import (
     SubmitRequest,
     SubmitStatus,
 )
+from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import DLR, REJECTED, ROUTED, SENT, SUBMITTED, topic_name
 
@@ -115,7 +116,7 @@ class StatusStore:
         self.undecodable = 0
         self._pruned_at = clock()
         self.follower = TopicFollower(
-            settings.kafka_bootstrap, list(self._decoders), apply_message=self._apply,
+            kafka_connection(settings), list(self._decoders), apply_message=self._apply,
             name="status", since_ms=self._start_ms, after_batch=self._maybe_prune,
         )
 

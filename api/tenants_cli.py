@@ -20,13 +20,14 @@ from smsflow.config import quarantine as quarantine_cli
 from smsflow.config.audit import record_audit
 from smsflow.config.kafka_io import read_config
 from smsflow.config.store import UnknownTenant
+from smsflow.kafka_security import KafkaTarget, kafka_connection
 from smsflow.settings import Settings, load_settings
 from smsflow.topics import API_KEYS, AUDIT, CONFIG, topic_name
 
 _READ_TIMEOUT_S = 30.0
 
 
-def read_key_records(bootstrap: str, topic: str) -> dict[str, ApiKeyRecord]:
+def read_key_records(bootstrap: KafkaTarget, topic: str) -> dict[str, ApiKeyRecord]:
     """Every key record on the topic (latest per key id), read once."""
     records: dict[str, ApiKeyRecord] = {}
 
@@ -56,12 +57,12 @@ def create_key(settings: Settings, pepper: bytes, tenant_id: str, label: str = "
                ) -> tuple[str, ApiKeyRecord]:
     """A new key for a configured tenant, its HMAC stored on ``sms.api-keys``; the key (shown
     once) and its record. ``smsflow tenants key create`` and ``smsflow demo`` both use it."""
-    config = read_config(settings.kafka_bootstrap, topic_name(settings, CONFIG))
+    config = read_config(kafka_connection(settings), topic_name(settings, CONFIG))
     if tenant_id not in {tenant.id for tenant in config.tenants}:
         raise UnknownTenant(tenant_id)
     key, record = new_key(tenant_id, pepper, now=time.time(), label=label)
-    write_key_record(settings.kafka_bootstrap, topic_name(settings, API_KEYS), record)
-    record_audit(settings.kafka_bootstrap, topic_name(settings, AUDIT), "API_KEY_CREATED",
+    write_key_record(kafka_connection(settings), topic_name(settings, API_KEYS), record)
+    record_audit(kafka_connection(settings), topic_name(settings, AUDIT), "API_KEY_CREATED",
                  tenant_id, reason=label, detail=f"key {record.key_id}")
     return key, record
 
@@ -91,7 +92,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     settings = load_settings()
-    records = read_key_records(settings.kafka_bootstrap, topic_name(settings, API_KEYS))
+    records = read_key_records(kafka_connection(settings), topic_name(settings, API_KEYS))
     shown = sorted(
         (r for r in records.values() if args.tenant in (None, r.tenant_id)),
         key=lambda r: (r.tenant_id, r.created_at),
@@ -107,7 +108,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_revoke(args: argparse.Namespace) -> int:
     settings = load_settings()
     topic = topic_name(settings, API_KEYS)
-    record = read_key_records(settings.kafka_bootstrap, topic).get(args.key_id)
+    record = read_key_records(kafka_connection(settings), topic).get(args.key_id)
     if record is None or record.tenant_id != args.tenant:
         print(f"error: tenant {args.tenant!r} has no key {args.key_id!r}", file=sys.stderr)
         return 2
@@ -115,10 +116,10 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
         print(f"key {args.key_id} was already revoked at {_when(record.revoked_at)}")
         return 0
     write_key_record(
-        settings.kafka_bootstrap, topic, revoked(record, now=time.time(), reason=args.reason)
+        kafka_connection(settings), topic, revoked(record, now=time.time(), reason=args.reason)
     )
     print(f"revoked key {args.key_id} of {args.tenant}")
-    record_audit(settings.kafka_bootstrap, topic_name(settings, AUDIT), "API_KEY_REVOKED",
+    record_audit(kafka_connection(settings), topic_name(settings, AUDIT), "API_KEY_REVOKED",
                  args.tenant, reason=args.reason, detail=f"key {args.key_id}")
     return 0
 

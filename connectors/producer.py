@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from schemas.models import MessageType, SubmitRequest
 from smsflow.kafka_clients import producer_config
+from smsflow.kafka_security import KafkaTarget
 
 DeliveryCallback = Callable[[str, KafkaError | None], None]
 
@@ -23,7 +24,7 @@ DeliveryCallback = Callable[[str, KafkaError | None], None]
 class SmsProducer:
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: KafkaTarget,
         topic: str,
         *,
         linger_ms: int = 5,

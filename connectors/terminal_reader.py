@@ -19,6 +19,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from schemas.codec import DecodeError
 from schemas.models import DeliveryReport, Rejection
 from schemas.retrying import decode_blocking
+from smsflow.kafka_clients import client_config
+from smsflow.kafka_security import KafkaTarget
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,11 @@ class Terminal:
 
 
 class TerminalReader:
-    def __init__(self, bootstrap: str, dlr_topic: str, rejected_topic: str) -> None:
+    def __init__(self, bootstrap: KafkaTarget, dlr_topic: str, rejected_topic: str) -> None:
         self._dlr_topic = dlr_topic
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **client_config(bootstrap),
                 # Required by the client; never joined (assign, below) and nothing committed.
                 "group.id": f"smsflow-terminal-reader-{uuid.uuid4()}",
                 "enable.auto.commit": False,

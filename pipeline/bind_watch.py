@@ -24,6 +24,7 @@ from pipeline.decoding import decode_or_log
 from pipeline.topic_follower import Batch, TopicFollower
 from schemas.models import SmscBindStatus
 from smsflow.domain.tracking.binds import BindReport, Board, after_grace, apply_report, smsc_bound
+from smsflow.kafka_security import KafkaTarget
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ BindListener = Callable[[str], Awaitable[None]]
 class BindWatcher(TopicFollower):
     max_records = 1000
 
-    def __init__(self, bootstrap: str, topic: str, *, grace_s: float = 0.0,
+    def __init__(self, bootstrap: KafkaTarget, topic: str, *, grace_s: float = 0.0,
                  **kwargs: Any) -> None:
         super().__init__("bind-state watcher", bootstrap, **kwargs)
         self._topic = topic

@@ -27,6 +27,7 @@ from schemas.models import ConfigRecord
 from smsflow.config.models import PlatformConfig, Tenant
 from smsflow.config.store import ConfigError, snapshot_from
 from smsflow.domain import route_engine
+from smsflow.kafka_security import KafkaTarget
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class ConfigWatcher(TopicFollower):
     """Folds ``sms.config`` into :class:`Snapshot` values (a :class:`TopicFollower`: restarted
     after any failure, replaying the topic from the start)."""
 
-    def __init__(self, bootstrap: str, topic: str, **kwargs: Any) -> None:
+    def __init__(self, bootstrap: KafkaTarget, topic: str, **kwargs: Any) -> None:
         super().__init__("configuration watcher", bootstrap, **kwargs)
         self._topic = topic
         self._end = 0

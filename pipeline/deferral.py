@@ -27,6 +27,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from pipeline.topic_follower import Batch, TopicFollower
+from smsflow.kafka_security import KafkaTarget
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class DeferredReleaser(TopicFollower):
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: KafkaTarget,
         topic: str,
         group_id: str,
         send_back: SendBack,

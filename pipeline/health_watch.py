@@ -19,6 +19,7 @@ from pipeline.topic_follower import Batch, TopicFollower
 from schemas.models import RouteHealth
 from smsflow.domain import route_engine
 from smsflow.domain.route_state import RouteState
+from smsflow.kafka_security import KafkaTarget
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class HealthWatcher(TopicFollower):
 
     max_records = 1000
 
-    def __init__(self, bootstrap: str, topic: str, watcher: ConfigWatcher,
+    def __init__(self, bootstrap: KafkaTarget, topic: str, watcher: ConfigWatcher,
                  **kwargs: Any) -> None:
         super().__init__("route-health watcher", bootstrap, **kwargs)
         self._topic = topic

@@ -38,6 +38,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from smsflow.kafka_clients import producer_config
+from smsflow.kafka_security import KafkaTarget
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ _FULL_QUEUE_WAIT_S = 0.005
 class OutputProducer:
     """One per worker process: see the module docstring."""
 
-    def __init__(self, bootstrap: str, **overrides: Any) -> None:
+    def __init__(self, bootstrap: KafkaTarget, **overrides: Any) -> None:
         self._config = producer_config(
             bootstrap,
             **{

@@ -11,6 +11,7 @@ from mode.utils.logging import level_number
 from pipeline.app import Worker
 from pipeline.health_watch import HealthWatcher
 from schemas.wire import prime
+from smsflow.kafka_security import kafka_connection
 from smsflow.topics import AVRO_TOPICS, ROUTE_HEALTH
 
 __all__ = ["register"]
@@ -18,7 +19,7 @@ __all__ = ["register"]
 
 def register(worker: Worker) -> None:
     app, settings, config_watcher = worker.app, worker.settings, worker.config_watcher
-    health_watcher = HealthWatcher(settings.kafka_bootstrap, worker.name(ROUTE_HEALTH),
+    health_watcher = HealthWatcher(kafka_connection(settings), worker.name(ROUTE_HEALTH),
                                    config_watcher)
 
     @app.task

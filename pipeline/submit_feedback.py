@@ -28,6 +28,7 @@ from schemas.models import SubmitOutcome
 from schemas.summaries import SentSummary, parse_sent_summary
 from smsflow.domain.limits import SubmitSample
 from smsflow.domain.smpp_status import StatusCategory
+from smsflow.kafka_security import KafkaTarget
 
 __all__ = ["SubmitFeedback", "sample_of"]
 
@@ -65,7 +66,7 @@ class SubmitFeedback(TopicFollower):
 
     max_records = 2000
 
-    def __init__(self, bootstrap: str, topic: str, target: ScheduledStage[Any],
+    def __init__(self, bootstrap: KafkaTarget, topic: str, target: ScheduledStage[Any],
                  **kwargs: Any) -> None:
         super().__init__(f"{target.name} feedback", bootstrap, auto_offset_reset="latest",
                          **kwargs)

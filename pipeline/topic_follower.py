@@ -27,6 +27,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from pipeline.restarting import keep_running
+from smsflow.kafka_clients import aiokafka_config
+from smsflow.kafka_security import KafkaTarget
 
 __all__ = ["Batch", "ConsumerFactory", "TopicFollower"]
 
@@ -47,7 +49,7 @@ class TopicFollower(ABC):
     def __init__(
         self,
         name: str,
-        bootstrap: str,
+        bootstrap: KafkaTarget,
         *,
         group_id: str | None = None,
         auto_offset_reset: str = "earliest",
@@ -71,10 +73,10 @@ class TopicFollower(ABC):
 
     async def follow_once(self) -> None:
         """One consumer's life: start, position, fetch batches until something fails."""
-        consumer = self._consumer_factory(
-            bootstrap_servers=self._bootstrap, group_id=self._group_id,
+        consumer = self._consumer_factory(**aiokafka_config(
+            self._bootstrap, group_id=self._group_id,
             enable_auto_commit=False, auto_offset_reset=self._auto_offset_reset,
-        )
+        ))
         await consumer.start()
         try:
             await self.start_reading(consumer)

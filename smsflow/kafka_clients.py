@@ -1,4 +1,7 @@
-"""Settings every confluent-kafka producer of ours shares.
+"""Settings every confluent-kafka / aiokafka client of ours shares.
+
+Every client takes a ``KafkaConnection`` (bootstrap + TLS/SASL from settings,
+smsflow/kafka_security.py) through these builders, so security reaches all of them.
 
 ``murmur2_random`` is the partitioner of the Java client, aiokafka and faust. librdkafka's
 default (``consistent_random``, CRC32) puts the same key on a different partition, which would
@@ -10,12 +13,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from smsflow.kafka_security import (
+    KafkaTarget,
+    aiokafka_security,
+    as_connection,
+    confluent_security,
+)
 
-def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+
+def client_config(target: KafkaTarget, **overrides: Any) -> dict[str, Any]:
+    """A confluent-kafka consumer's or admin client's configuration."""
+    conn = as_connection(target)
     return {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "partitioner": "murmur2_random",
+        "bootstrap.servers": conn.bootstrap,
+        **confluent_security(conn.security),
+        **overrides,
+    }
+
+
+def producer_config(target: KafkaTarget, **overrides: Any) -> dict[str, Any]:
+    return client_config(
+        target,
+        **{
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            **overrides,
+        },
+    )
+
+
+def aiokafka_config(target: KafkaTarget, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments of an aiokafka client: bootstrap servers and security."""
+    conn = as_connection(target)
+    return {
+        "bootstrap_servers": conn.bootstrap,
+        **aiokafka_security(conn.security),
         **overrides,
     }

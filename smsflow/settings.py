@@ -6,8 +6,15 @@ One frozen tree passed down to whatever needs it; nothing below reads the enviro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Self
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from smsflow.config.secrets import SecretRef
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
 
 class Settings(BaseSettings):
@@ -15,6 +22,22 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     """Kafka bootstrap servers. Point it at an existing cluster to skip the local broker."""
+
+    # Client security for an existing cluster (docs/configuration.md#kafka-security); every
+    # Kafka client the project creates takes it from smsflow/kafka_security.py.
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretRef | None = None
+    """A secret reference (``env:NAME``, ``file:/path``) or, with a warning, a literal."""
+
+    kafka_ssl_ca_file: Path | None = None
+    """CA bundle that signed the brokers' certificates; unset: the system's trust store."""
+
+    kafka_ssl_cert_file: Path | None = None
+    """Client certificate (PEM) for mutual TLS; needs ``kafka_ssl_key_file``."""
+
+    kafka_ssl_key_file: Path | None = None
 
     topic_prefix: str = ""
     """Prepended to every topic name (lets tests and several environments share a cluster)."""
@@ -110,6 +133,33 @@ class Settings(BaseSettings):
 
     dlr_done_ttl_s: float = 3_600.0
     """A completed part or message is remembered this long so duplicates are dropped."""
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Self:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and (not self.kafka_sasl_username or self.kafka_sasl_password is None):
+            raise ValueError(
+                f"SMSFLOW_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "SMSFLOW_KAFKA_SASL_USERNAME and SMSFLOW_KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password is not None):
+            raise ValueError(
+                "SMSFLOW_KAFKA_SASL_USERNAME/PASSWORD are set but "
+                f"SMSFLOW_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} does not use "
+                "SASL: set it to SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError(
+                "SMSFLOW_KAFKA_SSL_CERT_FILE and SMSFLOW_KAFKA_SSL_KEY_FILE go together (mTLS)"
+            )
+        tls = self.kafka_security_protocol in ("SSL", "SASL_SSL")
+        tls_files = (self.kafka_ssl_ca_file, self.kafka_ssl_cert_file)
+        if not tls and any(f is not None for f in tls_files):
+            raise ValueError(
+                "SMSFLOW_KAFKA_SSL_* files are set but "
+                f"SMSFLOW_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} does not use TLS"
+            )
+        return self
 
 
 def load_settings() -> Settings:

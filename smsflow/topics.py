@@ -17,6 +17,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
 from smsflow.domain.errors import PermanentError
+from smsflow.kafka_clients import client_config
+from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings, load_settings
 
 DAY_MS = 86_400_000
@@ -177,7 +179,7 @@ def topic_name(settings: Settings, name: str) -> str:
 
 
 def _admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    return AdminClient({**client_config(kafka_connection(settings))})
 
 
 def apply_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:

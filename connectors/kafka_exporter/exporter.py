@@ -31,6 +31,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from connectors.kafka_exporter.lag import PartitionLag, partition_lag
+from smsflow.kafka_clients import client_config
+from smsflow.kafka_security import KafkaTarget
 
 __all__ = ["GroupLag", "KafkaLagCollector", "default_groups"]
 
@@ -50,11 +52,13 @@ class GroupLag:
 
 
 class KafkaLagCollector(Collector):
-    def __init__(self, bootstrap: str, groups: Sequence[str], timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, bootstrap: KafkaTarget, groups: Sequence[str], timeout_s: float = 5.0
+    ) -> None:
         self._groups = list(groups)
         self._timeout_s = timeout_s
         self._bootstrap = bootstrap
-        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._admin = AdminClient({**client_config(bootstrap)})
 
     # ------------------------------------------------------------------ reading Kafka
 
@@ -102,7 +106,7 @@ class KafkaLagCollector(Collector):
         if not heads:
             return {}
         consumer = Consumer({
-            "bootstrap.servers": self._bootstrap, "group.id": "smsflow-kafka-exporter",
+            **client_config(self._bootstrap), "group.id": "smsflow-kafka-exporter",
             "enable.auto.commit": False, "enable.partition.eof": False,
             "fetch.max.bytes": 1_048_576, "max.partition.fetch.bytes": 65_536,
         })

@@ -35,6 +35,9 @@ from typing import Final, Protocol
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
+from smsflow.kafka_clients import client_config
+from smsflow.kafka_security import KafkaTarget
+
 __all__ = ["SESSION_TIMEOUT_MS", "SLOT_TOPIC_PREFIX", "BindSlots", "SlotListener"]
 
 log = logging.getLogger("smsflow.sender.bind_slots")
@@ -59,7 +62,7 @@ class BindSlots:
     """The slot leases of one sender process (a consumer in the slot group, polled by its
     own thread, which is also where the listener's callbacks run)."""
 
-    def __init__(self, bootstrap: str, group_id: str, topic_prefix: str,
+    def __init__(self, bootstrap: KafkaTarget, group_id: str, topic_prefix: str,
                  listener: SlotListener, *, replication_factor: int = 1,
                  session_timeout_ms: int = SESSION_TIMEOUT_MS) -> None:
         self._bootstrap = bootstrap
@@ -67,7 +70,7 @@ class BindSlots:
         self._listener = listener
         self._replication_factor = replication_factor
         self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
+            **client_config(bootstrap),
             "group.id": group_id,
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": session_timeout_ms,
@@ -145,7 +148,7 @@ class BindSlots:
     # ------------------------------------------------------------------ topics
 
     def _ensure_topics(self, allowances: Mapping[str, int]) -> None:
-        admin = AdminClient({"bootstrap.servers": self._bootstrap})
+        admin = AdminClient({**client_config(self._bootstrap)})
         existing = admin.list_topics(timeout=_ADMIN_TIMEOUT_S).topics
         create = [
             NewTopic(self.topic(smsc_id), num_partitions=allowed,

@@ -23,6 +23,7 @@ from connectors.smpp.client import SmppClient
 from connectors.smpp.models import SmppClientConfig
 from smsflow.config.models import SMPP_PASSWORD_MAX, Smsc
 from smsflow.config.secrets import resolve
+from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import SMSC_BINDS, topic_name
 
@@ -46,10 +47,10 @@ class SmscConnections:
         self._directory: BindDirectory | None = None
         if settings.sender_bind_leases:
             self._slots = BindSlots(
-                settings.kafka_bootstrap, f"{settings.app_id}-bind-slots", settings.topic_prefix,
+                kafka_connection(settings), f"{settings.app_id}-bind-slots", settings.topic_prefix,
                 self, replication_factor=settings.replication_factor)
             self._directory = BindDirectory(
-                settings.kafka_bootstrap, topic_name(settings, SMSC_BINDS), instance,
+                kafka_connection(settings), topic_name(settings, SMSC_BINDS), instance,
                 f"{settings.app_id}-bind-directory-{instance}")
 
     @property

@@ -20,17 +20,19 @@ from connectors.sender.ledger import (
     decide,
     part_key,
 )
+from smsflow.kafka_clients import client_config
+from smsflow.kafka_security import KafkaTarget
 
 log = logging.getLogger(__name__)
 
 
 def read_partition(
-    bootstrap: str, topic: str, partition: int, since_ms: int, *, timeout_s: float = 30.0
+    bootstrap: KafkaTarget, topic: str, partition: int, since_ms: int, *, timeout_s: float = 30.0
 ) -> Iterator[tuple[str, LedgerEntry]]:
     """Every entry of ``topic``/``partition`` written since ``since_ms``, up to its end now.
     An unreadable record is logged and skipped: the ledger only ever *saves* resubmissions."""
     consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"smsflow-ledger-{uuid.uuid4()}",
+        **client_config(bootstrap), "group.id": f"smsflow-ledger-{uuid.uuid4()}",
         "enable.auto.commit": False, "enable.partition.eof": True,
     })
     try:
@@ -106,7 +108,9 @@ class SubmitLedger:
     """The sender's ledger state (thread-safe): entries of its partitions, parts in flight in
     this process, and the Kafka writes and reads (see connectors/sender/ledger.py)."""
 
-    def __init__(self, bootstrap: str, topic: str, produce: Produce, horizon_ms: int) -> None:
+    def __init__(
+        self, bootstrap: KafkaTarget, topic: str, produce: Produce, horizon_ms: int
+    ) -> None:
         self._bootstrap = bootstrap
         self.topic = topic
         self._produce = produce

@@ -29,6 +29,8 @@ from schemas.codec import DecodeError
 from schemas.models import SmscBindStatus
 from schemas.retrying import decode_blocking
 from smsflow.domain.tracking.binds import BindReport, Board, apply_report, holder_partitions
+from smsflow.kafka_clients import client_config
+from smsflow.kafka_security import KafkaTarget
 
 __all__ = ["RELAYED_HEADER", "BindDirectory", "pick_partition"]
 
@@ -46,11 +48,11 @@ def pick_partition(partitions: Sequence[int], message_id: str) -> int:
 
 
 class BindDirectory:
-    def __init__(self, bootstrap: str, topic: str, instance: str, group_id: str) -> None:
+    def __init__(self, bootstrap: KafkaTarget, topic: str, instance: str, group_id: str) -> None:
         self.instance = instance
         self._topic = topic
         self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
+            **client_config(bootstrap),
             "group.id": group_id,  # required by the client; assigned, nothing is committed
             "enable.auto.commit": False,
         })

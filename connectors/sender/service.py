@@ -70,7 +70,8 @@ from smsflow.domain import route_engine
 from smsflow.domain.encoding import SegmentPlan, plan_segments
 from smsflow.domain.receipts import IdFormat, ReceiptError, normalize_message_id
 from smsflow.domain.smpp_status import StatusCategory, status_name
-from smsflow.kafka_clients import producer_config
+from smsflow.kafka_clients import client_config, producer_config
+from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import (
     CONFIG,
@@ -170,7 +171,7 @@ class SenderService:
         self._rejected = topic_name(settings, REJECTED)
         self._consumer = Consumer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
+                **client_config(kafka_connection(settings)),
                 "group.id": group_id or f"{settings.app_id}-sender",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -182,7 +183,7 @@ class SenderService:
             }
         )
         self._producer = Producer(
-            producer_config(settings.kafka_bootstrap, **{"linger.ms": 5})
+            producer_config(kafka_connection(settings), **{"linger.ms": 5})
         )
         self._smscs: dict[str, Smsc] = {smsc.id: smsc for smsc in config.smscs}
         self._instance = instance_name()
@@ -206,7 +207,7 @@ class SenderService:
             route_engine.build_catalogue(config), {}, time.time()
         )
         self._routed_topic = topic_name(settings, ROUTED)
-        self._ledger = SubmitLedger(settings.kafka_bootstrap, topic_name(settings, SENDER_LEDGER),
+        self._ledger = SubmitLedger(kafka_connection(settings), topic_name(settings, SENDER_LEDGER),
                                     self._produce, LEDGER_HORIZON_MS)
         self._last_bound: dict[str, float] = {}
         self._poller_stop = threading.Event()
@@ -233,7 +234,7 @@ class SenderService:
         if time.monotonic() - self._config_read_at < CONFIG_REFRESH_MIN_S:
             return
         self._config_read_at = time.monotonic()
-        config = read_config(self._settings.kafka_bootstrap, topic_name(self._settings, CONFIG))
+        config = read_config(kafka_connection(self._settings), topic_name(self._settings, CONFIG))
         self._inbound = InboundClassifier(config)
         self._engine = route_engine.with_config(
             self._engine, route_engine.build_catalogue(config), time.time()

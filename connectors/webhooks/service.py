@@ -61,7 +61,8 @@ from schemas.retrying import decode
 from smsflow.config.kafka_io import read_config
 from smsflow.config.models import WEBHOOK_SECRET_MIN, PlatformConfig, Webhook
 from smsflow.config.secrets import SecretResolutionError, resolve
-from smsflow.kafka_clients import producer_config
+from smsflow.kafka_clients import client_config, producer_config
+from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, DLR, INBOUND, REJECTED, topic_name
 
@@ -106,13 +107,13 @@ class WebhookService:
         self._config_topic = topic_name(settings, CONFIG)
         self.group_id = self._options.group_id or f"{settings.app_id}-webhooks"
         self._consumer = Consumer({
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(kafka_connection(settings)),
             "group.id": self.group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 10_000,
         })
-        self._producer = Producer(producer_config(settings.kafka_bootstrap, **{"linger.ms": 5}))
+        self._producer = Producer(producer_config(kafka_connection(settings), **{"linger.ms": 5}))
         self._set_config(config)
         self.stats_by_kind: dict[Kind, Stats] = {kind: Stats() for kind in KINDS}
         # Per topic: offsets and pauses are per partition of one topic.
@@ -218,7 +219,7 @@ class WebhookService:
         while not await self._sleep_or_stop(self._options.config_refresh_s):
             try:
                 config = await asyncio.to_thread(
-                    read_config, self._settings.kafka_bootstrap, self._config_topic
+                    read_config, kafka_connection(self._settings), self._config_topic
                 )
             except Exception as exc:  # an unreadable topic must not stop deliveries
                 log.warning("keeping the previous configuration: %s", exc)

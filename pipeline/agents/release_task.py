@@ -17,6 +17,7 @@ from pipeline import rejections
 from pipeline.app import Worker
 from pipeline.deferral import DeferredReleaser
 from schemas.models import Rejection
+from smsflow.kafka_security import kafka_connection
 from smsflow.topics import REJECTED
 
 #: ``refuse(record)``: ``(reason_code, detail, message_id)`` when the due record is to be
@@ -56,7 +57,7 @@ def register_releaser(
             key=record.key, value=rejection.to_avro(rejected_out.name)))
 
     releaser = DeferredReleaser(
-        settings.kafka_bootstrap,
+        kafka_connection(settings),
         worker.name(parked),
         f"{settings.app_id}-{group_suffix}",
         send_back,

@@ -34,6 +34,7 @@ from schemas.models import RoutedMessage
 from smsflow.config.models import Tier
 from smsflow.domain.limits import Released, SchedulerConfig, TierPolicy, throttle_config
 from smsflow.domain.limits.hierarchy import tier_policy
+from smsflow.kafka_security import kafka_connection
 from smsflow.topics import REJECTED, ROUTED, SENT, THROTTLED
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def register(worker: Worker, park: Park) -> ScheduledStage[RoutedMessage]:
         total_partitions=settings.partitions,
     )
     worker.stages.append(stage)
-    feedback = SubmitFeedback(settings.kafka_bootstrap, worker.name(SENT), stage)
+    feedback = SubmitFeedback(kafka_connection(settings), worker.name(SENT), stage)
 
     @app.agent(worker.topic(ROUTED))
     async def throttle(stream: faust.StreamT[bytes]) -> None:

@@ -39,6 +39,7 @@ from smsflow.domain.capacity import (
     plan_capacity,
 )
 from smsflow.domain.capacity.patterns import SECONDS_PER_HOUR, WEEKDAYS, Share
+from smsflow.kafka_security import kafka_connection
 from smsflow.settings import load_settings
 from smsflow.topics import DLR, topic_name
 
@@ -201,7 +202,7 @@ def _load_inputs(args: argparse.Namespace) -> tuple[VolumePatterns, list[Any], i
             write_history_csv(args.save_history, counts)
     else:
         topic = args.topic or topic_name(settings, DLR)
-        counts = read_history_from_topic(settings.kafka_bootstrap, topic)
+        counts = read_history_from_topic(kafka_connection(settings), topic)
         if args.save_history:
             write_history_csv(args.save_history, counts)
     return analyse(counts, events), events, settings.partitions

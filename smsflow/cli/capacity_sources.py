@@ -26,6 +26,8 @@ from schemas.retrying import decode_blocking
 from smsflow.config.models import PlatformConfig
 from smsflow.domain.capacity import HistoryError, HourlyCount, KnownEvent, floor_hour
 from smsflow.domain.capacity.plan import RouteLink, SmscLink
+from smsflow.kafka_clients import client_config
+from smsflow.kafka_security import KafkaTarget
 
 HISTORY_COLUMNS = ("hour", "tenant_id", "operator_id", "messages", "parts")
 EVENT_COLUMNS = ("name", "start", "end")
@@ -118,10 +120,10 @@ def _count(report: DeliveryReport, into: dict[tuple[datetime, str, str], list[in
     cell[1] += report.parts
 
 
-def read_history_from_topic(bootstrap: str, topic: str) -> list[HourlyCount]:
+def read_history_from_topic(bootstrap: KafkaTarget, topic: str) -> list[HourlyCount]:
     """Hourly counts of every delivery report on ``topic`` up to its end when the read began."""
     consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         # Required by the client; never joined (assign) and never committed.
         "group.id": f"smsflow-capacity-{uuid.uuid4()}",
         "enable.auto.commit": False,

@@ -22,15 +22,17 @@ from confluent_kafka import Consumer, KafkaError
 from schemas.codec import DecodeError
 from schemas.models import DeliveryReport
 from schemas.retrying import decode_blocking
+from smsflow.kafka_clients import client_config
+from smsflow.kafka_security import KafkaTarget, kafka_connection
 from smsflow.settings import load_settings
 from smsflow.topics import DLR, topic_name
 
 COLUMNS: tuple[str, ...] = tuple(DeliveryReport.model_fields)
 
 
-def _consumer(bootstrap: str, *, from_beginning: bool) -> Consumer:
+def _consumer(bootstrap: KafkaTarget, *, from_beginning: bool) -> Consumer:
     return Consumer({
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "group.id": f"smsflow-dlr-cli-{uuid.uuid4()}",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest" if from_beginning else "latest",
@@ -39,7 +41,8 @@ def _consumer(bootstrap: str, *, from_beginning: bool) -> Consumer:
 
 
 def read_reports(
-    bootstrap: str, topic: str, *, follow: bool, from_beginning: bool, tenant: str | None = None,
+    bootstrap: KafkaTarget, topic: str, *, follow: bool, from_beginning: bool,
+    tenant: str | None = None,
     idle_timeout_s: float = 10.0,
 ) -> Iterator[DeliveryReport]:
     """Reports in partition order. Without ``follow``, stop once every partition hit its end."""
@@ -96,7 +99,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
         for report in read_reports(
-            settings.kafka_bootstrap, topic_name(settings, DLR), follow=not args.no_follow,
+            kafka_connection(settings), topic_name(settings, DLR), follow=not args.no_follow,
             from_beginning=args.from_beginning, tenant=args.tenant,
         ):
             print(_line(report), flush=True)
@@ -124,7 +127,7 @@ def export(reports: Iterator[DeliveryReport], out: Path, fmt: str) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     settings = load_settings()
     reports = read_reports(
-        settings.kafka_bootstrap, topic_name(settings, DLR), follow=False, from_beginning=True,
+        kafka_connection(settings), topic_name(settings, DLR), follow=False, from_beginning=True,
         tenant=args.tenant,
     )
     count = export(reports, args.output, args.format)

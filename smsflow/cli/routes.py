@@ -36,6 +36,7 @@ from smsflow.domain.route_engine import (
     explain,
 )
 from smsflow.domain.route_state import RouteState
+from smsflow.kafka_security import kafka_connection
 
 DEFAULT_CONFIG = Path("config/platform.yaml")
 
@@ -75,7 +76,7 @@ def _load_config(args: argparse.Namespace) -> PlatformConfig:
         from smsflow.topics import CONFIG, topic_name
 
         settings = load_settings()
-        return read_config(settings.kafka_bootstrap, topic_name(settings, CONFIG))
+        return read_config(kafka_connection(settings), topic_name(settings, CONFIG))
     return load_yaml(args.config or DEFAULT_CONFIG)
 
 

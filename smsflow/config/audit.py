@@ -20,6 +20,7 @@ from schemas.models import AuditEvent
 from schemas.retrying import decode_blocking
 from smsflow.config.kafka_io import read_records
 from smsflow.kafka_clients import producer_config
+from smsflow.kafka_security import KafkaTarget
 
 __all__ = ["ACTOR_ENV", "actor", "audit_trail", "record_audit"]
 
@@ -31,8 +32,10 @@ def actor() -> str:
     return os.environ.get(ACTOR_ENV) or getpass.getuser()
 
 
-def record_audit(bootstrap: str, topic: str, action: str, tenant_id: str, *, reason: str = "",
-                 detail: str = "", at: datetime | None = None) -> AuditEvent:
+def record_audit(
+    bootstrap: KafkaTarget, topic: str, action: str, tenant_id: str, *, reason: str = "",
+    detail: str = "", at: datetime | None = None,
+) -> AuditEvent:
     """Store one event (acks=all); raises when Kafka did not acknowledge it."""
     event = AuditEvent(audit_id=str(uuid.uuid4()), action=action, tenant_id=tenant_id,
                        actor=actor(), reason=reason, detail=detail,
@@ -44,7 +47,9 @@ def record_audit(bootstrap: str, topic: str, action: str, tenant_id: str, *, rea
     return event
 
 
-def audit_trail(bootstrap: str, topic: str, tenant_id: str | None = None) -> list[AuditEvent]:
+def audit_trail(
+    bootstrap: KafkaTarget, topic: str, tenant_id: str | None = None
+) -> list[AuditEvent]:
     """Every event on the topic (one tenant's, when given), oldest first."""
     events = [decode_blocking(AuditEvent, value) for key, value in read_records(bootstrap, topic)
               if value is not None and (tenant_id is None or key == tenant_id.encode())]

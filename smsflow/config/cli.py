@@ -10,6 +10,7 @@ from typing import Any
 from smsflow.config.kafka_io import apply_config, read_config
 from smsflow.config.models import PlatformConfig
 from smsflow.config.store import ConfigError, load_yaml
+from smsflow.kafka_security import kafka_connection
 from smsflow.settings import load_settings
 from smsflow.topics import CONFIG, topic_name
 
@@ -46,14 +47,14 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         print(exc)
         return 2
     _warn_literal_secrets(config)
-    for line in apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), config):
+    for line in apply_config(kafka_connection(settings), topic_name(settings, CONFIG), config):
         print(line)
     return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     settings = load_settings()
-    config = read_config(settings.kafka_bootstrap, topic_name(settings, CONFIG))
+    config = read_config(kafka_connection(settings), topic_name(settings, CONFIG))
     # Secrets print as their references; a literal one is masked.
     print(config.model_dump_json(indent=2))
     return 0

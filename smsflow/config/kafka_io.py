@@ -20,15 +20,16 @@ from schemas.models import ConfigRecord
 from schemas.retrying import decode_blocking
 from smsflow.config.models import PlatformConfig
 from smsflow.config.store import fold, now_utc, to_records
-from smsflow.kafka_clients import producer_config
+from smsflow.kafka_clients import client_config, producer_config
+from smsflow.kafka_security import KafkaTarget
 
 
-def read_records(bootstrap: str, topic: str, *, timeout_s: float = 30.0
+def read_records(bootstrap: KafkaTarget, topic: str, *, timeout_s: float = 30.0
                  ) -> list[tuple[bytes | None, bytes | None]]:
     """Every ``(key, value)`` of a single-partition topic now, in offset order."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **client_config(bootstrap),
             "group.id": f"smsflow-config-reader-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
@@ -57,7 +58,7 @@ def read_records(bootstrap: str, topic: str, *, timeout_s: float = 30.0
 
 
 def read_config_records(
-    bootstrap: str, topic: str, *, timeout_s: float = 30.0
+    bootstrap: KafkaTarget, topic: str, *, timeout_s: float = 30.0
 ) -> list[tuple[str, ConfigRecord | None]]:
     """Every record of the (single-partition) config topic, in offset order."""
     records: list[tuple[str, ConfigRecord | None]] = []
@@ -104,11 +105,11 @@ def _decode_or_drop(key: str, value: bytes | None, position: int) -> ConfigRecor
         return None
 
 
-def read_config(bootstrap: str, topic: str) -> PlatformConfig:
+def read_config(bootstrap: KafkaTarget, topic: str) -> PlatformConfig:
     return fold(read_config_records(bootstrap, topic))
 
 
-def apply_config(bootstrap: str, topic: str, config: PlatformConfig) -> list[str]:
+def apply_config(bootstrap: KafkaTarget, topic: str, config: PlatformConfig) -> list[str]:
     """Make the topic hold exactly ``config``: write changed objects, tombstone removed ones."""
     current = dict(read_config_records(bootstrap, topic))
     live = {key: record for key, record in current.items() if record is not None}

@@ -24,6 +24,7 @@ from smsflow.config.audit import actor, audit_trail, record_audit
 from smsflow.config.kafka_io import apply_config, read_config
 from smsflow.config.models import PlatformConfig
 from smsflow.config.store import UnknownTenant
+from smsflow.kafka_security import KafkaTarget, kafka_connection
 from smsflow.settings import load_settings
 from smsflow.topics import AUDIT, CONFIG, topic_name
 
@@ -46,7 +47,7 @@ def with_quarantine(config: PlatformConfig, tenant_id: str, quarantined: bool,
     return config.model_copy(update={"tenants": tenants})
 
 
-def set_quarantine(bootstrap: str, topic: str, tenant_id: str, quarantined: bool,
+def set_quarantine(bootstrap: KafkaTarget, topic: str, tenant_id: str, quarantined: bool,
                    reject_held_before: datetime | None = None) -> bool:
     """Write the flag to ``sms.config``; False when it was already so (nothing written)."""
     config = read_config(bootstrap, topic)
@@ -63,7 +64,7 @@ def _run(args: argparse.Namespace, quarantined: bool) -> int:
     now = datetime.now(UTC)
     reject_held = not quarantined and args.reject_held
     try:
-        written = set_quarantine(settings.kafka_bootstrap, topic_name(settings, CONFIG),
+        written = set_quarantine(kafka_connection(settings), topic_name(settings, CONFIG),
                                  args.tenant, quarantined, now if reject_held else None)
     except UnknownTenant:
         print(f"error: tenant {args.tenant!r} is not configured (smsflow config show)",
@@ -78,7 +79,7 @@ def _run(args: argparse.Namespace, quarantined: bool) -> int:
                 args.reason or "(no reason given)")
     print(f"tenant {args.tenant} {verb} at {when} by {actor()}"
           f"{': ' + args.reason if args.reason else ''}{' - ' + detail if detail else ''}")
-    record_audit(settings.kafka_bootstrap, topic_name(settings, AUDIT),
+    record_audit(kafka_connection(settings), topic_name(settings, AUDIT),
                  "TENANT_QUARANTINED" if quarantined else "TENANT_RELEASED", args.tenant,
                  reason=args.reason, detail=detail, at=now)
     return 0
@@ -86,7 +87,7 @@ def _run(args: argparse.Namespace, quarantined: bool) -> int:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     settings = load_settings()
-    events = audit_trail(settings.kafka_bootstrap, topic_name(settings, AUDIT), args.tenant)
+    events = audit_trail(kafka_connection(settings), topic_name(settings, AUDIT), args.tenant)
     for event in events:
         print(f"{event.at.isoformat(timespec='seconds')}  {event.action:<19} {event.actor:<16} "
               f"{event.reason or '-'}{'  [' + event.detail + ']' if event.detail else ''}")

@@ -45,6 +45,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -54,6 +55,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from smsflow.devstack.broker_sasl import SaslSslMaterial, ensure_material, upsert_scram_user
 from smsflow.devstack.java_service import (
     COMPLETE_MARKER,
     DEPENDENCY_PLUGIN_VERSION,
@@ -102,6 +104,7 @@ FORMAT_TIMEOUT_S = 120.0
 ENV_BOOTSTRAP = "SMSFLOW_KAFKA_BOOTSTRAP"
 ENV_PORT = "SMSFLOW_KAFKA_PORT"
 ENV_CONTROLLER_PORT = "SMSFLOW_KAFKA_CONTROLLER_PORT"
+ENV_SASL_SSL_PORT = "SMSFLOW_KAFKA_SASL_SSL_PORT"
 
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
@@ -171,6 +174,9 @@ class BrokerConfig:
     replication_factor: int = 1
     """Default replication of created topics, and of the internal topics (offsets, transactions)."""
     min_insync_replicas: int = 1
+    sasl_ssl: tuple[tuple[str, str], ...] = ()
+    """The SASL_SSL listener's properties (broker_sasl.py), with its address as ``_listener``;
+    empty: PLAINTEXT only."""
 
     @property
     def bootstrap(self) -> str:
@@ -179,6 +185,17 @@ class BrokerConfig:
     def properties(self) -> dict[str, str]:
         if self.port == self.controller_port:
             raise BrokerError(f"broker and controller cannot share port {self.port}")
+        props = self._plaintext_properties()
+        if self.sasl_ssl:
+            extra = dict(self.sasl_ssl)
+            listener = extra.pop("_listener")
+            props["listeners"] += f",{listener}"
+            props["advertised.listeners"] += f",{listener}"
+            props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            props |= extra
+        return props
+
+    def _plaintext_properties(self) -> dict[str, str]:
         return {
             # One KRaft node that is its own controller; a static one-voter quorum, so the
             # controller port can change between runs without touching the formatted metadata.
@@ -269,23 +286,31 @@ class LocalBroker(LocalJavaService):
         controller_port: int = DEFAULT_CONTROLLER_PORT,
         *,
         cache_dir: Path | None = None,
+        sasl_ssl_port: int | None = None,
     ) -> None:
         root = (cache_dir or default_cache_root()).absolute()
         super().__init__(home, port, root / f"kafka-{KAFKA_VERSION}")
         self.controller_port = controller_port
+        self.sasl_ssl_port = sasl_ssl_port
+        """Adds a SASL_SSL listener on this port (broker_sasl.py); None: PLAINTEXT only."""
         self._admins: dict[str, Any] = {}  # one metadata client per address probed
 
     @classmethod
     def from_env(
-        cls, home: Path | None = None, port: int | None = None, controller_port: int | None = None
+        cls, home: Path | None = None, port: int | None = None, controller_port: int | None = None,
+        sasl_ssl_port: int | None = None,
     ) -> LocalBroker:
-        """Explicit arguments win, then ``SMSFLOW_KAFKA_PORT`` / ``..._CONTROLLER_PORT``."""
+        """Explicit arguments win, then ``SMSFLOW_KAFKA_PORT`` / ``..._CONTROLLER_PORT`` /
+        ``..._SASL_SSL_PORT`` (unset: no SASL_SSL listener)."""
+        if sasl_ssl_port is None and os.environ.get(ENV_SASL_SSL_PORT):
+            sasl_ssl_port = env_port(ENV_SASL_SSL_PORT, 0, BrokerError)
         return cls(
             home,
             port if port is not None else env_port(ENV_PORT, DEFAULT_PORT, BrokerError),
             controller_port
             if controller_port is not None
             else env_port(ENV_CONTROLLER_PORT, DEFAULT_CONTROLLER_PORT, BrokerError),
+            sasl_ssl_port=sasl_ssl_port,
         )
 
     # -- paths ---------------------------------------------------------------------------------
@@ -336,7 +361,15 @@ class LocalBroker(LocalJavaService):
 
     @property
     def config(self) -> BrokerConfig:
-        return BrokerConfig(self.data_dir, self.port, self.controller_port)
+        sasl_ssl: tuple[tuple[str, str], ...] = ()
+        if self.sasl_ssl_port is not None:
+            props = self.sasl_ssl_material().listener_properties(HOST, self.sasl_ssl_port)
+            sasl_ssl = tuple(props.items())
+        return BrokerConfig(self.data_dir, self.port, self.controller_port, sasl_ssl=sasl_ssl)
+
+    def sasl_ssl_material(self) -> SaslSslMaterial:
+        """The CA, keystore and credentials of the SASL_SSL listener (made on first use)."""
+        return ensure_material(self.kafka_dir / "tls", os.environ.get("JAVA_HOME"))
 
     @property
     def address(self) -> str:
@@ -348,7 +381,8 @@ class LocalBroker(LocalJavaService):
         return self.current_address()
 
     def ports(self) -> tuple[int, ...]:
-        return (self.port, self.controller_port)
+        extra = () if self.sasl_ssl_port is None else (self.sasl_ssl_port,)
+        return (self.port, self.controller_port, *extra)
 
     # -- install -------------------------------------------------------------------------------
 
@@ -413,8 +447,14 @@ class LocalBroker(LocalJavaService):
     # -- start ---------------------------------------------------------------------------------
 
     def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> str:
-        """Start the broker unless it runs already; return its bootstrap once it serves metadata."""
-        return super().start(timeout_s)
+        """Start the broker unless it runs already; return its bootstrap once it serves metadata.
+        With a SASL_SSL listener, its SCRAM user is created (or reset) before returning."""
+        address = super().start(timeout_s)
+        if self.sasl_ssl_port is not None:
+            if address not in self._admins:
+                self._admins[address] = _admin_client(address)
+            upsert_scram_user(self._admins[address], self.sasl_ssl_material(), timeout_s)
+        return address
 
     def _prepare(self) -> None:
         for directory in (self.data_dir, self.logs_dir):
@@ -506,6 +546,11 @@ def register(subparsers: Any) -> None:
         "--controller-port", type=int, default=None,
         help=f"KRaft controller port (default ${ENV_CONTROLLER_PORT} or {DEFAULT_CONTROLLER_PORT})",
     )
+    common.add_argument(
+        "--sasl-ssl-port", type=int, default=None,
+        help=f"also listen with SASL_SSL (SCRAM-SHA-512/256, PLAIN; self-signed CA) on this "
+        f"port (default ${ENV_SASL_SSL_PORT}; unset: PLAINTEXT only). docs/broker.md",
+    )
     add_lifecycle_commands(
         subparsers, "broker", common=common,
         help_text="run a local Apache Kafka broker (KRaft, no Docker)",
@@ -516,7 +561,15 @@ def register(subparsers: Any) -> None:
 
 
 def _broker_from_args(args: argparse.Namespace) -> LocalBroker:
-    return LocalBroker.from_env(args.home, args.port, args.controller_port)
+    return LocalBroker.from_env(args.home, args.port, args.controller_port, args.sasl_ssl_port)
+
+
+def _start_and_describe(broker: LocalBroker, timeout_s: float) -> str:
+    address = broker.start(timeout_s)
+    if broker.sasl_ssl_port is not None:
+        # stderr: stdout stays the bootstrap alone, for `$(smsflow broker start)`.
+        print(broker.sasl_ssl_material().describe(HOST, broker.sasl_ssl_port), file=sys.stderr)
+    return address
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
@@ -527,7 +580,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         print(external)
         return EXIT_OK
     return start_command("smsflow broker start",
-                         lambda: _broker_from_args(args).start(args.timeout))
+                         lambda: _start_and_describe(_broker_from_args(args), args.timeout))
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ from hdrh.histogram import HdrHistogram
 from connectors.producer import SmsProducer, new_request
 from connectors.terminal_reader import TerminalReader
 from schemas.models import MessageType, SubmitRequest
+from smsflow.kafka_clients import client_config
+from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import DLR, REJECTED, ROUTED, SENT, SUBMITTED, THROTTLED, topic_name
 
@@ -82,7 +84,7 @@ class StageCounter:
     def __init__(self, settings: Settings) -> None:
         self._names = {stage: topic_name(settings, stage) for stage in STAGES}
         self._consumer = Consumer(
-            {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"stages-{uuid.uuid4()}"}
+            {**client_config(kafka_connection(settings)), "group.id": f"stages-{uuid.uuid4()}"}
         )
         self._start = _totals(self._consumer, list(self._names.values()))
         self._last = dict.fromkeys(self._names, 0)
@@ -178,12 +180,12 @@ def run_flow(
     state arrived (or the deadline passed): e.g. to sample the processes' CPU time."""
     counter = StageCounter(settings)
     reader = TerminalReader(
-        settings.kafka_bootstrap, topic_name(settings, DLR), topic_name(settings, REJECTED)
+        kafka_connection(settings), topic_name(settings, DLR), topic_name(settings, REJECTED)
     )
     expected: dict[str, datetime] = {}
     result = FlowResult(messages=len(requests))
     seen: set[str] = set()
-    producer = SmsProducer(settings.kafka_bootstrap, topic_name(settings, SUBMITTED))
+    producer = SmsProducer(kafka_connection(settings), topic_name(settings, SUBMITTED))
     if on_start:
         on_start()
     started = time.monotonic()

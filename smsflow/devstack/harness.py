@@ -20,6 +20,8 @@ from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.devstack.flowrun import warm_up
 from smsflow.devstack.stack import LocalStack, stack_env
+from smsflow.kafka_clients import client_config
+from smsflow.kafka_security import KafkaTarget, kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, SENT, THROTTLED, apply_topics, topic_name
 
@@ -47,7 +49,7 @@ def read_messages(
     """Every message (key, value, headers, …) on topic ``name`` now, as :func:`read_records`."""
     topic = topic_name(settings, name) if topic_prefix else name
     consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **client_config(kafka_connection(settings)),
         "group.id": f"reader-{uuid.uuid4()}",
         "auto.offset.reset": "earliest",
         "enable.partition.eof": True,
@@ -74,13 +76,13 @@ def read_messages(
         consumer.close()
 
 
-def delete_run_topics(bootstrap: str, *, timeout_s: float = 60.0) -> int:
+def delete_run_topics(bootstrap: KafkaTarget, *, timeout_s: float = 60.0) -> int:
     """Delete the topics of every run this process prepared (flow topics ``<run id>.*`` and
     faust's ``smsflow-<run id>-*``), so a dev broker does not collect thousands of test
     topics. Only this process's runs: other test sessions may share the broker."""
     if not RUN_IDS:
         return 0
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({**client_config(bootstrap)})
     prefixes = tuple(p for run in RUN_IDS for p in (f"{run}.", f"smsflow-{run}-"))
     names = [t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(prefixes)]
     for future in admin.delete_topics(names, operation_timeout=timeout_s).values() if names else ():
@@ -148,7 +150,7 @@ def prepared_stack(
         update={"smscs": tuple(s.model_copy(update={"port": sim_port}) for s in config.smscs)}
     )
     apply_topics(settings)
-    apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), config)
+    apply_config(kafka_connection(settings), topic_name(settings, CONFIG), config)
     return LocalStack(
         settings.home, stack_env(settings), sim_config.absolute(), sim_port, workers=workers,
         senders=senders, simulator=simulator,
@@ -158,7 +160,7 @@ def prepared_stack(
 def wait_for_group(settings: Settings, members: int, *, timeout_s: float = 120.0) -> None:
     """Wait until the workers' consumer group (the faust app id) is stable with ``members``
     members, so that no rebalance is still pending when traffic starts."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient({**client_config(kafka_connection(settings))})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         group = admin.describe_consumer_groups([settings.app_id])[settings.app_id].result(10)

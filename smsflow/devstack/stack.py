@@ -69,7 +69,25 @@ def stack_env(settings: Settings) -> dict[str, str]:
         SMSFLOW_PARTITIONS=str(settings.partitions),
         # faust declares its own topics (changelogs) with it: as replicated as the flow topics.
         SMSFLOW_REPLICATION_FACTOR=str(settings.replication_factor),
+        SMSFLOW_KAFKA_SECURITY_PROTOCOL=settings.kafka_security_protocol,
+        SMSFLOW_KAFKA_SASL_MECHANISM=settings.kafka_sasl_mechanism,
     )
+    # Optional security settings: passed when set, cleared otherwise (the parent's environment
+    # must not add credentials the settings do not have). The password goes as configured: a
+    # reference stays a reference, resolved by the child.
+    password = settings.kafka_sasl_password
+    optional = {
+        "SMSFLOW_KAFKA_SASL_USERNAME": settings.kafka_sasl_username,
+        "SMSFLOW_KAFKA_SASL_PASSWORD": None if password is None else password.get_secret_value(),
+        "SMSFLOW_KAFKA_SSL_CA_FILE": settings.kafka_ssl_ca_file,
+        "SMSFLOW_KAFKA_SSL_CERT_FILE": settings.kafka_ssl_cert_file,
+        "SMSFLOW_KAFKA_SSL_KEY_FILE": settings.kafka_ssl_key_file,
+    }
+    for name, value in optional.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = str(value)
     return env
 
 

@@ -12,6 +12,7 @@ import yaml
 from smsflow.cli import routes as routes_cli
 from smsflow.config.models import PlatformConfig
 from smsflow.config.store import load_yaml
+from smsflow.kafka_security import KafkaTarget, as_connection
 from tests.paths import REPO_ROOT
 
 CONFIG = {
@@ -139,8 +140,8 @@ def test_from_topic_reads_the_live_config(
 
     seen: list[tuple[str, str]] = []
 
-    def fake_read_config(bootstrap: str, topic: str) -> PlatformConfig:
-        seen.append((bootstrap, topic))
+    def fake_read_config(bootstrap: KafkaTarget, topic: str) -> PlatformConfig:
+        seen.append((as_connection(bootstrap).bootstrap, topic))
         return load_yaml(config_file)
 
     monkeypatch.setenv("SMSFLOW_KAFKA_BOOTSTRAP", "broker:9092")

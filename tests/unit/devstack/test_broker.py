@@ -338,3 +338,21 @@ def test_cli_parses_ports_home_and_timeout(tmp_path: Path) -> None:
     assert (args.home, args.port, args.controller_port, args.timeout) == (tmp_path, 1, 2, 5.0)
     with pytest.raises(SystemExit):
         parser.parse_args(["broker", "restart"])
+
+
+def test_a_sasl_ssl_listener_is_added_next_to_plaintext(tmp_path: Path) -> None:
+    from smsflow.devstack.broker_sasl import SaslSslMaterial
+
+    material = SaslSslMaterial(tmp_path / "tls", "store-pw", "smsflow", "user-pw")
+    extra = tuple(material.listener_properties("127.0.0.1", 9094).items())
+    props = BrokerConfig(tmp_path, 9092, 9093, sasl_ssl=extra).properties()
+    assert props["listeners"].split(",") == [
+        "PLAINTEXT://127.0.0.1:9092", "CONTROLLER://127.0.0.1:9093", "SASL_SSL://127.0.0.1:9094",
+    ]
+    assert props["advertised.listeners"].endswith(",SASL_SSL://127.0.0.1:9094")
+    assert props["listener.security.protocol.map"].endswith(",SASL_SSL:SASL_SSL")
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert props["listener.name.sasl_ssl.ssl.keystore.location"] == str(material.keystore)
+    assert 'user_smsflow="user-pw"' in props["listener.name.sasl_ssl.plain.sasl.jaas.config"]
+    assert "_listener" not in props
+    assert "SASL_SSL" not in BrokerConfig(tmp_path, 9092, 9093).properties()["listeners"]

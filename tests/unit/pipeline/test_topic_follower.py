@@ -71,7 +71,8 @@ def test_any_failure_stops_the_consumer_and_starts_a_new_one_after_a_backoff() -
     ]
     assert waits == [1.0, 2.0]
     assert follower.config == {"bootstrap_servers": "127.0.0.1:1", "group_id": "g",
-                               "enable_auto_commit": False, "auto_offset_reset": "earliest"}
+                               "enable_auto_commit": False, "auto_offset_reset": "earliest",
+                               "security_protocol": "PLAINTEXT"}
 
 
 def test_cancellation_stops_the_consumer_and_ends_the_follower() -> None:
