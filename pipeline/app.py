@@ -27,7 +27,7 @@ from pipeline.faust_patches.commit_hooks import add_commit_barrier
 from pipeline.faust_patches.fetch_wait import shorten_fetch_wait
 from pipeline.outputs import OutputProducer, OutputTopic
 from pipeline.scheduling import ScheduledStage
-from smsflow.kafka_security import faust_credentials, kafka_connection, security_of
+from smsflow.kafka_security import faust_credentials, kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, SMSC_BINDS, topic_name
 
@@ -79,12 +79,13 @@ def build_app(settings: Settings) -> Worker:
     """The faust app with its consumer corrections and output producer; no agents yet."""
     check_pins()  # the faust patches were written against exactly these versions
     datadir = (settings.home / "worker" / settings.app_id).resolve()
+    connection = kafka_connection(settings)  # resolves the SASL password once
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
         # TLS/SASL of SMSFLOW_KAFKA_SECURITY_PROTOCOL (None: plaintext, faust's default).
-        broker_credentials=faust_credentials(security_of(settings)),
+        broker_credentials=faust_credentials(connection.security),
         datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
@@ -114,11 +115,11 @@ def build_app(settings: Settings) -> Worker:
     # Before anything creates the consumer: faust's own loses or strands records across
     # rebalances (pipeline/faust_patches/guarded_consumer.py).
     guarded_consumer.install(app)
-    outputs = OutputProducer(kafka_connection(settings))
+    outputs = OutputProducer(connection)
     add_commit_barrier(app, outputs.flush)  # before every commit and every revocation
     worker = Worker(app, settings, outputs,
-                    ConfigWatcher(kafka_connection(settings), topic_name(settings, CONFIG)),
-                    BindWatcher(kafka_connection(settings), topic_name(settings, SMSC_BINDS),
+                    ConfigWatcher(connection, topic_name(settings, CONFIG)),
+                    BindWatcher(connection, topic_name(settings, SMSC_BINDS),
                                 grace_s=settings.bind_down_grace_s))
 
     @app.task

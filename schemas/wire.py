@@ -379,8 +379,9 @@ class WireCodec:
         self._lock = threading.Lock()
         # schema id -> (writer schema, reader schema or None when the writer *is* the reader).
         self._writers: dict[int, tuple[Any, Any]] = {}
-        # topic (None: no topic) -> the id encode() writes; one registry call per topic.
-        self._encode_ids: dict[str | None, int] = {}
+        # topic (None: no topic) -> the 5-byte header encode() writes (magic byte + schema id):
+        # one registry call per topic and process, not one per record.
+        self._headers: dict[str | None, bytes] = {}
 
     def __repr__(self) -> str:
         return f"WireCodec({self.contract.name!r}, {self.client!r})"
@@ -405,11 +406,11 @@ class WireCodec:
 
     def encode(self, record: Mapping[str, Any], topic: str | None = None) -> bytes:
         """Confluent-framed Avro of ``record``; SchemaRegistryError if the id is not to be had."""
-        header = self._encode_ids.get(topic)
+        header = self._headers.get(topic)
         if header is None:  # first record for this topic in this process
-            header = self._encode_ids[topic] = self.schema_id(topic)
+            header = self._headers[topic] = MAGIC + struct.pack(">I", self.schema_id(topic))
         buffer = io.BytesIO()
-        buffer.write(MAGIC + struct.pack(">I", header))
+        buffer.write(header)
         fastavro.schemaless_writer(buffer, self.contract.parsed, record)
         return buffer.getvalue()
 

@@ -179,7 +179,7 @@ def topic_name(settings: Settings, name: str) -> str:
 
 
 def _admin(settings: Settings) -> AdminClient:
-    return AdminClient({**client_config(kafka_connection(settings))})
+    return AdminClient(client_config(kafka_connection(settings)))
 
 
 def apply_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:

@@ -58,7 +58,7 @@ class KafkaLagCollector(Collector):
         self._groups = list(groups)
         self._timeout_s = timeout_s
         self._bootstrap = bootstrap
-        self._admin = AdminClient({**client_config(bootstrap)})
+        self._admin = AdminClient(client_config(bootstrap))
 
     # ------------------------------------------------------------------ reading Kafka
 

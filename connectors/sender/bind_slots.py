@@ -148,7 +148,7 @@ class BindSlots:
     # ------------------------------------------------------------------ topics
 
     def _ensure_topics(self, allowances: Mapping[str, int]) -> None:
-        admin = AdminClient({**client_config(self._bootstrap)})
+        admin = AdminClient(client_config(self._bootstrap))
         existing = admin.list_topics(timeout=_ADMIN_TIMEOUT_S).topics
         create = [
             NewTopic(self.topic(smsc_id), num_partitions=allowed,

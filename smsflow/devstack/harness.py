@@ -82,7 +82,7 @@ def delete_run_topics(bootstrap: KafkaTarget, *, timeout_s: float = 60.0) -> int
     topics. Only this process's runs: other test sessions may share the broker."""
     if not RUN_IDS:
         return 0
-    admin = AdminClient({**client_config(bootstrap)})
+    admin = AdminClient(client_config(bootstrap))
     prefixes = tuple(p for run in RUN_IDS for p in (f"{run}.", f"smsflow-{run}-"))
     names = [t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(prefixes)]
     for future in admin.delete_topics(names, operation_timeout=timeout_s).values() if names else ():
@@ -160,7 +160,7 @@ def prepared_stack(
 def wait_for_group(settings: Settings, members: int, *, timeout_s: float = 120.0) -> None:
     """Wait until the workers' consumer group (the faust app id) is stable with ``members``
     members, so that no rebalance is still pending when traffic starts."""
-    admin = AdminClient({**client_config(kafka_connection(settings))})
+    admin = AdminClient(client_config(kafka_connection(settings)))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         group = admin.describe_consumer_groups([settings.app_id])[settings.app_id].result(10)

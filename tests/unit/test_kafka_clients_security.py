@@ -7,10 +7,13 @@ the builders (smsflow/kafka_clients.py) the only way in."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import faust
 import pytest
 from pydantic import SecretStr
 
+from pipeline.app import build_app
 from smsflow.devstack.stack import stack_env
 from smsflow.kafka_clients import aiokafka_config, client_config, producer_config
 from smsflow.kafka_security import KafkaConnection, kafka_connection
@@ -41,9 +44,13 @@ def test_no_production_client_is_built_from_a_bare_bootstrap() -> None:
     assert offenders == []
 
 
-def test_the_faust_app_gets_broker_credentials() -> None:
-    source = (REPO_ROOT / "pipeline" / "app.py").read_text()
-    assert "broker_credentials=faust_credentials(security_of(settings))" in source
+def test_the_faust_app_gets_broker_credentials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = _sasl(monkeypatch).model_copy(update={"home": tmp_path})
+    credentials = build_app(settings).app.conf.broker_credentials
+    assert isinstance(credentials, faust.SASLCredentials)
+    assert (credentials.username, credentials.password) == ("u", "pw")
 
 
 def _sasl(monkeypatch: pytest.MonkeyPatch) -> Settings:
