@@ -41,7 +41,7 @@ from pipeline.app import Worker
 from pipeline.decoding import decode_or_reject
 from pipeline.quota_table import QuotaBook
 from pipeline.rejections import reject
-from pipeline.scheduling import ScheduledStage
+from pipeline.scheduling import ScheduledStage, Ticket
 from pipeline.traffic_counts import count_routed
 from schemas.models import RoutedMessage, SubmitRequest
 from smsflow.config.models import Tier
@@ -107,100 +107,110 @@ def routed_message(
     )
 
 
+class Router:
+    """The ``route`` agent's work, one event at a time, and its tenant lanes
+    (:func:`register` wires it to the stream and the timer task)."""
+
+    def __init__(self, worker: Worker, hold: Hold, opted_out: Container[str]) -> None:
+        self._config_watcher = worker.config_watcher
+        self._hold, self._opted_out = hold, opted_out
+        self._rejected_out, self._routed_out = worker.output(REJECTED), worker.output(ROUTED)
+        self._routed_topic_name = worker.name(ROUTED)
+        self.stage: ScheduledStage[RoutedMessage] = ScheduledStage(
+            worker.app,
+            name=STAGE,
+            source_topic=worker.name(SUBMITTED),
+            emit=self._emit,
+            configure=self._configure,
+            version=lambda: self._config_watcher.snapshot.version,
+            total_partitions=worker.settings.partitions,
+        )
+        self._quota_book = QuotaBook(worker.app)
+
+    def _configure(self, _owned: int, _total: int) -> SchedulerConfig:
+        # Quotas are charged against the persisted table (quota_book), not the scheduler's
+        # memory.
+        config = router_config(self._config_watcher.snapshot.config)
+        return replace(config, daily_quota=MappingProxyType({}))
+
+    async def _emit(self, routed: RoutedMessage, released: Released) -> asyncio.Future[Any]:
+        out = routed.model_copy(
+            update={"routed_at": datetime.fromtimestamp(released.released_at, UTC)}
+        )
+        sent = await self._routed_out.send(
+            key=routed.route_id.encode(), value=out.to_avro(self._routed_topic_name)
+        )
+        count_routed(routed.request.tenant_id, routed.operator_id, routed.parts)
+        return cast("asyncio.Future[Any]", sent)
+
+    async def route(self, event: faust.EventT[bytes]) -> None:
+        """Decide one ``sms.submitted`` record: held, refused, or queued in its tenant's lane."""
+        stage = self.stage
+        ticket = stage.track(event)
+        snapshot = await self._config_watcher.wait_ready()
+        request = await decode_or_reject(SubmitRequest, event, self._rejected_out, stage=STAGE)
+        if request is None:
+            stage.finish(ticket)
+            return
+        tenant = snapshot.tenant(request.tenant_id)
+        if tenant is not None and tenant.quarantined:
+            # Held, not rejected: released with the tenant (pipeline.agents.quarantine).
+            await self._hold(event.key or request.tenant_id.encode(), event.value or b"")
+            stage.finish(ticket)
+            return
+        decided = refusal(request, snapshot.engine, time.time(), self._opted_out)
+        if isinstance(decided, RouteRejection):
+            await self._refuse(event, ticket, request, decided.reason_code, decided.detail)
+            return
+        decision, plan = decided
+        message = event.message
+        over_quota = self._quota_book.charge(
+            request.tenant_id, None if tenant is None else tenant.daily_quota,
+            plan.part_count, time.time(), message.partition, message.offset,
+        )
+        if over_quota is not None:
+            await self._refuse(event, ticket, request, QUOTA_EXCEEDED, over_quota.detail)
+            return
+        routed = routed_message(request, decision, plan, datetime.now(UTC))
+        # Lanes are per tenant (router_config); route and number ride along for the metrics.
+        refused = stage.offer(
+            ticket, routed,
+            message_id=request.message_id,
+            tenant_id=request.tenant_id,
+            tier=Tier.STANDARD if tenant is None else tenant.tier,
+            route_id=decision.route_id,
+            destination=decision.destination.e164,
+            parts=plan.part_count,
+        )
+        if refused is not None:  # only quotas refuse, and they are charged above
+            await self._refuse(event, ticket, request, refused.reason_code, refused.detail)
+
+    async def _refuse(self, event: faust.EventT[bytes], ticket: Ticket, request: SubmitRequest,
+                      reason_code: str, detail: str) -> None:
+        """Dead-letter the record with its reason, then ack it in order."""
+        await reject(event, self._rejected_out, stage=STAGE, reason_code=reason_code,
+                     detail=detail, message_id=request.message_id, tenant_id=request.tenant_id)
+        self.stage.finish(ticket)
+
+
 def register(
     worker: Worker, hold: Hold, opted_out: Container[str] = frozenset()
 ) -> ScheduledStage[RoutedMessage]:
     """The ``route`` agent, its tenant lanes and their timer, on ``worker``; a quarantined
     tenant's records go to ``hold`` (:mod:`pipeline.agents.quarantine`)."""
-    app, config_watcher = worker.app, worker.config_watcher
-    rejected_out, routed_out = worker.output(REJECTED), worker.output(ROUTED)
-    routed_topic_name = worker.name(ROUTED)
-
-    def configure(_owned: int, _total: int) -> SchedulerConfig:
-        # Quotas are charged against the persisted table (quota_book), not the scheduler's
-        # memory.
-        config = router_config(config_watcher.snapshot.config)
-        return replace(config, daily_quota=MappingProxyType({}))
-
-    async def emit(routed: RoutedMessage, released: Released) -> asyncio.Future[Any]:
-        out = routed.model_copy(
-            update={"routed_at": datetime.fromtimestamp(released.released_at, UTC)}
-        )
-        sent = await routed_out.send(
-            key=routed.route_id.encode(), value=out.to_avro(routed_topic_name)
-        )
-        count_routed(routed.request.tenant_id, routed.operator_id, routed.parts)
-        return cast("asyncio.Future[Any]", sent)
-
-    stage: ScheduledStage[RoutedMessage] = ScheduledStage(
-        app,
-        name=STAGE,
-        source_topic=worker.name(SUBMITTED),
-        emit=emit,
-        configure=configure,
-        version=lambda: config_watcher.snapshot.version,
-        total_partitions=worker.settings.partitions,
-    )
-    worker.stages.append(stage)
-    quota_book = QuotaBook(app)
+    app = worker.app
+    router = Router(worker, hold, opted_out)
+    worker.stages.append(router.stage)
 
     @app.agent(worker.topic(SUBMITTED))
     async def route(stream: faust.StreamT[bytes]) -> None:
         # noack: events are acked by the stage, in offset order, once passed on (or rejected).
         async for event in stream.noack().events():  # type: ignore[attr-defined]
-            ticket = stage.track(event)
-            snapshot = await config_watcher.wait_ready()
-            request = await decode_or_reject(SubmitRequest, event, rejected_out, stage=STAGE)
-            if request is None:
-                stage.finish(ticket)
-                continue
-
-            tenant = snapshot.tenant(request.tenant_id)
-            if tenant is not None and tenant.quarantined:
-                # Held, not rejected: released with the tenant (pipeline.agents.quarantine).
-                await hold(event.key or request.tenant_id.encode(), event.value or b"")
-                stage.finish(ticket)
-                continue
-            decided = refusal(request, snapshot.engine, time.time(), opted_out)
-            if isinstance(decided, RouteRejection):
-                await reject(event, rejected_out, stage=STAGE, reason_code=decided.reason_code,
-                             detail=decided.detail, message_id=request.message_id,
-                             tenant_id=request.tenant_id)
-                stage.finish(ticket)
-                continue
-            decision, plan = decided
-            message = event.message
-            over_quota = quota_book.charge(
-                request.tenant_id, None if tenant is None else tenant.daily_quota,
-                plan.part_count, time.time(), message.partition, message.offset,
-            )
-            if over_quota is not None:
-                await reject(event, rejected_out, stage=STAGE, reason_code=QUOTA_EXCEEDED,
-                             detail=over_quota.detail, message_id=request.message_id,
-                             tenant_id=request.tenant_id)
-                stage.finish(ticket)
-                continue
-            routed = routed_message(request, decision, plan, datetime.now(UTC))
-            # Lanes are per tenant (router_config); route and number ride along for the
-            # metrics.
-            refused = stage.offer(
-                ticket, routed,
-                message_id=request.message_id,
-                tenant_id=request.tenant_id,
-                tier=Tier.STANDARD if tenant is None else tenant.tier,
-                route_id=decision.route_id,
-                destination=decision.destination.e164,
-                parts=plan.part_count,
-            )
-            if refused is not None:  # only quotas refuse, and they are charged above
-                await reject(event, rejected_out, stage=STAGE, reason_code=refused.reason_code,
-                             detail=refused.detail, message_id=request.message_id,
-                             tenant_id=request.tenant_id)
-                stage.finish(ticket)
+            await router.route(event)
 
     @app.task
     async def router_timer() -> None:
         """Releases what the tenant limits allow, sends it on, acks in order."""
-        await stage.run()
+        await router.stage.run()
 
-    return stage
+    return router.stage

@@ -28,7 +28,7 @@ from pipeline.app import Worker
 from pipeline.config_watch import ConfigSnapshot
 from pipeline.decoding import INVALID_RECORD, decode_or_reject
 from pipeline.rejections import reject
-from pipeline.scheduling import ScheduledStage
+from pipeline.scheduling import ScheduledStage, Ticket
 from pipeline.submit_feedback import SubmitFeedback
 from schemas.models import RoutedMessage
 from smsflow.config.models import Tier
@@ -66,97 +66,116 @@ class _Policies:
         return self._policy
 
 
-def register(worker: Worker, park: Park) -> ScheduledStage[RoutedMessage]:
-    """The ``throttle`` agent, its route lanes, their timer and the AIMD feedback reader."""
-    app, config_watcher, settings = worker.app, worker.config_watcher, worker.settings
-    rejected_out, throttled_out = worker.output(REJECTED), worker.output(THROTTLED)
-    routed_topic_name, throttled_topic_name = worker.name(ROUTED), worker.name(THROTTLED)
-    policies = _Policies()
+class Throttle:
+    """The ``throttle`` agent's work, one event at a time, its route lanes and the AIMD feedback
+    (:func:`register` wires it to the stream and the timer tasks)."""
 
-    def configure(owned: int, total: int) -> SchedulerConfig:
-        return throttle_config(config_watcher.snapshot.config, owned, total)
+    def __init__(self, worker: Worker, park: Park) -> None:
+        settings = worker.settings
+        self._config_watcher, self._park = worker.config_watcher, park
+        self._rejected_out, self._throttled_out = worker.output(REJECTED), worker.output(THROTTLED)
+        self._routed_topic_name = worker.name(ROUTED)
+        self._throttled_topic_name = worker.name(THROTTLED)
+        self._policies = _Policies()
+        self.stage: ScheduledStage[RoutedMessage] = ScheduledStage(
+            worker.app,
+            name=STAGE,
+            source_topic=self._routed_topic_name,
+            emit=self._emit,
+            divert=self._park_withdrawn,
+            configure=self._configure,
+            version=lambda: self._config_watcher.snapshot.version,
+            total_partitions=settings.partitions,
+        )
+        self.feedback = SubmitFeedback(kafka_connection(settings), worker.name(SENT), self.stage)
 
-    async def emit(routed: RoutedMessage, released: Released) -> asyncio.Future[Any]:
+    def _configure(self, owned: int, total: int) -> SchedulerConfig:
+        return throttle_config(self._config_watcher.snapshot.config, owned, total)
+
+    async def _emit(self, routed: RoutedMessage, released: Released) -> asyncio.Future[Any]:
         out = routed.model_copy(
             update={"throttled_at": datetime.fromtimestamp(released.released_at, UTC)}
         )
-        sent = await throttled_out.send(
-            key=routed.route_id.encode(), value=out.to_avro(throttled_topic_name)
+        sent = await self._throttled_out.send(
+            key=routed.route_id.encode(), value=out.to_avro(self._throttled_topic_name)
         )
         return cast("asyncio.Future[Any]", sent)
 
-    async def park_withdrawn(routed: RoutedMessage, held: Released) -> asyncio.Future[Any]:
+    async def _park_withdrawn(self, routed: RoutedMessage, held: Released,
+                              ) -> asyncio.Future[Any]:
         """Economy still queued when its off-peak window closed: parked until the next one."""
-        policy = policies.current(config_watcher.snapshot)
+        policy = self._policies.current(self._config_watcher.snapshot)
         release_at = policy.released_at(Tier.ECONOMY, held.released_at)
-        return await park(routed.route_id.encode(), routed.to_avro(routed_topic_name),
-                          release_at)
+        return await self._park(routed.route_id.encode(),
+                                routed.to_avro(self._routed_topic_name), release_at)
 
-    stage: ScheduledStage[RoutedMessage] = ScheduledStage(
-        app,
-        name=STAGE,
-        source_topic=routed_topic_name,
-        emit=emit,
-        divert=park_withdrawn,
-        configure=configure,
-        version=lambda: config_watcher.snapshot.version,
-        total_partitions=settings.partitions,
-    )
-    worker.stages.append(stage)
-    feedback = SubmitFeedback(kafka_connection(settings), worker.name(SENT), stage)
+    async def throttle(self, event: faust.EventT[bytes]) -> None:
+        """One ``sms.routed`` record: parked off-peak, refused if malformed, else queued in its
+        route's lane."""
+        stage = self.stage
+        ticket = stage.track(event)
+        snapshot = await self._config_watcher.wait_ready()
+        routed = await decode_or_reject(RoutedMessage, event, self._rejected_out, stage=STAGE)
+        if routed is None:
+            stage.finish(ticket)
+            return
+        request = routed.request
+        if routed.parts < 1:
+            await self._refuse(event, ticket, routed, INVALID_RECORD,
+                               f"parts must be at least 1, got {routed.parts}")
+            return
+        tier = self._policies.tier_of(snapshot, request.tenant_id)
+        policy = self._policies.current(snapshot)
+        now = time.time()
+        if policy.held(tier, now):
+            # Outside its off-peak windows: parked on sms.deferred, not held here for hours.
+            await self._park(event.key or routed.route_id.encode(), event.value,
+                             policy.released_at(tier, now))
+            stage.finish(ticket)
+            return
+        # A route removed from config after routing is still delivered (unlimited lane): the
+        # router's decision stands, and the sender owns the SMSC connection.
+        refused = stage.offer(
+            ticket, routed,
+            message_id=request.message_id,
+            tenant_id=request.tenant_id,
+            tier=tier,
+            route_id=routed.route_id,
+            destination=request.destination,
+            parts=routed.parts,
+        )
+        if refused is not None:  # only quotas refuse, and the throttle's config has none
+            await self._refuse(event, ticket, routed, refused.reason_code, refused.detail)
+
+    async def _refuse(self, event: faust.EventT[bytes], ticket: Ticket, routed: RoutedMessage,
+                      reason_code: str, detail: str) -> None:
+        """Dead-letter the record with its reason, then ack it in order."""
+        await reject(event, self._rejected_out, stage=STAGE, reason_code=reason_code,
+                     detail=detail, message_id=routed.request.message_id,
+                     tenant_id=routed.request.tenant_id)
+        self.stage.finish(ticket)
+
+
+def register(worker: Worker, park: Park) -> ScheduledStage[RoutedMessage]:
+    """The ``throttle`` agent, its route lanes, their timer and the AIMD feedback reader."""
+    app = worker.app
+    throttler = Throttle(worker, park)
+    worker.stages.append(throttler.stage)
 
     @app.agent(worker.topic(ROUTED))
     async def throttle(stream: faust.StreamT[bytes]) -> None:
         # noack: events are acked by the stage, in offset order, once passed on.
         async for event in stream.noack().events():  # type: ignore[attr-defined]
-            ticket = stage.track(event)
-            snapshot = await config_watcher.wait_ready()
-            routed = await decode_or_reject(RoutedMessage, event, rejected_out, stage=STAGE)
-            if routed is None:
-                stage.finish(ticket)
-                continue
-            if routed.parts < 1:
-                await reject(event, rejected_out, stage=STAGE, reason_code=INVALID_RECORD,
-                             detail=f"parts must be at least 1, got {routed.parts}",
-                             message_id=routed.request.message_id,
-                             tenant_id=routed.request.tenant_id)
-                stage.finish(ticket)
-                continue
-            request = routed.request
-            tier = policies.tier_of(snapshot, request.tenant_id)
-            policy = policies.current(snapshot)
-            now = time.time()
-            if policy.held(tier, now):
-                # Outside its off-peak windows: parked on sms.deferred, not held here for hours.
-                await park(event.key or routed.route_id.encode(), event.value,
-                           policy.released_at(tier, now))
-                stage.finish(ticket)
-                continue
-            # A route removed from config after routing is still delivered (unlimited lane): the
-            # router's decision stands, and the sender owns the SMSC connection.
-            refused = stage.offer(
-                ticket, routed,
-                message_id=request.message_id,
-                tenant_id=request.tenant_id,
-                tier=tier,
-                route_id=routed.route_id,
-                destination=request.destination,
-                parts=routed.parts,
-            )
-            if refused is not None:  # only quotas refuse, and the throttle's config has none
-                await reject(event, rejected_out, stage=STAGE, reason_code=refused.reason_code,
-                             detail=refused.detail, message_id=request.message_id,
-                             tenant_id=request.tenant_id)
-                stage.finish(ticket)
+            await throttler.throttle(event)
 
     @app.task
     async def throttle_timer() -> None:
         """Releases what the limits allow, sends it on, acks in order (see
         pipeline.scheduling)."""
-        await stage.run()
+        await throttler.stage.run()
 
     @app.task
     async def throttle_feedback() -> None:
-        await feedback.run()
+        await throttler.feedback.run()
 
-    return stage
+    return throttler.stage
