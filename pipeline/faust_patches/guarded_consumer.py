@@ -65,6 +65,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
@@ -102,7 +103,7 @@ UPSTREAM: tuple[Upstream, ...] = (
     Upstream(f"{_CONSUMER}._should_commit", "5ce941793947ad42",
              "(r) whether an offset is above the committed one"),
     Upstream("faust.transport.drivers.aiokafka:ConsumerThread.seek", "4dc79bf62cb25c2c",
-             "(r) a synchronous seek on the aiokafka thread (used by _rewind)"),
+             "(r) aiokafka's seek; _rewind runs it on the consumer thread's loop"),
     Upstream("mode.utils.queues:FlowControlEvent.clear", "dda5e40d80288a8f",
              "(r) clears every stream buffer; install() wraps it to re-fetch what was lost"),
     Upstream("faust.transport.conductor:Conductor._update_tp_index", "e8e3ac9025ef44f7",
@@ -243,11 +244,30 @@ class GuardedConsumer(faust_aiokafka.Consumer):
 
     def _rewind(self, tp: TP, offset: int) -> None:
         """Fetch ``tp`` again from ``offset`` and deliver nothing else of it before that."""
-        self._thread.seek(tp, offset)  # what faust's own (async) seek does, synchronously
+        self._seek_on_consumer_thread(tp, offset)
         self._read_offset[tp] = offset
         self._seeks += 1
         self._seeked_at[tp] = self._seeks
         self._next[tp] = (self.app.consumer_generation_id, offset)
+
+    def _seek_on_consumer_thread(self, tp: TP, offset: int) -> None:
+        """Seek aiokafka's consumer on its own thread's event loop.
+
+        The aiokafka consumer lives on faust's consumer thread; a seek called from the app's
+        loop (faust's own ``_seek`` does that) deletes the partition's entry in the fetcher's
+        ``_records`` while that thread's ``fetched_records`` may be between reading and deleting
+        it: ``KeyError`` in the fetcher, which crashed the worker under load (a benchmark run
+        with the stranded-record watchdog seeking). On the thread's loop the seek runs between
+        the fetcher's steps instead. It lands a moment later; records fetched meanwhile from the
+        old position are refused by :meth:`_deliver_in_order` (``_next`` is already moved) and
+        at worst cause one more rewind.
+        """
+        thread = self._thread
+        loop: asyncio.AbstractEventLoop | None = getattr(thread, "thread_loop", None)
+        if loop is None or not loop.is_running() or _running_loop() is loop:
+            _seek_quietly(thread, tp, offset)
+            return
+        loop.call_soon_threadsafe(_seek_quietly, thread, tp, offset)
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
@@ -519,6 +539,23 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         log.warning("%s:%d: record %d is not being processed (%s): fetching the partition "
                     "again from it", tp.topic, tp.partition, offset, why)
         self._rewind(tp, offset)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _seek_quietly(thread: Any, tp: TP, offset: int) -> None:
+    """``thread.seek``; a partition revoked before a scheduled seek ran needs none (its next
+    owner starts from the committed offset)."""
+    try:
+        thread.seek(tp, offset)
+    except IllegalStateError:
+        log.info("%s:%d: no longer assigned; seek to %d not needed", tp.topic, tp.partition,
+                 offset)
 
 
 class GuardedTransport(faust_aiokafka.Transport):

@@ -8,11 +8,14 @@ refused stale acks, partitions put back on the fetch list, and the watchdog's ve
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import faust
 import pytest
+from aiokafka.errors import IllegalStateError
 from faust.types import TP, Message
 
 from pipeline.commit_guard import GUARD
@@ -283,3 +286,50 @@ async def test_a_rebalance_waits_for_acks_but_not_for_ever(
     assert stuck.acked and stuck not in consumer._unacked_messages
     assert 7 not in consumer._acked_index[TPS[0]], "released, not acked: read again"
     assert GUARD.wait_empty_released == released_before + 1
+
+
+def test_a_rewind_seeks_on_the_consumer_threads_loop_not_the_callers(
+    consumer: GuardedConsumer,
+) -> None:
+    """aiokafka's fetcher is not thread-safe: a seek from the app's loop raced its
+    ``fetched_records`` (KeyError in the fetcher, the worker crashed under load)."""
+    thread = consumer._thread
+    loop = thread.thread_loop
+    seeks: list[tuple[TP, int, int]] = []
+    seeked = threading.Event()
+
+    def seek(tp: TP, offset: int) -> None:
+        seeks.append((tp, offset, threading.get_ident()))
+        seeked.set()
+
+    thread.seek = seek  # type: ignore[method-assign,assignment]
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    try:
+        while not loop.is_running():
+            time.sleep(0.001)
+        consumer._rewind(TPS[1], 7)
+        assert consumer._next_of(TPS[1]) == 7  # the bookkeeping moves at once
+        assert seeked.wait(5.0)
+        assert seeks == [(TPS[1], 7, runner.ident)]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5.0)
+
+
+def test_a_rewind_before_the_consumer_thread_runs_seeks_at_once(
+    consumer: GuardedConsumer,
+) -> None:
+    seeks: list[tuple[TP, int]] = []
+    consumer._thread.seek = lambda tp, offset: seeks.append((tp, offset))  # type: ignore[method-assign,assignment]
+    consumer._rewind(TPS[0], 3)
+    assert seeks == [(TPS[0], 3)]
+
+
+def test_a_seek_for_a_partition_revoked_meanwhile_is_dropped(consumer: GuardedConsumer) -> None:
+    def revoked(tp: TP, offset: int) -> None:
+        raise IllegalStateError(f"No current assignment for partition {tp}")
+
+    consumer._thread.seek = revoked  # type: ignore[method-assign,assignment]
+    consumer._rewind(TPS[0], 3)  # raises nothing: the next owner starts from the commit
+    assert consumer._next_of(TPS[0]) == 3
