@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from smsflow.settings import Settings
-from tests.k8s.tooling import K8S, OVERLAYS, of_kind, objects
+from tests.k8s.tooling import K8S, OVERLAYS, objects, of_kind
 
 #: `smsflow` sub-commands that never talk to Kafka (the dev overlay's SMSC simulator).
 NOT_KAFKA_COMMANDS = {"smsc-sim"}
@@ -59,7 +59,7 @@ def _environment(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[
         name = source.get("configMapRef", {}).get("name", "")
         if name.startswith("smsflow-settings"):
             environment |= _settings_map(docs)
-    for variable in container.get("env", []):
+    for variable in container.get("env") or []:  # `env:` left empty builds as null
         if "value" in variable:
             environment[variable["name"]] = variable["value"]
     return environment
