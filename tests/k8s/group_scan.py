@@ -69,6 +69,7 @@ def _imported_modules(path: Path, tree: ast.Module) -> Iterator[str]:
             yield from (f"{module}.{alias.name}" for alias in node.names)
 
 
+@cache
 def import_closure(folders: tuple[str, ...]) -> dict[Path, ast.Module]:
     """Every project module the folders' modules import, transitively (with the folders')."""
     pending = [p for folder in folders for p in (ROOT / folder).rglob("*.py")]

@@ -13,8 +13,8 @@ import pytest
 from connectors.kafka_exporter.exporter import default_groups
 from connectors.sender.bind_slots import SLOT_TOPIC_PREFIX
 from smsflow import topics
-from tests.k8s.group_scan import GroupName, group_usage
-from tests.k8s.tooling import ROOT, named, objects
+from tests.k8s.group_scan import GroupName, group_usage, import_closure
+from tests.k8s.tooling import named, objects
 
 #: Process -> the source folders of its code.
 PROCESS_SOURCES = {
@@ -34,13 +34,14 @@ _TOPIC_CONSTANTS = {name: value for name, value in vars(topics).items()
 
 
 def topics_named_by(folders: tuple[str, ...]) -> set[str]:
+    """The topic constants imported anywhere in the code the folders run (their modules and
+    every project module those import, transitively)."""
     named_topics: set[str] = set()
-    for folder in folders:
-        for path in (ROOT / folder).rglob("*.py"):
-            for match in _IMPORT.finditer(path.read_text()):
-                for name in re.split(r"[,\s]+", match.group(1) or match.group(2)):
-                    if name in _TOPIC_CONSTANTS:
-                        named_topics.add(_TOPIC_CONSTANTS[name])
+    for path in import_closure(folders):
+        for match in _IMPORT.finditer(path.read_text()):
+            for name in re.split(r"[,\s]+", match.group(1) or match.group(2)):
+                if name in _TOPIC_CONSTANTS:
+                    named_topics.add(_TOPIC_CONSTANTS[name])
     return named_topics
 
 
