@@ -42,6 +42,7 @@ CRD_SCHEMAS = (
     "kafka.strimzi.io/kafkatopic_v1.json",
     "kafka.strimzi.io/kafkauser_v1.json",
     "keda.sh/scaledobject_v1alpha1.json",
+    "keda.sh/triggerauthentication_v1alpha1.json",
     "monitoring.coreos.com/prometheusrule_v1.json",
     "monitoring.coreos.com/servicemonitor_v1.json",
 )

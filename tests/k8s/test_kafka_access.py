@@ -1,6 +1,7 @@
 """Each process's KafkaUser grants exactly the topics its code names (smsflow/topics.py
-constants imported by its modules), plus its consumer groups: no process can touch a topic it
-does not use, and none is denied one it does."""
+constants imported by its modules), plus the consumer groups its code builds (read from the
+source by tests/k8s/group_scan.py): no process can touch a topic or group it does not use, and
+none is denied one it does."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from connectors.kafka_exporter.exporter import default_groups
 from connectors.sender.bind_slots import SLOT_TOPIC_PREFIX
 from smsflow import topics
-from tests.k8s.tooling import ROOT, named, objects
+from tests.k8s.group_scan import GroupName, group_usage, import_closure
+from tests.k8s.tooling import named, objects
 
 #: Process -> the source folders of its code.
 PROCESS_SOURCES = {
@@ -21,6 +24,8 @@ PROCESS_SOURCES = {
     "smsflow-webhooks": ("connectors/webhooks",),
     "smsflow-config": ("smsflow/config",),
 }
+#: With the exporter, whose topics are a prefix grant (it reads whatever the groups read).
+ALL_PROCESS_SOURCES = PROCESS_SOURCES | {"smsflow-kafka-exporter": ("connectors/kafka_exporter",)}
 
 #: ``from smsflow.topics import A, B`` or the parenthesised form over several lines.
 _IMPORT = re.compile(r"from smsflow\.topics import (?:\(([^)]*)\)|([^\n(]+))")
@@ -29,13 +34,14 @@ _TOPIC_CONSTANTS = {name: value for name, value in vars(topics).items()
 
 
 def topics_named_by(folders: tuple[str, ...]) -> set[str]:
+    """The topic constants imported anywhere in the code the folders run (their modules and
+    every project module those import, transitively)."""
     named_topics: set[str] = set()
-    for folder in folders:
-        for path in (ROOT / folder).rglob("*.py"):
-            for match in _IMPORT.finditer(path.read_text()):
-                for name in re.split(r"[,\s]+", match.group(1) or match.group(2)):
-                    if name in _TOPIC_CONSTANTS:
-                        named_topics.add(_TOPIC_CONSTANTS[name])
+    for path in import_closure(folders):
+        for match in _IMPORT.finditer(path.read_text()):
+            for name in re.split(r"[,\s]+", match.group(1) or match.group(2)):
+                if name in _TOPIC_CONSTANTS:
+                    named_topics.add(_TOPIC_CONSTANTS[name])
     return named_topics
 
 
@@ -69,23 +75,103 @@ def test_every_granted_topic_is_in_the_topic_table() -> None:
         assert set(_acls(user, "topic", "literal")) <= table, user["metadata"]["name"]
 
 
-def test_consumer_groups_follow_the_app_id() -> None:
-    """The groups the code joins (<app id>, <app id>-deferred, -held, -sender, -webhooks) with the
-    default SMSFLOW_APP_ID of the settings ConfigMap."""
-    docs = objects("overlays/dev")
-    app_id = next(c for c in docs if c["kind"] == "ConfigMap"
-                  and c["metadata"]["name"].startswith("smsflow-settings"))["data"][
+def _app_id(docs: list[dict[str, Any]]) -> str:
+    app_id: str = next(c for c in docs if c["kind"] == "ConfigMap"
+                       and c["metadata"]["name"].startswith("smsflow-settings"))["data"][
         "SMSFLOW_APP_ID"]
-    expected = {
-        "smsflow-worker": {app_id, f"{app_id}-deferred", f"{app_id}-held"},
-        "smsflow-sender": {f"{app_id}-sender", f"{app_id}-bind-slots"},
-        "smsflow-webhooks": {f"{app_id}-webhooks"},
-    }
-    for process, groups in expected.items():
-        user = named(docs, "KafkaUser", process)
-        assert set(_acls(user, "group", "literal")) == groups, process
-    worker = named(docs, "KafkaUser", "smsflow-worker")
-    assert "Create" in _acls(worker, "topic", "prefix")[f"{app_id}-"]  # faust's changelogs
+    return app_id
+
+
+def _granted(user: dict[str, Any], resource: str, name: GroupName) -> set[str]:
+    """Operations the user's ACLs allow on every resource ``name`` stands for (a prefix name:
+    on all of them), with the Describe that Read, Write, Create, Alter and Delete imply."""
+    operations: set[str] = set()
+    for acl in user["spec"]["authorization"]["acls"]:
+        target = acl["resource"]
+        if target["type"] != resource:
+            continue
+        if target.get("patternType", "literal") == "prefix":
+            matches = name.text.startswith(target["name"])
+        else:
+            matches = not name.prefix and name.text == target["name"]
+        if matches:
+            operations |= set(acl["operations"])
+    if operations & {"Read", "Write", "Create", "Alter", "Delete", "All"}:
+        operations.add("Describe")
+    return operations
+
+
+def _needs(process: str, docs: list[dict[str, Any]]) -> dict[tuple[str, GroupName], set[str]]:
+    """(resource type, name) -> operations, for every group the process's code joins or names
+    (tests/k8s/group_scan.py), faust's own topics, and the groups the exporter watches."""
+    app_id = _app_id(docs)
+    usage = group_usage(ALL_PROCESS_SOURCES[process], app_id)
+    assert not usage.unresolved, f"{process}: cannot tell these group ids: {usage.unresolved}"
+    needs = {("group", group): {"Read"} for group in usage.groups}
+    for faust_app in usage.faust_app_ids:  # faust's group, and its changelogs etc. it creates
+        needs[("group", faust_app)] = {"Read"}
+        needs[("topic", GroupName(f"{faust_app.text}-", True))] = {
+            "Create", "Read", "Write", "Describe"}
+    if process == "smsflow-kafka-exporter":  # describes the groups, reads the topics' heads
+        for group in default_groups(app_id):
+            needs[("group", GroupName(group, False))] = {"Describe"}
+    return needs
+
+
+@pytest.mark.parametrize("process", sorted(ALL_PROCESS_SOURCES))
+def test_acls_cover_every_group_the_code_uses(process: str) -> None:
+    """Derived from the code, not listed twice: every consumer group id its modules build
+    (and faust's group and internal topics for the worker) is granted."""
+    docs = objects("overlays/dev")
+    user = named(docs, "KafkaUser", process)
+    needs = _needs(process, docs)
+    assert needs, f"{process}: the scan found no group at all"
+    for (resource, name), operations in needs.items():
+        missing = operations - _granted(user, resource, name)
+        assert not missing, f"{process} lacks {sorted(missing)} on {resource} {name}"
+
+
+@pytest.mark.parametrize("process", sorted(ALL_PROCESS_SOURCES))
+def test_no_group_acl_grants_what_the_code_does_not_use(process: str) -> None:
+    docs = objects("overlays/dev")
+    user = named(docs, "KafkaUser", process)
+    needed = [name for resource, name in _needs(process, docs) if resource == "group"]
+    for acl in user["spec"]["authorization"]["acls"]:
+        target = acl["resource"]
+        if target["type"] != "group":
+            continue
+        if target.get("patternType", "literal") == "prefix":
+            used = any(n.text.startswith(target["name"]) for n in needed)
+        else:
+            used = GroupName(target["name"], False) in needed
+        assert used, f"{process}: group ACL {target} matches no group its code uses"
+
+
+def test_the_scan_finds_the_groups_built_in_each_way() -> None:
+    """Guards the scanner: a "group.id" property with a uuid suffix, a positional group_id,
+    an f-string expanded from its callers' literals, an `x or default` assignment, faust."""
+    sender = group_usage(("connectors/sender",), "app")
+    assert set(sender.groups) >= {GroupName("app-sender", False),
+                                  GroupName("app-bind-slots", False),
+                                  GroupName("app-bind-directory-", True),
+                                  GroupName("smsflow-ledger-", True)}
+    worker = group_usage(("pipeline",), "app")
+    assert set(worker.groups) == {GroupName("app-deferred", False), GroupName("app-held", False)}
+    assert worker.faust_app_ids == {GroupName("app", False)}
+    webhooks = group_usage(("connectors/webhooks",), "app")
+    assert GroupName("app-webhooks", False) in webhooks.groups
+
+
+def test_keda_may_describe_the_groups_and_topics_it_scales_on() -> None:
+    docs = objects("overlays/dev")
+    keda = named(docs, "KafkaUser", "smsflow-keda")
+    for scaled in [d for d in docs if d["kind"] == "ScaledObject"]:
+        trigger = scaled["spec"]["triggers"][0]["metadata"]
+        group = GroupName(trigger["consumerGroup"], False)
+        assert "Describe" in _granted(keda, "group", group), scaled["metadata"]["name"]
+        # without a topic, the lag of every topic the group reads (all sms.*)
+        topic = GroupName(trigger.get("topic", "sms."), "topic" not in trigger)
+        assert "Describe" in _granted(keda, "topic", topic), scaled["metadata"]["name"]
 
 
 def test_the_sender_may_create_and_grow_its_bind_slot_topics() -> None:
