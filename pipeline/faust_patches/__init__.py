@@ -19,7 +19,7 @@ this package touches private faust/aiokafka/mode attributes.
 * :mod:`.current_event`: table writes outside the stream (done markers after delivery) need
   faust's private ``_current_event``.
 * :mod:`.auth_refusal`: aiokafka logs and retries a refused SASL login for ever; wraps
-  ``aiokafka.client.create_conn`` so the refusal ends the worker (smsflow/kafka_auth.py).
+  ``aiokafka.client.create_conn`` so the refusal ends the worker (smsflow/kafka_refusal.py).
 * :mod:`.changelog_writes`: faust writes each table change with its own aiokafka producer, one
   record at a time (~10% of the worker's CPU); ``send_changelog`` is replaced per table.
 

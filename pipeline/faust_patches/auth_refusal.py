@@ -1,10 +1,10 @@
-"""A SASL refusal of any aiokafka connection of the worker reaches smsflow/kafka_auth.py.
+"""A SASL refusal of any aiokafka connection of the worker reaches smsflow/kafka_refusal.py.
 
 Answers: aiokafka 0.14.0 (pinned) catches every ``KafkaError`` of a new connection, including
 ``SaslAuthenticationFailed`` (Kafka error 58, not retriable), logs it and tries again for ever
 (``AIOKafkaClient.bootstrap`` and ``_get_conn``). faust's consumer and producers and the
 worker's topic followers all connect through ``aiokafka.client.create_conn``; :func:`install`
-wraps that name so a refusal is handed to :func:`smsflow.kafka_auth.report_refusal` (which
+wraps that name so a refusal is handed to :func:`smsflow.kafka_refusal.report_refusal` (which
 ends an armed process with one clear line) before aiokafka sees the error as before.
 tests/unit/pipeline/faust_patches/test_upstream.py fails when the code in :data:`UPSTREAM`
 changes.
@@ -19,7 +19,7 @@ import aiokafka.client
 from aiokafka.errors import SaslAuthenticationFailed
 
 from pipeline.faust_patches.upstream import Upstream
-from smsflow.kafka_auth import sasl_refused
+from smsflow.kafka_refusal import sasl_refused
 from smsflow.kafka_security import KafkaSecurity
 
 __all__ = ["UPSTREAM", "install"]
