@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 from confluent_kafka import KafkaError
@@ -30,8 +31,8 @@ def guard(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         raise _Exited
 
     monkeypatch.setattr(kafka_refusal, "_guard", kafka_refusal._Guard())
-    monkeypatch.setattr(kafka_refusal.os, "_exit", fake_exit)
-    monkeypatch.setattr(kafka_refusal.logging, "shutdown", lambda: None)
+    monkeypatch.setattr(os, "_exit", fake_exit)
+    monkeypatch.setattr(logging, "shutdown", lambda: None)
     return exits
 
 

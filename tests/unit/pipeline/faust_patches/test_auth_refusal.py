@@ -49,7 +49,7 @@ def test_installing_twice_wraps_once(monkeypatch: pytest.MonkeyPatch) -> None:
     second: list[str] = []
     auth_refusal.install(SASL, first.append)
     auth_refusal.install(SASL, second.append)
-    assert aiokafka.client.create_conn.__wrapped_by_smsflow__ is original  # type: ignore[attr-defined]
+    assert aiokafka.client.create_conn.__wrapped_by_smsflow__ is original
     with pytest.raises(SaslAuthenticationFailed):
         asyncio.run(aiokafka.client.create_conn("127.0.0.1", 9094))
     assert (len(first), len(second)) == (0, 1)
