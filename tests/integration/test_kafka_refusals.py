@@ -20,9 +20,11 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiokafka.client
 import pytest
@@ -33,16 +35,18 @@ from confluent_kafka.admin import AdminClient
 
 from pipeline.app import build_app
 from pipeline.faust_patches import auth_refusal
+from smsflow.config.kafka_io import apply_config
+from smsflow.config.store import load_yaml
 from smsflow.devstack.broker import BrokerConfig, LocalBroker
 from smsflow.devstack.broker_sasl import upsert_scram_user
 from smsflow.devstack.harness import free_port, isolated_settings
 from smsflow.devstack.stack import stack_env
 from smsflow.kafka_auth import verify_credentials
-from smsflow.kafka_clients import aiokafka_config
+from smsflow.kafka_clients import aiokafka_config, client_config
 from smsflow.kafka_refusal import EXIT_KAFKA_AUTH, KafkaAuthError
 from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
-from smsflow.topics import apply_topics
+from smsflow.topics import CONFIG, apply_topics, topic_name
 from tests.integration.secure_kafka import (
     DEADLINE_S,
     consume_one,
@@ -53,7 +57,7 @@ from tests.integration.secure_kafka import (
     sasl_settings,
 )
 from tests.integration.waiting import wait_until
-from tests.paths import REPO_ROOT
+from tests.paths import PLATFORM_CONFIG, REPO_ROOT
 
 PROCESS_DEADLINE_S = 30.0
 """A refused process must have exited by then (measured: ~2 s, most of it imports)."""
@@ -90,6 +94,7 @@ PROCESSES = {
     "sender": ["sender", "--metrics-port", "0"],
     "webhooks": ["webhooks", "run", "--metrics-port", "0"],
     "api": ["api"],
+    "kafka-exporter": ["kafka-exporter", "--port", "0"],
 }
 
 
@@ -152,15 +157,12 @@ def test_aiokafka_refusals_reach_the_worker_s_handler(
     assert reports and "SMSFLOW_KAFKA_SASL_PASSWORD" in reports[0]
 
 
-def test_a_password_rotated_under_a_running_worker_ends_it(
-    broker: LocalBroker, tmp_path: Path
-) -> None:
-    """The worker started with the right password; the broker's password changes; at its next
-    login (the session ends after REAUTH_MS) the worker exits, naming the setting."""
+def _rotation_settings(broker: LocalBroker, tmp_path: Path) -> tuple[Settings, Any]:
+    """Settings of a fresh SCRAM-SHA-256 user (sessions end after REAUTH_MS) with topics and
+    the platform configuration applied, and that user's material (to change its password)."""
     material = dataclasses.replace(broker.sasl_ssl_material(), user=f"rot-{uuid.uuid4().hex[:6]}",
                                    password=secrets.token_urlsafe(12))
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})  # PLAINTEXT: the operator
-    upsert_scram_user(admin, material)
+    upsert_scram_user(_operator(broker), material)
     secured = sasl_settings(broker, tmp_path, password=material.password, user=material.user)
     base = isolated_settings(secured.kafka_bootstrap, tmp_path / "stack", "rotate", partitions=1)
     settings = base.model_copy(update={
@@ -168,28 +170,69 @@ def test_a_password_rotated_under_a_running_worker_ends_it(
         if name.startswith("kafka_") and name != "kafka_exporter_port"
     } | {"kafka_sasl_mechanism": "SCRAM-SHA-256"})
     apply_topics(settings)
-    log_path = tmp_path / "worker.log"
+    config = load_yaml(PLATFORM_CONFIG)  # its SMSCs on a port where nobody answers: no bind
+    config = config.model_copy(update={"smscs": tuple(
+        smsc.model_copy(update={"port": free_port()}) for smsc in config.smscs)})
+    apply_config(kafka_connection(settings), topic_name(settings, CONFIG), config)
+    return settings, material
+
+
+def _operator(broker: LocalBroker) -> AdminClient:
+    return AdminClient({"bootstrap.servers": broker.bootstrap})  # PLAINTEXT: the operator's
+
+
+def _running(kind: str, settings: Settings, api_port: int) -> Callable[[], bool]:
+    """When the process is connected and working: its consumer group is stable (the API: it
+    answers /readyz with 200)."""
+    if kind == "api":
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/readyz", timeout=2) as r:
+                    return bool(r.status == 200)
+            except OSError:
+                return False
+        return ready
+    group = settings.app_id if kind == "worker" else f"{settings.app_id}-{kind}"
+    admin = AdminClient(client_config(kafka_connection(settings)))
+    return lambda: _group_stable(admin, group)
+
+
+@pytest.mark.parametrize("kind", ["worker", "sender", "webhooks", "api"])
+def test_a_password_rotated_under_a_running_process_ends_it(
+    broker: LocalBroker, tmp_path: Path, kind: str
+) -> None:
+    """The process started with the right password; the broker's password changes; at its next
+    login (the session ends after REAUTH_MS) the process exits, naming the setting."""
+    settings, material = _rotation_settings(broker, tmp_path)
+    api_port = free_port()
+    env = stack_env(settings) | {"SMSFLOW_API_KEY_PEPPER": secrets.token_urlsafe(24),
+                                 "SMSFLOW_API_PORT": str(api_port)}
+    argv = ["worker", "--loglevel", "warn"] if kind == "worker" else PROCESSES[kind]
+    log_path = tmp_path / f"{kind}.log"
     with log_path.open("wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "smsflow.cli", "worker", "--loglevel", "warn"],
-            env=stack_env(settings), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(
+            [sys.executable, "-m", "smsflow.cli", *argv],
+            env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: _group_stable(admin, settings.app_id) or worker.poll() is not None,
-                   timeout_s=90, what="the worker's group to be stable")
-        assert worker.poll() is None, log_path.read_text()[-3000:]
-        upsert_scram_user(admin, dataclasses.replace(material, password="rotated-away"))
+        running = _running(kind, settings, api_port)
+        wait_until(lambda: process.poll() is not None or running(),
+                   timeout_s=90, what=f"the {kind} to be running")
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        upsert_scram_user(_operator(broker), dataclasses.replace(material, password="rotated"))
         rotated = time.monotonic()
-        code = worker.wait(timeout=REAUTH_MS / 1000 + PROCESS_DEADLINE_S)
+        code = process.wait(timeout=REAUTH_MS / 1000 + PROCESS_DEADLINE_S)
         took = time.monotonic() - rotated
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
     output = log_path.read_text()
     assert code == EXIT_KAFKA_AUTH, output[-3000:]
     assert took < REAUTH_MS / 1000 + PROCESS_DEADLINE_S
-    assert "SMSFLOW_KAFKA_SASL_PASSWORD" in output
+    refusals = [line for line in output.splitlines() if "Kafka refused" in line]
+    assert len(refusals) == 1, output[-3000:]
+    assert "SMSFLOW_KAFKA_SASL_PASSWORD" in refusals[0]
 
 
 def _group_stable(admin: AdminClient, group: str) -> bool:

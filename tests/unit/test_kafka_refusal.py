@@ -93,3 +93,10 @@ def test_secured_confluent_clients_report_refusals_plaintext_ones_need_not() -> 
 def test_the_startup_check_arms_even_without_anything_to_check(guard: list[int]) -> None:
     kafka_auth.check_at_startup(KafkaConnection("127.0.0.1:1"))  # plaintext: no request
     assert kafka_refusal._guard.armed
+
+
+def test_an_unreachable_broker_is_no_verdict_at_startup() -> None:
+    """Nothing listens: no refusal, so the check gives up after its timeout and the process
+    starts as before (waiting for the broker)."""
+    conn = KafkaConnection("127.0.0.1:1", KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "u", "p"))
+    assert kafka_auth.verify_credentials(conn, timeout_s=1.0) is False
