@@ -12,10 +12,10 @@ but did nothing. Kafka's own rule is that an authentication failure is not retri
   :func:`report_refusal` (pipeline/faust_patches/auth_refusal.py).
 * Once a process entry point has armed the rule (:func:`arm`, done by
   smsflow/kafka_auth.py's start-up check), the first refusal logs that line and ends the
-  process at once with :data:`EXIT_KAFKA_AUTH`. Nothing is lost by that: Kafka holds the
-  records and each process restarts from its committed positions, exactly as after the
-  SIGKILLs of the chaos drills (bench/chaos.py). Unarmed (tests, tools), a refusal is logged
-  once and the clients go on retrying.
+  process at once with :data:`EXIT_KAFKA_AUTH`: as abrupt as a SIGKILL, and as safe, since
+  Kafka holds the records and each process resumes from its committed positions (the SIGKILL
+  drills of bench/chaos.py). A graceful stop would need the broker that just refused us.
+  Unarmed (tests, tools), a refusal is logged once and the clients go on retrying.
 """
 
 from __future__ import annotations
