@@ -44,6 +44,7 @@ from api.runtime import ApiRuntime
 from api.settings import load_api_settings, resolve_pepper
 from api.status import describe
 from api.status_feed import StatusStore
+from smsflow.kafka_refusal import arm
 from smsflow.settings import load_settings
 
 API_VERSION = "1.0.0"
@@ -358,4 +359,5 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
 def app_from_env() -> FastAPI:
     """uvicorn's factory (``smsflow api``): settings and the pepper from the environment."""
     api = load_api_settings()
+    arm()  # uvicorn's worker processes too: a refusal at run time ends them (kafka_refusal.py)
     return create_app(ApiRuntime(load_settings(), api, resolve_pepper(api)))

@@ -31,6 +31,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except PepperMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    _check_kafka_credentials()
     # The workers inherit the environment: each admits 1/N of a tenant's API rate.
     if args.instances is not None:
         os.environ["SMSFLOW_API_INSTANCES"] = str(args.instances)
@@ -47,6 +48,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def _check_kafka_credentials() -> None:
+    """Wrong Kafka credentials end the API here, with the setting to fix (kafka_auth.py)."""
+    import logging
+
+    from smsflow.kafka_auth import checked_connection
+    from smsflow.settings import load_settings
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    checked_connection(load_settings())
 
 
 def _cmd_openapi(args: argparse.Namespace) -> int:

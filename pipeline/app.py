@@ -21,12 +21,13 @@ import mode
 
 from pipeline.bind_watch import BindWatcher
 from pipeline.config_watch import ConfigWatcher
-from pipeline.faust_patches import check_pins, guarded_consumer
+from pipeline.faust_patches import auth_refusal, check_pins, guarded_consumer
 from pipeline.faust_patches.changelog_writes import route_changelogs
 from pipeline.faust_patches.commit_hooks import add_commit_barrier
 from pipeline.faust_patches.fetch_wait import shorten_fetch_wait
 from pipeline.outputs import OutputProducer, OutputTopic
 from pipeline.scheduling import ScheduledStage
+from smsflow.kafka_refusal import report_refusal
 from smsflow.kafka_security import faust_credentials, kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, SMSC_BINDS, topic_name
@@ -80,6 +81,8 @@ def build_app(settings: Settings) -> Worker:
     check_pins()  # the faust patches were written against exactly these versions
     datadir = (settings.home / "worker" / settings.app_id).resolve()
     connection = kafka_connection(settings)  # resolves the SASL password once
+    # A refused SASL login of any aiokafka connection ends the worker (smsflow/kafka_refusal.py).
+    auth_refusal.install(connection.security, report_refusal)
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         settings.app_id,

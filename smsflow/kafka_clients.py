@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from smsflow.kafka_refusal import confluent_error
 from smsflow.kafka_security import (
     KafkaTarget,
     aiokafka_security,
@@ -22,11 +23,17 @@ from smsflow.kafka_security import (
 
 
 def client_config(target: KafkaTarget, **overrides: Any) -> dict[str, Any]:
-    """A confluent-kafka consumer's or admin client's configuration."""
+    """A confluent-kafka consumer's or admin client's configuration. With TLS or SASL, an
+    ``error_cb`` ends the process when the broker refuses its credentials
+    (smsflow/kafka_refusal.py); an ``error_cb`` of the caller's replaces it."""
     conn = as_connection(target)
+    refusals: dict[str, Any] = {}
+    if conn.security.protocol != "PLAINTEXT":
+        refusals["error_cb"] = confluent_error(conn.security)
     return {
         "bootstrap.servers": conn.bootstrap,
         **confluent_security(conn.security),
+        **refusals,
         **overrides,
     }
 

@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from connectors.kafka_exporter.exporter import KafkaLagCollector, default_groups
-from smsflow.kafka_security import kafka_connection
+from smsflow.kafka_auth import checked_connection
 from smsflow.metrics_http import serve_metrics
 from smsflow.settings import load_settings
 
@@ -26,7 +26,8 @@ def _cmd_exporter(args: argparse.Namespace) -> int:
     settings = load_settings()
     groups = args.group or default_groups(settings.app_id)
     registry = CollectorRegistry()
-    registry.register(KafkaLagCollector(kafka_connection(settings), groups, args.timeout_s))
+    # Wrong credentials end the exporter here, naming the setting (smsflow/kafka_auth.py).
+    registry.register(KafkaLagCollector(checked_connection(settings), groups, args.timeout_s))
     port = settings.kafka_exporter_port if args.port is None else args.port
     if port == 0:
         log.error("kafka-exporter needs a port")

@@ -11,7 +11,7 @@ from typing import Any
 from connectors.sender.probe import probe
 from connectors.sender.service import SenderService
 from smsflow.config.kafka_io import read_config
-from smsflow.kafka_security import kafka_connection
+from smsflow.kafka_auth import checked_connection
 from smsflow.metrics_http import serve_metrics
 from smsflow.settings import load_settings
 from smsflow.topics import CONFIG, topic_name
@@ -24,7 +24,7 @@ def _cmd_sender(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = load_settings()
-    config = read_config(kafka_connection(settings), topic_name(settings, CONFIG))
+    config = read_config(checked_connection(settings), topic_name(settings, CONFIG))
     if not config.smscs:
         log.error("no SMSC connections configured: run `smsflow config apply` first")
         return 2

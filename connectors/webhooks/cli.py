@@ -11,7 +11,7 @@ from typing import Any
 
 from connectors.webhooks.service import WebhookOptions, WebhookService
 from smsflow.config.kafka_io import read_config
-from smsflow.kafka_security import kafka_connection
+from smsflow.kafka_auth import checked_connection
 from smsflow.metrics_http import serve_metrics
 from smsflow.settings import load_settings
 from smsflow.topics import CONFIG, topic_name
@@ -24,7 +24,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = load_settings()
-    config = read_config(kafka_connection(settings), topic_name(settings, CONFIG))
+    config = read_config(checked_connection(settings), topic_name(settings, CONFIG))
     if not any(tenant.webhook for tenant in config.tenants):
         # Not an error: webhooks added later are picked up live. Until then reports are skipped.
         log.warning("no tenant has a webhook configured yet; reports are skipped until one does")

@@ -18,6 +18,8 @@ this package touches private faust/aiokafka/mode attributes.
   delay across partitions).
 * :mod:`.current_event`: table writes outside the stream (done markers after delivery) need
   faust's private ``_current_event``.
+* :mod:`.auth_refusal`: aiokafka logs and retries a refused SASL login for ever; wraps
+  ``aiokafka.client.create_conn`` so the refusal ends the worker (smsflow/kafka_refusal.py).
 * :mod:`.changelog_writes`: faust writes each table change with its own aiokafka producer, one
   record at a time (~10% of the worker's CPU); ``send_changelog`` is replaced per table.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 from importlib.metadata import version
 
 from pipeline.faust_patches import (
+    auth_refusal,
     changelog_writes,
     current_event,
     fetch_wait,
@@ -56,6 +59,7 @@ PATCHES: dict[str, tuple[Upstream, ...]] = {
     "fetch_wait": fetch_wait.UPSTREAM,
     "current_event": current_event.UPSTREAM,
     "changelog_writes": changelog_writes.UPSTREAM,
+    "auth_refusal": auth_refusal.UPSTREAM,
 }
 ALL_UPSTREAM: tuple[Upstream, ...] = tuple(u for deps in PATCHES.values() for u in deps)
 

@@ -15,8 +15,11 @@ _FAUST_LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
 def _cmd_worker(args: argparse.Namespace) -> int:
     os.environ["SMSFLOW_LOG_LEVEL"] = args.loglevel  # read into the settings below
     from pipeline.app import create_app  # imported here: faust's import is slow
+    from smsflow.kafka_auth import checked_connection
 
-    worker = create_app(load_settings())
+    settings = load_settings()
+    checked_connection(settings)  # wrong credentials end the worker here (kafka_auth.py)
+    worker = create_app(settings)
     sys.argv = ["smsflow-worker", "worker", "--loglevel", args.loglevel]
     if not args.web:
         sys.argv.append("--without-web")

@@ -55,6 +55,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from smsflow.devstack.broker_mtls import MtlsMaterial, ensure_mtls_material
 from smsflow.devstack.broker_sasl import SaslSslMaterial, ensure_material, upsert_scram_user
 from smsflow.devstack.java_service import (
     COMPLETE_MARKER,
@@ -105,6 +106,7 @@ ENV_BOOTSTRAP = "SMSFLOW_KAFKA_BOOTSTRAP"
 ENV_PORT = "SMSFLOW_KAFKA_PORT"
 ENV_CONTROLLER_PORT = "SMSFLOW_KAFKA_CONTROLLER_PORT"
 ENV_SASL_SSL_PORT = "SMSFLOW_KAFKA_SASL_SSL_PORT"
+ENV_SSL_PORT = "SMSFLOW_KAFKA_SSL_PORT"
 
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
@@ -177,6 +179,9 @@ class BrokerConfig:
     sasl_ssl: tuple[tuple[str, str], ...] = ()
     """The SASL_SSL listener's properties (broker_sasl.py), with its address as ``_listener``;
     empty: PLAINTEXT only."""
+    mtls: tuple[tuple[str, str], ...] = ()
+    """The SSL listener's properties (client certificate required, broker_mtls.py), likewise;
+    empty: none."""
 
     @property
     def bootstrap(self) -> str:
@@ -186,12 +191,15 @@ class BrokerConfig:
         if self.port == self.controller_port:
             raise BrokerError(f"broker and controller cannot share port {self.port}")
         props = self._plaintext_properties()
-        if self.sasl_ssl:
-            extra = dict(self.sasl_ssl)
+        for listener_props in (self.sasl_ssl, self.mtls):
+            if not listener_props:
+                continue
+            extra = dict(listener_props)
             listener = extra.pop("_listener")
+            name = listener.partition("://")[0]  # SASL_SSL or SSL: the protocol of that name
             props["listeners"] += f",{listener}"
             props["advertised.listeners"] += f",{listener}"
-            props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            props["listener.security.protocol.map"] += f",{name}:{name}"
             props |= extra
         return props
 
@@ -287,30 +295,35 @@ class LocalBroker(LocalJavaService):
         *,
         cache_dir: Path | None = None,
         sasl_ssl_port: int | None = None,
+        ssl_port: int | None = None,
     ) -> None:
         root = (cache_dir or default_cache_root()).absolute()
         super().__init__(home, port, root / f"kafka-{KAFKA_VERSION}")
         self.controller_port = controller_port
         self.sasl_ssl_port = sasl_ssl_port
         """Adds a SASL_SSL listener on this port (broker_sasl.py); None: PLAINTEXT only."""
+        self.ssl_port = ssl_port
+        """Adds an SSL listener requiring a client certificate (broker_mtls.py); None: none."""
         self._admins: dict[str, Any] = {}  # one metadata client per address probed
 
     @classmethod
     def from_env(
         cls, home: Path | None = None, port: int | None = None, controller_port: int | None = None,
-        sasl_ssl_port: int | None = None,
+        sasl_ssl_port: int | None = None, ssl_port: int | None = None,
     ) -> LocalBroker:
         """Explicit arguments win, then ``SMSFLOW_KAFKA_PORT`` / ``..._CONTROLLER_PORT`` /
-        ``..._SASL_SSL_PORT`` (unset: no SASL_SSL listener)."""
+        ``..._SASL_SSL_PORT`` / ``..._SSL_PORT`` (unset: no such listener)."""
         if sasl_ssl_port is None and os.environ.get(ENV_SASL_SSL_PORT):
             sasl_ssl_port = env_port(ENV_SASL_SSL_PORT, 0, BrokerError)
+        if ssl_port is None and os.environ.get(ENV_SSL_PORT):
+            ssl_port = env_port(ENV_SSL_PORT, 0, BrokerError)
         return cls(
             home,
             port if port is not None else env_port(ENV_PORT, DEFAULT_PORT, BrokerError),
             controller_port
             if controller_port is not None
             else env_port(ENV_CONTROLLER_PORT, DEFAULT_CONTROLLER_PORT, BrokerError),
-            sasl_ssl_port=sasl_ssl_port,
+            sasl_ssl_port=sasl_ssl_port, ssl_port=ssl_port,
         )
 
     # -- paths ---------------------------------------------------------------------------------
@@ -365,11 +378,19 @@ class LocalBroker(LocalJavaService):
         if self.sasl_ssl_port is not None:
             props = self.sasl_ssl_material().listener_properties(HOST, self.sasl_ssl_port)
             sasl_ssl = tuple(props.items())
-        return BrokerConfig(self.data_dir, self.port, self.controller_port, sasl_ssl=sasl_ssl)
+        mtls: tuple[tuple[str, str], ...] = ()
+        if self.ssl_port is not None:
+            mtls = tuple(self.mtls_material().listener_properties(HOST, self.ssl_port).items())
+        return BrokerConfig(self.data_dir, self.port, self.controller_port, sasl_ssl=sasl_ssl,
+                            mtls=mtls)
 
     def sasl_ssl_material(self) -> SaslSslMaterial:
         """The CA, keystore and credentials of the SASL_SSL listener (made on first use)."""
         return ensure_material(self.kafka_dir / "tls", os.environ.get("JAVA_HOME"))
+
+    def mtls_material(self) -> MtlsMaterial:
+        """The CA, keystore, truststore and client certificate of the SSL listener."""
+        return ensure_mtls_material(self.kafka_dir / "tls", os.environ.get("JAVA_HOME"))
 
     @property
     def address(self) -> str:
@@ -381,7 +402,7 @@ class LocalBroker(LocalJavaService):
         return self.current_address()
 
     def ports(self) -> tuple[int, ...]:
-        extra = () if self.sasl_ssl_port is None else (self.sasl_ssl_port,)
+        extra = tuple(p for p in (self.sasl_ssl_port, self.ssl_port) if p is not None)
         return (self.port, self.controller_port, *extra)
 
     # -- install -------------------------------------------------------------------------------
@@ -551,6 +572,11 @@ def register(subparsers: Any) -> None:
         help=f"also listen with SASL_SSL (SCRAM-SHA-512/256, PLAIN; self-signed CA) on this "
         f"port (default ${ENV_SASL_SSL_PORT}; unset: PLAINTEXT only). docs/broker.md",
     )
+    common.add_argument(
+        "--ssl-port", type=int, default=None,
+        help=f"also listen with SSL requiring a client certificate signed by the dev CA (mTLS) "
+        f"on this port (default ${ENV_SSL_PORT}; unset: none). docs/broker.md",
+    )
     add_lifecycle_commands(
         subparsers, "broker", common=common,
         help_text="run a local Apache Kafka broker (KRaft, no Docker)",
@@ -561,7 +587,8 @@ def register(subparsers: Any) -> None:
 
 
 def _broker_from_args(args: argparse.Namespace) -> LocalBroker:
-    return LocalBroker.from_env(args.home, args.port, args.controller_port, args.sasl_ssl_port)
+    return LocalBroker.from_env(args.home, args.port, args.controller_port, args.sasl_ssl_port,
+                                args.ssl_port)
 
 
 def _start_and_describe(broker: LocalBroker, timeout_s: float) -> str:
@@ -569,6 +596,8 @@ def _start_and_describe(broker: LocalBroker, timeout_s: float) -> str:
     if broker.sasl_ssl_port is not None:
         # stderr: stdout stays the bootstrap alone, for `$(smsflow broker start)`.
         print(broker.sasl_ssl_material().describe(HOST, broker.sasl_ssl_port), file=sys.stderr)
+    if broker.ssl_port is not None:
+        print(broker.mtls_material().describe(HOST, broker.ssl_port), file=sys.stderr)
     return address
 
 

@@ -356,3 +356,19 @@ def test_a_sasl_ssl_listener_is_added_next_to_plaintext(tmp_path: Path) -> None:
     assert 'user_smsflow="user-pw"' in props["listener.name.sasl_ssl.plain.sasl.jaas.config"]
     assert "_listener" not in props
     assert "SASL_SSL" not in BrokerConfig(tmp_path, 9092, 9093).properties()["listeners"]
+
+
+def test_an_ssl_listener_requiring_client_certificates_can_be_added(tmp_path: Path) -> None:
+    from smsflow.devstack.broker_mtls import MtlsMaterial
+    from smsflow.devstack.broker_sasl import SaslSslMaterial
+
+    material = MtlsMaterial(SaslSslMaterial(tmp_path / "tls", "store-pw", "smsflow", "user-pw"))
+    extra = tuple(material.listener_properties("127.0.0.1", 9095).items())
+    props = BrokerConfig(tmp_path, 9092, 9093, mtls=extra).properties()
+    assert props["listeners"].endswith(",SSL://127.0.0.1:9095")
+    assert props["advertised.listeners"].endswith(",SSL://127.0.0.1:9095")
+    assert props["listener.security.protocol.map"].endswith(",SSL:SSL")
+    assert props["listener.name.ssl.ssl.client.auth"] == "required"
+    assert props["listener.name.ssl.ssl.truststore.location"] == str(material.truststore)
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert "_listener" not in props
