@@ -1,12 +1,13 @@
 """Rolling delivery windows per route, operator and tenant, and route health for the router.
 
-``fan_out`` (``sms.sent`` + ``sms.dlr``, in batches): submit outcomes (per part) and terminal
-reports (per message, the analysts' delivery rate) become window events, grouped by the three
-window keys ``route:<id>``, ``operator:<id>``, ``tenant:<id>``; each key's batch becomes one
-small *delta* window on ``sms.tracking-deltas`` keyed by window key. Neither input is keyed
-that way, so this re-keying step is what lets one worker own each key's window. The batch is
-acked only after its deltas are sent (at-least-once: a crash may count a batch twice, never
-lose it).
+``count`` (``sms.sent`` + ``sms.dlr``, in batches read by :class:`~pipeline.window_feed.WindowFeed`
+in the consumer group ``<app id>-tracking``, not as faust events): submit outcomes (per part)
+and terminal reports (per message, the analysts' delivery rate) become window events, grouped
+by the three window keys ``route:<id>``, ``operator:<id>``, ``tenant:<id>``; each key's batch
+becomes one small *delta* window on ``sms.tracking-deltas`` keyed by window key. Neither input
+is keyed that way, so this re-keying step is what lets one worker own each key's window. The
+batch is committed only after its deltas are stored (at-least-once: a crash may count a batch
+twice, never lose it).
 
 ``merge_windows`` (``sms.tracking-deltas``): adds each delta into the ``tracking-windows``
 table (decoded states cached in memory while the partition is owned). For ``route:`` keys it
@@ -26,19 +27,19 @@ import asyncio
 import logging
 import struct
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any, cast
 
 import faust
+from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from pipeline.after_delivery import after_delivery
 from pipeline.app import Worker
 from pipeline.decoding import INVALID_RECORD, decode
 from pipeline.rejections import reject
 from pipeline.tracking_policy import health_policy, window_spec
+from pipeline.window_feed import WindowFeed
 from schemas.codec import DecodeError
 from schemas.models import DeliveryReport, RouteHealth, SubmitOutcome, SubmitStatus
 from schemas.summaries import (
@@ -60,15 +61,12 @@ from smsflow.domain.tracking import (
     submit_event,
 )
 from smsflow.domain.tracking.windows import merge, stats, step_many
+from smsflow.kafka_security import kafka_connection
 from smsflow.topics import DLR, REJECTED, ROUTE_HEALTH, SENT, TRACKING_DELTAS
 
 log = logging.getLogger(__name__)
 
 STAGE = "tracking"
-BATCH = 1_000
-#: Position of a counted source record in ``tracking-positions`` (``>q``).
-_POSITION_VALUE = struct.Struct(">q")
-
 #: A stored window is ``>iq`` (partition and offset of the last delta merged into it) + the
 #: window's bytes. All deltas of a key come from one partition, in offset order, and the
 #: position is written in the same changelog record as the window, so a delta replayed after a
@@ -133,20 +131,12 @@ class Tracking:
         self._sent_topic, self._route_health_topic = worker.name(SENT), worker.name(ROUTE_HEALTH)
         self._windows = app.Table("tracking-windows", key_type=str, value_type=bytes)
         self._health_states = app.Table("route-health-state", key_type=str, value_type=bytes)
-        #: Per source partition (``<topic>:<partition>``), the offset through which fan_out's
-        #: deltas are stored (``>q``). Written only once the batch's deltas are acknowledged
-        #: (see pipeline.after_delivery), so after a crash the replayed source records already
-        #: counted are skipped instead of counted twice.
-        self._positions = app.Table("tracking-positions", key_type=str, value_type=bytes)
         #: Decoded windows of the keys this worker owns (valid until the next rebalance).
         self._decoded: dict[str, tuple[Position, WindowState]] = {}
-        #: Positions sent but not yet stored (cleared at a rebalance: the next owner replays).
-        self._sent_through: dict[str, int] = {}
 
     def forget(self, _sender: Any, *_args: Any, **_kwargs: Any) -> None:
         """``on_partitions_revoked``: the caches describe partitions we may no longer own."""
         self._decoded.clear()
-        self._sent_through.clear()
 
     def owned_windows(self) -> list[tuple[str, WindowState]]:
         """This worker's rolling windows (``route:<id>``, ``operator:<id>``, ``tenant:<id>``).
@@ -155,53 +145,32 @@ class Tracking:
         delta every ``SMSFLOW_HEALTH_EVALUATE_EVERY_S``)."""
         return [(key, window) for key, (_, window) in list(self._decoded.items())]
 
-    # ------------------------------------------------------------------ fan_out
+    # ------------------------------------------------------------------ count
 
-    def _counted_through(self, source: str) -> int:
-        known = self._sent_through.get(source)
-        if known is not None:
-            return known
-        stored: bytes | None = self._positions.get(source)
-        return _POSITION_VALUE.unpack(stored)[0] if stored else -1
-
-    def _store_position(self, source: str, offset: int) -> None:
-        self._positions[source] = _POSITION_VALUE.pack(offset)
-
-    async def fan_out(self, batch: list[faust.EventT[bytes]]) -> None:
-        """One batch of ``sms.sent``/``sms.dlr`` events → one delta per window key."""
+    async def count(self, records: Sequence[ConsumerRecord[bytes, bytes]],
+                    ) -> list[asyncio.Future[Any]]:
+        """One batch of ``sms.sent``/``sms.dlr`` records → one delta per window key; returns
+        the deltas' sends (the feed commits the batch once they are stored)."""
         by_key: defaultdict[str, list[WindowEvent]] = defaultdict(list)
-        last_of_source: dict[str, faust.EventT[bytes]] = {}
-        for event in batch:
-            message = event.message
-            source = f"{message.topic}:{message.partition}"
-            if message.offset <= self._counted_through(source):
-                continue  # counted before a restart or rebalance
-            last_of_source[source] = event
+        for record in records:
             try:
                 counted, route_id, operator_id, tenant_id = await window_event(
-                    message.topic == self._sent_topic, event.value,
-                    int(message.timestamp * 1000), message.headers)
+                    record.topic == self._sent_topic, record.value, record.timestamp,
+                    record.headers)
             except (DecodeError, ValidationError, ValueError):
                 # The correlator dead-letters a bad sms.sent record; sms.dlr is ours.
                 log.warning("tracking: skipped an undecodable record %s/%d@%d",
-                            message.topic, message.partition, message.offset)
+                            record.topic, record.partition, record.offset)
                 continue
             for key in window_keys(route_id, operator_id, tenant_id):
                 by_key[key].append(counted)
         now_ms = _now_ms()
-        sends = [
+        return [
             await self._deltas_out.send(
                 key=key.encode(),
                 value=step_many(WindowState.empty(self._spec), events, now_ms).to_bytes())
             for key, events in by_key.items()
         ]
-        if not last_of_source:
-            return
-        stored = asyncio.gather(*sends)
-        for source, event in last_of_source.items():
-            self._sent_through[source] = event.message.offset
-            after_delivery(stored, event,
-                           partial(self._store_position, source, event.message.offset))
 
     # ------------------------------------------------------------------ merge_windows
 
@@ -273,18 +242,22 @@ class Tracking:
 
 
 def register(worker: Worker) -> Callable[[], list[tuple[str, WindowState]]]:
-    """The ``fan_out`` and ``merge_windows`` agents, their tables and the idle-route timer.
+    """The tracking feed (``count``), the ``merge_windows`` agent, its tables and the idle-route
+    timer.
 
     Returns the reader of this worker's rolling windows for the metrics page."""
     app, config_watcher = worker.app, worker.config_watcher
     tracking = Tracking(worker)
     app.on_partitions_revoked.connect(cast(Any, tracking.forget))
 
-    @app.agent(worker.topic(SENT, DLR))
-    async def fan_out(stream: faust.StreamT[bytes]) -> None:
-        # take_events is in faust-streaming's Stream but missing from its StreamT stub.
-        async for batch in cast(Any, stream).take_events(BATCH, within=1.0):
-            await tracking.fan_out(batch)
+    # Its own consumer group (granted in k8s/kafka/users/kafkausers.yaml).
+    feed = WindowFeed(kafka_connection(worker.settings), [worker.name(SENT), worker.name(DLR)],
+                      f"{worker.settings.app_id}-tracking", tracking.count)
+
+    @app.task
+    async def count_outcomes() -> None:
+        """sms.sent + sms.dlr → window deltas (pipeline.window_feed), outside faust's streams."""
+        await feed.run()
 
     @app.agent(worker.topic(TRACKING_DELTAS))
     async def merge_windows(stream: faust.StreamT[bytes]) -> None:

@@ -156,7 +156,8 @@ def test_the_scan_finds_the_groups_built_in_each_way() -> None:
                                   GroupName("app-bind-directory-", True),
                                   GroupName("smsflow-ledger-", True)}
     worker = group_usage(("pipeline",), "app")
-    assert set(worker.groups) == {GroupName("app-deferred", False), GroupName("app-held", False)}
+    assert set(worker.groups) == {GroupName("app-deferred", False), GroupName("app-held", False),
+                                  GroupName("app-tracking", False)}
     assert worker.faust_app_ids == {GroupName("app", False)}
     webhooks = group_usage(("connectors/webhooks",), "app")
     assert GroupName("app-webhooks", False) in webhooks.groups

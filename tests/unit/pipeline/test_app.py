@@ -37,10 +37,10 @@ def test_importing_the_agents_builds_no_app_and_touches_no_directory(tmp_path: P
 
 def test_create_app_registers_every_agent_table_and_stage(worker: Worker) -> None:
     assert {name.rsplit(".", 1)[1] for name in worker.app.agents} == {
-        "route", "throttle", "correlate", "aggregate", "fan_out", "merge_windows", "opt_out",
+        "route", "throttle", "correlate", "aggregate", "merge_windows", "opt_out",
     }
     assert set(worker.app.tables) == {
-        "tenant-quota", "dlr-pending", "dlr-parts", "tracking-positions", "tracking-windows",
+        "tenant-quota", "dlr-pending", "dlr-parts", "tracking-windows",
         "route-health-state", "opt-outs",
     }
     assert [stage.name for stage in worker.stages] == ["router", "throttle"]
