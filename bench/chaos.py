@@ -290,7 +290,13 @@ def main() -> int:
         try:
             for name in scenarios:
                 run = run_edge_scenario if name in EDGE_SCENARIOS else run_scenario
-                rows.append(run(name, args, broker, max_window, progress))
+                try:
+                    rows.append(run(name, args, broker, max_window, progress))
+                except Exception as exc:  # one broken drill must not lose the others' rows
+                    progress(f"{name}: the drill itself failed: {exc!r}")
+                    rows.append({"scenario": name, "lost": None, "fault_at_terminal": None,
+                                 "duplicate_submits": 0, "max_window": max_window,
+                                 "fault_error": f"drill failed: {exc!r}"})
         finally:
             broker.stop()
     failed = [r["scenario"] for r in rows
@@ -314,7 +320,8 @@ def main() -> int:
     columns = ("messages", "terminal", "lost", "duplicate_reports", "duplicate_submits",
                "max_window")
     lines = [f"{'scenario':<26}" + "".join(f"{c:>19}" for c in columns)]
-    lines += [f"{r['scenario']:<26}" + "".join(f"{r[c]:>19}" for c in columns) for r in rows]
+    lines += [f"{r['scenario']:<26}" + "".join(f"{r.get(c)!s:>19}" for c in columns)
+              for r in rows]
     lines.append(f"failed: {failed or 'none'}")
     publish(result, args.out, as_json=args.json, lines=lines)
     return 1 if failed else 0

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
@@ -209,18 +209,8 @@ def terminal_counts(settings: Settings, message_ids: Collection[str], *, timeout
         reader.close()
 
 
-def wait_until(what: str, condition: Callable[[], bool], timeout_s: float,
-               poll_s: float = 0.2) -> None:
-    """Poll ``condition()`` until true; TimeoutError naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout_s}s")
-        time.sleep(poll_s)
-
-
 __all__ = [
     "WEBHOOK_SECRET_ENV", "HookReceiver", "accept_produce", "committed_total",
     "produce_refused", "records_total", "refuse_produce", "start_webhooks", "terminal_counts",
-    "wait_until", "with_webhooks",
+    "with_webhooks",
 ]
