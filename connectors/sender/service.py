@@ -211,7 +211,8 @@ class SenderService:
         self._routed_topic = topic_name(settings, ROUTED)
         self._poller_stop = threading.Event()
         # Outcomes, rejections, successors and DONEs: produced again until stored.
-        self._store = StoreRetry(self._produce, stopping=self._poller_stop.is_set)
+        self.stats: dict[str, int] = dict.fromkeys(COUNTER_KEYS, 0)  # exported as counters
+        self._store = StoreRetry(self._produce, self._poller_stop.is_set, self.stats)
         self._ledger = SubmitLedger(kafka_connection(settings), topic_name(settings, SENDER_LEDGER),
                                     self._produce, LEDGER_HORIZON_MS,
                                     produce_stored=self._store.produce)
@@ -224,7 +225,6 @@ class SenderService:
         #: stop(): how long to let in-flight records finish before closing (then replayed).
         self.drain_timeout_s = 15.0
         self.last_round, self.joined = time.monotonic(), False
-        self.stats: dict[str, int] = dict.fromkeys(COUNTER_KEYS, 0)  # exported as counters
         self._bind_reporter = BindReporter.on(self._producer, topic_name(settings, SMSC_BINDS),
                                               instance=self._instance)
         self.metrics.registry.register(SenderCollector(

@@ -51,14 +51,16 @@ def backoff_s(attempt: int) -> float:
 class StoreRetry:
     """Thread-safe: ``produce`` from any thread, :meth:`run_due` from the producer-poll thread."""
 
-    def __init__(self, produce: Produce, stopping: Callable[[], bool]) -> None:
+    def __init__(self, produce: Produce, stopping: Callable[[], bool],
+                 stats: dict[str, int] | None = None) -> None:
         self._produce = produce
         self._stopping = stopping
+        #: The sender's counters: ``produce_refusals`` (smsflow_sender_produce_refusals_total).
+        self._stats = stats if stats is not None else {"produce_refusals": 0}
         self._lock = threading.Lock()
         self._due: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._waiting = 0  # records refused and not stored since
-        self.refusals = 0  # produces Kafka refused (each retried)
 
     def produce(self, topic: str, key: str | None, value: bytes, on_stored: Delivery,
                 **extra: Any) -> None:
@@ -77,14 +79,16 @@ class StoreRetry:
             attempts += 1
             delay = backoff_s(attempts)
             with self._lock:
-                self.refusals += 1
+                self._stats["produce_refusals"] += 1
+                refusals = self._stats["produce_refusals"]
                 if attempts == 1:
                     self._waiting += 1
                 waiting = self._waiting
                 heapq.heappush(self._due, (time.monotonic() + delay, next(self._seq), again))
-            if attempts == 1 or attempts & (attempts - 1) == 0:  # 1st, 2nd, 4th, 8th…
+            if refusals & (refusals - 1) == 0:  # the 1st, 2nd, 4th, 8th… refusal: no flood
                 log.error("%s not stored (attempt %d; again in %.1fs, %d record(s) waiting, "
-                          "consumption paused): %s", topic, attempts, delay, waiting, error)
+                          "consumption paused; %d refusals so far): %s", topic, attempts, delay,
+                          waiting, refusals, error)
 
         def again() -> None:
             self._produce(topic, key, value, delivered, **extra)
@@ -100,6 +104,12 @@ class StoreRetry:
         for produce in ready:
             produce()
         return len(ready)
+
+    @property
+    def refusals(self) -> int:
+        """Produces Kafka refused so far (each one retried)."""
+        with self._lock:
+            return self._stats["produce_refusals"]
 
     def waiting(self) -> int:
         """Records refused and not stored yet: while any wait, the sender takes no new work."""
