@@ -13,15 +13,16 @@
   ``submitted_twice`` counts message ids that reached ``sms.submitted`` twice (the API died
   between storing the message and storing its answer: allowed, docs/api.md#idempotency),
   ``duplicate_reports`` / ``duplicate_submits`` what that cost downstream.
-* ``produce-refused-sender`` / ``produce-refused-worker``: once ``--kill-at`` of the messages
-  are terminal the broker refuses every produce to ``sms.sent`` (the sender's output) or
-  ``sms.routed`` (the worker router's) for ``--refuse-for-s`` seconds: the topic's
-  ``min.insync.replicas`` is raised to 2 on a one-replica topic, so each ``acks=all`` produce
-  gets NOT_ENOUGH_REPLICAS, as when a partition's in-sync replicas are too few (a replica's
-  disk full or failed). Reads go on. The writer must wait without committing its sources
-  (``source_commits_while_refused`` 0 after a ``REFUSAL_GRACE_S`` for records already stored,
-  ``records_while_refused`` 0 shows the refusal held), stay up, and deliver everything once
-  the configuration is back.
+* ``produce-refused-sender`` / ``produce-refused-worker``: the traffic is produced evenly over
+  ``PACE_S``; ``--kill-at`` of that time in, the broker refuses every produce to ``sms.sent``
+  (the sender's output) or ``sms.routed`` (the worker router's) for ``--refuse-for-s`` seconds:
+  the topic's ``max.message.bytes`` set to 1, so each batch is answered MSG_SIZE_TOO_LARGE, a
+  broker that will not take writes (smsflow/devstack/drills.py says why not
+  ``min.insync.replicas``). Reads go on. The writer must not commit its sources meanwhile
+  (``source_commits_while_refused`` 0 after a ``REFUSAL_GRACE_S`` for records already stored;
+  ``records_while_refused`` 0 shows the refusal held), and deliver everything once writes are
+  accepted again. A writer that exited (the worker does, by design) is started again then, as
+  its process manager would (``stopped_while_refused``).
 """
 
 from __future__ import annotations

@@ -193,15 +193,19 @@ def terminal_counts(settings: Settings, message_ids: Collection[str], *, timeout
         settle_until: float | None = None
         while time.monotonic() < (settle_until or deadline):
             for terminal in reader.poll(timeout_s=0.5):
-                message_id = (terminal.report.message_id if terminal.report
-                              else terminal.rejection.message_id if terminal.rejection else None)
+                message_id: str | None
+                if terminal.report is not None:
+                    message_id, status = terminal.report.message_id, terminal.report.status.value
+                elif terminal.rejection is not None:
+                    message_id = terminal.rejection.message_id
+                    status = f"REJECTED:{terminal.rejection.reason_code}"
+                else:
+                    continue
                 if message_id not in wanted:
                     continue
                 records[message_id] += 1
                 if records[message_id] == 1:
-                    statuses[terminal.report.status.value if terminal.report
-                             else f"REJECTED:{terminal.rejection.reason_code}"  # type: ignore[union-attr]
-                             ] += 1
+                    statuses[status] += 1
             if settle_until is None and len(records) == len(wanted):
                 settle_until = time.monotonic() + 1.0  # late duplicates show up shortly after
         return records, statuses
