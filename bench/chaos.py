@@ -32,7 +32,9 @@ Scenarios (the fault hits once ``--kill-at`` of the messages have a terminal sta
 * ``duplicate-receipts``: the simulator sends every receipt twice, 50 ms apart
   (``duplicate_receipt_ratio`` 1); ``receipts_duplicated`` counts the copies.
 
-These two fail on any duplicate report as well.
+These two fail on any duplicate report as well. The edge scenarios (``webhooks-sigkill``,
+``api-sigkill``, ``produce-refused-sender``, ``produce-refused-worker``) are described in
+bench/chaos_edges.py.
 
 Per scenario: ``messages`` published; ``terminal`` messages with a terminal state on ``sms.dlr``
 or ``sms.rejected`` (deduplicated by message id); ``lost`` without one by the deadline;
@@ -58,46 +60,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from confluent_kafka import Consumer, TopicPartition
-from e2e import git_commit, machine, publish  # bench/ is sys.path[0] when run as a script
+# Run as a script, this file's directory comes first on sys.path and bench/api.py would shadow
+# the `api` package the API drill needs: take the directory out, put the repository in.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
-from connectors.smsc_sim import SimulatorThread
-from schemas.models import SubmitRequest
-from smsflow.config.store import load_yaml
-from smsflow.devstack.broker import LocalBroker
-from smsflow.devstack.flowrun import make_traffic, run_flow
-from smsflow.devstack.harness import free_port, isolated_settings, prepared_stack, warm_up
-from smsflow.devstack.stack import LocalStack
-from smsflow.settings import Settings
-from smsflow.topics import SENT, THROTTLED, topic_name
+from bench.chaos_edges import EDGE_SCENARIOS, run_edge_scenario  # noqa: E402
+from bench.chaos_stack import sender_caught_up, sim_config, unique_destinations  # noqa: E402
+from bench.e2e import git_commit, machine, publish  # noqa: E402
+from connectors.smsc_sim import SimulatorThread  # noqa: E402
+from smsflow.config.store import load_yaml  # noqa: E402
+from smsflow.devstack.broker import LocalBroker  # noqa: E402
+from smsflow.devstack.flowrun import make_traffic, run_flow  # noqa: E402
+from smsflow.devstack.harness import free_port, isolated_settings, prepared_stack, warm_up  # noqa: E402
+from smsflow.devstack.stack import LocalStack  # noqa: E402
+from smsflow.topics import SENT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "chaos.json"
 SCENARIOS = ("worker-sigkill", "sender-sigkill", "sender-sigkill-receipts", "broker-sigkill",
              "broker-sigterm", "smsc-disconnect", "smsc-throttling", "receipts-before-resp",
-             "duplicate-receipts")
-#: ``smsc-throttling``: share of submit_sm the simulator answers ESME_RTHROTTLED (0x58).
-THROTTLE_RATIO = 0.3
-#: ``receipts-before-resp``: submit_sm_resp held this long, receipts sent at once.
-RESP_AFTER_RECEIPT_MS = 30.0
+             "duplicate-receipts", *EDGE_SCENARIOS)
 #: Scenarios whose SMSC faults must not produce a second report for any message.
 ONE_REPORT = ("receipts-before-resp", "duplicate-receipts")
 Progress = Callable[[str], None]
-
-
-def unique_destinations(requests: list[SubmitRequest]) -> list[SubmitRequest]:
-    """The same traffic with one destination per message: each keeps its number's prefix (so
-    its country, operator and route) and gets a running suffix of the same length."""
-    counters: dict[str, int] = {}
-    out = []
-    for request in requests:
-        prefix, digits = request.destination[:-4], 4
-        n = counters[prefix] = counters.get(prefix, -1) + 1
-        if n >= 10 ** digits:
-            raise ValueError(f"more than {10 ** digits} messages to {prefix}…")
-        out.append(request.model_copy(update={"destination": f"{prefix}{n:0{digits}d}"}))
-    return out
 
 
 @dataclass
@@ -212,46 +199,6 @@ class Fault:
             self.detail["receipts_sent_again"] = self.sim.stats.receipts_requeued - before
 
 
-def sender_caught_up(settings: Settings, timeout_s: float = 120.0) -> None:
-    """Wait until the sender group committed every sms.throttled record: every part it will
-    ever submit for this traffic has been submitted (the simulator's count is then final)."""
-    topic = topic_name(settings, THROTTLED)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": f"{settings.app_id}-sender", "enable.auto.commit": False})
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            committed = [c.offset for c in consumer.committed(partitions, timeout=10)]
-            marks = [consumer.get_watermark_offsets(tp, timeout=10) for tp in partitions]
-            if all(high <= low or offset >= high  # an empty partition has nothing to commit
-                   for offset, (low, high) in zip(committed, marks, strict=True)):
-                return
-            time.sleep(0.5)
-        raise TimeoutError(f"sender did not commit sms.throttled: {committed} < {marks}")
-    finally:
-        consumer.close()
-
-
-def sim_config(path: Path, scenario: str) -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
-    config.update(count_duplicate_submits=True, stats_interval_s=0)
-    if scenario == "smsc-throttling":
-        profiles = config.setdefault("profiles", {})
-        profiles.setdefault(config.get("default_profile", "default"), {})
-        for profile in profiles.values():
-            profile["throttle_ratio"] = THROTTLE_RATIO
-    elif scenario == "receipts-before-resp":
-        profiles = config.setdefault("profiles", {})
-        profiles.setdefault(config.get("default_profile", "default"), {})
-        for profile in profiles.values():
-            profile.update(submit_latency_ms=RESP_AFTER_RECEIPT_MS, receipt_delay_ms=0,
-                           receipt_jitter=0)
-    elif scenario == "duplicate-receipts":
-        config.update(duplicate_receipt_ratio=1.0, duplicate_receipt_delay_ms=50)
-    return config
-
-
 def run_scenario(name: str, args: argparse.Namespace, broker: LocalBroker, max_window: int,
                  progress: Progress) -> dict[str, Any]:
     requests = unique_destinations(make_traffic(args.messages, seed=args.messages))
@@ -318,6 +265,8 @@ def main() -> int:
     parser.add_argument("--broker-down-s", type=float, default=10.0)
     parser.add_argument("--drop-every-s", type=float, default=2.0)
     parser.add_argument("--drop-for-s", type=float, default=0.5)
+    parser.add_argument("--refuse-for-s", type=float, default=20.0,
+                        help="produce-refused-*: how long the broker refuses the produces")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--platform-config", type=Path, default=REPO / "config/bench-platform.yaml")
     parser.add_argument("--sim-config", type=Path, default=REPO / "config/bench-smsc-sim.yaml")
@@ -340,13 +289,22 @@ def main() -> int:
         progress(f"own broker on {broker.start(timeout_s=120)}")
         try:
             for name in scenarios:
-                rows.append(run_scenario(name, args, broker, max_window, progress))
+                run = run_edge_scenario if name in EDGE_SCENARIOS else run_scenario
+                try:
+                    rows.append(run(name, args, broker, max_window, progress))
+                except Exception as exc:  # one broken drill must not lose the others' rows
+                    progress(f"{name}: the drill itself failed: {exc!r}")
+                    rows.append({"scenario": name, "lost": None, "fault_at_terminal": None,
+                                 "duplicate_submits": 0, "max_window": max_window,
+                                 "fault_error": f"drill failed: {exc!r}"})
         finally:
             broker.stop()
     failed = [r["scenario"] for r in rows
               if r["lost"] or r["duplicate_submits"] > r["max_window"] or r["fault_error"]
               or r["fault_at_terminal"] is None
-              or (r["scenario"] in ONE_REPORT and r["duplicate_reports"])]
+              or (r["scenario"] in ONE_REPORT and r["duplicate_reports"])
+              or r.get("id_mismatches") or r.get("unanswered")
+              or r.get("source_commits_while_refused") or r.get("records_while_refused")]
     result = {
         "scenarios": rows,
         "failed": failed,
@@ -362,7 +320,8 @@ def main() -> int:
     columns = ("messages", "terminal", "lost", "duplicate_reports", "duplicate_submits",
                "max_window")
     lines = [f"{'scenario':<26}" + "".join(f"{c:>19}" for c in columns)]
-    lines += [f"{r['scenario']:<26}" + "".join(f"{r[c]:>19}" for c in columns) for r in rows]
+    lines += [f"{r['scenario']:<26}" + "".join(f"{r.get(c)!s:>19}" for c in columns)
+              for r in rows]
     lines.append(f"failed: {failed or 'none'}")
     publish(result, args.out, as_json=args.json, lines=lines)
     return 1 if failed else 0

@@ -109,11 +109,14 @@ class SubmitLedger:
     this process, and the Kafka writes and reads (see connectors/sender/ledger.py)."""
 
     def __init__(
-        self, bootstrap: KafkaTarget, topic: str, produce: Produce, horizon_ms: int
+        self, bootstrap: KafkaTarget, topic: str, produce: Produce, horizon_ms: int,
+        produce_stored: Produce | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self.topic = topic
         self._produce = produce
+        #: DONEs finish their records: produced until stored (connectors/sender/store_retry.py).
+        self._produce_stored = produce_stored or produce
         self._lock = threading.Lock()
         self._index = LedgerIndex(horizon_ms)
         #: part key → sms.throttled partition, for parts submitted by this process and not yet
@@ -194,7 +197,8 @@ class SubmitLedger:
 
         def on_delivery(error: KafkaError | None, _msg: Message) -> None:
             if error is not None:
-                # The offset stays uncommitted; a replay finds the part in doubt.
+                # Stopping (or no retrying produce given): the offset stays uncommitted; a
+                # replay finds the part in doubt.
                 log.error("ledger DONE of %s not stored: %s", key, error)
             else:
                 with self._lock:
@@ -202,4 +206,4 @@ class SubmitLedger:
                     self._in_flight.pop(key, None)
             then(error is None)
 
-        self._produce(self.topic, key, done.to_bytes(), on_delivery, partition=partition)
+        self._produce_stored(self.topic, key, done.to_bytes(), on_delivery, partition=partition)

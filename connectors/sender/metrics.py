@@ -155,6 +155,8 @@ _SERVICE_COUNTERS: tuple[tuple[str, str, str], ...] = (
      "Parts resubmitted without knowing whether the SMSC had them (intent, no outcome)."),
     ("relayed", "smsflow_sender_relayed",
      "Messages passed to a sender holding a bind slot of their SMSC (bind leases)."),
+    ("produce_refusals", "smsflow_sender_produce_refusals",
+     "Records Kafka refused or gave up on (outcomes, rejections, DONEs), each produced again."),
 )
 
 #: The keys of ``SenderService.stats``: every counter the sender keeps is exported.

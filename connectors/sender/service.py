@@ -17,7 +17,8 @@ Threading model (blocking sockets, so no asyncio here; docs/architecture.md#send
 - a retry thread re-enqueues parts the SMSC asked us to slow down for, after a backoff.
 
 Nothing is lost: a record's offset is committed only after every part's final outcome has been
-acknowledged by Kafka (``OffsetTracker``), so a crash replays unfinished records. Nothing is
+acknowledged by Kafka (``OffsetTracker``), so a crash replays unfinished records; one Kafka
+refuses is produced again until stored, consumption paused meanwhile (``StoreRetry``). Nothing is
 submitted twice beyond the in-flight window: the submit ledger (``connectors/sender/ledger.py``)
 stores an intent per part before its PDU is written, and a DONE once its outcome is on
 ``sms.sent``; a replayed or re-sent record skips the parts the ledger has, and resubmits only
@@ -50,6 +51,7 @@ from connectors.sender.metrics import COUNTER_KEYS, BindView, SenderCollector, S
 from connectors.sender.offsets import OffsetTracker
 from connectors.sender.relay import RELAYED_HEADER
 from connectors.sender.retry import RetryKind, SubmitRetryPolicy
+from connectors.sender.store_retry import StoreRetry
 from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
 from connectors.smpp.models import InboundDeliver, SubmitResult
 from schemas.codec import AvroCodec, DecodeError
@@ -207,10 +209,14 @@ class SenderService:
             route_engine.build_catalogue(config), {}, time.time()
         )
         self._routed_topic = topic_name(settings, ROUTED)
-        self._ledger = SubmitLedger(kafka_connection(settings), topic_name(settings, SENDER_LEDGER),
-                                    self._produce, LEDGER_HORIZON_MS)
-        self._last_bound: dict[str, float] = {}
         self._poller_stop = threading.Event()
+        # Outcomes, rejections, successors and DONEs: produced again until stored.
+        self.stats: dict[str, int] = dict.fromkeys(COUNTER_KEYS, 0)  # exported as counters
+        self._store = StoreRetry(self._produce, self._poller_stop.is_set, self.stats)
+        self._ledger = SubmitLedger(kafka_connection(settings), topic_name(settings, SENDER_LEDGER),
+                                    self._produce, LEDGER_HORIZON_MS,
+                                    produce_stored=self._store.produce)
+        self._last_bound: dict[str, float] = {}
         # Resolved once (AvroModel.to_avro looks the registry setting up in the environment
         # for every record): the sender writes two records per message part.
         self._outcome_codec = SubmitOutcome.codec()
@@ -219,7 +225,6 @@ class SenderService:
         #: stop(): how long to let in-flight records finish before closing (then replayed).
         self.drain_timeout_s = 15.0
         self.last_round, self.joined = time.monotonic(), False
-        self.stats: dict[str, int] = dict.fromkeys(COUNTER_KEYS, 0)  # exported as counters
         self._bind_reporter = BindReporter.on(self._producer, topic_name(settings, SMSC_BINDS),
                                               instance=self._instance)
         self.metrics.registry.register(SenderCollector(
@@ -350,7 +355,9 @@ class SenderService:
         return self._connections.views()
 
     def _apply_back_pressure(self) -> None:
-        change = self._gate.update(self.queued_parts())
+        # A record Kafka refused holds its commit: take no new work until it is stored.
+        change = self._gate.update(self._gate.limit if self._store.waiting()
+                                   else self.queued_parts())
         if change is None:
             return
         assignment = self._consumer.assignment()
@@ -386,6 +393,7 @@ class SenderService:
         while not self._poller_stop.is_set():
             try:
                 self._producer.poll(0.05)
+                self._store.run_due(time.monotonic())
             except Exception:  # a failing callback must not stop the reports of the others
                 log.exception("producer delivery callback failed")
 
@@ -497,12 +505,11 @@ class SenderService:
         self.metrics.rejected(code)
 
         def acked(error: KafkaError | None, _msg: Message) -> None:
-            if error is None:
+            if error is None:  # else stopping: the record will be replayed
                 self._finish(partition, offset, epoch)
-            else:
-                log.error("rejection not stored (record will be replayed): %s", error)
 
-        self._produce(self._rejected, rejection.tenant_id, rejection.to_avro(self._rejected), acked)
+        self._store.produce(self._rejected, rejection.tenant_id,
+                            rejection.to_avro(self._rejected), acked)
 
     def _produce(
         self, topic: str, key: str | None, value: bytes,
@@ -607,8 +614,8 @@ class SenderService:
         self._ledger.release(job.key, routed.parts)
         log.info("failing %s over from %s to %s: %s", job.key, routed.route_id,
                  decision.route_id, why)
-        self._produce(self._routed_topic, decision.route_id, rerouted.to_avro(self._routed_topic),
-                      self._finish_when_stored(job, "failover"))
+        self._store.produce(self._routed_topic, decision.route_id,
+                            rerouted.to_avro(self._routed_topic), self._finish_when_stored(job))
         return True
 
     def _relay(self, job: SubmitJob, partition: int) -> None:
@@ -616,19 +623,15 @@ class SenderService:
         partition of a sender that does (connectors/sender/relay.py)."""
         self.stats["relayed"] += 1
         self._ledger.release(job.key, job.routed.parts)
-        self._produce(self._throttled, job.routed.route_id, job.routed.to_avro(self._throttled),
-                      self._finish_when_stored(job, "relay"),
-                      headers=[(RELAYED_HEADER, self._instance)], partition=partition)
+        self._store.produce(self._throttled, job.routed.route_id,
+                            job.routed.to_avro(self._throttled), self._finish_when_stored(job),
+                            headers=[(RELAYED_HEADER, self._instance)], partition=partition)
 
-    def _finish_when_stored(self, job: SubmitJob,
-                            what: str) -> Callable[[KafkaError | None, Message], None]:
+    def _finish_when_stored(self, job: SubmitJob) -> Callable[[KafkaError | None, Message], None]:
         """A delivery callback: the job's record is done once Kafka stored its successor."""
         def acked(error: KafkaError | None, _msg: Message) -> None:
-            if error is None:
+            if error is None:  # else stopping: the record will be replayed
                 self._finish(job.partition, job.offset, job.epoch)
-            else:
-                log.error("%s of %s not stored (record will be replayed): %s", what, job.key,
-                          error)
         return acked
 
     def _schedule(self, job: SubmitJob, plan: SegmentPlan, delay_s: float) -> None:
@@ -728,9 +731,7 @@ class SenderService:
                 self._finish(job.partition, job.offset, job.epoch)
 
         def acked(error: KafkaError | None, _msg: Message) -> None:
-            if error is not None:
-                # The offset stays uncommitted, so the record is replayed after a restart.
-                log.error("submit outcome of %s not stored: %s", job.key, error)
+            if error is not None:  # stopping: the offset stays uncommitted, the record replayed
                 return
             # DONE only once the outcome is on sms.sent: a part the ledger calls DONE never
             # needs its outcome written again.
@@ -746,8 +747,8 @@ class SenderService:
         headers: list[tuple[str, str | bytes | None]] = [summary]
         if seq in job.in_doubt:
             headers.append((IN_DOUBT_HEADER, b"1"))
-        self._produce(self._sent, key, _encode(self._outcome_codec, record, self._sent), acked,
-                      headers=headers)
+        self._store.produce(self._sent, key, _encode(self._outcome_codec, record, self._sent),
+                            acked, headers=headers)
 
     def _on_deliver(self, inbound: InboundDeliver, ack: AckFunction) -> None:
         """A deliver_sm / data_sm from an SMSC (session thread).  Answered with ``ack`` only once

@@ -33,14 +33,15 @@ def start_api(stack: LocalStack, settings: Settings, port: int) -> str:
     """Start ``smsflow api`` on ``port`` next to the stack; returns a new key of the demo
     tenant."""
     pepper_path = pepper_file(settings.home)
-    env = {**stack.env, "SMSFLOW_API_KEY_PEPPER_FILE": str(pepper_path)}
+    # In the stack's environment, so a drill's crash_and_restart("api") starts it the same way.
+    stack.env["SMSFLOW_API_KEY_PEPPER_FILE"] = str(pepper_path)
     api = ManagedProcess(
         "api",
         [*stack.smsflow_argv(), "api", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning"],
         settings.home / "logs" / "api.log",
     )
-    api.start(env)
+    api.start(stack.env)
     stack.processes.append(api)
     key, _record = create_key(
         settings, resolve_pepper(ApiSettings(key_pepper_file=pepper_path)), DEMO_TENANT,

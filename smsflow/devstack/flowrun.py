@@ -86,7 +86,16 @@ class StageCounter:
         self._consumer = Consumer(
             {**client_config(kafka_connection(settings)), "group.id": f"stages-{uuid.uuid4()}"}
         )
-        self._start = _totals(self._consumer, list(self._names.values()))
+        # Topics a run just created may not have their leaders yet (NOT_LEADER_FOR_PARTITION).
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._start = _totals(self._consumer, list(self._names.values()))
+                break
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         self._last = dict.fromkeys(self._names, 0)
 
     def counts(self) -> dict[str, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Message
@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from schemas.models import RoutedMessage, SubmitOutcome
 from smsflow.config.kafka_io import apply_config
+from smsflow.config.models import PlatformConfig
 from smsflow.config.store import load_yaml
 from smsflow.devstack.flowrun import warm_up
 from smsflow.devstack.stack import LocalStack, stack_env
@@ -129,13 +130,15 @@ def prepared_stack(
     workers: int = 1,
     senders: int = 1,
     simulator: bool = True,
+    edit_config: Callable[[PlatformConfig], PlatformConfig] | None = None,
 ) -> LocalStack:
     """Apply topics and ``platform_config`` (every SMSC pointed at the simulator's port, a
     free one unless given) and return the stack, not yet started; its simulator reads
     ``sim_config``. Use as ``with prepared_stack(s, platform_config=…, sim_config=…) as stack:
     warm_up(s)``. The caller names both files (``smsflow demo`` has flags for them, relative to
     the current directory): an installed package has no repository to find them in.
-    ``simulator=False``: the caller runs the SMSC on ``sim_port`` (then required)."""
+    ``simulator=False``: the caller runs the SMSC on ``sim_port`` (then required).
+    ``edit_config`` changes the configuration before it is applied (a drill's webhooks)."""
     if not simulator and sim_port is None:
         raise ValueError("simulator=False needs the sim_port the caller's SMSC listens on")
     for path in (platform_config, sim_config):
@@ -149,6 +152,8 @@ def prepared_stack(
     config = config.model_copy(
         update={"smscs": tuple(s.model_copy(update={"port": sim_port}) for s in config.smscs)}
     )
+    if edit_config is not None:
+        config = edit_config(config)
     apply_topics(settings)
     apply_config(kafka_connection(settings), topic_name(settings, CONFIG), config)
     return LocalStack(

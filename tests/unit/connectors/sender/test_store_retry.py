@@ -1,0 +1,64 @@
+"""StoreRetry: a record Kafka refused is produced again, after a backoff, until stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import KafkaError
+
+from connectors.sender.store_retry import StoreRetry, backoff_s
+
+
+class FakeKafka:
+    """Answers each produce with the next verdict (None: stored; a KafkaError: refused)."""
+
+    def __init__(self, verdicts: list[KafkaError | None]) -> None:
+        self.verdicts = verdicts
+        self.produced: list[tuple[str, str | None, bytes, dict[str, Any]]] = []
+
+    def produce(self, topic: str, key: str | None, value: bytes, on_delivery: Any,
+                **extra: Any) -> None:
+        self.produced.append((topic, key, value, extra))
+        on_delivery(self.verdicts.pop(0), None)
+
+
+REFUSED = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+
+
+def test_a_refused_record_is_produced_again_after_its_backoff_until_stored() -> None:
+    kafka = FakeKafka([REFUSED, REFUSED, None])
+    stored: list[KafkaError | None] = []
+    store = StoreRetry(kafka.produce, stopping=lambda: False)
+
+    store.produce("sms.sent", "k", b"v", lambda error, _m: stored.append(error),
+                  headers=[("h", b"1")])
+
+    assert stored == [] and store.waiting() == 1 and len(kafka.produced) == 1
+    assert store.run_due(now=0.0) == 0  # its backoff has not ended
+    assert store.run_due(now=1e12) == 1  # refused again: a longer backoff
+    assert stored == [] and store.waiting() == 1
+    assert store.run_due(now=1e12) == 1  # stored now
+    assert stored == [None] and store.waiting() == 0 and store.refusals == 2
+    # The same record every time, with its headers.
+    assert {p[:3] for p in kafka.produced} == {("sms.sent", "k", b"v")}
+    assert all(p[3] == {"headers": [("h", b"1")]} for p in kafka.produced)
+
+
+def test_stored_at_once_calls_back_once_and_nothing_waits() -> None:
+    kafka = FakeKafka([None])
+    stored: list[KafkaError | None] = []
+    store = StoreRetry(kafka.produce, stopping=lambda: False)
+    store.produce("t", None, b"v", lambda error, _m: stored.append(error))
+    assert stored == [None] and store.waiting() == 0 and store.run_due(now=1e12) == 0
+
+
+def test_when_stopping_the_error_is_handed_back_and_not_retried() -> None:
+    kafka = FakeKafka([REFUSED])
+    stored: list[KafkaError | None] = []
+    store = StoreRetry(kafka.produce, stopping=lambda: True)
+    store.produce("t", None, b"v", lambda error, _m: stored.append(error))
+    assert stored == [REFUSED] and store.waiting() == 0 and store.run_due(now=1e12) == 0
+
+
+def test_backoff_doubles_up_to_ten_seconds() -> None:
+    assert [backoff_s(n) for n in range(1, 8)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
