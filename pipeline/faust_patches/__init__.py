@@ -21,7 +21,9 @@ this package touches private faust/aiokafka/mode attributes.
 * :mod:`.auth_refusal`: aiokafka logs and retries a refused SASL login for ever; wraps
   ``aiokafka.client.create_conn`` so the refusal ends the worker (smsflow/kafka_refusal.py).
 * :mod:`.changelog_writes`: faust writes each table change with its own aiokafka producer, one
-  record at a time (~10% of the worker's CPU); ``send_changelog`` is replaced per table.
+  record at a time (~10% of the worker's CPU); ``send_changelog`` is replaced per table. Also
+  per table: faust's partition-count check, which crashed a fresh worker when a just-created
+  changelog's metadata still showed 0 partitions.
 
 Pinned: faust-streaming 0.15.3, aiokafka 0.14.0, mode-streaming 0.7.1 (:data:`PINNED`).
 The versions are pinned exactly in pyproject.toml and checked at start-up

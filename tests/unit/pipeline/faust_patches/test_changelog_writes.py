@@ -7,6 +7,8 @@ import inspect
 from typing import Any
 
 import faust
+import pytest
+from faust.exceptions import PartitionsMismatch
 from faust.tables.table import Table
 
 from pipeline.faust_patches.changelog_writes import route_changelogs
@@ -49,3 +51,35 @@ def test_faust_still_calls_send_changelog_and_reads_only_the_partition() -> None
         assert "self.send_changelog(" in source, method
         assert "fut.message.partition" in source, method
     assert faust.__version__ == "0.15.3", "re-check faust_patches/changelog_writes.py"
+
+
+class PartitionCounts:
+    """What faust asks the consumer: a topic's partition count from the metadata snapshot."""
+
+    def __init__(self, counts: dict[str, int | None]) -> None:
+        self.counts = counts
+
+    def topic_partitions(self, topic: str) -> int | None:
+        return self.counts.get(topic)
+
+
+def test_a_changelog_still_showing_0_partitions_is_checked_later_not_a_mismatch() -> None:
+    app, table = _table()
+    route_changelogs(app.tables, RecordingProducer())  # type: ignore[arg-type]
+    changelog = table.changelog_topic_name
+    counts = PartitionCounts({"src": 4, changelog: 0})  # faust just created it
+    app.consumer = counts  # type: ignore[assignment]
+    table._verify_source_topic_partitions("src")  # faust alone raises PartitionsMismatch here
+    assert "src" not in table._verified_source_topics_for_partitions
+
+    counts.counts[changelog] = 4
+    table._verify_source_topic_partitions("src")
+    assert "src" in table._verified_source_topics_for_partitions
+
+
+def test_a_real_partition_mismatch_still_stops_the_worker() -> None:
+    app, table = _table()
+    route_changelogs(app.tables, RecordingProducer())  # type: ignore[arg-type]
+    app.consumer = PartitionCounts({"src": 4, table.changelog_topic_name: 3})  # type: ignore[assignment]
+    with pytest.raises(PartitionsMismatch):
+        table._verify_source_topic_partitions("src")
