@@ -22,6 +22,7 @@ Families (labels in braces):
 * ``smsflow_commit_guard_*_total``: what the consumer guard corrected
   (pipeline/faust_patches/guarded_consumer.py)
 * ``smsflow_deferred_*``: Economy parked for off-peak windows and released (pipeline/deferral.py)
+* ``smsflow_tracking_feed_*_total``: records the tracking feed counted (pipeline/window_feed.py)
 * ``smsflow_config_version``
 * ``smsflow_rejections_total`` {stage, reason}: records sent to sms.rejected
 * ``smsflow_routed_messages_total`` / ``_parts_total`` {tenant, operator}: what the router passed
@@ -45,6 +46,7 @@ from pipeline import traffic_counts
 from pipeline.commit_guard import GUARD
 from pipeline.deferral import DEFERRAL, HELD
 from pipeline.scheduling import ScheduledStage, StageStats
+from pipeline.window_feed import FEED
 from smsflow.domain.tracking.windows import TERMINAL_STATUSES, WindowStats
 
 __all__ = ["WorkerCollector", "render"]
@@ -96,6 +98,8 @@ class WorkerCollector(Collector):
         for name, counter, help_text, field in _DEFERRAL_FAMILIES:
             family = CounterMetricFamily if counter else GaugeMetricFamily
             yield family(name, help_text, value=getattr(DEFERRAL, field))
+        for name, help_text, field in _FEED_FAMILIES:
+            yield CounterMetricFamily(name, help_text, value=getattr(FEED, field))
         for name, counter, help_text, field in _HELD_FAMILIES:
             family = CounterMetricFamily if counter else GaugeMetricFamily
             yield family(name, help_text, value=getattr(HELD, field))
@@ -185,6 +189,17 @@ _GUARD_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("smsflow_commit_guard_wait_empty_released",
      "In-flight records a rebalance stopped waiting for (not committed: read again by the "
      "partition's next owner).", "wait_empty_released"),
+)
+
+
+#: The tracking feed (pipeline/window_feed.py): (family name, help, the FeedStats field).
+_FEED_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("smsflow_tracking_feed_counted",
+     "sms.sent/sms.dlr records counted into the rolling windows (deltas stored, committed).",
+     "counted"),
+    ("smsflow_tracking_feed_recounted",
+     "Records counted whose commit a rebalance refused: their next owner counts them again.",
+     "recounted"),
 )
 
 

@@ -27,6 +27,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -35,13 +36,24 @@ from aiokafka.errors import CommitFailedError
 from pipeline.topic_follower import Batch, TopicFollower
 from smsflow.kafka_security import KafkaTarget
 
-__all__ = ["Count", "WindowFeed"]
+__all__ = ["FEED", "Count", "FeedStats", "WindowFeed"]
 
 log = logging.getLogger(__name__)
 
 #: ``count(records)`` sends the records' deltas and returns the sends' futures (done once
 #: Kafka stored each delta).
 Count = Callable[[Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[list["asyncio.Future[Any]"]]]
+
+
+@dataclass
+class FeedStats:
+    """What this worker's tracking feed counted (exported as metrics)."""
+
+    counted: int = 0  # records whose deltas are stored and whose offsets are committed
+    recounted: int = 0  # records whose commit the group refused: their next owner counts them
+
+
+FEED = FeedStats()
 
 
 class WindowFeed(TopicFollower):
@@ -60,6 +72,7 @@ class WindowFeed(TopicFollower):
         batch: int = 1000,
         within_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        stats: FeedStats = FEED,
         name: str = "tracking feed",
         **kwargs: Any,
     ) -> None:
@@ -72,8 +85,7 @@ class WindowFeed(TopicFollower):
         self._pending: list[ConsumerRecord[bytes, bytes]] = []
         self._flush_at: float | None = None
         self._lock = asyncio.Lock()
-        self.counted = 0  # records whose deltas are stored and committed
-        self.recounted = 0  # records whose commit the group refused (counted again)
+        self.stats = stats
 
     async def start_reading(self, consumer: AIOKafkaConsumer) -> None:
         consumer.subscribe(self._topics, listener=_FlushOnRevoke(self, consumer))
@@ -109,11 +121,11 @@ class WindowFeed(TopicFollower):
             except CommitFailedError:
                 # The group moved on before the commit: the partitions' next owner counts
                 # these records again (at-least-once).
-                self.recounted += len(records)
+                self.stats.recounted += len(records)
                 log.warning("%s: commit refused after a rebalance; %d records will be counted "
                             "again by their next owner", self.name, len(records))
                 return
-            self.counted += len(records)
+            self.stats.counted += len(records)
 
     def on_stopped(self) -> None:
         # Not committed: read again by this group (a new consumer, or another worker).

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from pipeline.window_feed import WindowFeed
+from pipeline.window_feed import FeedStats, WindowFeed
 
 SENT, DLR = "t.sms.sent", "t.sms.dlr"
 
@@ -52,7 +52,7 @@ class Counter:
 
 def _feed(counter: Counter, now: list[float], batch: int = 1000) -> WindowFeed:
     return WindowFeed("127.0.0.1:1", [SENT, DLR], "app-tracking", counter, batch=batch,
-                      within_s=1.0, clock=lambda: now[0])
+                      within_s=1.0, clock=lambda: now[0], stats=FeedStats())
 
 
 def test_records_are_collected_for_a_second_then_counted_and_committed_once_stored() -> None:
@@ -75,7 +75,7 @@ def test_records_are_collected_for_a_second_then_counted_and_committed_once_stor
         counter.stored[0].set_result(None)
         await flushing
         assert consumer.commits == [{TopicPartition(SENT, 0): 7, TopicPartition(DLR, 1): 9}]
-        assert feed.counted == 4 and feed.fetch_timeout_ms() == 1000
+        assert feed.stats.counted == 4 and feed.fetch_timeout_ms() == 1000
 
     asyncio.run(scenario())
 
@@ -135,7 +135,7 @@ def test_a_commit_refused_after_a_rebalance_is_counted_as_recounted_not_raised()
         await asyncio.sleep(0)
         counter.stored[0].set_result(None)
         await flushing
-        assert (feed.counted, feed.recounted) == (0, 2)
+        assert (feed.stats.counted, feed.stats.recounted) == (0, 2)
 
     asyncio.run(scenario())
 
