@@ -53,12 +53,19 @@ class TopicFollower(ABC):
         *,
         group_id: str | None = None,
         auto_offset_reset: str = "earliest",
+        fetch_min_bytes: int = 1,
+        fetch_max_wait_ms: int = 500,
         consumer_factory: ConsumerFactory = AIOKafkaConsumer,
     ) -> None:
         self.name = name
         self._bootstrap = bootstrap
         self._group_id = group_id
         self._auto_offset_reset = auto_offset_reset
+        # aiokafka's defaults (1 byte, 500 ms): a busy topic is then fetched again as soon as
+        # anything arrived. Busy followers pass SMSFLOW_FETCH_MIN_BYTES/_MAX_WAIT_MS instead
+        # (fewer, fuller fetches: docs/performance.md#fetch-batching).
+        self._fetch_min_bytes = fetch_min_bytes
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._consumer_factory = consumer_factory
 
     async def run(
@@ -76,6 +83,7 @@ class TopicFollower(ABC):
         consumer = self._consumer_factory(**aiokafka_config(
             self._bootstrap, group_id=self._group_id,
             enable_auto_commit=False, auto_offset_reset=self._auto_offset_reset,
+            fetch_min_bytes=self._fetch_min_bytes, fetch_max_wait_ms=self._fetch_max_wait_ms,
         ))
         await consumer.start()
         try:

@@ -87,7 +87,9 @@ class Throttle:
             version=lambda: self._config_watcher.snapshot.version,
             total_partitions=settings.partitions,
         )
-        self.feedback = SubmitFeedback(kafka_connection(settings), worker.name(SENT), self.stage)
+        self.feedback = SubmitFeedback(kafka_connection(settings), worker.name(SENT), self.stage,
+                                       fetch_min_bytes=settings.fetch_min_bytes,
+                                       fetch_max_wait_ms=settings.fetch_max_wait_ms)
 
     def _configure(self, owned: int, total: int) -> SchedulerConfig:
         return throttle_config(self._config_watcher.snapshot.config, owned, total)

@@ -251,8 +251,11 @@ def register(worker: Worker) -> Callable[[], list[tuple[str, WindowState]]]:
     app.on_partitions_revoked.connect(cast(Any, tracking.forget))
 
     # Its own consumer group (granted in k8s/kafka/users/kafkausers.yaml).
-    feed = WindowFeed(kafka_connection(worker.settings), [worker.name(SENT), worker.name(DLR)],
-                      f"{worker.settings.app_id}-tracking", tracking.count)
+    settings = worker.settings
+    feed = WindowFeed(kafka_connection(settings), [worker.name(SENT), worker.name(DLR)],
+                      f"{settings.app_id}-tracking", tracking.count,
+                      fetch_min_bytes=settings.fetch_min_bytes,
+                      fetch_max_wait_ms=settings.fetch_max_wait_ms)
 
     @app.task
     async def count_outcomes() -> None:

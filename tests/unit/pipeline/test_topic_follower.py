@@ -72,6 +72,7 @@ def test_any_failure_stops_the_consumer_and_starts_a_new_one_after_a_backoff() -
     assert waits == [1.0, 2.0]
     assert follower.config == {"bootstrap_servers": "127.0.0.1:1", "group_id": "g",
                                "enable_auto_commit": False, "auto_offset_reset": "earliest",
+                               "fetch_min_bytes": 1, "fetch_max_wait_ms": 500,
                                "security_protocol": "PLAINTEXT"}
 
 

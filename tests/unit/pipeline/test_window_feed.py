@@ -150,3 +150,19 @@ def test_a_stopped_consumer_drops_what_it_collected_for_the_next_one_to_read_aga
         assert counter.batches == [] and consumer.commits == []
 
     asyncio.run(scenario())
+
+
+def test_the_feed_fetches_with_the_batching_settings_it_is_given() -> None:
+    """The worker passes SMSFLOW_FETCH_MIN_BYTES / _MAX_WAIT_MS (sms.sent and sms.dlr are
+    busy topics: fewer, fuller fetches instead of aiokafka's one byte)."""
+    seen: list[dict[str, Any]] = []
+
+    def factory(**config: Any) -> Any:
+        seen.append(config)
+        raise ConnectionError("stop here")
+
+    feed = WindowFeed("127.0.0.1:1", [SENT], "g", Counter(), fetch_min_bytes=32768,
+                      fetch_max_wait_ms=20, consumer_factory=factory, stats=FeedStats())
+    with pytest.raises(ConnectionError):
+        asyncio.run(feed.follow_once())
+    assert (seen[0]["fetch_min_bytes"], seen[0]["fetch_max_wait_ms"]) == (32768, 20)
