@@ -29,17 +29,18 @@ import pytest
 from confluent_kafka.admin import AclOperation, AdminClient, ResourceType
 from pydantic import SecretStr
 
+from connectors.producer import SmsProducer, new_request
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.devstack.broker import LocalBroker
 from smsflow.devstack.broker_sasl import upsert_scram_credentials
 from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
-from smsflow.devstack.harness import free_port
+from smsflow.devstack.harness import free_port, read_all
 from smsflow.devstack.stack import LocalStack, ManagedProcess, stack_env
 from smsflow.kafka_clients import client_config
 from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, SENT, apply_topics
+from smsflow.topics import CONFIG, HELD, SENT, SUBMITTED, apply_topics
 from tests.integration.kafka_acls import create_acls, delete_acl, denials, load_users
 from tests.integration.waiting import wait_until
 from tests.paths import PLATFORM_CONFIG, REPO_ROOT, SIM_CONFIG
@@ -52,6 +53,7 @@ PROCESS_USERS = ("smsflow-worker", "smsflow-sender", "smsflow-webhooks", "smsflo
 AUTHZ_MARKERS = ("AUTHORIZATION_FAILED", "AuthorizationFailed", "AuthorizationError",
                  "Not authorized", "not authorized")
 PEPPER = "acl-test-pepper-0123456789abcdef"
+TENANT = "acme-bank"
 MESSAGES = 200
 FLOW_DEADLINE_S = 60.0
 REFUSAL_DEADLINE_S = 30.0
@@ -148,35 +150,71 @@ def _http(method: str, url: str, key: str, body: dict[str, Any] | None = None
         return 0, {}  # not listening yet
 
 
-def _through_the_api(stack: LocalStack, acl: AclBroker, api_port: int) -> dict[str, Any]:
-    """A key made as the API's user (`smsflow tenants key create`, run in an API pod), one
-    message posted, its status followed to the end: the API's writes and its status store."""
-    made = subprocess.run(
-        [*stack.smsflow_argv(), "tenants", "key", "create", "acme-bank", "--quiet"],
-        env={**stack.env, **acl.env_of("smsflow-api"), "SMSFLOW_API_KEY_PEPPER": PEPPER},
+def _cli(stack: LocalStack, acl: AclBroker, user: str, *args: str) -> str:
+    """``smsflow ARGS`` as ``user`` (a one-off process, like a Job or a command in a pod)."""
+    done = subprocess.run(
+        [*stack.smsflow_argv(), *args],
+        env={**stack.env, **acl.env_of(user), "SMSFLOW_API_KEY_PEPPER": PEPPER},
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
     )
-    assert made.returncode == 0, made.stdout + made.stderr
-    key = made.stdout.strip()
-    base = f"http://127.0.0.1:{api_port}/v1/messages"
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@dataclass
+class ApiClient:
+    port: int
+    key: str
+
+    def post(self) -> tuple[int, dict[str, Any]]:
+        return _http("POST", f"http://127.0.0.1:{self.port}/v1/messages", self.key,
+                     {"destination": "+447700900123", "source": "ACME", "body": "over ACLs"})
+
+    def final_state(self, message_id: str) -> dict[str, Any]:
+        final: dict[str, Any] = {}
+
+        def terminal() -> bool:
+            status, body = _http("GET", f"http://127.0.0.1:{self.port}/v1/messages/{message_id}",
+                                 self.key)
+            final.update(body)
+            return status == 200 and bool(body.get("terminal"))
+
+        wait_until(terminal, timeout_s=30, what=f"a terminal state of {message_id}")
+        return final
+
+
+def _through_the_api(stack: LocalStack, acl: AclBroker, api_port: int
+                     ) -> tuple[ApiClient, dict[str, Any]]:
+    """A key made as the API's user (`smsflow tenants key create`, run in an API pod), one
+    message posted, its status followed to the end: the API's writes and its status store."""
+    api = ApiClient(api_port, _cli(stack, acl, "smsflow-api", "tenants", "key", "create",
+                                   TENANT, "--quiet").strip())
     posted: dict[str, Any] = {}
 
     def accepted() -> bool:  # the API may still be starting, or not yet know the new key
-        status, body = _http("POST", base, key, {"destination": "+447700900123",
-                                                 "source": "ACME", "body": "over ACLs"})
+        status, body = api.post()
         posted.update(body)
         return status == 202
 
     wait_until(accepted, timeout_s=30, what="the API to accept a message")
-    final: dict[str, Any] = {}
+    return api, api.final_state(posted["message_id"])
 
-    def terminal() -> bool:
-        status, body = _http("GET", f"{base}/{posted['message_id']}", key)
-        final.update(body)
-        return status == 200 and bool(body.get("terminal"))
 
-    wait_until(terminal, timeout_s=30, what="the API's message to reach a terminal state")
-    return final
+def _quarantine_and_release(stack: LocalStack, acl: AclBroker, api: ApiClient,
+                            harness: Settings) -> list[dict[str, Any]]:
+    """`smsflow tenants quarantine|release` as smsflow-config; messages written to Kafka
+    meanwhile are parked by the worker on sms.held and sent back on release."""
+    _cli(stack, acl, "smsflow-config", "tenants", "quarantine", TENANT, "--reason", "acl test")
+    wait_until(lambda: api.post()[0] == 403, timeout_s=30, what="the API to see the quarantine")
+    held = [new_request(TENANT, "+447700900123", f"held {n}") for n in range(3)]
+    producer = SmsProducer(kafka_connection(harness), SUBMITTED)
+    for request in held:
+        producer.submit(request)
+    assert producer.flush(30) == 0
+    wait_until(lambda: len(read_all(harness, HELD)) >= len(held), timeout_s=30,
+               what="the worker to park the quarantined tenant's messages")
+    _cli(stack, acl, "smsflow-config", "tenants", "release", TENANT, "--reason", "cleared")
+    return [api.final_state(request.message_id) for request in held]
 
 
 class ExporterScrapes:
@@ -188,17 +226,22 @@ class ExporterScrapes:
         self.up: list[float] = []
         self.groups: set[str] = set()
 
-    def scrape(self) -> None:
+    def on_progress(self, _counts: dict[str, int], _done: int) -> None:
+        self.scrape()
+
+    def scrape(self) -> bool:
+        """Scrape once; False if the exporter did not answer."""
         try:
             with urllib.request.urlopen(self.url, timeout=10) as response:
                 text = response.read().decode()
         except (urllib.error.URLError, OSError):
-            return
+            return False
         for line in text.splitlines():
             if line.startswith("smsflow_kafka_up "):
                 self.up.append(float(line.split()[1]))
             elif line.startswith("smsflow_kafka_consumer_group_members{"):
                 self.groups.add(line.split('group="', 1)[1].split('"', 1)[0])
+        return True
 
 
 def _kafka_user(pid: int) -> str | None:
@@ -240,11 +283,11 @@ def test_every_process_runs_as_its_own_user_within_its_acls(acl_broker: AclBroke
         # Scraped while messages are in flight too: a lagging partition makes the exporter
         # read a record (its timestamp), which needs its own group and Read.
         result = run_flow(harness, make_traffic(MESSAGES, seed=13), timeout_s=FLOW_DEADLINE_S,
-                          on_progress=lambda _counts, _done: exporter.scrape())
+                          on_progress=exporter.on_progress)
         took = time.monotonic() - started
-        via_api = _through_the_api(stack, acl_broker, api_port)
-        wait_until(lambda: exporter.scrape() is None and bool(exporter.up), timeout_s=30,
-                   what="a scrape of the exporter")
+        api, via_api = _through_the_api(stack, acl_broker, api_port)
+        released = _quarantine_and_release(stack, acl_broker, api, harness)
+        wait_until(exporter.scrape, timeout_s=30, what="a scrape of the exporter")
         stack.check_alive()
     assert users == {"smsc-sim": "smsflow-worker",  # the simulator does not use Kafka
                      "worker-0": "smsflow-worker", "sender": "smsflow-sender",
@@ -253,8 +296,9 @@ def test_every_process_runs_as_its_own_user_within_its_acls(acl_broker: AclBroke
     assert set(exporter.up) == {1.0}, exporter.up
     assert {"smsflow", "smsflow-sender", "smsflow-webhooks"} <= exporter.groups
     # The simulator fails 2% of UK messages at random: any receipt's state will do.
-    assert via_api["state"] in {"DELIVERED", "UNDELIVERABLE", "EXPIRED"}, via_api
-    assert via_api["parts_accepted"] == via_api["parts"] == 1
+    for final in (via_api, *released):
+        assert final["state"] in {"DELIVERED", "UNDELIVERABLE", "EXPIRED"}, final
+        assert final["parts_accepted"] == final["parts"] == 1
     assert result.lost == 0, f"no terminal state for {result.missing[:5]} ({took:.1f} s)"
     assert result.duplicates == 0
     logs = sorted((tmp_path / "logs").glob("*.log"))
@@ -262,8 +306,8 @@ def test_every_process_runs_as_its_own_user_within_its_acls(acl_broker: AclBroke
                                           "kafka-exporter"}
     for log in logs:
         assert not _authz_errors(log), f"{log.name}: {_authz_errors(log)[:3]}"
-    users = {f"User:{user}" for user in PROCESS_USERS}
-    denied = [d for d in denials(acl_broker.broker.server_log) if d[0] in users]
+    principals = {f"User:{user}" for user in PROCESS_USERS}
+    denied = [d for d in denials(acl_broker.broker.server_log) if d[0] in principals]
     assert not denied, f"the broker denied: {sorted(set(denied))}"
 
 
