@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AclOperation, AdminClient, ResourceType
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AclOperation, AdminClient, NewTopic, ResourceType
 from pydantic import SecretStr
 
 from connectors.producer import SmsProducer, new_request
@@ -37,7 +38,7 @@ from smsflow.devstack.broker_sasl import upsert_scram_credentials
 from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
 from smsflow.devstack.harness import free_port, read_all
 from smsflow.devstack.stack import LocalStack, ManagedProcess, stack_env
-from smsflow.kafka_clients import client_config
+from smsflow.kafka_clients import client_config, producer_config
 from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, HELD, SENT, SUBMITTED, apply_topics
@@ -110,10 +111,21 @@ def acl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclBroker]:
 
 
 def test_the_broker_enforces_acls_on_sasl_ssl_only(acl_broker: AclBroker) -> None:
+    """Deny by default on SASL_SSL: a process user may not write a topic no ACL names; the
+    PLAINTEXT listener (the super user) may. (A topic of its own: no process reads it.)"""
     props = acl_broker.broker.config.properties()
-    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
     assert props["allow.everyone.if.no.acl.found"] == "false"
     assert props["super.users"] == "User:ANONYMOUS;User:smsflow"
+    acl_broker.admin.create_topics([NewTopic("acl-probe", 1, 1)])["acl-probe"].result(30)
+    outcomes: list[KafkaError | None] = []
+    for target in (kafka_connection(acl_broker.settings("smsflow-webhooks")),
+                   f"127.0.0.1:{acl_broker.broker.port}"):
+        producer = Producer(producer_config(target))
+        producer.produce("acl-probe", b"probe", on_delivery=lambda e, _m: outcomes.append(e))
+        assert producer.flush(30) == 0
+    refused, allowed = outcomes
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert allowed is None
 
 
 def _authz_errors(log: Path) -> list[str]:
@@ -263,6 +275,7 @@ class RunningStack:
     api_port: int
     exporter_port: int
     users: dict[str, str | None]  # process -> the Kafka user it was started with
+    denials_before: int  # denials the broker had logged before the stack started
 
 
 @pytest.fixture(scope="module")
@@ -271,6 +284,7 @@ def running(acl_broker: AclBroker, tmp_path_factory: pytest.TempPathFactory
     """The platform configuration applied as smsflow-config (like the config Job), then the
     simulator and every process as its own user, serving (one probe message completed)."""
     home = tmp_path_factory.mktemp("acl-stack")
+    denials_before = len(denials(acl_broker.broker.server_log))
     harness = acl_broker.settings()
     sim_port = free_port()
     config = load_yaml(PLATFORM_CONFIG)
@@ -288,7 +302,7 @@ def running(acl_broker: AclBroker, tmp_path_factory: pytest.TempPathFactory
         users = {name: _kafka_user(pid) for name, pid in stack.pids().items()}
         warm_up(harness, timeout_s=90)
         yield RunningStack(acl_broker, stack, harness, home / "logs", api_port, exporter_port,
-                           users)
+                           users, denials_before)
 
 
 def test_every_process_runs_as_its_own_user_within_its_acls(running: RunningStack) -> None:
@@ -322,7 +336,8 @@ def test_every_process_runs_as_its_own_user_within_its_acls(running: RunningStac
     for log in logs:
         assert not _authz_errors(log), f"{log.name}: {_authz_errors(log)[:3]}"
     principals = {f"User:{user}" for user in PROCESS_USERS}
-    denied = [d for d in denials(running.acl.broker.server_log) if d[0] in principals]
+    denied = [d for d in denials(running.acl.broker.server_log)[running.denials_before:]
+              if d[0] in principals]
     assert not denied, f"the broker denied: {sorted(set(denied))}"
 
 
