@@ -629,6 +629,9 @@ def _start_and_describe(broker: LocalBroker, timeout_s: float) -> str:
     if broker.sasl_ssl_port is not None:
         # stderr: stdout stays the bootstrap alone, for `$(smsflow broker start)`.
         print(broker.sasl_ssl_material().describe(HOST, broker.sasl_ssl_port), file=sys.stderr)
+        if broker.acls:
+            print(f"  ACLs enforced ({AUTHORIZER.rsplit('.', 1)[1]}, deny by default); super "
+                  f"users: {';'.join(broker.config.super_users)}", file=sys.stderr)
     if broker.ssl_port is not None:
         print(broker.mtls_material().describe(HOST, broker.ssl_port), file=sys.stderr)
     return address
