@@ -108,6 +108,11 @@ ENV_CONTROLLER_PORT = "SMSFLOW_KAFKA_CONTROLLER_PORT"
 ENV_SASL_SSL_PORT = "SMSFLOW_KAFKA_SASL_SSL_PORT"
 ENV_SSL_PORT = "SMSFLOW_KAFKA_SSL_PORT"
 
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+AUTHORIZER_LOGGER = '<Logger name="kafka.authorizer.logger" level="WARN"/>'
+"""The line of kafka-log4j2.xml that an authorizing broker turns to INFO: denials are logged
+at INFO (``Principal = User:… is Denied operation = …``), the one place a missing ACL shows."""
+
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
 
@@ -182,6 +187,9 @@ class BrokerConfig:
     mtls: tuple[tuple[str, str], ...] = ()
     """The SSL listener's properties (client certificate required, broker_mtls.py), likewise;
     empty: none."""
+    super_users: tuple[str, ...] = ()
+    """Principals the authorizer lets do anything (``User:ANONYMOUS``, ``User:smsflow``);
+    non-empty turns on KRaft's ``StandardAuthorizer`` with deny-by-default (``--acls``)."""
 
     @property
     def bootstrap(self) -> str:
@@ -201,6 +209,13 @@ class BrokerConfig:
             props["advertised.listeners"] += f",{listener}"
             props["listener.security.protocol.map"] += f",{name}:{name}"
             props |= extra
+        if self.super_users:
+            # KRaft's own ACL store; what no ACL allows is denied (Strimzi's `simple`
+            # authorization). The super users keep the PLAINTEXT and controller listeners
+            # (unauthenticated: ANONYMOUS) working for the broker itself and the admin harness.
+            props["authorizer.class.name"] = AUTHORIZER
+            props["super.users"] = ";".join(self.super_users)
+            props["allow.everyone.if.no.acl.found"] = "false"
         return props
 
     def _plaintext_properties(self) -> dict[str, str]:
@@ -296,6 +311,7 @@ class LocalBroker(LocalJavaService):
         cache_dir: Path | None = None,
         sasl_ssl_port: int | None = None,
         ssl_port: int | None = None,
+        acls: bool = False,
     ) -> None:
         root = (cache_dir or default_cache_root()).absolute()
         super().__init__(home, port, root / f"kafka-{KAFKA_VERSION}")
@@ -304,12 +320,18 @@ class LocalBroker(LocalJavaService):
         """Adds a SASL_SSL listener on this port (broker_sasl.py); None: PLAINTEXT only."""
         self.ssl_port = ssl_port
         """Adds an SSL listener requiring a client certificate (broker_mtls.py); None: none."""
+        if acls and sasl_ssl_port is None:
+            raise BrokerError("ACLs need the SASL_SSL listener (--sasl-ssl-port): on PLAINTEXT "
+                              "every client is the same anonymous super user")
+        self.acls = acls
+        """Enforce ACLs (StandardAuthorizer, deny by default) on the SASL_SSL listener; the
+        PLAINTEXT listener and the listener's own user (broker_sasl.USER) are super users."""
         self._admins: dict[str, Any] = {}  # one metadata client per address probed
 
     @classmethod
     def from_env(
         cls, home: Path | None = None, port: int | None = None, controller_port: int | None = None,
-        sasl_ssl_port: int | None = None, ssl_port: int | None = None,
+        sasl_ssl_port: int | None = None, ssl_port: int | None = None, acls: bool = False,
     ) -> LocalBroker:
         """Explicit arguments win, then ``SMSFLOW_KAFKA_PORT`` / ``..._CONTROLLER_PORT`` /
         ``..._SASL_SSL_PORT`` / ``..._SSL_PORT`` (unset: no such listener)."""
@@ -323,7 +345,7 @@ class LocalBroker(LocalJavaService):
             controller_port
             if controller_port is not None
             else env_port(ENV_CONTROLLER_PORT, DEFAULT_CONTROLLER_PORT, BrokerError),
-            sasl_ssl_port=sasl_ssl_port, ssl_port=ssl_port,
+            sasl_ssl_port=sasl_ssl_port, ssl_port=ssl_port, acls=acls,
         )
 
     # -- paths ---------------------------------------------------------------------------------
@@ -381,8 +403,11 @@ class LocalBroker(LocalJavaService):
         mtls: tuple[tuple[str, str], ...] = ()
         if self.ssl_port is not None:
             mtls = tuple(self.mtls_material().listener_properties(HOST, self.ssl_port).items())
+        super_users: tuple[str, ...] = ()
+        if self.acls:
+            super_users = ("User:ANONYMOUS", f"User:{self.sasl_ssl_material().user}")
         return BrokerConfig(self.data_dir, self.port, self.controller_port, sasl_ssl=sasl_ssl,
-                            mtls=mtls)
+                            mtls=mtls, super_users=super_users)
 
     def sasl_ssl_material(self) -> SaslSslMaterial:
         """The CA, keystore and credentials of the SASL_SSL listener (made on first use)."""
@@ -481,7 +506,10 @@ class LocalBroker(LocalJavaService):
         for directory in (self.data_dir, self.logs_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self.properties_file.write_text(render_server_properties(self.config), encoding="utf-8")
-        self.log4j_file.write_text(_data_text("kafka-log4j2.xml"), encoding="utf-8")
+        log4j = _data_text("kafka-log4j2.xml")
+        if self.acls:
+            log4j = log4j.replace(AUTHORIZER_LOGGER, AUTHORIZER_LOGGER.replace("WARN", "INFO"))
+        self.log4j_file.write_text(log4j, encoding="utf-8")
         self._format_storage_once()
 
     def _java_command(self, main: str, *args: str, heap: tuple[str, ...] = HEAP_OPTS) -> list[str]:
@@ -577,6 +605,11 @@ def register(subparsers: Any) -> None:
         help=f"also listen with SSL requiring a client certificate signed by the dev CA (mTLS) "
         f"on this port (default ${ENV_SSL_PORT}; unset: none). docs/broker.md",
     )
+    common.add_argument(
+        "--acls", action="store_true",
+        help="enforce ACLs on the SASL_SSL listener (StandardAuthorizer, deny by default; the "
+        "PLAINTEXT listener and the listener's own user are super users). docs/broker.md",
+    )
     add_lifecycle_commands(
         subparsers, "broker", common=common,
         help_text="run a local Apache Kafka broker (KRaft, no Docker)",
@@ -588,7 +621,7 @@ def register(subparsers: Any) -> None:
 
 def _broker_from_args(args: argparse.Namespace) -> LocalBroker:
     return LocalBroker.from_env(args.home, args.port, args.controller_port, args.sasl_ssl_port,
-                                args.ssl_port)
+                                args.ssl_port, acls=args.acls)
 
 
 def _start_and_describe(broker: LocalBroker, timeout_s: float) -> str:
@@ -596,6 +629,9 @@ def _start_and_describe(broker: LocalBroker, timeout_s: float) -> str:
     if broker.sasl_ssl_port is not None:
         # stderr: stdout stays the bootstrap alone, for `$(smsflow broker start)`.
         print(broker.sasl_ssl_material().describe(HOST, broker.sasl_ssl_port), file=sys.stderr)
+        if broker.acls:
+            print(f"  ACLs enforced ({AUTHORIZER.rsplit('.', 1)[1]}, deny by default); super "
+                  f"users: {';'.join(broker.config.super_users)}", file=sys.stderr)
     if broker.ssl_port is not None:
         print(broker.mtls_material().describe(HOST, broker.ssl_port), file=sys.stderr)
     return address

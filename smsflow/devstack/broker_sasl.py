@@ -146,6 +146,13 @@ def _make_keystores(material: SaslSslMaterial, keytool: str) -> None:
 
 def upsert_scram_user(admin: Any, material: SaslSslMaterial, timeout_s: float = 30.0) -> None:
     """Create (or reset) the SCRAM-SHA-512 and -256 credentials of the material's user."""
+    upsert_scram_credentials(admin, material.user, material.password, timeout_s)
+
+
+def upsert_scram_credentials(admin: Any, user: str, password: str,
+                             timeout_s: float = 30.0) -> None:
+    """Create (or reset) SCRAM-SHA-512 and -256 credentials of ``user`` (e.g. one per process
+    on a broker enforcing ACLs)."""
     from confluent_kafka.admin import (  # deferred: keeps `broker status` fast
         ScramCredentialInfo,
         ScramMechanism,
@@ -155,8 +162,7 @@ def upsert_scram_user(admin: Any, material: SaslSslMaterial, timeout_s: float = 
     # One request per mechanism: Kafka refuses two alterations of one user in a request.
     for mechanism in (ScramMechanism.SCRAM_SHA_512, ScramMechanism.SCRAM_SHA_256):
         upsert = UserScramCredentialUpsertion(
-            material.user, ScramCredentialInfo(mechanism, SCRAM_ITERATIONS),
-            material.password.encode(),
+            user, ScramCredentialInfo(mechanism, SCRAM_ITERATIONS), password.encode(),
         )
         for future in admin.alter_user_scram_credentials([upsert]).values():
             future.result(timeout=timeout_s)

@@ -211,8 +211,9 @@ class LocalStack:
         self.processes.append(sender)
         return sender.name
 
-    def add_worker(self) -> str:
-        """Start one more worker in the same consumer group (scale out); returns its name."""
+    def add_worker(self, **extra_env: str) -> str:
+        """Start one more worker in the same consumer group (scale out); returns its name.
+        ``extra_env`` is added to its environment only (e.g. its own Kafka user)."""
         index = sum(1 for p in self.processes if p.name.startswith("worker-"))
         worker = ManagedProcess(
             f"worker-{index}",
@@ -220,7 +221,7 @@ class LocalStack:
                           os.environ.get("SMSFLOW_STACK_WORKER_LOG_LEVEL", "warn")),
             self.home / "logs" / f"worker-{index}.log",
         )
-        worker.start(self.env)
+        worker.start({**self.env, **extra_env})
         self.processes.append(worker)
         return worker.name
 

@@ -372,3 +372,30 @@ def test_an_ssl_listener_requiring_client_certificates_can_be_added(tmp_path: Pa
     assert props["listener.name.ssl.ssl.truststore.location"] == str(material.truststore)
     assert props["inter.broker.listener.name"] == "PLAINTEXT"
     assert "_listener" not in props
+
+
+def test_super_users_turn_on_the_authorizer_deny_by_default(tmp_path: Path) -> None:
+    props = BrokerConfig(tmp_path, 9092, 9093,
+                         super_users=("User:ANONYMOUS", "User:smsflow")).properties()
+    assert props["authorizer.class.name"] == broker_module.AUTHORIZER
+    assert props["super.users"] == "User:ANONYMOUS;User:smsflow"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert "authorizer.class.name" not in BrokerConfig(tmp_path, 9092, 9093).properties()
+
+
+def test_acls_need_the_sasl_ssl_listener(tmp_path: Path) -> None:
+    with pytest.raises(BrokerError, match="--sasl-ssl-port"):
+        LocalBroker(tmp_path, 9092, 9093, acls=True)
+
+
+def test_an_acl_broker_logs_denials(tmp_path: Path) -> None:
+    """The authorizer logs denials at INFO: the log4j line an ACL broker raises must exist."""
+    assert broker_module.AUTHORIZER_LOGGER in broker_module._data_text("kafka-log4j2.xml")
+
+
+def test_cli_takes_acls(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser(prog="smsflow")
+    broker_module.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["broker", "start", "--sasl-ssl-port", "9094", "--acls"])
+    assert (args.sasl_ssl_port, args.acls) == (9094, True)
+    assert not parser.parse_args(["broker", "start"]).acls
