@@ -44,9 +44,14 @@ class HookReceiver:
     """Every tenant's webhook endpoint, on 127.0.0.1 in a thread of its own: answers 200 and
     counts the 2xx answers per ``X-Smsflow-Delivery-Id`` (a report's message id)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, hold_after: int | None = None) -> None:
         self._lock = threading.Lock()
         self._delivered: Counter[str] = Counter()
+        # With ``hold_after``: once that many reports were answered, further POSTs wait (their
+        # connections open) until :meth:`release`, so a drill kills the connector mid-stream
+        # for sure instead of racing a fast connector to the end.
+        self._hold_after = hold_after
+        self._released = asyncio.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="hook-receiver",
                                         daemon=True)
@@ -56,6 +61,11 @@ class HookReceiver:
     async def _handle(self, request: web.Request) -> web.Response:
         await request.read()
         delivery_id = request.headers.get("X-Smsflow-Delivery-Id", "")
+        if self._hold_after is not None and not self._released.is_set():
+            with self._lock:
+                holding = len(self._delivered) >= self._hold_after
+            if holding:
+                await self._released.wait()
         with self._lock:
             self._delivered[delivery_id] += 1
         return web.Response(status=200)
@@ -74,6 +84,10 @@ class HookReceiver:
 
     def url(self, tenant_id: str) -> str:
         return f"http://127.0.0.1:{self.port}/hook/{tenant_id}"
+
+    def release(self) -> None:
+        """Answer the held POSTs and every later one at once (see ``hold_after``)."""
+        self._loop.call_soon_threadsafe(self._released.set)
 
     def delivered(self) -> Counter[str]:
         """2xx answers so far, per delivery id."""

@@ -85,7 +85,8 @@ def _stays(condition: Callable[[], bool], hold_s: float) -> bool:
 def test_webhooks_connector_killed_mid_stream_delivers_every_report(
     settings: Settings,
 ) -> None:
-    with HookReceiver() as receiver, prepared_stack(
+    # Answers 100 reports, then holds the next POSTs until the connector has been killed.
+    with HookReceiver(hold_after=100) as receiver, prepared_stack(
         settings, platform_config=PLATFORM_CONFIG, sim_config=SIM_CONFIG,
         edit_config=lambda config: with_webhooks(config, receiver),
     ) as stack:
@@ -100,6 +101,7 @@ def test_webhooks_connector_killed_mid_stream_delivers_every_report(
             if not killed and answered >= 100:
                 killed.append(answered)
                 stack.crash_and_restart("webhooks")
+                receiver.release()
 
         result = run_flow(settings, requests, timeout_s=120, on_progress=kill_once)
         assert result.lost == 0, result.missing[:3]
@@ -109,6 +111,7 @@ def test_webhooks_connector_killed_mid_stream_delivers_every_report(
             assert answered < len(reported), "every callback came before the kill could"
             killed.append(answered)
             stack.crash_and_restart("webhooks")
+            receiver.release()
         wait_until(lambda: reported <= set(receiver.delivered()), timeout_s=90,
                    what="every report POSTed to its webhook after the restart")
         stack.check_alive()
