@@ -41,7 +41,10 @@ log = logging.getLogger(__name__)
 
 def default_groups(app_id: str) -> list[str]:
     """The consumer groups smsflow's processes use (docs/architecture.md)."""
-    return [app_id, f"{app_id}-sender", f"{app_id}-webhooks", f"{app_id}-deferred"]
+    # <app>-tracking: the worker's tracking feed (pipeline/window_feed.py), outside faust's
+    # group since 06b8e93; its lag is how a stalled feed (stale route health) shows.
+    return [app_id, f"{app_id}-sender", f"{app_id}-webhooks", f"{app_id}-deferred",
+            f"{app_id}-tracking"]
 
 
 @dataclass(frozen=True, slots=True)
