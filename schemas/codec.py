@@ -14,11 +14,13 @@ Avro schema resolution into the current version, so producers and consumers can 
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Mapping
 from typing import Any, Final
 
 import fastavro
 
+from schemas import specialized
 from schemas.registry import AvroContract, contracts, history
 from smsflow.domain.errors import PermanentError
 
@@ -51,16 +53,58 @@ class AvroCodec:
         self._readers: dict[bytes, tuple[Any, Any]] = {
             contract.fingerprint: (contract.parsed, None)
         }
+        # Generated for this schema (schemas/specialized.py); None keeps fastavro. Older
+        # versions are read with fastavro's schema resolution.
+        self._read = specialized.reader(contract.schema_json)
+        self._write = specialized.writer(contract.schema_json)
 
     def add_writer_schema(self, fingerprint: bytes, parsed_writer: Any) -> None:
         """Accept records written with an older (compatible) version of this contract."""
         self._readers[fingerprint] = (parsed_writer, self.contract.parsed)
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
-        buffer = io.BytesIO()
-        buffer.write(self._header)
-        fastavro.schemaless_writer(buffer, self.contract.parsed, record)
-        return buffer.getvalue()
+        return self.framed(self._header, record)
+
+    def framed(self, header: bytes, record: Mapping[str, Any]) -> bytes:
+        """``header`` followed by the Avro body of ``record`` in the current contract."""
+        if self._write is None:
+            buffer = io.BytesIO()
+            buffer.write(header)
+            fastavro.schemaless_writer(buffer, self.contract.parsed, record)
+            return buffer.getvalue()
+        out = bytearray(header)
+        try:
+            self._write(out, record)
+        except (AttributeError, KeyError, struct.error) as exc:
+            # What fastavro raises for a record that does not fit the schema.
+            raise ValueError(f"{self.contract.name} record does not fit its schema: {exc!r}") \
+                from exc
+        return bytes(out)
+
+    def read_current(self, data: bytes, start: int) -> dict[str, Any]:
+        """The body at ``data[start:]``, written with the current contract (strict: corrupt or
+        trailing bytes raise :class:`DecodeError`)."""
+        if self._read is None:
+            body = io.BytesIO(data)
+            body.seek(start)
+            try:
+                read = fastavro.schemaless_reader(body, self.contract.parsed, None)
+            except CORRUPT_BODY_ERRORS as exc:
+                raise self._corrupt(exc) from exc
+            if not isinstance(read, dict):
+                raise DecodeError("UNDECODABLE", f"{self.contract.name} body is not a record")
+            record, end = read, body.tell()
+        else:
+            try:
+                record, end = self._read(data, start)
+            except CORRUPT_BODY_ERRORS as exc:
+                raise self._corrupt(exc) from exc
+        if end != len(data):
+            raise DecodeError("UNDECODABLE", f"{self.contract.name} body has trailing bytes")
+        return record
+
+    def _corrupt(self, exc: Exception) -> DecodeError:
+        return DecodeError("UNDECODABLE", f"corrupt {self.contract.name} body: {exc}")
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         if not data:
@@ -78,11 +122,13 @@ class AvroCodec:
                 f"which is not a known version of {self.contract.name}",
             )
         writer_schema, reader_schema = reader
+        if reader_schema is None:
+            return self.read_current(bytes(data), HEADER_LEN)
         body = io.BytesIO(data[HEADER_LEN:])
         try:
             record = fastavro.schemaless_reader(body, writer_schema, reader_schema)
         except CORRUPT_BODY_ERRORS as exc:
-            raise DecodeError("UNDECODABLE", f"corrupt {self.contract.name} body: {exc}") from exc
+            raise self._corrupt(exc) from exc
         if body.tell() != len(data) - HEADER_LEN:
             raise DecodeError(
                 "UNDECODABLE", f"{self.contract.name} body has trailing bytes"

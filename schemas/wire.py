@@ -409,10 +409,7 @@ class WireCodec:
         header = self._headers.get(topic)
         if header is None:  # first record for this topic in this process
             header = self._headers[topic] = MAGIC + struct.pack(">I", self.schema_id(topic))
-        buffer = io.BytesIO()
-        buffer.write(header)
-        fastavro.schemaless_writer(buffer, self.contract.parsed, record)
-        return buffer.getvalue()
+        return self.fallback.framed(header, record)
 
     # -- decode --------------------------------------------------------------------------------
 
@@ -430,6 +427,8 @@ class WireCodec:
             )
         schema_id, _ = unframe(data)
         writer, reader = self._writer(schema_id)
+        if reader is None:  # written with the current contract: the generated reader
+            return self.fallback.read_current(bytes(data), HEADER_LEN)
         body = io.BytesIO(data)
         body.seek(HEADER_LEN)
         name = self.contract.name
