@@ -20,9 +20,11 @@ from pipeline.outputs import OutputTopic
 from pipeline.rejections import reject
 from schemas.codec import DecodeError
 from schemas.models import AvroModel
-from schemas.retrying import decode
+from schemas.retrying import decode, decode_fields
 
-__all__ = ["INVALID_RECORD", "decode", "decode_or_log", "decode_or_reject"]
+__all__ = [
+    "INVALID_RECORD", "decode", "decode_fields_or_reject", "decode_or_log", "decode_or_reject",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,19 @@ async def decode_or_reject(
         reason_code, detail = INVALID_RECORD, str(exc).splitlines()[0]
     await reject(event, rejections, stage=stage, reason_code=reason_code, detail=detail)
     return None
+
+
+async def decode_fields_or_reject(
+    model: type[AvroModel], event: faust.EventT[Any], rejections: OutputTopic, *, stage: str
+) -> dict[str, Any] | None:
+    """``event``'s value as the fields of ``model`` (:func:`schemas.retrying.decode_fields`: no
+    pydantic model, for records our stages wrote); None after sending its rejection."""
+    try:
+        return await decode_fields(model, event.value)
+    except DecodeError as exc:
+        await reject(event, rejections, stage=stage, reason_code=exc.reason_code,
+                     detail=str(exc))
+        return None
 
 
 async def decode_or_log(model: type[M], message: ConsumerRecord[bytes, bytes], what: str

@@ -49,7 +49,7 @@ class AvroCodec:
 
     def __init__(self, contract: AvroContract) -> None:
         self.contract = contract
-        self._header = MARKER + contract.fingerprint
+        self.header = MARKER + contract.fingerprint
         self._readers: dict[bytes, tuple[Any, Any]] = {
             contract.fingerprint: (contract.parsed, None)
         }
@@ -63,7 +63,7 @@ class AvroCodec:
         self._readers[fingerprint] = (parsed_writer, self.contract.parsed)
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
-        return self.framed(self._header, record)
+        return self.framed(self.header, record)
 
     def framed(self, header: bytes, record: Mapping[str, Any]) -> bytes:
         """``header`` followed by the Avro body of ``record`` in the current contract."""

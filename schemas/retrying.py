@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from schemas.models import AvroModel
 from schemas.wire import RegistryUnavailableError
@@ -30,6 +30,20 @@ async def decode(model: type[M], data: bytes | None) -> M:
     while True:
         try:
             return model.from_avro(data)
+        except RegistryUnavailableError as exc:
+            log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+
+async def decode_fields(model: type[AvroModel], data: bytes | None) -> dict[str, Any]:
+    """The record's fields as the Avro codec reads them (typed by the schema, enums as their
+    symbols), without building the pydantic model: for records our own stages wrote, where the
+    model's validation would only repeat the codec's."""
+    delay = FIRST_BACKOFF_S
+    while True:
+        try:
+            return model.codec().decode(data)
         except RegistryUnavailableError as exc:
             log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
             await asyncio.sleep(delay)

@@ -295,7 +295,7 @@ def test_a_timestamp_out_of_range_is_a_decode_error_not_a_crash() -> None:
             record[field["name"]] = 2**62  # far past year 9999
     body = _io.BytesIO()
     fastavro.schemaless_writer(body, plain, record)
-    corrupt = codec(name)._header + body.getvalue()
+    corrupt = codec(name).header + body.getvalue()
     with pytest.raises(DecodeError) as refused:
         codec(name).decode(corrupt)
     assert refused.value.reason_code == "UNDECODABLE"
