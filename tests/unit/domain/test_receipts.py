@@ -296,3 +296,35 @@ def test_parse_never_raises_anything_but_receipt_error(sm: bytes, tlvs: dict[int
         parse_receipt(sm, tlvs, id_format=IdFormat.STR)
     except ReceiptError:
         pass
+
+
+def _fields_by_reference(text: str) -> dict[str, str]:
+    """The first, plainly correct splitter: every key's value runs to the next key."""
+    import re
+
+    from smsflow.domain.receipts import _KEY_RE
+
+    fields: dict[str, str] = {}
+    matches = list(_KEY_RE.finditer(text))
+    for index, match in enumerate(matches):
+        key = re.sub(r"[ _]", "", match.group(1).lower())
+        if key == "text":
+            fields.setdefault(key, text[match.end():].rstrip("\x00"))
+            break
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+        fields.setdefault(key, text[match.end():end].strip(" \t\r\n\x00"))
+    return fields
+
+
+_RECEIPT_PIECES = st.sampled_from([
+    "id:", "ID :", "sub:", "dlvrd:", "submit date:", "Submit_Date:", "submitdate:", "done date:",
+    "DONE DATE:", "stat:", "err:", "text:", "msgid:", "xid:", " ", "\x00", "\t", "001", "abc",
+    "DELIVRD", "2512052130",
+])
+
+
+@given(st.lists(_RECEIPT_PIECES, max_size=20).map("".join) | st.text(max_size=60))
+def test_receipt_text_splits_as_the_reference_splitter(text: str) -> None:
+    from smsflow.domain.receipts import _text_fields
+
+    assert _text_fields(text) == _fields_by_reference(text)
