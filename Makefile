@@ -17,7 +17,7 @@ demo: install
 # broker themselves. tests/k8s validate the Kubernetes manifests with the pinned kustomize and
 # kubeconform.
 test: install lint k8s-tools
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 # kustomize and kubeconform for tests/k8s, built once with `go install` into ~/.cache/smsflow/bin.
 k8s-tools:
