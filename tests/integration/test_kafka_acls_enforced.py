@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +33,22 @@ from confluent_kafka.admin import AclOperation, AdminClient, NewTopic, ResourceT
 from pydantic import SecretStr
 
 from connectors.producer import SmsProducer, new_request
+from schemas.models import Rejection
 from smsflow.config.kafka_io import apply_config
+from smsflow.config.models import Inbound, Webhook
 from smsflow.config.store import load_yaml
 from smsflow.devstack.broker import LocalBroker
 from smsflow.devstack.broker_sasl import upsert_scram_credentials
 from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
 from smsflow.devstack.harness import free_port, read_all
 from smsflow.devstack.stack import LocalStack, ManagedProcess, stack_env
+from smsflow.domain.inbound import OPTED_OUT
 from smsflow.kafka_clients import client_config, producer_config
 from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, HELD, SENT, SUBMITTED, apply_topics
+from smsflow.topics import CONFIG, HELD, REJECTED, SENT, SUBMITTED, apply_topics
 from tests.integration.kafka_acls import create_acls, delete_acl, denials, load_users
+from tests.integration.simulators import platform_simulator
 from tests.integration.waiting import log_shows, log_size, wait_until
 from tests.paths import PLATFORM_CONFIG, REPO_ROOT, SIM_CONFIG
 
@@ -55,6 +61,8 @@ AUTHZ_MARKERS = ("AUTHORIZATION_FAILED", "AuthorizationFailed", "AuthorizationEr
                  "Not authorized", "not authorized")
 PEPPER = "acl-test-pepper-0123456789abcdef"
 TENANT = "acme-bank"
+SHORT_CODE = "60001"  # the tenant's inbound number in this test's configuration
+SUBSCRIBER = "+447700900199"  # sends STOP to it
 MESSAGES = 200
 FLOW_DEADLINE_S = 60.0
 REFUSAL_DEADLINE_S = 15.0
@@ -126,6 +134,55 @@ def test_the_broker_enforces_acls_on_sasl_ssl_only(acl_broker: AclBroker) -> Non
     refused, allowed = outcomes
     assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     assert allowed is None
+
+
+@dataclass
+class HookReceiver:
+    """The tenant's webhook endpoint: records each POST's event header and JSON body."""
+
+    port: int = 0
+    posts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        posts = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                posts.append((self.headers.get("X-Smsflow-Event", ""), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def mo(self) -> list[dict[str, Any]]:
+        return [body for event, body in list(self.posts) if event == "mo"]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _stack_config(sim_port: int, hook_port: int) -> Any:
+    """The platform configuration on this test's simulator, with the tenant owning a short
+    code and a webhook, so MO and STOP take their paths through every process."""
+    config = load_yaml(PLATFORM_CONFIG)
+    tenants = tuple(
+        tenant.model_copy(update={
+            "inbound": Inbound(numbers=(SHORT_CODE,)),
+            "webhook": Webhook.model_validate({
+                "url": f"http://127.0.0.1:{hook_port}/hook",
+                "secret": SecretStr("acl-test-webhook-secret-0123456789")}),
+        }) if tenant.id == TENANT else tenant
+        for tenant in config.tenants
+    )
+    smscs = tuple(s.model_copy(update={"port": sim_port}) for s in config.smscs)
+    return config.model_copy(update={"tenants": tenants, "smscs": smscs})
 
 
 def _authz_errors(log: Path) -> list[str]:
@@ -276,6 +333,8 @@ class RunningStack:
     exporter_port: int
     users: dict[str, str | None]  # process -> the Kafka user it was started with
     denials_before: int  # denials the broker had logged before the stack started
+    sim: Any  # the SMSC simulator (in this process: the MO test originates through it)
+    hooks: HookReceiver
 
 
 @pytest.fixture(scope="module")
@@ -286,23 +345,25 @@ def running(acl_broker: AclBroker, tmp_path_factory: pytest.TempPathFactory
     home = tmp_path_factory.mktemp("acl-stack")
     denials_before = len(denials(acl_broker.broker.server_log))
     harness = acl_broker.settings()
-    sim_port = free_port()
-    config = load_yaml(PLATFORM_CONFIG)
-    config = config.model_copy(
-        update={"smscs": tuple(s.model_copy(update={"port": sim_port}) for s in config.smscs)}
-    )
+    sim, hooks = platform_simulator(seed=13), HookReceiver()
+    config = _stack_config(sim.port, hooks.port)
     apply_config(kafka_connection(acl_broker.settings("smsflow-config")), CONFIG, config)
     stack = LocalStack(home, stack_env(acl_broker.settings("smsflow-worker").model_copy(
-        update={"home": home})), SIM_CONFIG.absolute(), sim_port, workers=0, senders=0)
-    with stack:
-        stack.add_worker(**acl_broker.env_of("smsflow-worker"))
-        stack.add_sender(**acl_broker.env_of("smsflow-sender"))
-        api_port, exporter_port = free_port(), free_port()
-        _start_side_processes(stack, acl_broker, home / "logs", api_port, exporter_port)
-        users = {name: _kafka_user(pid) for name, pid in stack.pids().items()}
-        warm_up(harness, timeout_s=90)
-        yield RunningStack(acl_broker, stack, harness, home / "logs", api_port, exporter_port,
-                           users, denials_before)
+        update={"home": home})), SIM_CONFIG.absolute(), sim.port, workers=0, senders=0,
+        simulator=False)
+    try:
+        with stack:
+            stack.add_worker(**acl_broker.env_of("smsflow-worker"))
+            stack.add_sender(**acl_broker.env_of("smsflow-sender"))
+            api_port, exporter_port = free_port(), free_port()
+            _start_side_processes(stack, acl_broker, home / "logs", api_port, exporter_port)
+            users = {name: _kafka_user(pid) for name, pid in stack.pids().items()}
+            warm_up(harness, timeout_s=90)
+            yield RunningStack(acl_broker, stack, harness, home / "logs", api_port,
+                               exporter_port, users, denials_before, sim, hooks)
+    finally:
+        hooks.close()
+        sim.stop()
 
 
 def test_every_process_runs_as_its_own_user_within_its_acls(running: RunningStack) -> None:
@@ -318,8 +379,7 @@ def test_every_process_runs_as_its_own_user_within_its_acls(running: RunningStac
     released = _quarantine_and_release(stack, running.acl, api, harness)
     wait_until(exporter.scrape, timeout_s=30, what="a scrape of the exporter")
     stack.check_alive()
-    assert running.users == {"smsc-sim": "smsflow-worker",  # the simulator does not use Kafka
-                             "worker-0": "smsflow-worker", "sender": "smsflow-sender",
+    assert running.users == {"worker-0": "smsflow-worker", "sender": "smsflow-sender",
                              "webhooks": "smsflow-webhooks", "api": "smsflow-api",
                              "kafka-exporter": "smsflow-kafka-exporter"}
     assert set(exporter.up) == {1.0}, exporter.up
@@ -337,6 +397,66 @@ def test_every_process_runs_as_its_own_user_within_its_acls(running: RunningStac
         assert not _authz_errors(log), f"{log.name}: {_authz_errors(log)[:3]}"
     principals = {f"User:{user}" for user in PROCESS_USERS}
     denied = [d for d in denials(running.acl.broker.server_log)[running.denials_before:]
+              if d[0] in principals]
+    assert not denied, f"the broker denied: {sorted(set(denied))}"
+
+
+def _rejection_of(harness: Settings, message_id: str) -> Rejection | None:
+    for value in read_all(harness, REJECTED):
+        rejection = Rejection.from_avro(value)
+        if rejection.message_id == message_id:
+            return rejection
+    return None
+
+
+def test_mo_and_stop_take_their_paths_within_the_acls(running: RunningStack) -> None:
+    """A subscriber's STOP to the tenant's short code: the sender publishes it on
+    sms.inbound, the webhooks connector POSTs it to the tenant, the API lists it on
+    GET /v1/inbound, the worker puts the number on the tenant's opt-out list, and the router
+    then refuses a message to it with OPTED_OUT: each process on its own user, nothing
+    denied. Runs after the flow test above (same stack), before the ACL is revoked below."""
+    stack, harness, acl = running.stack, running.harness, running.acl
+    running.sim.originate("smsc-uk", SUBSCRIBER, SHORT_CODE, "STOP")
+    wait_until(lambda: bool(running.hooks.mo()), timeout_s=30, what="the MO POSTed to the tenant")
+    [mo] = running.hooks.mo()
+    assert (mo["tenant_id"], mo["source"], mo["text"]) == (TENANT, SUBSCRIBER, "STOP"), mo
+
+    key = _cli(stack, acl, "smsflow-api", "tenants", "key", "create", TENANT,
+               "--quiet").strip()
+    listed: dict[str, Any] = {}
+
+    def in_the_inbound_list() -> bool:  # the new key and the store may take a moment
+        status, body = _http("GET", f"http://127.0.0.1:{running.api_port}/v1/inbound", key)
+        listed.update(body)
+        return status == 200 and bool(body.get("messages"))
+
+    wait_until(in_the_inbound_list, timeout_s=30, what="GET /v1/inbound to list the STOP")
+    assert [m["text"] for m in listed["messages"]] == ["STOP"], listed
+
+    producer = SmsProducer(kafka_connection(harness), SUBMITTED)
+    refused: list[Rejection] = []
+
+    def opted_out() -> bool:
+        # The worker reads sms.inbound on its own: a message sent before it stored the STOP
+        # is delivered, so send another until one is refused.
+        request = new_request(TENANT, SUBSCRIBER, "after STOP")
+        producer.submit(request)
+        assert producer.flush(30) == 0
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            found = _rejection_of(harness, request.message_id)
+            if found is not None:
+                refused.append(found)
+                return True
+            time.sleep(0.5)
+        return False
+
+    wait_until(opted_out, timeout_s=45, what="a message to the opted-out number refused")
+    assert refused[-1].reason_code == OPTED_OUT, refused[-1]
+    for log in sorted(running.logs.glob("*.log")):
+        assert not _authz_errors(log), f"{log.name}: {_authz_errors(log)[:3]}"
+    principals = {f"User:{user}" for user in PROCESS_USERS}
+    denied = [d for d in denials(acl.broker.server_log)[running.denials_before:]
               if d[0] in principals]
     assert not denied, f"the broker denied: {sorted(set(denied))}"
 
