@@ -47,6 +47,7 @@ import faust
 from pipeline.after_delivery import after_delivery
 from pipeline.app import Worker
 from pipeline.decoding import decode, decode_or_reject
+from pipeline.faults import DieAtReport
 from pipeline.key_timers import KeyTimers
 from pipeline.rejections import reject
 from pipeline.tracking_policy import correlation_policy
@@ -397,6 +398,7 @@ def _register_aggregate(worker: Worker, counts: Counter[str],
     collected = app.Table("dlr-parts", key_type=str, value_type=bytes)
     #: Messages reported whose report is not yet stored (the correlator's _completing).
     _reporting: set[str] = set()
+    die_at_report = DieAtReport.from_env()
 
     def forget_in_flight(_sender: Any, *args: Any, **_: Any) -> None:
         _reporting.clear()
@@ -449,6 +451,8 @@ def _register_aggregate(worker: Worker, counts: Counter[str],
             )
             # Until the report is stored, a replayed part reports again instead of being dropped.
             _reporting.add(key)
+            if die_at_report is not None:
+                die_at_report.watch(future, key)
             after_delivery(future, event, partial(_mark_done, key))
             counts["reported"] += 1
 
