@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -87,8 +86,12 @@ class ReportedTail:
     """Scans for one worker (see the module docstring); :meth:`scan` blocks: run it in a
     thread."""
 
-    def __init__(self, bootstrap: KafkaTarget, parts_topic: str, dlr_topic: str) -> None:
+    def __init__(self, bootstrap: KafkaTarget, parts_topic: str, dlr_topic: str,
+                 group_id: str) -> None:
         self._bootstrap = bootstrap
+        #: The worker's own group: required by librdkafka, never joined and nothing committed
+        #: (explicit offsets), and a name the worker's Kafka ACLs already allow to describe.
+        self._group_id = group_id
         self._parts_topic = parts_topic
         self._dlr_topic = dlr_topic
 
@@ -97,8 +100,8 @@ class ReportedTail:
         deadline = started + _TIMEOUT_S
         consumer = Consumer(client_config(
             self._bootstrap,
-            **{"group.id": f"smsflow-reported-tail-{uuid.uuid4()}",  # never joined
-               "enable.auto.commit": False, "enable.partition.eof": True}))
+            **{"group.id": self._group_id, "enable.auto.commit": False,
+               "enable.partition.eof": True}))
         try:
             parts = TopicPartition(self._parts_topic, partition)
             _, replay_end = consumer.get_watermark_offsets(parts, timeout=10)
