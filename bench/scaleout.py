@@ -37,7 +37,12 @@ from pathlib import Path
 from e2e import git_commit, machine  # bench/ is sys.path[0] when run as a script
 
 from schemas.models import SubmitOutcome
-from smsflow.devstack.cluster import REPLICATION_FACTOR, LocalCluster
+from smsflow.devstack.cluster import (
+    DEFAULT_CONTROLLER_PORT,
+    DEFAULT_PORT,
+    REPLICATION_FACTOR,
+    LocalCluster,
+)
 from smsflow.devstack.flowrun import make_traffic, run_flow
 from smsflow.devstack.harness import (
     delete_run_topics,
@@ -161,6 +166,10 @@ def main() -> int:
                              "effects apart)")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--cluster-root", type=Path, default=REPO / ".smsflow" / "cluster")
+    parser.add_argument("--cluster-port", type=int, default=DEFAULT_PORT,
+                        help="node i serves clients on this port + i - 1 (default 19092: pick "
+                             "another when a private broker of someone else sits there)")
+    parser.add_argument("--cluster-controller-port", type=int, default=DEFAULT_CONTROLLER_PORT)
     parser.add_argument("--keep-cluster", action="store_true",
                         help="leave a cluster this run started running")
     parser.add_argument("--logs", type=Path, default=None,
@@ -182,7 +191,8 @@ def main() -> int:
         print(f"[scaleout] {text}", file=sys.stderr, flush=True)
 
     load_at_start = os.getloadavg()[0]
-    cluster = LocalCluster(args.cluster_root)
+    cluster = LocalCluster(args.cluster_root, port=args.cluster_port,
+                           controller_port=args.cluster_controller_port)
     was_running = all(pid is not None for pid in cluster.pids().values())
     bootstrap = cluster.start(timeout_s=120)
     progress(f"cluster {bootstrap} ({'adopted' if was_running else 'started'})")

@@ -27,13 +27,18 @@ collects a multi-part message's parts in ``dlr-parts`` until all are in, emits o
 
 Exactly one report per message holds for duplicated receipts and submit outcomes, replays, and
 receipts after our own EXPIRED. A done marker is written only once the output it stands for is
-stored (see :mod:`pipeline.after_delivery`): a crash, or a rebalance, in the milliseconds between
-the two repeats the output (an identical duplicate report), never loses it. Measured in
+stored (see :mod:`pipeline.after_delivery`): a crash in the milliseconds between the two would
+repeat the report when the record is replayed, so on the first record of each ``sms.dlr.parts``
+partition after an assignment the aggregator reads back which of the replayable messages already
+have their report on ``sms.dlr`` (:mod:`pipeline.reported_tail`) and marks those done instead of
+reporting them again. A crash between a *part* and its marker in ``correlate`` repeats the part,
+which the aggregator drops (done marker, or part index already collected). Measured in
 docs/delivery-tracking.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections import Counter
@@ -47,8 +52,10 @@ import faust
 from pipeline.after_delivery import after_delivery
 from pipeline.app import Worker
 from pipeline.decoding import decode, decode_or_reject
+from pipeline.faults import DieAtReport
 from pipeline.key_timers import KeyTimers
 from pipeline.rejections import reject
+from pipeline.reported_tail import ReportedTail, TailScan
 from pipeline.tracking_policy import correlation_policy
 from schemas.models import (
     DeliveryReport,
@@ -77,6 +84,7 @@ from smsflow.domain.tracking import (
     pending_receipt,
     pending_sent,
 )
+from smsflow.kafka_security import kafka_connection
 from smsflow.topics import DLR, DLR_PARTS, DLR_PARTS_TIMERS, DLR_RAW, DLR_TIMERS, REJECTED, SENT
 
 log = logging.getLogger(__name__)
@@ -394,12 +402,49 @@ def _register_aggregate(worker: Worker, counts: Counter[str],
     rejected_out, dlr_out = worker.output(REJECTED), worker.output(DLR)
     dlr_parts_timers_out = worker.output(DLR_PARTS_TIMERS)
     dlr_parts_timers_topic_name, dlr_topic_name = worker.name(DLR_PARTS_TIMERS), worker.name(DLR)
+    dlr_parts_topic_name = worker.name(DLR_PARTS)
     collected = app.Table("dlr-parts", key_type=str, value_type=bytes)
     #: Messages reported whose report is not yet stored (the correlator's _completing).
     _reporting: set[str] = set()
+    # Crash recovery (pipeline/reported_tail.py): the sms.dlr.parts partitions read back since
+    # the last assignment; replayable messages already on sms.dlr; partition -> end of its
+    # replay, after which the set is no longer needed.
+    tail = ReportedTail(kafka_connection(worker.settings), dlr_parts_topic_name, dlr_topic_name,
+                        group_id=worker.settings.app_id)
+    _checked: set[int] = set()
+    _on_dlr: set[str] = set()
+    _replay_end: dict[int, int] = {}
+    die_at_report = DieAtReport.from_env()
 
     def forget_in_flight(_sender: Any, *args: Any, **_: Any) -> None:
         _reporting.clear()
+        _checked.clear()  # the next owner of each partition reads it back again
+        _replay_end.clear()
+        _on_dlr.clear()
+
+    async def _read_back(partition: int, offset: int, timestamp_s: float | None) -> None:
+        """Which replayable messages of ``partition`` already have a report on sms.dlr."""
+        since_ms = int((timestamp_s or datetime.now(UTC).timestamp()) * 1000)
+        try:
+            scan: TailScan = await asyncio.to_thread(tail.scan, partition, offset, since_ms)
+        except Exception:  # Kafka trouble: carry on at-least-once (duplicates, never loss)
+            log.exception("reading back sms.dlr for sms.dlr.parts[%d] failed", partition)
+            counts["read_back_failed"] += 1
+            return
+        counts["read_back"] += 1
+        if scan.reported:
+            _on_dlr.update(scan.reported)
+            _replay_end[partition] = scan.replay_end
+        log.info("sms.dlr.parts[%d] from offset %d: %d replayable, %d already reported "
+                 "(%d reports read in %.2f s)", partition, offset, scan.replayable,
+                 len(scan.reported), scan.reports_read, scan.seconds)
+
+    def _past_replay(partition: int, offset: int) -> None:
+        end = _replay_end.get(partition)
+        if end is not None and offset >= end - 1:
+            del _replay_end[partition]
+            if not _replay_end:
+                _on_dlr.clear()
 
     app.on_partitions_revoked.connect(cast(Any, forget_in_flight))
 
@@ -420,6 +465,12 @@ def _register_aggregate(worker: Worker, counts: Counter[str],
             if event.message.topic == dlr_parts_timers_topic_name:
                 _on_parts_timer((event.key or b"").decode())
                 continue
+            partition = event.message.partition
+            if partition not in _checked:
+                _checked.add(partition)
+                await _read_back(partition, event.message.offset, event.message.timestamp)
+            elif _replay_end:
+                _past_replay(partition, event.message.offset)
             part = await decode_or_reject(PartOutcome, event, rejected_out, stage=STAGE)
             if part is None:
                 continue
@@ -441,6 +492,11 @@ def _register_aggregate(worker: Worker, counts: Counter[str],
                 if len(parts) < part.sent.part_count:
                     collected[key] = _COLLECTING + pack_parts([*blobs, event.value or b""])
                     continue
+            if key in _on_dlr:  # reported before a crash, its marker lost: mark it now
+                _on_dlr.discard(key)
+                counts["reported_before_crash"] += 1
+                _mark_done(key)
+                continue
             report = report_of(parts)
             future = await dlr_out.send(
                 key=report.tenant_id.encode(), value=report.to_avro(dlr_topic_name),
@@ -449,6 +505,8 @@ def _register_aggregate(worker: Worker, counts: Counter[str],
             )
             # Until the report is stored, a replayed part reports again instead of being dropped.
             _reporting.add(key)
+            if die_at_report is not None:
+                die_at_report.watch(future, key)
             after_delivery(future, event, partial(_mark_done, key))
             counts["reported"] += 1
 

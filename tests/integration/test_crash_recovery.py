@@ -3,15 +3,21 @@
 The faust worker holds the delivery tables (faust-streaming issue #596 reports skipped events
 after table recovery); the sender holds SMPP windows and uncommitted offsets. Either may die at
 any moment; every message must still reach a terminal state.
+
+The worker may also die between a delivery report stored on ``sms.dlr`` and its done marker
+(issue 13): the test-only fault ``SMSFLOW_TEST_DIE_AT_REPORT`` (pipeline/faults.py) makes it
+SIGKILL itself exactly there, and every message must still have exactly one terminal record.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from pipeline.faults import ENV_DIE_AT_REPORT
 from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
 from smsflow.devstack.harness import isolated_settings, prepared_stack
 from smsflow.devstack.stack import LocalStack
@@ -23,6 +29,9 @@ pytestmark = pytest.mark.slow
 
 MESSAGES = 1500
 CRASH_AFTER_TERMINAL = 300
+#: The report at which the worker kills itself in the report/marker window (the warm-up's
+#: probe is report 1).
+DIE_AT_REPORT = 300
 
 
 @pytest.fixture
@@ -79,3 +88,34 @@ def test_sigkill_mid_stream_loses_nothing(
     )
     print(f"{component}: window counts over the raw events by {excess} (replayed batches)")
     assert not skipped, f"events missing from the recovered windows: {skipped}"
+
+
+def test_sigkill_between_report_and_done_marker_reports_once(
+    crash_settings: Settings, tmp_path: Path
+) -> None:
+    fired = tmp_path / "died-at-report"
+    stack = prepared_stack(crash_settings, platform_config=PLATFORM_CONFIG, sim_config=SIM_CONFIG)
+    # Every process gets it; only the worker reads it, and a restarted one finds ``fired``.
+    stack.env[ENV_DIE_AT_REPORT] = f"{DIE_AT_REPORT}:{fired}"
+    restarted: list[int] = []
+
+    def restart_once(_counts: dict[str, int], terminal: int) -> None:
+        if not restarted and fired.exists():
+            restarted.append(terminal)
+            stack.crash_and_restart("worker-0")  # already dead: starts it again
+
+    with stack:
+        warm_up(crash_settings, timeout_s=120)
+        requests = make_traffic(MESSAGES, seed=13)
+        result = run_flow(crash_settings, requests, timeout_s=240, on_progress=restart_once)
+        stack.check_alive()
+
+    died_on = fired.read_text() if fired.exists() else "-"
+    print(f"\nworker died at report {DIE_AT_REPORT} ({died_on}), restarted after {restarted}"
+          f" terminal; summary {result.summary()}")
+    assert restarted, "the worker never reached the fault (traffic finished too early?)"
+    assert result.lost == 0, f"{result.lost} messages lost, e.g. {result.missing[:3]}"
+    assert result.duplicates == 0, (
+        f"{result.duplicates} terminal records beyond the first per message: a report stored "
+        f"before the crash was sent again"
+    )
