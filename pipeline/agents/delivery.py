@@ -54,6 +54,7 @@ from pipeline.app import Worker
 from pipeline.decoding import decode, decode_or_reject
 from pipeline.faults import DieAtReport
 from pipeline.key_timers import KeyTimers
+from pipeline.part_value import PartEnd, part_value
 from pipeline.rejections import reject
 from pipeline.reported_tail import ReportedTail, TailScan
 from pipeline.tracking_policy import correlation_policy
@@ -125,10 +126,9 @@ def _terminal(state: ReceiptState) -> DeliveryStatus:
     return status
 
 
-def complete_part(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
-    """The terminal outcome of a part whose terminal receipt matched its submit outcome."""
-    return PartOutcome(
-        sent=sent,
+def receipt_end(receipt: ReceiptEvent) -> PartEnd:
+    """How a part ends whose terminal receipt matched its submit outcome."""
+    return PartEnd(
         status=_terminal(receipt.state),
         error_code=receipt.error_code,
         reason=None if receipt.state is ReceiptState.DELIVERED else f"receipt {receipt.state}",
@@ -137,12 +137,22 @@ def complete_part(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
     )
 
 
-def accepted_part(sent: SubmitOutcome) -> PartOutcome:
-    """The terminal outcome of a part the SMSC accepted without a receipt request."""
-    return PartOutcome(
-        sent=sent, status=DeliveryStatus.ACCEPTED, error_code=None, reason=NO_RECEIPT_REASON,
+def accepted_end(sent: SubmitOutcome) -> PartEnd:
+    """How a part ends that the SMSC accepted without a receipt request."""
+    return PartEnd(
+        status=DeliveryStatus.ACCEPTED, error_code=None, reason=NO_RECEIPT_REASON,
         done_at=sent.sent_at,  # when the SMSC accepted it: all we will ever know
     )
+
+
+def complete_part(sent: SubmitOutcome, receipt: ReceiptEvent) -> PartOutcome:
+    """The terminal outcome of a part whose terminal receipt matched its submit outcome."""
+    return receipt_end(receipt).outcome(sent)
+
+
+def accepted_part(sent: SubmitOutcome) -> PartOutcome:
+    """The terminal outcome of a part the SMSC accepted without a receipt request."""
+    return accepted_end(sent).outcome(sent)
 
 _COLLECTING = b"C"  # + length-prefixed PartOutcome records
 _DONE = b"D"  # + due_ms (>q): the message was reported; drop late copies until then
@@ -274,16 +284,24 @@ def _register_correlate(worker: Worker, counts: Counter[str],
         _store(key, marker)
 
     async def _emit_part(
-        event: faust.EventT[bytes], key: str, part: PartOutcome, *, now_ms: int
+        event: faust.EventT[bytes], key: str, sent_value: bytes, end: PartEnd, *,
+        now_ms: int, sent: SubmitOutcome | None = None,
     ) -> None:
-        """Send the part on; once it is stored, replace the key's entry with a done marker (until
-        then the waiting entry stays: a replay repeats the part instead of losing it)."""
-        future = await dlr_parts_out.send(
-            key=part.sent.message_id.encode(), value=part.to_avro(dlr_parts_topic_name)
-        )
+        """Send the part on (spliced from its ``sms.sent`` value, pipeline/part_value.py, or
+        else encoded from the model); once it is stored, replace the key's entry with a done
+        marker (until then the waiting entry stays: a replay repeats the part instead of
+        losing it)."""
+        spliced = part_value(sent_value, end)
+        if spliced is None:
+            if sent is None:
+                sent = await decode(SubmitOutcome, sent_value)
+            message_id, value = sent.message_id, end.outcome(sent).to_avro(dlr_parts_topic_name)
+        else:
+            message_id, value = spliced
+        future = await dlr_parts_out.send(key=message_id.encode(), value=value)
         if key:
-            marker = done_marker(part.status, now_ms=now_ms,
-                                 self_expired=part.reason == SELF_EXPIRED_REASON, policy=policy)
+            marker = done_marker(end.status, now_ms=now_ms,
+                                 self_expired=end.reason == SELF_EXPIRED_REASON, policy=policy)
             _completing[key] = marker
             after_delivery(future, event, partial(_store_marker, key, marker))
 
@@ -314,16 +332,16 @@ def _register_correlate(worker: Worker, counts: Counter[str],
         if sent.outcome is SubmitStatus.FAILED:
             # Nothing to wait for; keyed <message id>:<part>, deduplicated by the aggregator.
             counts["submit_failed"] += 1
-            await _emit_part(event, "", PartOutcome(
-                sent=sent, status=DeliveryStatus.FAILED, error_code=sent.command_status,
+            await _emit_part(event, "", raw, PartEnd(
+                status=DeliveryStatus.FAILED, error_code=sent.command_status,
                 reason=sent.reason or sent.status_name, done_at=sent.sent_at,
-            ), now_ms=now_ms)
+            ), now_ms=now_ms, sent=sent)
             return
         if not sent.receipt_requested:
             # No receipt will come: the part ends now, with no waiting entry and no expiry timer.
             # Not keyed for a done marker, like a failed part: the aggregator drops a replayed copy.
             counts["sent_no_receipt"] += 1
-            await _emit_part(event, "", accepted_part(sent), now_ms=now_ms)
+            await _emit_part(event, "", raw, accepted_end(sent), now_ms=now_ms, sent=sent)
             return
         waiting = _waiting(key)
         arrival = on_arrival(waiting, EntryKind.SENT)
@@ -333,7 +351,7 @@ def _register_correlate(worker: Worker, counts: Counter[str],
                                      expires_at_ms=_ms(sent.expires_at), policy=policy))
         elif arrival is Arrival.COMPLETE and waiting is not None:
             receipt = await decode(ReceiptEvent, waiting.payload)
-            await _emit_part(event, key, complete_part(sent, receipt), now_ms=now_ms)
+            await _emit_part(event, key, raw, receipt_end(receipt), now_ms=now_ms, sent=sent)
         # DUPLICATE / AFTER_DONE: an at-least-once copy; the first one is handled.
 
     async def _on_receipt(
@@ -349,8 +367,8 @@ def _register_correlate(worker: Worker, counts: Counter[str],
         if arrival is Arrival.STORE:
             _store(key, pending_receipt(raw, now_ms=now_ms, policy=policy))
         elif arrival is Arrival.COMPLETE and waiting is not None:
-            sent = await decode(SubmitOutcome, waiting.payload)
-            await _emit_part(event, key, complete_part(sent, receipt), now_ms=now_ms)
+            # The stored submit outcome is spliced, not decoded again (pipeline/part_value.py).
+            await _emit_part(event, key, waiting.payload, receipt_end(receipt), now_ms=now_ms)
 
     async def _on_timer(event: faust.EventT[bytes], key: str) -> None:
         entry = _waiting(key)
@@ -362,13 +380,11 @@ def _register_correlate(worker: Worker, counts: Counter[str],
         if decision.action is TimerAction.WAIT:
             correlator_timers.schedule(key, entry.due_ms)  # an early or duplicate command
         elif decision.action is TimerAction.EXPIRE:
-            sent = await decode(SubmitOutcome, entry.payload)
-            part = PartOutcome(
-                sent=sent, status=DeliveryStatus.EXPIRED, error_code=None,
-                reason=SELF_EXPIRED_REASON,
+            expired = PartEnd(
+                status=DeliveryStatus.EXPIRED, error_code=None, reason=SELF_EXPIRED_REASON,
                 done_at=datetime.fromtimestamp(entry.at_ms / 1000, tz=UTC),  # the validity end
             )
-            await _emit_part(event, key, part, now_ms=now_ms)
+            await _emit_part(event, key, entry.payload, expired, now_ms=now_ms)
         elif decision.action is TimerAction.RETRY and decision.entry is not None:
             _store(key, decision.entry)
         elif decision.action is TimerAction.DEAD_LETTER:
