@@ -286,7 +286,9 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
         "/v1/messages/{message_id}", response_model=MessageStatus,
         responses=_ERROR_RESPONSES, summary="A message's current state (your messages only)",
     )
-    async def message_status(message_id: str, tenant_id: TenantId) -> dict[str, Any]:
+    async def message_status(message_id: str, tenant_id: TenantId, request: Request) -> Any:
+        if runtime.forward is not None:
+            return await runtime.forward.get(request)
         state = _status_store(runtime).state(tenant_id, message_id)
         if state is None:
             raise ApiError("NOT_FOUND", f"no message {message_id!r} of yours is known")
@@ -296,7 +298,9 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
         "/v1/usage", response_model=Usage, responses=_ERROR_RESPONSES,
         summary="Your traffic today (UTC) against your quota and rates",
     )
-    async def usage(tenant_id: TenantId) -> dict[str, Any]:
+    async def usage(tenant_id: TenantId, request: Request) -> Any:
+        if runtime.forward is not None:
+            return await runtime.forward.get(request)
         tenant = service.active_tenant(runtime, tenant_id)
         return usage_answer(tenant, _status_store(runtime).usage_today(tenant_id))
 
@@ -306,6 +310,7 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
     )
     async def inbound(
         tenant_id: TenantId,
+        request: Request,
         since: Annotated[datetime | None, Query(
             description="Only messages received at or after this time (ISO 8601; UTC if no "
             "offset is given).")] = None,
@@ -314,6 +319,8 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Messages per page.")]
         = DEFAULT_PAGE,
     ) -> Response:
+        if runtime.forward is not None:
+            return await runtime.forward.get(request)
         store = _inbound_store(runtime)
         try:
             after = decode_cursor(cursor)

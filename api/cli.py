@@ -25,7 +25,16 @@ def openapi_document() -> dict[str, Any]:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    # Before the settings are read; uvicorn's workers inherit the environment.
+    if args.role is not None:
+        os.environ["SMSFLOW_API_ROLE"] = args.role
+    if args.status_url is not None:
+        os.environ["SMSFLOW_API_STATUS_URL"] = args.status_url
     api = load_api_settings()
+    if api.role == "submit" and api.status_url is None:
+        print("warning: role submit without SMSFLOW_API_STATUS_URL: GET /v1/messages/{id}, "
+              "/v1/usage and /v1/inbound answer 503 here (route them to the status role)",
+              file=sys.stderr)
     try:
         resolve_pepper(api)  # fail here, with the reason, not in every worker
     except PepperMissing as exc:
@@ -78,6 +87,17 @@ def register(subparsers: Any) -> None:
         "--instances", type=int, default=None,
         help="API processes in all (replicas x workers) sharing the tenants' API rates; sets "
         "SMSFLOW_API_INSTANCES (default: --workers)",
+    )
+    parser.add_argument(
+        "--role", choices=("all", "submit"), default=None,
+        help="all: every route, with the status and inbound stores; submit: no stores, the GET "
+        "routes that need one are forwarded to $SMSFLOW_API_STATUS_URL (default "
+        "$SMSFLOW_API_ROLE or all; docs/deploy.md)",
+    )
+    parser.add_argument(
+        "--status-url", default=None,
+        help="role submit: base URL of a process of role all that answers the status GETs "
+        "(default $SMSFLOW_API_STATUS_URL)",
     )
     parser.add_argument("--log-level", default="info")
     parser.set_defaults(func=_cmd_serve)
