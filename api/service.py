@@ -28,6 +28,7 @@ from api.messages import (
     MessageIn,
     Problem,
     check_message,
+    fresh_ids,
     message_id,
     submit_request,
 )
@@ -130,7 +131,10 @@ async def _accept(
             f"over the API rate of tenant {tenant.id!r}; retry in {wait_s:.2f} s",
             headers={"Retry-After": retry_after_header(wait_s)},
         )
-    ids = [message_id(tenant.id, idempotency_key, index) for index in range(len(messages))]
+    ids = (
+        fresh_ids(len(messages)) if idempotency_key is None
+        else [message_id(tenant.id, idempotency_key, index) for index in range(len(messages))]
+    )
     try:
         await _produce(runtime, tenant.id, messages, checked, ids)
     except DeliveryFailed as exc:
