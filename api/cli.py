@@ -53,6 +53,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=args.port or api.port,
         workers=args.workers,
         http="httptools",
+        loop=args.loop,
         log_level=args.log_level,
         access_log=False,
     )
@@ -98,6 +99,10 @@ def register(subparsers: Any) -> None:
         "--status-url", default=None,
         help="role submit: base URL of a process of role all that answers the status GETs "
         "(default $SMSFLOW_API_STATUS_URL)",
+    )
+    parser.add_argument(
+        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+        help="event loop (auto: uvloop when installed, docs/performance.md#http-api)",
     )
     parser.add_argument("--log-level", default="info")
     parser.set_defaults(func=_cmd_serve)
