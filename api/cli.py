@@ -22,6 +22,22 @@ def openapi_document() -> dict[str, Any]:
     return document
 
 
+def _serve_granian(args: argparse.Namespace, host: str, port: int) -> int:
+    """The same ASGI app under granian (HTTP in Rust): an experiment, not a dependency
+    (docs/performance.md#http-api has the measurement)."""
+    try:
+        from granian import Granian  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        print("error: --server granian needs the granian package", file=sys.stderr)
+        return 2
+    Granian(
+        "api.app:app_from_env", factory=True, address=host, port=port, interface="asgi",
+        workers=args.workers, loop=args.event_loop, http="1", websockets=False,
+        log_level=args.log_level, log_access=False,
+    ).serve()
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -46,6 +62,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         os.environ["SMSFLOW_API_INSTANCES"] = str(args.instances)
     elif args.workers > 1 and "SMSFLOW_API_INSTANCES" not in os.environ:
         os.environ["SMSFLOW_API_INSTANCES"] = str(args.workers)
+    if args.server == "granian":
+        return _serve_granian(args, args.host or api.host, args.port or api.port)
     uvicorn.run(
         "api.app:app_from_env",
         factory=True,
@@ -53,7 +71,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=args.port or api.port,
         workers=args.workers,
         http="httptools",
-        loop=args.loop,
+        loop=args.event_loop,
         log_level=args.log_level,
         access_log=False,
     )
@@ -101,8 +119,13 @@ def register(subparsers: Any) -> None:
         "(default $SMSFLOW_API_STATUS_URL)",
     )
     parser.add_argument(
-        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
-        help="event loop (auto: uvloop when installed, docs/performance.md#http-api)",
+        "--event-loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+        help="event loop (auto: uvloop when installed; not --loop, which faust takes from any "
+        "command line it is imported under)",
+    )
+    parser.add_argument(
+        "--server", choices=("uvicorn", "granian"), default="uvicorn",
+        help="HTTP server (granian only if installed; an experiment: docs/performance.md)",
     )
     parser.add_argument("--log-level", default="info")
     parser.set_defaults(func=_cmd_serve)

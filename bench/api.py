@@ -55,7 +55,7 @@ LOAD = Path(__file__).with_name("api_load.py")
 
 def _start_api(stack: LocalStack, home: Path, port: int, instances: int, status: bool,
                role: str = "all", status_url: str | None = None, name: str = "api",
-               loop: str = "auto") -> ManagedProcess:
+               loop: str = "auto", server: str = "uvicorn") -> ManagedProcess:
     env = {**stack.env, "SMSFLOW_API_KEY_PEPPER_FILE": str(pepper_file(home)),
            "SMSFLOW_API_STATUS_ENABLED": "true" if status else "false"}
     if status_url is not None:
@@ -63,7 +63,7 @@ def _start_api(stack: LocalStack, home: Path, port: int, instances: int, status:
     api = ManagedProcess(
         name,
         [*stack.smsflow_argv(), "api", "--port", str(port), "--workers", str(instances),
-         "--role", role, "--loop", loop, "--log-level", "warning"],
+         "--role", role, "--event-loop", loop, "--server", server, "--log-level", "warning"],
         home / "logs" / f"{name}.log",
     )
     api.start(env)
@@ -156,8 +156,10 @@ def main() -> int:
         help="submit: the measured processes keep no store; one more process of role all "
         "(measured apart: status_cpu_*) keeps them and answers the forwarded GETs",
     )
-    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+    parser.add_argument("--event-loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                         help="the measured API processes' event loop (smsflow api --loop)")
+    parser.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn",
+                        help="the measured API processes' HTTP server (smsflow api --server)")
     parser.add_argument("--platform-config", type=Path, default=REPO / "config/bench-platform.yaml")
     parser.add_argument("--sim-config", type=Path, default=REPO / "config/bench-smsc-sim.yaml")
     parser.add_argument("--scenario", default=None)
@@ -185,7 +187,8 @@ def main() -> int:
                 status_url = f"http://127.0.0.1:{status_port}"
                 status_api = _start_api(stack, home, status_port, 1, True, name="api-status")
             api = _start_api(stack, home, port, args.instances, not args.no_status,
-                             role=args.role, status_url=status_url, loop=args.loop)
+                             role=args.role, status_url=status_url, loop=args.event_loop,
+                             server=args.server)
             key, _ = create_key(
                 settings, resolve_pepper(ApiSettings(key_pepper_file=pepper_file(home))),
                 "acme-bank", label="bench",
@@ -228,7 +231,8 @@ def main() -> int:
         "batch_size": args.batch,
         "status_store": not args.no_status,
         "role": args.role,
-        "loop": args.loop,
+        "loop": args.event_loop,
+        "server": args.server,
         "duration_s": args.duration,
         "commit": git_commit(),
         "machine": {
