@@ -32,7 +32,7 @@ from api.runtime import ApiRuntime
 
 log = logging.getLogger(__name__)
 
-_ROUTES = (service.SINGLE, service.BATCH)
+SUBMIT_ROUTES = frozenset((service.SINGLE, service.BATCH))
 
 
 class _RouteLabel:
@@ -44,7 +44,7 @@ class _RouteLabel:
         self.path = path
 
 
-_LABELS = {path: _RouteLabel(path) for path in _ROUTES}
+_LABELS = {path: _RouteLabel(path) for path in SUBMIT_ROUTES}
 
 Parsed = tuple[str, list[MessageIn], str | None]  # tenant id, messages, idempotency key
 
@@ -64,7 +64,7 @@ class FastSubmit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path")
-        if scope["type"] != "http" or scope.get("method") != "POST" or path not in _ROUTES:
+        if scope["type"] != "http" or scope.get("method") != "POST" or path not in SUBMIT_ROUTES:
             await self.app(scope, receive, send)
             return
         try:
