@@ -2,11 +2,14 @@
 
     python bench/api.py --json                       # the headline (bench/results/api.json)
     python bench/api.py --instances 2 --scenario two-processes
+    python bench/api.py --role all                   # one process type that keeps the stores
 
 Uses the local broker (or SMSFLOW_KAFKA_BOOTSTRAP), an isolated set of topics and a fresh stack
-(simulator, worker, sender; config/bench-platform.yaml), then starts ``smsflow api --workers N``
-(N processes sharing the port with SO_REUSEPORT-style accept sharing by uvicorn) as one more
-process of the stack and creates a key. The load comes from bench/api_load.py in separate
+(simulator, worker, sender; config/bench-platform.yaml), then starts ``smsflow api --workers N
+--role submit`` (N processes sharing the port with SO_REUSEPORT-style accept sharing by
+uvicorn) and one ``smsflow api --role all`` for the forwarded status GETs, as the Kubernetes
+manifests deploy them (``--role all``: the N processes keep the stores themselves, no status
+process), and creates a key. The load comes from bench/api_load.py in separate
 processes (keep-alive aiohttp pools), in three phases:
 
 1. singles, closed loop (``--clients`` per load process): ``accepted_per_s``, p50/p95/p99;
@@ -152,9 +155,10 @@ def main() -> int:
     parser.add_argument("--no-status", action="store_true",
                         help="switch the API's status store off (it reads all stage traffic)")
     parser.add_argument(
-        "--role", choices=("all", "submit"), default="all",
-        help="submit: the measured processes keep no store; one more process of role all "
-        "(measured apart: status_cpu_*) keeps them and answers the forwarded GETs",
+        "--role", choices=("all", "submit"), default="submit",
+        help="submit (the default, as k8s/base/api.yaml deploys it): the measured processes "
+        "keep no store; one more process of role all (measured apart: status_cpu_*) keeps "
+        "them and answers the forwarded GETs. all: the measured processes keep the stores",
     )
     parser.add_argument("--event-loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                         help="the measured API processes' event loop (smsflow api --loop)")
@@ -169,6 +173,7 @@ def main() -> int:
     scenario = args.scenario or (
         f"instances-{args.instances}" + ("-no-status" * args.no_status)
         + ("-submit-role" * (args.role == "submit"))
+        + (f"-{args.server}" * (args.server != "uvicorn"))
     )
     load_at_start = os.getloadavg()[0]
     bootstrap, _broker_pid = _bootstrap()
