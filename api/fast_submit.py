@@ -1,4 +1,4 @@
-"""A short path for valid submit requests, beside FastAPI (measured: docs/performance.md).
+"""A short path for valid submit requests, in front of FastAPI (measured: docs/performance.md).
 
 FastAPI's per-request machinery (routing, dependency resolution, request validation wrappers)
 was the largest share of a single POST's CPU. This ASGI layer answers ``POST /v1/messages`` and
@@ -11,7 +11,8 @@ its errors from there are answered by the same :func:`api.errors` mapping.
 Anything else (malformed JSON, a missing or unknown key, schema errors, a process still
 loading) is handed to the FastAPI app unchanged, with the body it already read replayed, so
 every error answer stays exactly the documented one. FastAPI still serves the OpenAPI document
-for both routes.
+for both routes. It sits in front of FastAPI's own middleware stack (``api.app._Api``), behind
+the same size cap and metrics (``api.app._Guard``).
 """
 
 from __future__ import annotations
