@@ -1,4 +1,4 @@
-"""A short path for valid submit requests, beside FastAPI (measured: docs/performance.md).
+"""A short path for valid submit requests, in front of FastAPI (measured: docs/performance.md).
 
 FastAPI's per-request machinery (routing, dependency resolution, request validation wrappers)
 was the largest share of a single POST's CPU. This ASGI layer answers ``POST /v1/messages`` and
@@ -11,7 +11,8 @@ its errors from there are answered by the same :func:`api.errors` mapping.
 Anything else (malformed JSON, a missing or unknown key, schema errors, a process still
 loading) is handed to the FastAPI app unchanged, with the body it already read replayed, so
 every error answer stays exactly the documented one. FastAPI still serves the OpenAPI document
-for both routes.
+for both routes. It sits in front of FastAPI's own middleware stack (``api.app._Api``), behind
+the same size cap and metrics (``api.app._Guard``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,7 +33,7 @@ from api.runtime import ApiRuntime
 
 log = logging.getLogger(__name__)
 
-_ROUTES = (service.SINGLE, service.BATCH)
+SUBMIT_ROUTES = frozenset((service.SINGLE, service.BATCH))
 
 
 class _RouteLabel:
@@ -45,7 +45,7 @@ class _RouteLabel:
         self.path = path
 
 
-_LABELS = {path: _RouteLabel(path) for path in _ROUTES}
+_LABELS = {path: _RouteLabel(path) for path in SUBMIT_ROUTES}
 
 Parsed = tuple[str, list[MessageIn], str | None]  # tenant id, messages, idempotency key
 
@@ -65,7 +65,7 @@ class FastSubmit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path")
-        if scope["type"] != "http" or scope.get("method") != "POST" or path not in _ROUTES:
+        if scope["type"] != "http" or scope.get("method") != "POST" or path not in SUBMIT_ROUTES:
             await self.app(scope, receive, send)
             return
         try:
@@ -116,13 +116,13 @@ class FastSubmit:
                 key = check_key(idempotency.decode("latin-1"))
             except ApiError:
                 return None
-        try:
-            payload = orjson.loads(body)
+        try:  # parsing and validating in one pass (pydantic's JSON mode): ~1.4 µs less per
+            # message than orjson.loads + model_validate; invalid JSON is a ValidationError too
             if path == service.SINGLE:
-                messages = [MessageIn.model_validate(payload)]
+                messages = [MessageIn.model_validate_json(body)]
             else:
-                messages = BatchIn.model_validate(payload).messages
-        except (orjson.JSONDecodeError, ValidationError):
+                messages = BatchIn.model_validate_json(body).messages
+        except ValidationError:
             return None
         return tenant_id, messages, key
 

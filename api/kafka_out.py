@@ -47,6 +47,10 @@ class _Group:
         if done:
             self._loop.call_soon_threadsafe(self._finish)
 
+    def delivered(self, error: KafkaError | None, _message: Message) -> None:
+        """librdkafka's on_delivery signature, so no closure per record is needed."""
+        self.report(error)
+
     def _finish(self) -> None:
         if self.future.done():
             return
@@ -93,6 +97,14 @@ class KafkaOut:
         group = _Group(asyncio.get_running_loop(), len(batch))
         for request in batch:
             self.submitted.submit(request, lambda _id, error: group.report(error))
+        await group.future
+
+    async def submit_encoded(self, key: bytes, values: list[bytes]) -> None:
+        """Produce ``sms.submitted`` values already encoded (api/submit_avro.py), all under
+        ``key`` (the tenant); return once Kafka stored all of them."""
+        group = _Group(asyncio.get_running_loop(), len(values))
+        for value in values:
+            self.submitted.submit_encoded(key, value, group.delivered)
         await group.future
 
     async def put(self, topic: str, key: bytes, value: bytes) -> None:

@@ -3,13 +3,14 @@
 The wire models double as the OpenAPI schema (FastAPI renders them) and as the first line of
 validation: unknown fields, wrong types and missing fields are refused before any of our code
 runs. :func:`check_message` then applies the pipeline's own rules, with the same reason codes:
-sender id, body and part count from :func:`smsflow.domain.validation.check_content`, the
+sender id, body and part count from :func:`smsflow.domain.validation.content_parts`, the
 destination from the router's numbering plan (:mod:`smsflow.domain.numbering`, built from the
 platform configuration, so test ranges and country-wide routes count exactly as they do there).
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import Final, NamedTuple
@@ -20,9 +21,8 @@ from api.admission import api_rate
 from api.status import DayUsage
 from schemas.models import MessageType, SubmitRequest
 from smsflow.config.models import Tenant
-from smsflow.domain.encoding import SegmentPlan
 from smsflow.domain.numbering import NumberingPlan, NumberRejection, resolve
-from smsflow.domain.validation import MAX_PARTS, ContentProblem, check_content
+from smsflow.domain.validation import MAX_PARTS, ContentProblem, content_parts
 
 MAX_BATCH: Final = 1_000
 MAX_BODY_CHARS: Final = 4_000  # far above 10 parts in any encoding; the part count decides
@@ -122,13 +122,28 @@ class Checked(NamedTuple):
 
 def check_message(message: MessageIn, numbering: NumberingPlan) -> Checked | Problem:
     """The normalised destination and part count, or the pipeline's reason for refusing it."""
-    content: ContentProblem | SegmentPlan = check_content(message.source, message.body)
+    content = content_parts(message.source, message.body)
     if isinstance(content, ContentProblem):
         return Problem(content.reason_code, content.detail)
     destination = resolve(numbering, message.destination)
     if isinstance(destination, NumberRejection):
         return Problem(destination.reason_code, destination.detail)
-    return Checked(destination.e164, content.part_count)
+    return Checked(destination.e164, content)
+
+
+def fresh_ids(count: int) -> list[str]:
+    """``count`` random version-4 UUIDs, as ``str(uuid.uuid4())`` gives them, from one
+    ``os.urandom`` call: ~0.7 instead of ~2 µs each (a batch draws 1,000)."""
+    raw = os.urandom(16 * count).hex()
+    ids = []
+    for start in range(0, 32 * count, 32):
+        h = raw[start:start + 32]
+        # Version nibble 4; variant bits 10 (the first hex digit of the 4th group is 8-b).
+        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}")
+    return ids
+
+
+_VARIANT: Final = {f"{n:x}": "89ab"[n & 3] for n in range(16)}
 
 
 def message_id(tenant_id: str, idempotency_key: str | None, index: int) -> str:

@@ -21,6 +21,7 @@ from api.key_table import KeyTable
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from api.status_feed import StatusStore
+from api.status_forward import StatusForward
 from schemas.models import SubmitRequest
 from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
@@ -58,10 +59,18 @@ class ApiRuntime:
         self.idempotency = IdempotencyStore(
             bootstrap, self.idempotency_topic, api.idempotency_ttl_s
         )
-        self.status = StatusStore(settings, api.status_window_s) if api.status_enabled else None
+        # Role submit keeps no store: the GET routes that need one go to api.status_url.
+        stores = api.role == "all"
+        self.status = (
+            StatusStore(settings, api.status_window_s) if stores and api.status_enabled else None
+        )
         self.inbound = (
             InboundStore(settings, api.inbound_window_s, api.inbound_max_per_tenant)
-            if api.inbound_enabled else None
+            if stores and api.inbound_enabled else None
+        )
+        self.forward = (
+            StatusForward(api.status_url)
+            if api.role == "submit" and api.status_url is not None else None
         )
         self.admission = Admission(api.instances)
         self.metrics = ApiMetrics(CollectorRegistry())
@@ -93,6 +102,8 @@ class ApiRuntime:
         schema_id = getattr(codec, "schema_id", None)
         if schema_id is not None:
             await asyncio.to_thread(schema_id, self.submitted_topic)
+        if self.forward is not None:
+            await self.forward.start()
         self._tasks.append(asyncio.create_task(self._prune_answers()))
 
     async def stop(self) -> None:
@@ -100,6 +111,8 @@ class ApiRuntime:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.forward is not None:
+            await self.forward.stop()
         for follower in self._followers():
             await asyncio.to_thread(follower.stop)
         if self._out is not None:

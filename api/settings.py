@@ -8,6 +8,7 @@ copy of the key table alone cannot be used to test guesses offline.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,17 @@ class ApiSettings(BaseSettings):
 
     idempotency_ttl_s: float = 48 * 3_600.0
     """How long a stored answer replays an ``Idempotency-Key`` (at least 24 h, promised)."""
+
+    role: Literal["all", "submit"] = "all"
+    """``all`` serves every route and keeps the status and inbound stores. ``submit`` keeps no
+    store (they fold all stage traffic, ~0.1 ms of CPU per accepted message in every process:
+    docs/performance.md#http-api) and forwards the GET routes that need one to ``status_url``,
+    a process of role ``all``; the POST routes are served locally either way."""
+
+    status_url: str | None = None
+    """Role ``submit``: the base URL of the process that answers GET /v1/messages/{id},
+    /v1/usage and /v1/inbound (e.g. ``http://smsflow-api-status:8080``). Unset, those routes
+    answer 503 on a submit process (route them to the status role at the ingress instead)."""
 
     status_enabled: bool = True
     """Keep message states and usage from the pipeline's topics (GET /v1/messages/{id},

@@ -2,11 +2,14 @@
 
     python bench/api.py --json                       # the headline (bench/results/api.json)
     python bench/api.py --instances 2 --scenario two-processes
+    python bench/api.py --role all                   # one process type that keeps the stores
 
 Uses the local broker (or SMSFLOW_KAFKA_BOOTSTRAP), an isolated set of topics and a fresh stack
-(simulator, worker, sender; config/bench-platform.yaml), then starts ``smsflow api --workers N``
-(N processes sharing the port with SO_REUSEPORT-style accept sharing by uvicorn) as one more
-process of the stack and creates a key. The load comes from bench/api_load.py in separate
+(simulator, worker, sender; config/bench-platform.yaml), then starts ``smsflow api --workers N
+--role submit`` (N processes sharing the port with SO_REUSEPORT-style accept sharing by
+uvicorn) and one ``smsflow api --role all`` for the forwarded status GETs, as the Kubernetes
+manifests deploy them (``--role all``: the N processes keep the stores themselves, no status
+process), and creates a key. The load comes from bench/api_load.py in separate
 processes (keep-alive aiohttp pools), in three phases:
 
 1. singles, closed loop (``--clients`` per load process): ``accepted_per_s``, p50/p95/p99;
@@ -53,15 +56,18 @@ RESULTS = REPO / "bench" / "results" / "api.json"
 LOAD = Path(__file__).with_name("api_load.py")
 
 
-def _start_api(stack: LocalStack, home: Path, port: int, instances: int, status: bool
-               ) -> ManagedProcess:
+def _start_api(stack: LocalStack, home: Path, port: int, instances: int, status: bool,
+               role: str = "all", status_url: str | None = None, name: str = "api",
+               loop: str = "auto", server: str = "uvicorn") -> ManagedProcess:
     env = {**stack.env, "SMSFLOW_API_KEY_PEPPER_FILE": str(pepper_file(home)),
            "SMSFLOW_API_STATUS_ENABLED": "true" if status else "false"}
+    if status_url is not None:
+        env["SMSFLOW_API_STATUS_URL"] = status_url
     api = ManagedProcess(
-        "api",
+        name,
         [*stack.smsflow_argv(), "api", "--port", str(port), "--workers", str(instances),
-         "--log-level", "warning"],
-        home / "logs" / "api.log",
+         "--role", role, "--event-loop", loop, "--server", server, "--log-level", "warning"],
+        home / "logs" / f"{name}.log",
     )
     api.start(env)
     stack.processes.append(api)
@@ -111,17 +117,26 @@ def _load(url: str, key: str, processes: int, **flags: Any) -> dict[str, Any]:
 
 
 def _phase(name: str, api: ManagedProcess, url: str, key: str, processes: int,
-           **flags: Any) -> dict[str, Any]:
+           status: ManagedProcess | None = None, **flags: Any) -> dict[str, Any]:
     print(f"[api] {name} ...", file=sys.stderr, flush=True)
     assert api.process is not None
     pid = {"api": api.process.pid}
-    before = cpu_seconds(pid)["api"]
+    if status is not None and status.process is not None:
+        pid["status"] = status.process.pid
+    before = cpu_seconds(pid)
     result = _load(url, key, processes, **flags)
-    used = cpu_seconds(pid)["api"] - before
+    after = cpu_seconds(pid)
+    used = after["api"] - before["api"]
     result["server_cpu_s"] = round(used, 2)
     result["server_cpu_ms_per_request"] = (
         round(used / result["requests"] * 1000, 3) if result["requests"] else None
     )
+    if "status" in pid:  # the status process (role all) folds the traffic the API accepted
+        folded = after["status"] - before["status"]
+        result["status_cpu_s"] = round(folded, 2)
+        result["status_cpu_ms_per_request"] = (
+            round(folded / result["requests"] * 1000, 3) if result["requests"] else None
+        )
     result["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     print(f"[api] {name}: {result['requests']} requests, {result['errors']} errors, "
           f"p99 {result['p99_ms']} ms", file=sys.stderr, flush=True)
@@ -139,13 +154,27 @@ def main() -> int:
     parser.add_argument("--open-loop-share", type=float, default=0.5)
     parser.add_argument("--no-status", action="store_true",
                         help="switch the API's status store off (it reads all stage traffic)")
+    parser.add_argument(
+        "--role", choices=("all", "submit"), default="submit",
+        help="submit (the default, as k8s/base/api.yaml deploys it): the measured processes "
+        "keep no store; one more process of role all (measured apart: status_cpu_*) keeps "
+        "them and answers the forwarded GETs. all: the measured processes keep the stores",
+    )
+    parser.add_argument("--event-loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                        help="the measured API processes' event loop (smsflow api --loop)")
+    parser.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn",
+                        help="the measured API processes' HTTP server (smsflow api --server)")
     parser.add_argument("--platform-config", type=Path, default=REPO / "config/bench-platform.yaml")
     parser.add_argument("--sim-config", type=Path, default=REPO / "config/bench-smsc-sim.yaml")
     parser.add_argument("--scenario", default=None)
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    scenario = args.scenario or f"instances-{args.instances}" + ("-no-status" * args.no_status)
+    scenario = args.scenario or (
+        f"instances-{args.instances}" + ("-no-status" * args.no_status)
+        + ("-submit-role" * (args.role == "submit"))
+        + (f"-{args.server}" * (args.server != "uvicorn"))
+    )
     load_at_start = os.getloadavg()[0]
     bootstrap, _broker_pid = _bootstrap()
     with tempfile.TemporaryDirectory(prefix="smsflow-bench-api-") as tmp:
@@ -156,22 +185,34 @@ def main() -> int:
             warm_up(settings)
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            api = _start_api(stack, home, port, args.instances, not args.no_status)
+            status_api = None
+            status_url = None
+            if args.role == "submit":
+                status_port = free_port()
+                status_url = f"http://127.0.0.1:{status_port}"
+                status_api = _start_api(stack, home, status_port, 1, True, name="api-status")
+            api = _start_api(stack, home, port, args.instances, not args.no_status,
+                             role=args.role, status_url=status_url, loop=args.event_loop,
+                             server=args.server)
             key, _ = create_key(
                 settings, resolve_pepper(ApiSettings(key_pepper_file=pepper_file(home))),
                 "acme-bank", label="bench",
             )
             _wait_ready(url)
+            if status_url is not None:
+                _wait_ready(status_url)
             _load(url, key, 1, mode="single", clients=8, duration=2)  # warm connections, JIT-free
             single = _phase("singles, closed loop", api, url, key, args.load_processes,
-                            mode="single", clients=args.clients, duration=args.duration)
+                            status=status_api, mode="single", clients=args.clients,
+                            duration=args.duration)
             accepted_per_s = single["accepted_messages"] / single["elapsed_s"]
-            batch = _phase("batches, closed loop", api, url, key, 1, mode="batch",
+            batch = _phase("batches, closed loop", api, url, key, 1, status=status_api,
+                           mode="batch",
                            batch=args.batch, clients=args.batch_clients,
                            duration=args.duration)
             open_rate = max(1.0, accepted_per_s * args.open_loop_share)
             open_loop = _phase(f"singles, open loop at {open_rate:.0f}/s", api, url, key,
-                               args.load_processes, mode="single",
+                               args.load_processes, status=status_api, mode="single",
                                clients=args.clients * 4, duration=args.duration,
                                rate=round(open_rate / args.load_processes, 1))
             stack.check_alive()
@@ -194,6 +235,9 @@ def main() -> int:
         "load_processes": args.load_processes,
         "batch_size": args.batch,
         "status_store": not args.no_status,
+        "role": args.role,
+        "loop": args.event_loop,
+        "server": args.server,
         "duration_s": args.duration,
         "commit": git_commit(),
         "machine": {

@@ -64,6 +64,19 @@ class SmsProducer:
                 self._producer.poll(0.05)
         self._producer.poll(0)
 
+    def submit_encoded(
+        self, key: bytes, value: bytes, on_delivery: Callable[[KafkaError | None, Message], None]
+    ) -> None:
+        """Produce a value already encoded with the contract (the API encodes a request's
+        messages itself: api/submit_avro.py); delivery reports are served by the caller's
+        ``poll`` (no ``poll(0)`` per record here)."""
+        while True:
+            try:
+                self._producer.produce(self.topic, key=key, value=value, on_delivery=on_delivery)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
     def submit_raw(self, key: bytes | None, value: bytes) -> None:
         """Put arbitrary bytes on the topic (tests and bad-input drills)."""
         self._producer.produce(self.topic, key=key, value=value)

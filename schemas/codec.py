@@ -58,6 +58,11 @@ class AvroCodec:
         self._read = specialized.reader(contract.schema_json)
         self._write = specialized.writer(contract.schema_json)
 
+    @property
+    def header(self) -> bytes:
+        """The single-object header every encoded value starts with (marker + fingerprint)."""
+        return self._header
+
     def add_writer_schema(self, fingerprint: bytes, parsed_writer: Any) -> None:
         """Accept records written with an older (compatible) version of this contract."""
         self._readers[fingerprint] = (parsed_writer, self.contract.parsed)

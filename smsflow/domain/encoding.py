@@ -50,6 +50,7 @@ __all__ = [
     "gsm7_encode",
     "gsm7_septets",
     "is_gsm7",
+    "part_count",
     "plan_segments",
     "reassemble",
     "ucs2_units",
@@ -265,6 +266,28 @@ def _pack_units(units: Sequence[bytes], limit: int) -> list[list[bytes]]:
 def _ucs2_groups(text: str) -> list[bytes]:
     # One group per code point: 2 octets in the BMP, 4 (a surrogate pair) above.
     return [_ucs2_encode(ch) for ch in text]
+
+
+def part_count(text: str, *, max_parts: int = MAX_PARTS) -> int:
+    """``plan_segments(text, max_parts=max_parts).part_count``, without encoding the parts when
+    the text fits one (the API checks every message of a batch of 1,000 for its part count:
+    docs/performance.md#http-api). Raises :class:`EncodingError` like :func:`plan_segments`.
+
+    >>> part_count("hello"), part_count("é" * 71), part_count("a" * 161)
+    (1, 2, 2)
+    """
+    if text:
+        if is_gsm7(text):
+            if sum(len(_ENCODE[ch]) for ch in text) <= GSM7_SINGLE_SEPTETS:
+                return 1
+        elif len(text) <= UCS2_SINGLE_UNITS:
+            try:  # UCS-2 units: one per code point in the BMP, two above it
+                units = len(text.encode("utf-16-be")) // 2
+            except UnicodeEncodeError:  # a lone surrogate: plan_segments says why
+                units = UCS2_SINGLE_UNITS + 1
+            if units <= UCS2_SINGLE_UNITS:
+                return 1
+    return plan_segments(text, max_parts=max_parts).part_count
 
 
 def plan_segments(text: str, reference: int = 0, *, max_parts: int = MAX_PARTS) -> SegmentPlan:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Final, NamedTuple
 
-from smsflow.domain.encoding import EncodingError, SegmentPlan, plan_segments
+from smsflow.domain.encoding import EncodingError, SegmentPlan, part_count, plan_segments
 
 MAX_PARTS: Final = 10  # platform limit of concatenated parts per message
 MAX_ALPHANUMERIC_SENDER: Final = 11  # GSM 03.40 TP-OA alphanumeric limit
@@ -56,12 +56,35 @@ def check_content(source: str, body: str) -> ContentProblem | SegmentPlan:
     >>> check_content("ACME", "").reason_code
     'EMPTY_BODY'
     """
+    problem = _envelope_problem(source, body)
+    if problem is not None:
+        return problem
+    try:
+        return plan_segments(body, max_parts=MAX_PARTS)
+    except EncodingError as exc:
+        return ContentProblem("MESSAGE_TOO_LONG", str(exc))
+
+
+def content_parts(source: str, body: str) -> ContentProblem | int:
+    """What :func:`check_content` decides, as the part count only (cheaper when the body fits
+    one part: :func:`~smsflow.domain.encoding.part_count`).
+
+    >>> content_parts("ACME", "hello"), content_parts("ACME", "").reason_code
+    (1, 'EMPTY_BODY')
+    """
+    problem = _envelope_problem(source, body)
+    if problem is not None:
+        return problem
+    try:
+        return part_count(body, max_parts=MAX_PARTS)
+    except EncodingError as exc:
+        return ContentProblem("MESSAGE_TOO_LONG", str(exc))
+
+
+def _envelope_problem(source: str, body: str) -> ContentProblem | None:
     if not body:
         return ContentProblem("EMPTY_BODY", "message body is empty")
     problem = source_problem(source)
     if problem is not None:
         return ContentProblem("INVALID_SOURCE", problem)
-    try:
-        return plan_segments(body, max_parts=MAX_PARTS)
-    except EncodingError as exc:
-        return ContentProblem("MESSAGE_TOO_LONG", str(exc))
+    return None

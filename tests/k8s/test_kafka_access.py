@@ -19,6 +19,7 @@ from tests.k8s.tooling import named, objects
 #: Process -> the source folders of its code.
 PROCESS_SOURCES = {
     "smsflow-api": ("api",),
+    "smsflow-api-status": ("api",),  # the API's status role: the same code
     "smsflow-worker": ("pipeline",),
     "smsflow-sender": ("connectors/sender",),
     "smsflow-webhooks": ("connectors/webhooks",),

@@ -24,7 +24,7 @@ PRODUCER_FLUSH_S = 10.0
 NOT_SECRET_ENV = {"SMSFLOW_KAFKA_SASL_USERNAME"}
 
 PROCESSES = ("smsflow-worker", "smsflow-sender", "smsflow-webhooks", "smsflow-api",
-             "smsflow-kafka-exporter")
+             "smsflow-api-status", "smsflow-kafka-exporter")
 
 
 def _platform(overlay: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from fastapi.exceptions import RequestValidationError
@@ -9,7 +10,15 @@ from pydantic import BaseModel, ValidationError
 from api.app import _from_validation
 from api.errors import ERRORS, ApiError
 from api.idempotency import IdempotencyStore, StoredAnswer, check_key, fingerprint
-from api.messages import BatchIn, Checked, MessageIn, Problem, check_message, message_id
+from api.messages import (
+    BatchIn,
+    Checked,
+    MessageIn,
+    Problem,
+    check_message,
+    fresh_ids,
+    message_id,
+)
 from smsflow.config.models import Operator
 from smsflow.domain.numbering import build_numbering
 from smsflow.domain.reasons import REASONS
@@ -135,3 +144,14 @@ def test_a_concurrent_copy_waits_for_the_first_answer_or_runs_itself() -> None:
         assert failed.cancelled()
 
     asyncio.run(scenario())
+
+
+def test_fresh_ids_are_distinct_version_4_uuids_in_the_canonical_form() -> None:
+    ids = fresh_ids(2_000)
+    assert len(set(ids)) == 2_000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == text
+    variants = {text[19] for text in ids}
+    assert variants == set("89ab")  # all four variant digits occur in 2,000 draws

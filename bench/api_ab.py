@@ -1,0 +1,179 @@
+"""Interleaved A/B of API server variants, without the pipeline: server CPU per request.
+
+    python bench/api_ab.py --json --scenario front-vs-uvloop --variants '[
+      {"name": "asyncio", "args": ["--event-loop", "asyncio"]},
+      {"name": "uvloop", "args": ["--event-loop", "uvloop"]},
+      {"name": "parent", "commit": "HEAD~1", "args": ["--event-loop", "asyncio"]}]'
+
+bench/api.py measures the API in front of the whole stack, on a machine shared with other
+work: its rates and even its CPU per request move with whatever else runs. This harness is for
+comparing server-level levers (event loop, HTTP server, middleware) against each other: every
+variant is one ``smsflow api --role submit`` process (its code from ``commit``, archived to a
+temporary directory, or this working tree; ``pythonpath`` is appended, e.g. a ``--target``
+install of a candidate package), all started at once on one broker with their own topics,
+then the load (bench/api_load.py, a separate process) visits them in turn, ``--rounds`` times,
+so that a change in the machine's load hits every variant alike. Server CPU per request is read
+from /proc for each variant's process group. Nothing is produced beyond ``sms.submitted`` (no
+worker runs), so the figures are the API's own cost, not the platform's throughput.
+Results by scenario in bench/results/api_ab.json, with commit, load averages and medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+from bench.e2e import _bootstrap, git_commit  # noqa: E402
+from smsflow.devstack.harness import free_port  # noqa: E402
+from smsflow.devstack.stack import cpu_seconds, wait_for_port  # noqa: E402
+
+REPO = _HERE.parent
+LOAD = _HERE / "api_load.py"
+RESULTS = REPO / "bench" / "results" / "api_ab.json"
+PEPPER = "api-ab-pepper-0123456789abcdef"
+
+
+def _code(variant: dict[str, Any], tmp: Path) -> Path:
+    commit = variant.get("commit")
+    if commit is None:
+        return REPO
+    target: Path = tmp / str(variant["name"])
+    target.mkdir()
+    archive = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "xf", "-"], cwd=target, input=archive, check=True)
+    return target
+
+
+def _smsflow(code: Path, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "smsflow.cli", *args], cwd=code, env=env,
+                          capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def _wait_ready(port: int, timeout_s: float = 120.0) -> None:
+    wait_for_port("127.0.0.1", port, timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"the API on {port} did not become ready")
+
+
+def _load(port: int, key: str, mode: str, clients: int, duration: float) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, str(LOAD), "--url", f"http://127.0.0.1:{port}", "--key", key,
+         "--mode", mode, "--clients", str(clients), "--duration", str(duration)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", required=True, help="JSON list: name, commit, pythonpath, "
+                        "args (of smsflow api)")
+    parser.add_argument("--mode", choices=("single", "batch"), default="single")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per visit")
+    parser.add_argument("--clients", type=int, default=None, help="default 64 single, 4 batch")
+    parser.add_argument("--scenario", default="ab")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    variants: list[dict[str, Any]] = json.loads(args.variants)
+    clients = args.clients or (64 if args.mode == "single" else 4)
+    load_at_start = os.getloadavg()[0]
+    bootstrap, _ = _bootstrap()
+    base_env = {**os.environ, "SMSFLOW_KAFKA_BOOTSTRAP": bootstrap,
+                "SMSFLOW_TOPIC_PREFIX": f"ab{os.getpid()}", "SMSFLOW_API_KEY_PEPPER": PEPPER,
+                "SMSFLOW_API_ROLE": "submit"}
+    runs: dict[str, list[dict[str, Any]]] = {v["name"]: [] for v in variants}
+    with tempfile.TemporaryDirectory(prefix="smsflow-api-ab-") as tmp:
+        codes = {v["name"]: _code(v, Path(tmp)) for v in variants}
+        setup_env = {**base_env, "PYTHONPATH": str(REPO)}
+        _smsflow(REPO, setup_env, "topics", "apply")
+        _smsflow(REPO, setup_env, "config", "apply", "config/bench-platform.yaml")
+        key = _smsflow(REPO, setup_env, "tenants", "key", "create", "acme-bank", "--quiet").strip()
+        servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        try:
+            for variant in variants:
+                port = free_port()
+                code = codes[variant["name"]]
+                extra = variant.get("pythonpath")
+                path = str(code) + (f":{extra}" if extra else "")
+                log = Path(tmp) / f"{variant['name']}.log"
+                servers[variant["name"]] = (subprocess.Popen(
+                    [sys.executable, "-m", "smsflow.cli", "api", "--port", str(port),
+                     "--log-level", "warning", *variant.get("args", [])],
+                    cwd=code, env={**base_env, "PYTHONPATH": path},
+                    stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+                ), port)
+            for _process, port in servers.values():
+                _wait_ready(port)
+            for _process, port in servers.values():  # warm connections and caches
+                _load(port, key, args.mode, 8, 1.5)
+            for round_ in range(args.rounds):
+                for name, (process, port) in servers.items():
+                    before = cpu_seconds({name: process.pid})[name]
+                    result = _load(port, key, args.mode, clients, args.duration)
+                    used = cpu_seconds({name: process.pid})[name] - before
+                    run = {
+                        "round": round_,
+                        "server_cpu_ms_per_request": round(used / result["requests"] * 1000, 4),
+                        "accepted_per_s": round(result["accepted_messages"] / result["elapsed_s"]),
+                        "errors": result["errors"],
+                        "load_avg_1m": round(os.getloadavg()[0], 2),
+                    }
+                    runs[name].append(run)
+                    print(f"[api-ab] {name} {run}", file=sys.stderr, flush=True)
+        finally:
+            for process, _port in servers.values():
+                process.terminate()
+            for process, _port in servers.values():
+                process.wait(30)
+    summary = {
+        "scenario": args.scenario,
+        "mode": args.mode,
+        "medians": {
+            name: sorted(r["server_cpu_ms_per_request"] for r in rs)[len(rs) // 2]
+            for name, rs in runs.items()
+        },
+        "variants": variants,
+        "runs": runs,
+        "rounds": args.rounds,
+        "duration_s": args.duration,
+        "clients": clients,
+        "commit": git_commit(),
+        "machine": {"cores": os.cpu_count(), "load_avg_1m_at_start": round(load_at_start, 2),
+                    "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    stored[args.scenario] = summary
+    args.out.write_text(json.dumps(stored, indent=2) + "\n")
+    print(json.dumps(summary, indent=None if args.json else 2))
+    return 0 if all(r["errors"] == 0 for rs in runs.values() for r in rs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
