@@ -17,11 +17,12 @@ the caller takes the general path. Byte-for-byte equality with fastavro is a uni
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 from schemas.codec import AvroCodec
 from schemas.models import MessageType, SubmitRequest
+from schemas.specialized import timestamp_millis, write_long, write_string
 
 #: The fields, in schema order, this encoder writes (checked against the contract).
 FIELDS: Final = (
@@ -29,24 +30,19 @@ FIELDS: Final = (
     "submitted_at", "validity_s", "registered_delivery", "client_ref",
 )
 _SYMBOLS: Final = ("OTP", "TRANSACTIONAL", "MARKETING")
-_EPOCH_MS_PER_S: Final = 1000
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def zigzag(n: int) -> bytes:
     """An Avro ``long``/``int``: zig-zag, then base-128 varint, low group first."""
-    n = (n << 1) ^ (n >> 63)
     out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
+    write_long(out, n)
     return bytes(out)
 
 
 def _string(value: str) -> bytes:
-    data = value.encode()
-    return zigzag(len(data)) + data
+    out = bytearray()
+    write_string(out, value)
+    return bytes(out)
 
 
 _TYPE_INDEX: Final = {MessageType(symbol): zigzag(i) for i, symbol in enumerate(_SYMBOLS)}
@@ -56,8 +52,7 @@ def _timestamp_ms(at: datetime) -> int:
     # fastavro's timestamp-millis of an aware datetime: whole milliseconds since the epoch.
     if at.tzinfo is None:
         raise ValueError("submitted_at must be timezone-aware")
-    delta = at - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * _EPOCH_MS_PER_S + delta.microseconds // 1000
+    return timestamp_millis(at)
 
 
 class SubmitEncoder:

@@ -35,6 +35,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from schemas.models import DeliveryReport
 from schemas.retrying import decode_blocking
+from schemas.specialized import read_string
 from smsflow.kafka_clients import client_config
 from smsflow.kafka_security import KafkaTarget
 
@@ -68,17 +69,13 @@ def message_id_of(value: bytes) -> str:
     decode). Any other framing falls back to the full decode."""
     header = 10 if value[:2] == _SINGLE_OBJECT else 5 if value[:1] == _CONFLUENT else 0
     if header:
-        length, shift, pos = 0, 0, header
-        while pos < len(value):
-            byte = value[pos]
-            length |= (byte & 0x7F) << shift
-            pos += 1
-            if not byte & 0x80:
-                size = (length >> 1) ^ -(length & 1)  # zigzag
-                if 0 <= size and pos + size <= len(value):
-                    return value[pos : pos + size].decode("utf-8")
-                break
-            shift += 7
+        try:
+            message_id, end = read_string(value, header)
+        except (IndexError, EOFError, UnicodeDecodeError):
+            pass  # not what it seemed: the full decode says why
+        else:
+            if end <= len(value):
+                return message_id
     return decode_blocking(DeliveryReport, value).message_id
 
 

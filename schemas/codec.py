@@ -49,7 +49,7 @@ class AvroCodec:
 
     def __init__(self, contract: AvroContract) -> None:
         self.contract = contract
-        self.header = MARKER + contract.fingerprint
+        self._header = MARKER + contract.fingerprint
         self._readers: dict[bytes, tuple[Any, Any]] = {
             contract.fingerprint: (contract.parsed, None)
         }
