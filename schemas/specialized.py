@@ -13,8 +13,10 @@ the caller keeps fastavro. ``tests/unit/schemas/test_specialized.py`` checks byt
 value-for-value equality with fastavro on generated records, and the same errors on corrupt
 bodies.
 
-Reading is as strict as fastavro: a truncated body or a bad union or enum index raises
-``IndexError``/``EOFError``, invalid UTF-8 raises ``UnicodeDecodeError``; the caller
+Reading is as strict as fastavro, and stricter in one way: a truncated body or a bad union or
+enum index raises ``IndexError``/``EOFError``, invalid UTF-8 raises ``UnicodeDecodeError``, and
+a *negative* union or enum index is refused too (fastavro indexes with it as Python does: -1
+reads as the last branch or symbol of a corrupt record). The caller
 (:class:`schemas.codec.AvroCodec`) turns those and trailing bytes into ``DecodeError``.
 """
 
