@@ -46,6 +46,17 @@ class RunningApi:
             body = await response.json(content_type=None) if response.content_length != 0 else {}
             return response.status, body, dict(response.headers)
 
+    async def status_once_known(self, message_id: str, key: str, timeout_s: float = 10.0,
+                                ) -> tuple[int, dict[str, Any]]:
+        """``GET /v1/messages/{id}`` until it answers 200 (the status store reads Kafka
+        behind the submit) or ``timeout_s`` passes: the last answer."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status, body, _ = await self.request("GET", f"/v1/messages/{message_id}", key=key)
+            if status == 200 or time.monotonic() > deadline:
+                return status, body
+            await asyncio.sleep(0.05)
+
 
 @asynccontextmanager
 async def running_api(settings: Settings, api: ApiSettings | None = None,

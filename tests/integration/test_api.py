@@ -325,12 +325,7 @@ async def test_status_and_usage_are_the_callers_own(env: Settings) -> None:
         )
         assert status == 202
         path = f"/v1/messages/{accepted['message_id']}"
-        deadline = time.monotonic() + 10
-        while True:
-            status, body, _ = await api.request("GET", path, key=key)
-            if status == 200 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
+        status, body = await api.status_once_known(accepted["message_id"], key)
         assert status == 200, body
         assert body["state"] == "SUBMITTED" and body["terminal"] is False
         assert (body["destination"], body["client_ref"]) == (UK_MOBILE, "c-9")

@@ -9,6 +9,7 @@ from smsflow.domain.encoding import (
     DATA_CODING_UCS2,
     ESM_CLASS_UDHI,
     EncodingError,
+    Segment,
     TextEncoding,
     concat_udh,
     decode_payload,
@@ -253,3 +254,31 @@ def test_segments_reassemble_to_original(text: str, ref: int) -> None:
         else:
             assert len(segment.payload) <= 140
             segment.body.decode("utf-16-be")  # no split surrogate pair
+
+
+def _unpacked_by_reference(text: str) -> bytes | None:
+    """The first, plainly correct encoder: one dictionary lookup per character."""
+    from smsflow.domain.encoding import _ENCODE
+
+    try:
+        return b"".join(_ENCODE[ch] for ch in text)
+    except KeyError:
+        return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_gsm_text, _any_text, st.text(alphabet=st.sampled_from(GSM_BASIC + "é€ж"),
+                                                 max_size=200)))
+def test_the_c_speed_gsm7_paths_agree_with_a_lookup_per_character(text: str) -> None:
+    expected = _unpacked_by_reference(text)
+    assert is_gsm7(text) is (expected is not None)
+    if expected is None:
+        with pytest.raises(EncodingError):
+            gsm7_encode(text)
+        return
+    assert gsm7_encode(text) == expected
+    assert gsm7_septets(text) == len(expected)
+    plan = plan_segments(text)
+    assert b"".join(s.body for s in plan.segments) == expected
+    if len(expected) <= 160:
+        assert plan.segments == (Segment(1, expected, b"", len(expected)),)
