@@ -357,8 +357,10 @@ def running(acl_broker: AclBroker, tmp_path_factory: pytest.TempPathFactory
             stack.add_sender(**acl_broker.env_of("smsflow-sender"))
             api_port, exporter_port = free_port(), free_port()
             _start_side_processes(stack, acl_broker, home / "logs", api_port, exporter_port)
-            users = {name: _kafka_user(pid) for name, pid in stack.pids().items()}
             warm_up(harness, timeout_s=90)
+            # Read once every process has exec'd: a child read between fork and exec still
+            # shows this test's environment (seen once: webhooks with no Kafka user).
+            users = {name: _kafka_user(pid) for name, pid in stack.pids().items()}
             yield RunningStack(acl_broker, stack, harness, home / "logs", api_port,
                                exporter_port, users, denials_before, sim, hooks)
     finally:
