@@ -46,6 +46,13 @@ _CERT_REFUSED = ("alert bad certificate", "alert certificate required", "alert u
                  "alert certificate unknown", "alert handshake failure")
 
 
+# librdkafka's text when a SASL handshake ends because the connection failed, not because the
+# broker refused: "SASL SCRAM-SHA-256 mechanism handshake failed: Local: Broker transport
+# failure: broker's supported mechanisms: (n/a)" (seen once under load in the password-rotation
+# test: the process exited 78 with the right password).
+_TRANSPORT_FAILURE = "Local: Broker transport failure"
+
+
 class KafkaAuthError(PermanentError):
     """The broker refused this process's credentials (SASL) or certificate (TLS)."""
 
@@ -59,6 +66,10 @@ def sasl_refused(security: KafkaSecurity, detail: str) -> str:
 def refusal(security: KafkaSecurity, code: int, text: str) -> str | None:
     """The one-line explanation of a librdkafka error if it is a refusal, else None."""
     if code == KafkaError._AUTHENTICATION:
+        if _TRANSPORT_FAILURE in text:
+            # The connection dropped during the SASL handshake (librdkafka still files it under
+            # _AUTHENTICATION): no verdict on the credentials, the client reconnects.
+            return None
         return sasl_refused(security, text)
     if code == KafkaError._SSL:
         return (f"the TLS handshake with the broker failed: check SMSFLOW_KAFKA_SSL_CA_FILE "

@@ -56,6 +56,10 @@ def test_tls_refusals_name_the_certificate_or_ca_settings() -> None:
     (KafkaError._TRANSPORT, "Connect to ipv4#127.0.0.1:9094 failed: Connection refused"),
     (KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"),
     (KafkaError._TIMED_OUT, "timed out"),
+    # The connection dropped mid-handshake: filed under _AUTHENTICATION, but no verdict.
+    (KafkaError._AUTHENTICATION, "GroupCoordinator: SASL SCRAM-SHA-256 mechanism handshake "
+     "failed: Local: Broker transport failure: broker's supported mechanisms: (n/a) (after "
+     "0ms in state DOWN)"),
 ])
 def test_an_unreachable_broker_is_not_a_refusal(code: int, text: str) -> None:
     assert refusal(SASL, code, text) is None
