@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from smsflow.config.secrets import SecretRef
@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     """Share each SMSC's ``binds`` among all sender processes (a lease per bind through Kafka)
     instead of opening that many binds in every process. Turn it on whenever more than one
     sender runs: docs/deploy.md#bind-leases."""
+
+    sender_max_queued_parts_per_smsc: int = Field(default=2_000, ge=1)
+    """Parts one SMSC may have queued in a sender (read, not yet in a window) before the
+    partitions they came from pause; they resume at half. Only partitions carrying that
+    SMSC's records wait (docs/architecture.md#sender)."""
+
+    sender_max_queued_parts: int = Field(default=10_000, ge=1)
+    """Parts queued in a sender across all SMSCs at which every partition pauses (the memory
+    bound of last resort); they resume at half."""
 
     sender_metrics_port: int = 6067
     """Port of the sender's Prometheus page (``smsflow sender``; 0 turns it off)."""

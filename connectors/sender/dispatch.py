@@ -9,15 +9,16 @@ back to the service (``on_no_bind``), which reschedules or fails the entries ove
 batch is written, ``before_send`` must confirm it (the service stores the batch's ledger
 intents); if it cannot, the batch goes back to the head of the queue.
 
-Back-pressure is not blocking: :class:`PauseGate` tells the consumer thread when to pause and
-resume its partitions from the total number of queued parts.
+Back-pressure is not blocking: each dispatcher counts its queued parts per source partition
+(``partition_of``), and the consumer thread pauses and resumes partitions from those counts
+(connectors/sender/back_pressure.py).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -77,33 +78,6 @@ def take_batch(queue: deque[Entry[T]], room: int, window: int, idle: bool) -> li
     return batch
 
 
-class PauseGate:
-    """When the consumer should pause/resume its partitions (pure; hysteresis).
-
-    Pause at ``limit`` queued parts or more, resume once back at ``resume_at`` or fewer."""
-
-    def __init__(self, limit: int, resume_at: int | None = None) -> None:
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
-        self.limit = limit
-        self.resume_at = limit // 2 if resume_at is None else resume_at
-        self.paused = False
-
-    def update(self, queued: int) -> bool | None:
-        """True: pause now; False: resume now; None: no change."""
-        if not self.paused and queued >= self.limit:
-            self.paused = True
-            return True
-        if self.paused and queued <= self.resume_at:
-            self.paused = False
-            return False
-        return None
-
-    def reset(self) -> None:
-        """The consumer's assignment changed: newly assigned partitions are not paused."""
-        self.paused = False
-
-
 class SmscDispatcher(Generic[T]):
     """The queue and thread of one SMSC (see the module docstring)."""
 
@@ -119,6 +93,7 @@ class SmscDispatcher(Generic[T]):
         on_returned: Callable[[T], None],
         on_bound: Callable[[], None],
         before_send: Callable[[list[T]], bool] = lambda _contexts: True,
+        partition_of: Callable[[T], int] = lambda _context: 0,
     ) -> None:
         self.smsc_id = smsc_id
         self._clients = list(clients)
@@ -129,18 +104,33 @@ class SmscDispatcher(Generic[T]):
         self._on_returned = on_returned
         self._on_bound = on_bound
         self._before_send = before_send
+        self._partition_of = partition_of
         self._queue: deque[Entry[T]] = deque()
         self._cond = threading.Condition()
         self._dirty = False
         self._stopping = False
         self._next = 0
         self._queued_parts = 0
+        self._by_partition: Counter[int] = Counter()  # queued parts per source partition
         self._thread = threading.Thread(target=self._run, name=f"send-{smsc_id}", daemon=True)
 
     @property
     def queued_parts(self) -> int:
         """Parts waiting in this SMSC's queue (a plain read; exact enough for back-pressure)."""
         return self._queued_parts
+
+    def queued_by_partition(self) -> dict[int, int]:
+        """Queued parts per source partition (for partition back-pressure)."""
+        with self._cond:
+            return {p: n for p, n in self._by_partition.items() if n > 0}
+
+    def _count(self, entries: Sequence[Entry[T]], sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) ``entries`` from the counts; under the lock."""
+        by_partition, partition_of = self._by_partition, self._partition_of
+        for entry in entries:
+            parts = entry.parts * sign
+            self._queued_parts += parts
+            by_partition[partition_of(entry.context)] += parts
 
     def set_clients(self, clients: Sequence[SubmitTarget]) -> None:
         """The binds to serve (before :meth:`start`; the binds need :meth:`wake` first)."""
@@ -160,12 +150,13 @@ class SmscDispatcher(Generic[T]):
             left = list(self._queue)
             self._queue.clear()
             self._queued_parts = 0
+            self._by_partition.clear()
         return left
 
     def put(self, entry: Entry[T]) -> None:
         with self._cond:
             self._queue.append(entry)
-            self._queued_parts += entry.parts
+            self._count((entry,), 1)
             self._dirty = True
             self._cond.notify()
 
@@ -202,6 +193,7 @@ class SmscDispatcher(Generic[T]):
                     entries = list(self._queue)
                     self._queue.clear()
                     self._queued_parts = 0
+                    self._by_partition.clear()
                 if entries:
                     self._on_no_bind(entries)
                 return
@@ -217,7 +209,7 @@ class SmscDispatcher(Generic[T]):
                 with self._cond:
                     batch = take_batch(self._queue, room, self._window,
                                        idle=room >= self._window)
-                    self._queued_parts -= sum(e.parts for e in batch)
+                    self._count(batch, -1)
                 if not batch:
                     break  # queue empty
                 live = [e for e in batch if not self._is_stale(e.context)]
@@ -226,7 +218,7 @@ class SmscDispatcher(Generic[T]):
                     # tried again at the periodic re-check.
                     with self._cond:
                         self._queue.extendleft(reversed(live))
-                        self._queued_parts += sum(e.parts for e in live)
+                        self._count(live, 1)
                     return
                 for entry in live:
                     self._on_taken(entry.context)
@@ -237,7 +229,7 @@ class SmscDispatcher(Generic[T]):
                         self._on_returned(entry.context)
                     with self._cond:
                         self._queue.extendleft(reversed(back))
-                        self._queued_parts += sum(e.parts for e in back)
+                        self._count(back, 1)
                 moved = moved or admitted > 0 or len(live) < len(batch)
             with self._cond:
                 if not self._queue:

@@ -4,7 +4,7 @@ Threading model (blocking sockets, so no asyncio here; docs/architecture.md#send
 - the main thread consumes Kafka in batches, decodes, plans and encodes the parts
   (``SmppClient.prepare``) and appends them to the queue of the record's SMSC. It never waits
   for an SMSC: back-pressure pauses the consumer's partitions while too many parts are queued
-  (``PauseGate``);
+  (``PartitionGate``: only the partitions an SMSC over its bound reads from);
 - each SMSC's dispatcher thread (``dispatch.SmscDispatcher``) moves its queue, in order, into
   the windows of that SMSC's binds, many submit_sm per socket write; a full window on one SMSC
   only holds that SMSC's queue;
@@ -39,10 +39,11 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
+from connectors.sender.back_pressure import PartitionGate, PartitionPauser
 from connectors.sender.bind_reports import BindReporter, instance_name
 from connectors.sender.connections import SmscConnections
 from connectors.sender.deliver_ack import ack_when_stored
-from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher
+from connectors.sender.dispatch import Entry, SmscDispatcher
 from connectors.sender.faults import ReceiptHold
 from connectors.sender.inbound import InboundClassifier, dead_letter
 from connectors.sender.ledger import IN_DOUBT_HEADER, PartAction
@@ -95,9 +96,6 @@ COMMIT_INTERVAL_S = 0.5
 COUNTERS_LOG_INTERVAL_S = 60.0
 CONSUME_BATCH = 500  # records taken from Kafka per consumer round
 POLL_TIMEOUT_S = 0.1  # the consumer's wait for the first record of a round
-#: Parts queued for the SMSCs (not yet in a window) at which the consumer pauses its
-#: partitions; it resumes at half. Bounds memory; below it, no SMSC delays another.
-MAX_QUEUED_PARTS = 5000
 BIND_WAIT_S = 0.5  # re-check interval while an SMSC has no bound connection
 CONFIG_REFRESH_MIN_S = 5.0
 FAILOVER_AFTER_S = 10.0  # an SMSC without a bound connection this long: fail over its traffic
@@ -195,7 +193,10 @@ class SenderService:
                                                   on_room=dispatcher.wake),
             instance=self._instance)
         self._pools = self._connections.pools
-        self._gate = PauseGate(MAX_QUEUED_PARTS)
+        # Parts queued for the SMSCs (not yet in a window) at which partitions pause.
+        self._gate = PartitionGate(per_smsc_limit=settings.sender_max_queued_parts_per_smsc,
+                                   total_limit=settings.sender_max_queued_parts)
+        self._pauser = PartitionPauser(self._consumer, self._gate)
         self._lock = threading.Lock()
         self._tracker = OffsetTracker()
         self._epochs: dict[int, int] = {}
@@ -274,6 +275,7 @@ class SenderService:
             smsc_id, [], smsc.window, on_no_bind=on_no_bind,
             is_stale=lambda context: self._stale(context[0]), on_taken=on_taken,
             on_returned=on_returned, on_bound=on_bound, before_send=self._write_intents,
+            partition_of=lambda context: context[0].partition,
         )
 
     def _write_intents(self, contexts: list[tuple[SubmitJob, SegmentPlan]]) -> bool:
@@ -316,7 +318,7 @@ class SenderService:
                 if first is not None:
                     self._on_record(first)
                     # Never take more than the queue bound has room for (>= 1 record).
-                    more = min(CONSUME_BATCH, self._gate.limit - self.queued_parts()) - 1
+                    more = min(CONSUME_BATCH, self._gate.room(self.queued_parts_by_smsc())) - 1
                     if more > 0:
                         for message in self._consumer.consume(more, 0):
                             self._on_record(message)
@@ -355,18 +357,11 @@ class SenderService:
         return self._connections.views()
 
     def _apply_back_pressure(self) -> None:
+        queued = {smsc: pool.dispatcher.queued_by_partition()
+                  for smsc, pool in list(self._pools.items())}
         # A record Kafka refused holds its commit: take no new work until it is stored.
-        change = self._gate.update(self._gate.limit if self._store.waiting()
-                                   else self.queued_parts())
-        if change is None:
-            return
-        assignment = self._consumer.assignment()
-        if change:
+        if self._pauser.apply(queued, hold_all=self._store.waiting() > 0):
             self.stats["pauses"] += 1
-            log.info("%d parts queued for the SMSCs: pausing consumption", self.queued_parts())
-            self._consumer.pause(assignment)
-        else:
-            self._consumer.resume(assignment)
 
     def _drain(self) -> None:
         """Let in-flight work finish, then commit what is safe and close everything."""
@@ -401,7 +396,7 @@ class SenderService:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.joined = True  # readiness: in the group (possibly with no partition)
-        self._gate.reset()  # a new assignment starts unpaused; re-paused if still over
+        self._pauser.reset()  # a new assignment starts unpaused; re-paused if still over
         started = time.monotonic()
         loaded = self._ledger.load([tp.partition for tp in partitions], int(time.time() * 1000))
         log.info("sender ledger: %d entries of partitions %s read in %.1fs", loaded,

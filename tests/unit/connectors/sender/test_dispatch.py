@@ -1,4 +1,4 @@
-"""Per-SMSC dispatch (connectors/sender/dispatch.py): batching, order, back-pressure gate."""
+"""Per-SMSC dispatch (connectors/sender/dispatch.py): batching, order, queued-part counts."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-import pytest
-
-from connectors.sender.dispatch import Entry, PauseGate, SmscDispatcher, take_batch
+from connectors.sender.dispatch import Entry, SmscDispatcher, take_batch
 from connectors.smpp.client import PreparedSubmit
 from connectors.smpp.models import BindState
 
@@ -50,31 +48,6 @@ def test_a_message_longer_than_the_window_goes_alone_into_an_empty_window() -> N
     assert take_batch(queue, room=4, window=4, idle=False) == []
     assert _names(take_batch(queue, room=4, window=4, idle=True)) == ["long"]
     assert _names(queue) == ["b"]
-
-
-# ------------------------------------------------------------------ PauseGate
-
-
-def test_pause_gate_pauses_at_the_limit_and_resumes_at_half() -> None:
-    gate = PauseGate(100)
-    assert gate.update(99) is None
-    assert gate.update(100) is True
-    assert gate.update(150) is None
-    assert gate.update(51) is None
-    assert gate.update(50) is False
-    assert gate.update(60) is None
-
-
-def test_pause_gate_reset_forgets_the_pause() -> None:
-    gate = PauseGate(10, resume_at=2)
-    assert gate.update(10) is True
-    gate.reset()
-    assert gate.update(10) is True
-
-
-def test_pause_gate_needs_a_positive_limit() -> None:
-    with pytest.raises(ValueError):
-        PauseGate(0)
 
 
 # ------------------------------------------------------------------ SmscDispatcher
@@ -128,6 +101,8 @@ class Harness:
             on_no_bind=lambda entries: self.no_bind.extend(_names(entries)),
             is_stale=stale, on_taken=self.taken.append, on_returned=self.returned.append,
             on_bound=lambda: None,
+            # Contexts named "p<partition>:…" come from that partition; others from 0.
+            partition_of=lambda c: int(c[1:c.index(":")]) if c.startswith("p") else 0,
         )
         self.dispatcher.start()
 
@@ -234,3 +209,44 @@ def test_stop_returns_what_is_still_queued() -> None:
         h.dispatcher.put(_entry(f"m{i}"))
     _wait_until(lambda: bind.sent == ["m0"])
     assert h.stop() == ["m1", "m2"]
+
+
+def test_queued_parts_are_counted_per_source_partition() -> None:
+    bind = FakeBind(window=2)
+    h = Harness([bind], window=2, stale=lambda context: context.endswith("old"))
+    try:
+        assert h.dispatcher.queued_by_partition() == {}
+        for name, parts in (("p1:a", 1), ("p1:b", 1), ("p3:c", 2), ("p1:d", 1),
+                            ("p2:old", 1), ("p3:e", 3)):
+            h.dispatcher.put(_entry(name, parts))
+        _wait_until(lambda: bind.sent == ["p1:a", "p1:b"])
+        # a and b are in the window; c (2 parts) waits at the head: nothing else moves.
+        assert h.dispatcher.queued_by_partition() == {1: 1, 2: 1, 3: 5}
+        assert h.dispatcher.queued_parts == 7
+        bind.answer(2)
+        h.dispatcher.wake()
+        _wait_until(lambda: bind.sent == ["p1:a", "p1:b", "p3:c"])
+        bind.answer(2)
+        h.dispatcher.wake()
+        # d goes, the stale entry is dropped (no longer counted), e (3 > window) waits alone.
+        _wait_until(lambda: bind.sent[-1] == "p1:d")
+        _wait_until(lambda: h.dispatcher.queued_by_partition() == {3: 3})
+        bind.answer(1)
+        h.dispatcher.wake()
+        _wait_until(lambda: bind.sent[-1] == "p3:e")
+        assert h.dispatcher.queued_by_partition() == {}
+        assert h.dispatcher.queued_parts == 0
+    finally:
+        h.stop()
+
+
+def test_a_queue_handed_back_for_want_of_a_bind_leaves_no_counts() -> None:
+    bind = FakeBind(window=4, state=BindState.DISCONNECTED)
+    h = Harness([bind], window=4)
+    try:
+        h.dispatcher.put(_entry("p0:a", 2))
+        h.dispatcher.put(_entry("p5:b"))
+        _wait_until(lambda: h.no_bind == ["p0:a", "p5:b"])
+        assert h.dispatcher.queued_by_partition() == {}
+    finally:
+        h.stop()
