@@ -364,6 +364,8 @@ def create_app(runtime: ApiRuntime) -> FastAPI:
         checks = {"kafka": readiness.kafka, "keys": readiness.keys,
                   "config": readiness.config, "idempotency": readiness.idempotency,
                   "status": readiness.status, "inbound": readiness.inbound}
+        if runtime.api.role == "submit":  # keeps neither store: an always-false check misleads
+            del checks["status"], checks["inbound"]
         if readiness.ready:
             return JSONResponse({"status": "ready", "checks": checks})
         return JSONResponse(

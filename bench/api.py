@@ -9,7 +9,10 @@ Uses the local broker (or SMSFLOW_KAFKA_BOOTSTRAP), an isolated set of topics an
 --role submit`` (N processes sharing the port with SO_REUSEPORT-style accept sharing by
 uvicorn) and one ``smsflow api --role all`` for the forwarded status GETs, as the Kubernetes
 manifests deploy them (``--role all``: the N processes keep the stores themselves, no status
-process), and creates a key. The load comes from bench/api_load.py in separate
+process). ``--no-status`` means no status store anywhere: with ``--role submit`` no status
+process is started (the submit processes get no ``--status-url``; the bench sends no GET, so
+nothing is forwarded), with ``--role all`` the N processes keep no status store. It creates a
+key. The load comes from bench/api_load.py in separate
 processes (keep-alive aiohttp pools), in three phases:
 
 1. singles, closed loop (``--clients`` per load process): ``accepted_per_s``, p50/p95/p99;
@@ -153,7 +156,9 @@ def main() -> int:
     parser.add_argument("--batch-clients", type=int, default=4)
     parser.add_argument("--open-loop-share", type=float, default=0.5)
     parser.add_argument("--no-status", action="store_true",
-                        help="switch the API's status store off (it reads all stage traffic)")
+                        help="no status store anywhere (it folds all stage traffic): with "
+                        "--role submit no status process is started, with --role all the "
+                        "measured processes keep none. The bench sends only POSTs")
     parser.add_argument(
         "--role", choices=("all", "submit"), default="submit",
         help="submit (the default, as k8s/base/api.yaml deploys it): the measured processes "
@@ -187,7 +192,7 @@ def main() -> int:
             url = f"http://127.0.0.1:{port}"
             status_api = None
             status_url = None
-            if args.role == "submit":
+            if args.role == "submit" and not args.no_status:
                 status_port = free_port()
                 status_url = f"http://127.0.0.1:{status_port}"
                 status_api = _start_api(stack, home, status_port, 1, True, name="api-status")

@@ -84,7 +84,7 @@ async def running_api(settings: Settings, api: ApiSettings | None = None,
                     # Ready for POSTs, and the status store has read what was there at start
                     # (so GETs and usage counts are deterministic in tests).
                     stores = api.status_enabled and api.role == "all"
-                    if status == 200 and (body["checks"]["status"] or not stores):
+                    if status == 200 and (not stores or body["checks"]["status"]):
                         break
                 if time.monotonic() > deadline:
                     raise TimeoutError("the API did not become ready")

@@ -40,6 +40,10 @@ async def test_submit_role_forwards_status_usage_and_inbound_to_the_status_role(
         env, api_settings(role="submit", status_url=status_api.base_url)
     ) as api:
         assert api.runtime.status is None and api.runtime.inbound is None  # no store here
+        # /readyz shows no check of a store it does not keep (they would stay false forever).
+        status, ready, _ = await api.request("GET", "/readyz")
+        assert (status, ready["checks"]) == (200, {"kafka": True, "keys": True, "config": True,
+                                                   "idempotency": True}), ready
         status, accepted, _ = await api.request(
             "POST", "/v1/messages", key=key, json=message(body="x" * 200, client_ref="c-7")
         )

@@ -33,7 +33,7 @@ from confluent_kafka.admin import AclOperation, AdminClient, NewTopic, ResourceT
 from pydantic import SecretStr
 
 from connectors.producer import SmsProducer, new_request
-from schemas.models import Rejection
+from schemas.models import Rejection, SubmitRequest
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.models import Inbound, Webhook
 from smsflow.config.store import load_yaml
@@ -55,7 +55,7 @@ from tests.paths import PLATFORM_CONFIG, REPO_ROOT, SIM_CONFIG
 pytestmark = pytest.mark.slow
 
 PROCESS_USERS = ("smsflow-worker", "smsflow-sender", "smsflow-webhooks", "smsflow-api",
-                 "smsflow-config", "smsflow-kafka-exporter")
+                 "smsflow-api-status", "smsflow-config", "smsflow-kafka-exporter")
 #: What a client says when the broker refuses an operation (librdkafka, aiokafka, Kafka).
 AUTHZ_MARKERS = ("AUTHORIZATION_FAILED", "AuthorizationFailed", "AuthorizationError",
                  "Not authorized", "not authorized")
@@ -192,11 +192,16 @@ def _authz_errors(log: Path) -> list[str]:
 
 def _start_side_processes(stack: LocalStack, acl: AclBroker, logs: Path, api_port: int,
                           exporter_port: int) -> None:
-    """Webhooks, the API and the lag exporter, each as its own user."""
+    """Webhooks, the API's two roles as k8s/base/api.yaml runs them (submit, forwarding the
+    status GETs to all) and the lag exporter, each as its own user."""
+    status_port = free_port()
     extra = {
         "webhooks": (["webhooks", "run", "--metrics-port", "0"], "smsflow-webhooks", {}),
-        "api": (["api"], "smsflow-api", {"SMSFLOW_API_KEY_PEPPER": PEPPER,
-                                         "SMSFLOW_API_PORT": str(api_port)}),
+        "api": (["api", "--role", "submit", "--status-url", f"http://127.0.0.1:{status_port}"],
+                "smsflow-api", {"SMSFLOW_API_KEY_PEPPER": PEPPER,
+                                "SMSFLOW_API_PORT": str(api_port)}),
+        "api-status": (["api", "--role", "all"], "smsflow-api-status",
+                       {"SMSFLOW_API_KEY_PEPPER": PEPPER, "SMSFLOW_API_PORT": str(status_port)}),
         "kafka-exporter": (["kafka-exporter", "--port", str(exporter_port)],
                            "smsflow-kafka-exporter", {}),
     }
@@ -206,11 +211,13 @@ def _start_side_processes(stack: LocalStack, acl: AclBroker, logs: Path, api_por
         stack.processes.append(process)
 
 
-def _http(method: str, url: str, key: str, body: dict[str, Any] | None = None
-          ) -> tuple[int, dict[str, Any]]:
+def _http(method: str, url: str, key: str, body: dict[str, Any] | None = None,
+          idempotency_key: str | None = None) -> tuple[int, dict[str, Any]]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={
-        "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, json.loads(response.read() or b"{}")
@@ -236,9 +243,15 @@ class ApiClient:
     port: int
     key: str
 
-    def post(self) -> tuple[int, dict[str, Any]]:
+    def post(self, idempotency_key: str | None = None) -> tuple[int, dict[str, Any]]:
         return _http("POST", f"http://127.0.0.1:{self.port}/v1/messages", self.key,
-                     {"destination": "+447700900123", "source": "ACME", "body": "over ACLs"})
+                     {"destination": "+447700900123", "source": "ACME", "body": "over ACLs"},
+                     idempotency_key)
+
+    def post_batch(self, size: int) -> tuple[int, dict[str, Any]]:
+        return _http("POST", f"http://127.0.0.1:{self.port}/v1/messages/batch", self.key,
+                     {"messages": [{"destination": "+447700900123", "source": "ACME",
+                                    "body": f"batch {n}"} for n in range(size)]})
 
     def final_state(self, message_id: str) -> dict[str, Any]:
         final: dict[str, Any] = {}
@@ -254,20 +267,27 @@ class ApiClient:
 
 
 def _through_the_api(stack: LocalStack, acl: AclBroker, api_port: int
-                     ) -> tuple[ApiClient, dict[str, Any]]:
-    """A key made as the API's user (`smsflow tenants key create`, run in an API pod), one
-    message posted, its status followed to the end: the API's writes and its status store."""
-    api = ApiClient(api_port, _cli(stack, acl, "smsflow-api", "tenants", "key", "create",
-                                   TENANT, "--quiet").strip())
+                     ) -> tuple[ApiClient, list[dict[str, Any]]]:
+    """A key made as the status role's user (`smsflow tenants key create`, run in a status
+    pod); through the submit role: one message posted with an Idempotency-Key and retried (the
+    same answer, nothing produced twice), a batch of two, and each message's status followed
+    to the end with GET /v1/messages/{id}, which the submit role forwards to the status role
+    (it keeps no store: a 200 from it is the status role's answer)."""
+    api = ApiClient(api_port, _cli(stack, acl, "smsflow-api-status", "tenants", "key",
+                                   "create", TENANT, "--quiet").strip())
     posted: dict[str, Any] = {}
 
     def accepted() -> bool:  # the API may still be starting, or not yet know the new key
-        status, body = api.post()
+        status, body = api.post(idempotency_key="acl-order-1")
         posted.update(body)
         return status == 202
 
     wait_until(accepted, timeout_s=30, what="the API to accept a message")
-    return api, api.final_state(posted["message_id"])
+    assert api.post(idempotency_key="acl-order-1") == (202, posted)
+    status, batch = api.post_batch(2)
+    assert status == 202, batch
+    ids = [posted["message_id"], *(m["message_id"] for m in batch["messages"])]
+    return api, [api.final_state(message_id) for message_id in ids]
 
 
 def _quarantine_and_release(stack: LocalStack, acl: AclBroker, api: ApiClient,
@@ -378,23 +398,27 @@ def test_every_process_runs_as_its_own_user_within_its_acls(running: RunningStac
                       on_progress=exporter.on_progress)
     took = time.monotonic() - started
     api, via_api = _through_the_api(stack, running.acl, running.api_port)
+    submitted_ids = [SubmitRequest.from_avro(v).message_id for v in read_all(harness, SUBMITTED)]
     released = _quarantine_and_release(stack, running.acl, api, harness)
     wait_until(exporter.scrape, timeout_s=30, what="a scrape of the exporter")
     stack.check_alive()
     assert running.users == {"worker-0": "smsflow-worker", "sender": "smsflow-sender",
                              "webhooks": "smsflow-webhooks", "api": "smsflow-api",
+                             "api-status": "smsflow-api-status",
                              "kafka-exporter": "smsflow-kafka-exporter"}
     assert set(exporter.up) == {1.0}, exporter.up
     assert {"smsflow", "smsflow-sender", "smsflow-webhooks"} <= exporter.groups
     # The simulator fails 2% of UK messages at random: any receipt's state will do.
-    for final in (via_api, *released):
+    # The idempotent retry produced nothing: each API message is on sms.submitted once.
+    assert all(submitted_ids.count(final["message_id"]) == 1 for final in via_api), via_api
+    for final in (*via_api, *released):
         assert final["state"] in {"DELIVERED", "UNDELIVERABLE", "EXPIRED"}, final
         assert final["parts_accepted"] == final["parts"] == 1
     assert result.lost == 0, f"no terminal state for {result.missing[:5]} ({took:.1f} s)"
     assert result.duplicates == 0
     logs = sorted(running.logs.glob("*.log"))
     assert {log.stem for log in logs} >= {"worker-0", "sender", "webhooks", "api",
-                                          "kafka-exporter"}
+                                          "api-status", "kafka-exporter"}
     for log in logs:
         assert not _authz_errors(log), f"{log.name}: {_authz_errors(log)[:3]}"
     principals = {f"User:{user}" for user in PROCESS_USERS}
@@ -414,7 +438,8 @@ def _rejection_of(harness: Settings, message_id: str) -> Rejection | None:
 def test_mo_and_stop_take_their_paths_within_the_acls(running: RunningStack) -> None:
     """A subscriber's STOP to the tenant's short code: the sender publishes it on
     sms.inbound, the webhooks connector POSTs it to the tenant, the API lists it on
-    GET /v1/inbound, the worker puts the number on the tenant's opt-out list, and the router
+    GET /v1/inbound (the submit role forwarding it to the status role), the worker puts the
+    number on the tenant's opt-out list, and the router
     then refuses a message to it with OPTED_OUT: each process on its own user, nothing
     denied. Runs after the flow test above (same stack), before the ACL is revoked below."""
     stack, harness, acl = running.stack, running.harness, running.acl
@@ -423,7 +448,7 @@ def test_mo_and_stop_take_their_paths_within_the_acls(running: RunningStack) -> 
     [mo] = running.hooks.mo()
     assert (mo["tenant_id"], mo["source"], mo["text"]) == (TENANT, SUBSCRIBER, "STOP"), mo
 
-    key = _cli(stack, acl, "smsflow-api", "tenants", "key", "create", TENANT,
+    key = _cli(stack, acl, "smsflow-api-status", "tenants", "key", "create", TENANT,
                "--quiet").strip()
     listed: dict[str, Any] = {}
 

@@ -70,13 +70,18 @@ def _imported_modules(path: Path, tree: ast.Module) -> Iterator[str]:
 
 
 @cache
-def import_closure(folders: tuple[str, ...]) -> dict[Path, ast.Module]:
-    """Every project module the folders' modules import, transitively (with the folders')."""
+def import_closure(folders: tuple[str, ...], exclude: tuple[str, ...] = ()
+                   ) -> dict[Path, ast.Module]:
+    """Every project module the folders' modules import, transitively (with the folders').
+    ``exclude`` (paths from the repository root) names modules a process never runs although
+    its code imports them (the API's stores in its submit role): they and what only they
+    import are left out."""
+    skipped = {ROOT / path for path in exclude}
     pending = [p for folder in folders for p in (ROOT / folder).rglob("*.py")]
     trees: dict[Path, ast.Module] = {}
     while pending:
         path = pending.pop()
-        if path in trees:
+        if path in trees or path in skipped:
             continue
         trees[path] = tree = ast.parse(path.read_text(), filename=str(path))
         for module in _imported_modules(path, tree):
@@ -198,9 +203,10 @@ def _with_enclosing(tree: ast.Module) -> Iterator[
 
 
 @cache
-def group_usage(folders: tuple[str, ...], app_id: str) -> Usage:
-    """The groups (and faust apps) of the code of ``folders``, with ``app_id`` for the app id."""
-    trees = import_closure(folders)
+def group_usage(folders: tuple[str, ...], app_id: str, exclude: tuple[str, ...] = ()) -> Usage:
+    """The groups (and faust apps) of the code of ``folders`` (less ``exclude``, as for
+    :func:`import_closure`), with ``app_id`` for the app id."""
+    trees = import_closure(folders, exclude)
     index = _Index(trees)
     evaluator = _Evaluator(index, app_id)
     usage = Usage()

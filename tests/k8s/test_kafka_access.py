@@ -6,24 +6,34 @@ none is denied one it does."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
+from api.runtime import ApiRuntime
+from api.settings import ApiSettings
 from connectors.kafka_exporter.exporter import default_groups
 from connectors.sender.bind_slots import SLOT_TOPIC_PREFIX
 from smsflow import topics
+from smsflow.settings import Settings
 from tests.k8s.group_scan import GroupName, group_usage, import_closure
 from tests.k8s.tooling import named, objects
 
 #: Process -> the source folders of its code.
 PROCESS_SOURCES = {
-    "smsflow-api": ("api",),
-    "smsflow-api-status": ("api",),  # the API's status role: the same code
+    "smsflow-api": ("api",),  # the submit role: less PROCESS_EXCLUDES
+    "smsflow-api-status": ("api",),  # the status role: all of it, and `smsflow tenants key`
     "smsflow-worker": ("pipeline",),
     "smsflow-sender": ("connectors/sender",),
     "smsflow-webhooks": ("connectors/webhooks",),
     "smsflow-config": ("smsflow/config",),
+}
+#: Process -> modules of its folders it never runs. The API's submit role builds no status or
+#: inbound store (api/runtime.py, role "all" only; test_the_submit_role_keeps_no_store) and
+#: `smsflow tenants key` runs in the status role's pods (k8s/README.md, Kafka users).
+PROCESS_EXCLUDES = {
+    "smsflow-api": ("api/status_feed.py", "api/inbound_feed.py", "api/tenants_cli.py"),
 }
 #: With the exporter, whose topics are a prefix grant (it reads whatever the groups read).
 ALL_PROCESS_SOURCES = PROCESS_SOURCES | {"smsflow-kafka-exporter": ("connectors/kafka_exporter",)}
@@ -34,11 +44,11 @@ _TOPIC_CONSTANTS = {name: value for name, value in vars(topics).items()
                     if isinstance(value, str) and value in {s.name for s in topics.TOPICS}}
 
 
-def topics_named_by(folders: tuple[str, ...]) -> set[str]:
+def topics_named_by(folders: tuple[str, ...], exclude: tuple[str, ...] = ()) -> set[str]:
     """The topic constants imported anywhere in the code the folders run (their modules and
-    every project module those import, transitively)."""
+    every project module those import, transitively; less ``exclude``)."""
     named_topics: set[str] = set()
-    for path in import_closure(folders):
+    for path in import_closure(folders, exclude):
         for match in _IMPORT.finditer(path.read_text()):
             for name in re.split(r"[,\s]+", match.group(1) or match.group(2)):
                 if name in _TOPIC_CONSTANTS:
@@ -61,11 +71,29 @@ def test_the_import_scan_finds_what_the_sender_uses() -> None:
     }
 
 
+def test_the_submit_role_keeps_no_store(tmp_path: Path) -> None:
+    """What PROCESS_EXCLUDES relies on: an API process of role submit builds neither store
+    (so it never reads the stage topics), one of role all builds both."""
+    settings = Settings(home=tmp_path)
+    roles: tuple[tuple[Literal["submit", "all"], bool], ...] = (("submit", False), ("all", True))
+    for role, stores in roles:
+        runtime = ApiRuntime(settings, ApiSettings(role=role), b"pepper")
+        assert (runtime.status is not None, runtime.inbound is not None) == (stores, stores)
+
+
+def test_the_submit_role_names_only_its_topics() -> None:
+    """Guards the exclusion: the submit role's code names the topics it follows and writes,
+    no stage topic, no audit."""
+    assert topics_named_by(("api",), PROCESS_EXCLUDES["smsflow-api"]) == {
+        topics.SUBMITTED, topics.API_IDEMPOTENCY, topics.API_KEYS, topics.CONFIG}
+
+
 @pytest.mark.parametrize("process", sorted(PROCESS_SOURCES))
 def test_topic_acls_are_exactly_the_topics_the_code_uses(process: str) -> None:
     user = named(objects("overlays/dev"), "KafkaUser", process)
     granted = _acls(user, "topic", "literal")
-    assert set(granted) == topics_named_by(PROCESS_SOURCES[process])
+    assert set(granted) == topics_named_by(PROCESS_SOURCES[process],
+                                           PROCESS_EXCLUDES.get(process, ()))
     for topic, operations in granted.items():
         assert operations & {"Read", "Write"}, f"{process} can neither read nor write {topic}"
 
@@ -106,7 +134,7 @@ def _needs(process: str, docs: list[dict[str, Any]]) -> dict[tuple[str, GroupNam
     """(resource type, name) -> operations, for every group the process's code joins or names
     (tests/k8s/group_scan.py), faust's own topics, and the groups the exporter watches."""
     app_id = _app_id(docs)
-    usage = group_usage(ALL_PROCESS_SOURCES[process], app_id)
+    usage = group_usage(ALL_PROCESS_SOURCES[process], app_id, PROCESS_EXCLUDES.get(process, ()))
     assert not usage.unresolved, f"{process}: cannot tell these group ids: {usage.unresolved}"
     needs = {("group", group): {"Read"} for group in usage.groups}
     for faust_app in usage.faust_app_ids:  # faust's group, and its changelogs etc. it creates

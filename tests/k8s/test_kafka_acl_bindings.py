@@ -35,5 +35,5 @@ def test_names_patterns_and_operations_are_translated_faithfully() -> None:
                       "User:smsflow-worker", "*", AclOperation.DESCRIBE_CONFIGS,
                       AclPermissionType.ALLOW) in users["smsflow-worker"].bindings
     assert AclBinding(ResourceType.GROUP, "smsflow-config-reader-", ResourcePatternType.PREFIXED,
-                      "User:smsflow-api", "*", AclOperation.READ,
-                      AclPermissionType.ALLOW) in users["smsflow-api"].bindings
+                      "User:smsflow-api-status", "*", AclOperation.READ,
+                      AclPermissionType.ALLOW) in users["smsflow-api-status"].bindings
