@@ -27,7 +27,7 @@ before to the sender's consumer (``Consumer.pause``/``resume`` per partition).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -79,6 +79,13 @@ class PartitionGate:
         held = set().union(*self.over.values()) if self.over else set()
         return frozenset(held.intersection(assigned))
 
+    def quiet(self, totals: Mapping[str, int], *, hold_all: bool = False) -> bool:
+        """Nothing held and no bound reached (``totals``: parts queued per SMSC): then
+        :meth:`paused` would answer "nothing" without needing the per-partition counts."""
+        return (not hold_all and not self.all_paused and not self.over
+                and sum(totals.values()) < self.total_limit
+                and all(n <= self.per_smsc_limit for n in totals.values()))
+
     def room(self, queued: Mapping[str, int]) -> int:
         """How many records one consume round may take (parts queued per SMSC given): what
         the total bound leaves, and what the fullest SMSC not yet over its bound has left
@@ -89,29 +96,50 @@ class PartitionGate:
 
 
 class PartitionPauser:
-    """Keeps the consumer's paused partitions at what :class:`PartitionGate` says."""
+    """Keeps the consumer's paused partitions at what :class:`PartitionGate` says.
 
-    def __init__(self, consumer: Consumer, gate: PartitionGate) -> None:
+    Called every consume round, so the usual case costs almost nothing: while nothing is
+    paused and no SMSC is near a bound (:meth:`PartitionGate.quiet`, from the plain per-SMSC
+    totals), neither the per-partition counts nor the consumer are asked. The assignment is
+    kept from the rebalance callbacks instead of ``Consumer.assignment()`` per round."""
+
+    def __init__(self, consumer: Consumer, topic: str, gate: PartitionGate) -> None:
         self._consumer = consumer
+        self._topic = topic
         self._gate = gate
+        self.assigned: frozenset[int] = frozenset()
         self.paused: frozenset[int] = frozenset()
 
-    def apply(self, queued: Mapping[str, Mapping[int, int]], *, hold_all: bool) -> bool:
-        """Pause and resume to match the gate; True when a partition was newly paused."""
-        assignment = self._consumer.assignment()
-        paused = self._gate.paused(queued, [tp.partition for tp in assignment],
-                                   hold_all=hold_all)
+    def assign(self, partitions: Collection[int]) -> None:
+        """A new assignment: its partitions start unpaused (re-paused if still over)."""
+        self.assigned = frozenset(partitions)
+        self.paused = frozenset()
+
+    def revoke(self, partitions: Collection[int]) -> None:
+        self.assigned -= frozenset(partitions)
+        self.paused -= frozenset(partitions)
+
+    def apply(self, totals: Mapping[str, int],
+              by_partition: Callable[[], Mapping[str, Mapping[int, int]]], *,
+              hold_all: bool) -> bool:
+        """Pause and resume to match the gate (``totals``: parts queued per SMSC;
+        ``by_partition()``: the same per source partition, asked only when needed). True
+        when a partition was newly paused."""
+        if not self.paused and self._gate.quiet(totals, hold_all=hold_all):
+            return False
+        queued = by_partition()
+        paused = self._gate.paused(queued, self.assigned, hold_all=hold_all)
         if paused == self.paused:
             return False
-        pause = [tp for tp in assignment if tp.partition in paused - self.paused]
-        resume = [tp for tp in assignment if tp.partition in self.paused - paused]
+        pause = sorted(paused - self.paused)
+        resume = sorted(self.paused - paused)
         if pause:
             log.info("pausing partitions %s: parts queued per SMSC and partition %s; over "
-                     "their bound: %s", sorted(tp.partition for tp in pause), dict(queued),
+                     "their bound: %s", pause, dict(queued),
                      "all (total)" if self._gate.all_paused else sorted(self._gate.over))
-            self._consumer.pause(pause)
+            self._consumer.pause([TopicPartition(self._topic, p) for p in pause])
         if resume:
-            self._resume(resume)
+            self._resume([TopicPartition(self._topic, p) for p in resume])
         self.paused = paused
         return bool(pause)
 
@@ -125,7 +153,3 @@ class PartitionPauser:
         for tp in self._consumer.position(partitions):
             if tp.offset >= 0:
                 self._consumer.seek(tp)
-
-    def reset(self) -> None:
-        """A new assignment: its partitions start unpaused (re-paused if still over)."""
-        self.paused = frozenset()

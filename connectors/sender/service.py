@@ -196,7 +196,7 @@ class SenderService:
         # Parts queued for the SMSCs (not yet in a window) at which partitions pause.
         self._gate = PartitionGate(per_smsc_limit=settings.sender_max_queued_parts_per_smsc,
                                    total_limit=settings.sender_max_queued_parts)
-        self._pauser = PartitionPauser(self._consumer, self._gate)
+        self._pauser = PartitionPauser(self._consumer, self._throttled, self._gate)
         self._lock = threading.Lock()
         self._tracker = OffsetTracker()
         self._epochs: dict[int, int] = {}
@@ -324,7 +324,7 @@ class SenderService:
                             self._on_record(message)
                 self._apply_back_pressure()
                 self._bind_reporter.report(self.bind_views(), time.time(),
-                                           [tp.partition for tp in self._consumer.assignment()])
+                                           sorted(self._pauser.assigned))
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                     self._commit(asynchronous=True)
                     self._ledger.prune(int(time.time() * 1000))  # memory: the last hour only
@@ -357,10 +357,13 @@ class SenderService:
         return self._connections.views()
 
     def _apply_back_pressure(self) -> None:
-        queued = {smsc: pool.dispatcher.queued_by_partition()
-                  for smsc, pool in list(self._pools.items())}
+        def by_partition() -> dict[str, dict[int, int]]:
+            return {smsc: pool.dispatcher.queued_by_partition()
+                    for smsc, pool in list(self._pools.items())}
+
         # A record Kafka refused holds its commit: take no new work until it is stored.
-        if self._pauser.apply(queued, hold_all=self._store.waiting() > 0):
+        if self._pauser.apply(self.queued_parts_by_smsc(), by_partition,
+                              hold_all=self._store.waiting() > 0):
             self.stats["pauses"] += 1
 
     def _drain(self) -> None:
@@ -396,7 +399,8 @@ class SenderService:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.joined = True  # readiness: in the group (possibly with no partition)
-        self._pauser.reset()  # a new assignment starts unpaused; re-paused if still over
+        # A new assignment starts unpaused; re-paused if still over.
+        self._pauser.assign([tp.partition for tp in partitions])
         started = time.monotonic()
         loaded = self._ledger.load([tp.partition for tp in partitions], int(time.time() * 1000))
         log.info("sender ledger: %d entries of partitions %s read in %.1fs", loaded,
@@ -413,6 +417,7 @@ class SenderService:
                 self._tracker.forget(tp.partition)
                 self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
         self._ledger.forget({tp.partition for tp in partitions})
+        self._pauser.revoke([tp.partition for tp in partitions])
 
     def _commit(self, *, asynchronous: bool) -> None:
         with self._lock:

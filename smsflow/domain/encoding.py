@@ -169,6 +169,8 @@ class SegmentPlan:
         unknown = wanted - {segment.seq for segment in self.segments}
         if unknown:
             raise ValueError(f"no such parts: {sorted(unknown)}")
+        if len(wanted) == len(self.segments):
+            return self  # every part: the usual first attempt (the sender selects per record)
         segments = tuple(s for s in self.segments if s.seq in wanted)
         if not segments:
             raise ValueError("select() needs at least one part")

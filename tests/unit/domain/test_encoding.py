@@ -201,6 +201,7 @@ def test_select_parts_for_resend() -> None:
     assert [s.seq for s in sub.segments] == [1, 3]
     assert sub.payloads == (plan.payloads[0], plan.payloads[2])
     assert sub.esm_class == ESM_CLASS_UDHI
+    assert plan.select([2, 3, 1]) is plan  # every part: the plan itself, nothing rebuilt
     with pytest.raises(ValueError):
         plan.select([4])
     with pytest.raises(ValueError):

@@ -86,3 +86,13 @@ def test_limits_must_be_positive() -> None:
         PartitionGate(per_smsc_limit=0, total_limit=10)
     with pytest.raises(ValueError):
         PartitionGate(per_smsc_limit=10, total_limit=0)
+
+
+def test_quiet_means_nothing_could_pause() -> None:
+    gate = _gate()
+    assert gate.quiet({"a": 100, "b": 50})
+    assert not gate.quiet({"a": 101})
+    assert not gate.quiet({f"s{i}": 100 for i in range(10)})  # 1,000: the total bound
+    assert not gate.quiet({}, hold_all=True)
+    gate.paused({"a": {0: 101}}, ASSIGNED)
+    assert not gate.quiet({"a": 60})  # still over until half
