@@ -63,6 +63,37 @@ def _wait_for(condition: Any, timeout: float, what: str) -> None:
         time.sleep(0.01)
 
 
+def _start_sender(settings: Settings, slow: SimulatorThread, fast: SimulatorThread,
+                  ) -> tuple[SenderService, threading.Thread]:
+    """A sender whose SMSC A (smsc-uk: 1 bind, window A_WINDOW) is ``slow``, the rest
+    ``fast``, running on its own thread."""
+    config = load_yaml(PLATFORM_CONFIG)
+    smscs = tuple(
+        smsc.model_copy(update=(
+            {"port": slow.port, "binds": 1, "window": A_WINDOW} if smsc.id == "smsc-uk"
+            else {"port": fast.port}
+        ))
+        for smsc in config.smscs
+    )
+    service = SenderService(settings, config.model_copy(update={"smscs": smscs}),
+                            group_id=f"isolation-{uuid.uuid4().hex[:8]}")
+    service.drain_timeout_s = 1.0
+    runner = threading.Thread(target=service.run, name="sender-under-test", daemon=True)
+    runner.start()
+    return service, runner
+
+
+def _clients(settings: Settings) -> tuple[Producer, Consumer]:
+    """A producer for sms.throttled and a reader of sms.sent from its beginning."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 1})
+    reader = Consumer({
+        "bootstrap.servers": settings.kafka_bootstrap, "group.id": f"reader-{uuid.uuid4()}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+    })
+    reader.subscribe([topic_name(settings, SENT)])
+    return producer, reader
+
+
 @pytest.fixture
 def isolation_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     settings = isolated_settings(kafka_bootstrap, tmp_path, "isolation", partitions=1)
@@ -85,27 +116,9 @@ def test_full_window_on_one_smsc_does_not_delay_another(
 ) -> None:
     settings = isolation_settings
     slow, fast = sims
-    config = load_yaml(PLATFORM_CONFIG)
-    smscs = tuple(
-        smsc.model_copy(update=(
-            {"port": slow.port, "binds": 1, "window": A_WINDOW} if smsc.id == "smsc-uk"
-            else {"port": fast.port}
-        ))
-        for smsc in config.smscs
-    )
-    service = SenderService(settings, config.model_copy(update={"smscs": smscs}),
-                            group_id=f"isolation-{uuid.uuid4().hex[:8]}")
-    service.drain_timeout_s = 1.0
-    runner = threading.Thread(target=service.run, name="sender-under-test", daemon=True)
-    runner.start()
-
-    throttled, sent = topic_name(settings, THROTTLED), topic_name(settings, SENT)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 1})
-    reader = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap, "group.id": f"reader-{uuid.uuid4()}",
-        "auto.offset.reset": "earliest", "enable.auto.commit": False,
-    })
-    reader.subscribe([sent])
+    service, runner = _start_sender(settings, slow, fast)
+    throttled = topic_name(settings, THROTTLED)
+    producer, reader = _clients(settings)
     outcomes: list[SubmitOutcome] = []
 
     def read() -> None:
@@ -208,26 +221,9 @@ def test_an_smsc_over_its_queue_bound_pauses_only_its_partitions(
     settings = settings.model_copy(update={"sender_max_queued_parts_per_smsc": limit})
     apply_topics(settings)
     slow, fast = sims
-    config = load_yaml(PLATFORM_CONFIG)
-    smscs = tuple(
-        smsc.model_copy(update=(
-            {"port": slow.port, "binds": 1, "window": A_WINDOW} if smsc.id == "smsc-uk"
-            else {"port": fast.port}
-        ))
-        for smsc in config.smscs
-    )
-    service = SenderService(settings, config.model_copy(update={"smscs": smscs}),
-                            group_id=f"isolation-{uuid.uuid4().hex[:8]}")
-    service.drain_timeout_s = 1.0
-    runner = threading.Thread(target=service.run, name="sender-under-test", daemon=True)
-    runner.start()
-    throttled, sent = topic_name(settings, THROTTLED), topic_name(settings, SENT)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 1})
-    reader = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap, "group.id": f"reader-{uuid.uuid4()}",
-        "auto.offset.reset": "earliest", "enable.auto.commit": False,
-    })
-    reader.subscribe([sent])
+    service, runner = _start_sender(settings, slow, fast)
+    throttled = topic_name(settings, THROTTLED)
+    producer, reader = _clients(settings)
     outcome_ids: set[str] = set()
 
     def read() -> None:
