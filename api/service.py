@@ -91,8 +91,12 @@ async def accept(
             await runtime.out.put(runtime.idempotency_topic, key.encode(), store.encode(answer))
         except DeliveryFailed as exc:
             # The messages are stored; refusing now would make the client send them again
-            # without a key. A retry re-produces the same ids (see api.messages.message_id).
-            log.error("answer for %s not stored (retries will produce again): %s", key, exc)
+            # without a key. This process still remembers the answer (below), so only a retry
+            # that reaches another process, or this one after a restart, produces again, with
+            # the same ids (see api.messages.message_id).
+            log.error("answer for %s not stored on the topic: a retry on this process gets it "
+                      "from memory, one on another process (or after a restart) produces the "
+                      "same ids again: %s", key, exc)
         store.remember(key, answer)
         return body
     finally:

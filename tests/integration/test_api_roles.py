@@ -5,8 +5,10 @@ of role ``all``, with the same answers a single process gives (tenant-scoped, ot
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
@@ -79,10 +81,46 @@ async def test_submit_role_without_a_status_process_answers_503_for_the_stores(
 
 
 @pytest.mark.asyncio
-async def test_submit_role_with_its_status_process_down_answers_503(env: Settings) -> None:
+async def test_submit_role_whose_status_process_stops_answers_503_and_counts_it_per_route(
+    env: Settings,
+) -> None:
+    """The status process goes away under a running submit process: the three forwarded GETs
+    answer 503 NOT_READY and /metrics counts a 5xx for each route template, which is what
+    ApiStatusQueriesFailing (ops/prometheus/rules.yml) reads; POSTs go on."""
     key = create_key("shopfast")
-    async with running_api(env) as status_api:
-        gone = status_api.base_url
-    async with running_api(env, api_settings(role="submit", status_url=gone)) as api:
-        status, body, _ = await api.request("GET", "/v1/usage", key=key)
-        assert (status, body["code"]) == (503, "NOT_READY")
+    status_stack = AsyncExitStack()
+    status_api = await status_stack.enter_async_context(running_api(env))
+    try:
+        async with running_api(
+            env, api_settings(role="submit", status_url=status_api.base_url)
+        ) as api:
+            status, usage, _ = await api.request("GET", "/v1/usage", key=key)
+            assert status == 200, usage  # forwarded while the status process runs
+            await status_stack.aclose()
+            status, accepted, _ = await api.request(
+                "POST", "/v1/messages", key=key, json=message()
+            )
+            assert status == 202
+            for path in (f"/v1/messages/{accepted['message_id']}", "/v1/usage", "/v1/inbound"):
+                status, body, _ = await api.request("GET", path, key=key)
+                assert (status, body["code"]) == (503, "NOT_READY"), path
+                assert body["message"].startswith("the status service did not answer"), body
+            async with api.session.get(api.base_url + "/metrics") as response:
+                exposition = await response.text()
+    finally:
+        await status_stack.aclose()
+    requests = _samples(exposition, "smsflow_api_requests_total")
+    for route in ("/v1/messages/{message_id}", "/v1/usage", "/v1/inbound"):
+        assert requests.get((route, "5xx")) == 1.0, (route, requests)
+    assert requests.get(("/v1/usage", "2xx")) == 1.0, requests
+    assert requests.get(("/v1/messages", "2xx")) == 1.0, requests
+
+
+def _samples(exposition: str, name: str) -> dict[tuple[str, str], float]:
+    """``name``'s samples in a /metrics text, by (route, status_class)."""
+    values: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name:
+                values[(sample.labels["route"], sample.labels["status_class"])] = sample.value
+    return values
