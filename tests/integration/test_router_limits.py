@@ -116,14 +116,14 @@ def _window_rates(times: list[float], start: float, end: float, width: float = 1
 def test_a_tenant_over_its_rate_waits_while_another_tenant_flows(
     router_settings: Settings, router_stack: LocalStack
 ) -> None:
-    slow = _requests("slow-tenant", "+447700", 150, "backlog")  # 5/s: a 30 s backlog
+    slow = _requests("slow-tenant", "+447700", 100, "backlog")  # 5/s: a 20 s backlog
     fast = _requests("fast-tenant", "+447700", 100, "urgent")  # same route, produced after
     result = run_flow(router_settings, [*slow, *fast], timeout_s=180)
     router_stack.check_alive()
     assert result.lost == 0, f"no terminal state for {result.missing[:5]}"
 
     routed = _routed(router_settings, {r.message_id for r in [*slow, *fast]})
-    assert len(routed) == 250
+    assert len(routed) == 200
 
     def waits(requests: list[SubmitRequest]) -> list[float]:
         return sorted(
@@ -131,10 +131,10 @@ def test_a_tenant_over_its_rate_waits_while_another_tenant_flows(
         )
 
     slow_waits, fast_waits = waits(slow), waits(fast)
-    print(f"\nslow tenant: submit → routed p50 {slow_waits[75]:.2f}s max {slow_waits[-1]:.2f}s; "
+    print(f"\nslow tenant: submit → routed p50 {slow_waits[50]:.2f}s max {slow_waits[-1]:.2f}s; "
           f"fast tenant: p50 {fast_waits[50]:.3f}s max {fast_waits[-1]:.3f}s")
-    assert slow_waits[-1] > 20.0, "the slow tenant should have had a backlog of ~30 s"
-    # The fast tenant's records sit behind 150 slow ones in the same partition, and still pass.
+    assert slow_waits[-1] > 15.0, "the slow tenant should have had a backlog of ~20 s"
+    # The fast tenant's records sit behind 100 slow ones in the same partition, and still pass.
     assert fast_waits[-1] < 2.0
 
     released = sorted(routed[r.message_id].routed_at.timestamp() for r in slow)
