@@ -166,7 +166,9 @@ def warm_up(settings: Settings, *, timeout_s: float = 120.0, probes: int = 1) ->
     Returns the seconds it took (worker start-up, group joins, binds). Raises TimeoutError.
     """
     started = time.monotonic()
-    result = run_flow(settings, make_traffic(probes, seed=int(started)), timeout_s=timeout_s)
+    # No wait for late duplicates: a probe's second report would not make the stack less ready.
+    result = run_flow(settings, make_traffic(probes, seed=int(started)), timeout_s=timeout_s,
+                      late_duplicates_s=0.0)
     if result.lost:
         raise TimeoutError(f"the stack did not complete {result.lost} probe(s) in {timeout_s}s")
     return time.monotonic() - started
@@ -182,11 +184,14 @@ def run_flow(
     rate_per_s: float | None = None,
     on_start: Callable[[], None] | None = None,
     on_end: Callable[[], None] | None = None,
+    late_duplicates_s: float = 1.0,
 ) -> FlowResult:
     """Produce ``requests`` (and any raw bad records), then wait for every terminal state.
     ``rate_per_s`` paces production (default: as fast as possible, one burst). ``on_start`` is
     called right before the first message is produced, ``on_end`` as soon as the last terminal
-    state arrived (or the deadline passed): e.g. to sample the processes' CPU time."""
+    state arrived (or the deadline passed): e.g. to sample the processes' CPU time.
+    ``late_duplicates_s``: how long to keep reading for duplicates after the last terminal
+    state (0: not at all)."""
     counter = StageCounter(settings)
     reader = TerminalReader(
         kafka_connection(settings), topic_name(settings, DLR), topic_name(settings, REJECTED)
@@ -237,7 +242,7 @@ def run_flow(
         if on_end:
             on_end()
         # Late duplicates show up shortly after the last terminal state; give them a moment.
-        for terminal in reader.poll(timeout_s=1.0):
+        for terminal in reader.poll(timeout_s=late_duplicates_s) if late_duplicates_s else ():
             message_id = terminal.report.message_id if terminal.report else None
             if message_id in seen:
                 result.duplicates += 1

@@ -21,6 +21,7 @@ from smsflow.devstack.cluster import LocalCluster
 
 PARTITIONS = 3
 BATCH = 2000
+STOP_GRACE_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         local.start(timeout_s=120)
         yield local
     finally:
-        local.stop()
+        # The test is over and the cluster is thrown away: a short SIGTERM grace, then SIGKILL.
+        # Three nodes stopping at once wait out their controlled shutdown (no quorum left to
+        # grant it) and hit the default 30 s stop timeout; nothing here checks a clean stop.
+        local.stop(timeout_s=STOP_GRACE_S)
 
 
 def _isr(admin: AdminClient, topic: str) -> dict[int, set[int]]:

@@ -106,14 +106,14 @@ def _window_counts(times: list[float], start: float, end: float, width: float = 
 def test_a_saturated_route_does_not_delay_another_route_on_its_partition(
     limits_settings: Settings, limits_stack: LocalStack
 ) -> None:
-    slow = _requests("tenant-a", "+447700", 150, "backlog")  # route slow: 5/s, 30 s of backlog
+    slow = _requests("tenant-a", "+447700", 100, "backlog")  # route slow: 5/s, 20 s of backlog
     fast = _requests("tenant-b", "+447701", 100, "urgent")  # route fast, produced right after
     result = run_flow(limits_settings, [*slow, *fast], timeout_s=180)
     limits_stack.check_alive()
     assert result.lost == 0, f"no terminal state for {result.missing[:5]}"
 
     records = _throttled(limits_settings, {r.message_id for r in [*slow, *fast]})
-    assert len(records) == 250
+    assert len(records) == 200
 
     def waits(requests: list[SubmitRequest]) -> list[float]:
         out = []
@@ -124,17 +124,17 @@ def test_a_saturated_route_does_not_delay_another_route_on_its_partition(
         return sorted(out)
 
     slow_waits, fast_waits = waits(slow), waits(fast)
-    print(f"\nslow route waits: p50 {slow_waits[75]:.2f}s max {slow_waits[-1]:.2f}s; "
+    print(f"\nslow route waits: p50 {slow_waits[50]:.2f}s max {slow_waits[-1]:.2f}s; "
           f"fast route waits: p50 {fast_waits[50]:.3f}s max {fast_waits[-1]:.3f}s")
-    assert slow_waits[-1] > 20.0, "the slow route should have had a backlog of ~30 s"
-    # The fast route's records sit behind 150 slow ones in the same partition, and still pass.
+    assert slow_waits[-1] > 15.0, "the slow route should have had a backlog of ~20 s"
+    # The fast route's records sit behind 100 slow ones in the same partition, and still pass.
     assert fast_waits[-1] < 2.0
 
     def last_release(requests: list[SubmitRequest]) -> float:
         stamps = (records[r.message_id][0].throttled_at for r in requests)
         return max(stamp.timestamp() for stamp in stamps if stamp is not None)
 
-    assert last_release(slow) - last_release(fast) > 15.0
+    assert last_release(slow) - last_release(fast) > 10.0
 
 
 @pytest.mark.slow
@@ -222,11 +222,12 @@ def test_worker_sigkill_while_items_wait_loses_nothing(
     limits_settings: Settings, limits_stack: LocalStack
 ) -> None:
     """Last in the module: it restarts the worker."""
-    requests = _requests("tenant-a", "+1206555", 300, "drill")  # route drill: 10/s, 30 s
+    # Route drill: 10/s, 20 s. Crashed after 40, ~160 still wait in the throttle (>= 100 checked).
+    requests = _requests("tenant-a", "+1206555", 200, "drill")
     crashed: list[tuple[int, int]] = []
 
     def crash_once(counts: dict[str, int], terminal: int) -> None:
-        if not crashed and terminal >= 60:
+        if not crashed and terminal >= 40:
             crashed.append((terminal, counts[ROUTED] - counts[THROTTLED]))
             limits_stack.crash_and_restart("worker-0")
 
