@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import TopicPartition
 
-from connectors.sender.back_pressure import PartitionGate
+from connectors.sender.back_pressure import PartitionGate, PartitionPauser
 
 ASSIGNED = (0, 1, 2, 3)
 
@@ -96,3 +97,40 @@ def test_quiet_means_nothing_could_pause() -> None:
     assert not gate.quiet({}, hold_all=True)
     gate.paused({"a": {0: 101}}, ASSIGNED)
     assert not gate.quiet({"a": 60})  # still over until half
+
+
+class _Consumer:
+    """What PartitionPauser calls on a confluent-kafka consumer, recorded."""
+
+    def __init__(self) -> None:
+        self.paused: set[int] = set()
+        self.resumed: list[int] = []
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused |= {tp.partition for tp in partitions}
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused -= {tp.partition for tp in partitions}
+        self.resumed += [tp.partition for tp in partitions]
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, -1001) for tp in partitions]
+
+    def seek(self, partition: TopicPartition) -> None:
+        raise AssertionError("no position: nothing to seek")
+
+
+def test_a_new_assignment_resumes_partitions_the_library_kept_paused() -> None:
+    consumer = _Consumer()
+    pauser = PartitionPauser(consumer, "t", _gate())  # type: ignore[arg-type]
+    pauser.assign([0, 1])
+    queued = {"stuck": {0: 101}}
+    pauser.apply({"stuck": 101}, lambda: queued, hold_all=False)
+    consumer.paused.add(0)  # what librdkafka holds after pausing 0
+    assert pauser.paused == {0}
+    # A rebalance gives both partitions back; librdkafka keeps 0 paused, the SMSC drained.
+    pauser.revoke([0, 1])
+    pauser.assign([0, 1])
+    queued = {"stuck": {0: 40}}
+    pauser.apply({"stuck": 40}, lambda: queued, hold_all=False)
+    assert consumer.paused == set() and pauser.paused == frozenset()
