@@ -38,6 +38,7 @@ sys.path.insert(0, str(_HERE.parent))
 
 from bench.e2e import _bootstrap, git_commit  # noqa: E402
 from smsflow.devstack.harness import free_port  # noqa: E402
+from smsflow.devstack.lifeline import tied_env  # noqa: E402
 from smsflow.devstack.stack import cpu_seconds, wait_for_port  # noqa: E402
 
 REPO = _HERE.parent
@@ -125,7 +126,7 @@ def main() -> int:
                 servers[variant["name"]] = (subprocess.Popen(
                     [sys.executable, "-m", "smsflow.cli", "api", "--port", str(port),
                      "--log-level", "warning", *variant.get("args", [])],
-                    cwd=code, env={**base_env, "PYTHONPATH": path},
+                    cwd=code, env=tied_env({**base_env, "PYTHONPATH": path}),
                     stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
                 ), port)
             for _process, port in servers.values():

@@ -286,6 +286,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="smsflow-chaos-broker-") as broker_home:
         broker = LocalBroker(Path(broker_home), port=free_port(), controller_port=free_port())
+        broker.exit_with_starter = True  # a killed run must not leave its broker behind
         progress(f"own broker on {broker.start(timeout_s=120)}")
         try:
             for name in scenarios:

@@ -194,6 +194,8 @@ def main() -> int:
     cluster = LocalCluster(args.cluster_root, port=args.cluster_port,
                            controller_port=args.cluster_controller_port)
     was_running = all(pid is not None for pid in cluster.pids().values())
+    for node in cluster.nodes:  # a cluster this run starts and stops also stops if it is killed
+        node.exit_with_starter = not was_running and not args.keep_cluster
     bootstrap = cluster.start(timeout_s=120)
     progress(f"cluster {bootstrap} ({'adopted' if was_running else 'started'})")
     try:

@@ -36,6 +36,7 @@ from schemas.models import RoutedMessage, TextEncoding
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.devstack.harness import free_port, isolated_settings
+from smsflow.devstack.lifeline import tied_env
 from smsflow.devstack.stack import stack_env, wait_for_port
 from smsflow.topics import CONFIG, DLR_RAW, SENT, THROTTLED, apply_topics, topic_name
 
@@ -141,12 +142,12 @@ def run(messages: int, timeout_s: float) -> dict[str, Any]:
     apply_config(settings.kafka_bootstrap, topic_name(settings, CONFIG), config)
     sim_yaml = home / "sim.yaml"
     sim_yaml.write_text(yaml.safe_dump(SIM))
-    env = stack_env(settings)
+    env = tied_env(stack_env(settings))  # the children end with this run, even a killed one
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     logs = home / "logs"
     logs.mkdir()
     sim = subprocess.Popen(
-        [sys.executable, "-m", "connectors.smsc_sim", "--config", str(sim_yaml),
+        [sys.executable, "-m", "smsflow.cli", "smsc-sim", "--config", str(sim_yaml),
          "--port", str(port), "--stats-interval", "0", "--log-level", "WARNING"],
         env=env, cwd=REPO, stdout=subprocess.DEVNULL,
         stderr=(logs / "sim.log").open("w"),

@@ -1,8 +1,9 @@
 """Throughput benchmark of the SMSC simulator.
 
-Starts the simulator in a subprocess (``python -m connectors.smsc_sim``), then drives it with a
-pipelined asyncio SMPP client built on ``connectors.smpp.codec``: each bind keeps ``window``
-submit_sm in flight. Two phases, each with a fresh simulator:
+Starts the simulator in a subprocess (``smsflow smsc-sim``; it ends with this run, even a
+killed one), then drives it with a pipelined asyncio SMPP client built on
+``connectors.smpp.codec``: each bind keeps ``window`` submit_sm in flight. Two phases, each
+with a fresh simulator:
 
 1. receipts off (registered_delivery=0): submit_sm/s;
 2. receipts on (registered_delivery=1, every message gets a receipt after ``--receipt-delay-ms``,
@@ -35,6 +36,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from connectors.smpp import codec as P  # noqa: E402
+from smsflow.devstack.lifeline import tied_env  # noqa: E402
 
 SYSTEM_ID = "bench"
 PASSWORD = "bench"
@@ -61,9 +63,9 @@ class SimProcess:
         path = Path(self._dir.name) / "sim.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "connectors.smsc_sim", "--config", str(path), "--port", "0",
-             "--log-level", "WARNING"],
-            cwd=ROOT,
+            [sys.executable, "-m", "smsflow.cli", "smsc-sim", "--config", str(path), "--port",
+             "0", "--log-level", "WARNING"],
+            cwd=ROOT, env=tied_env(os.environ),
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -25,6 +25,7 @@ from smsflow import topics
 from smsflow.cli import capacity, dlr, routes, worker
 from smsflow.config import cli as config_cli
 from smsflow.devstack import broker, cluster, demo, schema_registry
+from smsflow.devstack.lifeline import watch_starter_from_env
 
 __all__ = ["build_parser", "main"]
 
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Started by the dev stack: end with the process that started this one (lifeline.py).
+    watch_starter_from_env()
     parser = build_parser()
     args = parser.parse_args(argv)
     result: int = args.func(args)

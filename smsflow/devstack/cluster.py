@@ -130,7 +130,11 @@ class LocalCluster:
         controller_port: int = DEFAULT_CONTROLLER_PORT,
         *,
         cache_dir: Path | None = None,
+        exit_with_starter: bool = False,
     ) -> None:
+        """``exit_with_starter``: the nodes this object launches stop once this process is
+        gone (a throwaway cluster of a test or benchmark; lifeline.py). ``smsflow cluster
+        start`` leaves it off: its nodes outlive the command, until ``cluster stop``."""
         if nodes < 1:
             raise BrokerError(f"a cluster needs at least one node, not {nodes}")
         if abs(port - controller_port) < nodes:
@@ -149,6 +153,8 @@ class LocalCluster:
             )
             for i in range(1, nodes + 1)
         ]
+        for node in self.nodes:
+            node.exit_with_starter = exit_with_starter
 
     @property
     def bootstrap(self) -> str:

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from smsflow.devstack.lifeline import start_guard
 from smsflow.domain.errors import SmsflowError
 
 log = logging.getLogger(__name__)
@@ -233,6 +234,12 @@ class LocalJavaService(abc.ABC):
         self._proc: subprocess.Popen[bytes] | None = None
         self.launched = False
         """True once :meth:`start` of *this* object launched the JVM (not adopted a running one)."""
+        self.exit_with_starter = False
+        """Stop a JVM this object launches once this process is gone (a guard process,
+        :func:`~.lifeline.start_guard`): for throwaway servers of a test or benchmark. Off for
+        the shared broker and registry, and for the CLI's ``start``, whose JVM outlives it on
+        purpose."""
+        self._guard: subprocess.Popen[bytes] | None = None
 
     # -- what the subclass says ----------------------------------------------------------------
 
@@ -404,6 +411,9 @@ class LocalJavaService(abc.ABC):
             )
         self.pid_file.write_text(f"{self._proc.pid}\n", encoding="utf-8")
         self.launched = True
+        if self.exit_with_starter:
+            self._reap_guard()  # of an earlier launch (a node killed and restarted)
+            self._guard = start_guard(self._proc.pid)
 
     def _await_ready(self, timeout_s: float) -> str:
         if self._proc is None:
@@ -483,7 +493,18 @@ class LocalJavaService(abc.ABC):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(self.poll_s)
+        self._reap_guard()
         return True
+
+    def _reap_guard(self) -> None:
+        """End and reap the guard of a JVM that has ended (it would notice within a second;
+        a stop or a drill's kill need not wait for that)."""
+        if self._guard is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self._guard.terminate()
+        self._guard.wait(10.0)
+        self._guard = None
 
 
 # --------------------------------------------------------------------------------------------

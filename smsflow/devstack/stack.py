@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from smsflow.devstack.lifeline import stat_fields, tied_env
 from smsflow.settings import Settings
 
 
@@ -29,10 +30,13 @@ class ManagedProcess:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, env: Mapping[str, str]) -> None:
+        """Start it in its own session (the terminal's Ctrl-C reaches only the starter, which
+        stops the stack in order); a ``smsflow`` command ends by itself once this process is
+        gone (:mod:`.lifeline`), so a killed test run or benchmark leaves nothing behind."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, env=dict(env),
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=tied_env(env),
                 start_new_session=True,
             )
 
@@ -96,9 +100,8 @@ CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 def parse_proc_stat(text: str) -> tuple[int, int]:
     """``(process group, CPU ticks)`` from one ``/proc/<pid>/stat`` line. The ticks are utime +
-    stime plus cutime + cstime (children it has reaped). ``comm`` may hold spaces and ``)``, so
-    the fields are counted from the last ``)``."""
-    fields = text[text.rindex(")") + 2:].split()
+    stime plus cutime + cstime (children it has reaped)."""
+    fields = stat_fields(text)
     # fields[0] is field 3 (state): pgrp is field 5, utime..cstime are fields 14..17.
     return int(fields[2]), sum(int(f) for f in fields[11:15])
 

@@ -128,6 +128,7 @@ def test_stop_and_start_keep_data(tmp_path: Path, capsys: pytest.CaptureFixture[
     """A private broker (own home, own ports) so the shared one on 9092 is never disturbed."""
     port, controller_port = _free_ports(2)
     broker = LocalBroker(home=tmp_path / "home", port=port, controller_port=controller_port)
+    broker.exit_with_starter = True  # a killed test run must not leave it behind
     cli_args = ("--home", str(broker.home), "--port", str(port))
     topic = f"persist-{uuid.uuid4().hex[:8]}"
     try:

@@ -26,8 +26,9 @@ STOP_GRACE_S = 5.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    # Tied to this test process: a killed run must not leave three JVMs on these fixed ports.
     local = LocalCluster(Path(tmp_path_factory.mktemp("cluster")), port=19292,
-                         controller_port=19392)
+                         controller_port=19392, exit_with_starter=True)
     try:
         local.start(timeout_s=120)
         yield local

@@ -100,6 +100,7 @@ class AclBroker:
 def acl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclBroker]:
     home = tmp_path_factory.mktemp("acl-broker")
     broker = LocalBroker(home, free_port(), free_port(), sasl_ssl_port=free_port(), acls=True)
+    broker.exit_with_starter = True  # a killed test run must not leave it behind
     try:
         broker.start(90)
         admin = AdminClient(client_config(f"127.0.0.1:{broker.port}"))

@@ -80,6 +80,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     home = tmp_path_factory.mktemp("refusal-broker")
     local = _ReauthBroker(home, free_port(), free_port(), sasl_ssl_port=free_port(),
                           ssl_port=free_port())
+    local.exit_with_starter = True  # a killed test run must not leave it behind
     try:
         local.start(90)
         yield local

@@ -37,6 +37,7 @@ from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     home = tmp_path_factory.mktemp("sasl-broker")
     local = LocalBroker(home, free_port(), free_port(), sasl_ssl_port=free_port())
+    local.exit_with_starter = True  # a killed test run must not leave it behind
     try:
         local.start(90)
         yield local

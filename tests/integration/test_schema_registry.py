@@ -207,6 +207,7 @@ def test_registry_restart_keeps_ids_and_a_stopped_registry_is_unavailable(
     """A second, private registry: stopped, it is unavailable (known ids still decode from the
     cache); restarted, its file storage still maps the old id to the same schema."""
     registry = LocalSchemaRegistry(tmp_path / "home", _free_port())
+    registry.exit_with_starter = True  # a killed test run must not leave it behind
     url = registry.start()
     try:
         codec = _codec("SubmitRequest", url)

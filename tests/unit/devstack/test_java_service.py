@@ -150,6 +150,18 @@ def test_kill_is_a_crash_and_a_restart_launches_again(standin: StandIn) -> None:
     assert standin.pid() not in (None, pid)
 
 
+def test_a_server_tied_to_its_starter_has_a_guard_that_stop_reaps(standin: StandIn) -> None:
+    """The guard itself (stopping the server once this process is gone) is tested in
+    tests/integration/test_stack_lifeline.py; here: it is started, and reaped on stop."""
+    standin.exit_with_starter = True
+    standin.start(20)
+    guard = standin._guard
+    assert guard is not None and guard.poll() is None
+    assert standin.stop(5) is True
+    assert guard.returncode is not None, "ended and reaped with its server"
+    assert standin._guard is None
+
+
 def test_adopting_on_other_ports_is_refused(standin: StandIn) -> None:
     standin.start(20)
     elsewhere = StandIn(standin.home, _free_port())
