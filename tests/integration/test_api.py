@@ -27,6 +27,7 @@ from smsflow.config.kafka_io import apply_config, read_config
 from smsflow.config.models import PlatformConfig, Tenant
 from smsflow.config.store import load_yaml
 from smsflow.devstack.harness import free_port, isolated_settings, read_all
+from smsflow.devstack.lifeline import tied_env
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, SUBMITTED, apply_topics, topic_name
 from tests.integration.api_server import PEPPER, api_settings, running_api
@@ -276,7 +277,7 @@ def test_smsflow_api_command_serves_with_two_workers(env: Settings) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "smsflow.cli", "api", "--port", str(port), "--workers", "2",
          "--log-level", "warning"],
-        env={**os.environ, "SMSFLOW_API_INSTANCES": "2"},
+        env=tied_env({**os.environ, "SMSFLOW_API_INSTANCES": "2"}),
     )
     try:
         base = f"http://127.0.0.1:{port}"

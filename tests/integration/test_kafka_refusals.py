@@ -40,6 +40,7 @@ from smsflow.config.store import load_yaml
 from smsflow.devstack.broker import BrokerConfig, LocalBroker
 from smsflow.devstack.broker_sasl import upsert_scram_user
 from smsflow.devstack.harness import free_port, isolated_settings
+from smsflow.devstack.lifeline import tied_env
 from smsflow.devstack.stack import stack_env
 from smsflow.kafka_auth import verify_credentials
 from smsflow.kafka_clients import aiokafka_config, client_config
@@ -213,7 +214,7 @@ def test_a_password_rotated_under_a_running_process_ends_it(
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "smsflow.cli", *argv],
-            env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env=tied_env(env), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
         )
     try:
         running = _running(kind, settings, api_port)

@@ -25,6 +25,7 @@ from schemas.models import SmscBindStatus
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.devstack.harness import isolated_settings, read_records
+from smsflow.devstack.lifeline import tied_env
 from smsflow.devstack.stack import stack_env
 from smsflow.settings import Settings
 from smsflow.topics import CONFIG, SMSC_BINDS, apply_topics, topic_name
@@ -54,7 +55,7 @@ class Sender:
         self._log = log.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "smsflow.cli", "sender", "--metrics-port", "0"],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            env=tied_env(env), stdout=self._log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
         """SIGTERM, then wait for the exit (the runbook's restart, one sender at a time)."""
