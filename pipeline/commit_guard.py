@@ -21,6 +21,7 @@ class CommitGuard:
     head_gaps_held: int = 0
     rewinds: int = 0
     wait_empty_released: int = 0
+    held_before_start: int = 0
 
 
 GUARD = CommitGuard()

@@ -189,6 +189,9 @@ _GUARD_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("smsflow_commit_guard_wait_empty_released",
      "In-flight records a rebalance stopped waiting for (not committed: read again by the "
      "partition's next owner).", "wait_empty_released"),
+    ("smsflow_commit_guard_held_before_start",
+     "Records fetched after a rebalance before the committed offsets were known; held back "
+     "and fetched again from the committed offset.", "held_before_start"),
 )
 
 

@@ -22,6 +22,15 @@ in our drills (worker SIGKILL, scale-out, throttle stop/kill), each fixed here:
 :class:`GuardedConsumer` (installed by :func:`install`) replaces those paths for topics with
 acks (our agents' inputs; table changelogs keep faust's logic):
 
+* **Each generation starts at the committed offset.** After a rebalance faust resumes the
+  partitions and only then seeks them to their committed offsets (``perform_seek``); records
+  fetched in between come from wherever aiokafka's fetch position was, which may be past the
+  committed offset (records fetched under the old generation and labelled with the new one).
+  Delivered, such a record began the partition's run in the middle: the records before it
+  came later, out of order, and the tracking windows (which skip a delta at or below the last
+  position merged into a window) dropped them: ~100 window events in one scale-out run
+  (:meth:`GuardedConsumer.seek_to_committed`). Such records are now held back until the
+  generation's committed offsets are known; then delivery starts exactly there.
 * **In offset order, not a read offset.** The drain keeps, per partition and generation, the
   next offset to deliver. A record past it means records were dropped on the way (faust's
   pause drops the rest of a fetched batch): the partition is fetched again from the missing
@@ -96,6 +105,16 @@ UPSTREAM: tuple[Upstream, ...] = (
     Upstream(f"{_CONSUMER}.ack", "5fcf41cf45153475",
              "(o) adds to _acked_index/_unacked_messages; refused across rebalances"),
     Upstream(f"{_CONSUMER}.seek", "b86a9fe05f956b30", "(o) counted, to order re-fetches"),
+    Upstream(f"{_CONSUMER}.perform_seek", "0e8c130ff4b0afd8",
+             "(r) calls seek_to_committed; sets _committed_offset from its answer"),
+    Upstream("faust.tables.recovery:Recovery.on_recovery_completed", "6ef567acf072e46d",
+             "(r) resumes the partitions, then perform_seek, once per rebalance"),
+    Upstream("faust.tables.recovery:Recovery._resume_streams", "d986a6710c1aca98",
+             "(r) the same order when there is nothing to recover"),
+    Upstream("faust.transport.drivers.aiokafka:Consumer.seek_to_committed", "f1d483b861b0328b",
+             "(o) the generation's start offsets recorded"),
+    Upstream("aiokafka.consumer.consumer:AIOKafkaConsumer.seek_to_committed", "f6cd85c8b70a4ccf",
+             "(r) seeks only partitions whose committed offset is > 0"),
     Upstream("faust.transport.consumer:ThreadDelegateConsumer._commit", "a20eec84e4b2ed50",
              "(o) the commit, preceded by the commit barriers"),
     Upstream(f"{_CONSUMER}.on_buffer_full", "c8961679e0bcdce5",
@@ -140,6 +159,10 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         self._seeked_at: dict[TP, int] = {}  # TP -> self._seeks right after its last seek
         self._next: dict[TP, tuple[int, int]] = {}  # TP -> (generation, next offset to deliver)
         self._first_delivered: dict[TP, int] = {}  # TP -> first offset of its generation
+        #: TP -> (generation, committed offset at its start; None: nothing committed yet)
+        self._start_of: dict[TP, tuple[int, int | None]] = {}
+        #: TP -> (generation, lowest offset held back before the generation's start was known)
+        self._held: dict[TP, tuple[int, int]] = {}
         self._gap_checks: dict[TP, tuple[int, int, int]] = {}  # TP -> (expected, got, times)
         self._suspects: dict[TP, tuple[int, int]] = {}  # TP -> (committed offset, rounds)
         self._delivering_since: float | None = None
@@ -269,6 +292,31 @@ class GuardedConsumer(faust_aiokafka.Consumer):
             return
         loop.call_soon_threadsafe(_seek_quietly, thread, tp, offset)
 
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """faust's seek of every assigned partition to its committed offset (``perform_seek``,
+        once per rebalance, after the partitions were resumed): each partition's deliveries in
+        this generation start at that offset (:meth:`_deliver_in_order`)."""
+        generation = self.app.consumer_generation_id
+        committed = await super().seek_to_committed()
+        if self.app.consumer_generation_id != generation:
+            return committed  # another rebalance began: its own seek comes
+        self._seeks += 1
+        for partition, offset in committed.items():
+            tp = TP(partition.topic, partition.partition)
+            start = offset if offset is not None and offset >= 0 else None
+            self._start_of[tp] = (generation, start)
+            held = self._held.pop(tp, None)
+            if start is not None and start > 0:
+                # aiokafka seeked (it does for offsets > 0 only): a fetch begun before this
+                # returns records from the old position; they are refused.
+                self._seeked_at[tp] = self._seeks
+            elif held is not None and held[0] == generation:
+                # No seek, and records were held back: read them again, from offset 0 when
+                # that is the committed offset, else (nothing committed yet: aiokafka started
+                # at the log's start) from the lowest one held.
+                self._rewind(tp, 0 if start is not None else held[1])
+        return committed
+
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
         self._seeks += 1
@@ -381,8 +429,20 @@ class GuardedConsumer(faust_aiokafka.Consumer):
             return  # fetched before a seek of its partition: fetched again from there
         expected = self._next_of(tp)
         if expected is None:  # the partition's first record in this generation
-            expected = offset
-            self._first_delivered[tp] = offset
+            start = self._start_of.get(tp)
+            if start is None or start[0] != generation:
+                # Before faust's seek to this generation's committed offsets: from an older
+                # fetch position, perhaps past the committed offset. Held back; fetched again
+                # from the committed offset once it is known (seek_to_committed).
+                held = self._held.get(tp)
+                if held is None or held[0] != generation or offset < held[1]:
+                    self._held[tp] = (generation, offset)
+                GUARD.held_before_start += 1
+                _log_powers_of_two(GUARD.held_before_start, "held back %d records fetched "
+                                   "before their generation's committed offsets were known")
+                return
+            expected = offset if start[1] is None else start[1]
+            self._first_delivered[tp] = expected
         if offset > expected:
             if self._absent(tp, expected, offset):
                 expected = offset  # not in the log: counted as processed, delivery goes on

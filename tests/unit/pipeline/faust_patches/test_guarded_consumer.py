@@ -333,3 +333,115 @@ def test_a_seek_for_a_partition_revoked_meanwhile_is_dropped(consumer: GuardedCo
     consumer._thread.seek = revoked  # type: ignore[method-assign,assignment]
     consumer._rewind(TPS[0], 3)  # raises nothing: the next owner starts from the commit
     assert consumer._next_of(TPS[0]) == 3
+
+
+def _recording(consumer: GuardedConsumer) -> tuple[list[int], list[tuple[TP, int]]]:
+    """Offsets handed to the streams, and seeks, of ``consumer`` from now on."""
+    delivered: list[int] = []
+    seeks: list[tuple[TP, int]] = []
+
+    async def callback(message: Message) -> None:
+        delivered.append(message.offset)
+
+    consumer.callback = callback  # type: ignore[method-assign]
+    consumer._thread.seek = lambda tp, offset: seeks.append((tp, offset))  # type: ignore[method-assign,assignment]
+    return delivered, seeks
+
+
+def _committed_offsets(consumer: GuardedConsumer, offsets: dict[TP, int | None]) -> None:
+    """aiokafka's answer to faust's seek to the committed offsets (perform_seek)."""
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return offsets
+
+    consumer._thread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+
+
+@pytest.mark.asyncio
+async def test_records_before_the_generations_committed_offsets_are_known_are_held_back(
+    consumer: GuardedConsumer,
+) -> None:
+    """faust resumes the partitions after a rebalance and seeks them to their committed
+    offsets only after that; a record fetched in between may come from past the committed
+    offset (fetched under the old generation). Delivered, it started the partition's run in
+    the middle and the records before it came later, out of order: the tracking windows
+    dropped them (a scale-out run lost ~100 window events)."""
+    consumer.loop = asyncio.get_running_loop()
+    tp = TPS[0]
+    delivered, seeks = _recording(consumer)
+    app = consumer.app
+    app.consumer_generation_id = 4
+    for offset in (163, 164):  # past the committed offset (157), before the seek
+        await consumer._deliver_in_order(tp, _message(tp, offset, generation=4), 0)
+    assert delivered == [], "nothing delivered before the start is known"
+    assert consumer._held[tp] == (4, 163)
+
+    _committed_offsets(consumer, {tp: 157})
+    assert await consumer.seek_to_committed() == {tp: 157}
+    # aiokafka seeked to 157 (offset > 0): a batch fetched before the seek is refused ...
+    await consumer._deliver_in_order(tp, _message(tp, 165, generation=4), 0)
+    assert delivered == []
+    # ... and the partition's run starts exactly at the committed offset.
+    batch = consumer._seeks
+    for offset in (157, 158):
+        await consumer._deliver_in_order(tp, _message(tp, offset, generation=4), batch)
+    assert delivered == [157, 158]
+    assert consumer._first_delivered[tp] == 157
+    assert seeks == [], "aiokafka's own seek sufficed"
+
+
+@pytest.mark.asyncio
+async def test_a_first_record_past_the_committed_offset_rewinds_to_it(
+    consumer: GuardedConsumer,
+) -> None:
+    consumer.loop = asyncio.get_running_loop()
+    tp = TPS[1]
+    delivered, seeks = _recording(consumer)
+    consumer.app.consumer_generation_id = 5
+    _committed_offsets(consumer, {tp: 40})
+    await consumer.seek_to_committed()
+    batch = consumer._seeks
+    await consumer._deliver_in_order(tp, _message(tp, 45, generation=5), batch)
+    assert delivered == []
+    assert seeks == [(tp, 40)], "fetched again from the committed offset"
+    await consumer._deliver_in_order(tp, _message(tp, 40, generation=5), consumer._seeks)
+    assert delivered == [40]
+
+
+@pytest.mark.asyncio
+async def test_held_records_are_fetched_again_when_no_seek_moves_the_partition(
+    consumer: GuardedConsumer,
+) -> None:
+    """aiokafka seeks only partitions whose committed offset is above 0: with nothing
+    committed (or 0) the held records must be fetched again by the guard itself."""
+    consumer.loop = asyncio.get_running_loop()
+    fresh, at_zero = TPS
+    delivered, seeks = _recording(consumer)
+    consumer.app.consumer_generation_id = 6
+    await consumer._deliver_in_order(fresh, _message(fresh, 12, generation=6), 0)
+    await consumer._deliver_in_order(fresh, _message(fresh, 10, generation=6), 0)
+    await consumer._deliver_in_order(at_zero, _message(at_zero, 3, generation=6), 0)
+    _committed_offsets(consumer, {fresh: None, at_zero: 0})
+    await consumer.seek_to_committed()
+    assert sorted(seeks) == [(fresh, 10), (at_zero, 0)]
+    assert delivered == []
+    await consumer._deliver_in_order(fresh, _message(fresh, 10, generation=6), consumer._seeks)
+    assert delivered == [10]
+
+
+@pytest.mark.asyncio
+async def test_a_seek_answer_from_an_older_generation_sets_no_start(
+    consumer: GuardedConsumer,
+) -> None:
+    consumer.loop = asyncio.get_running_loop()
+    tp = TPS[0]
+    delivered, _seeks = _recording(consumer)
+    consumer.app.consumer_generation_id = 7
+
+    async def seek_then_rebalance() -> dict[TP, int]:
+        consumer.app.consumer_generation_id = 8  # another rebalance while seeking
+        return {tp: 20}
+
+    consumer._thread.seek_to_committed = seek_then_rebalance  # type: ignore[method-assign]
+    await consumer.seek_to_committed()
+    await consumer._deliver_in_order(tp, _message(tp, 25, generation=8), consumer._seeks)
+    assert delivered == [], "generation 8 waits for its own seek"
