@@ -343,7 +343,7 @@ def _recording(consumer: GuardedConsumer) -> tuple[list[int], list[tuple[TP, int
     async def callback(message: Message) -> None:
         delivered.append(message.offset)
 
-    consumer.callback = callback  # type: ignore[method-assign]
+    consumer.callback = callback
     consumer._thread.seek = lambda tp, offset: seeks.append((tp, offset))  # type: ignore[method-assign,assignment]
     return delivered, seeks
 
@@ -353,7 +353,7 @@ def _committed_offsets(consumer: GuardedConsumer, offsets: dict[TP, int | None])
     async def seek_to_committed() -> dict[TP, int | None]:
         return offsets
 
-    consumer._thread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    consumer._thread.seek_to_committed = seek_to_committed  # type: ignore[method-assign,assignment]
 
 
 @pytest.mark.asyncio
