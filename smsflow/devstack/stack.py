@@ -196,9 +196,11 @@ class LocalStack:
             )
             sim.start(self.env)
             self.processes.append(sim)
-        wait_for_port("127.0.0.1", self.sim_port, 20)
+        # The workers never talk to the SMSC: they start while the simulator comes up (their
+        # start-up is the longest). The senders bind at once, so they wait for its port.
         for _ in range(self.workers):
             self.add_worker()
+        wait_for_port("127.0.0.1", self.sim_port, 20)
         for index in range(self.senders):
             self.add_sender("sender" if self.senders == 1 else f"sender-{index}")
 
