@@ -20,6 +20,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings()
     checked_connection(settings)  # wrong credentials end the worker here (kafka_auth.py)
     worker = create_app(settings)
+    worker.config_watcher.prewarm()  # overlaps faust's start-up (see ConfigWatcher.prewarm)
     sys.argv = ["smsflow-worker", "worker", "--loglevel", args.loglevel]
     if not args.web:
         sys.argv.append("--without-web")
