@@ -68,8 +68,8 @@ def read_messages(
         "fetch.wait.max.ms": 10,
     })
     try:
-        # Every partition assigned from its beginning: the same records a new group would
-        # read, without the group join (~1 s per read on the dev box); nothing is committed.
+        # Every partition assigned from its beginning: the records a new group would read,
+        # with no group to join (nothing is committed).
         found = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
         partitions = len(found)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(found)])

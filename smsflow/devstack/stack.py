@@ -186,6 +186,13 @@ class LocalStack:
         return [*self.smsflow_argv(), *args]
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # e.g. the simulator never listened: no worker is left running
+            raise
+
+    def _start(self) -> None:
         logs = self.home / "logs"
         if self.simulator:
             sim = ManagedProcess(
