@@ -59,19 +59,27 @@ def test_prewarm_builds_the_catalogue_of_the_topic_s_configuration(
     built: list[PlatformConfig] = []
     config = load_yaml(PLATFORM_CONFIG)
     watcher = ConfigWatcher("127.0.0.1:1", "sms.config")  # builds an empty catalogue
-    monkeypatch.setattr(config_watch, "read_config", lambda _bootstrap, _topic: config)
+    groups: list[str | None] = []
+
+    def read(_bootstrap: object, _topic: str, *, group_id: str | None = None) -> PlatformConfig:
+        groups.append(group_id)
+        return config
+
+    monkeypatch.setattr(config_watch, "read_config", read)
     monkeypatch.setattr(route_engine, "build_catalogue", built.append)
-    watcher.prewarm().join(timeout=60)
+    watcher.prewarm("smsflow-app").join(timeout=60)
     assert built == [config]
+    assert groups == ["smsflow-app"]  # a group the worker's ACLs allow it to describe
 
 
 def test_prewarm_that_cannot_read_the_topic_only_leaves_the_tables_cold(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def unreachable(_bootstrap: object, _topic: str) -> PlatformConfig:
+    def unreachable(_bootstrap: object, _topic: str, *, group_id: str | None = None
+                    ) -> PlatformConfig:
         raise TimeoutError("no broker")
 
     monkeypatch.setattr(config_watch, "read_config", unreachable)
-    thread = ConfigWatcher("127.0.0.1:1", "sms.config").prewarm()
+    thread = ConfigWatcher("127.0.0.1:1", "sms.config").prewarm("smsflow-app")
     thread.join(timeout=60)
     assert not thread.is_alive()
