@@ -65,23 +65,27 @@ def _others() -> set[asyncio.Task[object]]:
     return {task for task in asyncio.all_tasks() if task is not current}
 
 
+async def _until_no_other_task(what: str) -> None:
+    """Return once no other task is left on the loop, or after :data:`GATHER_TIMEOUT_S`;
+    tasks started meanwhile are waited for too (as upstream's polling did)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + GATHER_TIMEOUT_S
+    pending = _others()
+    if pending:
+        log.info("shutdown: waiting for %d %s task(s): %s", len(pending), what,
+                 sorted(task.get_name() for task in pending))
+    while pending and (left := deadline - loop.time()) > 0:
+        await asyncio.wait(pending, timeout=left)
+        pending = _others()
+
+
 class PromptWorker(faust.Worker):
     """faust's worker whose shutdown waits for the loop's tasks instead of fixed sleeps."""
 
     def _gather_all(self) -> None:
-        async def settle() -> None:
-            pending = _others()
-            if pending:
-                log.info("shutdown: waiting for %d task(s): %s", len(pending),
-                         sorted(task.get_name() for task in pending))
-                await asyncio.wait(pending, timeout=GATHER_TIMEOUT_S)
-
-        self.loop.run_until_complete(settle())
+        self.loop.run_until_complete(_until_no_other_task("remaining"))
         for task in asyncio.all_tasks(loop=self.loop):
             task.cancel()
 
     async def _sentinel_task(self) -> None:
-        pending = _others()
-        if pending:
-            log.info("shutdown: %d cancelled task(s) unwinding", len(pending))
-            await asyncio.wait(pending, timeout=GATHER_TIMEOUT_S)
+        await _until_no_other_task("cancelled")

@@ -94,3 +94,22 @@ def test_a_task_that_does_not_end_is_cancelled_after_the_bound(
         assert stuck.cancelled() and unwound == [True]
     finally:
         loop.close()
+
+
+def test_a_task_started_during_the_wait_is_waited_for_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fixed_waits, "GATHER_TIMEOUT_S", 60.0)
+    loop = asyncio.new_event_loop()
+    try:
+        later: list[asyncio.Task[None]] = []
+
+        async def hands_over() -> None:
+            await asyncio.sleep(0.01)
+            later.append(asyncio.get_running_loop().create_task(asyncio.sleep(0.01)))
+
+        first = loop.create_task(hands_over())
+        PromptWorker._gather_all(cast(Any, SimpleNamespace(loop=loop)))
+        assert first.done() and len(later) == 1 and later[0].done() and not later[0].cancelled()
+    finally:
+        loop.close()
