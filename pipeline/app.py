@@ -25,6 +25,7 @@ from pipeline.faust_patches import auth_refusal, check_pins, guarded_consumer
 from pipeline.faust_patches.changelog_writes import route_changelogs
 from pipeline.faust_patches.commit_hooks import add_commit_barrier
 from pipeline.faust_patches.fetch_wait import shorten_fetch_wait
+from pipeline.faust_patches.fixed_waits import PromptTableManager, PromptWorker
 from pipeline.outputs import OutputProducer, OutputTopic
 from pipeline.scheduling import ScheduledStage
 from smsflow.kafka_refusal import report_refusal
@@ -114,6 +115,9 @@ def build_app(settings: Settings) -> Worker:
         # restarts it), instead of faust's default of leaving the worker up with that agent
         # silently dead.
         agent_supervisor=mode.CrashingSupervisor,
+        # Without faust's and mode's fixed sleeps at start and stop (~3 s per worker).
+        TableManager=PromptTableManager,
+        Worker=PromptWorker,
     )
     # Before anything creates the consumer: faust's own loses or strands records across
     # rebalances (pipeline/faust_patches/guarded_consumer.py).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ from pipeline.decoding import decode
 from pipeline.topic_follower import Batch, TopicFollower
 from schemas.codec import DecodeError
 from schemas.models import ConfigRecord
+from smsflow.config.kafka_io import read_config
 from smsflow.config.models import PlatformConfig, Tenant
 from smsflow.config.store import ConfigError, snapshot_from
 from smsflow.domain import route_engine
@@ -71,6 +73,27 @@ class ConfigWatcher(TopicFollower):
             empty, -1,
             route_engine.build_snapshot(route_engine.build_catalogue(empty), {}, time.time()),
         )
+
+    def prewarm(self, group_id: str) -> threading.Thread:
+        """Build the catalogue of the configuration on the topic now, in a daemon thread, and
+        throw it away: its number-prefix tables are memoised for the process (~1.5-2 s the
+        first time on the 2-core dev box, ~0.2 s after). Called before faust starts, the work
+        overlaps faust's start-up (topic creation, group join: mostly waiting on the broker)
+        instead of following it, so the first snapshot, which traffic waits for, comes that
+        much sooner. Anything that goes wrong here only leaves the tables cold. ``group_id``:
+        one the worker's Kafka ACLs let it describe (its own: the read joins no group)."""
+
+        def warm() -> None:
+            try:
+                config = read_config(self._bootstrap, self._topic, group_id=group_id)
+                if config.routes:
+                    route_engine.build_catalogue(config)
+            except Exception as exc:  # a cold start is the only consequence
+                log.info("catalogue pre-warm skipped: %s", exc)
+
+        thread = threading.Thread(target=warm, name="catalogue-prewarm", daemon=True)
+        thread.start()
+        return thread
 
     async def wait_ready(self) -> ConfigSnapshot:
         if not self._ready.is_set():

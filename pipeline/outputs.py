@@ -16,7 +16,9 @@ Theory of operation
   :func:`~pipeline.after_delivery.after_delivery` writes done markers from it.
 * Delivery reports are served on the event loop itself: while records are in flight, a pump
   task calls ``poll(0)`` every 2 ms, which completes the futures in place. A poller thread
-  measured worse: every report took the GIL from the event loop (docs/performance.md).
+  measured worse: every report took the GIL from the event loop (docs/performance.md). The
+  pump ends when nothing is in flight and the next send starts a new one, so an idle worker
+  has no task left over (its shutdown does not wait out a task that would never end).
 * **Commit barrier.** faust flushes *its* producer before every offset commit, which is what
   makes an agent's auto-acked source committable only after its outputs are stored. The guarded
   consumer calls :meth:`OutputProducer.flush` at the same place, so the rule holds for these
@@ -67,7 +69,6 @@ class OutputProducer:
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[asyncio.Future[None]] = set()
-        self._wake: asyncio.Event | None = None
         self._pump_task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self.sent = 0
@@ -77,8 +78,6 @@ class OutputProducer:
     def _start(self) -> Producer:
         self._loop = asyncio.get_running_loop()
         self._producer = Producer(self._config)
-        self._wake = asyncio.Event()
-        self._pump_task = self._loop.create_task(self._pump(), name="output-producer")
         return self._producer
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
@@ -105,10 +104,11 @@ class OutputProducer:
         except BufferError:
             producer.poll(0)
             raise
-        pending = self._pending
-        if not pending:
-            self._wake.set()  # type: ignore[union-attr]
-        pending.add(future)
+        self._pending.add(future)
+        pump = self._pump_task
+        if pump is None or pump.done():  # nothing was in flight: serve the reports again
+            self._pump_task = self._loop.create_task(  # type: ignore[union-attr]
+                self._pump(), name="output-producer")
         self.sent += 1
         return future
 
@@ -117,12 +117,11 @@ class OutputProducer:
     async def _pump(self) -> None:
         """Serve delivery reports on the event loop while records are in flight: no thread, no
         GIL hand-offs; a few hundred cheap ``poll(0)`` calls a second at most."""
-        producer, wake = self._producer, self._wake
-        assert producer is not None and wake is not None
-        while True:
-            if not self._pending:
-                wake.clear()
-                await wake.wait()
+        producer = self._producer
+        assert producer is not None
+        # Re-checked right before returning (no await in between): a send finds this task
+        # either still serving or done, never ending without serving its record.
+        while self._pending:
             await asyncio.sleep(_PUMP_EVERY_S)
             try:
                 producer.poll(0)  # runs _delivered for every report that arrived

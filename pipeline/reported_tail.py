@@ -95,10 +95,14 @@ class ReportedTail:
     def scan(self, partition: int, from_offset: int, from_timestamp_ms: int) -> TailScan:
         started = time.monotonic()
         deadline = started + _TIMEOUT_S
+        # A short broker-side fetch wait: the fetch left parked at the end of the parts
+        # partition (librdkafka's default wait is 500 ms) delays the metadata request that
+        # follows on the same connection (the broker answers a connection's requests in
+        # order): 0.53 s per scan with the default, 0.08 s with this (measured on the dev box).
         consumer = Consumer(client_config(
             self._bootstrap,
             **{"group.id": self._group_id, "enable.auto.commit": False,
-               "enable.partition.eof": True}))
+               "enable.partition.eof": True, "fetch.wait.max.ms": 10}))
         try:
             parts = TopicPartition(self._parts_topic, partition)
             _, replay_end = consumer.get_watermark_offsets(parts, timeout=10)

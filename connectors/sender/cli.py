@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 from types import FrameType
@@ -44,6 +45,9 @@ def _cmd_sender(args: argparse.Namespace) -> int:
     finally:
         server.shutdown()
     log.info("sender stopped: %s", service.stats)
+    # Everything is closed and flushed: keep the interpreter's final garbage collections
+    # from walking the whole heap (the routing catalogue's number tables: ~0.5-1 s of exit).
+    gc.freeze()
     return 0
 
 

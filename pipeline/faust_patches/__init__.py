@@ -24,6 +24,9 @@ this package touches private faust/aiokafka/mode attributes.
   record at a time (~10% of the worker's CPU); ``send_changelog`` is replaced per table. Also
   per table: faust's partition-count check, which crashed a fresh worker when a just-created
   changelog's metadata still showed 0 partitions.
+* :mod:`.fixed_waits`: faust's 1 s sleep before the tables start and mode's fixed waits at
+  shutdown (``Worker._gather_all``, ``_sentinel_task``), replaced by waits for the event
+  through faust's ``TableManager=`` and ``Worker=`` settings.
 
 Pinned: faust-streaming 0.15.3, aiokafka 0.14.0, mode-streaming 0.7.1 (:data:`PINNED`).
 The versions are pinned exactly in pyproject.toml and checked at start-up
@@ -40,6 +43,7 @@ from pipeline.faust_patches import (
     changelog_writes,
     current_event,
     fetch_wait,
+    fixed_waits,
     guarded_consumer,
     stream_hooks,
 )
@@ -62,6 +66,7 @@ PATCHES: dict[str, tuple[Upstream, ...]] = {
     "current_event": current_event.UPSTREAM,
     "changelog_writes": changelog_writes.UPSTREAM,
     "auth_refusal": auth_refusal.UPSTREAM,
+    "fixed_waits": fixed_waits.UPSTREAM,
 }
 ALL_UPSTREAM: tuple[Upstream, ...] = tuple(u for deps in PATCHES.values() for u in deps)
 

@@ -20,6 +20,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings()
     checked_connection(settings)  # wrong credentials end the worker here (kafka_auth.py)
     worker = create_app(settings)
+    # Overlaps faust's start-up (see ConfigWatcher.prewarm); the worker's own group id.
+    worker.config_watcher.prewarm(settings.app_id)
     sys.argv = ["smsflow-worker", "worker", "--loglevel", args.loglevel]
     if not args.web:
         sys.argv.append("--without-web")

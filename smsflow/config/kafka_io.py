@@ -24,13 +24,15 @@ from smsflow.kafka_clients import client_config, producer_config
 from smsflow.kafka_security import KafkaTarget
 
 
-def read_records(bootstrap: KafkaTarget, topic: str, *, timeout_s: float = 30.0
-                 ) -> list[tuple[bytes | None, bytes | None]]:
-    """Every ``(key, value)`` of a single-partition topic now, in offset order."""
+def read_records(bootstrap: KafkaTarget, topic: str, *, timeout_s: float = 30.0,
+                 group_id: str | None = None) -> list[tuple[bytes | None, bytes | None]]:
+    """Every ``(key, value)`` of a single-partition topic now, in offset order. ``group_id``:
+    the group librdkafka looks up (never joined, nothing committed), for a client whose ACLs
+    allow only its own groups; default a fresh ``smsflow-config-reader-*`` one."""
     consumer = Consumer(
         {
             **client_config(bootstrap),
-            "group.id": f"smsflow-config-reader-{uuid.uuid4()}",
+            "group.id": group_id or f"smsflow-config-reader-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
         }
@@ -58,12 +60,13 @@ def read_records(bootstrap: KafkaTarget, topic: str, *, timeout_s: float = 30.0
 
 
 def read_config_records(
-    bootstrap: KafkaTarget, topic: str, *, timeout_s: float = 30.0
+    bootstrap: KafkaTarget, topic: str, *, timeout_s: float = 30.0, group_id: str | None = None
 ) -> list[tuple[str, ConfigRecord | None]]:
     """Every record of the (single-partition) config topic, in offset order."""
     records: list[tuple[str, ConfigRecord | None]] = []
     for position, (raw_key, value) in enumerate(read_records(bootstrap, topic,
-                                                             timeout_s=timeout_s)):
+                                                             timeout_s=timeout_s,
+                                                             group_id=group_id)):
         key = (raw_key or b"").decode()
         records.append((key, _decode_or_drop(key, value, position)))
     return records
@@ -105,8 +108,9 @@ def _decode_or_drop(key: str, value: bytes | None, position: int) -> ConfigRecor
         return None
 
 
-def read_config(bootstrap: KafkaTarget, topic: str) -> PlatformConfig:
-    return fold(read_config_records(bootstrap, topic))
+def read_config(bootstrap: KafkaTarget, topic: str, *, group_id: str | None = None
+                ) -> PlatformConfig:
+    return fold(read_config_records(bootstrap, topic, group_id=group_id))
 
 
 def apply_config(bootstrap: KafkaTarget, topic: str, config: PlatformConfig) -> list[str]:

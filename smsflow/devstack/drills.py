@@ -206,7 +206,7 @@ def terminal_counts(settings: Settings, message_ids: Collection[str], *, timeout
         deadline = time.monotonic() + timeout_s
         settle_until: float | None = None
         while time.monotonic() < (settle_until or deadline):
-            for terminal in reader.poll(timeout_s=0.5):
+            for terminal in reader.poll(timeout_s=0.1):  # returns at its timeout: keep short
                 message_id: str | None
                 if terminal.report is not None:
                     message_id, status = terminal.report.message_id, terminal.report.status.value

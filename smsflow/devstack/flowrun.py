@@ -218,7 +218,9 @@ def run_flow(
         deadline = started + timeout_s
         last_progress = 0.0
         while len(seen) < len(expected) and time.monotonic() < deadline:
-            for terminal in reader.poll(timeout_s=0.5):
+            # consume() returns at its timeout unless 1000 records came: keep it short, so the
+            # flow ends soon after its last terminal state (it is timestamped by Kafka anyway).
+            for terminal in reader.poll(timeout_s=0.1):
                 message_id = (
                     terminal.report.message_id if terminal.report
                     else terminal.rejection.message_id if terminal.rejection else None

@@ -12,7 +12,15 @@ import uuid
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Message
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupState,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from schemas.models import RoutedMessage, SubmitOutcome
@@ -55,10 +63,16 @@ def read_messages(
         "auto.offset.reset": "earliest",
         "enable.partition.eof": True,
         "enable.auto.commit": False,
+        # An empty partition's end is known when its first fetch returns: do not let the
+        # broker hold that fetch for librdkafka's default 500 ms.
+        "fetch.wait.max.ms": 10,
     })
     try:
-        consumer.subscribe([topic])
-        partitions = len(consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
+        # Every partition assigned from its beginning: the records a new group would read,
+        # with no group to join (nothing is committed).
+        found = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+        partitions = len(found)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(found)])
         messages: list[Message] = []
         eof: set[int] = set()
         while len(eof) < partitions:

@@ -189,6 +189,13 @@ class LocalStack:
         return [*self.smsflow_argv(), *args]
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # e.g. the simulator never listened: no worker is left running
+            raise
+
+    def _start(self) -> None:
         logs = self.home / "logs"
         if self.simulator:
             sim = ManagedProcess(
@@ -199,9 +206,11 @@ class LocalStack:
             )
             sim.start(self.env)
             self.processes.append(sim)
-        wait_for_port("127.0.0.1", self.sim_port, 20)
+        # The workers never talk to the SMSC: they start while the simulator comes up (their
+        # start-up is the longest). The senders bind at once, so they wait for its port.
         for _ in range(self.workers):
             self.add_worker()
+        wait_for_port("127.0.0.1", self.sim_port, 20)
         for index in range(self.senders):
             self.add_sender("sender" if self.senders == 1 else f"sender-{index}")
 
