@@ -25,7 +25,7 @@ from pipeline.decoding import decode
 from pipeline.topic_follower import Batch, TopicFollower
 from schemas.codec import DecodeError
 from schemas.models import ConfigRecord
-from smsflow.config.kafka_io import read_config
+from smsflow.config.config_read import read_config
 from smsflow.config.models import PlatformConfig, Tenant
 from smsflow.config.store import ConfigError, snapshot_from
 from smsflow.domain import route_engine

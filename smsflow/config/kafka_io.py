@@ -1,116 +1,46 @@
-"""Read and write the ``sms.config`` topic (blocking; for the CLI and the sender at start-up)."""
+"""Read and write the ``sms.config`` topic (blocking; for the CLI and the sender at start-up).
+
+Reads take a fresh ``smsflow-config-reader-*`` group (never joined, nothing committed) unless
+the caller names one; the reading itself is :mod:`smsflow.config.config_read`.
+"""
 
 from __future__ import annotations
 
-import logging
-import time
 import uuid
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import Producer
 
-from schemas.codec import DecodeError
 from schemas.models import ConfigRecord
-from schemas.retrying import decode_blocking
+from smsflow.config import config_read
 from smsflow.config.models import PlatformConfig
-from smsflow.config.store import fold, now_utc, to_records
-from smsflow.kafka_clients import client_config, producer_config
+from smsflow.config.store import now_utc, to_records
+from smsflow.kafka_clients import producer_config
 from smsflow.kafka_security import KafkaTarget
+
+__all__ = ["apply_config", "read_config", "read_config_records", "read_records"]
 
 
 def read_records(bootstrap: KafkaTarget, topic: str, *, timeout_s: float = 30.0,
                  group_id: str | None = None) -> list[tuple[bytes | None, bytes | None]]:
-    """Every ``(key, value)`` of a single-partition topic now, in offset order. ``group_id``:
-    the group librdkafka looks up (never joined, nothing committed), for a client whose ACLs
-    allow only its own groups; default a fresh ``smsflow-config-reader-*`` one."""
-    consumer = Consumer(
-        {
-            **client_config(bootstrap),
-            "group.id": group_id or f"smsflow-config-reader-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    try:
-        low, high = _watermarks(consumer, topic, timeout_s)
-        if high <= low:
-            return []
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        records: list[tuple[bytes | None, bytes | None]] = []
-        while True:
-            message = consumer.poll(timeout_s)
-            if message is None:
-                raise TimeoutError(f"no record from {topic} within {timeout_s}s")
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    return records
-                raise RuntimeError(f"reading {topic}: {error}")
-            records.append((message.key(), message.value()))
-            if (message.offset() or 0) + 1 >= high:
-                return records
-    finally:
-        consumer.close()
+    """Every ``(key, value)`` of a single-partition topic now, in offset order."""
+    return config_read.read_records(
+        bootstrap, topic, group_id=group_id or f"smsflow-config-reader-{uuid.uuid4()}",
+        timeout_s=timeout_s)
 
 
 def read_config_records(
     bootstrap: KafkaTarget, topic: str, *, timeout_s: float = 30.0, group_id: str | None = None
 ) -> list[tuple[str, ConfigRecord | None]]:
     """Every record of the (single-partition) config topic, in offset order."""
-    records: list[tuple[str, ConfigRecord | None]] = []
-    for position, (raw_key, value) in enumerate(read_records(bootstrap, topic,
-                                                             timeout_s=timeout_s,
-                                                             group_id=group_id)):
-        key = (raw_key or b"").decode()
-        records.append((key, _decode_or_drop(key, value, position)))
-    return records
-
-
-log = logging.getLogger(__name__)
-
-_RETRIABLE = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-}
-
-
-def _watermarks(consumer: Consumer, topic: str, timeout_s: float) -> tuple[int, int]:
-    """Watermarks of partition 0, retried while a just-created topic elects its leader."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
-            return low, high
-        except KafkaException as exc:
-            if exc.args[0].code() not in _RETRIABLE or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def _decode_or_drop(key: str, value: bytes | None, position: int) -> ConfigRecord | None:
-    """A record this version cannot read (an unknown schema, corruption) counts as absent, so
-    ``apply`` rewrites it and readers carry on; it is logged, never silently ignored."""
-    if not value:
-        return None
-    try:
-        # A registry outage is not the record's fault: wait it out, never treat it as absent.
-        return decode_blocking(ConfigRecord, value)
-    except DecodeError as exc:
-        log.warning("config record %s (#%d on the topic) is unreadable and treated as absent: "
-                    "%s", key, position, exc)
-        return None
+    return config_read.read_config_records(
+        bootstrap, topic, group_id=group_id or f"smsflow-config-reader-{uuid.uuid4()}",
+        timeout_s=timeout_s)
 
 
 def read_config(bootstrap: KafkaTarget, topic: str, *, group_id: str | None = None
                 ) -> PlatformConfig:
-    return fold(read_config_records(bootstrap, topic, group_id=group_id))
+    return config_read.read_config(
+        bootstrap, topic, group_id=group_id or f"smsflow-config-reader-{uuid.uuid4()}")
 
 
 def apply_config(bootstrap: KafkaTarget, topic: str, config: PlatformConfig) -> list[str]:

@@ -13,7 +13,7 @@ from schemas import retrying
 from schemas.codec import DecodeError
 from schemas.models import ConfigRecord, RouteHealth
 from schemas.wire import RegistryUnavailableError, SchemaRegistryError
-from smsflow.config import kafka_io
+from smsflow.config import config_read
 from tests.paths import REPO_ROOT
 from tests.unit.schemas.test_wire import model_sample
 
@@ -92,9 +92,9 @@ def test_config_reader_waits_for_the_registry_and_drops_only_bad_records(
         return real(value)
 
     monkeypatch.setattr(ConfigRecord, "from_avro", down_twice)
-    assert kafka_io._decode_or_drop("limits/platform", data, 0) == good
+    assert config_read.decode_or_drop("limits/platform", data, 0) == good
     assert calls["n"] == 3
-    assert kafka_io._decode_or_drop("limits/platform", b"\xc3\x01garbage", 1) is None
+    assert config_read.decode_or_drop("limits/platform", b"\xc3\x01garbage", 1) is None
 
 
 def _from_avro_calls(path: Path) -> list[int]:
