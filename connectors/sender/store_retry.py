@@ -10,6 +10,12 @@ message never ended (no outcome, so no report) until someone restarted the sende
 then resubmitted the parts as in doubt. Found by the ``produce-refused-sender`` chaos drill
 (docs/performance.md#chaos-drills-issue-14).
 
+librdkafka may also refuse a record at once: ``produce()`` raises ``KafkaException`` when its
+metadata already says the broker refuses the topic (TOPIC_AUTHORIZATION_FAILED once an ACL is
+revoked: the ``test_a_revoked_acl_is_visible_in_time`` drill). That raise used to escape into
+the SMPP result callback, so the part's outcome was neither stored nor retried. It is treated
+as the same refusal as one in a delivery report.
+
 Now such a record is produced again after a backoff (0.5 s doubling to 10 s), the same bytes
 with the same callback, for as long as it takes, while :meth:`StoreRetry.waiting` tells the
 sender to pause its consumer (it stops taking new work until the broker accepts writes again).
@@ -27,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +97,12 @@ class StoreRetry:
                           waiting, refusals, error)
 
         def again() -> None:
-            self._produce(topic, key, value, delivered, **extra)
+            try:
+                self._produce(topic, key, value, delivered, **extra)
+            except KafkaException as exc:  # refused at once (module docstring)
+                delivered(exc.args[0], None)  # type: ignore[arg-type]  # no message: unused
 
-        self._produce(topic, key, value, delivered, **extra)
+        again()
 
     def run_due(self, now: float) -> int:
         """Produce again every record whose backoff ended; how many."""

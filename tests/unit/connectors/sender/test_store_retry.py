@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from connectors.sender.store_retry import StoreRetry, backoff_s
 
@@ -23,6 +23,30 @@ class FakeKafka:
 
 
 REFUSED = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+
+
+class RefusingAtOnce(FakeKafka):
+    """librdkafka's produce() raising what its metadata already knows (an ACL revoked)."""
+
+    def produce(self, topic: str, key: str | None, value: bytes, on_delivery: Any,
+                **extra: Any) -> None:
+        verdict = self.verdicts[0]
+        if verdict is not None:
+            self.verdicts.pop(0)
+            self.produced.append((topic, key, value, extra))
+            raise KafkaException(verdict)
+        super().produce(topic, key, value, on_delivery, **extra)
+
+
+def test_a_record_refused_at_once_by_produce_is_retried_like_a_refused_delivery() -> None:
+    kafka = RefusingAtOnce([KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), None])
+    stored: list[KafkaError | None] = []
+    store = StoreRetry(kafka.produce, stopping=lambda: False)
+    store.produce("sms.sent", "k", b"v", lambda error, _m: stored.append(error))
+    assert stored == [] and store.waiting() == 1 and store.refusals == 1
+    assert store.run_due(now=1e12) == 1
+    assert stored == [None] and store.waiting() == 0
+    assert len(kafka.produced) == 2
 
 
 def test_a_refused_record_is_produced_again_after_its_backoff_until_stored() -> None:
