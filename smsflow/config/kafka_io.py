@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 from schemas.models import ConfigRecord
 from smsflow.config import config_read
 from smsflow.config.models import PlatformConfig
-from smsflow.config.store import now_utc, to_records
+from smsflow.config.store import fold, now_utc, to_records
 from smsflow.kafka_clients import producer_config
 from smsflow.kafka_security import KafkaTarget
 
@@ -39,8 +39,7 @@ def read_config_records(
 
 def read_config(bootstrap: KafkaTarget, topic: str, *, group_id: str | None = None
                 ) -> PlatformConfig:
-    return config_read.read_config(
-        bootstrap, topic, group_id=group_id or f"smsflow-config-reader-{uuid.uuid4()}")
+    return fold(read_config_records(bootstrap, topic, group_id=group_id))
 
 
 def apply_config(bootstrap: KafkaTarget, topic: str, config: PlatformConfig) -> list[str]:
