@@ -46,10 +46,13 @@ from tests.integration.waiting import worker_consumed
 pytestmark = pytest.mark.slow
 
 SMSC = "smsc-uk"
-#: Short clocks so expiry and dead-lettering happen within the test.
+#: Short clocks so expiry and dead-lettering happen within the test. The receipt TTL must
+#: outlast the early-receipt test's wait for the worker's commit (over 4 s once on a loaded CI
+#: machine, which dead-lettered the receipt before its submit outcome came).
+RECEIPT_TTL_S = 12
 TRACKING_ENV = {
     "SMSFLOW_DLR_EXPIRY_GRACE_S": "1",
-    "SMSFLOW_DLR_RECEIPT_TTL_S": "4",
+    "SMSFLOW_DLR_RECEIPT_TTL_S": str(RECEIPT_TTL_S),
     "SMSFLOW_DLR_DONE_TTL_S": "600",
 }
 
@@ -161,8 +164,11 @@ def test_receipt_before_submit_outcome_and_on_another_bind(
 ) -> None:
     producer = _producer(tracking_settings)
     sent = _sent("early-receipt")
+    receipt_sent_at = time.monotonic()
     _send(producer, tracking_settings, _receipt(sent, bind="rx-7"))  # receipt first
     worker_consumed(tracking_settings, [DLR_RAW])  # the receipt waits in dlr-pending
+    waited = time.monotonic() - receipt_sent_at
+    assert waited < RECEIPT_TTL_S, f"the commit took {waited:.1f} s, past the receipt TTL"
     _send(producer, tracking_settings, sent)
     [report] = _wait_reports(tracking_settings, {"early-receipt"})
     assert report.status is DeliveryStatus.DELIVERED
@@ -239,10 +245,10 @@ def test_receipt_without_submit_outcome_is_dead_lettered_after_its_ttl(
     producer = _producer(tracking_settings)
     orphan = _receipt(_sent("never-sent", smsc_id="feedbeef"))
     _send(producer, tracking_settings, orphan)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + RECEIPT_TTL_S + 30
     while True:
         found = [r for r in _rejections(tracking_settings)
-                 if r.reason_code == REASON_RECEIPT_UNMATCHED]
+                 if r.reason_code == REASON_RECEIPT_UNMATCHED and "feedbeef" in r.reason]
         if found or time.monotonic() > deadline:
             break
         time.sleep(0.5)
