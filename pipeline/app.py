@@ -21,7 +21,7 @@ import mode
 
 from pipeline.bind_watch import BindWatcher
 from pipeline.config_watch import ConfigWatcher
-from pipeline.faust_patches import auth_refusal, check_pins, guarded_consumer
+from pipeline.faust_patches import auth_refusal, check_pins, guarded_consumer, lean_sensors
 from pipeline.faust_patches.changelog_writes import route_changelogs
 from pipeline.faust_patches.commit_hooks import add_commit_barrier
 from pipeline.faust_patches.fetch_wait import shorten_fetch_wait
@@ -122,6 +122,7 @@ def build_app(settings: Settings) -> Worker:
     # Before anything creates the consumer: faust's own loses or strands records across
     # rebalances (pipeline/faust_patches/guarded_consumer.py).
     guarded_consumer.install(app)
+    lean_sensors.install(app)  # before any stream or table binds the sensor methods
     outputs = OutputProducer(connection)
     add_commit_barrier(app, outputs.flush)  # before every commit and every revocation
     worker = Worker(app, settings, outputs,
