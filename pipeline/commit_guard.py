@@ -22,6 +22,7 @@ class CommitGuard:
     rewinds: int = 0
     wait_empty_released: int = 0
     held_before_start: int = 0
+    buffer_waits: int = 0
 
 
 GUARD = CommitGuard()

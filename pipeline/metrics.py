@@ -192,6 +192,9 @@ _GUARD_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("smsflow_commit_guard_held_before_start",
      "Records fetched after a rebalance before the committed offsets were known; held back "
      "and fetched again from the committed offset.", "held_before_start"),
+    ("smsflow_commit_guard_buffer_waits",
+     "Deliveries that found a stream buffer full and waited until it was half empty (a "
+     "backlog: the agent is the bottleneck).", "buffer_waits"),
 )
 
 

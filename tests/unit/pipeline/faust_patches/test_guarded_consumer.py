@@ -11,6 +11,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -445,3 +446,91 @@ async def test_a_seek_answer_from_an_older_generation_sets_no_start(
     await consumer.seek_to_committed()
     await consumer._deliver_in_order(tp, _message(tp, 25, generation=8), consumer._seeks)
     assert delivered == [], "generation 8 waits for its own seek"
+
+
+class _Channel:
+    """What the guarded consumer reads of an agent's channel: its stream buffer."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize)
+
+
+def _full_buffer(consumer: GuardedConsumer, tp: TP, maxsize: int) -> tuple[_Channel, list[int]]:
+    """A full stream buffer on ``tp``; deliveries are recorded once they found room (as
+    faust's handler does: it waits for a free slot when the buffer is full)."""
+    channel = _Channel(maxsize)
+    for n in range(maxsize):
+        channel.queue.put_nowait(n)
+    consumer.app.topics._tp_index[tp] = {channel}  # type: ignore[attr-defined]
+    delivered: list[int] = []
+
+    async def callback(message: Message) -> None:
+        while channel.queue.full():
+            await asyncio.sleep(0.001)
+        delivered.append(message.offset)
+
+    consumer.callback = callback
+    return channel, delivered
+
+
+@pytest.mark.asyncio
+async def test_a_full_buffer_is_waited_out_to_half_then_records_go_without_a_race(
+    consumer: GuardedConsumer, app: faust.App, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backlog keeps a stream buffer full. Racing each record against the suspended flow
+    (two tasks each) was ~19% of the per-event floor: the delivery waits for half a buffer of
+    room instead, and the records after it find room without waiting."""
+    consumer.loop = asyncio.get_running_loop()
+    tp = TPS[0]
+    channel, delivered = _full_buffer(consumer, tp, maxsize=4)
+
+    async def no_race(*_aws: Any) -> Any:
+        raise AssertionError("raced against the suspended flow")
+
+    monkeypatch.setattr(consumer, "wait_first", no_race)
+    waits = GUARD.buffer_waits
+    try:
+        delivery = asyncio.ensure_future(consumer._delivered_now(_message(tp, 7)))
+        await asyncio.sleep(0.02)
+        channel.queue.get_nowait()  # one slot free: not yet half empty
+        await asyncio.sleep(0.02)
+        assert not delivery.done() and delivered == []
+        channel.queue.get_nowait()  # half empty
+        assert await asyncio.wait_for(delivery, 1.0) is True
+        assert delivered == [7]
+        assert GUARD.buffer_waits == waits + 1
+        channel.queue.put_nowait(0)  # the record went in; three of four slots taken
+        assert await consumer._delivered_now(_message(tp, 8)) is True  # room: no wait
+        assert GUARD.buffer_waits == waits + 1
+    finally:
+        del app.topics._tp_index[tp]  # type: ignore[attr-defined]
+
+
+@pytest.mark.asyncio
+async def test_a_flow_stopped_while_waiting_for_room_cuts_the_delivery_short(
+    consumer: GuardedConsumer, app: faust.App, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer.loop = asyncio.get_running_loop()
+    # mode's events and Service.wait_first are bound to the app's loop, not this test's: the
+    # same race (first of the delivery and the suspended flow) on this loop.
+    monkeypatch.setattr(consumer, "suspend_flow", asyncio.Event())
+
+    async def race(*aws: Any) -> Any:
+        futures = {asyncio.ensure_future(aw): aw for aw in aws}
+        done, pending = await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+        for future in pending:
+            future.cancel()
+        return SimpleNamespace(done=[futures[future] for future in done])
+
+    monkeypatch.setattr(consumer, "wait_first", race)
+    tp = TPS[1]
+    _channel, delivered = _full_buffer(consumer, tp, maxsize=2)
+    try:
+        delivery = asyncio.ensure_future(consumer._delivered_now(_message(tp, 3)))
+        await asyncio.sleep(0.01)
+        consumer.stop_flow()  # a rebalance begins
+        assert await asyncio.wait_for(delivery, 1.0) is False
+        assert delivered == []
+    finally:
+        consumer.resume_flow()
+        del app.topics._tp_index[tp]  # type: ignore[attr-defined]
