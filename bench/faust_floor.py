@@ -96,10 +96,13 @@ def _child_faust(bootstrap: str, topic: str, records: int, batches: bool,
         import faust
         app = faust.App(settings.app_id, broker=f"kafka://{bootstrap}",
                         datadir=str(home), web_enabled=False)
+        source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                           value_serializer="raw")
     else:
+        from pipeline.faust_patches.raw_events import RawBytesSchema
+
         app = build_app(settings).app
-    source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw",
-                       value_serializer="raw")
+        source = app.topic(topic, schema=RawBytesSchema())  # as the worker's Worker.topic
     state: dict[str, float] = {"seen": 0}
 
     def tick(count: int) -> None:

@@ -21,11 +21,18 @@ import mode
 
 from pipeline.bind_watch import BindWatcher
 from pipeline.config_watch import ConfigWatcher
-from pipeline.faust_patches import auth_refusal, check_pins, guarded_consumer, lean_sensors
+from pipeline.faust_patches import (
+    auth_refusal,
+    check_pins,
+    guarded_consumer,
+    lean_sensors,
+    raw_events,
+)
 from pipeline.faust_patches.changelog_writes import route_changelogs
 from pipeline.faust_patches.commit_hooks import add_commit_barrier
 from pipeline.faust_patches.fetch_wait import shorten_fetch_wait
 from pipeline.faust_patches.fixed_waits import PromptTableManager, PromptWorker
+from pipeline.faust_patches.raw_events import RawBytesSchema
 from pipeline.outputs import OutputProducer, OutputTopic
 from pipeline.scheduling import ScheduledStage
 from smsflow.kafka_refusal import report_refusal
@@ -61,10 +68,7 @@ class Worker:
         """An input topic (or several read as one) with raw bytes keys and values."""
         return self.app.topic(
             *(self.name(topic) for topic in topics),
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
+            schema=RawBytesSchema(),  # bytes as fetched (pipeline/faust_patches/raw_events.py)
             internal=False,
         )
 
@@ -123,6 +127,7 @@ def build_app(settings: Settings) -> Worker:
     # rebalances (pipeline/faust_patches/guarded_consumer.py).
     guarded_consumer.install(app)
     lean_sensors.install(app)  # before any stream or table binds the sensor methods
+    raw_events.install(app)  # before the conductor compiles its handlers
     outputs = OutputProducer(connection)
     add_commit_barrier(app, outputs.flush)  # before every commit and every revocation
     worker = Worker(app, settings, outputs,

@@ -30,6 +30,9 @@ this package touches private faust/aiokafka/mode attributes.
 * :mod:`.lean_sensors`: faust's sensor delegate and monitor keep statistics on every message,
   event and table access (~4.5% of the worker's CPU) that nothing reads; only the stalled-stream
   check's ``stream_inbound_time`` is kept.
+* :mod:`.raw_events`: per event, faust decodes our raw-bytes topics through its serializer
+  registry and looks two settings up (``conf.Event``, ``conf.producer_threaded``): a schema
+  that returns the fetched bytes, and both lookups done once.
 
 Pinned: faust-streaming 0.15.3, aiokafka 0.14.0, mode-streaming 0.7.1 (:data:`PINNED`).
 The versions are pinned exactly in pyproject.toml and checked at start-up
@@ -49,6 +52,7 @@ from pipeline.faust_patches import (
     fixed_waits,
     guarded_consumer,
     lean_sensors,
+    raw_events,
     stream_hooks,
 )
 from pipeline.faust_patches.upstream import Upstream
@@ -72,6 +76,7 @@ PATCHES: dict[str, tuple[Upstream, ...]] = {
     "auth_refusal": auth_refusal.UPSTREAM,
     "fixed_waits": fixed_waits.UPSTREAM,
     "lean_sensors": lean_sensors.UPSTREAM,
+    "raw_events": raw_events.UPSTREAM,
 }
 ALL_UPSTREAM: tuple[Upstream, ...] = tuple(u for deps in PATCHES.values() for u in deps)
 
