@@ -128,7 +128,7 @@ def build_app(settings: Settings) -> Worker:
     guarded_consumer.install(app)
     lean_sensors.install(app)  # before any stream or table binds the sensor methods
     raw_events.install(app)  # before the conductor compiles its handlers
-    outputs = OutputProducer(connection)
+    outputs = OutputProducer(connection, **{"linger.ms": settings.output_linger_ms})
     add_commit_barrier(app, outputs.flush)  # before every commit and every revocation
     worker = Worker(app, settings, outputs,
                     ConfigWatcher(connection, topic_name(settings, CONFIG)),

@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.app import Worker
+from pipeline.app import Worker, create_app
 from pipeline.faust_patches.guarded_consumer import GuardedTransport
+from pipeline.faust_patches.lean_sensors import LeanSensors
+from pipeline.faust_patches.raw_events import RawBytesSchema
+from smsflow.settings import Settings
 
 ROOT = Path(__file__).parents[3]
 
@@ -53,3 +56,16 @@ def test_faust_s_own_web_views_are_off(worker: Worker) -> None:
     conf = worker.app.conf
     assert not (conf.web_router_enabled or conf.web_tables_enabled or conf.web_graph_enabled
                 or conf.web_stats_enabled or conf.web_metrics_enabled)
+
+
+def test_the_worker_reads_its_topics_as_raw_bytes_and_runs_the_lean_event_path(
+    worker: Worker,
+) -> None:
+    assert isinstance(worker.topic("sms.submitted").schema, RawBytesSchema)
+    assert isinstance(worker.app.sensors, LeanSensors)
+
+
+def test_the_output_producer_lingers_as_configured(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", kafka_bootstrap="127.0.0.1:1",
+                        app_id="unit-linger", topic_prefix="unit.", output_linger_ms=20)
+    assert create_app(settings).outputs._config["linger.ms"] == 20
