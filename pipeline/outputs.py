@@ -27,6 +27,17 @@ Theory of operation
   future fails, the commit barrier raises, and the worker stops with its sources uncommitted
   (replayed by the next owner): never lost.
 * A full local queue (``BufferError``) is back-pressure: ``send`` waits a moment and retries.
+* **Grouped hand-over.** ``send`` queues the record and its future in Python; a callback
+  1 ms later hands everything queued by then to librdkafka, in order. A ``produce`` call
+  that finds its partition's queue empty wakes librdkafka's broker thread (and contends for
+  its lock): spread out, as agents send one or two records per event, it cost ~14 µs of
+  wall time per call; in groups of 4, ~7 µs, of 16, ~3 µs (a trickle benchmark on this
+  machine). Handing over at once on the next loop iteration made groups of only 2.4 records
+  and no measurable difference; 1 ms later, ~5 % less worker CPU per message
+  (docs/performance.md). The commit barrier hands the queue over before it waits, so nothing
+  queued escapes it. A ``produce`` that raises at once (topic
+  authorization) fails that record's future and every later commit, as a refused delivery
+  does.
 """
 
 from __future__ import annotations
@@ -47,9 +58,14 @@ log = logging.getLogger(__name__)
 __all__ = ["OutputProducer", "OutputTopic"]
 
 Headers = Sequence[tuple[str, bytes]] | None
+#: A record waiting for the next hand-over: topic, key, value, headers, partition, its future.
+_Queued = tuple[str, bytes | None, bytes | None, Headers, int | None, "asyncio.Future[None]"]
 
 _PUMP_EVERY_S = 0.002  # how often delivery reports are served while records are in flight
 _FULL_QUEUE_WAIT_S = 0.005
+#: How long a record sent waits in Python for others to hand over with it (module docstring,
+#: "Grouped hand-over"). Far below the producer's linger (5 ms): no latency to speak of.
+_HAND_OVER_EVERY_S = 0.001
 
 
 class OutputProducer:
@@ -69,6 +85,10 @@ class OutputProducer:
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[asyncio.Future[None]] = set()
+        #: Records sent since the loop last ran :meth:`_hand_over` (see "Grouped hand-over").
+        self._queued: list[_Queued] = []
+        self._hand_over_at: asyncio.Handle | None = None
+        self._max_queued = int(self._config["queue.buffering.max.messages"])
         self._pump_task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self.sent = 0
@@ -94,23 +114,46 @@ class OutputProducer:
                   ) -> asyncio.Future[None]:
         """:meth:`send` for callers that cannot wait (faust's table writes): raises
         ``BufferError`` if librdkafka's queue (500,000 records) is full."""
-        producer = self._producer or self._start()
-        future: asyncio.Future[None] = self._loop.create_future()  # type: ignore[union-attr]
-        on_delivery = partial(self._delivered, future)
-        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
-        try:
-            producer.produce(topic, value, key, on_delivery=on_delivery,
-                             headers=list(headers) if headers else None, **extra)
-        except BufferError:
+        producer = self._producer if self._producer is not None else self._start()
+        loop = self._loop
+        assert loop is not None
+        if len(self._queued) + len(producer) >= self._max_queued:
             producer.poll(0)
-            raise
+            raise BufferError("the output producer's queue is full")
+        future: asyncio.Future[None] = loop.create_future()
+        self._queued.append((topic, key, value, headers, partition, future))
+        if self._hand_over_at is None:
+            self._hand_over_at = loop.call_later(_HAND_OVER_EVERY_S, self._hand_over)
         self._pending.add(future)
         pump = self._pump_task
         if pump is None or pump.done():  # nothing was in flight: serve the reports again
-            self._pump_task = self._loop.create_task(  # type: ignore[union-attr]
-                self._pump(), name="output-producer")
+            self._pump_task = loop.create_task(self._pump(), name="output-producer")
         self.sent += 1
         return future
+
+    def _hand_over(self) -> None:
+        """Give librdkafka every record queued since the last hand-over, in order."""
+        self._hand_over_at = None
+        queued, self._queued = self._queued, []
+        producer = self._producer
+        assert producer is not None
+        produce, delivered = producer.produce, self._delivered
+        for index, (topic, key, value, headers, partition, future) in enumerate(queued):
+            try:
+                if partition is None:
+                    produce(topic, value, key, on_delivery=partial(delivered, future),
+                            headers=list(headers) if headers else None)
+                else:
+                    produce(topic, value, key, partition, on_delivery=partial(delivered, future),
+                            headers=list(headers) if headers else None)
+            except BufferError:  # its byte limit: serve reports, then go on from this record
+                producer.poll(0)
+                self._queued[:0] = queued[index:]
+                assert self._loop is not None
+                self._hand_over_at = self._loop.call_later(_FULL_QUEUE_WAIT_S, self._hand_over)
+                return
+            except KafkaException as exc:  # refused at once (e.g. topic authorization)
+                self._fail(future, exc)
 
     # ------------------------------------------------------------------ delivery reports
 
@@ -130,22 +173,28 @@ class OutputProducer:
 
     def _delivered(self, future: asyncio.Future[None], error: KafkaError | None,
                    _message: Message) -> None:
+        if error is None:
+            self._pending.discard(future)
+            if not future.done():
+                future.set_result(None)
+            return
+        self._fail(future, KafkaException(error))
+
+    def _fail(self, future: asyncio.Future[None], failure: KafkaException) -> None:
         self._pending.discard(future)
         if future.done():
             return
-        if error is None:
-            future.set_result(None)
-            return
-        failure = KafkaException(error)
         if self._failure is None:
             self._failure = failure
-            log.error("an output record was not stored: %s", error)
+            log.error("an output record was not stored: %s", failure)
         future.set_exception(failure)
 
     # ------------------------------------------------------------------ barrier
 
     async def flush(self) -> None:
         """Wait until every record sent so far is stored; raise if one was refused."""
+        if self._queued:
+            self._hand_over_now()
         if self._failure is not None:
             raise self._failure
         if self._pending:
@@ -158,10 +207,17 @@ class OutputProducer:
         return len(self._pending)
 
     def close(self, timeout_s: float = 10.0) -> None:
+        if self._queued:
+            self._hand_over_now()
         if self._pump_task is not None:
             self._pump_task.cancel()
         if self._producer is not None:
             self._producer.flush(timeout_s)
+
+    def _hand_over_now(self) -> None:
+        if self._hand_over_at is not None:
+            self._hand_over_at.cancel()
+        self._hand_over()
 
 
 class OutputTopic:
