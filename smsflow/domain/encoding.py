@@ -317,33 +317,36 @@ def plan_segments(text: str, reference: int = 0, *, max_parts: int = MAX_PARTS) 
 
     encoding = detect_encoding(text)
     if encoding is TextEncoding.GSM7:
-        unpacked = _gsm7_unpacked(text)
-        if len(unpacked) <= GSM7_SINGLE_SEPTETS:  # most messages: one part, no UDH
-            only = Segment(1, unpacked, b"", len(unpacked))
-            return SegmentPlan(encoding, encoding.data_coding, (only,), len(unpacked), None)
-        groups = [_ENCODE[ch] for ch in text]
+        encoded = _gsm7_unpacked(text)
+        # Every character one septet (no extension character): no unit to keep whole.
+        uniform = len(encoded) == len(text)
         octets_per_unit = 1
         single, multi = GSM7_SINGLE_SEPTETS, GSM7_MULTI_SEPTETS
     else:
-        groups = _ucs2_groups(text)
+        encoded = _ucs2_encode(text)
+        # Every code point in the BMP: two octets each, no surrogate pair to keep whole.
+        uniform = len(encoded) == 2 * len(text)
         octets_per_unit = 2
         single, multi = UCS2_SINGLE_UNITS, UCS2_MULTI_UNITS
 
-    total_octets = sum(len(g) for g in groups)
-    total_units = total_octets // octets_per_unit
-    if total_units <= single:
-        body = b"".join(groups)
-        segments: tuple[Segment, ...] = (Segment(1, body, b"", total_units),)
+    total_units = len(encoded) // octets_per_unit
+    if total_units <= single:  # most messages: one part, no UDH
+        segments: tuple[Segment, ...] = (Segment(1, encoded, b"", total_units),)
         return SegmentPlan(encoding, encoding.data_coding, segments, total_units, None)
 
-    packed = _pack_units(groups, multi * octets_per_unit)
-    if len(packed) > max_parts:
-        raise EncodingError(f"text needs {len(packed)} parts, more than the maximum of {max_parts}")
-    total = len(packed)
+    limit = multi * octets_per_unit
+    if uniform:  # equal units: the greedy packing is plain slicing (and much cheaper)
+        bodies = [encoded[start:start + limit] for start in range(0, len(encoded), limit)]
+    else:
+        groups = ([_ENCODE[ch] for ch in text] if encoding is TextEncoding.GSM7
+                  else _ucs2_groups(text))
+        bodies = [b"".join(part) for part in _pack_units(groups, limit)]
+    if len(bodies) > max_parts:
+        raise EncodingError(f"text needs {len(bodies)} parts, more than the maximum of {max_parts}")
+    total = len(bodies)
     built: list[Segment] = []
-    for index, part in enumerate(packed, start=1):
+    for index, body in enumerate(bodies, start=1):
         udh = concat_udh(reference, total, index)
-        body = b"".join(part)
         built.append(Segment(index, udh + body, udh, len(body) // octets_per_unit))
     return SegmentPlan(encoding, encoding.data_coding, tuple(built), total_units, reference)
 

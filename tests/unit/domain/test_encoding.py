@@ -283,3 +283,21 @@ def test_the_c_speed_gsm7_paths_agree_with_a_lookup_per_character(text: str) -> 
     assert b"".join(s.body for s in plan.segments) == expected
     if len(expected) <= 160:
         assert plan.segments == (Segment(1, expected, b"", len(expected)),)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_gsm_text, _any_text,
+                 st.text(alphabet=st.sampled_from("aé€ж😀"), min_size=60, max_size=400)))
+def test_the_parts_are_the_greedy_packing_of_one_group_per_character(text: str) -> None:
+    """Texts of equal units (no extension character, no surrogate pair) are cut in slices
+    instead of packed group by group: the parts must be the same."""
+    from smsflow.domain.encoding import _ENCODE, _pack_units
+
+    plan = plan_segments(text)
+    gsm = plan.encoding is TextEncoding.GSM7
+    groups = [_ENCODE[ch] for ch in text] if gsm else [ch.encode("utf-16-be") for ch in text]
+    if plan.part_count == 1:
+        assert plan.segments[0].body == b"".join(groups)
+        return
+    packed = [b"".join(part) for part in _pack_units(groups, 153 if gsm else 134)]
+    assert [s.body for s in plan.segments] == packed
