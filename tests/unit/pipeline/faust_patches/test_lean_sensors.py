@@ -3,8 +3,6 @@ rare calls still reach faust's monitor, and it replaces the delegate of a real a
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import faust
@@ -16,15 +14,8 @@ from pipeline.faust_patches.lean_sensors import LeanSensors, install
 
 
 @pytest.fixture
-def app() -> Iterator[faust.App]:
-    # The loop faust's services pick up; closed here, not left to the garbage collector.
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        yield faust.App("lean-sensors-test", broker="kafka://127.0.0.1:1", loop=loop)
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+def app(fresh_app: faust.App) -> faust.App:
+    return fresh_app
 
 
 def test_install_replaces_the_delegate_and_the_monitor_joins_it(app: faust.App) -> None:

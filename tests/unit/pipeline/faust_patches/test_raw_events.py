@@ -3,8 +3,6 @@ buffer rule as faust's, without the per-event registry and settings lookups."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import faust
@@ -17,14 +15,8 @@ TOPIC = "raw-events-in"
 
 
 @pytest.fixture
-def app() -> Iterator[faust.App]:
-    loop = asyncio.new_event_loop()  # faust's services pick it up; closed here
-    asyncio.set_event_loop(loop)
-    try:
-        yield faust.App("raw-events-test", broker="kafka://127.0.0.1:1", loop=loop)
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+def app(fresh_app: faust.App) -> faust.App:
+    return fresh_app
 
 
 def _message(key: bytes | None, value: bytes | None) -> Message:
@@ -43,11 +35,12 @@ def test_the_raw_schema_gives_the_events_faust_s_raw_codec_gave(
     app: faust.App, key: bytes | None, value: bytes | None
 ) -> None:
     install(app)
-    registry = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw",
-                            value_serializer="raw")
+    registry: faust.Schema[bytes, bytes] = faust.Schema(
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     raw, theirs = (_decode(app, s, _message(key, value)) for s in (RawBytesSchema(), registry))
     assert (raw.key, raw.value, raw.headers) == (theirs.key, theirs.value, theirs.headers)
-    assert type(raw) is type(theirs) is app.conf.Event
+    event_class: Any = app.conf.Event
+    assert type(raw) is type(theirs) is event_class
     assert raw.message is not None and raw.app is app
 
 
@@ -66,7 +59,7 @@ def test_the_producer_buffer_still_flushes_past_its_limit(app: faust.App) -> Non
         flushed.append(max_messages)
         return 0
 
-    buffer.flush_atmost = flush_atmost  # type: ignore[method-assign]
+    buffer.flush_atmost = flush_atmost  # type: ignore[method-assign,assignment]
     app.loop.run_until_complete(buffer.wait_until_ebb())
     assert flushed == []  # empty: nothing to wait for
     for n in range(buffer.max_messages + 1):
