@@ -152,7 +152,10 @@ class OutputProducer:
                 assert self._loop is not None
                 self._hand_over_at = self._loop.call_later(_FULL_QUEUE_WAIT_S, self._hand_over)
                 return
-            except KafkaException as exc:  # refused at once (e.g. topic authorization)
+            except Exception as exc:  # refused at once (e.g. topic authorization), or a bug
+                # Failed here, not raised: this runs as a loop callback, where a raise would
+                # leave the rest of the group unproduced and their futures (and every commit
+                # barrier) waiting for ever. A failed future stops the worker uncommitted.
                 self._fail(future, exc)
 
     # ------------------------------------------------------------------ delivery reports
@@ -180,7 +183,7 @@ class OutputProducer:
             return
         self._fail(future, KafkaException(error))
 
-    def _fail(self, future: asyncio.Future[None], failure: KafkaException) -> None:
+    def _fail(self, future: asyncio.Future[None], failure: Exception) -> None:
         self._pending.discard(future)
         if future.done():
             return

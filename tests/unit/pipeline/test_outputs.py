@@ -57,6 +57,8 @@ class _RecordingProducer:
                 partition: int | None = None, **_: object) -> None:
         if topic in self.refuse:
             raise KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+        if not isinstance(value, bytes):
+            raise TypeError("value must be bytes")
         self.produced.append((topic, key, partition))
 
     def poll(self, _timeout: float) -> int:
@@ -127,5 +129,23 @@ def test_a_full_queue_refuses_at_once_so_callers_back_off() -> None:
         producer.send_soon("t", b"2", b"v")
         with pytest.raises(BufferError):
             producer.send_soon("t", b"3", b"v")
+
+    asyncio.run(scenario())
+
+
+def test_any_refusal_at_hand_over_fails_that_record_and_the_rest_still_go() -> None:
+    """The hand-over runs as a loop callback: an exception there must not strand the rest of
+    the group (their futures, and the commit barrier, would wait for ever)."""
+    async def scenario() -> None:
+        fake = _RecordingProducer()
+        producer = _with(fake)
+        broken = producer.send_soon("sms.routed", b"k", "not bytes")  # type: ignore[arg-type]
+        after = producer.send_soon("sms.routed", b"k2", b"v")
+        await asyncio.sleep(0.01)
+        assert isinstance(broken.exception(), TypeError)
+        assert fake.produced == [("sms.routed", b"k2", None)]
+        producer._delivered(after, None, None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await producer.flush()
 
     asyncio.run(scenario())
