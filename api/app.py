@@ -44,6 +44,7 @@ from api.runtime import ApiRuntime
 from api.settings import load_api_settings, resolve_pepper
 from api.status import describe
 from api.status_feed import StatusStore
+from smsflow.gc_policy import apply_thresholds, parse_thresholds
 from smsflow.kafka_refusal import arm
 from smsflow.settings import load_settings
 
@@ -398,4 +399,6 @@ def app_from_env() -> FastAPI:
     """uvicorn's factory (``smsflow api``): settings and the pepper from the environment."""
     api = load_api_settings()
     arm()  # uvicorn's worker processes too: a refusal at run time ends them (kafka_refusal.py)
-    return create_app(ApiRuntime(load_settings(), api, resolve_pepper(api)))
+    settings = load_settings()
+    apply_thresholds(parse_thresholds(settings.gc_thresholds))  # in every uvicorn worker too
+    return create_app(ApiRuntime(settings, api, resolve_pepper(api)))

@@ -23,6 +23,7 @@ from api.settings import ApiSettings
 from api.status_feed import StatusStore
 from api.status_forward import StatusForward
 from schemas.models import SubmitRequest
+from smsflow.gc_policy import freeze_start_up_state
 from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import API_IDEMPOTENCY, API_KEYS, CONFIG, SUBMITTED, topic_name
@@ -30,6 +31,7 @@ from smsflow.topics import API_IDEMPOTENCY, API_KEYS, CONFIG, SUBMITTED, topic_n
 log = logging.getLogger(__name__)
 
 _PRUNE_EVERY_S = 300.0
+_FREEZE_POLL_S = 0.2
 _KAFKA_CHECK_TTL_S = 1.0
 
 
@@ -105,6 +107,7 @@ class ApiRuntime:
         if self.forward is not None:
             await self.forward.start()
         self._tasks.append(asyncio.create_task(self._prune_answers()))
+        self._tasks.append(asyncio.create_task(self._freeze_when_loaded()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -122,6 +125,13 @@ class ApiRuntime:
         while True:
             await asyncio.sleep(_PRUNE_EVERY_S)
             self.idempotency.prune(time.time())
+
+    async def _freeze_when_loaded(self) -> None:
+        # Keys, config (the routing catalogue's number tables) and idempotency answers loaded
+        # by now live as long as the process: out of the collector's walks (smsflow/gc_policy.py).
+        while not self.loaded():
+            await asyncio.sleep(_FREEZE_POLL_S)
+        freeze_start_up_state()
 
     def loaded(self) -> bool:
         return (
