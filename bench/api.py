@@ -16,8 +16,12 @@ key. The load comes from bench/api_load.py in separate
 processes (keep-alive aiohttp pools), in three phases:
 
 1. singles, closed loop (``--clients`` per load process): ``accepted_per_s``, p50/p95/p99;
-2. batches of ``--batch`` messages, closed loop: ``batch_accepted_per_s`` (messages/s);
-3. singles, open loop at ``--open-loop-share`` (50%) of phase 1's rate: ``open_loop_p99_ms``.
+2. singles, open loop at ``--open-loop-share`` (50%) of phase 1's rate: ``open_loop_p99_ms``,
+   once the pipeline has caught up with phase 1 (backlog at most ``--settle-backlog``
+   records, waiting at most ``--settle-timeout-s``; both reported as ``backlog_at_start``
+   and ``settled_s``), so that the latency phase does not measure the previous phase's drain;
+3. batches of ``--batch`` messages, closed loop: ``batch_accepted_per_s`` (messages/s).
+   Last, because ~450,000 accepted messages keep the pipeline busy for minutes.
 
 Every answer other than 202 is an error (``errors``; by status in ``statuses``). Server CPU per
 request is read from /proc for the API's process group during each phase. The stack keeps
@@ -50,6 +54,7 @@ sys.path.insert(0, str(_HERE.parent))
 from api.settings import ApiSettings, resolve_pepper  # noqa: E402
 from api.tenants_cli import create_key  # noqa: E402
 from bench.e2e import _bootstrap, git_commit  # noqa: E402
+from smsflow.devstack.backlog import settle  # noqa: E402
 from smsflow.devstack.demo_api import pepper_file  # noqa: E402
 from smsflow.devstack.flowrun import percentile, warm_up  # noqa: E402
 from smsflow.devstack.harness import free_port, isolated_settings, prepared_stack  # noqa: E402
@@ -167,6 +172,10 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--batch-clients", type=int, default=4)
     parser.add_argument("--open-loop-share", type=float, default=0.5)
+    parser.add_argument("--settle-backlog", type=int, default=200,
+                        help="start the open-loop phase once at most this many records wait "
+                        "in the pipeline (worker and sender lag)")
+    parser.add_argument("--settle-timeout-s", type=float, default=120.0)
     parser.add_argument("--no-status", action="store_true",
                         help="no status store anywhere (it folds all stage traffic): with "
                         "--role submit no status process is started, with --role all the "
@@ -230,15 +239,21 @@ def main() -> int:
                             status=status_api, mode="single", clients=args.clients,
                             duration=args.duration)
             accepted_per_s = single["accepted_messages"] / single["elapsed_s"]
-            batch = _phase("batches, closed loop", api, url, key, 1, status=status_api,
-                           mode="batch",
-                           batch=args.batch, clients=args.batch_clients,
-                           duration=args.duration)
+            settled_s, backlog = settle(settings, at_most=args.settle_backlog,
+                                        timeout_s=args.settle_timeout_s)
+            print(f"[api] pipeline backlog {backlog} records after {settled_s:.0f} s",
+                  file=sys.stderr, flush=True)
             open_rate = max(1.0, accepted_per_s * args.open_loop_share)
             open_loop = _phase(f"singles, open loop at {open_rate:.0f}/s", api, url, key,
                                args.load_processes, status=status_api, mode="single",
                                clients=args.clients * 4, duration=args.duration,
                                rate=round(open_rate / args.load_processes, 1))
+            open_loop["backlog_at_start"] = backlog
+            open_loop["settled_s"] = round(settled_s, 1)
+            batch = _phase("batches, closed loop", api, url, key, 1, status=status_api,
+                           mode="batch",
+                           batch=args.batch, clients=args.batch_clients,
+                           duration=args.duration)
             stack.check_alive()
     summary = {
         "scenario": scenario,
