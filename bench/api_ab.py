@@ -37,6 +37,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
 from bench.e2e import _bootstrap, git_commit  # noqa: E402
+from smsflow.devstack.flowrun import percentile  # noqa: E402
 from smsflow.devstack.harness import free_port  # noqa: E402
 from smsflow.devstack.lifeline import tied_env  # noqa: E402
 from smsflow.devstack.stack import cpu_seconds, wait_for_port  # noqa: E402
@@ -79,10 +80,12 @@ def _wait_ready(port: int, timeout_s: float = 120.0) -> None:
     raise TimeoutError(f"the API on {port} did not become ready")
 
 
-def _load(port: int, key: str, mode: str, clients: int, duration: float) -> dict[str, Any]:
+def _load(port: int, key: str, mode: str, clients: int, duration: float,
+          rate: float | None = None) -> dict[str, Any]:
+    paced = ["--rate", str(rate)] if rate is not None else []
     out = subprocess.run(
         [sys.executable, str(LOAD), "--url", f"http://127.0.0.1:{port}", "--key", key,
-         "--mode", mode, "--clients", str(clients), "--duration", str(duration)],
+         "--mode", mode, "--clients", str(clients), "--duration", str(duration), *paced],
         capture_output=True, text=True, check=True,
     ).stdout
     result: dict[str, Any] = json.loads(out)
@@ -97,12 +100,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per visit")
     parser.add_argument("--clients", type=int, default=None, help="default 64 single, 4 batch")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="open loop: requests/s (default: closed loop); the runs then "
+                        "record p50/p95/p99 latency")
     parser.add_argument("--scenario", default="ab")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     variants: list[dict[str, Any]] = json.loads(args.variants)
-    clients = args.clients or (64 if args.mode == "single" else 4)
+    # Open loop: enough connections that the pacing never waits for a free one.
+    clients = args.clients or (4 if args.mode == "batch" else 256 if args.rate else 64)
     load_at_start = os.getloadavg()[0]
     bootstrap, _ = _bootstrap()
     base_env = {**os.environ, "SMSFLOW_KAFKA_BOOTSTRAP": bootstrap,
@@ -136,7 +143,7 @@ def main() -> int:
             for round_ in range(args.rounds):
                 for name, (process, port) in servers.items():
                     before = cpu_seconds({name: process.pid})[name]
-                    result = _load(port, key, args.mode, clients, args.duration)
+                    result = _load(port, key, args.mode, clients, args.duration, args.rate)
                     used = cpu_seconds({name: process.pid})[name] - before
                     run = {
                         "round": round_,
@@ -145,6 +152,9 @@ def main() -> int:
                         "errors": result["errors"],
                         "load_avg_1m": round(os.getloadavg()[0], 2),
                     }
+                    if args.rate is not None:
+                        latencies = result["latencies_ms"]
+                        run.update({f"p{p}_ms": percentile(latencies, p) for p in (50, 95, 99)})
                     runs[name].append(run)
                     print(f"[api-ab] {name} {run}", file=sys.stderr, flush=True)
         finally:
@@ -164,6 +174,7 @@ def main() -> int:
         "rounds": args.rounds,
         "duration_s": args.duration,
         "clients": clients,
+        "rate_per_s": args.rate,
         "commit": git_commit(),
         "machine": {"cores": os.cpu_count(), "load_avg_1m_at_start": round(load_at_start, 2),
                     "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
