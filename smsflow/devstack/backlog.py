@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from smsflow.kafka_clients import client_config
 from smsflow.kafka_security import kafka_connection
@@ -61,8 +61,14 @@ def settle(settings: Settings, *, at_most: int, timeout_s: float,
     the caller reports it rather than pretending the stack was quiet)."""
     started = time.monotonic()
     while True:
-        backlog = pipeline_backlog(settings)
+        try:
+            backlog: int | None = pipeline_backlog(settings)
+        except KafkaException:
+            # A leader moving or a topic just created: read again, up to the timeout.
+            backlog = None
+            if time.monotonic() - started >= timeout_s:
+                raise
         waited = time.monotonic() - started
-        if backlog <= at_most or waited >= timeout_s:
+        if backlog is not None and (backlog <= at_most or waited >= timeout_s):
             return waited, backlog
         time.sleep(poll_s)

@@ -4,12 +4,13 @@ backlog it saw instead of pretending the stack was quiet."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from smsflow.devstack.backlog import pipeline_backlog, settle
@@ -32,9 +33,30 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
         [NewTopic(name, num_partitions=2, replication_factor=-1) for name in names]
     ).values():
         future.result(timeout=30)
+    _wait_until_led(kafka_bootstrap, names)
     yield settings
     for future in admin.delete_topics(names, operation_timeout=30).values():
         future.result(timeout=30)
+
+
+def _wait_until_led(bootstrap: str, names: list[str], timeout_s: float = 30.0) -> None:
+    """A topic just created answers NOT_LEADER_FOR_PARTITION until its leaders are known."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"led-{uuid.uuid4()}"})
+    deadline = time.monotonic() + timeout_s
+    try:
+        for name in names:
+            for partition in (0, 1):
+                while True:
+                    try:
+                        consumer.get_watermark_offsets(TopicPartition(name, partition),
+                                                       timeout=5)
+                        break
+                    except KafkaException:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.2)
+    finally:
+        consumer.close()
 
 
 def _produce(settings: Settings) -> dict[TopicPartition, int]:
