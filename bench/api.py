@@ -37,7 +37,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -53,7 +52,7 @@ sys.path.insert(0, str(_HERE.parent))
 
 from api.settings import ApiSettings, resolve_pepper  # noqa: E402
 from api.tenants_cli import create_key  # noqa: E402
-from bench.e2e import _bootstrap, git_commit  # noqa: E402
+from bench.e2e import _bootstrap, git_commit, machine  # noqa: E402
 from smsflow.devstack.backlog import settle  # noqa: E402
 from smsflow.devstack.demo_api import pepper_file  # noqa: E402
 from smsflow.devstack.flowrun import percentile, warm_up  # noqa: E402
@@ -280,13 +279,7 @@ def main() -> int:
         "pipeline_nice": args.pipeline_nice,
         "duration_s": args.duration,
         "commit": git_commit(),
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "load_avg_1m_at_start": round(load_at_start, 2),
-            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
-        },
+        "machine": machine(load_at_start),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     stored = json.loads(args.out.read_text()) if args.out.is_file() else {}

@@ -36,7 +36,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from bench.e2e import _bootstrap, git_commit  # noqa: E402
+from bench.e2e import _bootstrap, git_commit, machine  # noqa: E402
 from smsflow.devstack.flowrun import percentile  # noqa: E402
 from smsflow.devstack.harness import free_port  # noqa: E402
 from smsflow.devstack.lifeline import tied_env  # noqa: E402
@@ -176,8 +176,7 @@ def main() -> int:
         "clients": clients,
         "rate_per_s": args.rate,
         "commit": git_commit(),
-        "machine": {"cores": os.cpu_count(), "load_avg_1m_at_start": round(load_at_start, 2),
-                    "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
+        "machine": machine(load_at_start),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
