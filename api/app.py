@@ -44,7 +44,7 @@ from api.runtime import ApiRuntime
 from api.settings import load_api_settings, resolve_pepper
 from api.status import describe
 from api.status_feed import StatusStore
-from smsflow.gc_policy import apply_thresholds, parse_thresholds
+from smsflow.gc_policy import apply_thresholds
 from smsflow.kafka_refusal import arm
 from smsflow.settings import load_settings
 
@@ -400,5 +400,5 @@ def app_from_env() -> FastAPI:
     api = load_api_settings()
     arm()  # uvicorn's worker processes too: a refusal at run time ends them (kafka_refusal.py)
     settings = load_settings()
-    apply_thresholds(parse_thresholds(settings.gc_thresholds))  # in every uvicorn worker too
+    apply_thresholds(settings.gc_thresholds)  # in every uvicorn worker too
     return create_app(ApiRuntime(settings, api, resolve_pepper(api)))

@@ -44,6 +44,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from bench.e2e import _bootstrap, git_commit, machine  # noqa: E402
 from smsflow.devstack.stack import cpu_seconds  # noqa: E402
+from smsflow.kafka_clients import client_config, producer_config  # noqa: E402
 from smsflow.settings import Settings  # noqa: E402
 
 RESULTS = _HERE / "results" / "kafka_floor.json"
@@ -65,21 +66,22 @@ SENDER_OUT = [("ledger", SMALL), ("sent", VALUE), ("ledger", SMALL), ("dlr-raw",
 
 def _consumer(bootstrap: str, group: str, topics: list[str]) -> Consumer:
     defaults = Settings()
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-        "enable.auto.commit": True, "auto.commit.interval.ms": 1000,
-        "fetch.min.bytes": defaults.fetch_min_bytes,
-        "fetch.wait.max.ms": defaults.fetch_max_wait_ms,
-    })
+    consumer = Consumer(client_config(
+        bootstrap, **{
+            "group.id": group, "auto.offset.reset": "earliest",
+            "enable.auto.commit": True, "auto.commit.interval.ms": 1000,
+            "fetch.min.bytes": defaults.fetch_min_bytes,
+            "fetch.wait.max.ms": defaults.fetch_max_wait_ms,
+        }))
     consumer.subscribe(topics)
     return consumer
 
 
 def _producer(bootstrap: str) -> Producer:
-    return Producer({
-        "bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-        "linger.ms": Settings().output_linger_ms, "compression.type": "lz4",
-    })
+    """Idempotent, ``acks=all``, the project's partitioner: ``producer_config`` as every
+    producer of ours; the worker's linger and lz4."""
+    return Producer(producer_config(
+        bootstrap, **{"linger.ms": Settings().output_linger_ms, "compression.type": "lz4"}))
 
 
 def _relay(role: str, bootstrap: str, prefix: str, stop_file: Path) -> None:

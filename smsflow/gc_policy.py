@@ -43,8 +43,9 @@ def parse_thresholds(text: str) -> tuple[int, int, int]:
     return gen0, gen1, gen2
 
 
-def apply_thresholds(thresholds: tuple[int, int, int]) -> None:
-    gc.set_threshold(*thresholds)
+def apply_thresholds(text: str) -> None:
+    """Set the collector's thresholds as ``SMSFLOW_GC_THRESHOLDS`` spells them."""
+    gc.set_threshold(*parse_thresholds(text))
 
 
 def freeze_start_up_state() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from connectors.sender.probe import probe
 from connectors.sender.service import SenderService
 from smsflow.config.kafka_io import read_config
-from smsflow.gc_policy import apply_thresholds, parse_thresholds
+from smsflow.gc_policy import apply_thresholds
 from smsflow.kafka_auth import checked_connection
 from smsflow.metrics_http import serve_metrics
 from smsflow.settings import load_settings
@@ -26,7 +26,7 @@ def _cmd_sender(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = load_settings()
-    apply_thresholds(parse_thresholds(settings.gc_thresholds))
+    apply_thresholds(settings.gc_thresholds)
     config = read_config(checked_connection(settings), topic_name(settings, CONFIG))
     if not config.smscs:
         log.error("no SMSC connections configured: run `smsflow config apply` first")

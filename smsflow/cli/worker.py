@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from smsflow.gc_policy import apply_thresholds, parse_thresholds
+from smsflow.gc_policy import apply_thresholds
 from smsflow.settings import load_settings
 
 _FAUST_LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
@@ -19,7 +19,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from smsflow.kafka_auth import checked_connection
 
     settings = load_settings()
-    apply_thresholds(parse_thresholds(settings.gc_thresholds))
+    apply_thresholds(settings.gc_thresholds)
     checked_connection(settings)  # wrong credentials end the worker here (kafka_auth.py)
     worker = create_app(settings)
     # Overlaps faust's start-up (see ConfigWatcher.prewarm); the worker's own group id.

@@ -58,7 +58,7 @@ def test_settings_default_to_the_measured_thresholds(monkeypatch: pytest.MonkeyP
 
 @pytest.mark.usefixtures("restored_thresholds")
 def test_applied_thresholds_reach_the_collector() -> None:
-    apply_thresholds((12_345, 6, 7))
+    apply_thresholds("12345,6,7")
     assert gc.get_threshold() == (12_345, 6, 7)
 
 
