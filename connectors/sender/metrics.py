@@ -157,6 +157,9 @@ _SERVICE_COUNTERS: tuple[tuple[str, str, str], ...] = (
      "Messages passed to a sender holding a bind slot of their SMSC (bind leases)."),
     ("produce_refusals", "smsflow_sender_produce_refusals",
      "Records Kafka refused or gave up on (outcomes, rejections, DONEs), each produced again."),
+    ("config_read_failures", "smsflow_sender_config_read_failures",
+     "Configuration reads that failed (unreadable, invalid or timed out); the previous "
+     "configuration was kept."),
 )
 
 #: The keys of ``SenderService.stats``: every counter the sender keeps is exported.

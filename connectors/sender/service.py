@@ -36,7 +36,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from pydantic import ValidationError
 
 from connectors.sender.back_pressure import PartitionGate, PartitionPauser
@@ -206,6 +213,8 @@ class SenderService:
         self._references = itertools.count()
         self._stop = threading.Event()
         self._config_read_at = time.monotonic()
+        #: Why the last configuration read failed (None: it did not), for rejections' detail.
+        self._config_problem: str | None = None
         self._engine = route_engine.build_snapshot(
             route_engine.build_catalogue(config), {}, time.time()
         )
@@ -240,7 +249,19 @@ class SenderService:
         if time.monotonic() - self._config_read_at < CONFIG_REFRESH_MIN_S:
             return
         self._config_read_at = time.monotonic()
-        config = read_config(kafka_connection(self._settings), topic_name(self._settings, CONFIG))
+        try:
+            config = read_config(kafka_connection(self._settings),
+                                 topic_name(self._settings, CONFIG))
+        except (ValueError, DecodeError, TimeoutError, RuntimeError, KafkaException) as exc:
+            # A half-applied or foreign record, or Kafka trouble: one unknown SMSC must not
+            # stop every other SMSC's traffic. ConfigError and pydantic's errors are
+            # ValueErrors.
+            self._config_problem = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            self.stats["config_read_failures"] += 1
+            log.error("reading the configuration failed; keeping the previous one: %s",
+                      self._config_problem)
+            return
+        self._config_problem = None
         self._inbound = InboundClassifier(config)
         self._engine = route_engine.with_config(
             self._engine, route_engine.build_catalogue(config), time.time()
@@ -455,10 +476,10 @@ class SenderService:
         if routed.smsc_id not in self._pools:
             self._refresh_config()
         if routed.smsc_id not in self._pools:
-            self._reject(
-                message, "UNKNOWN_SMSC", f"no connection configured for {routed.smsc_id}",
-                partition, offset, epoch, routed,
-            )
+            detail = f"no connection configured for {routed.smsc_id}"
+            if self._config_problem is not None:
+                detail += f" (the configuration could not be read: {self._config_problem})"
+            self._reject(message, "UNKNOWN_SMSC", detail, partition, offset, epoch, routed)
             return
         self.stats["messages"] += 1
         self._start(routed, partition, offset, epoch)
