@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     """The most a fetch waits at the broker for ``fetch_min_bytes``: the latency one hop may
     add when traffic is light (three hops from ``sms.submitted`` to the SMSC)."""
 
+    follower_fetch_max_wait_ms: int = 250
+    """The same for the worker's consumers that only keep count: the tracking feed (delivery
+    windows, ``sms.sent`` + ``sms.dlr``) and the throttle's AIMD feedback (``sms.sent``). A
+    fetch that waits 20 ms comes back 50 times a second per consumer even when nothing
+    arrives: at 20 ms these two cost the idle worker and broker ~10 % of a core each
+    (docs/performance.md#follower-fetch-wait). At load they return as soon as
+    ``fetch_min_bytes`` is there."""
+
     output_linger_ms: int = 5
     """How long the worker's output producer (``sms.routed``, ``sms.throttled``, the delivery
     topics, table changelogs) lets a record wait for others to the same partition before it

@@ -134,7 +134,7 @@ class Throttle:
         )
         self.feedback = SubmitFeedback(kafka_connection(settings), worker.name(SENT), self.stage,
                                        fetch_min_bytes=settings.fetch_min_bytes,
-                                       fetch_max_wait_ms=settings.fetch_max_wait_ms)
+                                       fetch_max_wait_ms=settings.follower_fetch_max_wait_ms)
 
     def _configure(self, owned: int, total: int) -> SchedulerConfig:
         return throttle_config(self._config_watcher.snapshot.config, owned, total)

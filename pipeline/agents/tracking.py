@@ -255,7 +255,7 @@ def register(worker: Worker) -> Callable[[], list[tuple[str, WindowState]]]:
     feed = WindowFeed(kafka_connection(settings), [worker.name(SENT), worker.name(DLR)],
                       f"{settings.app_id}-tracking", tracking.count,
                       fetch_min_bytes=settings.fetch_min_bytes,
-                      fetch_max_wait_ms=settings.fetch_max_wait_ms)
+                      fetch_max_wait_ms=settings.follower_fetch_max_wait_ms)
 
     @app.task
     async def count_outcomes() -> None:
