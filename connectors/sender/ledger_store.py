@@ -92,7 +92,8 @@ class AckWaiter:
             if error is not None:
                 self._failed = True
                 log.error("sender ledger record not stored: %s", error)
-            self._cond.notify_all()
+            if self._pending <= 0:  # the waiter's predicate: wake it once, not per record
+                self._cond.notify_all()
 
     def wait(self, timeout_s: float) -> bool:
         with self._cond:
