@@ -30,7 +30,7 @@ from pipeline.faust_patches import (
 )
 from pipeline.faust_patches.changelog_writes import route_changelogs
 from pipeline.faust_patches.commit_hooks import add_commit_barrier
-from pipeline.faust_patches.fetch_wait import shorten_fetch_wait
+from pipeline.faust_patches.fetch_wait import FetchShape, adapt_fetches, shorten_fetch_wait
 from pipeline.faust_patches.fixed_waits import PromptTableManager, PromptWorker
 from pipeline.faust_patches.raw_events import RawBytesSchema
 from pipeline.outputs import OutputProducer, OutputTopic
@@ -137,8 +137,15 @@ def build_app(settings: Settings) -> Worker:
 
     @app.task
     async def shorten_fetches() -> None:
-        """Worker-wide consumer fix that needs the started consumer (see the module)."""
-        await shorten_fetch_wait(app, settings.fetch_max_wait_ms, settings.fetch_min_bytes)
+        """Worker-wide consumer fix that needs the started consumer, then the fetch shape
+        that follows the traffic (pipeline/faust_patches/fetch_wait.py)."""
+        fetcher = await shorten_fetch_wait(app, settings.fetch_max_wait_ms,
+                                           settings.fetch_min_bytes)
+        if fetcher is not None and settings.fetch_trickle_below_per_s > 0:
+            await adapt_fetches(
+                fetcher, FetchShape(settings.fetch_min_bytes, settings.fetch_max_wait_ms),
+                settings.fetch_trickle_below_per_s,
+                lambda: getattr(app.consumer, "records_received", 0))
 
     @app.task
     async def reread_stranded_records() -> None:

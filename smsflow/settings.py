@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     """The most a fetch waits at the broker for ``fetch_min_bytes``: the latency one hop may
     add when traffic is light (three hops from ``sms.submitted`` to the SMSC)."""
 
+    fetch_trickle_below_per_s: float = 50.0
+    """Below this many records a second reaching the worker's consumer (a message is ~6 worker
+    records, so about 8 messages/s), its fetches return as soon as one record is there and
+    wait at most 100 ms otherwise, instead of waiting for ``fetch_min_bytes`` up to
+    ``fetch_max_wait_ms``: about one fetch per record instead of 50 a second, and no added
+    wait at each hop. It goes back above twice this rate, checked every second. ``0`` turns it off (docs/performance.md#trickle-fetches)."""
+
     follower_fetch_max_wait_ms: int = 250
     """The same for the worker's consumers that only keep count: the tracking feed (delivery
     windows, ``sms.sent`` + ``sms.dlr``) and the throttle's AIMD feedback (``sms.sent``). A

@@ -162,6 +162,8 @@ class GuardedConsumer(faust_aiokafka.Consumer):
     #: Longest wait for in-flight records before a rebalance (agents take milliseconds per
     #: record; a schema-registry outage is the slowest legitimate case and is retried after).
     WAIT_EMPTY_MAX_S = 30.0
+    #: Records fetched so far (read by the fetch shape's controller, fetch_wait.adapt_fetches).
+    records_received = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -400,6 +402,7 @@ class GuardedConsumer(faust_aiokafka.Consumer):
                     async for tp, message in records:
                         if batch_started is None:
                             batch_started = self._seeks
+                        self.records_received += 1
                         num_since_yield += 1
                         if num_since_yield > 100:
                             await asyncio.sleep(0)
