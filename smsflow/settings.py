@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     records, so about 8 messages/s), its fetches return as soon as one record is there and
     wait at most 100 ms otherwise, instead of waiting for ``fetch_min_bytes`` up to
     ``fetch_max_wait_ms``: about one fetch per record instead of 50 a second, and no added
-    wait at each hop. It goes back above twice this rate, checked every second. ``0`` turns it off (docs/performance.md#trickle-fetches)."""
+    wait at each hop. It goes back above twice this rate, checked every second. ``0`` turns
+    it off (docs/performance.md#trickle-fetches)."""
 
     follower_fetch_max_wait_ms: int = 250
     """The same for the worker's consumers that only keep count: the tracking feed (delivery
