@@ -33,26 +33,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
 from connectors.sender.back_pressure import PartitionGate, PartitionPauser
 from connectors.sender.bind_reports import BindReporter, instance_name
+from connectors.sender.config_refresh import ConfigRefresh
 from connectors.sender.connections import SmscConnections
 from connectors.sender.deliver_ack import ack_when_stored
 from connectors.sender.dispatch import Entry, SmscDispatcher
 from connectors.sender.faults import ReceiptHold
 from connectors.sender.inbound import InboundClassifier, dead_letter
+from connectors.sender.jobs import SubmitJob
 from connectors.sender.ledger import IN_DOUBT_HEADER, PartAction
 from connectors.sender.ledger_store import SubmitLedger
 from connectors.sender.metrics import COUNTER_KEYS, BindView, SenderCollector, SenderMetrics
@@ -62,6 +56,7 @@ from connectors.sender.retry import RetryKind, SubmitRetryPolicy
 from connectors.sender.store_retry import StoreRetry
 from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
 from connectors.smpp.models import InboundDeliver, SubmitResult
+from connectors.smpp.submit_pdus import source_ton_npi
 from schemas.codec import AvroCodec, DecodeError
 from schemas.models import (
     AvroModel,
@@ -106,7 +101,6 @@ POLL_TIMEOUT_S = 0.1  # the consumer's wait for the first record of a round
 #: Bind state reaches sms.smsc-binds at most this much later (route health waits a 10 s grace).
 BIND_REPORT_INTERVAL_S = 0.1
 BIND_WAIT_S = 0.5  # re-check interval while an SMSC has no bound connection
-CONFIG_REFRESH_MIN_S = 5.0
 FAILOVER_AFTER_S = 10.0  # an SMSC without a bound connection this long: fail over its traffic
 _NO_RESPONSE = -1
 #: How long the sender remembers ledger entries (and reads back on assignment): a replay after
@@ -120,42 +114,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
-class SubmitJob:
-    """One Kafka record (one message) on its way to the SMSC."""
-
-    routed: RoutedMessage
-    partition: int
-    offset: int
-    epoch: int
-    plan: SegmentPlan
-    attempts: int = 0
-    outcomes: dict[int, SubmitOutcome] = field(default_factory=dict)  # part seq → outcome
-    unacked: int = 0  # outcomes produced but not yet acknowledged by Kafka
-    skipped: int = 0  # parts the ledger says were submitted already (no outcome from us)
-    in_doubt: frozenset[int] = frozenset()  # part seqs resubmitted without knowing
-
-    @property
-    def settled(self) -> bool:
-        return self.unacked == 0 and len(self.outcomes) + self.skipped == self.routed.parts
-
-    @property
-    def key(self) -> str:
-        return self.routed.request.message_id
-
-
 def _encode(codec: AvroCodec | WireCodec, record: AvroModel, topic: str) -> bytes:
     """``record.to_avro(topic)`` with the codec looked up in advance."""
     data = record.model_dump(mode="python")
     return codec.encode(data, topic) if isinstance(codec, WireCodec) else codec.encode(data)
-
-
-def source_ton_npi(source: str) -> tuple[int, int]:
-    """TON/NPI of a sender id: international number, short code, or alphanumeric."""
-    digits = source.removeprefix("+")
-    if digits.isdigit():
-        return (1, 1) if len(digits) > 8 else (3, 0)
-    return (5, 0)
 
 
 class SenderService:
@@ -214,9 +176,8 @@ class SenderService:
         self._retry_seq = itertools.count()
         self._references = itertools.count()
         self._stop = threading.Event()
-        self._config_read_at = time.monotonic()
-        #: Why the last configuration read failed (None: it did not), for rejections' detail.
-        self._config_problem: str | None = None
+        self._config_refresh = ConfigRefresh(lambda: read_config(
+            kafka_connection(settings), topic_name(settings, CONFIG)))
         self._engine = route_engine.build_snapshot(
             route_engine.build_catalogue(config), {}, time.time()
         )
@@ -247,23 +208,13 @@ class SenderService:
 
     def _refresh_config(self) -> None:
         """Pick up SMSCs added since start (a route may already point at one). Changed
-        settings of an SMSC already bound need a restart of the sender (documented)."""
-        if time.monotonic() - self._config_read_at < CONFIG_REFRESH_MIN_S:
+        settings of an SMSC already bound need a restart of the sender (documented). A read
+        that fails keeps the configuration (connectors/sender/config_refresh.py)."""
+        failures = self._config_refresh.failures
+        config = self._config_refresh.fresh()
+        self.stats["config_read_failures"] += self._config_refresh.failures - failures
+        if config is None:
             return
-        self._config_read_at = time.monotonic()
-        try:
-            config = read_config(kafka_connection(self._settings),
-                                 topic_name(self._settings, CONFIG))
-        except (ValueError, DecodeError, TimeoutError, RuntimeError, KafkaException) as exc:
-            # A half-applied or foreign record, or Kafka trouble: one unknown SMSC must not
-            # stop every other SMSC's traffic. ConfigError and pydantic's errors are
-            # ValueErrors.
-            self._config_problem = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-            self.stats["config_read_failures"] += 1
-            log.error("reading the configuration failed; keeping the previous one: %s",
-                      self._config_problem)
-            return
-        self._config_problem = None
         self._inbound = InboundClassifier(config)
         self._engine = route_engine.with_config(
             self._engine, route_engine.build_catalogue(config), time.time()
@@ -483,8 +434,8 @@ class SenderService:
             self._refresh_config()
         if routed.smsc_id not in self._pools:
             detail = f"no connection configured for {routed.smsc_id}"
-            if self._config_problem is not None:
-                detail += f" (the configuration could not be read: {self._config_problem})"
+            if self._config_refresh.problem is not None:
+                detail += f" (the configuration could not be read: {self._config_refresh.problem})"
             self._reject(message, "UNKNOWN_SMSC", detail, partition, offset, epoch, routed)
             return
         self.stats["messages"] += 1

@@ -133,3 +133,11 @@ against SMPP's field limits; ``ValueError`` names the field that does not fit.""
             raise ValueError(f"part of {len(payload)} octets > {_MAX_SHORT_MESSAGE}")
         pdus.append(encode_submit_sm_from_prefix(head, payload))
     return pdus
+
+
+def source_ton_npi(source: str) -> tuple[int, int]:
+    """TON/NPI of a sender id: international number, short code, or alphanumeric."""
+    digits = source.removeprefix("+")
+    if digits.isdigit():
+        return (1, 1) if len(digits) > 8 else (3, 0)
+    return (5, 0)

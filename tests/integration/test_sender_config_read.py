@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-import connectors.sender.service as sender_service
+import connectors.sender.config_refresh as config_refresh
 from connectors.producer import new_request
 from connectors.sender.service import SenderService
 from schemas.models import (
@@ -70,7 +70,7 @@ def test_an_unreadable_configuration_is_survived_and_a_later_valid_one_is_used(
     kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Read again on every unknown SMSC instead of at most every 5 s: the test needs two reads.
-    monkeypatch.setattr(sender_service, "CONFIG_REFRESH_MIN_S", 0.0)
+    monkeypatch.setattr(config_refresh, "CONFIG_REFRESH_MIN_S", 0.0)
     settings = isolated_settings(kafka_bootstrap, tmp_path, "sender-config-read", partitions=1)
     apply_topics(settings)
     config_topic, throttled = topic_name(settings, CONFIG), topic_name(settings, THROTTLED)

@@ -1,0 +1,34 @@
+"""A message on its way through the sender: its record, its plan and the parts' outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas.models import RoutedMessage, SubmitOutcome
+from smsflow.domain.encoding import SegmentPlan
+
+__all__ = ["SubmitJob"]
+
+
+@dataclass
+class SubmitJob:
+    """One Kafka record (one message) on its way to the SMSC."""
+
+    routed: RoutedMessage
+    partition: int
+    offset: int
+    epoch: int
+    plan: SegmentPlan
+    attempts: int = 0
+    outcomes: dict[int, SubmitOutcome] = field(default_factory=dict)  # part seq → outcome
+    unacked: int = 0  # outcomes produced but not yet acknowledged by Kafka
+    skipped: int = 0  # parts the ledger says were submitted already (no outcome from us)
+    in_doubt: frozenset[int] = frozenset()  # part seqs resubmitted without knowing
+
+    @property
+    def settled(self) -> bool:
+        return self.unacked == 0 and len(self.outcomes) + self.skipped == self.routed.parts
+
+    @property
+    def key(self) -> str:
+        return self.routed.request.message_id
