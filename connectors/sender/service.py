@@ -210,9 +210,8 @@ class SenderService:
         """Pick up SMSCs added since start (a route may already point at one). Changed
         settings of an SMSC already bound need a restart of the sender (documented). A read
         that fails keeps the configuration (connectors/sender/config_refresh.py)."""
-        failures = self._config_refresh.failures
         config = self._config_refresh.fresh()
-        self.stats["config_read_failures"] += self._config_refresh.failures - failures
+        self.stats["config_read_failures"] = self._config_refresh.failures
         if config is None:
             return
         self._inbound = InboundClassifier(config)
