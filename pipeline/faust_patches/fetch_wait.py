@@ -11,9 +11,10 @@ changes; test_fetch_wait.py checks the hard-coded value and the attributes.
 settings' (wait up to ``fetch_max_wait_ms`` for ``fetch_min_bytes``: few, full fetches at load)
 and, below ``fetch_trickle_below_per_s`` records a second, a *trickle* shape (return as soon as
 one record is there, wait at most :data:`TRICKLE_MAX_WAIT_MS`). When little arrives, a 20 ms
-wait for 32 KiB that never comes means 50 empty fetches a second (~8 % of a core in the idle
-worker and as much in the broker) and 20 ms added at every hop; the trickle shape fetches about
-once per record, and ten times a second when nothing arrives (docs/performance.md#trickle-fetches).
+wait for 32 KiB that never comes means 50 empty fetches a second and 20 ms added at every hop;
+the trickle shape fetches about once per record, and ten times a second when nothing arrives
+(idle: ~4 % of a core less in the worker and as much in the broker,
+docs/performance.md#trickle-fetches).
 """
 
 from __future__ import annotations
