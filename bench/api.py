@@ -52,7 +52,7 @@ sys.path.insert(0, str(_HERE.parent))
 
 from api.settings import ApiSettings, resolve_pepper  # noqa: E402
 from api.tenants_cli import create_key  # noqa: E402
-from bench.e2e import _bootstrap, git_commit, machine  # noqa: E402
+from bench.e2e import _bootstrap, git_commit, machine, store_scenario  # noqa: E402
 from smsflow.devstack.backlog import settle  # noqa: E402
 from smsflow.devstack.demo_api import pepper_file  # noqa: E402
 from smsflow.devstack.flowrun import percentile, warm_up  # noqa: E402
@@ -282,9 +282,7 @@ def main() -> int:
         "machine": machine(load_at_start),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    stored[scenario] = summary
-    args.out.write_text(json.dumps(stored, indent=2) + "\n")
+    store_scenario(args.out, scenario, summary)
     print(json.dumps(summary, indent=None if args.json else 2))
     return 0 if summary["errors"] == 0 else 1
 

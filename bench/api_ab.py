@@ -36,7 +36,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from bench.e2e import _bootstrap, git_commit, machine  # noqa: E402
+from bench.e2e import _bootstrap, git_commit, machine, store_scenario  # noqa: E402
 from smsflow.devstack.flowrun import percentile  # noqa: E402
 from smsflow.devstack.harness import free_port  # noqa: E402
 from smsflow.devstack.lifeline import tied_env  # noqa: E402
@@ -179,9 +179,7 @@ def main() -> int:
         "machine": machine(load_at_start),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    stored[args.scenario] = summary
-    args.out.write_text(json.dumps(stored, indent=2) + "\n")
+    store_scenario(args.out, args.scenario, summary)
     print(json.dumps(summary, indent=None if args.json else 2))
     return 0 if all(r["errors"] == 0 for rs in runs.values() for r in rs) else 1
 

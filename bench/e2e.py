@@ -97,6 +97,14 @@ def machine(load_at_start: float) -> dict[str, object]:
     }
 
 
+def store_scenario(out: Path, scenario: str, result: dict[str, Any]) -> None:
+    """Keep ``result`` under ``scenario`` in the results file ``out``, next to the others."""
+    stored: dict[str, Any] = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
+    stored[scenario] = result
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+
+
 def publish(result: dict[str, Any], out: Path, *, as_json: bool, lines: Iterable[str]) -> None:
     """Store one run's ``result`` in ``out``; print it as one JSON object (``--json``) or as
     the human ``lines``."""

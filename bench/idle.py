@@ -36,7 +36,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from bench.e2e import _bootstrap, git_commit, machine  # noqa: E402
+from bench.e2e import _bootstrap, git_commit, machine, store_scenario  # noqa: E402
 from smsflow.devstack.flowrun import warm_up  # noqa: E402
 from smsflow.devstack.harness import isolated_settings, prepared_stack  # noqa: E402
 from smsflow.devstack.stack import cpu_seconds  # noqa: E402
@@ -102,12 +102,7 @@ def main() -> None:
                   measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   settings={k: v for k, v in sorted(os.environ.items())
                             if k.startswith("SMSFLOW_") and "PASSWORD" not in k})
-    stored: dict[str, Any] = {}
-    if args.out.exists():
-        stored = json.loads(args.out.read_text(encoding="utf-8"))
-    stored[args.scenario] = result
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+    store_scenario(args.out, args.scenario, result)
     if args.json:
         print(json.dumps(result))
     else:

@@ -33,7 +33,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
@@ -42,7 +41,7 @@ sys.path.insert(0, str(_HERE.parent))
 from confluent_kafka import Consumer, KafkaError, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from bench.e2e import _bootstrap, git_commit, machine  # noqa: E402
+from bench.e2e import _bootstrap, git_commit, machine, store_scenario  # noqa: E402
 from smsflow.devstack.stack import cpu_seconds  # noqa: E402
 from smsflow.kafka_clients import client_config, producer_config  # noqa: E402
 from smsflow.settings import Settings  # noqa: E402
@@ -221,10 +220,7 @@ def main() -> int:
         "machine": machine(load_at_start),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    stored: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
-    stored[scenario] = result
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(stored, indent=2) + "\n")
+    store_scenario(args.out, scenario, result)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0 if seen == messages else 1
 
