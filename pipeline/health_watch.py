@@ -24,15 +24,6 @@ from smsflow.kafka_security import KafkaTarget
 log = logging.getLogger(__name__)
 
 
-def health_report(record: RouteHealth) -> route_engine.HealthReport:
-    return route_engine.HealthReport(
-        record.state,
-        record.score,
-        record.submit_latency_p95_ms,
-        record.updated_at.timestamp(),
-    )
-
-
 class HealthWatcher(TopicFollower):
     """Applies the latest report per route of each fetched batch, in one re-ranking: a burst
     of reports (start-up replay, every route's heartbeat) costs one rebuild, not one each."""
@@ -57,7 +48,7 @@ class HealthWatcher(TopicFollower):
             record = await decode_or_log(RouteHealth, message, "route-health record")
             if record is None:
                 continue
-            latest[record.route_id] = health_report(record)
+            latest[record.route_id] = record.engine_report()
         if latest:
             await self._watcher.wait_ready()
             await self._watcher.apply_health(latest)

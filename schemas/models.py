@@ -22,6 +22,7 @@ from schemas.wire import WireCodec, wire_codec
 from smsflow.domain.encoding import TextEncoding
 from smsflow.domain.inbound import InboundKeyword
 from smsflow.domain.receipts import DeliveryStatus, ReceiptState
+from smsflow.domain.route_policy import HealthReport
 from smsflow.domain.route_state import RouteState
 from smsflow.domain.traffic import MessageType
 
@@ -207,6 +208,11 @@ class RouteHealth(AvroModel):
     error_rate: float | None = None
     window_s: int
     updated_at: datetime
+
+    def engine_report(self) -> HealthReport:
+        """What the routing engine ranks this route by (worker and sender alike)."""
+        return HealthReport(self.state, self.score, self.submit_latency_p95_ms,
+                            self.updated_at.timestamp())
 
 
 class SmscBindStatus(AvroModel):

@@ -160,6 +160,9 @@ _SERVICE_COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("config_read_failures", "smsflow_sender_config_read_failures",
      "Configuration reads that failed (unreadable, invalid or timed out); the previous "
      "configuration was kept."),
+    ("routing_view_failures", "smsflow_sender_routing_view_failures",
+     "Times the routing view's reader of sms.config and sms.route-health failed and was "
+     "started again (failover meanwhile decides with the last view it read)."),
 )
 
 #: The keys of ``SenderService.stats``: every counter the sender keeps is exported.

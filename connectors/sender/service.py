@@ -53,6 +53,7 @@ from connectors.sender.metrics import COUNTER_KEYS, BindView, SenderCollector, S
 from connectors.sender.offsets import OffsetTracker
 from connectors.sender.relay import RELAYED_HEADER
 from connectors.sender.retry import RetryKind, SubmitRetryPolicy
+from connectors.sender.routing_view import RoutingView, failover_decision
 from connectors.sender.store_retry import StoreRetry
 from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
 from connectors.smpp.models import InboundDeliver, SubmitResult
@@ -83,6 +84,7 @@ from smsflow.topics import (
     DLR_RAW,
     INBOUND,
     REJECTED,
+    ROUTE_HEALTH,
     ROUTED,
     SENDER_LEDGER,
     SENT,
@@ -178,9 +180,10 @@ class SenderService:
         self._stop = threading.Event()
         self._config_refresh = ConfigRefresh(lambda: read_config(
             kafka_connection(settings), topic_name(settings, CONFIG)))
-        self._engine = route_engine.build_snapshot(
-            route_engine.build_catalogue(config), {}, time.time()
-        )
+        # Failover decides with what the routers see now: routes enabled, and their health.
+        self._view = RoutingView(kafka_connection(settings), topic_name(settings, CONFIG),
+                                 topic_name(settings, ROUTE_HEALTH), config)
+        self._view_version = self._view.current.version
         self._routed_topic = topic_name(settings, ROUTED)
         self._poller_stop = threading.Event()
         # Outcomes, rejections, successors and DONEs: produced again until stored.
@@ -202,22 +205,36 @@ class SenderService:
                                               instance=self._instance)
         self.metrics.registry.register(SenderCollector(
             binds=self.bind_views, queued_parts=self.queued_parts_by_smsc,
-            counters=lambda: dict(self.stats)))
+            counters=lambda: {**self.stats, "routing_view_failures": self._view.failures}))
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _refresh_config(self) -> None:
-        """Pick up SMSCs added since start (a route may already point at one). Changed
-        settings of an SMSC already bound need a restart of the sender (documented). A read
-        that fails keeps the configuration (connectors/sender/config_refresh.py)."""
+    def _follow_view(self) -> None:
+        """Adopt a configuration the routing view read since the last look (one int compared
+        per consumer round)."""
+        view = self._view.current
+        if view.version != self._view_version:
+            self._view_version = view.version
+            self._adopt(view.config)
+
+    def _refresh_config(self, smsc_id: str) -> None:
+        """A record names ``smsc_id``, which has no connection: the routing view's latest
+        configuration, or if that does not have it either (the view reads a moment behind the
+        routers), a read of ``sms.config`` now. A read that fails keeps the configuration
+        (connectors/sender/config_refresh.py)."""
+        self._follow_view()
+        if smsc_id in self._pools:
+            return
         config = self._config_refresh.fresh()
         self.stats["config_read_failures"] = self._config_refresh.failures
-        if config is None:
-            return
+        if config is not None:
+            self._adopt(config)
+
+    def _adopt(self, config: PlatformConfig) -> None:
+        """Open binds to SMSCs added since start (a route may already point at one) and
+        classify MO by the tenants' current numbers. Changed settings of an SMSC already bound
+        need a restart of the sender (documented)."""
         self._inbound = InboundClassifier(config)
-        self._engine = route_engine.with_config(
-            self._engine, route_engine.build_catalogue(config), time.time()
-        )
         added = [smsc for smsc in config.smscs if smsc.id not in self._smscs]
         for smsc in added:
             self._smscs[smsc.id] = smsc
@@ -271,6 +288,7 @@ class SenderService:
     def run(self) -> None:
         self._require_ledger_topic()
         self._connections.add(self._smscs.values())
+        self._view.start()
         retry_thread = threading.Thread(target=self._retry_loop, name="sender-retry", daemon=True)
         retry_thread.start()
         poll_thread = threading.Thread(target=self._poll_loop, name="sender-producer-poll",
@@ -285,6 +303,7 @@ class SenderService:
         try:
             while not self._stop.is_set():
                 self.last_round = time.monotonic()  # liveness (connectors/sender/probe.py)
+                self._follow_view()
                 # Wait for the first record, then take whatever else is ready: batches under
                 # load, no added latency when idle.
                 first = self._consumer.poll(POLL_TIMEOUT_S)
@@ -353,6 +372,7 @@ class SenderService:
                 break
             self._producer.poll(0.1)
         self._connections.close()
+        self._view.stop()
         self._bind_reporter.withdraw()  # flushed below with everything else
         self._producer.flush(10)
         self._poller_stop.set()
@@ -430,7 +450,7 @@ class SenderService:
             self._reject(message, code, str(exc).splitlines()[0], partition, offset, epoch)
             return
         if routed.smsc_id not in self._pools:
-            self._refresh_config()
+            self._refresh_config(routed.smsc_id)
         if routed.smsc_id not in self._pools:
             detail = f"no connection configured for {routed.smsc_id}"
             if self._config_refresh.problem is not None:
@@ -565,27 +585,16 @@ class SenderService:
         Only for messages of which no part was accepted (a split across SMSCs would still
         reassemble on the handset, but bills and tracks badly). Returns False when no other
         route is eligible; the caller then fails the parts as before."""
-        routed, request = job.routed, job.routed.request
-        failed = [*routed.failed_routes, routed.route_id]
-        decision = route_engine.decide(
-            self._engine,
-            route_engine.RouteRequest(
-                request.tenant_id, routed.destination,
-                request.message_type, parts=routed.parts,
-            ),
-            time.time(),
-        )
-        for route_id in failed:
-            if isinstance(decision, route_engine.RouteRejection):
-                break
-            decision = route_engine.next_route(decision, route_id)
+        routed = job.routed
+        decision = failover_decision(self._view.current.engine, routed, time.time())
         if isinstance(decision, route_engine.RouteRejection):
             log.info("no route left for %s after %s: %s", job.key, why, decision.detail)
             return False
         rerouted = routed.model_copy(update={
             "route_id": decision.route_id, "smsc_id": decision.smsc_id,
             "operator_id": decision.operator_id or routed.operator_id,
-            "failed_routes": failed, "routed_at": _now(), "throttled_at": None,
+            "failed_routes": [*routed.failed_routes, routed.route_id],
+            "routed_at": _now(), "throttled_at": None,
         })
         self.stats["failovers"] += 1
         self._ledger.release(job.key, routed.parts)

@@ -64,10 +64,11 @@ def _acls(user: dict[str, Any], resource: str, pattern: str) -> dict[str, set[st
 
 
 def test_the_import_scan_finds_what_the_sender_uses() -> None:
-    """Guards the scanner itself: the sender reads and writes these nine topics."""
+    """Guards the scanner itself: the sender reads and writes these ten topics."""
     assert topics_named_by(("connectors/sender",)) == {
         topics.THROTTLED, topics.SENT, topics.DLR_RAW, topics.REJECTED, topics.ROUTED,
         topics.CONFIG, topics.SENDER_LEDGER, topics.INBOUND, topics.SMSC_BINDS,
+        topics.ROUTE_HEALTH,
     }
 
 

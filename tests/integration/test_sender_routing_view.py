@@ -1,0 +1,153 @@
+"""The sender's routing view follows ``sms.config`` and ``sms.route-health`` on the real broker.
+
+Failover (``SenderService._fail_over``) decides with this view: a route reported ``DOWN`` or
+disabled since the sender started is no failover target, and an SMSC added since is known
+without a read on the consuming thread (connectors/sender/routing_view.py). The second test
+runs the sender itself against the SMPP simulator: a message on a route whose SMSC refuses the
+bind fails over past the fallback that route health says is ``DOWN``.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+import connectors.sender.service as sender_service
+from connectors.producer import new_request
+from connectors.sender.routing_view import RoutingView, failover_decision
+from schemas.models import RoutedMessage, RouteHealth, TextEncoding
+from smsflow.config.kafka_io import apply_config
+from smsflow.config.models import PlatformConfig, Route
+from smsflow.config.store import load_yaml
+from smsflow.devstack.harness import isolated_settings, read_messages
+from smsflow.domain import route_engine
+from smsflow.domain.route_state import RouteState
+from smsflow.settings import Settings
+from smsflow.topics import CONFIG, ROUTE_HEALTH, ROUTED, THROTTLED, apply_topics, topic_name
+from tests.integration.simulators import platform_simulator, pointed_at
+from tests.integration.waiting import wait_until
+from tests.paths import PLATFORM_CONFIG
+
+pytestmark = pytest.mark.slow
+
+#: platform.yaml plus uk-cheap-broken, whose SMSC refuses our password (test_failover.py).
+FAILOVER_CONFIG = Path(__file__).parent / "data" / "failover-platform.yaml"
+
+UK = "+447401300001"  # gb-ee
+
+
+def _with_uk_routes(config: PlatformConfig, *, dear_enabled: bool = True) -> PlatformConfig:
+    """platform.yaml with two more routes to gb-ee, so a message on the cheapest one has two
+    fallbacks: uk-mid (smsc-de), then uk-direct (smsc-uk, 0.030)."""
+    cheap = Route(id="uk-cheap", smsc="smsc-us", operators=("gb-ee",), tps=100, cost=0.010)
+    mid = Route(id="uk-mid", smsc="smsc-de", operators=("gb-ee",), tps=100, cost=0.020)
+    routes = [r if r.id != "uk-direct" else r.model_copy(update={"enabled": dear_enabled})
+              for r in config.routes]
+    return config.model_copy(update={"routes": (*routes, cheap, mid)})
+
+
+def _on_cheap(route_id: str = "uk-cheap", smsc_id: str = "smsc-us") -> RoutedMessage:
+    now = datetime.now(UTC)
+    return RoutedMessage(
+        request=new_request("acme-bank", UK, "failover", now=now), destination=UK,
+        route_id=route_id, smsc_id=smsc_id, operator_id="gb-ee", country="GB",
+        encoding=TextEncoding.GSM7, parts=1, routed_at=now)
+
+
+def _produce(settings: Settings, topic: str, key: str, value: bytes) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer.produce(topic, key=key.encode(), value=value)
+    assert producer.flush(10) == 0
+
+
+def _down(route_id: str) -> RouteHealth:
+    return RouteHealth(route_id=route_id, state=RouteState.DOWN, score=0.0, window_s=300,
+                       updated_at=datetime.now(UTC))
+
+
+def _failover_target(view: RoutingView) -> str | None:
+    decision = failover_decision(view.current.engine, _on_cheap(), datetime.now(UTC).timestamp())
+    return decision.route_id if isinstance(decision, route_engine.Decision) else None
+
+
+def test_failover_follows_route_health_and_configuration_changes(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = isolated_settings(kafka_bootstrap, tmp_path, "sender-routing-view")
+    apply_topics(settings)
+    config_topic, health_topic = topic_name(settings, CONFIG), topic_name(settings, ROUTE_HEALTH)
+    start = _with_uk_routes(load_yaml(PLATFORM_CONFIG))
+    apply_config(settings.kafka_bootstrap, config_topic, start)
+    # Route health as the worker's tracking writes it: uk-mid is DOWN.
+    _produce(settings, health_topic, "uk-mid", _down("uk-mid").to_avro(health_topic))
+
+    view = RoutingView(settings.kafka_bootstrap, config_topic, health_topic, start)
+    # Before it has read anything the view is the start-up configuration with no health:
+    # what the sender used to fail over with for its whole life.
+    assert _failover_target(view) == "uk-mid"
+    view.start()
+    try:
+        assert view.caught_up.wait(60), "the view never read both topics to their end"
+        assert _failover_target(view) == "uk-direct"  # uk-mid is DOWN
+
+        # Disabled since the sender started, and a new SMSC: both reach the view.
+        changed = _with_uk_routes(load_yaml(PLATFORM_CONFIG), dear_enabled=False)
+        new_smsc = changed.smscs[0].model_copy(update={"id": "smsc-new"})
+        changed = changed.model_copy(update={"smscs": (*changed.smscs, new_smsc)})
+        apply_config(settings.kafka_bootstrap, config_topic, changed)
+        wait_until(lambda: "smsc-new" in {s.id for s in view.current.config.smscs},
+                   timeout_s=30, what="the new SMSC in the sender's routing view")
+        assert view.current.version >= 1
+        # uk-mid DOWN, uk-direct disabled: no route is left to fail over to.
+        assert _failover_target(view) is None
+        assert view.failures == 0
+    finally:
+        view.stop()
+
+
+def test_the_sender_fails_over_past_a_route_reported_down(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sender_service, "FAILOVER_AFTER_S", 1.0)  # not the 10 s of production
+    settings = isolated_settings(kafka_bootstrap, tmp_path, "sender-failover-view", partitions=1)
+    apply_topics(settings)
+    config_topic, health_topic = topic_name(settings, CONFIG), topic_name(settings, ROUTE_HEALTH)
+    sim = platform_simulator(seed=3, profiles={"default": {"submit_latency_ms": 2}})
+    # Fallbacks of uk-cheap-broken for gb-ee: uk-mid (smsc-de, 0.020), then uk-direct (0.030).
+    base = pointed_at(load_yaml(FAILOVER_CONFIG), sim.port)
+    mid = Route(id="uk-mid", smsc="smsc-de", operators=("gb-ee",), tps=100, cost=0.020)
+    config = base.model_copy(update={"routes": (*base.routes, mid)})
+    apply_config(settings.kafka_bootstrap, config_topic, config)
+    _produce(settings, health_topic, "uk-mid", _down("uk-mid").to_avro(health_topic))
+
+    service = sender_service.SenderService(
+        settings, config, group_id=f"sender-failover-view-{uuid.uuid4().hex[:8]}")
+    service.drain_timeout_s = 1.0
+    runner = threading.Thread(target=service.run, name="sender-under-test", daemon=True)
+    runner.start()
+    try:
+        message = _on_cheap("uk-cheap-broken", "smsc-broken")
+        throttled = topic_name(settings, THROTTLED)
+        _produce(settings, throttled, message.route_id, message.to_avro(throttled))
+
+        def rerouted() -> list[RoutedMessage]:
+            found = [RoutedMessage.from_avro(m.value()) for m in read_messages(settings, ROUTED)]
+            return [r for r in found if r.request.message_id == message.request.message_id]
+
+        wait_until(lambda: bool(rerouted()), timeout_s=60,
+                   what="the message failed over to sms.routed")
+        (again,) = rerouted()
+        # With the start-up view (no health) this was uk-mid, a route the routers avoid.
+        assert (again.route_id, again.smsc_id) == ("uk-direct", "smsc-uk")
+        assert again.failed_routes == ["uk-cheap-broken"]
+        assert service.stats["failovers"] == 1
+        assert runner.is_alive()
+    finally:
+        service.stop()
+        runner.join(30)
+        sim.stop()
