@@ -12,8 +12,10 @@ read at start and no health at all, so it could fail a message over to a route t
 publishes an immutable :class:`View` (configuration, ranked engine, version) that the
 consuming thread reads without a lock. Rebuilding the engine (~0.15-0.4 s for a large
 catalogue) happens on this thread, so a configuration change never stalls the consuming
-thread. Every :data:`RERANK_EVERY_S` the ranking is refreshed without news (health reports go
-stale, hysteresis dwell times pass), as the worker's ``rerank_routes`` timer does.
+thread. Unlike the worker's routers, the view does not re-rank on a timer: reports that went
+stale and dwell times that passed are evaluated by ``route_engine.decide`` itself past the
+snapshot's ``valid_until`` (a slower path, fine for the few failover decisions), so a large
+catalogue costs the sender nothing while no news arrives.
 
 Nothing is published until the view has read both topics to the end offsets it found when
 it (re)started, so a half-read configuration never replaces a whole one. Any failure of the
@@ -50,11 +52,10 @@ from smsflow.domain import route_engine
 from smsflow.kafka_clients import client_config
 from smsflow.kafka_security import KafkaTarget
 
-__all__ = ["RERANK_EVERY_S", "RoutingInputs", "RoutingView", "View", "failover_decision"]
+__all__ = ["RoutingInputs", "RoutingView", "View", "failover_decision"]
 
 log = logging.getLogger("smsflow.sender.routing_view")
 
-RERANK_EVERY_S: Final = 5.0
 _POLL_S: Final = 0.5
 _FIRST_BACKOFF_S: Final = 1.0
 _MAX_BACKOFF_S: Final = 30.0
@@ -195,17 +196,15 @@ class RoutingView:
         try:
             ends = self._assign(consumer)
             inputs = RoutingInputs()
-            reranked = self._clock()
+            published = False  # by this reader: a restarted one publishes once caught up
             while not self._stop.is_set():
                 for message in consumer.consume(500, _POLL_S):
                     self._apply(inputs, message, ends)
                 if ends:  # still catching up: publish nothing half-read
                     continue
-                now = self._clock()
-                if (inputs.config_changed or inputs.health_changed or not self.caught_up.is_set()
-                        or now - reranked >= RERANK_EVERY_S):
-                    self.current = inputs.next_view(self.current, now)
-                    reranked = now
+                if inputs.config_changed or inputs.health_changed or not published:
+                    self.current = inputs.next_view(self.current, self._clock())
+                    published = True
                     self.caught_up.set()
         finally:
             consumer.close()
