@@ -19,6 +19,7 @@ from typing import Any
 import faust
 import mode
 
+from pipeline.backlog_batching import batch_in_backlogs
 from pipeline.bind_watch import BindWatcher
 from pipeline.config_watch import ConfigWatcher
 from pipeline.faust_patches import (
@@ -146,6 +147,13 @@ def build_app(settings: Settings) -> Worker:
                 fetcher, FetchShape(settings.fetch_min_bytes, settings.fetch_max_wait_ms),
                 settings.fetch_trickle_below_per_s,
                 lambda: getattr(app.consumer, "records_received", 0))
+
+    if settings.backlog_hand_over_ms > 0:
+        @app.task
+        async def batch_outputs_in_backlogs() -> None:
+            """Fuller output batches while the worker is behind (pipeline/backlog_batching.py)."""
+            await batch_in_backlogs(outputs, settings.backlog_hand_over_ms / 1000,
+                                    lambda: getattr(app.consumer, "lag", lambda: 0)())
 
     @app.task
     async def reread_stranded_records() -> None:

@@ -88,6 +88,9 @@ class OutputProducer:
         #: Records sent since the loop last ran :meth:`_hand_over` (see "Grouped hand-over").
         self._queued: list[_Queued] = []
         self._hand_over_at: asyncio.Handle | None = None
+        #: How long a record waits for others before the hand-over: longer while the worker is
+        #: behind (pipeline/backlog_batching.py), when waiting costs no one anything.
+        self.hand_over_delay_s = _HAND_OVER_EVERY_S
         self._max_queued = int(self._config["queue.buffering.max.messages"])
         self._pump_task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -123,7 +126,7 @@ class OutputProducer:
         future: asyncio.Future[None] = loop.create_future()
         self._queued.append((topic, key, value, headers, partition, future))
         if self._hand_over_at is None:
-            self._hand_over_at = loop.call_later(_HAND_OVER_EVERY_S, self._hand_over)
+            self._hand_over_at = loop.call_later(self.hand_over_delay_s, self._hand_over)
         self._pending.add(future)
         pump = self._pump_task
         if pump is None or pump.done():  # nothing was in flight: serve the reports again

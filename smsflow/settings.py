@@ -100,6 +100,14 @@ class Settings(BaseSettings):
     the CPU per message of a burst (broker -22%) and added ~40 ms to the median submit-to-sent
     latency at 250 msg/s (two hops; docs/performance.md#output-linger)."""
 
+    backlog_hand_over_ms: int = 30
+    """While the worker is behind (its consumer 2,000 records or more behind the partitions'
+    ends, until under 500 for a second), its output records wait this long for others before
+    librdkafka gets them, instead of 1 ms: fuller batches and fewer produce requests when a
+    wait costs no one anything, since a record in a backlog waits for its place in the queue
+    anyway. Light traffic never sees it.
+    ``0`` turns it off (docs/performance.md#batching-in-a-backlog)."""
+
     bind_down_grace_s: float = 10.0
     """How long an SMSC may be without any bound connection before route health marks its
     routes DOWN (and the router stops choosing them). Shorter drops are ridden out: the

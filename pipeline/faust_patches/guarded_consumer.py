@@ -277,6 +277,22 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         return mark[1] if mark is not None and mark[0] == self.app.consumer_generation_id \
             else None
 
+    def lag(self) -> int:
+        """Records fetchable but not yet delivered, over the partitions being delivered: the
+        last fetched high watermark less the next offset to deliver (pipeline/backlog_batching.py).
+        """
+        generation, behind = self.app.consumer_generation_id, 0
+        assigned = self.assignment()
+        for tp, (mark_generation, offset) in list(self._next.items()):
+            if mark_generation != generation:
+                continue
+            if tp not in assigned:  # revoked meanwhile: aiokafka asserts on it
+                continue
+            highwater = self.highwater(tp)  # None until the partition was fetched once
+            if highwater is not None and highwater > offset:
+                behind += highwater - offset
+        return behind
+
     def _rewind(self, tp: TP, offset: int) -> None:
         """Fetch ``tp`` again from ``offset`` and deliver nothing else of it before that."""
         self._seek_on_consumer_thread(tp, offset)

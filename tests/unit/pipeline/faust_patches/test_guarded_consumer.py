@@ -534,3 +534,18 @@ async def test_a_flow_stopped_while_waiting_for_room_cuts_the_delivery_short(
     finally:
         consumer.resume_flow()
         del app.topics._tp_index[tp]  # type: ignore[attr-defined]
+
+
+def test_lag_counts_records_between_the_next_delivery_and_the_high_watermark(
+    consumer: GuardedConsumer,
+) -> None:
+    """What the backlog batching reads (pipeline/backlog_batching.py): per partition being
+    delivered in this generation, high watermark (100 here) less the next offset."""
+    assert consumer.lag() == 0  # nothing delivered yet: no position to count from
+    consumer._next[TPS[0]] = (3, 40)
+    consumer._next[TPS[1]] = (3, 100)
+    assert consumer.lag() == 60
+    consumer._next[TPS[1]] = (2, 0)  # a position of an earlier generation counts for nothing
+    assert consumer.lag() == 60
+    consumer.assignment = lambda: {TPS[1]}  # type: ignore[method-assign]
+    assert consumer.lag() == 0  # revoked meanwhile: aiokafka would assert on it
