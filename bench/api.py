@@ -56,7 +56,12 @@ from bench.e2e import _bootstrap, git_commit, machine, store_scenario  # noqa: E
 from smsflow.devstack.backlog import settle  # noqa: E402
 from smsflow.devstack.demo_api import pepper_file  # noqa: E402
 from smsflow.devstack.flowrun import percentile, warm_up  # noqa: E402
-from smsflow.devstack.harness import free_port, isolated_settings, prepared_stack  # noqa: E402
+from smsflow.devstack.harness import (  # noqa: E402
+    delete_run_topics,
+    free_port,
+    isolated_settings,
+    prepared_stack,
+)
 from smsflow.devstack.stack import LocalStack, ManagedProcess, cpu_seconds, wait_for_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,6 +259,7 @@ def main() -> int:
                            batch=args.batch, clients=args.batch_clients,
                            duration=args.duration)
             stack.check_alive()
+    delete_run_topics(bootstrap)  # later runs on this broker must not carry this one's
     summary = {
         "scenario": scenario,
         "accepted_per_s": round(accepted_per_s),

@@ -33,6 +33,7 @@ from typing import Any
 
 from smsflow.devstack.flowrun import make_traffic, percentile, run_flow
 from smsflow.devstack.harness import (
+    delete_run_topics,
     isolated_settings,
     prepared_stack,
     stage_waits_ms,
@@ -211,6 +212,9 @@ def main() -> int:
             stack.check_alive()
             progress(f"{result.terminal} terminal in {result.elapsed_s:.1f}s; reading stages")
             waits = stage_waits_ms(settings, {r.message_id for r in requests})
+    # A long-lived broker that kept every run's ~40 partitions cost 300-500 us more CPU per
+    # message after a few dozen runs (docs/performance.md#batching-in-a-backlog).
+    delete_run_topics(bootstrap)
     used = {name: round(cpu["end"][name] - cpu["start"][name], 2) for name in pids}
     by_process = {
         "worker": round(sum(s for n, s in used.items() if n.startswith("worker-")), 2),

@@ -38,7 +38,11 @@ sys.path.insert(0, str(_HERE.parent))
 
 from bench.e2e import _bootstrap, git_commit, machine, store_scenario  # noqa: E402
 from smsflow.devstack.flowrun import warm_up  # noqa: E402
-from smsflow.devstack.harness import isolated_settings, prepared_stack  # noqa: E402
+from smsflow.devstack.harness import (  # noqa: E402
+    delete_run_topics,
+    isolated_settings,
+    prepared_stack,
+)
 from smsflow.devstack.stack import cpu_seconds  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,6 +74,7 @@ def measure(seconds: float, rounds: int, settle_s: float,
             for _ in range(rounds):
                 windows.append(percent_of_core(pids, seconds))
             stack.check_alive()
+    delete_run_topics(bootstrap)  # later runs on this broker must not carry this one's
     names = sorted(windows[0])
     return {
         "percent_of_core": {n: round(sum(w[n] for w in windows) / len(windows), 1)

@@ -53,7 +53,7 @@ from connectors.terminal_reader import TerminalReader
 from pipeline.faust_patches.fetch_wait import FETCH_MAX_WAIT_MS
 from schemas.models import RoutedMessage
 from smsflow.devstack.flowrun import run_flow
-from smsflow.devstack.harness import isolated_settings, prepared_stack
+from smsflow.devstack.harness import delete_run_topics, isolated_settings, prepared_stack
 from smsflow.devstack.stack import LocalStack, ManagedProcess, wait_for_port
 from smsflow.settings import Settings
 from smsflow.topics import DLR, REJECTED, SUBMITTED, THROTTLED, topic_name
@@ -276,6 +276,7 @@ def main() -> int:
             counters = limiter_counters(home / "logs" / "worker-0.log")
         finally:
             stack.stop()
+            delete_run_topics(settings.kafka_bootstrap)  # later runs must not carry them
             if args.keep_logs:
                 shutil.copytree(home / "logs", args.keep_logs, dirs_exist_ok=True)
     result = _summarize(args, isolation, phases, sent, throttled, counters, started)
