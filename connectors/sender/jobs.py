@@ -24,6 +24,8 @@ class SubmitJob:
     unacked: int = 0  # outcomes produced but not yet acknowledged by Kafka
     skipped: int = 0  # parts the ledger says were submitted already (no outcome from us)
     in_doubt: frozenset[int] = frozenset()  # part seqs resubmitted without knowing
+    #: Failover found no route left (counted and logged once; asked again every bind wait).
+    routes_exhausted: bool = False
 
     @property
     def settled(self) -> bool:

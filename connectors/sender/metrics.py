@@ -160,6 +160,9 @@ _SERVICE_COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("config_read_failures", "smsflow_sender_config_read_failures",
      "Configuration reads that failed (unreadable, invalid or timed out); the previous "
      "configuration was kept."),
+    ("routes_exhausted", "smsflow_sender_routes_exhausted",
+     "Messages failover found no eligible route for (ROUTES_EXHAUSTED): they wait for their "
+     "SMSC until their validity ends, or fail if it refused them for good."),
     ("routing_view_failures", "smsflow_sender_routing_view_failures",
      "Times the routing view's reader of sms.config and sms.route-health failed and was "
      "started again (failover meanwhile decides with the last view it read)."),

@@ -588,7 +588,10 @@ class SenderService:
         routed = job.routed
         decision = failover_decision(self._view.current.engine, routed, time.time())
         if isinstance(decision, route_engine.RouteRejection):
-            log.info("no route left for %s after %s: %s", job.key, why, decision.detail)
+            if not job.routes_exhausted:  # a message waiting for a bind asks every 0.5 s
+                job.routes_exhausted = True
+                self.stats["routes_exhausted"] += 1
+                log.warning("no route left for %s after %s: %s", job.key, why, decision.detail)
             return False
         rerouted = routed.model_copy(update={
             "route_id": decision.route_id, "smsc_id": decision.smsc_id,

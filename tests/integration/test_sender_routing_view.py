@@ -10,7 +10,10 @@ bind fails over past the fallback that route health says is ``DOWN``.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -110,20 +113,23 @@ def test_failover_follows_route_health_and_configuration_changes(
         view.stop()
 
 
-def test_the_sender_fails_over_past_a_route_reported_down(
-    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sender_service, "FAILOVER_AFTER_S", 1.0)  # not the 10 s of production
+@contextmanager
+def _sender_on_a_broken_route(
+    kafka_bootstrap: str, tmp_path: Path, down: tuple[str, ...]
+) -> Iterator[tuple[Settings, sender_service.SenderService, RoutedMessage]]:
+    """A sender whose message is on uk-cheap-broken (the SMSC refuses our password), with
+    route health saying ``down``; yields once the message is on sms.throttled. Fallbacks for
+    gb-ee: uk-mid (smsc-de, 0.020), then uk-direct (smsc-uk, 0.030)."""
     settings = isolated_settings(kafka_bootstrap, tmp_path, "sender-failover-view", partitions=1)
     apply_topics(settings)
     config_topic, health_topic = topic_name(settings, CONFIG), topic_name(settings, ROUTE_HEALTH)
     sim = platform_simulator(seed=3, profiles={"default": {"submit_latency_ms": 2}})
-    # Fallbacks of uk-cheap-broken for gb-ee: uk-mid (smsc-de, 0.020), then uk-direct (0.030).
     base = pointed_at(load_yaml(FAILOVER_CONFIG), sim.port)
     mid = Route(id="uk-mid", smsc="smsc-de", operators=("gb-ee",), tps=100, cost=0.020)
     config = base.model_copy(update={"routes": (*base.routes, mid)})
     apply_config(settings.kafka_bootstrap, config_topic, config)
-    _produce(settings, health_topic, "uk-mid", _down("uk-mid").to_avro(health_topic))
+    for route_id in down:
+        _produce(settings, health_topic, route_id, _down(route_id).to_avro(health_topic))
 
     service = sender_service.SenderService(
         settings, config, group_id=f"sender-failover-view-{uuid.uuid4().hex[:8]}")
@@ -134,20 +140,44 @@ def test_the_sender_fails_over_past_a_route_reported_down(
         message = _on_cheap("uk-cheap-broken", "smsc-broken")
         throttled = topic_name(settings, THROTTLED)
         _produce(settings, throttled, message.route_id, message.to_avro(throttled))
-
-        def rerouted() -> list[RoutedMessage]:
-            found = [RoutedMessage.from_avro(m.value()) for m in read_messages(settings, ROUTED)]
-            return [r for r in found if r.request.message_id == message.request.message_id]
-
-        wait_until(lambda: bool(rerouted()), timeout_s=60,
-                   what="the message failed over to sms.routed")
-        (again,) = rerouted()
-        # With the start-up view (no health) this was uk-mid, a route the routers avoid.
-        assert (again.route_id, again.smsc_id) == ("uk-direct", "smsc-uk")
-        assert again.failed_routes == ["uk-cheap-broken"]
-        assert service.stats["failovers"] == 1
+        yield settings, service, message
         assert runner.is_alive()
     finally:
         service.stop()
         runner.join(30)
         sim.stop()
+
+
+def _rerouted(settings: Settings, message: RoutedMessage) -> list[RoutedMessage]:
+    found = [RoutedMessage.from_avro(m.value()) for m in read_messages(settings, ROUTED)]
+    return [r for r in found if r.request.message_id == message.request.message_id]
+
+
+def test_the_sender_fails_over_past_a_route_reported_down(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sender_service, "FAILOVER_AFTER_S", 1.0)  # not the 10 s of production
+    with _sender_on_a_broken_route(kafka_bootstrap, tmp_path, down=("uk-mid",)) as (
+            settings, service, message):
+        wait_until(lambda: bool(_rerouted(settings, message)), timeout_s=60,
+                   what="the message failed over to sms.routed")
+        (again,) = _rerouted(settings, message)
+        # With the start-up view (no health) this was uk-mid, a route the routers avoid.
+        assert (again.route_id, again.smsc_id) == ("uk-direct", "smsc-uk")
+        assert again.failed_routes == ["uk-cheap-broken"]
+        assert service.stats["failovers"] == 1
+        assert service.stats["routes_exhausted"] == 0
+
+
+def test_no_route_left_is_counted_once_and_the_message_waits(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sender_service, "FAILOVER_AFTER_S", 1.0)
+    with _sender_on_a_broken_route(kafka_bootstrap, tmp_path, down=("uk-mid", "uk-direct")) as (
+            settings, service, message):
+        wait_until(lambda: service.stats["routes_exhausted"] == 1, timeout_s=60,
+                   what="failover finding no route left")
+        time.sleep(2.0)  # four more bind waits, each asking failover again
+        assert service.stats["routes_exhausted"] == 1
+        assert service.stats["failovers"] == 0
+        assert not _rerouted(settings, message)
