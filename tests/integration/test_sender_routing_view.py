@@ -103,11 +103,12 @@ def test_failover_follows_route_health_and_configuration_changes(
         new_smsc = changed.smscs[0].model_copy(update={"id": "smsc-new"})
         changed = changed.model_copy(update={"smscs": (*changed.smscs, new_smsc)})
         apply_config(settings.kafka_bootstrap, config_topic, changed)
-        wait_until(lambda: "smsc-new" in {s.id for s in view.current.config.smscs},
-                   timeout_s=30, what="the new SMSC in the sender's routing view")
+        # Both changes, whichever batch of the view's reads brought each: uk-mid is DOWN and
+        # uk-direct disabled, so no route is left to fail over to.
+        wait_until(lambda: "smsc-new" in {s.id for s in view.current.config.smscs}
+                   and _failover_target(view) is None,
+                   timeout_s=30, what="the new SMSC and the disabled route in the view")
         assert view.current.version >= 1
-        # uk-mid DOWN, uk-direct disabled: no route is left to fail over to.
-        assert _failover_target(view) is None
         assert view.failures == 0
     finally:
         view.stop()
