@@ -209,6 +209,11 @@ class SenderService:
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def routing_view(self) -> RoutingView:
+        """What failover decides with (``caught_up`` once it read both topics)."""
+        return self._view
+
     def _follow_view(self) -> None:
         """Adopt a configuration the routing view read since the last look (one int compared
         per consumer round)."""

@@ -138,6 +138,8 @@ def _sender_on_a_broken_route(
     runner = threading.Thread(target=service.run, name="sender-under-test", daemon=True)
     runner.start()
     try:
+        # Failover may come 1 s after the start: by then the view must have read the health.
+        assert service.routing_view.caught_up.wait(60), "the routing view never caught up"
         message = _on_cheap("uk-cheap-broken", "smsc-broken")
         throttled = topic_name(settings, THROTTLED)
         _produce(settings, throttled, message.route_id, message.to_avro(throttled))
