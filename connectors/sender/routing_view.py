@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final
 
 from confluent_kafka import (
@@ -52,13 +53,28 @@ from smsflow.domain import route_engine
 from smsflow.kafka_clients import client_config
 from smsflow.kafka_security import KafkaTarget
 
-__all__ = ["RoutingInputs", "RoutingView", "View", "failover_decision"]
+__all__ = ["RoutingInputs", "RoutingView", "View", "failed_over", "failover_decision"]
 
 log = logging.getLogger("smsflow.sender.routing_view")
 
 _POLL_S: Final = 0.5
 _FIRST_BACKOFF_S: Final = 1.0
 _MAX_BACKOFF_S: Final = 30.0
+
+
+def failed_over(engine: route_engine.Snapshot, routed: RoutedMessage, now: datetime
+                ) -> RoutedMessage | route_engine.RouteRejection:
+    """``routed`` on the route it fails over to (its current route added to ``failed_routes``,
+    routed again at ``now``, to pass the throttle again), or why there is none."""
+    decision = failover_decision(engine, routed, now.timestamp())
+    if isinstance(decision, route_engine.RouteRejection):
+        return decision
+    return routed.model_copy(update={
+        "route_id": decision.route_id, "smsc_id": decision.smsc_id,
+        "operator_id": decision.operator_id or routed.operator_id,
+        "failed_routes": [*routed.failed_routes, routed.route_id],
+        "routed_at": now, "throttled_at": None,
+    })
 
 
 def failover_decision(engine: route_engine.Snapshot, routed: RoutedMessage, now: float

@@ -53,7 +53,7 @@ from connectors.sender.metrics import COUNTER_KEYS, BindView, SenderCollector, S
 from connectors.sender.offsets import OffsetTracker
 from connectors.sender.relay import RELAYED_HEADER
 from connectors.sender.retry import RetryKind, SubmitRetryPolicy
-from connectors.sender.routing_view import RoutingView, failover_decision
+from connectors.sender.routing_view import RoutingView, failed_over
 from connectors.sender.store_retry import StoreRetry
 from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
 from connectors.smpp.models import InboundDeliver, SubmitResult
@@ -590,25 +590,18 @@ class SenderService:
         Only for messages of which no part was accepted (a split across SMSCs would still
         reassemble on the handset, but bills and tracks badly). Returns False when no other
         route is eligible; the caller then fails the parts as before."""
-        routed = job.routed
-        decision = failover_decision(self._view.current.engine, routed, time.time())
-        if isinstance(decision, route_engine.RouteRejection):
+        rerouted = failed_over(self._view.current.engine, job.routed, _now())
+        if isinstance(rerouted, route_engine.RouteRejection):
             if not job.routes_exhausted:  # a message waiting for a bind asks every 0.5 s
                 job.routes_exhausted = True
                 self.stats["routes_exhausted"] += 1
-                log.warning("no route left for %s after %s: %s", job.key, why, decision.detail)
+                log.warning("no route left for %s after %s: %s", job.key, why, rerouted.detail)
             return False
-        rerouted = routed.model_copy(update={
-            "route_id": decision.route_id, "smsc_id": decision.smsc_id,
-            "operator_id": decision.operator_id or routed.operator_id,
-            "failed_routes": [*routed.failed_routes, routed.route_id],
-            "routed_at": _now(), "throttled_at": None,
-        })
         self.stats["failovers"] += 1
-        self._ledger.release(job.key, routed.parts)
-        log.info("failing %s over from %s to %s: %s", job.key, routed.route_id,
-                 decision.route_id, why)
-        self._store.produce(self._routed_topic, decision.route_id,
+        self._ledger.release(job.key, job.routed.parts)
+        log.info("failing %s over from %s to %s: %s", job.key, job.routed.route_id,
+                 rerouted.route_id, why)
+        self._store.produce(self._routed_topic, rerouted.route_id,
                             rerouted.to_avro(self._routed_topic), self._finish_when_stored(job))
         return True
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from connectors.producer import new_request
-from connectors.sender.routing_view import RoutingInputs, View, failover_decision
+from connectors.sender.routing_view import RoutingInputs, View, failed_over, failover_decision
 from schemas.models import ConfigRecord, RoutedMessage, RouteHealth, TextEncoding
 from smsflow.config.models import PlatformConfig
 from smsflow.config.store import to_records
@@ -142,3 +142,22 @@ def test_undecodable_records_are_skipped() -> None:
 
     assert not inputs.config_changed and not inputs.health_changed
     assert inputs.next_view(view, NOW).config == view.config
+
+
+def test_the_failed_over_record_names_the_new_route_and_the_one_that_failed() -> None:
+    _, view = _read(config(ROUTES))
+    later = datetime.fromtimestamp(NOW + 30, UTC)
+    throttled = _on_cheap().model_copy(update={"throttled_at": datetime.fromtimestamp(NOW, UTC)})
+
+    again = failed_over(view.engine, throttled, later)
+
+    assert isinstance(again, RoutedMessage)
+    assert (again.route_id, again.smsc_id, again.failed_routes) == (
+        "uk-mid", "smsc-fra", ["uk-cheap"])
+    # Routed again now, and throttled again on its new route.
+    assert (again.routed_at, again.throttled_at) == (later, None)
+    assert again.request == throttled.request
+
+    exhausted = again.model_copy(update={"route_id": "uk-dear",
+                                         "failed_routes": ["uk-cheap", "uk-mid"]})
+    assert isinstance(failed_over(view.engine, exhausted, later), route_engine.RouteRejection)
