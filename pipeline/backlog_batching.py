@@ -75,7 +75,14 @@ async def batch_in_backlogs(outputs: HandOver, backlog_delay_s: float, lag: Call
     try:
         while True:
             await asyncio.sleep(interval_s)
-            behind = lag()
+            try:
+                behind = lag()
+            except Exception:
+                # Read across the consumer's thread: during a rebalance or a stop a partition
+                # may be gone mid-read (aiokafka asserts, faust raises ConsumerNotStarted). An
+                # optimisation must never stop the worker: no reading this time.
+                log.debug("the consumer's lag is not readable now", exc_info=True)
+                continue
             changed = detector.observe(behind)
             if changed is None:
                 continue

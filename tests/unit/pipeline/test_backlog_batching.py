@@ -59,3 +59,26 @@ async def test_the_hand_over_delay_follows_the_backlog_and_is_restored() -> None
     assert seen[:len(lags) + 1] == [
         0.001, 0.001, 0.03, 0.03, *([0.03] * (CALM_INTERVALS - 1)), 0.001, 0.03]
     assert outputs.hand_over_delay_s == 0.001  # restored when the task ends
+
+
+@pytest.mark.asyncio
+async def test_a_lag_that_cannot_be_read_mid_rebalance_changes_nothing() -> None:
+    outputs = _Outputs()
+    readings = iter([ENTER_AT_LAG])
+    calls = 0
+
+    def lag() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            return next(readings)
+        raise AssertionError("Partition is not assigned")  # what aiokafka raises
+
+    task = asyncio.create_task(batch_in_backlogs(outputs, 0.03, lag, interval_s=0))
+    while calls < 4:
+        await asyncio.sleep(0)
+    assert not task.done()
+    assert outputs.hand_over_delay_s == 0.03  # the one good reading counted
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
