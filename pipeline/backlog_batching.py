@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["BacklogDetector", "batch_in_backlogs"]
+__all__ = ["BACKLOG", "BacklogDetector", "BacklogStats", "batch_in_backlogs"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,17 @@ ENTER_AT_LAG = 2_000
 #: ... and under which, for :data:`CALM_INTERVALS` checks in a row (1 s), it no longer does.
 LEAVE_BELOW_LAG = 500
 CALM_INTERVALS = 4
+
+
+@dataclass
+class BacklogStats:
+    """Read by /metrics (pipeline/metrics.py)."""
+
+    active: int = 0  # 1 while the outputs are handed over late
+    entered: int = 0  # backlogs since start
+
+
+BACKLOG = BacklogStats()
 
 
 class HandOver(Protocol):
@@ -87,7 +99,10 @@ async def batch_in_backlogs(outputs: HandOver, backlog_delay_s: float, lag: Call
             if changed is None:
                 continue
             outputs.hand_over_delay_s = backlog_delay_s if changed else normal
+            BACKLOG.active = int(changed)
+            BACKLOG.entered += changed
             log.info("worker %s a backlog (%d records behind): outputs handed over after %.0f ms",
                      "in" if changed else "out of", behind, outputs.hand_over_delay_s * 1000)
     finally:
         outputs.hand_over_delay_s = normal
+        BACKLOG.active = 0

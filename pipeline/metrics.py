@@ -43,6 +43,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pipeline import traffic_counts
+from pipeline.backlog_batching import BACKLOG
 from pipeline.commit_guard import GUARD
 from pipeline.deferral import DEFERRAL, HELD
 from pipeline.scheduling import ScheduledStage, StageStats
@@ -100,6 +101,13 @@ class WorkerCollector(Collector):
             yield family(name, help_text, value=getattr(DEFERRAL, field))
         for name, help_text, field in _FEED_FAMILIES:
             yield CounterMetricFamily(name, help_text, value=getattr(FEED, field))
+        yield GaugeMetricFamily(
+            "smsflow_worker_backlog_batching",
+            "1 while the worker is behind and hands its outputs over late for fuller batches "
+            "(SMSFLOW_BACKLOG_HAND_OVER_MS).", value=BACKLOG.active)
+        yield CounterMetricFamily("smsflow_worker_backlogs",
+                                  "Backlogs the worker entered (batching its outputs harder).",
+                                  value=BACKLOG.entered)
         for name, counter, help_text, field in _HELD_FAMILIES:
             family = CounterMetricFamily if counter else GaugeMetricFamily
             yield family(name, help_text, value=getattr(HELD, field))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from pipeline.backlog_batching import (
+    BACKLOG,
     CALM_INTERVALS,
     ENTER_AT_LAG,
     LEAVE_BELOW_LAG,
@@ -59,6 +60,7 @@ async def test_the_hand_over_delay_follows_the_backlog_and_is_restored() -> None
     assert seen[:len(lags) + 1] == [
         0.001, 0.001, 0.03, 0.03, *([0.03] * (CALM_INTERVALS - 1)), 0.001, 0.03]
     assert outputs.hand_over_delay_s == 0.001  # restored when the task ends
+    assert BACKLOG.active == 0 and BACKLOG.entered >= 2  # /metrics: two backlogs entered
 
 
 @pytest.mark.asyncio
