@@ -89,7 +89,7 @@ async def batch_in_backlogs(outputs: HandOver, backlog_delay_s: float, lag: Call
             await asyncio.sleep(interval_s)
             try:
                 behind = lag()
-            except Exception:
+            except Exception:  # mid-rebalance or stopping: skip this look (below)
                 # Read across the consumer's thread: during a rebalance or a stop a partition
                 # may be gone mid-read (aiokafka asserts, faust raises ConsumerNotStarted). An
                 # optimisation must never stop the worker: no reading this time.
