@@ -208,6 +208,9 @@ class RoutingView:
             # the one the sender's KafkaUser grants for reading sms.config.
             "group.id": f"smsflow-config-reader-{uuid.uuid4()}",
             "enable.auto.commit": False,
+            # The end of a partition is where catching up ends: its high watermark can sit past
+            # the last record delivered (a transaction marker, a tombstone compacted away).
+            "enable.partition.eof": True,
         })
         try:
             ends = self._assign(consumer)
@@ -246,17 +249,19 @@ class RoutingView:
 
     def _apply(self, inputs: RoutingInputs, message: Message,
                ends: dict[tuple[str, int], int]) -> None:
+        where = (message.topic() or "", message.partition() or 0)
         error = message.error()
         if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:  # the client retries by itself
+            if error.code() == KafkaError._PARTITION_EOF:
+                ends.pop(where, None)  # read to its end (past any offset without a record)
+            else:  # the client retries by itself
                 log.warning("routing view: %s", error)
             return
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
         key = (message.key() or b"").decode(errors="replace")
-        if topic == self._config_topic:
+        if where[0] == self._config_topic:
             inputs.apply_config(key, message.value())
         else:
             inputs.apply_health(key, message.value())
-        end = ends.get((topic or "", partition or 0))
-        if end is not None and (offset or 0) + 1 >= end:
-            del ends[(topic or "", partition or 0)]
+        end = ends.get(where)
+        if end is not None and (message.offset() or 0) + 1 >= end:
+            del ends[where]

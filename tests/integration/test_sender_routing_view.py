@@ -114,6 +114,34 @@ def test_failover_follows_route_health_and_configuration_changes(
         view.stop()
 
 
+def test_the_view_catches_up_when_the_last_offset_holds_no_record(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A partition's high watermark can sit past its last readable record: a transaction's
+    commit marker, or a tombstone compaction removed. The view must still count as caught up
+    (it stops at the partition's end, not at an offset it will never see)."""
+    settings = isolated_settings(kafka_bootstrap, tmp_path, "sender-view-gap")
+    apply_topics(settings)
+    config_topic, health_topic = topic_name(settings, CONFIG), topic_name(settings, ROUTE_HEALTH)
+    start = load_yaml(PLATFORM_CONFIG)
+    apply_config(settings.kafka_bootstrap, config_topic, start)
+    # The last offset of this route-health partition is a commit marker, never delivered.
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "transactional.id": f"view-gap-{uuid.uuid4().hex[:8]}"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(health_topic, key=b"uk-direct", value=_down("uk-direct").to_avro(health_topic))
+    producer.commit_transaction(30)
+
+    view = RoutingView(settings.kafka_bootstrap, config_topic, health_topic, start)
+    view.start()
+    try:
+        assert view.caught_up.wait(30), "the view waited for an offset that holds no record"
+        assert view.current.engine.reports["uk-direct"].state is RouteState.DOWN
+    finally:
+        view.stop()
+
+
 @contextmanager
 def _sender_on_a_broken_route(
     kafka_bootstrap: str, tmp_path: Path, down: tuple[str, ...]
