@@ -100,7 +100,8 @@ async def batch_in_backlogs(outputs: HandOver, backlog_delay_s: float, lag: Call
                 continue
             outputs.hand_over_delay_s = backlog_delay_s if changed else normal
             BACKLOG.active = int(changed)
-            BACKLOG.entered += changed
+            if changed:
+                BACKLOG.entered += 1
             log.info("worker %s a backlog (%d records behind): outputs handed over after %.0f ms",
                      "in" if changed else "out of", behind, outputs.hand_over_delay_s * 1000)
     finally:

@@ -281,12 +281,10 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         """Records fetchable but not yet delivered, over the partitions being delivered: the
         last fetched high watermark less the next offset to deliver (pipeline/backlog_batching.py).
         """
-        generation, behind = self.app.consumer_generation_id, 0
-        assigned = self.assignment()
-        for tp, (mark_generation, offset) in list(self._next.items()):
-            if mark_generation != generation:
-                continue
-            if tp not in assigned:  # revoked meanwhile: aiokafka asserts on it
+        behind, assigned = 0, self.assignment()
+        for tp in list(self._next):
+            offset = self._next_of(tp)  # None: a position of an earlier generation
+            if offset is None or tp not in assigned:  # revoked meanwhile: aiokafka asserts
                 continue
             highwater = self.highwater(tp)  # None until the partition was fetched once
             if highwater is not None and highwater > offset:
