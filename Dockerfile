@@ -4,13 +4,14 @@
 # This repository's CI has no container runtime: tests/k8s/test_dockerfile.py checks that the
 # paths copied here exist and that the entrypoint is the real CLI; the build itself is not run.
 
-# ---- build: a wheel of the project and of every dependency (compilers stay in this stage)
+# ---- build: a wheel of the project (its hot modules compiled by mypyc: setup.py) and of every
+# dependency; compilers stay in this stage
 FROM python:3.11-slim AS build
 WORKDIR /src
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY smsflow ./smsflow
 COPY pipeline ./pipeline
 COPY connectors ./connectors

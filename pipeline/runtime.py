@@ -12,6 +12,7 @@ from pipeline.app import Worker
 from pipeline.health_watch import HealthWatcher
 from schemas.wire import prime
 from smsflow.kafka_security import kafka_connection
+from smsflow.native import log_status
 from smsflow.topics import AVRO_TOPICS, ROUTE_HEALTH
 
 __all__ = ["register"]
@@ -55,3 +56,4 @@ def register(worker: Worker) -> None:
         debug call in faust and aiokafka builds a record: ~9% of a worker's CPU when profiled.
         Set the level itself."""
         logging.getLogger().setLevel(level_number(settings.log_level))
+        log_status(logging.getLogger(__name__))  # compiled hot modules (smsflow/native.py)

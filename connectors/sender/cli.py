@@ -15,6 +15,7 @@ from smsflow.config.kafka_io import read_config
 from smsflow.gc_policy import apply_thresholds
 from smsflow.kafka_auth import checked_connection
 from smsflow.metrics_http import serve_metrics
+from smsflow.native import log_status
 from smsflow.settings import load_settings
 from smsflow.topics import CONFIG, topic_name
 
@@ -25,6 +26,7 @@ def _cmd_sender(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    log_status(log)  # compiled hot modules (smsflow/native.py)
     settings = load_settings()
     apply_thresholds(settings.gc_thresholds)
     config = read_config(checked_connection(settings), topic_name(settings, CONFIG))

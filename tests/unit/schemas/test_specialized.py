@@ -18,8 +18,12 @@ from hypothesis import strategies as st
 from schemas import specialized
 from schemas.codec import CORRUPT_BODY_ERRORS, DecodeError, codec
 from schemas.registry import contracts
+from tests.native_source import source_module
 
 NAMES = sorted(contracts())
+#: The module as installed (compiled by mypyc, smsflow/native.py) and as its source: both must
+#: match fastavro, so a pure-Python install behaves as the compiled one.
+IMPLEMENTATIONS = {"installed": specialized, "source": source_module("schemas/specialized.py")}
 
 
 def _values(schema: Any, names: dict[str, Any]) -> st.SearchStrategy[Any]:
@@ -76,8 +80,8 @@ def _fastavro_read(name: str, body: bytes) -> tuple[Any, int] | str:
         return "refused"
 
 
-def _generated_read(name: str, body: bytes) -> tuple[Any, int] | str:
-    read = specialized.reader(contracts()[name].schema_json)
+def _generated_read(name: str, body: bytes, impl: str = "installed") -> tuple[Any, int] | str:
+    read: specialized.Reader | None = IMPLEMENTATIONS[impl].reader(contracts()[name].schema_json)
     assert read is not None
     try:
         return read(body, 0)
@@ -95,24 +99,28 @@ def test_every_contract_gets_a_generated_reader_and_writer(name: str) -> None:
     assert specialized.writer(schema) is not None
 
 
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=100, deadline=None, derandomize=True)
 @given(data=st.data())
-def test_same_bytes_and_values_as_fastavro(name: str, data: st.DataObject) -> None:
+def test_same_bytes_and_values_as_fastavro(name: str, impl: str, data: st.DataObject) -> None:
     record = data.draw(_records(name))
     expected = _fastavro_bytes(name, record)
-    write = specialized.writer(contracts()[name].schema_json)
+    write = IMPLEMENTATIONS[impl].writer(contracts()[name].schema_json)
     assert write is not None
     out = bytearray()
     write(out, record)
     assert bytes(out) == expected
-    assert _generated_read(name, expected) == _fastavro_read(name, expected)
+    assert _generated_read(name, expected, impl) == _fastavro_read(name, expected)
 
 
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=100, deadline=None, derandomize=True)
 @given(data=st.data())
-def test_corrupt_bodies_read_as_fastavro_reads_them(name: str, data: st.DataObject) -> None:
+def test_corrupt_bodies_read_as_fastavro_reads_them(
+    name: str, impl: str, data: st.DataObject
+) -> None:
     body = bytearray(_fastavro_bytes(name, data.draw(_records(name))))
     cut = data.draw(st.integers(0, len(body)))
     flips = data.draw(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)),
@@ -121,7 +129,8 @@ def test_corrupt_bodies_read_as_fastavro_reads_them(name: str, data: st.DataObje
         if body:
             body[index % len(body)] = value
     corrupt = bytes(body[:cut]) + data.draw(st.binary(max_size=4))
-    generated, reference = _generated_read(name, corrupt), _fastavro_read(name, corrupt)
+    generated = _generated_read(name, corrupt, impl)
+    reference = _fastavro_read(name, corrupt)
     if reference == "refused":
         # The inline one-byte string read may run past the end; the codec refuses that by the
         # end position (test_the_codec_refuses_a_body_cut_short_and_trailing_bytes).

@@ -1,0 +1,116 @@
+"""The hot pure modules compiled to C with mypyc, and whether this process runs them compiled.
+
+Installing the project (``make install``, ``pip install .``, the Dockerfile's wheel) compiles
+:data:`NATIVE_MODULES` with mypyc (``setup.py``): the same source, type-checked by ``make
+lint``, run as C extensions, 35 % cheaper per Avro encode and decode and 5-9 % less CPU per
+message in the worker and the sender (docs/performance.md#compiled-hot-modules). Without a C
+compiler, or with ``SMSFLOW_PURE_PYTHON=1`` at install time, they stay plain Python: slower,
+with the same behaviour.
+
+An editable install puts each extension next to its source, and Python imports the extension
+first: a source edited after the last build is *not* what runs until the next ``make
+install``. :func:`stale` finds those (the worker and the sender warn at start; a unit test
+fails), so an edit can never silently not take effect.
+
+This file is read by ``setup.py`` on its own (no package import), so it imports nothing of
+ours.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+
+#: Source files compiled by mypyc, relative to the repository root. Chosen from the worker's
+#: and the sender's profiles (docs/performance.md#compiled-hot-modules): the Avro readers'
+#: and writers' primitives, the rate-limit scheduler, delivery tracking, receipt parsing,
+#: text encoding and the SMPP body codec. Only pure modules whose tests pass compiled:
+#: ``smsflow/domain/smpp_status.py`` is left out because mypyc accepts ``True`` where the
+#: source refuses a bool for an int (tests/unit/domain/test_smpp_status.py).
+NATIVE_MODULES: tuple[str, ...] = (
+    "schemas/specialized.py",
+    "smsflow/domain/receipts.py",
+    "smsflow/domain/encoding.py",
+    "smsflow/domain/validation.py",
+    "smsflow/domain/delivery.py",
+    "smsflow/domain/limits/scheduler.py",
+    "smsflow/domain/limits/scheduler_values.py",
+    "smsflow/domain/limits/lanes.py",
+    "smsflow/domain/limits/buckets.py",
+    "smsflow/domain/limits/quota.py",
+    "smsflow/domain/limits/aimd.py",
+    "smsflow/domain/tracking/expiry.py",
+    "smsflow/domain/tracking/timers.py",
+    "smsflow/domain/tracking/windows.py",
+    "smsflow/domain/tracking/_codec.py",
+    "connectors/smpp/codec/primitives.py",
+    "connectors/smpp/codec/client_bodies.py",
+    "connectors/smpp/codec/pdus.py",
+)
+
+
+def module_name(source: str) -> str:
+    """``smsflow/domain/receipts.py`` -> ``smsflow.domain.receipts``."""
+    return source.removesuffix(".py").replace("/", ".")
+
+
+@dataclass(frozen=True)
+class NativeStatus:
+    """Which of :data:`NATIVE_MODULES` this process imported compiled, and which stale."""
+
+    compiled: tuple[str, ...]
+    pure: tuple[str, ...]
+    stale: tuple[str, ...]
+
+    def summary(self) -> str:
+        text = f"{len(self.compiled)} of {len(NATIVE_MODULES)} hot modules compiled (mypyc)"
+        if self.pure:
+            text += "; pure Python: " + ", ".join(self.pure)
+        return text
+
+
+def is_compiled(module_file: str | None) -> bool:
+    """Whether a module was loaded from a C extension rather than its source."""
+    return module_file is not None and module_file.endswith(tuple(EXTENSION_SUFFIXES))
+
+
+def stale(module_file: str | None) -> bool:
+    """A compiled module whose source was changed after it was built: the extension still
+    runs the old code."""
+    if not is_compiled(module_file) or module_file is None:
+        return False
+    built = Path(module_file)
+    source = built.with_name(built.name.split(".", 1)[0] + ".py")
+    return source.exists() and source.stat().st_mtime > built.stat().st_mtime
+
+
+def status() -> NativeStatus:
+    """Import every native module and report how each one runs."""
+    compiled: list[str] = []
+    pure: list[str] = []
+    outdated: list[str] = []
+    for source in NATIVE_MODULES:
+        name = module_name(source)
+        loaded = importlib.import_module(name).__file__
+        (compiled if is_compiled(loaded) else pure).append(name)
+        if stale(loaded):
+            outdated.append(name)
+    return NativeStatus(tuple(compiled), tuple(pure), tuple(outdated))
+
+
+def log_status(log: logging.Logger) -> NativeStatus:
+    """One line at a process's start: INFO when every hot module runs compiled, WARNING when
+    some run as plain Python (slower) or are stale (their edited source is not what runs)."""
+    found = status()
+    if found.stale:
+        log.warning("%s; STALE, built before their source changed (run `make install`): %s",
+                    found.summary(), ", ".join(found.stale))
+    elif found.pure:
+        log.warning("%s (installed without a C compiler or with SMSFLOW_PURE_PYTHON=1)",
+                    found.summary())
+    else:
+        log.info("%s", found.summary())
+    return found
