@@ -22,6 +22,8 @@ reads as the last branch or symbol of a corrupt record). The caller
 
 from __future__ import annotations
 
+import hashlib
+import json
 import struct
 import time
 from collections.abc import Callable, Mapping
@@ -168,22 +170,36 @@ _PRIMITIVE_WRITERS = {
 }
 
 
-class _Source:
+#: Stems of the generated locals that always hold an int (a byte, an end, a branch, an index,
+#: a count); the others hold any value. The generated module declares them so (mypy, mypyc).
+_INT_STEMS = frozenset({"c", "e", "b", "i", "n"})
+
+
+class Source:
     """Lines of generated Python with indentation and fresh local names."""
 
-    def __init__(self) -> None:
+    def __init__(self, constant_prefix: str = "K") -> None:
         self.lines: list[str] = []
         self.constants: dict[str, Any] = {}
+        self.local_types: dict[str, str] = {}
         self._count = 0
+        self._constant_prefix = constant_prefix
 
     def fresh(self, stem: str) -> str:
         self._count += 1
-        return f"{stem}{self._count}"
+        name = f"{stem}{self._count}"
+        self.local_types[name] = "int" if stem in _INT_STEMS else "Any"
+        return name
 
     def constant(self, value: Any) -> str:
-        name = self.fresh("K")
+        self._count += 1
+        name = f"{self._constant_prefix}{self._count}"
         self.constants[name] = value
         return name
+
+    def declarations(self, indent: int) -> list[str]:
+        """``name: type`` for every local, to put first in the function's body."""
+        return [f"{'    ' * indent}{name}: {kind}" for name, kind in self.local_types.items()]
 
     def add(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)
@@ -205,7 +221,7 @@ def _register(schema: Any, names: dict[str, Any]) -> None:
             names[f"{namespace}.{name}"] = schema
 
 
-def _emit_inline_varint(src: _Source, kind: str, target: str, indent: int) -> None:
+def _emit_inline_varint(src: Source, kind: str, target: str, indent: int) -> None:
     """A string, int or long read with the one-byte case inline (no call): lengths under 64
     and values in -64..63, which is most of ours."""
     first = src.fresh("c")
@@ -226,7 +242,7 @@ def _emit_inline_varint(src: _Source, kind: str, target: str, indent: int) -> No
     src.add(indent + 1, f"{target}, pos = read_long(buf, pos)")
 
 
-def _emit_read(src: _Source, schema: Any, target: str, indent: int,
+def _emit_read(src: Source, schema: Any, target: str, indent: int,
                names: dict[str, Any]) -> None:
     """Lines that read one value of ``schema`` at ``pos`` into local ``target``."""
     schema = _named(schema, names)
@@ -298,7 +314,7 @@ def _emit_read(src: _Source, schema: Any, target: str, indent: int,
     raise Unsupported(f"{kind} {schema.get('logicalType')}")
 
 
-def _emit_write(src: _Source, schema: Any, value: str, indent: int,
+def _emit_write(src: Source, schema: Any, value: str, indent: int,
                 names: dict[str, Any]) -> None:
     """Lines that append ``value`` (a local expression) as ``schema`` to ``out``."""
     schema = _named(schema, names)
@@ -358,33 +374,71 @@ def _emit_write(src: _Source, schema: Any, value: str, indent: int,
     raise Unsupported(f"{kind} {schema.get('logicalType')}")
 
 
-def _compile(src: _Source, name: str) -> Any:
+def _compile(src: Source, name: str) -> Any:
     namespace: dict[str, Any] = dict(globals())
     namespace.update(src.constants)
     exec(compile("\n".join(src.lines), f"<avro {name}>", "exec"), namespace)  # noqa: S102
     return namespace[name]
 
 
-def reader(schema: Mapping[str, Any]) -> Reader | None:
-    """A function ``(data, start) -> (record, end position)`` for records of ``schema`` (the
-    writer's schema, read as written), or ``None`` if the schema uses what is not supported."""
-    src = _Source()
-    src.add(0, "def read(buf, pos=0):")
+def reader_source(schema: Mapping[str, Any], src: Source) -> bool:
+    """Fill ``src`` with the body of a reader of ``schema`` (locals ``buf``, ``pos``); False
+    if the schema uses what is not supported."""
     try:
         _emit_read(src, dict(schema), "record", 1, {})
     except Unsupported:
-        return None
+        return False
     src.add(1, "return record, pos")
-    return _compile(src, "read")  # type: ignore[no-any-return]
+    return True
 
 
-def writer(schema: Mapping[str, Any]) -> Writer | None:
-    """A function ``(out, record)`` that appends ``record``'s Avro body to ``out``, or ``None``
-    if the schema uses what is not supported."""
-    src = _Source()
-    src.add(0, "def write(out, record):")
+def writer_source(schema: Mapping[str, Any], src: Source) -> bool:
+    """Fill ``src`` with the body of a writer of ``schema`` (locals ``out``, ``record``)."""
     try:
         _emit_write(src, dict(schema), "record", 1, {})
     except Unsupported:
+        return False
+    return True
+
+
+def schema_key(schema: Mapping[str, Any]) -> str:
+    """What identifies a schema among the precompiled codecs (schemas/generated/)."""
+    canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _precompiled(kind: str, schema: Mapping[str, Any]) -> Any:
+    # Imported here: the generated modules import this one's primitives.
+    from schemas import generated
+
+    table = generated.READERS if kind == "read" else generated.WRITERS
+    return table.get(schema_key(schema))
+
+
+def reader(schema: Mapping[str, Any], *, precompiled: bool = True) -> Reader | None:
+    """A function ``(data, start) -> (record, end position)`` for records of ``schema`` (the
+    writer's schema, read as written), or ``None`` if the schema uses what is not supported.
+    The hot contracts' readers are generated ahead of time into ``schemas/generated/`` (so
+    that mypyc compiles them, smsflow/native.py); ``precompiled=False`` builds one here."""
+    found = _precompiled("read", schema) if precompiled else None
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    src = Source()
+    src.add(0, "def read(buf, pos=0):")
+    if not reader_source(schema, src):
+        return None
+    return _compile(src, "read")  # type: ignore[no-any-return]
+
+
+def writer(schema: Mapping[str, Any], *, precompiled: bool = True) -> Writer | None:
+    """A function ``(out, record)`` that appends ``record``'s Avro body to ``out``, or ``None``
+    if the schema uses what is not supported (ahead of time for the hot contracts, as
+    :func:`reader`)."""
+    found = _precompiled("write", schema) if precompiled else None
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    src = Source()
+    src.add(0, "def write(out, record):")
+    if not writer_source(schema, src):
         return None
     return _compile(src, "write")  # type: ignore[no-any-return]

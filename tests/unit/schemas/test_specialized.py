@@ -21,8 +21,9 @@ from schemas.registry import contracts
 from tests.native_source import source_module
 
 NAMES = sorted(contracts())
-#: The module as installed (compiled by mypyc, smsflow/native.py) and as its source: both must
-#: match fastavro, so a pure-Python install behaves as the compiled one.
+#: The module as installed (compiled by mypyc, smsflow/native.py; the hot contracts' codecs
+#: generated ahead of time, schemas/codegen.py) and as its source building every codec at run
+#: time: both must match fastavro, so a pure-Python install behaves as the compiled one.
 IMPLEMENTATIONS = {"installed": specialized, "source": source_module("schemas/specialized.py")}
 
 
@@ -81,7 +82,9 @@ def _fastavro_read(name: str, body: bytes) -> tuple[Any, int] | str:
 
 
 def _generated_read(name: str, body: bytes, impl: str = "installed") -> tuple[Any, int] | str:
-    read: specialized.Reader | None = IMPLEMENTATIONS[impl].reader(contracts()[name].schema_json)
+    read: specialized.Reader | None = IMPLEMENTATIONS[impl].reader(
+        contracts()[name].schema_json, precompiled=impl == "installed"
+    )
     assert read is not None
     try:
         return read(body, 0)
@@ -106,7 +109,9 @@ def test_every_contract_gets_a_generated_reader_and_writer(name: str) -> None:
 def test_same_bytes_and_values_as_fastavro(name: str, impl: str, data: st.DataObject) -> None:
     record = data.draw(_records(name))
     expected = _fastavro_bytes(name, record)
-    write = IMPLEMENTATIONS[impl].writer(contracts()[name].schema_json)
+    write = IMPLEMENTATIONS[impl].writer(
+        contracts()[name].schema_json, precompiled=impl == "installed"
+    )
     assert write is not None
     out = bytearray()
     write(out, record)
