@@ -70,6 +70,7 @@ def test_server_properties_describe_a_lean_single_kraft_node(tmp_path: Path) -> 
     assert props["log.dirs"] == str(tmp_path / "data")
     assert props["auto.create.topics.enable"] == "false"
     assert props["group.initial.rebalance.delay.ms"] == "0"
+    assert props["log.segment.delete.delay.ms"] == "1000"
     assert props["offsets.topic.replication.factor"] == "1"
     assert props["transaction.state.log.replication.factor"] == "1"
     assert props["transaction.state.log.min.isr"] == "1"
