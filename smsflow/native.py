@@ -27,9 +27,13 @@ from pathlib import Path
 #: Source files compiled by mypyc, relative to the repository root. Chosen from the worker's
 #: and the sender's profiles (docs/performance.md#compiled-hot-modules): the Avro readers'
 #: and writers' primitives, the rate-limit scheduler, delivery tracking, receipt parsing,
-#: text encoding and the SMPP body codec. Only pure modules whose tests pass compiled:
-#: ``smsflow/domain/smpp_status.py`` is left out because mypyc accepts ``True`` where the
-#: source refuses a bool for an int (tests/unit/domain/test_smpp_status.py).
+#: text encoding and the SMPP body codec. Only pure, synchronous modules whose tests pass
+#: compiled: mypyc trusts mypy's types at run time, and two differences were found.
+#: ``smsflow/domain/smpp_status.py`` is left out because mypyc accepts ``True`` where the source
+#: refuses a bool for an int (tests/unit/domain/test_smpp_status.py). And mypy keeps an
+#: attribute narrowed across an ``await`` or a call that changes it, so mypyc's check of the
+#: narrowed type raises ``TypeError`` where Python runs on: ``pipeline/outputs.py`` compiled
+#: failed in ``flush`` on ``self._failure`` set while it awaited. Adapters stay Python.
 NATIVE_MODULES: tuple[str, ...] = (
     "schemas/specialized.py",
     # The hot contracts' readers and writers, generated ahead of time (schemas/codegen.py).
