@@ -125,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     action.add_argument("--write", action="store_true", help="rewrite schemas/generated/")
     action.add_argument("--check", action="store_true", help="exit 1 if it is out of date")
     args = parser.parse_args(argv)
-    stale = [path for path, text in expected_files().items()
-             if not path.exists() or path.read_text(encoding="utf-8") != text]
+    stale = {path: text for path, text in expected_files().items()
+             if not path.exists() or path.read_text(encoding="utf-8") != text}
     if args.check:
         for path in stale:
             print(f"out of date: {path.name} (python -m schemas.codegen --write)")
         return 1 if stale else 0
-    for path, text in expected_files().items():
-        path.parent.mkdir(exist_ok=True)
+    PACKAGE.mkdir(exist_ok=True)
+    for path, text in stale.items():
         path.write_text(text, encoding="utf-8")
     print(f"wrote {len(stale)} changed file(s) in {PACKAGE}")
     return 0

@@ -407,12 +407,28 @@ def schema_key(schema: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _precompiled(kind: str, schema: Mapping[str, Any]) -> Any:
-    # Imported here: the generated modules import this one's primitives.
-    from schemas import generated
+def _build(kind: str, schema: Mapping[str, Any], precompiled: bool) -> Any:
+    """The ``read`` or ``write`` function of ``schema``: generated ahead of time
+    (schemas/generated/) when there is one and ``precompiled``, else built here; ``None`` if
+    the schema uses what is not supported."""
+    if precompiled:
+        # Imported here: the generated modules import this one's primitives.
+        from schemas import generated
 
-    table = generated.READERS if kind == "read" else generated.WRITERS
-    return table.get(schema_key(schema))
+        table = generated.READERS if kind == "read" else generated.WRITERS
+        found = table.get(schema_key(schema))
+        if found is not None:
+            return found
+    signature, body = _BUILDERS[kind]
+    src = Source()
+    src.add(0, signature)
+    return _compile(src, kind) if body(schema, src) else None
+
+
+_BUILDERS: dict[str, tuple[str, Callable[[Mapping[str, Any], Source], bool]]] = {
+    "read": ("def read(buf, pos=0):", reader_source),
+    "write": ("def write(out, record):", writer_source),
+}
 
 
 def reader(schema: Mapping[str, Any], *, precompiled: bool = True) -> Reader | None:
@@ -420,25 +436,11 @@ def reader(schema: Mapping[str, Any], *, precompiled: bool = True) -> Reader | N
     writer's schema, read as written), or ``None`` if the schema uses what is not supported.
     The hot contracts' readers are generated ahead of time into ``schemas/generated/`` (so
     that mypyc compiles them, smsflow/native.py); ``precompiled=False`` builds one here."""
-    found = _precompiled("read", schema) if precompiled else None
-    if found is not None:
-        return found  # type: ignore[no-any-return]
-    src = Source()
-    src.add(0, "def read(buf, pos=0):")
-    if not reader_source(schema, src):
-        return None
-    return _compile(src, "read")  # type: ignore[no-any-return]
+    return _build("read", schema, precompiled)  # type: ignore[no-any-return]
 
 
 def writer(schema: Mapping[str, Any], *, precompiled: bool = True) -> Writer | None:
     """A function ``(out, record)`` that appends ``record``'s Avro body to ``out``, or ``None``
     if the schema uses what is not supported (ahead of time for the hot contracts, as
     :func:`reader`)."""
-    found = _precompiled("write", schema) if precompiled else None
-    if found is not None:
-        return found  # type: ignore[no-any-return]
-    src = Source()
-    src.add(0, "def write(out, record):")
-    if not writer_source(schema, src):
-        return None
-    return _compile(src, "write")  # type: ignore[no-any-return]
+    return _build("write", schema, precompiled)  # type: ignore[no-any-return]

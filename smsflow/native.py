@@ -91,7 +91,7 @@ def is_compiled(module_file: str | None) -> bool:
 def stale(module_file: str | None) -> bool:
     """A compiled module whose source was changed after it was built: the extension still
     runs the old code."""
-    if not is_compiled(module_file) or module_file is None:
+    if module_file is None or not is_compiled(module_file):
         return False
     built = Path(module_file)
     source = built.with_name(built.name.split(".", 1)[0] + ".py")
