@@ -201,9 +201,9 @@ class OutputProducer:
         """Wait until every record sent so far is stored; raise if one was refused."""
         if self._queued:
             self._hand_over_now()
-        if self._failure is not None:
-            raise self._failure
-        if self._pending:
+        # One test of the failure, after the wait: a delivery report may set it meanwhile, and
+        # compiled (mypyc) code would trust a narrowing to None made before the await.
+        if self._pending and self._failure is None:
             await asyncio.wait(list(self._pending))
         if self._failure is not None:
             raise self._failure
