@@ -36,6 +36,7 @@ from smsflow.devstack.harness import (
     delete_run_topics,
     isolated_settings,
     prepared_stack,
+    run_topic_records,
     stage_waits_ms,
     wait_for_group,
     warm_up,
@@ -214,6 +215,7 @@ def main() -> int:
             waits = stage_waits_ms(settings, {r.message_id for r in requests})
     # A long-lived broker that kept every run's ~40 partitions cost 300-500 us more CPU per
     # message after a few dozen runs (docs/performance.md#batching-in-a-backlog).
+    records_by_topic = run_topic_records(bootstrap)  # before they are deleted
     delete_run_topics(bootstrap)
     used = {name: round(cpu["end"][name] - cpu["start"][name], 2) for name in pids}
     by_process = {
@@ -236,6 +238,12 @@ def main() -> int:
         cpu_us_per_msg=round(sum(s or 0.0 for s in by_process.values()) / terminal * 1e6),
         cpu_us_per_msg_by_process={
             n: None if s is None else round(s / terminal * 1e6) for n, s in by_process.items()
+        },
+        # Records the run wrote per terminal message, table changelogs included (the
+        # warm-up's few dozen too): the broker's work and every produce call behind it.
+        records_per_msg=round(sum(records_by_topic.values()) / terminal, 2),
+        records_per_msg_by_topic={
+            name: round(count / terminal, 3) for name, count in records_by_topic.items()
         },
         p50_submit_to_sent_ms=_p(waits["submit_to_sent"], 50),
         p99_submit_to_sent_ms=_p(waits["submit_to_sent"], 99),

@@ -21,6 +21,7 @@ import mode
 
 from pipeline.backlog_batching import batch_in_backlogs
 from pipeline.bind_watch import BindWatcher
+from pipeline.changelog_cache import ChangelogCache
 from pipeline.config_watch import ConfigWatcher
 from pipeline.faust_patches import (
     auth_refusal,
@@ -54,6 +55,9 @@ class Worker:
     #: (pipeline/outputs.py); the guarded consumer waits for these records before it commits
     #: their sources.
     outputs: OutputProducer
+    #: Table changelog writes, held and coalesced per key until the next commit
+    #: (pipeline/changelog_cache.py); its flush is the commit barrier.
+    changelogs: ChangelogCache
     config_watcher: ConfigWatcher
     #: The senders' bind reports per SMSC (``sms.smsc-binds``), for route health.
     bind_watcher: BindWatcher
@@ -130,8 +134,10 @@ def build_app(settings: Settings) -> Worker:
     lean_sensors.install(app)  # before any stream or table binds the sensor methods
     raw_events.install(app)  # before the conductor compiles its handlers
     outputs = OutputProducer(connection, **{"linger.ms": settings.output_linger_ms})
-    add_commit_barrier(app, outputs.flush)  # before every commit and every revocation
-    worker = Worker(app, settings, outputs,
+    changelogs = ChangelogCache(outputs, hold_s=settings.changelog_hold_ms / 1000)
+    # Before every commit and every revocation: held table changes, then every output.
+    add_commit_barrier(app, changelogs.flush)
+    worker = Worker(app, settings, outputs, changelogs,
                     ConfigWatcher(connection, topic_name(settings, CONFIG)),
                     BindWatcher(connection, topic_name(settings, SMSC_BINDS),
                                 grace_s=settings.bind_down_grace_s))
@@ -189,6 +195,6 @@ def create_app(settings: Settings) -> Worker:
     web.register(worker, delivery_counts=lambda: dict(delivery_agents.counts),
                  owned_windows=owned_windows)
     # Every table exists now (the agents declare them): their changelogs go through the
-    # output producer too.
-    route_changelogs(worker.app.tables, worker.outputs)
+    # changelog cache and the output producer too.
+    route_changelogs(worker.app.tables, worker.changelogs)
     return worker

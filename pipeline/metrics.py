@@ -23,6 +23,9 @@ Families (labels in braces):
   (pipeline/faust_patches/guarded_consumer.py)
 * ``smsflow_deferred_*``: Economy parked for off-peak windows and released (pipeline/deferral.py)
 * ``smsflow_tracking_feed_*_total``: records the tracking feed counted (pipeline/window_feed.py)
+* ``smsflow_changelog_changes_total`` / ``_records_total`` / ``_skipped_total``,
+  ``smsflow_changelog_held_keys``: table changes and the changelog records they cost
+  (pipeline/changelog_cache.py)
 * ``smsflow_config_version``
 * ``smsflow_rejections_total`` {stage, reason}: records sent to sms.rejected
 * ``smsflow_routed_messages_total`` / ``_parts_total`` {tenant, operator}: what the router passed
@@ -44,6 +47,7 @@ from prometheus_client.registry import Collector
 
 from pipeline import traffic_counts
 from pipeline.backlog_batching import BACKLOG
+from pipeline.changelog_cache import ChangelogCache
 from pipeline.commit_guard import GUARD
 from pipeline.deferral import DEFERRAL, HELD
 from pipeline.scheduling import ScheduledStage, StageStats
@@ -67,7 +71,9 @@ class WorkerCollector(Collector):
         config_version: Callable[[], int],
         windows: Callable[[], Iterable[tuple[str, WindowStats]]] = tuple,
         rejections: Callable[[], dict[tuple[str, str], int]] = dict,
+        changelogs: ChangelogCache | None = None,
     ) -> None:
+        self._changelogs = changelogs
         self._windows = windows
         self._rejections = rejections
         self._stages = stages
@@ -108,6 +114,7 @@ class WorkerCollector(Collector):
         yield CounterMetricFamily("smsflow_worker_backlogs",
                                   "Backlogs the worker entered (batching its outputs harder).",
                                   value=BACKLOG.entered)
+        yield from changelog_metrics(self._changelogs)
         for name, counter, help_text, field in _HELD_FAMILIES:
             family = CounterMetricFamily if counter else GaugeMetricFamily
             yield family(name, help_text, value=getattr(HELD, field))
@@ -122,6 +129,25 @@ class WorkerCollector(Collector):
             rejected.add_metric([stage, reason], count)
         yield rejected
         yield from routed_metrics(traffic_counts.routed_messages, traffic_counts.routed_parts)
+
+
+def changelog_metrics(cache: ChangelogCache | None) -> Iterator[Metric]:
+    """What the table changes cost in changelog records (pipeline/changelog_cache.py); zeros
+    before the worker has its cache."""
+    changes, records, skipped, held = (
+        (cache.changes, cache.records, cache.skipped, cache.held) if cache else (0, 0, 0, 0))
+    yield CounterMetricFamily("smsflow_changelog_changes",
+                              "Table changes made (quota rows, windows, pending receipts, "
+                              "done markers).", value=changes)
+    yield CounterMetricFamily("smsflow_changelog_records",
+                              "Changelog records written for them (the last value per key "
+                              "within SMSFLOW_CHANGELOG_HOLD_MS).", value=records)
+    yield CounterMetricFamily("smsflow_changelog_skipped",
+                              "Keys set and deleted within the hold: no record needed.",
+                              value=skipped)
+    yield GaugeMetricFamily("smsflow_changelog_held_keys",
+                            "Keys whose change waits for the next commit or the hold.",
+                            value=held)
 
 
 def routed_metrics(messages: Mapping[tuple[str, str], int],

@@ -47,6 +47,7 @@ def register(
         config_version=lambda: config_watcher.snapshot.version,
         windows=windows,
         rejections=lambda: dict(rejections.counts),
+        changelogs=worker.changelogs,
     )
 
     @worker.app.page("/metrics")

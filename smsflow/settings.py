@@ -100,6 +100,14 @@ class Settings(BaseSettings):
     the CPU per message of a burst (broker -22%) and added ~40 ms to the median submit-to-sent
     latency at 250 msg/s (two hops; docs/performance.md#output-linger)."""
 
+    changelog_hold_ms: int = 1000
+    """How long the worker keeps a table change (quota rows, delivery windows, pending
+    receipts, done markers) before it writes the changelog record; changes of one key meanwhile
+    become one record, and a key set and deleted meanwhile none. Every commit writes what is
+    held first, so a committed record's changes are always in the changelog; a crash loses
+    only changes of uncommitted records, which are replayed (docs/performance.md#changelog-hold).
+    ``0`` writes every change at once."""
+
     backlog_hand_over_ms: int = 30
     """While the worker is behind (its consumer 2,000 records or more behind the partitions'
     ends, until under 500 for a second), its output records wait this long for others before

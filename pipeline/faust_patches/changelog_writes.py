@@ -5,17 +5,19 @@ one small record at a time (``Collection.send_changelog`` -> ``Topic.send_soon``
 so changes per message (correlation entries, done markers, quota, windows) that was ~10% of the
 worker's CPU. :func:`route_changelogs` replaces ``send_changelog`` on each table instance with
 one that serialises the key and value exactly as faust does (the changelog topic's own
-``prepare_key``/``prepare_value``) and hands the record to :class:`~pipeline.outputs.OutputProducer`
-with the same explicit partition, so recovery reads the very same bytes.
+``prepare_key``/``prepare_value``) and hands the record, with the same explicit partition, to
+:class:`~pipeline.changelog_cache.ChangelogCache`, which keeps the last value per key until
+the next commit and then writes it through :class:`~pipeline.outputs.OutputProducer`: recovery
+reads the very same bytes, minus the intermediate values of a key.
 
 What it relies on (faust-streaming 0.15.3, pinned; tests/unit/pipeline/faust_patches/
 test_upstream.py and test_changelog_writes.py fail if these change, see :data:`UPSTREAM`):
 ``Table.on_key_set``/``on_key_del`` call ``self.send_changelog(partition, key, value,
 key_serializer, value_serializer)`` and ignore its result; the tables use the in-memory
 store, for which faust's sent-callback (``_on_changelog_sent``, RocksDB offset bookkeeping)
-does nothing. Durability is unchanged: the guarded consumer awaits the output producer's flush
-before every commit, as faust flushed its own producer there, and a table's records all go
-through one producer, so they stay in order per partition.
+does nothing. Durability is unchanged: the guarded consumer awaits the cache's flush (held
+writes handed over, then the output producer's flush) before every commit, as faust flushed its
+own producer there, and a table's records all go through one producer.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from typing import Any
 
 import faust
 
+from pipeline.changelog_cache import ChangelogCache
 from pipeline.faust_patches.upstream import Upstream
-from pipeline.outputs import OutputProducer
 
 __all__ = ["UPSTREAM", "route_changelogs"]
 
@@ -36,6 +38,10 @@ UPSTREAM: tuple[Upstream, ...] = (
              "calls send_changelog and reads only .message.partition of the result"),
     Upstream("faust.tables.table:Table.on_key_del", "4f2900b2f9d24a08",
              "calls send_changelog and reads only .message.partition of the result"),
+    Upstream("faust.tables.table:Table.__setitem__", "f3bdf602abc08dd1",
+             "mode's ManagedUserDict: on_key_set runs before the data changes (absent_before)"),
+    Upstream("faust.tables.table:Table.__delitem__", "c0ce7ef82dbd1255",
+             "mode's ManagedUserDict: on_key_del runs before the data changes"),
     Upstream("faust.tables.base:Collection._on_changelog_sent", "60122c86a120d82c",
              "faust's sent-callback, skipped: a no-op for the in-memory store"),
     Upstream("faust.tables.base:Collection._verify_source_topic_partitions", "6814da56b0d83f93",
@@ -45,12 +51,13 @@ UPSTREAM: tuple[Upstream, ...] = (
 )
 
 
-def route_changelogs(tables: Any, producer: OutputProducer) -> int:
-    """Send the changelog writes of every table in ``tables`` through ``producer``; returns
-    how many tables were changed."""
+def route_changelogs(tables: Any, cache: ChangelogCache) -> int:
+    """Send the changelog writes of every table in ``tables`` through ``cache`` (held and
+    coalesced per key until the next commit, pipeline/changelog_cache.py); returns how many
+    tables were changed."""
     count = 0
     for table in list(tables.values()):
-        _route(table, producer)
+        _route(table, cache)
         count += 1
     return count
 
@@ -65,7 +72,7 @@ class _Written:
         self.message = self
 
 
-def _route(table: faust.Table[Any, Any], producer: OutputProducer) -> None:
+def _route(table: faust.Table[Any, Any], cache: ChangelogCache) -> None:
     topic = table.changelog_topic
     name = topic.get_topic_name()
     prepare_key, prepare_value = topic.prepare_key, topic.prepare_value
@@ -79,7 +86,9 @@ def _route(table: faust.Table[Any, Any], producer: OutputProducer) -> None:
             return faust_send(partition, key, value, key_serializer, value_serializer)
         raw_key, _ = prepare_key(key, key_serializer or default_key)
         raw_value, _ = prepare_value(value, value_serializer or default_value)
-        producer.send_soon(name, raw_key, raw_value, partition=partition)
+        # faust calls this before it changes the table (mode's ManagedUserDict), so the data
+        # still tells whether the changelog holds a live value for the key.
+        cache.write(name, partition, raw_key, raw_value, key not in table.data)
         return _Written(partition)
 
     table.send_changelog = send_changelog  # type: ignore[method-assign]

@@ -5,7 +5,10 @@
   (:class:`~pipeline.outputs.OutputProducer`), and a source may be committed only once they are
   stored too. An exception from a barrier fails the commit. The same barriers are awaited at
   every partition revocation (:func:`add_commit_barrier` connects them to faust's public
-  ``on_partitions_revoked`` signal), see below.
+  ``on_partitions_revoked`` signal), see below, and once more at a clean stop, after the
+  consumer stopped (``on_before_shutdown``): table writes held back by
+  :class:`~pipeline.changelog_cache.ChangelogCache` that no commit wrote (a timer's change
+  while idle) are written then.
 * **Caps** (:func:`add_commit_cap`): ``cap(tp, offset)`` may lower the offset the consumer
   would commit for one topic (None: commit nothing of that partition now). The scheduled
   stages hold records out of order and cap their source topic at the oldest one still held
@@ -63,6 +66,7 @@ def add_commit_barrier(app: faust.App, barrier: Callable[[], Awaitable[None]]) -
     # Kept with the barrier: faust's signals may hold receivers weakly.
     _REVOCATION_HOOKS.setdefault(id(app), []).append(at_revocation)
     app.on_partitions_revoked.connect(cast(Any, at_revocation))
+    app.on_before_shutdown.connect(cast(Any, at_revocation))
 
 
 def add_commit_cap(app: faust.App, topic: str, cap: CommitCap) -> None:

@@ -91,6 +91,32 @@ def read_messages(
         consumer.close()
 
 
+def run_topic_records(bootstrap: KafkaTarget, *, timeout_s: float = 30.0) -> dict[str, int]:
+    """Records written to each topic of this process's runs so far (the sum of its
+    partitions' end offsets), by topic name without the run id: what a run cost the broker in
+    records, table changelogs included."""
+    if not RUN_IDS:
+        return {}
+    prefixes = tuple(p for run in RUN_IDS for p in (f"{run}.", f"smsflow-{run}-"))
+    consumer = Consumer(client_config(bootstrap, **{"group.id": f"records-{uuid.uuid4()}"}))
+    try:
+        topics = consumer.list_topics(timeout=timeout_s).topics
+        counts: dict[str, int] = {}
+        for name, topic in topics.items():
+            prefix = next((p for p in prefixes if name.startswith(p)), None)
+            if prefix is None:
+                continue
+            total = 0
+            for partition in topic.partitions:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(name, partition), timeout=timeout_s)
+                total += high
+            counts[name.removeprefix(prefix)] = total
+        return dict(sorted(counts.items()))
+    finally:
+        consumer.close()
+
+
 def delete_run_topics(bootstrap: KafkaTarget, *, timeout_s: float = 60.0) -> int:
     """Delete the topics of every run this process prepared (flow topics ``<run id>.*`` and
     faust's ``smsflow-<run id>-*``), so a dev broker does not collect thousands of test

@@ -14,13 +14,15 @@ from faust.tables.table import Table
 from pipeline.faust_patches.changelog_writes import route_changelogs
 
 
-class RecordingProducer:
-    def __init__(self) -> None:
-        self.records: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+class RecordingCache:
+    """ChangelogCache.write as the redirect calls it."""
 
-    def send_soon(self, topic: str, key: bytes | None, value: bytes | None,
-                  headers: Any = None, *, partition: int | None = None) -> None:
-        self.records.append((topic, key, value, partition))
+    def __init__(self) -> None:
+        self.records: list[tuple[str, int, bytes | None, bytes | None, bool]] = []
+
+    def write(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
+              absent_before: bool) -> None:
+        self.records.append((topic, partition, key, value, absent_before))
 
 
 def _table() -> tuple[faust.App, Any]:
@@ -31,18 +33,39 @@ def _table() -> tuple[faust.App, Any]:
 
 def test_writes_the_bytes_faust_would_write_to_the_same_partition() -> None:
     app, table = _table()
-    producer = RecordingProducer()
-    assert route_changelogs(app.tables, producer) == 1  # type: ignore[arg-type]
+    cache = RecordingCache()
+    assert route_changelogs(app.tables, cache) == 1  # type: ignore[arg-type]
 
     written = table.send_changelog(2, "route:uk", b"\x00\x01")
+    table.data["route:uk"] = b"\x00\x01"  # what faust does right after (ManagedUserDict)
     deleted = table.send_changelog(3, "route:uk", None, value_serializer="raw")
 
     topic = table.changelog_topic.get_topic_name()
-    assert producer.records == [
-        (topic, b'"route:uk"', b"\x00\x01", 2),  # str keys as JSON, like faust's own writes
-        (topic, b'"route:uk"', None, 3),  # a delete is a tombstone
+    assert cache.records == [
+        # str keys as JSON, like faust's own writes; the table had no value for the key yet
+        (topic, 2, b'"route:uk"', b"\x00\x01", True),
+        (topic, 3, b'"route:uk"', None, False),  # a delete is a tombstone
     ]
     assert (written.message.partition, deleted.message.partition) == (2, 3)
+
+
+def test_faust_calls_send_changelog_before_it_changes_the_table() -> None:
+    """``absent_before`` reads the table's data inside send_changelog: it must not be changed
+    yet (mode's ManagedUserDict.__setitem__/__delitem__)."""
+    _app, table = _table()
+    seen: list[bool] = []
+
+    def on_key_set(key: str, value: bytes) -> None:
+        seen.append(key in table.data)
+
+    def on_key_del(key: str) -> None:
+        seen.append(key in table.data)
+
+    table.on_key_set = on_key_set
+    table.on_key_del = on_key_del
+    table["k"] = b"v"
+    del table["k"]
+    assert seen == [False, True]
 
 
 def test_faust_still_calls_send_changelog_and_reads_only_the_partition() -> None:
@@ -65,7 +88,7 @@ class PartitionCounts:
 
 def test_a_changelog_still_showing_0_partitions_is_checked_later_not_a_mismatch() -> None:
     app, table = _table()
-    route_changelogs(app.tables, RecordingProducer())  # type: ignore[arg-type]
+    route_changelogs(app.tables, RecordingCache())  # type: ignore[arg-type]
     changelog = table.changelog_topic_name
     counts = PartitionCounts({"src": 4, changelog: 0})  # faust just created it
     app.consumer = counts  # type: ignore[assignment]
@@ -79,7 +102,7 @@ def test_a_changelog_still_showing_0_partitions_is_checked_later_not_a_mismatch(
 
 def test_a_real_partition_mismatch_still_stops_the_worker() -> None:
     app, table = _table()
-    route_changelogs(app.tables, RecordingProducer())  # type: ignore[arg-type]
+    route_changelogs(app.tables, RecordingCache())  # type: ignore[arg-type]
     app.consumer = PartitionCounts({"src": 4, table.changelog_topic_name: 3})  # type: ignore[assignment]
     with pytest.raises(PartitionsMismatch):
         table._verify_source_topic_partitions("src")

@@ -27,6 +27,20 @@ async def test_a_revocation_waits_for_the_barrier_before_it_returns() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_clean_stop_awaits_the_barrier_after_the_consumer_stopped() -> None:
+    """What no commit wrote (a table change made while idle) is written at a clean stop."""
+    app = faust.App("unit-commit-hooks-stop", broker="memory://")
+    flushed: list[str] = []
+
+    async def flush() -> None:
+        flushed.append("barrier")
+
+    add_commit_barrier(app, flush)
+    await app.on_before_shutdown.send()
+    assert flushed == ["barrier"]
+
+
+@pytest.mark.asyncio
 async def test_a_failing_barrier_fails_the_revocation() -> None:
     app = faust.App("unit-commit-hooks-failing", broker="memory://")
 
