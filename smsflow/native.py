@@ -33,7 +33,10 @@ from pathlib import Path
 #: refuses a bool for an int (tests/unit/domain/test_smpp_status.py). And mypy keeps an
 #: attribute narrowed across an ``await`` or a call that changes it, so mypyc's check of the
 #: narrowed type raises ``TypeError`` where Python runs on: ``pipeline/outputs.py`` compiled
-#: failed in ``flush`` on ``self._failure`` set while it awaited. Adapters stay Python.
+#: failed in ``flush`` on ``self._failure`` set while it awaited, until ``flush`` tested it
+#: only after the wait. An adapter joins the list only after a look for that pattern (an
+#: attribute tested against None, then read again after an await or a call) and with every
+#: test passing compiled; modules with closures that faust inspects (the agents) stay Python.
 NATIVE_MODULES: tuple[str, ...] = (
     "schemas/specialized.py",
     # The hot contracts' readers and writers, generated ahead of time (schemas/codegen.py).
