@@ -22,18 +22,16 @@ Theory of operation
   (a receipt that arrives within the hold), costs no record at all: the changelog holds no live
   value for it (the table is recovered from the changelog before the agents run).
 * Writes are held at most ``hold_s`` (so an idle worker that commits nothing still writes
-  them: timer-driven changes such as receipt expiry) and at most ``max_keys`` keys.
+  them: timer-driven changes such as receipt expiry) and at most ``max_keys`` keys; a clean
+  stop writes what is held (the barrier runs at ``on_before_shutdown`` too).
 * ``hold_s <= 0`` writes through, one record per change, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from pipeline.outputs import OutputProducer
-
-log = logging.getLogger(__name__)
 
 __all__ = ["ChangelogCache"]
 
@@ -77,8 +75,8 @@ class ChangelogCache:
         """Record a table change. ``absent_before``: the table had no value for the key."""
         self.changes += 1
         if self.hold_s <= 0:
-            self.records += 1
             self._producer.send_soon(topic, key, value, partition=partition)
+            self.records += 1
             return
         slot = (topic, partition, key)
         held = self._held.get(slot)
@@ -120,8 +118,3 @@ class ChangelogCache:
             if self._held:
                 await asyncio.sleep(_RETRY_FULL_QUEUE_S)
         await self._producer.flush()
-
-    def close(self) -> None:
-        """Hand over what is held before the producer closes (a clean stop)."""
-        if self._held:
-            self.drain()

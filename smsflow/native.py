@@ -27,8 +27,9 @@ from pathlib import Path
 #: Source files compiled by mypyc, relative to the repository root. Chosen from the worker's
 #: and the sender's profiles (docs/performance.md#compiled-hot-modules): the Avro readers'
 #: and writers' primitives, the rate-limit scheduler, delivery tracking, receipt parsing,
-#: text encoding and the SMPP body codec. Only pure, synchronous modules whose tests pass
-#: compiled: mypyc trusts mypy's types at run time, and two differences were found.
+#: text encoding, the SMPP body codec, and four worker adapters (scheduled stages, output
+#: producer, part values, codec registry). Only modules whose tests pass compiled: mypyc trusts
+#: mypy's types at run time, and two differences were found.
 #: ``smsflow/domain/smpp_status.py`` is left out because mypyc accepts ``True`` where the source
 #: refuses a bool for an int (tests/unit/domain/test_smpp_status.py). And mypy keeps an
 #: attribute narrowed across an ``await`` or a call that changes it, so mypyc's check of the

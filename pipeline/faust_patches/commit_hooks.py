@@ -53,15 +53,16 @@ def add_commit_barrier(app: faust.App, barrier: Callable[[], Awaitable[None]]) -
     """Await ``barrier()`` before every offset commit of ``app``'s consumer (e.g. flush a
     producer of our own, as faust flushes its own); an exception from it fails the commit.
     Also awaited at every partition revocation, before the next assignment's table recovery
-    (an exception there crashes the worker, which faust's revocation handler does)."""
+    (an exception there crashes the worker, which faust's revocation handler does), and at a
+    clean stop."""
     _BARRIERS.setdefault(id(app), []).append(barrier)
 
     async def at_revocation(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
         started = time.monotonic()
         await barrier()
         if (waited := time.monotonic() - started) > 1.0:
-            log.info("rebalance: waited %.1fs for our producer to store what was in flight",
-                     waited)
+            log.info("rebalance or stop: waited %.1fs for our producer to store what was in "
+                     "flight", waited)
 
     # Kept with the barrier: faust's signals may hold receivers weakly.
     _REVOCATION_HOOKS.setdefault(id(app), []).append(at_revocation)
