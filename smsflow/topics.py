@@ -148,11 +148,12 @@ TOPICS: tuple[TopicSpec, ...] = (
         extra={"cleanup.policy": "compact,delete", "retention.ms": str(2 * DAY_MS)},
     ),
     TopicSpec(
-        SENDER_LEDGER, "message_id:part_index", "LedgerEntry",
-        "Internal: the sender's submit intents and outcomes per part (idempotency), written to "
-        "the partition number of their sms.throttled record.",
+        SENDER_LEDGER, "~sender:sequence (unique per record)", "LedgerBatch",
+        "Internal: the sender's submit intents and outcomes per part (idempotency), in batches, "
+        "written to the partition number of their parts' sms.throttled records.",
         compacted=True, avro=False,
-        # Compacted (latest state per part) and deleted after a day: a replay is minutes old.
+        # Deleted after a day: a replay is minutes old. Compaction keeps the latest state of
+        # the older per-part records; batch records have unique keys.
         extra={"cleanup.policy": "compact,delete", "retention.ms": str(DAY_MS)},
     ),
 )

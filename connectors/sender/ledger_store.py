@@ -1,5 +1,5 @@
 """The sender's submit ledger at run time (the rules are in connectors/sender/ledger.py): its
-state in this process, writing intents and DONEs, reading a partition back."""
+state in this process, writing intents and DONEs in batches, reading a partition back."""
 
 from __future__ import annotations
 
@@ -7,17 +7,21 @@ import logging
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from itertools import count
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from connectors.sender.ledger import (
     DONE,
     INTENT,
+    LedgerBatch,
     LedgerEntry,
     LedgerIndex,
     PartAction,
     decide,
+    parse_record,
     part_key,
 )
 from smsflow.kafka_clients import client_config
@@ -53,9 +57,9 @@ def read_partition(
                     return
                 raise RuntimeError(f"reading the sender ledger {topic}/{partition}: {error}")
             key, value = message.key(), message.value()
-            if key is not None and value is not None:
+            if value is not None:
                 try:
-                    yield _text(key), LedgerEntry.parse(_bytes(value))
+                    yield from parse_record(None if key is None else _text(key), _bytes(value))
                 except ValueError as exc:
                     log.warning("ledger %s/%d@%d unreadable: %s", topic, partition,
                                 message.offset() or 0, exc)
@@ -101,6 +105,9 @@ class AckWaiter:
             return done and not self._failed
 
 
+#: DONEs at most in one record (a round of delivery reports is usually far fewer).
+MAX_DONE_BATCH = 1000
+
 Produce = Callable[..., None]
 """``SenderService._produce``: (topic, key, value, on_delivery, *, partition=)."""
 
@@ -123,6 +130,13 @@ class SubmitLedger:
         #: part key → sms.throttled partition, for parts submitted by this process and not yet
         #: DONE: a re-send of their record arriving meanwhile is skipped, not resubmitted.
         self._in_flight: dict[str, int] = {}
+        #: DONEs waiting for :meth:`flush_done`, by partition: (part key, reference, then).
+        self._done_waiting: dict[int, list[tuple[str, int, Callable[[bool], None]]]] = (
+            defaultdict(list))
+        self._done_count = 0
+        #: Batch records' keys: unique per process and record (the topic is compacted).
+        self._batch_prefix = f"~{uuid.uuid4().hex[:12]}:"
+        self._batch_seq = count()
 
     def load(self, partitions: list[int], now_ms: int) -> int:
         """Read back what was submitted from these partitions (by this sender before a crash,
@@ -178,33 +192,65 @@ class SubmitLedger:
                 self._in_flight.pop(part_key(message_id, index), None)
 
     def write_intents(self, parts: Iterable[tuple[str, int, int, int]], timeout_s: float) -> bool:
-        """One INTENT per ``(message id, part index, partition, concatenation reference)``,
-        produced together, then one wait until Kafka stored them all: only then may their PDUs
-        be written."""
+        """The INTENT of every ``(message id, part index, partition, concatenation reference)``,
+        one record per partition, then one wait until Kafka stored them all: only then may
+        their PDUs be written."""
+        by_partition: dict[int, dict[str, int]] = defaultdict(dict)
+        for message_id, index, partition, reference in parts:
+            by_partition[partition][part_key(message_id, index)] = reference
         waiter = AckWaiter()
         now_ms = int(time.time() * 1000)
-        for message_id, index, partition, reference in parts:
+        for partition, refs in by_partition.items():
             waiter.expect()
-            self._produce(self.topic, part_key(message_id, index),
-                          LedgerEntry(INTENT, reference, now_ms).to_bytes(), waiter.on_delivery,
+            self._produce(self.topic, self._batch_key(),
+                          LedgerBatch(INTENT, now_ms, refs).to_bytes(), waiter.on_delivery,
                           partition=partition)
         return waiter.wait(timeout_s)
 
     def write_done(self, message_id: str, index: int, partition: int, reference: int,
-                   at_ms: int, then: Callable[[bool], None]) -> None:
-        """Store DONE (after the part's outcome is on sms.sent); ``then(stored)``."""
-        key = part_key(message_id, index)
-        done = LedgerEntry(DONE, reference, at_ms)
+                   then: Callable[[bool], None]) -> None:
+        """Store DONE (after the part's outcome is on sms.sent); ``then(stored)``. Written with
+        the other DONEs of the same round at :meth:`flush_done`, which the thread serving
+        delivery reports calls after each round (or at once past ``MAX_DONE_BATCH``)."""
+        with self._lock:
+            self._done_waiting[partition].append((part_key(message_id, index), reference, then))
+            self._done_count += 1
+            full = self._done_count >= MAX_DONE_BATCH
+        if full:
+            self.flush_done()
 
+    def flush_done(self) -> int:
+        """Produce the waiting DONEs, one record per partition; how many parts."""
+        with self._lock:
+            if not self._done_count:
+                return 0
+            waiting, self._done_waiting = self._done_waiting, defaultdict(list)
+            flushed, self._done_count = self._done_count, 0
+        now_ms = int(time.time() * 1000)
+        for partition, done in waiting.items():
+            batch = LedgerBatch(DONE, now_ms, {key: reference for key, reference, _ in done})
+            self._produce_stored(self.topic, self._batch_key(), batch.to_bytes(),
+                                 self._on_done_stored(partition, batch, done),
+                                 partition=partition)
+        return flushed
+
+    def _on_done_stored(
+        self, partition: int, batch: LedgerBatch,
+        done: list[tuple[str, int, Callable[[bool], None]]],
+    ) -> Callable[[KafkaError | None, Message], None]:
         def on_delivery(error: KafkaError | None, _msg: Message) -> None:
             if error is not None:
-                # Stopping (or no retrying produce given): the offset stays uncommitted; a
-                # replay finds the part in doubt.
-                log.error("ledger DONE of %s not stored: %s", key, error)
+                # Stopping (or no retrying produce given): the offsets stay uncommitted; a
+                # replay finds these parts in doubt.
+                log.error("ledger DONE of %d part(s) not stored: %s", len(done), error)
             else:
                 with self._lock:
-                    self._index.put(key, done, partition)
-                    self._in_flight.pop(key, None)
-            then(error is None)
+                    for key, reference, _ in done:
+                        self._index.put(key, LedgerEntry(DONE, reference, batch.at_ms), partition)
+                        self._in_flight.pop(key, None)
+            for _, _, then in done:
+                then(error is None)
+        return on_delivery
 
-        self._produce_stored(self.topic, key, done.to_bytes(), on_delivery, partition=partition)
+    def _batch_key(self) -> str:
+        return f"{self._batch_prefix}{next(self._batch_seq)}"

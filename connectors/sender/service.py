@@ -376,10 +376,13 @@ class SenderService:
             if not busy:
                 break
             self._producer.poll(0.1)
+            self._ledger.flush_done()
         self._connections.close()
         self._view.stop()
         self._bind_reporter.withdraw()  # flushed below with everything else
         self._producer.flush(10)
+        if self._ledger.flush_done():  # outcomes stored during that flush: their DONEs too
+            self._producer.flush(10)
         self._poller_stop.set()
         self._commit(asynchronous=False)
         self._consumer.close()
@@ -393,6 +396,8 @@ class SenderService:
         while not self._poller_stop.is_set():
             try:
                 self._producer.poll(0.05)
+                # The DONEs of the outcomes this round stored, in one record per partition.
+                self._ledger.flush_done()
                 self._store.run_due(time.monotonic())
             except Exception:  # a failing callback must not stop the reports of the others
                 log.exception("producer delivery callback failed")
@@ -723,8 +728,7 @@ class SenderService:
             # DONE only once the outcome is on sms.sent: a part the ledger calls DONE never
             # needs its outcome written again.
             self._ledger.write_done(request.message_id, seq - 1, job.partition,
-                                    job.plan.reference or 0, int(now.timestamp() * 1000),
-                                    done_stored)
+                                    job.plan.reference or 0, done_stored)
 
         # The fields the worker's AIMD and windows need, so they need not decode the value.
         summary = sent_summary_header(

@@ -13,13 +13,15 @@ from connectors.sender.dispatch import SmscDispatcher
 from connectors.sender.ledger import (
     DONE,
     INTENT,
+    LedgerBatch,
     LedgerEntry,
     LedgerIndex,
     PartAction,
     decide,
+    parse_record,
     part_key,
 )
-from connectors.sender.ledger_store import AckWaiter, SubmitLedger
+from connectors.sender.ledger_store import MAX_DONE_BATCH, AckWaiter, SubmitLedger
 from connectors.sender.service import SenderService
 from smsflow.config.store import load_yaml
 from smsflow.settings import Settings
@@ -42,13 +44,26 @@ def test_decision_table(entry: LedgerEntry | None, in_flight_here: bool,
     assert decide(entry, in_flight_here=in_flight_here) is action
 
 
-def test_entry_round_trips_and_garbage_is_refused() -> None:
-    entry = LedgerEntry(INTENT, 200, 1_764_000_000_000)
-    assert LedgerEntry.parse(entry.to_bytes()) == entry
+def test_batch_round_trips_and_garbage_is_refused() -> None:
+    batch = LedgerBatch(INTENT, 1_764_000_000_000, {"m-1:0": 200, 'odd "id":1': 7})
+    assert parse_record("~abc:1", batch.to_bytes()) == [
+        ("m-1:0", LedgerEntry(INTENT, 200, 1_764_000_000_000)),
+        ('odd "id":1', LedgerEntry(INTENT, 7, 1_764_000_000_000)),
+    ]
     assert part_key("m-1", 2) == "m-1:2"
-    for garbage in (b"{}", b'{"s":"X","ref":1,"at":1}', b'{"s":"I"}', b"[1]"):
+    for garbage in (b"{}", b'{"s":"X","ref":1,"at":1}', b'{"s":"I"}', b"[1]",
+                    b'{"s":"D","at":1,"parts":[1]}', b'{"s":"D","at":1,"parts":{"m:0":"x"}}',
+                    b'{"s":"D","at":1,"parts":{"m:0":true}}', b'{"s":"D","parts":{"m:0":1}}'):
         with pytest.raises(ValueError):
-            LedgerEntry.parse(garbage)
+            parse_record("k", garbage)
+
+
+def test_records_of_the_per_part_format_are_still_read() -> None:
+    """Written by senders before batching: one entry, the record's key names the part."""
+    assert parse_record("m-1:1", b'{"s":"D","ref":3,"at":5}') == [
+        ("m-1:1", LedgerEntry(DONE, 3, 5))]
+    with pytest.raises(ValueError):
+        parse_record(None, b'{"s":"D","ref":3,"at":5}')
 
 
 def test_done_is_not_undone_by_a_later_intent() -> None:
@@ -138,22 +153,71 @@ def test_the_sender_refuses_to_start_without_its_ledger_topic(tmp_path: Path) ->
     assert service._pools == {}  # nothing was opened
 
 
-def test_submit_ledger_state_is_pruned_to_the_horizon() -> None:
-    produced: list[tuple[str, int | None]] = []
+class _Kafka:
+    """A produce function that stores (acknowledges) each record at once, or refuses it."""
 
-    def produce(topic: str, key: str, value: bytes, on_delivery: object, *,
-                partition: int | None = None) -> None:
-        produced.append((key, partition))
+    def __init__(self, *, refuse: bool = False) -> None:
+        self.records: list[tuple[str, int | None, bytes]] = []
+        self.refuse = refuse
+
+    def __call__(self, topic: str, key: str, value: bytes, on_delivery: object, *,
+                 partition: int | None = None) -> None:
+        self.records.append((key, partition, value))
         assert callable(on_delivery)
-        on_delivery(None, None)  # Kafka stored it
+        on_delivery("refused" if self.refuse else None, None)
 
-    ledger = SubmitLedger("127.0.0.1:1", "t", produce, horizon_ms=1000)
+
+def test_submit_ledger_state_is_pruned_to_the_horizon() -> None:
+    kafka = _Kafka()
+    ledger = SubmitLedger("127.0.0.1:1", "t", kafka, horizon_ms=1000)
     stored: list[bool] = []
     ledger.claim("m", [0], partition=3)
     assert ledger.actions("m", 1)[0] == [PartAction.SKIP]  # in flight here
-    ledger.write_done("m", 0, 3, reference=9, at_ms=5_000, then=stored.append)
-    assert stored == [True] and produced == [("m:0", 3)]
+    ledger.write_done("m", 0, 3, reference=9, then=stored.append)
+    assert stored == [] and kafka.records == []  # waits for the round's flush
+    assert ledger.flush_done() == 1 and stored == [True]
+    [(_key, partition, value)] = kafka.records
+    [(part, entry)] = parse_record(None, value)
+    assert (part, partition, entry.state, entry.ref) == ("m:0", 3, DONE, 9)
     assert ledger.actions("m", 2) == ([PartAction.SKIP, PartAction.SUBMIT], 9)
-    assert ledger.prune(now_ms=5_500) == 0 and len(ledger) == 1
-    assert ledger.prune(now_ms=6_001) == 1 and len(ledger) == 0
+    assert ledger.prune(now_ms=entry.at_ms + 500) == 0 and len(ledger) == 1
+    assert ledger.prune(now_ms=entry.at_ms + 1001) == 1 and len(ledger) == 0
     assert ledger.actions("m", 1)[0] == [PartAction.SUBMIT]
+
+
+def test_intents_and_dones_are_one_record_per_partition() -> None:
+    kafka = _Kafka()
+    ledger = SubmitLedger("127.0.0.1:1", "t", kafka, horizon_ms=60_000)
+    assert ledger.write_intents([("a", 0, 1, 5), ("a", 1, 1, 5), ("b", 0, 2, 0)], 1.0)
+    assert ledger.flush_done() == 0 and len(kafka.records) == 2
+    intents = {partition: parse_record(None, value) for _k, partition, value in kafka.records}
+    assert {p: [(k, e.state, e.ref) for k, e in v] for p, v in intents.items()} == {
+        1: [("a:0", INTENT, 5), ("a:1", INTENT, 5)], 2: [("b:0", INTENT, 0)]}
+    stored: list[bool] = []
+    for message_id, index, partition in (("a", 0, 1), ("b", 0, 2), ("a", 1, 1)):
+        ledger.write_done(message_id, index, partition, 0, stored.append)
+    assert ledger.flush_done() == 3 and stored == [True, True, True]
+    dones = kafka.records[2:]
+    assert sorted((p, [k for k, _e in parse_record(None, v)]) for _k, p, v in dones) == [
+        (1, ["a:0", "a:1"]), (2, ["b:0"])]
+    keys = [key for key, _p, _v in kafka.records]
+    assert len(set(keys)) == 4  # unique: the topic is compacted
+
+
+def test_a_full_round_of_dones_is_written_without_waiting_for_the_flush() -> None:
+    kafka = _Kafka()
+    ledger = SubmitLedger("127.0.0.1:1", "t", kafka, horizon_ms=60_000)
+    for index in range(MAX_DONE_BATCH):
+        ledger.write_done("m", index, 0, 0, lambda _stored: None)
+    assert len(kafka.records) == 1 and ledger.flush_done() == 0
+
+
+def test_a_refused_done_leaves_its_parts_in_doubt() -> None:
+    """Only a stopping sender sees a refusal (the retrying produce keeps trying otherwise):
+    the parts stay in flight, nothing is marked DONE, and ``then`` hears it."""
+    ledger = SubmitLedger("127.0.0.1:1", "t", _Kafka(refuse=True), horizon_ms=60_000)
+    ledger.claim("m", [0], partition=0)
+    stored: list[bool] = []
+    ledger.write_done("m", 0, 0, 0, stored.append)
+    ledger.flush_done()
+    assert stored == [False] and ledger.actions("m", 1)[0] == [PartAction.SKIP]
