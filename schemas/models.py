@@ -67,7 +67,11 @@ class AvroModel(BaseModel):
     def to_avro(self, topic: str | None = None) -> bytes:
         """Encode; ``topic`` names the registry subject (``<topic>-value``) when a registry is
         used, else the subject is the record's full name."""
-        found = self.codec()
+        return self.encode_with(self.codec(), topic)
+
+    def encode_with(self, found: AvroCodec | WireCodec, topic: str | None = None) -> bytes:
+        """:meth:`to_avro` with a codec looked up in advance (:meth:`codec` reads the registry
+        setting from the environment every time): for hot paths."""
         data = self.model_dump(mode="python")
         return found.encode(data, topic) if isinstance(found, WireCodec) else found.encode(data)
 

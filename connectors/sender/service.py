@@ -42,10 +42,9 @@ from connectors.sender.back_pressure import PartitionGate, PartitionPauser
 from connectors.sender.bind_reports import BindReporter, instance_name
 from connectors.sender.config_refresh import ConfigRefresh
 from connectors.sender.connections import SmscConnections
-from connectors.sender.deliver_ack import ack_when_stored
+from connectors.sender.deliveries import STAGE, Deliveries
 from connectors.sender.dispatch import Entry, SmscDispatcher
-from connectors.sender.faults import ReceiptHold
-from connectors.sender.inbound import InboundClassifier, dead_letter
+from connectors.sender.inbound import InboundClassifier
 from connectors.sender.jobs import SubmitJob
 from connectors.sender.ledger import IN_DOUBT_HEADER, PartAction
 from connectors.sender.ledger_store import SubmitLedger
@@ -55,13 +54,11 @@ from connectors.sender.relay import RELAYED_HEADER
 from connectors.sender.retry import RetryKind, SubmitRetryPolicy
 from connectors.sender.routing_view import RoutingView, failed_over
 from connectors.sender.store_retry import StoreRetry
-from connectors.smpp.client import AckFunction, SmppClient, SubmitOptions
-from connectors.smpp.models import InboundDeliver, SubmitResult
+from connectors.smpp.client import SmppClient, SubmitOptions
+from connectors.smpp.models import SubmitResult
 from connectors.smpp.submit_pdus import source_ton_npi
-from schemas.codec import AvroCodec, DecodeError
+from schemas.codec import DecodeError
 from schemas.models import (
-    AvroModel,
-    ReceiptEvent,
     Rejection,
     RoutedMessage,
     SubmitOutcome,
@@ -69,20 +66,17 @@ from schemas.models import (
 )
 from schemas.retrying import decode_blocking
 from schemas.summaries import sent_summary_header
-from schemas.wire import WireCodec
 from smsflow.config.kafka_io import read_config
 from smsflow.config.models import PlatformConfig, Smsc
 from smsflow.domain import route_engine
 from smsflow.domain.encoding import SegmentPlan, plan_segments
-from smsflow.domain.receipts import IdFormat, ReceiptError, normalize_message_id
+from smsflow.domain.receipts import IdFormat, normalize_message_id
 from smsflow.domain.smpp_status import StatusCategory, status_name
 from smsflow.kafka_clients import client_config, producer_config
 from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import (
     CONFIG,
-    DLR_RAW,
-    INBOUND,
     REJECTED,
     ROUTE_HEALTH,
     ROUTED,
@@ -95,7 +89,6 @@ from smsflow.topics import (
 
 log = logging.getLogger(__name__)
 
-STAGE = "sender"
 COMMIT_INTERVAL_S = 0.5
 COUNTERS_LOG_INTERVAL_S = 60.0
 CONSUME_BATCH = 500  # records taken from Kafka per consumer round
@@ -116,12 +109,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _encode(codec: AvroCodec | WireCodec, record: AvroModel, topic: str) -> bytes:
-    """``record.to_avro(topic)`` with the codec looked up in advance."""
-    data = record.model_dump(mode="python")
-    return codec.encode(data, topic) if isinstance(codec, WireCodec) else codec.encode(data)
-
-
 class SenderService:
     def __init__(
         self,
@@ -138,9 +125,6 @@ class SenderService:
         self._policy = policy or SubmitRetryPolicy()
         self._throttled = topic_name(settings, THROTTLED)
         self._sent = topic_name(settings, SENT)
-        self._receipts = topic_name(settings, DLR_RAW)
-        self._inbound_topic = topic_name(settings, INBOUND)
-        self._inbound = InboundClassifier(config)
         self._rejected = topic_name(settings, REJECTED)
         self._consumer = Consumer(
             {
@@ -162,7 +146,7 @@ class SenderService:
         self._instance = instance_name()
         self._connections = SmscConnections(
             settings, self._new_dispatcher,
-            lambda config, dispatcher: SmppClient(config, on_deliver=self._on_deliver,
+            lambda config, dispatcher: SmppClient(config, on_deliver=self.deliveries.on_deliver,
                                                   on_room=dispatcher.wake),
             instance=self._instance)
         self._pools = self._connections.pools
@@ -194,10 +178,11 @@ class SenderService:
                                     produce_stored=self._store.produce)
         self._last_bound: dict[str, float] = {}
         # Resolved once (AvroModel.to_avro looks the registry setting up in the environment
-        # for every record): the sender writes two records per message part.
+        # for every record).
         self._outcome_codec = SubmitOutcome.codec()
-        self._receipt_codec = ReceiptEvent.codec()
-        self._receipt_hold = ReceiptHold.from_env()  # test-only; inert unless its env is set
+        #: Receipts and MO from the SMSCs (session threads).
+        self.deliveries = Deliveries(settings, config, self._smscs, self._produce, self.metrics,
+                                     self.stats)
         #: stop(): how long to let in-flight records finish before closing (then replayed).
         self.drain_timeout_s = 15.0
         self.last_round, self.joined = time.monotonic(), False
@@ -239,7 +224,7 @@ class SenderService:
         """Open binds to SMSCs added since start (a route may already point at one) and
         classify MO by the tenants' current numbers. Changed settings of an SMSC already bound
         need a restart of the sender (documented)."""
-        self._inbound = InboundClassifier(config)
+        self.deliveries.classifier = InboundClassifier(config)
         added = [smsc for smsc in config.smscs if smsc.id not in self._smscs]
         for smsc in added:
             self._smscs[smsc.id] = smsc
@@ -738,54 +723,5 @@ class SenderService:
         headers: list[tuple[str, str | bytes | None]] = [summary]
         if seq in job.in_doubt:
             headers.append((IN_DOUBT_HEADER, b"1"))
-        self._store.produce(self._sent, key, _encode(self._outcome_codec, record, self._sent),
+        self._store.produce(self._sent, key, record.encode_with(self._outcome_codec, self._sent),
                             acked, headers=headers)
-
-    def _on_deliver(self, inbound: InboundDeliver, ack: AckFunction) -> None:
-        """A deliver_sm / data_sm from an SMSC (session thread).  Answered with ``ack`` only once
-        Kafka has stored what it produced: ESME_ROK, or ESME_RX_T_APPN when the produce failed,
-        so the SMSC delivers it again (at-least-once; the tracker deduplicates receipts)."""
-        smsc = self._smscs[inbound.bind_name.rpartition("#")[0]]
-        if not inbound.is_receipt:
-            self._publish_inbound(inbound, smsc.id, ack)
-            return
-        now = _now()
-        try:
-            receipt = inbound.parse_receipt(id_format=IdFormat(smsc.receipt_id_format))
-        except ReceiptError as exc:
-            self.metrics.rejected(exc.reason)
-            rejection = Rejection(
-                reason_code=exc.reason, reason=str(exc), stage=STAGE,
-                source_topic=f"smpp:{inbound.bind_name}", source_partition=-1, source_offset=-1,
-                original=inbound.short_message, rejected_at=now,
-            )
-            self._produce(self._rejected, None, rejection.to_avro(self._rejected),
-                          ack_when_stored(ack, "rejected receipt", inbound.bind_name))
-            return
-        event = ReceiptEvent(
-            smsc_id=smsc.id, smsc_message_id=receipt.smsc_message_id,
-            raw_message_id=receipt.raw_message_id, state=receipt.state,
-            error_code=receipt.error_code, done_at=receipt.done_at, received_at=now,
-            bind=inbound.bind_name,
-        )
-        self.stats["receipts"] += 1
-        if self._receipt_hold.holds(receipt.smsc_message_id):
-            return  # a test-only fault: the receipt never stored, never answered
-        self._produce(
-            self._receipts, f"{smsc.id}:{receipt.smsc_message_id}",
-            _encode(self._receipt_codec, event, self._receipts),
-            ack_when_stored(ack, f"receipt {receipt.smsc_message_id}", inbound.bind_name),
-        )
-
-    def _publish_inbound(self, inbound: InboundDeliver, smsc_id: str, ack: AckFunction) -> None:
-        """An MO message to ``sms.inbound``, or dead-lettered on ``sms.rejected`` when no tenant
-        owns its destination; acked to the SMSC only once Kafka stored it."""
-        key, message = self._inbound.event(inbound, smsc_id, _now())
-        self.stats["inbound"] += 1
-        acked = ack_when_stored(ack, f"MO from {inbound.source_addr}", inbound.bind_name)
-        if message.tenant_id is None:
-            rejection = dead_letter(message, self._inbound_topic, STAGE)
-            self.metrics.rejected(rejection.reason_code)
-            self._produce(self._rejected, None, rejection.to_avro(self._rejected), acked)
-            return
-        self._produce(self._inbound_topic, key, message.to_avro(self._inbound_topic), acked)

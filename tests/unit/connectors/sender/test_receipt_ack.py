@@ -71,7 +71,7 @@ def test_receipt_acknowledged_only_from_its_delivery_report(
 ) -> None:
     sender, producer = service
     ack = Acks()
-    sender._on_deliver(_deliver(0x04, RECEIPT), ack)
+    sender.deliveries.on_deliver(_deliver(0x04, RECEIPT), ack)
     assert [topic for topic, _ in producer.produced] == ["unit.sms.dlr.raw"]
     assert ack.statuses == []  # handed to the producer, not stored yet: not answered
     producer.report(0, error)
@@ -83,7 +83,7 @@ def test_unparseable_receipt_acknowledged_after_its_rejection_is_stored(
 ) -> None:
     sender, producer = service
     ack = Acks()
-    sender._on_deliver(_deliver(0x04, b"not a receipt"), ack)
+    sender.deliveries.on_deliver(_deliver(0x04, b"not a receipt"), ack)
     assert [topic for topic, _ in producer.produced] == ["unit.sms.rejected"]
     assert ack.statuses == []
     producer.report(0)
@@ -101,7 +101,7 @@ def test_mobile_originated_message_acknowledged_only_once_stored(
 ) -> None:
     sender, producer = service
     ack = Acks()
-    sender._on_deliver(_deliver(0x00, b"hello", destination), ack)
+    sender.deliveries.on_deliver(_deliver(0x00, b"hello", destination), ack)
     assert [topic for topic, _ in producer.produced] == [topic]
     assert ack.statuses == []  # not stored yet: the SMSC waits
     producer.report(0, error)
