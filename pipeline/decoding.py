@@ -35,17 +35,21 @@ INVALID_RECORD = "INVALID_RECORD"
 
 
 async def decode_or_reject(
-    model: type[M], event: faust.EventT[Any], rejections: OutputTopic, *, stage: str
+    model: type[M], event: faust.EventT[Any], rejections: OutputTopic, *, stage: str,
+    value: bytes | None = None,
 ) -> M | None:
-    """``event``'s value as ``model``; None after sending its rejection (awaited until handed
-    to the producer, as every agent output)."""
+    """``event``'s value (or ``value``, one of the values its record carries) as ``model``;
+    None after sending its rejection (awaited until handed to the producer, as every agent
+    output)."""
+    data = event.value if value is None else value
     try:
-        return await decode(model, event.value)
+        return await decode(model, data)
     except DecodeError as exc:
         reason_code, detail = exc.reason_code, str(exc)
     except ValidationError as exc:
         reason_code, detail = INVALID_RECORD, str(exc).splitlines()[0]
-    await reject(event, rejections, stage=stage, reason_code=reason_code, detail=detail)
+    await reject(event, rejections, stage=stage, reason_code=reason_code, detail=detail,
+                 original=value)
     return None
 
 

@@ -8,8 +8,9 @@ finds no marker and would report the message a second time.
 The replay is bounded, and so is the search: on the first record of a ``sms.dlr.parts``
 partition after an assignment (offset ``X``, the committed one), :meth:`ReportedTail.scan`
 
-1. reads the partition's keys (message ids) from ``X`` to its end: the messages that can be
-   reported again (*replayable*);
+1. reads the partition's message ids from ``X`` to its end (a record's key, or the parts of
+   a batch record, pipeline/part_batches.py): the messages that can be reported again
+   (*replayable*);
 2. reads every ``sms.dlr`` partition from the time of record ``X`` minus
    :data:`CLOCK_MARGIN_S` to its end, and keeps the replayable messages whose report is there.
 
@@ -32,8 +33,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from pydantic import ValidationError
 
-from schemas.models import DeliveryReport
+from pipeline.part_batches import unpack
+from schemas.codec import DecodeError
+from schemas.models import DeliveryReport, PartOutcome
 from schemas.retrying import decode_blocking
 from schemas.specialized import read_string
 from smsflow.kafka_clients import client_config
@@ -63,20 +67,32 @@ class TailScan:
     seconds: float
 
 
-def message_id_of(value: bytes) -> str:
-    """The ``message_id`` of a ``DeliveryReport`` value, read from its first field without
-    decoding the rest (``message_id`` is the schema's first field; tested against a full
-    decode). Any other framing falls back to the full decode."""
+def _first_string(value: bytes) -> str | None:
+    """The first field of an Avro value if it is a string, read without decoding the rest;
+    None for any other framing or a value that does not start with one."""
     header = 10 if value[:2] == _SINGLE_OBJECT else 5 if value[:1] == _CONFLUENT else 0
     if header:
         try:
-            message_id, end = read_string(value, header)
+            text, end = read_string(value, header)
         except (IndexError, EOFError, UnicodeDecodeError):
-            pass  # not what it seemed: the full decode says why
-        else:
-            if end <= len(value):
-                return message_id
-    return decode_blocking(DeliveryReport, value).message_id
+            return None  # not what it seemed: the full decode says why
+        if end <= len(value):
+            return text
+    return None
+
+
+def message_id_of(value: bytes) -> str:
+    """The ``message_id`` of a ``DeliveryReport`` value (the schema's first field; tested
+    against a full decode); any other framing falls back to the full decode."""
+    found = _first_string(value)
+    return found if found is not None else decode_blocking(DeliveryReport, value).message_id
+
+
+def part_message_id(value: bytes) -> str:
+    """The ``message_id`` of a ``PartOutcome`` value (the first field of its first field,
+    ``sent``); any other framing falls back to the full decode."""
+    found = _first_string(value)
+    return found if found is not None else decode_blocking(PartOutcome, value).sent.message_id
 
 
 class ReportedTail:
@@ -109,12 +125,11 @@ class ReportedTail:
             replayable: set[str] = set()
             for message in _read(consumer, {partition: (from_offset, replay_end)},
                                  self._parts_topic, deadline):
-                if message.key():
-                    replayable.add(message.key().decode())  # type: ignore[union-attr]
-                    if len(replayable) >= MAX_IDS:
-                        log.warning("%s[%d]: over %d replayable messages; the rest may be "
-                                    "reported twice", self._parts_topic, partition, MAX_IDS)
-                        break
+                replayable.update(_message_ids(message))
+                if len(replayable) >= MAX_IDS:
+                    log.warning("%s[%d]: over %d replayable messages; the rest may be "
+                                "reported twice", self._parts_topic, partition, MAX_IDS)
+                    break
             reported, read = set(), 0
             if replayable:
                 for message in _read(consumer, self._dlr_ranges(consumer, from_timestamp_ms),
@@ -141,6 +156,26 @@ class ReportedTail:
             start = tp.offset if tp.offset >= 0 else end  # -1: nothing that recent
             ranges[tp.partition] = (start, end)
         return ranges
+
+
+def _message_ids(message: Message) -> list[str]:
+    """The message ids of a ``sms.dlr.parts`` record: its key, or the ids of a batch's parts
+    (keyless). A part that cannot be read is left out: the aggregator dead-letters it."""
+    key, value = message.key(), message.value()
+    if key:
+        return [key.decode() if isinstance(key, bytes) else key]
+    if not value or isinstance(value, str):
+        return []
+    ids = []
+    try:
+        for part in unpack(value):
+            try:
+                ids.append(part_message_id(part))
+            except (DecodeError, ValidationError):
+                continue
+    except ValueError:  # a batch cut short: its readable parts are kept
+        pass
+    return ids
 
 
 def _read(consumer: Consumer, ranges: dict[int, tuple[int, int]], topic: str,

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     only changes of uncommitted records, which are replayed (docs/performance.md#changelog-hold).
     ``0`` writes every change at once."""
 
+    parts_batch_ms: float = 5.0
+    """How long the worker's correlator keeps completed parts before it writes them to
+    ``sms.dlr.parts``, one record per partition (pipeline/part_batches.py;
+    docs/performance.md#batched-parts); in a backlog, as long as the output producer holds
+    its records if that is longer. ``0`` writes one record per part."""
+
     backlog_hand_over_ms: int = 30
     """While the worker is behind (its consumer 2,000 records or more behind the partitions'
     ends, until under 500 for a second), its output records wait this long for others before

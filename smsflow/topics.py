@@ -73,7 +73,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(THROTTLED, "route_id", "RoutedMessage", "Messages released by the rate limits."),
     TopicSpec(SENT, "smsc_id:smsc_message_id", "SubmitOutcome", "Submit outcome per part."),
     TopicSpec(DLR_RAW, "smsc_id:smsc_message_id", "ReceiptEvent", "Parsed SMSC receipts."),
-    TopicSpec(DLR_PARTS, "message_id", "PartOutcome", "Terminal state per part (internal)."),
+    # The value names the contract (schema-registry subject) of each part in a batch.
+    TopicSpec(DLR_PARTS, "partition of message_id", "PartOutcome",
+              "Terminal state per part, in batches per partition (internal)."),
     TopicSpec(
         DLR, "tenant_id", "DeliveryReport", "One terminal report per message.",
         retention_ms=30 * DAY_MS,

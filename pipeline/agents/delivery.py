@@ -4,8 +4,9 @@ Stage 1, ``correlate`` (``sms.sent`` + ``sms.dlr.raw`` + its own ``sms.dlr.timer
 ``<smsc>:<smsc message id>`` and co-partitioned): whichever of a submit outcome and its terminal
 receipt arrives first waits in the ``dlr-pending`` table as a
 :class:`~smsflow.domain.tracking.PendingEntry`; the second completes the part, emits a
-``PartOutcome`` keyed by message id, and leaves a *done marker* so a replayed or duplicated
-record is dropped instead of stored as a new wait. The pure rules are
+``PartOutcome`` for the partition of its message id (batched per partition:
+:mod:`pipeline.part_batches`), and leaves a *done marker* so a replayed or duplicated record
+is dropped instead of stored as a new wait. The pure rules are
 :func:`~smsflow.domain.tracking.on_arrival` and :func:`~smsflow.domain.tracking.on_timer`:
 
 * no receipt by the end of the validity period (+ grace): we emit EXPIRED ourselves;
@@ -21,8 +22,8 @@ every table change happens inside the stream and is as crash-safe as the rest.
 Intermediate receipts (ENROUTE, ACCEPTD) are kept on ``sms.dlr.raw`` and counted, not stored:
 they end nothing.
 
-Stage 2, ``aggregate`` (``sms.dlr.parts`` + ``sms.dlr.parts.timers``, keyed by message id):
-collects a multi-part message's parts in ``dlr-parts`` until all are in, emits one
+Stage 2, ``aggregate`` (``sms.dlr.parts`` + ``sms.dlr.parts.timers``, partitioned by message
+id; a ``sms.dlr.parts`` record carries one part or a batch, taken part by part): collects a multi-part message's parts in ``dlr-parts`` until all are in, emits one
 ``DeliveryReport`` on ``sms.dlr`` keyed by tenant id, and leaves a done marker there too.
 
 Exactly one report per message holds for duplicated receipts and submit outcomes, replays, and
@@ -42,6 +43,7 @@ import asyncio
 import logging
 import struct
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -53,7 +55,9 @@ from pipeline.after_delivery import after_delivery
 from pipeline.app import Worker
 from pipeline.decoding import decode, decode_or_reject
 from pipeline.faults import DieAtReport
+from pipeline.faust_patches.commit_hooks import add_commit_barrier
 from pipeline.key_timers import KeyTimers
+from pipeline.part_batches import PartBatcher, unpack
 from pipeline.part_value import PartEnd, part_value
 from pipeline.rejections import reject
 from pipeline.reported_tail import ReportedTail, TailScan
@@ -205,6 +209,20 @@ def report_of(parts: list[PartOutcome]) -> DeliveryReport:
     )
 
 
+def _partition_count(app: faust.App, topic: str) -> Callable[[], int]:
+    """The topic's partition count as the worker's consumer knows it, 0 until it does (it reads
+    the topic, so its metadata has it soon after start); kept once known."""
+    known = 0
+
+    def count() -> int:
+        nonlocal known
+        if not known:
+            known = app.consumer.topic_partitions(topic) or 0
+        return known
+
+    return count
+
+
 @dataclass
 class DeliveryAgents:
     """What :func:`register` leaves for the rest of the worker to read (metrics, logs)."""
@@ -237,10 +255,15 @@ def _register_correlate(worker: Worker, counts: Counter[str],
                         policy: CorrelationPolicy) -> KeyTimers:
     """``correlate``: submit outcome ⋈ terminal receipt per part, in ``dlr-pending``."""
     app = worker.app
-    rejected_out, dlr_parts_out = worker.output(REJECTED), worker.output(DLR_PARTS)
+    rejected_out = worker.output(REJECTED)
     dlr_timers_out = worker.output(DLR_TIMERS)
     sent_topic_name, dlr_raw_topic_name = worker.name(SENT), worker.name(DLR_RAW)
     dlr_timers_topic_name, dlr_parts_topic_name = worker.name(DLR_TIMERS), worker.name(DLR_PARTS)
+    parts_out = PartBatcher(worker.outputs, dlr_parts_topic_name,
+                            _partition_count(app, dlr_parts_topic_name),
+                            delay_s=worker.settings.parts_batch_ms / 1000)
+    # Held parts are handed over and stored before any offset is committed.
+    add_commit_barrier(app, parts_out.flush)
     # No default factory: a missing key reads as None through .get().
     pending = app.Table("dlr-pending", key_type=str, value_type=bytes)
 
@@ -288,9 +311,9 @@ def _register_correlate(worker: Worker, counts: Counter[str],
         now_ms: int, sent: SubmitOutcome | None = None,
     ) -> None:
         """Send the part on (spliced from its ``sms.sent`` value, pipeline/part_value.py, or
-        else encoded from the model); once it is stored, replace the key's entry with a done
-        marker (until then the waiting entry stays: a replay repeats the part instead of
-        losing it)."""
+        else encoded from the model; batched per partition, pipeline/part_batches.py); once it
+        is stored, replace the key's entry with a done marker (until then the waiting entry
+        stays: a replay repeats the part instead of losing it)."""
         spliced = part_value(sent_value, end)
         if spliced is None:
             if sent is None:
@@ -298,12 +321,13 @@ def _register_correlate(worker: Worker, counts: Counter[str],
             message_id, value = sent.message_id, end.outcome(sent).to_avro(dlr_parts_topic_name)
         else:
             message_id, value = spliced
-        future = await dlr_parts_out.send(key=message_id.encode(), value=value)
+        on_stored = None
         if key:
             marker = done_marker(end.status, now_ms=now_ms,
                                  self_expired=end.reason == SELF_EXPIRED_REASON, policy=policy)
             _completing[key] = marker
-            after_delivery(future, event, partial(_store_marker, key, marker))
+            on_stored = partial(_store_marker, key, marker)
+        await parts_out.add(message_id, value, event, on_stored)
 
     @app.agent(worker.topic(SENT, DLR_RAW, DLR_TIMERS))
     async def correlate(stream: faust.StreamT[bytes]) -> None:
@@ -456,8 +480,10 @@ def _register_aggregate(worker: Worker, counts: Counter[str],
                  len(scan.reported), scan.reports_read, scan.seconds)
 
     def _past_replay(partition: int, offset: int) -> None:
+        """Forget the replay's reported messages once a record past it arrives (the last
+        replayed record, at ``end - 1``, still needs them)."""
         end = _replay_end.get(partition)
-        if end is not None and offset >= end - 1:
+        if end is not None and offset >= end:
             del _replay_end[partition]
             if not _replay_end:
                 _on_dlr.clear()
@@ -487,44 +513,55 @@ def _register_aggregate(worker: Worker, counts: Counter[str],
                 await _read_back(partition, event.message.offset, event.message.timestamp)
             elif _replay_end:
                 _past_replay(partition, event.message.offset)
-            part = await decode_or_reject(PartOutcome, event, rejected_out, stage=STAGE)
-            if part is None:
+            try:
+                values = list(unpack(event.value or b""))
+            except ValueError as exc:  # a batch cut short: dead-lettered whole, with its bytes
+                await reject(event, rejected_out, stage=STAGE, reason_code="UNDECODABLE",
+                             detail=str(exc))
                 continue
-            key = part.sent.message_id
-            stored = collected.get(key)
-            if key in _reporting or (stored is not None and stored[:1] == _DONE):
-                counts["part_after_done"] += 1
-                continue
-            if part.sent.part_count == 1:
-                parts = [part]
-            else:
-                collecting = stored is not None and stored[:1] == _COLLECTING
-                blobs = unpack_parts(stored[1:]) if collecting and stored else []
-                parts = [await decode(PartOutcome, blob) for blob in blobs]
-                if any(p.sent.part_index == part.sent.part_index for p in parts):
-                    counts["part_duplicate"] += 1
-                    continue
-                parts.append(part)
-                if len(parts) < part.sent.part_count:
-                    collected[key] = _COLLECTING + pack_parts([*blobs, event.value or b""])
-                    continue
-            if key in _on_dlr:  # reported before a crash, its marker lost: mark it now
-                _on_dlr.discard(key)
-                counts["reported_before_crash"] += 1
-                _mark_done(key)
-                continue
-            report = report_of(parts)
-            future = await dlr_out.send(
-                key=report.tenant_id.encode(), value=report.to_avro(dlr_topic_name),
-                headers=[report_summary_header(report.route_id, report.operator_id,
-                                               report.tenant_id, report.status.value)],
-            )
-            # Until the report is stored, a replayed part reports again instead of being dropped.
-            _reporting.add(key)
-            if die_at_report is not None:
-                die_at_report.watch(future, key)
-            after_delivery(future, event, partial(_mark_done, key))
-            counts["reported"] += 1
+            for value in values:
+                await _on_part(event, value)
+
+    async def _on_part(event: faust.EventT[bytes], value: bytes) -> None:
+        """One part of a ``sms.dlr.parts`` record: collected, reported, or dropped as a copy."""
+        part = await decode_or_reject(PartOutcome, event, rejected_out, stage=STAGE, value=value)
+        if part is None:
+            return
+        key = part.sent.message_id
+        stored = collected.get(key)
+        if key in _reporting or (stored is not None and stored[:1] == _DONE):
+            counts["part_after_done"] += 1
+            return
+        if part.sent.part_count == 1:
+            parts = [part]
+        else:
+            collecting = stored is not None and stored[:1] == _COLLECTING
+            blobs = unpack_parts(stored[1:]) if collecting and stored else []
+            parts = [await decode(PartOutcome, blob) for blob in blobs]
+            if any(p.sent.part_index == part.sent.part_index for p in parts):
+                counts["part_duplicate"] += 1
+                return
+            parts.append(part)
+            if len(parts) < part.sent.part_count:
+                collected[key] = _COLLECTING + pack_parts([*blobs, value])
+                return
+        if key in _on_dlr:  # reported before a crash, its marker lost: mark it now
+            _on_dlr.discard(key)
+            counts["reported_before_crash"] += 1
+            _mark_done(key)
+            return
+        report = report_of(parts)
+        future = await dlr_out.send(
+            key=report.tenant_id.encode(), value=report.to_avro(dlr_topic_name),
+            headers=[report_summary_header(report.route_id, report.operator_id,
+                                           report.tenant_id, report.status.value)],
+        )
+        # Until the report is stored, a replayed part reports again instead of being dropped.
+        _reporting.add(key)
+        if die_at_report is not None:
+            die_at_report.watch(future, key)
+        after_delivery(future, event, partial(_mark_done, key))
+        counts["reported"] += 1
 
     def _on_parts_timer(key: str) -> None:
         stored = collected.get(key)
