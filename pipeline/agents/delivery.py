@@ -23,8 +23,9 @@ Intermediate receipts (ENROUTE, ACCEPTD) are kept on ``sms.dlr.raw`` and counted
 they end nothing.
 
 Stage 2, ``aggregate`` (``sms.dlr.parts`` + ``sms.dlr.parts.timers``, partitioned by message
-id; a ``sms.dlr.parts`` record carries one part or a batch, taken part by part): collects a multi-part message's parts in ``dlr-parts`` until all are in, emits one
-``DeliveryReport`` on ``sms.dlr`` keyed by tenant id, and leaves a done marker there too.
+id; a ``sms.dlr.parts`` record carries one part or a batch, taken part by part): collects a
+multi-part message's parts in ``dlr-parts`` until all are in, emits one ``DeliveryReport`` on
+``sms.dlr`` keyed by tenant id, and leaves a done marker there too.
 
 Exactly one report per message holds for duplicated receipts and submit outcomes, replays, and
 receipts after our own EXPIRED. A done marker is written only once the output it stands for is
