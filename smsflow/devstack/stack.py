@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -144,13 +144,24 @@ def listening_pid(port: int) -> int | None:
             if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
                 inodes.add(f"socket:[{fields[9]}]")
     for entry in Path("/proc").iterdir() if inodes else ():
-        if entry.name.isdigit():
-            try:
-                if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
-                    return int(entry.name)
-            except OSError:
-                continue
+        if entry.name.isdigit() and inodes.intersection(_fd_targets(entry)):
+            return int(entry.name)
     return None
+
+
+def _fd_targets(process: Path) -> Iterator[str]:
+    """What the open file descriptors of ``/proc/<pid>`` point at. An fd closed while it is
+    read is skipped, not the process: a broker opens and closes sockets all the time, and
+    dropping the whole process on one such race left the benchmarks without its CPU."""
+    try:
+        fds = list((process / "fd").iterdir())
+    except OSError:  # gone, or not ours to read
+        return
+    for fd in fds:
+        try:
+            yield os.readlink(fd)
+        except OSError:
+            continue
 
 
 def wait_for_port(host: str, port: int, timeout_s: float) -> None:
