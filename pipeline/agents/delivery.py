@@ -73,6 +73,7 @@ from schemas.models import (
     SubmitStatus,
 )
 from schemas.summaries import report_summary_header
+from schemas.wire import UNDECODABLE
 from smsflow.domain.delivery import message_status
 from smsflow.domain.receipts import TERMINAL_STATUS_BY_STATE
 from smsflow.domain.tracking import (
@@ -237,7 +238,7 @@ def register(worker: Worker) -> DeliveryAgents:
     """The ``correlate`` and ``aggregate`` agents, their tables and timers, on ``worker``."""
     agents = DeliveryAgents()
     policy = correlation_policy(worker.settings)
-    correlator_timers = _register_correlate(worker, agents.counts, policy)
+    correlator_timers, parts_out = _register_correlate(worker, agents.counts, policy)
     aggregator_timers = _register_aggregate(worker, agents.counts, policy)
     agents.correlator_timers, agents.aggregator_timers = correlator_timers, aggregator_timers
     counts = agents.counts
@@ -245,16 +246,18 @@ def register(worker: Worker) -> DeliveryAgents:
     @worker.app.timer(interval=30.0)
     async def log_counts() -> None:
         if counts:
-            log.info("delivery: %s; timers pending=%d/%d sent=%d/%d",
-                     dict(sorted(counts.items())), len(correlator_timers), len(aggregator_timers),
-                     correlator_timers.commands_sent, aggregator_timers.commands_sent)
+            log.info("delivery: %s; timers pending=%d/%d sent=%d/%d; sms.dlr.parts: %d parts "
+                     "in %d records", dict(sorted(counts.items())), len(correlator_timers),
+                     len(aggregator_timers), correlator_timers.commands_sent,
+                     aggregator_timers.commands_sent, parts_out.parts, parts_out.records)
 
     return agents
 
 
 def _register_correlate(worker: Worker, counts: Counter[str],
-                        policy: CorrelationPolicy) -> KeyTimers:
-    """``correlate``: submit outcome ⋈ terminal receipt per part, in ``dlr-pending``."""
+                        policy: CorrelationPolicy) -> tuple[KeyTimers, PartBatcher]:
+    """``correlate``: submit outcome ⋈ terminal receipt per part, in ``dlr-pending``; its
+    timers and the batcher of its parts."""
     app = worker.app
     rejected_out = worker.output(REJECTED)
     dlr_timers_out = worker.output(DLR_TIMERS)
@@ -433,7 +436,7 @@ def _register_correlate(worker: Worker, counts: Counter[str],
     async def correlator_tick() -> None:
         await correlator_timers.tick()
 
-    return correlator_timers
+    return correlator_timers, parts_out
 
 
 def _register_aggregate(worker: Worker, counts: Counter[str],
@@ -517,7 +520,7 @@ def _register_aggregate(worker: Worker, counts: Counter[str],
             try:
                 values = list(unpack(event.value or b""))
             except ValueError as exc:  # a batch cut short: dead-lettered whole, with its bytes
-                await reject(event, rejected_out, stage=STAGE, reason_code="UNDECODABLE",
+                await reject(event, rejected_out, stage=STAGE, reason_code=UNDECODABLE,
                              detail=str(exc))
                 continue
             for value in values:
