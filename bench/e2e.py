@@ -41,7 +41,7 @@ from smsflow.devstack.harness import (
     wait_for_group,
     warm_up,
 )
-from smsflow.devstack.stack import cpu_seconds, listening_pid
+from smsflow.devstack.stack import context_switches, cpu_seconds, listening_pid
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "e2e.json"
@@ -186,6 +186,7 @@ def main() -> int:
     if args.no_receipts:
         requests = [r.model_copy(update={"registered_delivery": False}) for r in requests]
     cpu: dict[str, dict[str, float]] = {}
+    switches: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(prefix="smsflow-bench-") as home:
         settings = isolated_settings(bootstrap, Path(home), "bench", args.partitions)
         with prepared_stack(settings, platform_config=args.platform_config,
@@ -200,11 +201,13 @@ def main() -> int:
 
             def on_start() -> None:
                 cpu.update(start=cpu_seconds(pids))
+                switches.update(start=context_switches(pids))
                 if profiler:
                     profiler.start()
 
             def on_end() -> None:
                 cpu.update(end=cpu_seconds(pids))
+                switches.update(end=context_switches(pids))
                 if profiler:
                     profiler.stop()
 
@@ -238,6 +241,12 @@ def main() -> int:
         cpu_us_per_msg=round(sum(s or 0.0 for s in by_process.values()) / terminal * 1e6),
         cpu_us_per_msg_by_process={
             n: None if s is None else round(s / terminal * 1e6) for n, s in by_process.items()
+        },
+        # Wake-ups of every thread per terminal message: the fixed cost a steady rate pays
+        # more often than a burst (docs/performance.md#a-steady-rate).
+        switches_per_msg_by_process={
+            name: round((switches["end"][name] - switches["start"][name]) / terminal, 2)
+            for name in pids
         },
         # Records the run wrote per terminal message, table changelogs included (the
         # warm-up's few dozen too): the broker's work and every produce call behind it.

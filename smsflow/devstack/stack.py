@@ -130,6 +130,36 @@ def cpu_seconds(pids: Mapping[str, int]) -> dict[str, float]:
     return totals
 
 
+def parse_switches(status_text: str) -> int:
+    """Voluntary plus involuntary context switches from one ``/proc/.../status`` text."""
+    total = 0
+    for line in status_text.splitlines():
+        if "ctxt_switches:" in line:
+            total += int(line.split(":", 1)[1])
+    return total
+
+
+def context_switches(pids: Mapping[str, int]) -> dict[str, int]:
+    """Context switches so far of every thread of each named process (a wake-up count: a
+    thread that sleeps on a socket, a timer or a lock and is woken again counts one). Why:
+    the CPU a message costs grows with how often each process is woken for it, which a
+    steady rate does far more than a burst (docs/performance.md). 0 for a gone process."""
+    totals = {}
+    for name, pid in pids.items():
+        count = 0
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            tasks = []
+        for task in tasks:
+            try:
+                count += parse_switches((task / "status").read_text())
+            except (OSError, ValueError):
+                pass  # the thread ended meanwhile
+        totals[name] = count
+    return totals
+
+
 def listening_pid(port: int) -> int | None:
     """The pid of the process listening on TCP ``port`` here (e.g. the Kafka broker), found
     through ``/proc/net/tcp*`` and the processes' socket fds; None if none can be seen."""

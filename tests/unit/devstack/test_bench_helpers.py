@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 
 from smsflow.devstack.flowrun import percentile
-from smsflow.devstack.stack import cpu_seconds, parse_proc_stat
+from smsflow.devstack.stack import context_switches, cpu_seconds, parse_proc_stat, parse_switches
 
 
 def _stat(comm: str, pgrp: int, utime: int, stime: int, cutime: int, cstime: int) -> str:
@@ -31,6 +33,34 @@ def test_cpu_seconds_reads_this_process_and_zero_for_a_missing_one() -> None:
     found = cpu_seconds({"me": os.getpid(), "gone": 2**22 + 1})
     assert found["me"] > 0
     assert found["gone"] == 0.0
+
+
+def test_parse_switches_adds_voluntary_and_involuntary() -> None:
+    status = ("Name:\tpython3\nThreads:\t3\nvoluntary_ctxt_switches:\t120\n"
+              "nonvoluntary_ctxt_switches:\t7\n")
+    assert parse_switches(status) == 127
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs procfs")
+def test_context_switches_count_every_thread_and_zero_for_a_missing_process() -> None:
+    before = context_switches({"me": os.getpid()})["me"]
+    slept, release = threading.Event(), threading.Event()
+
+    def sleep_and_wake() -> None:  # a second thread that sleeps and is woken 50 times
+        for _ in range(50):
+            time.sleep(0.001)
+        slept.set()
+        release.wait()
+
+    sleeper = threading.Thread(target=sleep_and_wake)
+    sleeper.start()
+    slept.wait()
+    after = context_switches({"me": os.getpid()})["me"]  # while the thread is still there
+    release.set()
+    sleeper.join()
+
+    assert after >= before + 50
+    assert context_switches({"gone": 2**22 + 1}) == {"gone": 0}
 
 
 def test_percentile_nearest_rank() -> None:

@@ -77,6 +77,23 @@ def test_server_properties_describe_a_lean_single_kraft_node(tmp_path: Path) -> 
     assert props["num.partitions"] == "1"
 
 
+@pytest.mark.parametrize(
+    ("cores", "network", "io"),
+    [(1, "1", "1"), (2, "1", "1"), (4, "1", "2"), (8, "2", "4"), (16, "4", "8")])
+def test_request_threads_follow_the_cores(tmp_path: Path, cores: int, network: str,
+                                          io: str) -> None:
+    props = BrokerConfig(tmp_path, cores=cores).properties()
+
+    assert (props["num.network.threads"], props["num.io.threads"]) == (network, io)
+
+
+def test_request_threads_default_to_the_cores_this_process_may_use(tmp_path: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+
+    assert BrokerConfig(tmp_path).cores == cores
+    assert BrokerConfig(tmp_path).properties()["num.io.threads"] == str(max(1, cores // 2))
+
+
 def test_server_properties_follow_the_ports(tmp_path: Path) -> None:
     config = BrokerConfig(tmp_path, port=19092, controller_port=19093)
     props = parse_properties(render_server_properties(config))
