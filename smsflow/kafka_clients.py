@@ -7,6 +7,13 @@ smsflow/kafka_security.py) through these builders, so security reaches all of th
 default (``consistent_random``, CRC32) puts the same key on a different partition, which would
 split one tenant (or one route, or one receipt and its submit outcome) across partitions as
 soon as two kinds of producer write the same topic.
+
+``socket.nagle.disable``: librdkafka leaves Nagle's algorithm on (its default), so a small
+request written while the previous one on the connection is not yet acknowledged waits for
+that acknowledgement. librdkafka sends one produce request per partition, so at a steady rate
+most requests are small and pipelined. The broker, the Java client and aiokafka (asyncio)
+all set TCP_NODELAY. Measured (docs/performance.md#a-steady-rate): at 250 msg/s p99
+submit->sent 166/148 ms with Nagle, 138/139 without, and no more CPU per message.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ def client_config(target: KafkaTarget, **overrides: Any) -> dict[str, Any]:
         refusals["error_cb"] = confluent_error(conn.security)
     return {
         "bootstrap.servers": conn.bootstrap,
+        "socket.nagle.disable": True,  # module docstring
         **confluent_security(conn.security),
         **refusals,
         **overrides,

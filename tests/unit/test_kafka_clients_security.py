@@ -73,7 +73,8 @@ def test_builders_carry_security(monkeypatch: pytest.MonkeyPatch) -> None:
     assert aio["bootstrap_servers"] == "k:9094"
     assert aio["sasl_plain_password"] == "pw"
     assert aio["group_id"] == "g"
-    assert client_config("h:1") == {"bootstrap.servers": "h:1", "security.protocol": "plaintext"}
+    assert client_config("h:1") == {"bootstrap.servers": "h:1", "security.protocol": "plaintext",
+                                    "socket.nagle.disable": True}
 
 
 def test_child_processes_get_the_security_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,3 +85,10 @@ def test_child_processes_get_the_security_settings(monkeypatch: pytest.MonkeyPat
     assert env["SMSFLOW_KAFKA_SASL_USERNAME"] == "u"
     assert env["SMSFLOW_KAFKA_SASL_PASSWORD"] == "env:KAFKA_PW"  # the reference, not the value
     assert "SMSFLOW_KAFKA_SSL_CA_FILE" not in env
+
+
+def test_librdkafka_clients_send_small_requests_at_once() -> None:
+    """Nagle's algorithm off (TCP_NODELAY) for every confluent-kafka client, as the broker,
+    the Java client and aiokafka have it."""
+    assert client_config("127.0.0.1:9092")["socket.nagle.disable"] is True
+    assert producer_config("127.0.0.1:9092")["socket.nagle.disable"] is True
