@@ -118,10 +118,11 @@ def summarize(requests: Iterable[Request], since: datetime, until: datetime) -> 
     return summary
 
 
-def _log_files(log: Path) -> list[Path]:
-    """server.log and its rolled copies, oldest first."""
-    rolled = sorted(log.parent.glob(log.name + ".*"), key=lambda p: -int(p.suffix[1:] or 0))
-    return [p for p in rolled if p.suffix[1:].isdigit()] + [log]
+def log_files(log: Path) -> list[Path]:
+    """server.log and its rolled copies (``server.log.1`` the newest), oldest first; other
+    files beside them are not the broker's log."""
+    rolled = [p for p in log.parent.glob(log.name + ".*") if p.suffix[1:].isdigit()]
+    return [*sorted(rolled, key=lambda p: -int(p.suffix[1:])), log]
 
 
 def _set_level(broker: LocalBroker, bootstrap: str, level: str) -> None:
@@ -154,7 +155,7 @@ def main() -> int:
     finally:
         until = datetime.now(LOCAL)
         _set_level(broker, bootstrap, "WARN")
-    requests = (parsed for path in _log_files(broker.server_log)
+    requests = (parsed for path in log_files(broker.server_log)
                 for line in path.read_text(errors="replace").splitlines()
                 if (parsed := parse_line(line)) is not None)
     found = summarize(requests, since, until).as_json()

@@ -240,6 +240,7 @@ class BrokerConfig:
         return props
 
     def _plaintext_properties(self) -> dict[str, str]:
+        network_threads, io_threads = request_threads(self.cores)
         return {
             # One KRaft node that is its own controller; a static one-voter quorum, so the
             # controller port can change between runs without touching the formatted metadata.
@@ -280,8 +281,8 @@ class BrokerConfig:
             "share.coordinator.state.topic.replication.factor": str(self.replication_factor),
             "share.coordinator.state.topic.min.isr": str(self.min_insync_replicas),
             # Fewer threads than the server defaults (3 network, 8 io): see request_threads.
-            "num.network.threads": str(request_threads(self.cores)[0]),
-            "num.io.threads": str(request_threads(self.cores)[1]),
+            "num.network.threads": str(network_threads),
+            "num.io.threads": str(io_threads),
             "num.recovery.threads.per.data.dir": "1",
         }
 

@@ -141,23 +141,31 @@ def parse_switches(status_text: str) -> int:
 
 def context_switches(pids: Mapping[str, int]) -> dict[str, int]:
     """Context switches so far of every thread of each named process (a wake-up count: a
-    thread that sleeps on a socket, a timer or a lock and is woken again counts one). Why:
-    the CPU a message costs grows with how often each process is woken for it, which a
-    steady rate does far more than a burst (docs/performance.md). 0 for a gone process."""
+    thread that sleeps on a socket, a timer or a lock and is woken again counts one); a process
+    group leader counts its whole group, as :func:`cpu_seconds` does. Why: the CPU a message
+    costs grows with how often each process is woken for it, which a steady rate does far more
+    than a burst (docs/performance.md#a-steady-rate). 0 for a gone process."""
+    stats = _proc_stats()
     totals = {}
     for name, pid in pids.items():
-        count = 0
-        try:
-            tasks = list(Path(f"/proc/{pid}/task").iterdir())
-        except OSError:
-            tasks = []
-        for task in tasks:
-            try:
-                count += parse_switches((task / "status").read_text())
-            except (OSError, ValueError):
-                pass  # the thread ended meanwhile
-        totals[name] = count
+        group, _ticks = stats.get(pid, (0, 0))
+        members = [p for p, (g, _) in stats.items() if g == group] if group == pid else [pid]
+        totals[name] = sum(_thread_switches(member) for member in members)
     return totals
+
+
+def _thread_switches(pid: int) -> int:
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # gone
+        return 0
+    count = 0
+    for task in tasks:
+        try:
+            count += parse_switches((task / "status").read_text())
+        except (OSError, ValueError):
+            pass  # the thread ended meanwhile
+    return count
 
 
 def listening_pid(port: int) -> int | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
-from bench.broker_requests import LOCAL, parse_line, summarize
+from bench.broker_requests import LOCAL, log_files, parse_line, summarize
 
 
 def _produce(at: str, topics: dict[str, list[int]], client: str = "rdkafka") -> str:
@@ -67,3 +68,11 @@ def test_summary_counts_the_window_by_api_client_topic_and_partitions() -> None:
     assert found["produce_by_topic_per_s"] == {"sms.sent": 0.5, "sms.routed": 0.5,
                                                "tenant-quota-changelog": 0.5}
     assert found["partitions_per_produce_request"] == {1: 2, 3: 1}
+
+
+def test_log_files_are_the_rolled_ones_oldest_first_then_the_current(tmp_path: Path) -> None:
+    for name in ("server.log", "server.log.1", "server.log.2", "server.log.bak", "kafka.out"):
+        (tmp_path / name).write_text("")
+
+    assert [p.name for p in log_files(tmp_path / "server.log")] == [
+        "server.log.2", "server.log.1", "server.log"]
