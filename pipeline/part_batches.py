@@ -33,9 +33,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 
 from pipeline.after_delivery import after_delivery
+from pipeline.murmur2 import partition_of
 from pipeline.outputs import OutputProducer
 
 __all__ = ["BATCH_MAGIC", "PartBatcher", "pack", "partition_of", "unpack"]
@@ -47,12 +47,6 @@ _RETRY_FULL_QUEUE_S = 0.005
 
 #: What a held part waits to do once its record is stored (None: nothing).
 OnStored = Callable[[], None] | None
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """Kafka's default partition for ``key`` (murmur2, as the Java client, aiokafka, faust and
-    our librdkafka producers with ``murmur2_random`` choose it)."""
-    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
 
 
 def pack(values: list[bytes]) -> bytes:

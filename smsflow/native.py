@@ -65,10 +65,12 @@ NATIVE_MODULES: tuple[str, ...] = (
     "connectors/smpp/codec/client_bodies.py",
     "connectors/smpp/codec/pdus.py",
     # The worker's adapters on the hot path: the scheduled stages' tickets and acks, the output
-    # producer's hand-over, the sender's part values, the run-time codec registry.
+    # producer's hand-over, the sender's part values, the parts' partitioner, the run-time codec
+    # registry.
     "pipeline/scheduling.py",
     "pipeline/outputs.py",
     "pipeline/part_value.py",
+    "pipeline/murmur2.py",
     "schemas/codec.py",
 )
 

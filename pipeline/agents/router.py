@@ -134,11 +134,11 @@ class Router:
         return replace(config, daily_quota=MappingProxyType({}))
 
     async def _emit(self, routed: RoutedMessage, released: Released) -> asyncio.Future[Any]:
-        out = routed.model_copy(
-            update={"routed_at": datetime.fromtimestamp(released.released_at, UTC)}
-        )
+        fields = routed.avro_fields()
+        fields["routed_at"] = datetime.fromtimestamp(released.released_at, UTC)
         sent = await self._routed_out.send(
-            key=routed.route_id.encode(), value=out.to_avro(self._routed_topic_name)
+            key=routed.route_id.encode(),
+            value=RoutedMessage.encode_fields(fields, self._routed_topic_name),
         )
         count_routed(routed.request.tenant_id, routed.operator_id, routed.parts)
         return cast("asyncio.Future[Any]", sent)

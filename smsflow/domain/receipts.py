@@ -179,7 +179,6 @@ _STATE_BY_STAT: Final[Mapping[str, ReceiptState]] = {
 
 _HEX_RE: Final = re.compile(r"(?:0[xX])?([0-9A-Fa-f]+)")
 _DEC_RE: Final = re.compile(r"[0-9]+")
-_DATE_RE: Final = re.compile(r"([0-9]{10})([0-9]{2})?")
 _INT_RE: Final = re.compile(r"[0-9]+")
 # A key is a known word followed by ':'; values run to the next key.  The
 # lookbehind keeps "msgid:" or "xid:" from matching as "id:".
@@ -253,10 +252,12 @@ def normalize_message_id(raw: str, fmt: IdFormat) -> str:
 
 def parse_receipt_datetime(value: str) -> datetime | None:
     """``YYMMDDhhmm[ss]`` (20YY, UTC) -> aware datetime; ``None`` if invalid."""
-    match = _DATE_RE.fullmatch(value.strip())
-    if match is None:
+    digits = value.strip()
+    # 10 or 12 ASCII digits (str.isdigit alone also takes other scripts' digits).
+    if len(digits) not in (10, 12) or not digits.isascii() or not digits.isdigit():
         return None
-    digits = match.group(1) + (match.group(2) or "00")
+    if len(digits) == 10:
+        digits += "00"
     try:
         return datetime(
             2000 + int(digits[0:2]),
@@ -271,8 +272,32 @@ def parse_receipt_datetime(value: str) -> datetime | None:
         return None
 
 
+# The layout of SMPP 3.4 Appendix B, which nearly every SMSC writes: one fullmatch instead of a
+# key search per field. A value holds no ':', space or NUL, so no key can hide inside it and the
+# general split below would cut the text at exactly these places (a test checks the two agree).
+_STANDARD_RE: Final = re.compile(
+    r"id:([^\s:\x00]*) sub:([^\s:\x00]*) dlvrd:([^\s:\x00]*)"
+    r" submit date:([^\s:\x00]*) done date:([^\s:\x00]*) stat:([^\s:\x00]*)"
+    r" err:([^\s:\x00]*)(?: text:[ \t]*(.*?))?\x00*",
+    re.DOTALL,
+)
+_STANDARD_KEYS: Final = ("id", "sub", "dlvrd", "submitdate", "donedate", "stat", "err", "text")
+
+
 def _text_fields(text: str) -> dict[str, str]:
-    """Split receipt text into ``{canonical_key: value}`` (first occurrence wins).
+    """Split receipt text into ``{canonical_key: value}`` (first occurrence wins)."""
+    standard = _STANDARD_RE.fullmatch(text)
+    if standard is None:
+        return _any_text_fields(text)
+    fields: dict[str, str] = {}
+    for key, value in zip(_STANDARD_KEYS, standard.groups(), strict=True):
+        if value is not None:
+            fields[key] = value
+    return fields
+
+
+def _any_text_fields(text: str) -> dict[str, str]:
+    """:func:`_text_fields` for any layout: keys in any order, case or spacing.
 
     One pass over the key matches, each value running to the next key's start; keys are made
     canonical with ``str`` methods (a ``re.sub`` per key was a third of a receipt's parse)."""

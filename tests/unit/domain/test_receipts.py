@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from smsflow.domain import receipts
 from smsflow.domain.receipts import (
     TAG_MESSAGE_PAYLOAD,
     TAG_MESSAGE_STATE,
@@ -227,6 +228,11 @@ def test_parse_receipt_datetime() -> None:
     assert parse_receipt_datetime("230229010203") is None  # not a leap year
     assert parse_receipt_datetime("24022901020") is None  # 11 digits
     assert parse_receipt_datetime("") is None
+    assert parse_receipt_datetime(" 2612070600\t") == datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
+    assert parse_receipt_datetime("26120706000") is None  # 11 digits
+    assert parse_receipt_datetime("2612070600000") is None  # 13 digits
+    assert parse_receipt_datetime("٢٦١٢٠٧٠٦٠٠") is None  # digits, but not ASCII ones
+    assert parse_receipt_datetime("+612070600") is None
 
 
 # ---------------------------------------------------------------- id normalisation
@@ -328,3 +334,31 @@ def test_receipt_text_splits_as_the_reference_splitter(text: str) -> None:
     from smsflow.domain.receipts import _text_fields
 
     assert _text_fields(text) == _fields_by_reference(text)
+
+
+_VALUE = st.text(alphabet=st.sampled_from("aZ09_-:. \t\x00é\u2003"), max_size=8)
+
+
+@given(st.lists(_VALUE, min_size=7, max_size=7), st.none() | _VALUE,
+       st.text(alphabet=st.sampled_from("\x00 "), max_size=3))
+def test_the_standard_layout_short_cut_splits_as_the_general_parser(
+    values: list[str], text: str | None, tail: str
+) -> None:
+    """``_text_fields`` reads the SMPP Appendix B layout with one match; whatever the values
+    hold (colons, spaces, NULs, non-ASCII), it must give what the key-by-key split gives, or
+    leave the text to that split."""
+    keys = ("id", "sub", "dlvrd", "submit date", "done date", "stat", "err")
+    receipt = " ".join(f"{key}:{value}" for key, value in zip(keys, values, strict=True))
+    if text is not None:
+        receipt += f" text:{text}"
+    receipt += tail
+    assert receipts._text_fields(receipt) == receipts._any_text_fields(receipt)
+
+
+def test_a_standard_receipt_takes_the_short_cut() -> None:
+    """The layout every simulator and most SMSCs write is matched at once (the fast path is
+    not dead code)."""
+    text = ("id:0A1B2C3D sub:001 dlvrd:001 submit date:2612070600 done date:2612070601 "
+            "stat:DELIVRD err:000 text:hello: world\x00")
+    assert receipts._STANDARD_RE.fullmatch(text) is not None
+    assert receipts._text_fields(text)["text"] == "hello: world"

@@ -106,3 +106,21 @@ def test_a_real_partition_mismatch_still_stops_the_worker() -> None:
     app.consumer = PartitionCounts({"src": 4, table.changelog_topic_name: 3})  # type: ignore[assignment]
     with pytest.raises(PartitionsMismatch):
         table._verify_source_topic_partitions("src")
+
+
+@pytest.mark.parametrize("key", ["route:uk", "smsc-uk:0A1b", 'quote"back\\slash', "ünïcødé ✓",
+                                 "tab\tnew\nline", ""])
+def test_a_str_key_and_bytes_value_are_serialised_as_faust_serialises_them(key: str) -> None:
+    """The short cut for the common case (a str key as JSON, a bytes value raw) gives the
+    bytes of the changelog topic's own prepare_key/prepare_value, which recovery reads."""
+    app, table = _table()
+    cache = RecordingCache()
+    route_changelogs(app.tables, cache)  # type: ignore[arg-type]
+    table.send_changelog(1, key, b"\xff\x00value")
+    topic = table.changelog_topic
+    expected_key, _ = topic.prepare_key(key, table.key_serializer)
+    expected_value, _ = topic.prepare_value(b"\xff\x00value", table.value_serializer)
+    assert cache.records == [
+        (topic.get_topic_name(), 1, expected_key, expected_value, True)
+    ]
+    assert faust.serializers.codecs.loads("json", expected_key) == key
