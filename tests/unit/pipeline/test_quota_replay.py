@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.quota_table import decode_row, encode_row
+import json
+
+from pipeline.quota_table import QuotaBook, decode_row, encode_row
 from smsflow.domain.limits.quota import (
     CHARGED,
     EXCEEDED,
@@ -71,3 +73,38 @@ def test_the_table_row_round_trips_and_a_bad_row_counts_from_zero() -> None:
     assert decode_row(None) is None
     assert decode_row(b"not json") is None
     assert decode_row(b"[1, 2]") is None
+
+
+def test_the_row_is_the_json_it_always_was() -> None:
+    """Rows written before are read by the same decoder: the bytes must not change."""
+    for state in (TenantQuota(QuotaUsage(20_000, 123), partition=3, offset=4567),
+                  TenantQuota(QuotaUsage(0, 0), partition=0, offset=-1),
+                  TenantQuota(QuotaUsage(20_429, 10**12), partition=11, offset=2**62)):
+        assert encode_row(state) == json.dumps(
+            [state.usage.day, state.usage.used, state.partition, state.offset]
+        ).encode()
+
+
+class _Table(dict[str, bytes]):
+    """The faust table's surface QuotaBook uses (get, item assignment)."""
+
+
+def _book(table: _Table) -> QuotaBook:
+    book = QuotaBook.__new__(QuotaBook)
+    book.table = table  # type: ignore[assignment]
+    book.replayed = 0
+    book._decoded = {}
+    return book
+
+
+def test_a_row_replaced_in_the_table_is_read_again() -> None:
+    """The book keeps the row it wrote decoded; a row the table got otherwise (restored from
+    the changelog after a rebalance) is decoded, not taken from that memory."""
+    table = _Table()
+    book = _book(table)
+    for offset in range(3):
+        assert book.charge("acme", 10, 2, 10.0, 0, offset) is None
+    assert decode_row(table["acme"]) == TenantQuota(QuotaUsage(0, 6), 0, 2)
+    table["acme"] = encode_row(TenantQuota(QuotaUsage(0, 9), 0, 7))  # restored: another row
+    refusal = book.charge("acme", 10, 2, 10.0, 0, 8)
+    assert refusal is not None and "used 9 of its daily quota of 10" in refusal.detail
