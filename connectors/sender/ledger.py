@@ -51,6 +51,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+import orjson
+
 INTENT: Final = "I"
 DONE: Final = "D"
 IN_DOUBT_HEADER: Final = "smsflow-in-doubt"
@@ -83,9 +85,15 @@ class LedgerBatch:
     parts: dict[str, int]
 
     def to_bytes(self) -> bytes:
-        # json.dumps escapes part keys: message ids come from tenants' producers.
-        return json.dumps({"s": self.state, "at": self.at_ms, "parts": self.parts},
-                          separators=(",", ":")).encode()
+        # Two records per submitted batch of parts: orjson (already the API's encoder) at a
+        # fifth of json.dumps' cost. Both escape what must be escaped in part keys (message ids
+        # come from tenants' producers); orjson writes other non-ASCII as UTF-8, which
+        # json.loads reads back alike. A str it refuses (a lone surrogate) goes through json.
+        fields = {"s": self.state, "at": self.at_ms, "parts": self.parts}
+        try:
+            return orjson.dumps(fields)
+        except orjson.JSONEncodeError:
+            return json.dumps(fields, separators=(",", ":")).encode()
 
 
 def parse_record(key: str | None, data: bytes) -> list[tuple[str, LedgerEntry]]:

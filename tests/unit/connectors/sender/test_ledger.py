@@ -51,6 +51,10 @@ def test_batch_round_trips_and_garbage_is_refused() -> None:
         ('odd "id":1', LedgerEntry(INTENT, 7, 1_764_000_000_000)),
     ]
     assert part_key("m-1", 2) == "m-1:2"
+    # Non-ASCII and a lone surrogate (refused by orjson, written by json) round-trip too.
+    for odd in ("ünï\u2028code\n\x00", "half \ud800 pair"):
+        written = LedgerBatch(INTENT, 5, {odd: 1}).to_bytes()
+        assert parse_record("~abc:2", written) == [(odd, LedgerEntry(INTENT, 1, 5))]
     for garbage in (b"{}", b'{"s":"X","ref":1,"at":1}', b'{"s":"I"}', b"[1]",
                     b'{"s":"D","at":1,"parts":[1]}', b'{"s":"D","at":1,"parts":{"m:0":"x"}}',
                     b'{"s":"D","at":1,"parts":{"m:0":true}}', b'{"s":"D","parts":{"m:0":1}}'):
