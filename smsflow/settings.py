@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     Fewer collections took a third off the API's CPU per batch message and ~13 % off the
     sender's (docs/performance.md, "Garbage collection")."""
 
+    worker_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    """The worker's event loop: uvloop took ~10 % off its CPU per message in a burst
+    (docs/performance.md, "uvloop in the worker"); ``asyncio`` is Python's own."""
+
     fetch_min_bytes: int = 32_768
     """Bytes a fetch of the worker's and the sender's hot consumers waits for at the broker
     (up to ``fetch_max_wait_ms``) before it returns. Larger fetches mean fewer requests: at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from typing import Any
@@ -19,6 +20,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from smsflow.kafka_auth import checked_connection
 
     settings = load_settings()
+    use_event_loop(settings.worker_event_loop)
     apply_thresholds(settings.gc_thresholds)
     checked_connection(settings)  # wrong credentials end the worker here (kafka_auth.py)
     worker = create_app(settings)
@@ -29,6 +31,16 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         sys.argv.append("--without-web")
     worker.app.main()  # runs until SIGTERM/SIGINT; faust exits the process itself
     return 0
+
+
+def use_event_loop(name: str) -> None:
+    """Install uvloop's event loop policy (before faust creates its loop) unless ``name`` is
+    ``asyncio``. uvloop runs the loop's own machinery (ready queue, handles, selector) in C;
+    with faust's per-event Python trimmed, that machinery was ~15 % of the worker's profile."""
+    if name == "uvloop":
+        import uvloop  # a dependency (pyproject.toml); imported only where it is used
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def register(subparsers: Any) -> None:
