@@ -67,8 +67,8 @@ class AvroModel(BaseModel):
     _nested_models: ClassVar[tuple[tuple[str, type[AvroModel]], ...]] = ()
     #: Each enum field with its members by Avro symbol.
     _enum_fields: ClassVar[tuple[tuple[str, Mapping[str, Enum]], ...]] = ()
-    #: How many fields (``cls.model_fields`` is a slow descriptor in pydantic 2.13).
-    _field_count: ClassVar[int] = 0
+    #: The field names (``cls.model_fields`` is a slow descriptor in pydantic 2.13).
+    _field_names: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -87,7 +87,7 @@ class AvroModel(BaseModel):
         cls._nested_models = tuple(nested)
         cls._nested_fields = tuple(name for name, _ in nested)
         cls._enum_fields = tuple(enums)
-        cls._field_count = len(cls.model_fields)
+        cls._field_names = frozenset(cls.model_fields)
 
     @classmethod
     def codec(cls) -> AvroCodec | WireCodec:
@@ -151,7 +151,7 @@ class AvroModel(BaseModel):
                     return cls.model_validate(fields)
         except (KeyError, TypeError, ValidationError):
             return cls.model_validate(fields)
-        if len(fields) != cls._field_count:
+        if fields.keys() != cls._field_names:
             return cls.model_validate(fields)
         built = _new_object(cls)
         _set_attribute(built, "__dict__", fields)
