@@ -61,9 +61,8 @@ class AvroModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     avro_name: ClassVar[str]
 
-    #: Fields holding a contract of their own (``RoutedMessage.request``, ``PartOutcome.sent``).
-    _nested_fields: ClassVar[tuple[str, ...]] = ()
-    #: The nested contracts' models, by field.
+    #: Fields holding a contract of their own (``RoutedMessage.request``, ``PartOutcome.sent``),
+    #: with its model.
     _nested_models: ClassVar[tuple[tuple[str, type[AvroModel]], ...]] = ()
     #: Each enum field with its members by Avro symbol.
     _enum_fields: ClassVar[tuple[tuple[str, Mapping[str, Enum]], ...]] = ()
@@ -85,7 +84,6 @@ class AvroModel(BaseModel):
                 elif isinstance(kind, type) and issubclass(kind, Enum):
                     enums.append((name, MappingProxyType(dict(kind._value2member_map_))))
         cls._nested_models = tuple(nested)
-        cls._nested_fields = tuple(name for name, _ in nested)
         cls._enum_fields = tuple(enums)
         cls._field_names = frozenset(cls.model_fields)
 
@@ -119,7 +117,7 @@ class AvroModel(BaseModel):
         of its cost, since a frozen model's ``__dict__`` already holds exactly its fields
         (tests/unit/schemas/test_models.py compares the two for every contract)."""
         fields = dict(self.__dict__)
-        for name in self._nested_fields:
+        for name, _model in self._nested_models:
             nested = fields[name]
             if nested is not None:
                 fields[name] = nested.avro_fields()

@@ -117,17 +117,21 @@ def _proc_stats() -> dict[int, tuple[int, int]]:
     return stats
 
 
+def _counted(stats: Mapping[int, tuple[int, int]], pid: int) -> list[int]:
+    """The processes counted for ``pid``: a process group leader's whole group (children it
+    forked), else the process alone; none when it is gone."""
+    group, _ticks = stats.get(pid, (0, 0))
+    if group == pid:
+        return [member for member, (g, _) in stats.items() if g == group]
+    return [pid] if pid in stats else []
+
+
 def cpu_seconds(pids: Mapping[str, int]) -> dict[str, float]:
     """CPU seconds used so far by each named process, read from ``/proc``; a process group
     leader counts its whole group (children it forked). 0.0 for a process that is gone."""
     stats = _proc_stats()
-    totals = {}
-    for name, pid in pids.items():
-        group, ticks = stats.get(pid, (0, 0))
-        if group == pid:
-            ticks = sum(t for g, t in stats.values() if g == group)
-        totals[name] = ticks / CLOCK_TICKS_PER_S
-    return totals
+    return {name: sum(stats[member][1] for member in _counted(stats, pid)) / CLOCK_TICKS_PER_S
+            for name, pid in pids.items()}
 
 
 def parse_switches(status_text: str) -> int:
@@ -146,12 +150,8 @@ def context_switches(pids: Mapping[str, int]) -> dict[str, int]:
     costs grows with how often each process is woken for it, which a steady rate does far more
     than a burst (docs/performance.md#a-steady-rate). 0 for a gone process."""
     stats = _proc_stats()
-    totals = {}
-    for name, pid in pids.items():
-        group, _ticks = stats.get(pid, (0, 0))
-        members = [p for p, (g, _) in stats.items() if g == group] if group == pid else [pid]
-        totals[name] = sum(_thread_switches(member) for member in members)
-    return totals
+    return {name: sum(_thread_switches(member) for member in _counted(stats, pid))
+            for name, pid in pids.items()}
 
 
 def _thread_switches(pid: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 from pipeline.quota_table import QuotaBook, decode_row, encode_row
 from smsflow.domain.limits.quota import (
@@ -90,11 +91,9 @@ class _Table(dict[str, bytes]):
 
 
 def _book(table: _Table) -> QuotaBook:
-    book = QuotaBook.__new__(QuotaBook)
-    book.table = table  # type: ignore[assignment]
-    book.replayed = 0
-    book._decoded = {}
-    return book
+    """A book on ``table``, through the app's ``Table`` factory as the worker builds it."""
+    app = SimpleNamespace(Table=lambda *_args, **_kwargs: table)
+    return QuotaBook(app)  # type: ignore[arg-type]
 
 
 def test_a_row_replaced_in_the_table_is_read_again() -> None:
