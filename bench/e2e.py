@@ -1,12 +1,15 @@
 """End-to-end benchmark: messages through broker, worker(s), sender and SMSC simulator.
 
     python bench/e2e.py --messages 30000 --json             # burst: the headline (make bench)
-    python bench/e2e.py --messages 30000 --workers 2        # the same on two workers
+    python bench/e2e.py --messages 30000 --workers 2        # two workers of each role
+    python bench/e2e.py --messages 30000 --roles all        # one process runs every stage
     python bench/e2e.py --rate 1000 --duration 30           # open loop: paced producer
 
 Uses the local broker (started if needed; or SMSFLOW_KAFKA_BOOTSTRAP), an isolated set of
 topics and a fresh stack configured by config/bench-platform.yaml, whose limits sit far above
-what the machine can push: ``throttle_wait_*`` (throttled_at - routed_at; it includes the
+what the machine can push. The workers run split by role (one routing and one delivery
+process, pipeline/roles.py; ``--roles all``: one process of every stage); ``--workers N`` is N
+per role. ``throttle_wait_*`` (throttled_at - routed_at; it includes the
 agent's backlog, so look at an open-loop run) shows they did not bind. After a warm-up,
 all messages are produced as one burst (or at ``--rate`` for ``--duration`` seconds) and the
 clock runs until every message has a terminal state; latency is from a message's
@@ -31,6 +34,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pipeline.roles import DELIVERY_GROUP_SUFFIX
 from smsflow.devstack.flowrun import make_traffic, percentile, run_flow
 from smsflow.devstack.harness import (
     delete_run_topics,
@@ -42,6 +46,7 @@ from smsflow.devstack.harness import (
     warm_up,
 )
 from smsflow.devstack.stack import context_switches, cpu_seconds, listening_pid
+from smsflow.settings import WorkerRole
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "e2e.json"
@@ -146,7 +151,8 @@ def _scenario(args: argparse.Namespace) -> str:
     name = f"open-loop-{args.rate:g}" if args.rate else "burst"
     if args.no_receipts:
         name = f"{name}-no-receipts" if args.rate else "no-receipts"
-    return name + (f"-{args.workers}-workers" if args.workers > 1 else "")
+    name += f"-{args.workers}-workers" if args.workers > 1 else ""
+    return name + ("-all-in-one" if args.roles == "all" else "")
 
 
 def _p(values: list[float], q: float) -> float | None:
@@ -159,7 +165,10 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=20000, help="burst size")
     parser.add_argument("--rate", type=float, help="open loop: messages per second ...")
     parser.add_argument("--duration", type=float, default=30.0, help="... for this many seconds")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes in the group")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per role")
+    parser.add_argument("--roles", choices=("split", "all"), default="split",
+                        help="split: routing and delivery workers (the default); all: every "
+                             "worker runs every stage")
     parser.add_argument("--no-receipts", action="store_true",
                         help="requests ask for no delivery receipt (registered_delivery=false)")
     parser.add_argument("--partitions", type=int, default=4)
@@ -187,13 +196,18 @@ def main() -> int:
         requests = [r.model_copy(update={"registered_delivery": False}) for r in requests]
     cpu: dict[str, dict[str, float]] = {}
     switches: dict[str, dict[str, int]] = {}
+    roles: tuple[WorkerRole, ...] = ("routing", "delivery") if args.roles == "split" else ("all",)
     with tempfile.TemporaryDirectory(prefix="smsflow-bench-") as home:
         settings = isolated_settings(bootstrap, Path(home), "bench", args.partitions)
         with prepared_stack(settings, platform_config=args.platform_config,
-                            sim_config=args.sim_config, workers=args.workers) as stack:
-            progress(f"stack started ({args.workers} worker(s)); warming up")
+                            sim_config=args.sim_config, workers=args.workers,
+                            worker_roles=roles) as stack:
+            progress(f"stack started ({args.workers} worker(s) of {'/'.join(roles)}); "
+                     "warming up")
             warm_up_s = warm_up(settings)
             wait_for_group(settings, args.workers)
+            if "delivery" in roles:
+                wait_for_group(settings, args.workers, suffix=DELIVERY_GROUP_SUFFIX)
             warm_up_s += warm_up(settings, probes=4 * args.partitions)  # every worker serving
             pids = {**stack.pids(), **({"broker": broker_pid} if broker_pid else {})}
             progress(f"warm-up {warm_up_s:.1f}s; producing {messages} messages")
@@ -235,6 +249,7 @@ def main() -> int:
         rate_per_s=args.rate,
         duration_s=args.duration if args.rate else None,
         workers=args.workers,
+        worker_roles=list(roles),
         receipts_requested=not args.no_receipts,
         cpu_s_by_process=by_process,
         cpu_s_by_worker={n: s for n, s in used.items() if n.startswith("worker-")},

@@ -13,7 +13,9 @@ event instead of a crashed or silently skipping stream.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import faust
@@ -36,7 +38,9 @@ from pipeline.faust_patches.fetch_wait import FetchShape, adapt_fetches, shorten
 from pipeline.faust_patches.fixed_waits import PromptTableManager, PromptWorker
 from pipeline.faust_patches.raw_events import RawBytesSchema
 from pipeline.outputs import OutputProducer, OutputTopic
+from pipeline.roles import SharedChangelogTable, runs_delivery, runs_routing
 from pipeline.scheduling import ScheduledStage
+from smsflow.domain.tracking.windows import WindowState
 from smsflow.kafka_refusal import report_refusal
 from smsflow.kafka_security import faust_credentials, kafka_connection
 from smsflow.settings import Settings
@@ -61,6 +65,8 @@ class Worker:
     config_watcher: ConfigWatcher
     #: The senders' bind reports per SMSC (``sms.smsc-binds``), for route health.
     bind_watcher: BindWatcher
+    #: The faust app id: this worker's consumer group (pipeline/roles.py).
+    group_id: str
     #: The scheduled stages the agents created (router, throttle), for the metrics page.
     stages: list[ScheduledStage[Any]] = field(default_factory=list)
     _outputs_by_topic: dict[str, OutputTopic] = field(default_factory=dict)
@@ -89,13 +95,17 @@ class Worker:
 def build_app(settings: Settings) -> Worker:
     """The faust app with its consumer corrections and output producer; no agents yet."""
     check_pins()  # the faust patches were written against exactly these versions
-    datadir = (settings.home / "worker" / settings.app_id).resolve()
+    # The delivery role's own group (pipeline/roles.py); written out here, not in a helper,
+    # so that tests/k8s/group_scan.py sees both names faust may join.
+    group_id = (f"{settings.app_id}-delivery" if settings.worker_role == "delivery"
+                else settings.app_id)
+    datadir = (settings.home / "worker" / group_id).resolve()
     connection = kafka_connection(settings)  # resolves the SASL password once
     # A refused SASL login of any aiokafka connection ends the worker (smsflow/kafka_refusal.py).
     auth_refusal.install(connection.security, report_refusal)
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
-        settings.app_id,
+        f"{settings.app_id}-delivery" if settings.worker_role == "delivery" else settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
         # TLS/SASL of SMSFLOW_KAFKA_SECURITY_PROTOCOL (None: plaintext, faust's default).
         broker_credentials=faust_credentials(connection.security),
@@ -126,6 +136,8 @@ def build_app(settings: Settings) -> Worker:
         agent_supervisor=mode.CrashingSupervisor,
         # Without faust's and mode's fixed sleeps at start and stop (~3 s per worker).
         TableManager=PromptTableManager,
+        # Changelogs named after the platform's app id in every role (pipeline/roles.py).
+        Table=SharedChangelogTable,
         Worker=PromptWorker,
     )
     # Before anything creates the consumer: faust's own loses or strands records across
@@ -140,7 +152,8 @@ def build_app(settings: Settings) -> Worker:
     worker = Worker(app, settings, outputs, changelogs,
                     ConfigWatcher(connection, topic_name(settings, CONFIG)),
                     BindWatcher(connection, topic_name(settings, SMSC_BINDS),
-                                grace_s=settings.bind_down_grace_s))
+                                grace_s=settings.bind_down_grace_s),
+                    group_id=group_id)
 
     @app.task
     async def shorten_fetches() -> None:
@@ -171,8 +184,8 @@ def build_app(settings: Settings) -> Worker:
 
 
 def create_app(settings: Settings) -> Worker:
-    """The whole worker: :func:`build_app` plus every agent, task, table and the /metrics
-    page."""
+    """The whole worker: :func:`build_app` plus the agents, tasks and tables of its role
+    (``settings.worker_role``, pipeline/roles.py) and the /metrics page."""
     # Imported here: the agent modules import this one (for Worker).
     from pipeline import runtime, web
     from pipeline.agents import (
@@ -187,13 +200,15 @@ def create_app(settings: Settings) -> Worker:
 
     worker = build_app(settings)
     runtime.register(worker)
-    router.register(worker, quarantine.register(worker), opt_out.register(worker))
-    park = offpeak.register(worker)
-    throttle.register(worker, park)
-    delivery_agents = delivery.register(worker)
-    owned_windows = tracking.register(worker)
-    web.register(worker, delivery_counts=lambda: dict(delivery_agents.counts),
-                 owned_windows=owned_windows)
+    if runs_routing(settings.worker_role):
+        router.register(worker, quarantine.register(worker), opt_out.register(worker))
+        throttle.register(worker, offpeak.register(worker))
+    delivery_counts: Callable[[], dict[str, int]] = dict
+    owned_windows: Callable[[], list[tuple[str, WindowState]]] = list
+    if runs_delivery(settings.worker_role):
+        delivery_counts = partial(dict, delivery.register(worker).counts)
+        owned_windows = tracking.register(worker)
+    web.register(worker, delivery_counts=delivery_counts, owned_windows=owned_windows)
     # Every table exists now (the agents declare them): their changelogs go through the
     # changelog cache and the output producer too.
     route_changelogs(worker.app.tables, worker.changelogs)

@@ -455,7 +455,7 @@ def _register_aggregate(worker: Worker, counts: Counter[str],
     # the last assignment; replayable messages already on sms.dlr; partition -> end of its
     # replay, after which the set is no longer needed.
     tail = ReportedTail(kafka_connection(worker.settings), dlr_parts_topic_name, dlr_topic_name,
-                        group_id=worker.settings.app_id)
+                        group_id=worker.group_id)
     _checked: set[int] = set()
     _on_dlr: set[str] = set()
     _replay_end: dict[int, int] = {}

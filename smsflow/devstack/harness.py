@@ -31,7 +31,7 @@ from smsflow.devstack.flowrun import warm_up
 from smsflow.devstack.stack import LocalStack, stack_env
 from smsflow.kafka_clients import client_config
 from smsflow.kafka_security import KafkaTarget, kafka_connection
-from smsflow.settings import Settings
+from smsflow.settings import Settings, WorkerRole
 from smsflow.topics import CONFIG, SENT, THROTTLED, apply_topics, topic_name
 
 
@@ -168,6 +168,7 @@ def prepared_stack(
     sim_config: Path,
     sim_port: int | None = None,
     workers: int = 1,
+    worker_roles: tuple[WorkerRole, ...] = ("all",),
     senders: int = 1,
     simulator: bool = True,
     edit_config: Callable[[PlatformConfig], PlatformConfig] | None = None,
@@ -198,21 +199,24 @@ def prepared_stack(
     apply_config(kafka_connection(settings), topic_name(settings, CONFIG), config)
     return LocalStack(
         settings.home, stack_env(settings), sim_config.absolute(), sim_port, workers=workers,
-        senders=senders, simulator=simulator,
+        worker_roles=worker_roles, senders=senders, simulator=simulator,
     )
 
 
-def wait_for_group(settings: Settings, members: int, *, timeout_s: float = 120.0) -> None:
-    """Wait until the workers' consumer group (the faust app id) is stable with ``members``
-    members, so that no rebalance is still pending when traffic starts."""
+def wait_for_group(settings: Settings, members: int, *, timeout_s: float = 120.0,
+                   suffix: str = "") -> None:
+    """Wait until the workers' consumer group (the faust app id, + ``suffix`` for the delivery
+    role's ``-delivery``) is stable with ``members`` members, so that no rebalance is still
+    pending when traffic starts."""
     admin = AdminClient(client_config(kafka_connection(settings)))
+    group_id = settings.app_id + suffix
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        group = admin.describe_consumer_groups([settings.app_id])[settings.app_id].result(10)
+        group = admin.describe_consumer_groups([group_id])[group_id].result(10)
         if group.state == ConsumerGroupState.STABLE and len(group.members) >= members:
             return
         time.sleep(0.5)
-    raise TimeoutError(f"group {settings.app_id} not stable with {members} members")
+    raise TimeoutError(f"group {group_id} not stable with {members} members")
 
 
 def stage_waits_ms(settings: Settings, message_ids: Collection[str]) -> dict[str, list[float]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from smsflow.devstack.lifeline import stat_fields, tied_env
-from smsflow.settings import Settings
+from smsflow.settings import Settings, WorkerRole
 
 
 @dataclass
@@ -222,6 +222,10 @@ class LocalStack:
     sim_config: Path
     sim_port: int = 2775
     workers: int = 1
+    """Worker processes per role of ``worker_roles``."""
+    worker_roles: tuple[WorkerRole, ...] = ("all",)
+    """``("all",)``: every worker runs every stage; ``("routing", "delivery")``: the split
+    (pipeline/roles.py), ``workers`` of each."""
     senders: int = 1
     """Sender replicas in one consumer group; with more than one they are named ``sender-<i>``
     and serve no metrics page (they would all want the same port)."""
@@ -257,8 +261,9 @@ class LocalStack:
             self.processes.append(sim)
         # The workers never talk to the SMSC: they start while the simulator comes up (their
         # start-up is the longest). The senders bind at once, so they wait for its port.
-        for _ in range(self.workers):
-            self.add_worker()
+        for role in self.worker_roles:
+            for _ in range(self.workers):
+                self.add_worker(role)
         wait_for_port("127.0.0.1", self.sim_port, 20)
         for index in range(self.senders):
             self.add_sender("sender" if self.senders == 1 else f"sender-{index}")
@@ -272,15 +277,17 @@ class LocalStack:
         self.processes.append(sender)
         return sender.name
 
-    def add_worker(self, **extra_env: str) -> str:
-        """Start one more worker in the same consumer group (scale out); returns its name.
-        ``extra_env`` is added to its environment only (e.g. its own Kafka user)."""
+    def add_worker(self, role: WorkerRole = "all", /, **extra_env: str) -> str:
+        """Start one more worker of ``role`` in its consumer group (scale out); returns its
+        name (``worker-<i>``, or ``worker-<role>-<i>`` for a split role). ``extra_env`` is
+        added to its environment only (e.g. its own Kafka user)."""
         index = sum(1 for p in self.processes if p.name.startswith("worker-"))
+        name = f"worker-{index}" if role == "all" else f"worker-{role}-{index}"
         worker = ManagedProcess(
-            f"worker-{index}",
-            self._smsflow("worker", "--loglevel",
+            name,
+            self._smsflow("worker", "--role", role, "--loglevel",
                           os.environ.get("SMSFLOW_STACK_WORKER_LOG_LEVEL", "warn")),
-            self.home / "logs" / f"worker-{index}.log",
+            self.home / "logs" / f"{name}.log",
         )
         worker.start({**self.env, **extra_env})
         self.processes.append(worker)

@@ -5,7 +5,9 @@ Real components throughout: the SMSC behind the cheap route is an in-process sim
 delivery ratio the test turns down and up again; the dear route's SMSC is the stack's own
 simulator; receipts flow through the sender, the correlator, the window and health agents, the
 compacted ``sms.route-health`` topic, and back into the router's decisions. Clocks are shrunk
-(10 s windows, 20 samples to judge, 8 s probe) so the loop closes within a minute.
+(10 s windows, 20 samples to judge, 8 s probe) so the loop closes within a minute. It runs with
+one worker of every stage and with the workers split by role (pipeline/roles.py), where the
+loop crosses from the delivery process to the routing process through Kafka alone.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import pytest
 
 from connectors.producer import new_request
 from connectors.smsc_sim import SimulatorThread
+from pipeline.roles import DELIVERY_GROUP_SUFFIX
 from schemas.models import DeliveryReport, RouteHealth, SubmitRequest
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.devstack.flowrun import run_flow, warm_up
 from smsflow.devstack.harness import isolated_settings, prepared_stack, read_all
 from smsflow.devstack.stack import LocalStack
-from smsflow.settings import Settings
+from smsflow.settings import Settings, WorkerRole
 from smsflow.topics import CONFIG, DLR, ROUTE_HEALTH, SENT, TRACKING_DELTAS, topic_name
 from tests.integration.waiting import log_shows, log_size, worker_consumed
 from tests.paths import SIM_CONFIG
@@ -66,9 +69,16 @@ def flaky_smsc() -> Iterator[SimulatorThread]:
         yield sim
 
 
+@pytest.fixture(params=[("all",), ("routing", "delivery")], ids=["all", "split"])
+def roles(request: pytest.FixtureRequest) -> tuple[WorkerRole, ...]:
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture
-def loop_stack(loop_settings: Settings, flaky_smsc: SimulatorThread) -> Iterator[LocalStack]:
-    stack = prepared_stack(loop_settings, platform_config=PLATFORM, sim_config=SIM_CONFIG)
+def loop_stack(loop_settings: Settings, flaky_smsc: SimulatorThread,
+               roles: tuple[WorkerRole, ...]) -> Iterator[LocalStack]:
+    stack = prepared_stack(loop_settings, platform_config=PLATFORM, sim_config=SIM_CONFIG,
+                           worker_roles=roles)
     # prepared_stack points every SMSC at the stack's simulator; the cheap route's SMSC is ours.
     config = load_yaml(PLATFORM)
     smscs = tuple(
@@ -126,7 +136,8 @@ def _send_until(settings: Settings, stack: LocalStack, label: str, route_id: str
 
 
 def test_degraded_route_loses_traffic_and_wins_it_back_after_recovery(
-    loop_settings: Settings, loop_stack: LocalStack, flaky_smsc: SimulatorThread
+    loop_settings: Settings, loop_stack: LocalStack, flaky_smsc: SimulatorThread,
+    roles: tuple[WorkerRole, ...],
 ) -> None:
     # Healthy: the cheap route carries EE traffic.
     healthy = _ee_traffic(40, "healthy")
@@ -134,7 +145,8 @@ def test_degraded_route_loses_traffic_and_wins_it_back_after_recovery(
     assert _routes_of(loop_settings, healthy) == Counter({"uk-flaky": 40})
 
     # The SMSC starts failing four deliveries in five: the route is judged DEGRADED...
-    worker_log = loop_stack.home / "logs" / "worker-0.log"
+    router = "worker-0" if roles == ("all",) else "worker-routing-0"
+    worker_log = loop_stack.home / "logs" / f"{router}.log"
     mark = log_size(worker_log)
     flaky_smsc.set_profile("default", delivery_ratio=0.2)
     degraded, _ = _send_until(loop_settings, loop_stack, "failing", "uk-flaky", "DEGRADED",
@@ -165,6 +177,8 @@ def test_degraded_route_loses_traffic_and_wins_it_back_after_recovery(
     # worker has counted and judged all of it, whatever it published is on the topic.
     worker_consumed(loop_settings, [SENT, DLR], timeout_s=60,
                     group=f"{loop_settings.app_id}-tracking")  # the tracking feed counted it
-    worker_consumed(loop_settings, [TRACKING_DELTAS], timeout_s=60)  # and the windows merged it
+    windows_group = loop_settings.app_id + ("" if roles == ("all",) else DELIVERY_GROUP_SUFFIX)
+    worker_consumed(loop_settings, [TRACKING_DELTAS], timeout_s=60,  # and the windows merged it
+                    group=windows_group)
     latest = _latest_health(loop_settings, "uk-flaky")
     assert latest is not None and latest.state.value == "HEALTHY", (recovered, latest)

@@ -3,7 +3,8 @@
 A process's code is every project module its source folders import, transitively. In it, a
 group id is whatever is passed as a ``"group.id"`` client property, as a ``group_id`` argument
 (by keyword, or by position to a project function or class whose parameter has that name),
-assigned to a variable named ``*group_id``, or the id of a ``faust.App`` (faust joins a group
+assigned to a variable named ``*group_id``, or the id of a ``faust.App`` (either branch of a
+conditional expression) (faust joins a group
 of that name and owns the topics prefixed ``<id>-``). Each is evaluated to a
 :class:`GroupName`: ``settings.app_id`` becomes the app id, an f-string's parameter is
 expanded with the literal values its function's callers pass, and anything else unknown ends
@@ -172,6 +173,9 @@ class _Evaluator:
             return found or None
         if isinstance(node, ast.JoinedStr):
             return self._f_string(node, enclosing)
+        if isinstance(node, ast.IfExp):  # either branch may be the name
+            body, orelse = self.names(node.body, enclosing), self.names(node.orelse, enclosing)
+            return None if body is None or orelse is None else body | orelse
         return set() if _is_pass_through(node) else None
 
     def _f_string(self, node: ast.JoinedStr,

@@ -186,11 +186,13 @@ def test_the_scan_finds_the_groups_built_in_each_way() -> None:
                                   GroupName("app-bind-directory-", True),
                                   GroupName("smsflow-ledger-", True)}
     worker = group_usage(("pipeline",), "app")
-    # "app" itself: the aggregator's read-back consumer (pipeline/reported_tail.py) takes the
-    # worker's group id without joining it.
+    # The aggregator's read-back consumer (pipeline/reported_tail.py) takes the worker's group
+    # id (one of faust's below) without joining it.
     assert set(worker.groups) == {GroupName("app-deferred", False), GroupName("app-held", False),
-                                  GroupName("app-tracking", False), GroupName("app", False)}
-    assert worker.faust_app_ids == {GroupName("app", False)}
+                                  GroupName("app-tracking", False), GroupName("app", False),
+                                  GroupName("app-delivery", False)}
+    # Under role delivery, faust's group is "<app id>-delivery" (pipeline/roles.py).
+    assert worker.faust_app_ids == {GroupName("app", False), GroupName("app-delivery", False)}
     webhooks = group_usage(("connectors/webhooks",), "app")
     assert GroupName("app-webhooks", False) in webhooks.groups
 
