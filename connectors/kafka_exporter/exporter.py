@@ -43,8 +43,9 @@ def default_groups(app_id: str) -> list[str]:
     """The consumer groups smsflow's processes use (docs/architecture.md)."""
     # <app>-tracking: the worker's tracking feed (pipeline/window_feed.py), outside faust's
     # group since 06b8e93; its lag is how a stalled feed (stale route health) shows.
-    return [app_id, f"{app_id}-sender", f"{app_id}-webhooks", f"{app_id}-deferred",
-            f"{app_id}-tracking"]
+    # <app>-delivery: workers of role delivery (pipeline/roles.py), when the workers are split.
+    return [app_id, f"{app_id}-delivery", f"{app_id}-sender", f"{app_id}-webhooks",
+            f"{app_id}-deferred", f"{app_id}-tracking"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +75,23 @@ class KafkaLagCollector(Collector):
             self._groups, request_timeout=self._timeout_s)
         result = []
         for group in self._groups:
-            members = len(descriptions[group].result().members)
+            members = descriptions[group].result().members
             committed = self._committed(group)
+            if not members and not committed:
+                continue  # never used here (e.g. the delivery group of unsplit workers)
+            if members:
+                # A position on a topic no member reads is history, not lag: the app id's
+                # group keeps the delivery topics' old positions after a switch to worker
+                # roles, until Kafka expires them. With no member at all, every position
+                # counts: the group is down and its topics fill.
+                read = {tp.topic for member in members if member.assignment is not None
+                        for tp in member.assignment.topic_partitions}
+                committed = {tp: offset for tp, offset in committed.items() if tp[0] in read}
             highs = self._high_watermarks(list(committed))
             heads = self._head_timestamps({tp: offset for tp, offset in committed.items()
                                            if highs.get(tp, 0) > offset})
             now = now_ms if now_ms is not None else int(time.time() * 1000)
-            result.append(GroupLag(group, members, {
+            result.append(GroupLag(group, len(members), {
                 tp: partition_lag(committed=offset, high=highs.get(tp, offset),
                                   head_timestamp_ms=heads.get(tp), now_ms=now)
                 for tp, offset in sorted(committed.items())

@@ -84,3 +84,39 @@ def test_no_broker_reports_kafka_down() -> None:
     samples = _samples(collector)
     assert samples[("smsflow_kafka_up", ())] == 0
     assert not any(name == "smsflow_kafka_consumer_lag_records" for name, _ in samples)
+
+
+def test_positions_on_topics_no_member_reads_are_not_lag_and_unused_groups_are_skipped(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    """After a switch to worker roles the app id's group keeps its old positions on the
+    delivery topics (pipeline/roles.py) until Kafka expires them: not lag while its members
+    read other topics. A group nobody ever used (the delivery group of unsplit workers) is not
+    reported at all, so it raises no "no members" alert."""
+    read, left = topic_factory(partitions=1, suffix="read"), topic_factory(partitions=1,
+                                                                           suffix="left")
+    group, unused = (f"exporter-test-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for topic in (read, left):
+        for _ in range(RECORDS):
+            producer.produce(topic, value=b"x")
+    assert producer.flush(10) == 0
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group,
+                         "enable.auto.commit": False, "session.timeout.ms": 6000})
+    collector = KafkaLagCollector(kafka_bootstrap, [group, unused])
+    try:
+        consumer.commit(offsets=[TopicPartition(left, 0, COMMITTED)], asynchronous=False)
+        consumer.subscribe([read])
+        _wait_for(lambda: bool(consumer.poll(0.2) is not None or consumer.assignment()), 30,
+                  "the group to form")
+        consumer.commit(offsets=[TopicPartition(read, 0, COMMITTED)], asynchronous=False)
+        (lag,) = collector.read()
+        assert lag.group == group and lag.members == 1
+        assert set(lag.partitions) == {(read, 0)}
+    finally:
+        consumer.close()
+    # Down (no member), every position counts again: its topics only fill.
+    _wait_for(lambda: collector.read()[0].members == 0, 30, "the group to be empty")
+    (down,) = collector.read()
+    assert set(down.partitions) == {(read, 0), (left, 0)}
+    assert down.partitions[(left, 0)].records == RECORDS - COMMITTED

@@ -10,6 +10,7 @@ refuses to start a worker while the other shape consumes the delivery topics.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -53,21 +54,33 @@ def test_switching_a_running_platform_to_the_split_loses_and_repeats_nothing(
         def switch() -> None:
             if stop.wait(8.0):
                 return
-            stack.stop_process("worker-0")  # first: the delivery worker refuses to run beside it
+            # Beside the worker of every stage, a delivery worker refuses to start...
+            name = stack.add_worker("delivery")
+            refused = next(p for p in stack.processes if p.name == name)
+            try:
+                refused_with = refused.process.wait(60) if refused.process else None
+            except subprocess.TimeoutExpired:
+                refused_with = None  # it runs: the assertion below reports it
+            refused.stop()
+            stack.processes.remove(refused)
+            steps.append(f"{refused.name} beside worker-0 exited {refused_with}")
+            # ...and starts once it is gone.
+            stack.stop_process("worker-0")
             steps.append(f"stopped worker-0, started {stack.add_worker('routing')} and "
                          f"{stack.add_worker('delivery')}")
 
         switcher = threading.Thread(target=switch)
         switcher.start()
         try:
-            result = run_flow(settings, make_traffic(1_000, seed=5), timeout_s=150,
-                              rate_per_s=50.0, late_duplicates_s=5.0)  # ~25 s when it passes
+            result = run_flow(settings, make_traffic(1_500, seed=5), timeout_s=150,
+                              rate_per_s=50.0, late_duplicates_s=5.0)  # ~35 s when it passes
         finally:
             stop.set()
             switcher.join()
         stack.check_alive()
     print(f"\nrole switch: {steps}; {result.summary()}")
-    assert steps, "traffic ended before the switch"
+    assert len(steps) == 2, f"traffic ended before the switch: {steps}"
+    assert steps[0].endswith("exited 2"), steps
     assert result.lost == 0, f"{result.lost} lost, e.g. {result.missing[:3]}"
     assert result.duplicates == 0
 
