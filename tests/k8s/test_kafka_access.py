@@ -15,6 +15,7 @@ from api.runtime import ApiRuntime
 from api.settings import ApiSettings
 from connectors.kafka_exporter.exporter import default_groups
 from connectors.sender.bind_slots import SLOT_TOPIC_PREFIX
+from pipeline.roles import DELIVERY_GROUP_SUFFIX
 from smsflow import topics
 from smsflow.settings import Settings
 from tests.k8s.group_scan import GroupName, group_usage, import_closure
@@ -198,15 +199,26 @@ def test_the_scan_finds_the_groups_built_in_each_way() -> None:
 
 
 def test_keda_may_describe_the_groups_and_topics_it_scales_on() -> None:
+    """Every trigger of every ScaledObject (the routing workers' have one per topic): the
+    group whose lag it reads (the worker roles' `smsflow` and `smsflow-delivery`, the
+    senders') and its topic."""
     docs = objects("overlays/dev")
     keda = named(docs, "KafkaUser", "smsflow-keda")
+    groups: set[str] = set()
     for scaled in [d for d in docs if d["kind"] == "ScaledObject"]:
-        trigger = scaled["spec"]["triggers"][0]["metadata"]
-        group = GroupName(trigger["consumerGroup"], False)
-        assert "Describe" in _granted(keda, "group", group), scaled["metadata"]["name"]
-        # without a topic, the lag of every topic the group reads (all sms.*)
-        topic = GroupName(trigger.get("topic", "sms."), "topic" not in trigger)
-        assert "Describe" in _granted(keda, "topic", topic), scaled["metadata"]["name"]
+        assert scaled["spec"]["triggers"], scaled["metadata"]["name"]
+        for trigger in (t["metadata"] for t in scaled["spec"]["triggers"]):
+            group = GroupName(trigger["consumerGroup"], False)
+            groups.add(group.text)
+            assert "Describe" in _granted(keda, "group", group), scaled["metadata"]["name"]
+            # without a topic, the lag of every topic the group reads (all sms.*)
+            topic = GroupName(trigger.get("topic", "sms."), "topic" not in trigger)
+            assert "Describe" in _granted(keda, "topic", topic), scaled["metadata"]["name"]
+    app_id = _app_id(docs)
+    assert {app_id, app_id + DELIVERY_GROUP_SUFFIX, f"{app_id}-sender"} <= groups
+    # and no group it does not scale on
+    assert set(_acls(keda, "group", "literal")) == groups
+    assert not _acls(keda, "group", "prefix")
 
 
 def test_the_sender_may_create_and_grow_its_bind_slot_topics() -> None:

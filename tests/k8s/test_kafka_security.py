@@ -14,12 +14,16 @@ from typing import Any
 import pytest
 
 from smsflow.settings import Settings
-from tests.k8s.tooling import K8S, OVERLAYS, objects, of_kind
+from tests.k8s.tooling import K8S, OVERLAYS, WORKER_ROLES, objects, of_kind
 
 #: `smsflow` sub-commands that never talk to Kafka (the dev overlay's SMSC simulator).
 NOT_KAFKA_COMMANDS = {"smsc-sim"}
 CLIENT_LABEL = "smsflow.io/kafka-client"
 TLS_SCRAM_PORT = 9093
+#: The only KafkaUser more than one workload logs in as, and exactly the workloads that do: the
+#: worker's two Deployments run one program (`smsflow worker`, split by --role), whose ACLs
+#: are derived from all of its code (tests/k8s/test_kafka_access.py).
+SHARED_USERS = {"smsflow-worker": set(WORKER_ROLES)}
 
 
 def _settings_map(docs: list[dict[str, Any]]) -> dict[str, str]:
@@ -130,9 +134,9 @@ def test_every_kafka_client_logs_in_as_its_own_kafka_user(overlay: str) -> None:
     docs = objects(overlay)
     cluster = _kafka(docs)["metadata"]["name"]
     users = {u["metadata"]["name"]: u for u in of_kind(docs, "KafkaUser")}
-    seen: dict[str, str] = {}
+    seen: dict[str, set[str]] = {}
     clients = _clients(docs)
-    assert len(clients) >= 6, [w["metadata"]["name"] for w in clients]
+    assert len(clients) >= 8, [w["metadata"]["name"] for w in clients]
     for workload in clients:
         name = workload["metadata"]["name"]
         pod = workload["spec"]["template"]["spec"]
@@ -149,8 +153,12 @@ def test_every_kafka_client_logs_in_as_its_own_kafka_user(overlay: str) -> None:
         assert user in users, f"{name} logs in as {user!r}, which is no KafkaUser of {overlay}"
         assert users[user]["spec"]["authentication"]["type"] == "scram-sha-512"
         assert users[user]["metadata"]["labels"]["strimzi.io/cluster"] == cluster
-        assert user not in seen, f"{name} and {seen.get(user)} share the KafkaUser {user}"
-        seen[user] = name
+        seen.setdefault(user, set()).add(name)
+        programs = {w["spec"]["template"]["spec"]["containers"][0]["args"][0]
+                    for w in clients if w["metadata"]["name"] in seen[user]}
+        assert len(seen[user]) == 1 or (seen[user] <= SHARED_USERS.get(user, set())
+                                        and len(programs) == 1), (
+            f"{sorted(seen[user])} share the KafkaUser {user}")
 
         password = env["SMSFLOW_KAFKA_SASL_PASSWORD"]
         assert password.startswith("file:"), f"{name}: the password must be a mounted file"
@@ -164,6 +172,8 @@ def test_every_kafka_client_logs_in_as_its_own_kafka_user(overlay: str) -> None:
                                                      env["SMSFLOW_KAFKA_SSL_CA_FILE"])
         assert (secret, key) == (f"{cluster}-cluster-ca-cert", "ca.crt"), name
         assert read_only and _readable_by_the_process(pod, mode), name
+    for user, workloads in SHARED_USERS.items():
+        assert seen.get(user) == workloads, f"{user} is for exactly {sorted(workloads)}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

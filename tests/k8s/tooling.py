@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from smsflow.settings import Settings, WorkerRole
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -24,6 +28,12 @@ SCHEMAS = K8S / "schemas"
 #: Every kustomization a person deploys: each must build and validate.
 DEPLOYABLE = ("overlays/dev", "overlays/prod", "kafka/cluster")
 OVERLAYS = ("overlays/dev", "overlays/prod")
+
+#: The worker Deployments, by the role each runs (pipeline/roles.py): one program, split in two.
+WORKER_ROLES: dict[str, WorkerRole] = {
+    "smsflow-worker-routing": "routing",
+    "smsflow-worker-delivery": "delivery",
+}
 
 #: Pinned versions; .ci/run installs exactly these.
 TOOLS = {
@@ -89,3 +99,38 @@ def kubeconform(manifest: str) -> subprocess.CompletedProcess[str]:
         args += ["-schema-location", location]
     return subprocess.run([*args, "-"], input=manifest, capture_output=True, text=True,
                           timeout=120, check=False)
+
+
+def settings_map(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The data of the rendered ``smsflow-settings`` ConfigMap (its name carries a hash)."""
+    data: dict[str, str] = next(
+        c for c in of_kind(docs, "ConfigMap")
+        if c["metadata"]["name"].startswith("smsflow-settings"))["data"]
+    return data
+
+
+@dataclass(frozen=True)
+class RoleReads:
+    """What a worker of one role consumes in faust's group, as its code builds it."""
+
+    group: str
+    topics: frozenset[str]
+
+
+@cache
+def role_reads(role: WorkerRole, app_id: str, topic_prefix: str = "") -> RoleReads:
+    """The consumer group and input topics of a worker of ``role``: the app ``smsflow worker``
+    builds (pipeline.app.create_app), never started, so no broker is contacted."""
+    from faust.types import TopicT  # imported here: faust's import is slow
+
+    from pipeline.app import create_app
+
+    with tempfile.TemporaryDirectory() as home:
+        worker = create_app(Settings(home=Path(home), kafka_bootstrap="127.0.0.1:1",
+                                     app_id=app_id, topic_prefix=topic_prefix,
+                                     worker_role=role))
+        topics: set[str] = set()
+        for agent in worker.app.agents.values():
+            assert isinstance(agent.channel, TopicT), agent.name
+            topics |= set(agent.channel.topics)
+        return RoleReads(worker.group_id, frozenset(topics))
