@@ -177,7 +177,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--scenario", help="name in the results file (default: from the flags)")
     parser.add_argument("--profile", metavar="PROCESS",
-                        help="py-spy the named process (worker-0, sender, smsc-sim) during the "
+                        help="py-spy the named process (worker-routing-0, worker-delivery-1, "
+                             "sender, smsc-sim; worker-0 with --roles all) during the "
                              "run, GIL-holding samples only; raw stacks to bench/results/"
                              "profile-PROCESS.txt, summary: python bench/profile_summary.py FILE")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")

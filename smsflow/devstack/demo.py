@@ -24,7 +24,7 @@ from smsflow.devstack.demo_api import DEMO_TENANT, curl_example, start_api
 from smsflow.devstack.flowrun import STAGES, make_traffic, run_flow, warm_up
 from smsflow.devstack.harness import prepared_stack
 from smsflow.devstack.stack import LocalStack
-from smsflow.settings import Settings
+from smsflow.settings import Settings, WorkerRole
 
 # Relative to the current directory, like every command's default paths (the README runs them
 # from the repository root); --config and --sim-config name other files.
@@ -62,11 +62,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                           f"repository root or pass --config / --sim-config")
             return EXIT_USAGE
     settings = ensure_broker(Settings(), console)
+    roles: tuple[WorkerRole, ...] = ("routing", "delivery") if args.roles == "split" else ("all",)
     stack = prepared_stack(
-        settings, platform_config=args.config, sim_config=args.sim_config, sim_port=args.sim_port
+        settings, platform_config=args.config, sim_config=args.sim_config, sim_port=args.sim_port,
+        worker_roles=roles,
     )
     requests = make_traffic(args.messages)
-    console.print(f"[bold]stack[/]: simulator on :{args.sim_port}, worker, sender "
+    workers = "routing and delivery workers" if args.roles == "split" else "worker"
+    console.print(f"[bold]stack[/]: simulator on :{args.sim_port}, {workers}, sender "
                   f"(logs in {settings.home / 'logs'})")
     with stack:
         console.print("[bold]warm-up[/]: waiting for one probe message to complete")
@@ -121,6 +124,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--sim-port", type=int, default=2775)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--keep-running", action="store_true")
+    parser.add_argument("--roles", choices=("split", "all"), default="split",
+                        help="split: a routing and a delivery worker (default); all: one worker "
+                             "of every stage (docs/operations.md#worker-roles)")
     parser.add_argument("--api-port", type=int, default=8080,
                         help="start the tenant API there and print a demo key (0: no API)")
     parser.set_defaults(func=_cmd_demo)
