@@ -21,7 +21,7 @@ from pipeline.faults import ENV_DIE_AT_REPORT
 from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
 from smsflow.devstack.harness import isolated_settings, prepared_stack
 from smsflow.devstack.stack import LocalStack
-from smsflow.settings import Settings
+from smsflow.settings import Settings, WorkerRole
 from tests.integration.windows import wait_for_windows
 from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 
@@ -40,20 +40,31 @@ def crash_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture
-def crash_stack(crash_settings: Settings) -> Iterator[LocalStack]:
+def roles() -> tuple[WorkerRole, ...]:
+    """The workers' roles (pipeline/roles.py); a test's parametrization may override it."""
+    return ("all",)
+
+
+@pytest.fixture
+def crash_stack(crash_settings: Settings, roles: tuple[WorkerRole, ...]) -> Iterator[LocalStack]:
     with prepared_stack(
-        crash_settings, platform_config=PLATFORM_CONFIG, sim_config=SIM_CONFIG
+        crash_settings, platform_config=PLATFORM_CONFIG, sim_config=SIM_CONFIG,
+        worker_roles=roles,
     ) as stack:
         warm_up(crash_settings, timeout_s=120)
         yield stack
 
 
 @pytest.mark.parametrize(
-    "component",
+    ("roles", "component"),
     [
-        "worker-0",
-        "sender",
+        (("all",), "worker-0"),
+        (("all",), "sender"),
+        # The workers split by role: each half killed on its own.
+        (("routing", "delivery"), "worker-routing-0"),
+        (("routing", "delivery"), "worker-delivery-1"),
     ],
+    ids=["worker", "sender", "routing-worker", "delivery-worker"],
 )
 def test_sigkill_mid_stream_loses_nothing(
     component: str, crash_settings: Settings, crash_stack: LocalStack
