@@ -63,6 +63,7 @@ from smsflow.devstack.harness import (  # noqa: E402
     prepared_stack,
 )
 from smsflow.devstack.stack import LocalStack, ManagedProcess, cpu_seconds, wait_for_port  # noqa: E402
+from smsflow.settings import WorkerRole  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "api.json"
@@ -200,6 +201,9 @@ def main() -> int:
         "--pipeline-nice", type=int, default=0,
         help="run the pipeline (worker, sender, simulator) at this nice value, the API and the "
         "broker at 0: the API's CPU priority that separate pods or nodes would give it")
+    parser.add_argument("--worker-roles", choices=("split", "all"), default="split",
+                        help="the pipeline's workers: a routing and a delivery worker (default, "
+                             "as bench/e2e.py), or one worker of every stage")
     parser.add_argument("--scenario", default=None)
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -215,8 +219,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="smsflow-bench-api-") as tmp:
         home = Path(tmp)
         settings = isolated_settings(bootstrap, home, "benchapi")
+        roles: tuple[WorkerRole, ...] = (
+            ("routing", "delivery") if args.worker_roles == "split" else ("all",))
         with prepared_stack(settings, platform_config=args.platform_config,
-                            sim_config=args.sim_config) as stack:
+                            sim_config=args.sim_config, worker_roles=roles) as stack:
             warm_up(settings)
             if args.pipeline_nice:
                 _renice(list(stack.processes), args.pipeline_nice)
@@ -283,6 +289,7 @@ def main() -> int:
         "loop": args.event_loop,
         "server": args.server,
         "pipeline_nice": args.pipeline_nice,
+        "worker_roles": list(roles),
         "duration_s": args.duration,
         "commit": git_commit(),
         "machine": machine(load_at_start),

@@ -58,7 +58,9 @@ DELIVERY_TOPICS = (SENT, DLR_RAW, DLR_TIMERS, DLR_PARTS, DLR_PARTS_TIMERS, TRACK
 
 
 class RoleConflict(RuntimeError):
-    """Workers of another shape are consuming the delivery topics: starting would report twice."""
+    """The worker must not start yet: workers of the other shape consume the delivery topics
+    (both would report every message), or members of its own group keep Kafka from moving the
+    group's positions to where the other shape had reached."""
 
 
 def runs_routing(role: WorkerRole) -> bool:
@@ -131,7 +133,7 @@ def hand_over(settings: Settings) -> int:
     except KafkaException as exc:  # e.g. the group is not empty
         failed = [exc]
     if failed and _ahead(admin, mine, other, topics):  # not a twin that copied them first
-        raise RuntimeError(
+        raise RoleConflict(
             f"cannot move group {mine} to where {other} had reached ({failed}); Kafka moves "
             f"only an empty group's positions: stop its other members first")
     log.info("group %s starts where %s had reached on %d delivery partitions",

@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -137,26 +138,40 @@ def test_the_delivery_group_starts_where_the_app_group_had_reached_and_back(
                                                (DLR_RAW, 1): 3}
 
 
-@pytest.fixture
-def live_member(role_settings: Settings) -> Iterator[tuple[str, Consumer]]:
-    """A consumer of sms.sent in the app group, assigned its partitions (an ``all`` worker)."""
-    consumer = Consumer({"bootstrap.servers": role_settings.kafka_bootstrap,
-                         "group.id": role_settings.app_id, "enable.auto.commit": False})
-    consumer.subscribe([topic_name(role_settings, SENT)])
+@contextmanager
+def _live_member(settings: Settings, group: str, topic: str) -> Iterator[Consumer]:
+    """A consumer of ``topic`` in ``group``, assigned its partitions (a running worker)."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    consumer.subscribe([topic_name(settings, topic)])
     deadline = time.monotonic() + 30
     while not consumer.assignment() and time.monotonic() < deadline:
         consumer.poll(0.2)
-    assert consumer.assignment(), "the member was never assigned sms.sent"
+    assert consumer.assignment(), f"the member of {group} was never assigned {topic}"
     try:
-        yield role_settings.app_id, consumer
+        yield consumer
     finally:
         consumer.close()
 
 
 def test_a_delivery_worker_refuses_to_start_beside_a_worker_of_every_stage(
-    role_settings: Settings, live_member: tuple[str, Consumer],
+    role_settings: Settings,
 ) -> None:
-    group, _ = live_member
-    with pytest.raises(RoleConflict, match=f"role all \\(group {group}\\)"):
-        hand_over(_role(role_settings, "delivery"))
-    assert hand_over(_role(role_settings, "routing")) == 0  # routing shares that group
+    group = role_settings.app_id
+    with _live_member(role_settings, group, SENT):  # a worker of every stage
+        with pytest.raises(RoleConflict, match=f"role all \\(group {group}\\)"):
+            hand_over(_role(role_settings, "delivery"))
+        assert hand_over(_role(role_settings, "routing")) == 0  # routing shares that group
+
+
+def test_positions_are_not_moved_under_a_live_member_of_the_group(
+    role_settings: Settings,
+) -> None:
+    """Kafka moves only an empty group's positions: the worker says so instead of starting
+    from positions behind the other shape's (it would report again what was reported)."""
+    base, delivery = role_settings.app_id, role_settings.app_id + DELIVERY_GROUP_SUFFIX
+    _commit(role_settings, base, {(SENT, 0): 40})
+    with _live_member(role_settings, delivery, DLR_RAW):
+        with pytest.raises(RoleConflict, match=f"cannot move group {delivery}"):
+            hand_over(_role(role_settings, "delivery"))
+    assert hand_over(_role(role_settings, "delivery")) == 1  # once it is gone
