@@ -74,9 +74,14 @@ class KafkaLagCollector(Collector):
         descriptions = self._admin.describe_consumer_groups(
             self._groups, request_timeout=self._timeout_s)
         result = []
+        # One listing per group (the admin API takes one group a call): all asked at once, so
+        # a scrape costs one round trip for them, not one per group.
+        listings = {group: self._admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group)], request_timeout=self._timeout_s)[group]
+            for group in self._groups}
         for group in self._groups:
             members = descriptions[group].result().members
-            committed = self._committed(group)
+            committed = _committed(listings[group].result())
             if not members and not committed:
                 continue  # never used here (e.g. the delivery group of unsplit workers)
             if members:
@@ -97,13 +102,6 @@ class KafkaLagCollector(Collector):
                 for tp, offset in sorted(committed.items())
             }))
         return result
-
-    def _committed(self, group: str) -> dict[tuple[str, int], int]:
-        futures = self._admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group)], request_timeout=self._timeout_s)
-        listing = futures[group].result()
-        return {(tp.topic, tp.partition): tp.offset for tp in listing.topic_partitions or []
-                if tp.offset >= 0 and tp.error is None}
 
     def _high_watermarks(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         if not partitions:
@@ -186,3 +184,8 @@ def _duration(started: float) -> Metric:
     return GaugeMetricFamily("smsflow_kafka_exporter_scrape_duration_seconds",
                              "Time this scrape spent reading Kafka.",
                              value=time.monotonic() - started)
+
+
+def _committed(listing: ConsumerGroupTopicPartitions) -> dict[tuple[str, int], int]:
+    return {(tp.topic, tp.partition): tp.offset for tp in listing.topic_partitions or []
+            if tp.offset >= 0 and tp.error is None}

@@ -29,10 +29,7 @@ pytestmark = pytest.mark.slow
 
 BENCH_PLATFORM = REPO_ROOT / "config" / "bench-platform.yaml"  # limits above the machine's
 BENCH_SIM = REPO_ROOT / "config" / "bench-smsc-sim.yaml"
-#: Enough to lag for several seconds: one worker now carries ~1,800 msg/s, and 4,000 messages
-#: were often consumed between two of Prometheus' 1 s scrapes of the exporter (step 1 then
-#: timed out in about half the runs on a fresh broker).
-BURST = 12_000
+BURST = 4000
 #: One sample of promtool's output: ``[metric]{labels} => value @[time]``.
 _SAMPLE = re.compile(r"^(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?\{(?P<labels>[^}]*)\} => (?P<value>\S+)",
                      re.MULTILINE)
