@@ -215,13 +215,13 @@ def main() -> int:
             profiler = Profiler(args.profile, pids) if args.profile else None
 
             def on_start() -> None:
-                cpu.update(start=cpu_seconds(pids))
+                cpu.update(start=cpu_seconds(pids), own_start={"load": time.process_time()})
                 switches.update(start=context_switches(pids))
                 if profiler:
                     profiler.start()
 
             def on_end() -> None:
-                cpu.update(end=cpu_seconds(pids))
+                cpu.update(end=cpu_seconds(pids), own_end={"load": time.process_time()})
                 switches.update(end=context_switches(pids))
                 if profiler:
                     profiler.stop()
@@ -253,6 +253,9 @@ def main() -> int:
         worker_roles=list(roles),
         receipts_requested=not args.no_receipts,
         cpu_s_by_process=by_process,
+        # This process (producing the requests, reading the reports): not counted above, but it
+        # shares the machine's cores with the stack during the run.
+        cpu_s_load_generator=round(cpu["own_end"]["load"] - cpu["own_start"]["load"], 2),
         cpu_s_by_worker={n: s for n, s in used.items() if n.startswith("worker-")},
         cpu_us_per_msg=round(sum(s or 0.0 for s in by_process.values()) / terminal * 1e6),
         cpu_us_per_msg_by_process={

@@ -5,9 +5,18 @@ EXPIRED, dead-letter a receipt, forget a done marker) must be as crash-safe as a
 record. So the timer does not act: it sends a small *command* (key = the table key, empty
 value) to an internal topic co-partitioned with the table's source topic. The agent consumes
 that topic with its other inputs, re-reads the entry and applies the pure ``on_timer`` rule; a
-stale or duplicated command finds the entry not due (or gone) and does nothing. Commands are
-keyed like the source records, so faust's partitioner puts each one in the partition that owns
-the key; a worker that lost the partition meanwhile only sends a harmless stale command.
+stale or duplicated command finds the entry not due (or gone) and does nothing.
+
+Commands go in batches: one record per partition and tick carries every key due there
+(:data:`KEYS_MAGIC`, then each key length-prefixed), in the partition Kafka's default
+partitioner (murmur2, as the source records' producers use) gives the key, so it is the
+partition that owns the key's entry. Why: every completed part and message leaves a done
+marker that is forgotten an hour later, so a steady flow sent 2.25 commands per message, each a
+record and a faust event of its own: +46 % records and +19 % worker CPU per message once the
+first markers expired (docs/performance.md#forgetting-done-markers), and at most 2,000 keys a
+second per table. While the partition count is not known yet, a key goes alone, keyed (the
+older format, still read: :func:`command_keys`). A worker that lost the partition meanwhile
+only sends harmless stale commands.
 
 The index is an in-memory :class:`~smsflow.domain.tracking.TimerWheel`, local to the worker.
 It is rebuilt from the table after every assignment (once recovery is over), because the
@@ -17,26 +26,60 @@ table, not the wheel, is the durable state: every entry carries its own ``due_ms
 from __future__ import annotations
 
 import logging
+import struct
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, cast
 
 import faust
 
+from pipeline.murmur2 import partition_of
 from pipeline.outputs import OutputTopic
 from smsflow.domain.tracking import TimerWheel
 
 log = logging.getLogger(__name__)
 
-#: A timer commands at most this many keys per tick, so a backlog cannot starve the loop.
-MAX_COMMANDS_PER_TICK = 2_000
+#: A timer commands at most this many keys per tick, so a backlog cannot starve the loop (at
+#: the 1 s tick, 10x what the target rate of 2,640 messages/s expires).
+MAX_COMMANDS_PER_TICK = 30_000
+#: Keys per command record: the agent handles a record's keys in one go, so this bounds how
+#: long one command holds its loop.
+KEYS_PER_COMMAND = 500
+#: First bytes of a batch command's value (an old single-key command's value is empty).
+KEYS_MAGIC = b"\xffKT1"
+_LENGTH = struct.Struct(">I")
+
+
+def pack_keys(keys: list[bytes]) -> bytes:
+    """A batch command's value: the keys, each length-prefixed."""
+    return KEYS_MAGIC + b"".join(_LENGTH.pack(len(key)) + key for key in keys)
+
+
+def command_keys(key: bytes | None, value: bytes | None) -> list[str]:
+    """The table keys a command record names: a batch's, or the record's own key.
+    Raises ``ValueError`` for a batch cut short."""
+    if not value or not value.startswith(KEYS_MAGIC):
+        return [(key or b"").decode()]
+    keys, offset, end = [], len(KEYS_MAGIC), len(value)
+    while offset < end:
+        if offset + _LENGTH.size > end:
+            raise ValueError("truncated timer command batch")
+        (size,) = _LENGTH.unpack_from(value, offset)
+        offset += _LENGTH.size
+        if offset + size > end:
+            raise ValueError("truncated timer command batch")
+        keys.append(value[offset : offset + size].decode())
+        offset += size
+    return keys
 
 
 class KeyTimers:
     """Timer index of one table; ``run()`` sends due keys as commands to ``command_topic``.
 
     ``due_of(value)`` reads the due time (epoch ms) out of a stored value, ``None`` when the
-    value needs no timer.
+    value needs no timer. ``partitions()`` is the command topic's partition count as the
+    worker knows it (0 while unknown: commands then go one key a record).
     """
 
     def __init__(
@@ -47,6 +90,7 @@ class KeyTimers:
         table: faust.types.TableT[Any, Any],
         command_topic: OutputTopic,
         due_of: Callable[[bytes], int | None],
+        partitions: Callable[[], int] = lambda: 0,
         tick_ms: int = 1_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -55,11 +99,14 @@ class KeyTimers:
         self._table = table
         self._command_topic = command_topic
         self._due_of = due_of
+        self._partitions = partitions
         self._tick_ms = tick_ms
         self._clock = clock
         self._wheel = TimerWheel(tick_ms=tick_ms, now_ms=self._now_ms())
         self._rebuild_pending = True
+        #: Keys commanded, and the records that carried them.
         self.commands_sent = 0
+        self.command_records = 0
         # mode types the handler with a mypy_extensions NamedArg that bound methods never match.
         app.on_partitions_assigned.connect(cast(Any, self._on_assigned))
 
@@ -106,10 +153,30 @@ class KeyTimers:
         sent = 0
         while sent < MAX_COMMANDS_PER_TICK:
             due = self._wheel.pop_due(now_ms, limit=MAX_COMMANDS_PER_TICK - sent)
-            for key in due:
-                await self._command_topic.send(key=key.encode(), value=b"")
+            await self._command(due)
             sent += len(due)
             if not self._wheel.behind(now_ms):
                 break
         self.commands_sent += sent
         return sent
+
+    async def _command(self, keys: list[str]) -> None:
+        """Send commands for ``keys``: one record per partition (and per
+        :data:`KEYS_PER_COMMAND` keys) once the partition count is known."""
+        partitions = self._partitions()
+        if partitions <= 0:
+            for key in keys:
+                await self._command_topic.send(key=key.encode(), value=b"")
+            self.command_records += len(keys)
+            return
+        by_partition: defaultdict[int, list[bytes]] = defaultdict(list)
+        for key in keys:
+            encoded = key.encode()
+            by_partition[partition_of(encoded, partitions)].append(encoded)
+        for partition, encoded_keys in by_partition.items():
+            for start in range(0, len(encoded_keys), KEYS_PER_COMMAND):
+                await self._command_topic.send(
+                    value=pack_keys(encoded_keys[start : start + KEYS_PER_COMMAND]),
+                    partition=partition,
+                )
+                self.command_records += 1

@@ -104,11 +104,13 @@ class OutputProducer:
         return self._producer
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
-                   headers: Headers = None) -> asyncio.Future[None]:
-        """Queue one record; the returned future completes when the broker stored it."""
+                   headers: Headers = None, *, partition: int | None = None,
+                   ) -> asyncio.Future[None]:
+        """Queue one record (in ``partition``, else the key's); the returned future completes
+        when the broker stored it."""
         while True:
             try:
-                return self.send_soon(topic, key, value, headers)
+                return self.send_soon(topic, key, value, headers, partition=partition)
             except BufferError:
                 await asyncio.sleep(_FULL_QUEUE_WAIT_S)  # librdkafka's queue is full
 
@@ -239,5 +241,6 @@ class OutputTopic:
         return self.name
 
     async def send(self, *, key: bytes | None = None, value: bytes | None = None,
-                   headers: Headers = None) -> asyncio.Future[None]:
-        return await self._producer.send(self.name, key, value, headers)
+                   headers: Headers = None, partition: int | None = None,
+                   ) -> asyncio.Future[None]:
+        return await self._producer.send(self.name, key, value, headers, partition=partition)

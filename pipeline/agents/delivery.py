@@ -58,7 +58,8 @@ from pipeline.app import Worker
 from pipeline.decoding import decode, decode_or_reject
 from pipeline.faults import DieAtReport
 from pipeline.faust_patches.commit_hooks import add_commit_barrier
-from pipeline.key_timers import KeyTimers
+from pipeline.key_timers import KeyTimers, command_keys
+from pipeline.outputs import OutputTopic
 from pipeline.part_batches import PartBatcher, unpack
 from pipeline.part_value import PartEnd, part_value
 from pipeline.rejections import reject
@@ -226,6 +227,16 @@ def _partition_count(app: faust.App, topic: str) -> Callable[[], int]:
     return count
 
 
+async def _timer_command_keys(rejected_out: OutputTopic, event: faust.EventT[bytes]) -> list[str]:
+    """The table keys a timer command names (pipeline/key_timers.py); a batch cut short is
+    dead-lettered whole, with its bytes (its keys are commanded again at the next rebuild)."""
+    try:
+        return command_keys(event.key, event.value)
+    except ValueError as exc:
+        await reject(event, rejected_out, stage=STAGE, reason_code=UNDECODABLE, detail=str(exc))
+        return []
+
+
 @dataclass
 class DeliveryAgents:
     """What :func:`register` leaves for the rest of the worker to read (metrics, logs)."""
@@ -247,10 +258,12 @@ def register(worker: Worker) -> DeliveryAgents:
     @worker.app.timer(interval=30.0)
     async def log_counts() -> None:
         if counts:
-            log.info("delivery: %s; timers pending=%d/%d sent=%d/%d; sms.dlr.parts: %d parts "
-                     "in %d records", dict(sorted(counts.items())), len(correlator_timers),
+            log.info("delivery: %s; timers pending=%d/%d, keys commanded=%d/%d in %d/%d "
+                     "records; sms.dlr.parts: %d parts in %d records",
+                     dict(sorted(counts.items())), len(correlator_timers),
                      len(aggregator_timers), correlator_timers.commands_sent,
-                     aggregator_timers.commands_sent, parts_out.parts, parts_out.records)
+                     aggregator_timers.commands_sent, correlator_timers.command_records,
+                     aggregator_timers.command_records, parts_out.parts, parts_out.records)
 
     return agents
 
@@ -299,8 +312,10 @@ def _register_correlate(worker: Worker, counts: Counter[str],
             return None
 
     correlator_timers = KeyTimers(
-        app, name="correlate", table=pending, command_topic=dlr_timers_out, due_of=_pending_due
+        app, name="correlate", table=pending, command_topic=dlr_timers_out, due_of=_pending_due,
+        partitions=_partition_count(app, dlr_timers_topic_name),
     )
+    _command_keys = partial(_timer_command_keys, rejected_out)
 
     def _store(key: str, entry: PendingEntry) -> None:
         pending[key] = entry.to_bytes()
@@ -338,10 +353,11 @@ def _register_correlate(worker: Worker, counts: Counter[str],
     async def correlate(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             topic = event.message.topic
-            key = (event.key or b"").decode()
             if topic == dlr_timers_topic_name:
-                await _on_timer(event, key)
+                for timed_key in await _command_keys(event):
+                    await _on_timer(event, timed_key)
                 continue
+            key = (event.key or b"").decode()
             model: type[SubmitOutcome | ReceiptEvent] = (
                 SubmitOutcome if topic == sent_topic_name else ReceiptEvent
             )
@@ -497,8 +513,9 @@ def _register_aggregate(worker: Worker, counts: Counter[str],
 
     aggregator_timers = KeyTimers(
         app, name="aggregate", table=collected, command_topic=dlr_parts_timers_out,
-        due_of=_parts_due,
+        due_of=_parts_due, partitions=_partition_count(app, dlr_parts_timers_topic_name),
     )
+    _command_keys = partial(_timer_command_keys, rejected_out)
 
     def _mark_done(key: str) -> None:
         _reporting.discard(key)
@@ -510,7 +527,8 @@ def _register_aggregate(worker: Worker, counts: Counter[str],
     async def aggregate(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             if event.message.topic == dlr_parts_timers_topic_name:
-                _on_parts_timer((event.key or b"").decode())
+                for timed_key in await _command_keys(event):
+                    _on_parts_timer(timed_key)
                 continue
             partition = event.message.partition
             if partition not in _checked:
