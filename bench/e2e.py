@@ -4,6 +4,7 @@
     python bench/e2e.py --messages 30000 --workers 2        # two workers of each role
     python bench/e2e.py --messages 30000 --roles all        # one process runs every stage
     python bench/e2e.py --rate 1000 --duration 30           # open loop: paced producer
+    python bench/e2e.py --rate 800 --duration 30 --done-ttl 2  # ... expiring done markers
 
 Uses the local broker (started if needed; or SMSFLOW_KAFKA_BOOTSTRAP), an isolated set of
 topics and a fresh stack configured by config/bench-platform.yaml, whose limits sit far above
@@ -152,6 +153,7 @@ def _scenario(args: argparse.Namespace) -> str:
     if args.no_receipts:
         name = f"{name}-no-receipts" if args.rate else "no-receipts"
     name += f"-{args.workers}-workers" if args.workers > 1 else ""
+    name += f"-done-ttl-{args.done_ttl:g}" if args.done_ttl is not None else ""
     return name + ("-all-in-one" if args.roles == "all" else "")
 
 
@@ -171,6 +173,10 @@ def main() -> int:
                              "worker runs every stage")
     parser.add_argument("--no-receipts", action="store_true",
                         help="requests ask for no delivery receipt (registered_delivery=false)")
+    parser.add_argument("--done-ttl", type=float, metavar="S",
+                        help="forget done markers after S seconds (default: the worker's 1 h). "
+                             "A few seconds makes a short run pay what a platform pays from "
+                             "its first hour on: expiring every part's and message's marker")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--platform-config", type=Path, default=REPO / "config/bench-platform.yaml")
     parser.add_argument("--sim-config", type=Path, default=REPO / "config/bench-smsc-sim.yaml")
@@ -195,6 +201,8 @@ def main() -> int:
     requests = make_traffic(messages, seed=messages)
     if args.no_receipts:
         requests = [r.model_copy(update={"registered_delivery": False}) for r in requests]
+    if args.done_ttl is not None:  # the stack's processes inherit this environment
+        os.environ["SMSFLOW_DLR_DONE_TTL_S"] = str(args.done_ttl)
     cpu: dict[str, dict[str, float]] = {}
     switches: dict[str, dict[str, int]] = {}
     roles: tuple[WorkerRole, ...] = ("routing", "delivery") if args.roles == "split" else ("all",)
@@ -252,6 +260,7 @@ def main() -> int:
         workers=args.workers,
         worker_roles=list(roles),
         receipts_requested=not args.no_receipts,
+        done_ttl_s=args.done_ttl,
         cpu_s_by_process=by_process,
         # This process (producing the requests, reading the reports): not counted above, but it
         # shares the machine's cores with the stack during the run.
