@@ -96,7 +96,8 @@ def build_app(settings: Settings) -> Worker:
     """The faust app with its consumer corrections and output producer; no agents yet."""
     check_pins()  # the faust patches were written against exactly these versions
     # The delivery role's own group (pipeline/roles.py); written out here, not in a helper,
-    # so that tests/k8s/group_scan.py sees both names faust may join.
+    # so that tests/k8s/group_scan.py sees both names faust may join (it follows the variable
+    # into faust.App below).
     group_id = (f"{settings.app_id}-delivery" if settings.worker_role == "delivery"
                 else settings.app_id)
     datadir = (settings.home / "worker" / group_id).resolve()
@@ -105,7 +106,7 @@ def build_app(settings: Settings) -> Worker:
     auth_refusal.install(connection.security, report_refusal)
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
-        f"{settings.app_id}-delivery" if settings.worker_role == "delivery" else settings.app_id,
+        group_id,
         broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
         # TLS/SASL of SMSFLOW_KAFKA_SECURITY_PROTOCOL (None: plaintext, faust's default).
         broker_credentials=faust_credentials(connection.security),

@@ -4,7 +4,7 @@ A process's code is every project module its source folders import, transitively
 group id is whatever is passed as a ``"group.id"`` client property, as a ``group_id`` argument
 (by keyword, or by position to a project function or class whose parameter has that name),
 assigned to a variable named ``*group_id``, or the id of a ``faust.App`` (either branch of a
-conditional expression) (faust joins a group
+conditional expression; a local variable is followed to its one assignment) (faust joins a group
 of that name and owns the topics prefixed ``<id>-``). Each is evaluated to a
 :class:`GroupName`: ``settings.app_id`` becomes the app id, an f-string's parameter is
 expanded with the literal values its function's callers pass, and anything else unknown ends
@@ -195,6 +195,20 @@ class _Evaluator:
         return {GroupName(t, False) for t in texts}
 
 
+def _local_value(function: ast.FunctionDef | ast.AsyncFunctionDef | None,
+                 node: ast.expr) -> ast.expr | None:
+    """The value a local variable ``node`` was given by the one plain assignment to it in
+    ``function`` (``group_id = …`` then ``faust.App(group_id, …)``); None otherwise."""
+    if function is None or not isinstance(node, ast.Name):
+        return None
+    values = [
+        statement.value for statement in ast.walk(function)
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1
+        and isinstance(statement.targets[0], ast.Name) and statement.targets[0].id == node.id
+    ]
+    return values[0] if len(values) == 1 else None
+
+
 def _with_enclosing(tree: ast.Module) -> Iterator[
         tuple[ast.AST, ast.FunctionDef | ast.AsyncFunctionDef | None]]:
     def visit(node: ast.AST, function: ast.FunctionDef | ast.AsyncFunctionDef | None
@@ -245,5 +259,6 @@ def group_usage(folders: tuple[str, ...], app_id: str, exclude: tuple[str, ...] 
                 if (isinstance(node.func, ast.Attribute) and node.func.attr == "App"
                         and isinstance(node.func.value, ast.Name)
                         and node.func.value.id == "faust" and node.args):
-                    usage.faust_app_ids |= evaluator.names(node.args[0], function) or set()
+                    app_id_node = _local_value(function, node.args[0]) or node.args[0]
+                    usage.faust_app_ids |= evaluator.names(app_id_node, function) or set()
     return usage
