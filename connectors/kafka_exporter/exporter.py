@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 from confluent_kafka import (
     Consumer,
+    ConsumerGroupState,
     ConsumerGroupTopicPartitions,
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient, MemberDescription, OffsetSpec
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -46,6 +47,27 @@ def default_groups(app_id: str) -> list[str]:
     # <app>-delivery: workers of role delivery (pipeline/roles.py), when the workers are split.
     return [app_id, f"{app_id}-delivery", f"{app_id}-sender", f"{app_id}-webhooks",
             f"{app_id}-deferred", f"{app_id}-tracking"]
+
+
+def counted_positions(
+    committed: dict[tuple[str, int], int], members: Sequence[MemberDescription],
+    state: ConsumerGroupState | None,
+) -> dict[tuple[str, int], int]:
+    """The committed positions whose lag counts.
+
+    A position on a topic no member reads is history, not lag: the app id's group keeps the
+    delivery topics' old positions after a switch to worker roles, until Kafka expires them.
+    That is judged only in a stable group: while it rebalances, members hold no assignment
+    for a moment, and every position counts rather than none. With no member at all, every
+    position counts too: the group is down and its topics fill.
+    """
+    if not members or state is not ConsumerGroupState.STABLE:
+        return committed
+    read = {tp.topic for member in members if member.assignment is not None
+            for tp in member.assignment.topic_partitions}
+    if not read:
+        return committed
+    return {tp: offset for tp, offset in committed.items() if tp[0] in read}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,18 +102,12 @@ class KafkaLagCollector(Collector):
             [ConsumerGroupTopicPartitions(group)], request_timeout=self._timeout_s)[group]
             for group in self._groups}
         for group in self._groups:
-            members = descriptions[group].result().members
+            description = descriptions[group].result()
+            members = description.members
             committed = _committed(listings[group].result())
             if not members and not committed:
                 continue  # never used here (e.g. the delivery group of unsplit workers)
-            if members:
-                # A position on a topic no member reads is history, not lag: the app id's
-                # group keeps the delivery topics' old positions after a switch to worker
-                # roles, until Kafka expires them. With no member at all, every position
-                # counts: the group is down and its topics fill.
-                read = {tp.topic for member in members if member.assignment is not None
-                        for tp in member.assignment.topic_partitions}
-                committed = {tp: offset for tp, offset in committed.items() if tp[0] in read}
+            committed = counted_positions(committed, members, description.state)
             highs = self._high_watermarks(list(committed))
             heads = self._head_timestamps({tp: offset for tp, offset in committed.items()
                                            if highs.get(tp, 0) > offset})
