@@ -54,15 +54,17 @@ async def decode_or_reject(
 
 
 async def decode_fields_or_reject(
-    model: type[AvroModel], event: faust.EventT[Any], rejections: OutputTopic, *, stage: str
+    model: type[AvroModel], event: faust.EventT[Any], rejections: OutputTopic, *, stage: str,
+    value: bytes | None = None,
 ) -> dict[str, Any] | None:
-    """``event``'s value as the fields of ``model`` (:func:`schemas.retrying.decode_fields`: no
-    pydantic model, for records our stages wrote); None after sending its rejection."""
+    """``event``'s value (or ``value``, one of the values its record carries) as the fields of
+    ``model`` (:func:`schemas.retrying.decode_fields`: no pydantic model, for records our
+    stages wrote); None after sending its rejection."""
     try:
-        return await decode_fields(model, event.value)
+        return await decode_fields(model, event.value if value is None else value)
     except DecodeError as exc:
         await reject(event, rejections, stage=stage, reason_code=exc.reason_code,
-                     detail=str(exc))
+                     detail=str(exc), original=value)
         return None
 
 

@@ -11,12 +11,15 @@ from pipeline.agents.delivery import (
     accepted_part,
     complete_part,
     pack_parts,
+    receipt_end,
+    report_fields,
     report_of,
     terminal_status,
     unpack_parts,
 )
 from pipeline.app import Worker
 from schemas.models import (
+    DeliveryReport,
     DeliveryStatus,
     PartOutcome,
     ReceiptEvent,
@@ -93,6 +96,30 @@ def test_the_report_of_a_multi_part_message_takes_the_worst_part() -> None:
     assert report.sent_at == SENT_AT + timedelta(seconds=1)
     assert report.done_at == SENT_AT + timedelta(seconds=9)
     assert report.parts == 2
+
+
+def test_the_report_of_parts_read_as_fields_is_the_models_report() -> None:
+    """The aggregator reads parts as the Avro reader's fields (enum symbols as strings,
+    nested records as dicts) and encodes the report from fields: the same bytes as the models
+    give, for every combination of part statuses."""
+    for first, second in [(DeliveryStatus.DELIVERED, DeliveryStatus.DELIVERED),
+                          (DeliveryStatus.ACCEPTED, DeliveryStatus.EXPIRED),
+                          (DeliveryStatus.FAILED, DeliveryStatus.DELIVERED)]:
+        parts = [PartOutcome(sent=_sent(i, 2, smsc_id=f"id-{i}"), status=status,
+                             error_code=i or None, reason=f"r{i}",
+                             done_at=SENT_AT + timedelta(seconds=9 - i))
+                 for i, status in enumerate((first, second))]
+        fields = [PartOutcome.codec().decode(part.to_avro()) for part in reversed(parts)]
+        assert type(fields[0]["status"]) is str  # as the reader gives them
+        report = report_fields(fields)
+        assert DeliveryReport.encode_fields(report) == report_of(parts).to_avro()
+
+
+@pytest.mark.parametrize("state", [ReceiptState.DELIVERED, ReceiptState.REJECTED])
+def test_a_receipt_read_as_fields_ends_its_part_as_its_model_does(state: ReceiptState) -> None:
+    receipt = _receipt(state, error_code=3)
+    fields = ReceiptEvent.codec().decode(receipt.to_avro())
+    assert receipt_end(fields) == receipt_end(receipt)
 
 
 def test_collected_parts_pack_and_unpack() -> None:
