@@ -104,6 +104,14 @@ class AvroModel(BaseModel):
         data = self.avro_fields()
         return found.encode(data, topic) if isinstance(found, WireCodec) else found.encode(data)
 
+    @staticmethod
+    def encode_fields_with(found: AvroCodec | WireCodec, fields: dict[str, Any],
+                           topic: str | None = None) -> bytes:
+        """Encode a record given as its fields with a codec looked up in advance: for hot paths
+        that build a record of their own from values already typed (no model built, no
+        pydantic validation; the codec's writer still refuses a value of the wrong type)."""
+        return found.encode(fields, topic) if isinstance(found, WireCodec) else found.encode(fields)
+
     @classmethod
     def encode_fields(cls, fields: dict[str, Any], topic: str | None = None) -> bytes:
         """Encode a record given as :meth:`avro_fields`, e.g. one field replaced: a stage that

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas.models import RoutedMessage, SubmitOutcome
+from schemas.models import RoutedMessage, SubmitStatus
 from smsflow.domain.encoding import SegmentPlan
 
 __all__ = ["SubmitJob"]
@@ -20,7 +20,7 @@ class SubmitJob:
     epoch: int
     plan: SegmentPlan
     attempts: int = 0
-    outcomes: dict[int, SubmitOutcome] = field(default_factory=dict)  # part seq → outcome
+    outcomes: dict[int, SubmitStatus] = field(default_factory=dict)  # part seq → outcome
     unacked: int = 0  # outcomes produced but not yet acknowledged by Kafka
     skipped: int = 0  # parts the ledger says were submitted already (no outcome from us)
     in_doubt: frozenset[int] = frozenset()  # part seqs resubmitted without knowing

@@ -677,25 +677,29 @@ class SenderService:
     ) -> None:
         routed, request = job.routed, job.routed.request
         validity = timedelta(seconds=request.validity_s or self._settings.default_validity_s)
-        record = SubmitOutcome(
-            message_id=request.message_id, tenant_id=request.tenant_id,
-            client_ref=request.client_ref, route_id=routed.route_id, smsc_id=routed.smsc_id,
-            operator_id=routed.operator_id, country=routed.country,
-            destination=routed.destination, part_index=seq - 1, part_count=routed.parts,
-            outcome=outcome, smsc_message_id=smsc_message_id,
-            command_status=command_status,
-            status_name=status_name(command_status) if command_status >= 0 else "NO_RESPONSE",
-            attempts=job.attempts, latency_ms=latency_s * 1000, reason=reason,
-            submitted_at=request.submitted_at, sent_at=now,
-            expires_at=request.submitted_at + validity,
-            receipt_requested=request.registered_delivery,
-        )
+        latency_ms = latency_s * 1000
+        # The SubmitOutcome's fields, encoded without building the model: every value is typed
+        # here (about 4 µs of pydantic per part saved). The sender's integration tests read
+        # every sms.sent record back as the model.
+        record = {
+            "message_id": request.message_id, "tenant_id": request.tenant_id,
+            "client_ref": request.client_ref, "route_id": routed.route_id,
+            "smsc_id": routed.smsc_id, "operator_id": routed.operator_id,
+            "country": routed.country, "destination": routed.destination,
+            "part_index": seq - 1, "part_count": routed.parts, "outcome": outcome,
+            "smsc_message_id": smsc_message_id, "command_status": command_status,
+            "status_name": status_name(command_status) if command_status >= 0 else "NO_RESPONSE",
+            "attempts": job.attempts, "latency_ms": latency_ms, "reason": reason,
+            "submitted_at": request.submitted_at, "sent_at": now,
+            "expires_at": request.submitted_at + validity,
+            "receipt_requested": request.registered_delivery,
+        }
         key = (
             f"{routed.smsc_id}:{smsc_message_id}" if smsc_message_id
             else f"{request.message_id}:{seq - 1}"
         )
         with self._lock:
-            job.outcomes[seq] = record
+            job.outcomes[seq] = outcome
             job.unacked += 1
 
         def done_stored(stored: bool) -> None:
@@ -717,11 +721,11 @@ class SenderService:
 
         # The fields the worker's AIMD and windows need, so they need not decode the value.
         summary = sent_summary_header(
-            record.route_id, record.operator_id, record.tenant_id,
-            outcome is SubmitStatus.ACCEPTED, command_status, record.latency_ms, job.attempts,
+            routed.route_id, routed.operator_id, request.tenant_id,
+            outcome is SubmitStatus.ACCEPTED, command_status, latency_ms, job.attempts,
         )
         headers: list[tuple[str, str | bytes | None]] = [summary]
         if seq in job.in_doubt:
             headers.append((IN_DOUBT_HEADER, b"1"))
-        self._store.produce(self._sent, key, record.encode_with(self._outcome_codec, self._sent),
-                            acked, headers=headers)
+        value = SubmitOutcome.encode_fields_with(self._outcome_codec, record, self._sent)
+        self._store.produce(self._sent, key, value, acked, headers=headers)
