@@ -93,18 +93,22 @@ def routed_message(
     request: SubmitRequest, decision: route_engine.Decision, plan: SegmentPlan, now: datetime
 ) -> RoutedMessage:
     """The ``sms.routed`` record of a routed request (``routed_at`` is replaced by the release
-    time when the tenant's lane lets it go)."""
-    return RoutedMessage(
-        request=request,
-        destination=decision.destination.e164,
-        route_id=decision.route_id,
-        smsc_id=decision.smsc_id,
-        operator_id=decision.operator_id or UNKNOWN_OPERATOR_ID,
-        country=decision.country,
-        encoding=plan.encoding,
-        parts=plan.part_count,
-        routed_at=now,
-    )
+    time when the tenant's lane lets it go). Built from its fields without pydantic's
+    validation (``from_avro_fields``): every value is typed by the decision and the plan, and
+    validation cost more per message than the rest of building it."""
+    return RoutedMessage.from_avro_fields({
+        "request": request,
+        "destination": decision.destination.e164,
+        "route_id": decision.route_id,
+        "smsc_id": decision.smsc_id,
+        "operator_id": decision.operator_id or UNKNOWN_OPERATOR_ID,
+        "country": decision.country,
+        "encoding": plan.encoding,
+        "parts": plan.part_count,
+        "routed_at": now,
+        "failed_routes": [],
+        "throttled_at": None,
+    })
 
 
 class Router:
