@@ -2,9 +2,9 @@
 
 The switch drill: a platform running one worker of every stage is moved to a routing worker and
 a delivery worker while traffic flows and receipts are still outstanding (the simulator holds
-them for seconds). The delivery worker restores the pending deliveries from the changelogs the
-``all`` worker wrote and starts where that worker's group had reached: every message still gets
-exactly one report. The hand-over itself is checked on committed positions, both ways, and it
+them for seconds), and a split platform back to one worker of every stage. The new workers
+restore the pending deliveries from the changelogs the old ones wrote and start where the old
+shape's groups had reached: every message still gets exactly one report. The hand-over itself is checked on committed positions, both ways, and it
 refuses to start a worker while the other shape consumes the delivery topics.
 """
 
@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, TopicPartition
 from pipeline.roles import DELIVERY_GROUP_SUFFIX, RoleConflict, hand_over
 from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
 from smsflow.devstack.harness import isolated_settings, prepared_stack
-from smsflow.settings import Settings
+from smsflow.settings import Settings, WorkerRole
 from smsflow.topics import DLR_RAW, SENT, apply_topics, topic_name
 from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 
@@ -42,21 +42,27 @@ def _slow_receipts(tmp_path: Path) -> Path:
 
 
 @pytest.mark.timeout(600)
-def test_switching_a_running_platform_to_the_split_loses_and_repeats_nothing(
-    kafka_bootstrap: str, tmp_path: Path
+@pytest.mark.parametrize(("running", "refused_role", "new_roles"), [
+    pytest.param(("all",), "delivery", ("routing", "delivery"), id="to-the-split"),
+    pytest.param(("routing", "delivery"), "all", ("all",), id="back-to-all"),
+])
+def test_switching_a_running_platform_between_shapes_loses_and_repeats_nothing(
+    kafka_bootstrap: str, tmp_path: Path, running: tuple[WorkerRole, ...],
+    refused_role: WorkerRole, new_roles: tuple[WorkerRole, ...],
 ) -> None:
     settings = isolated_settings(kafka_bootstrap, tmp_path, "roles")
     steps: list[str] = []
     stop = threading.Event()
     with prepared_stack(settings, platform_config=PLATFORM_CONFIG,
-                        sim_config=_slow_receipts(tmp_path)) as stack:
+                        sim_config=_slow_receipts(tmp_path), worker_roles=running) as stack:
         warm_up(settings, timeout_s=120)
+        old_workers = [p.name for p in stack.processes if p.name.startswith("worker-")]
 
         def switch() -> None:
             if stop.wait(8.0):
                 return
-            # Beside the worker of every stage, a delivery worker refuses to start...
-            name = stack.add_worker("delivery")
+            # Beside the running shape, a worker of the other shape refuses to start...
+            name = stack.add_worker(refused_role)
             refused = next(p for p in stack.processes if p.name == name)
             try:
                 refused_with = refused.process.wait(60) if refused.process else None
@@ -64,11 +70,12 @@ def test_switching_a_running_platform_to_the_split_loses_and_repeats_nothing(
                 refused_with = None  # it runs: the assertion below reports it
             refused.stop()
             stack.processes.remove(refused)
-            steps.append(f"{refused.name} beside worker-0 exited {refused_with}")
-            # ...and starts once it is gone.
-            stack.stop_process("worker-0")
-            steps.append(f"stopped worker-0, started {stack.add_worker('routing')} and "
-                         f"{stack.add_worker('delivery')}")
+            steps.append(f"{refused.name} beside {old_workers} exited {refused_with}")
+            # ...and the new shape starts once the old one is gone.
+            for old in old_workers:
+                stack.stop_process(old)
+            started = [stack.add_worker(role) for role in new_roles]
+            steps.append(f"stopped {old_workers}, started {started}")
 
         switcher = threading.Thread(target=switch)
         switcher.start()
