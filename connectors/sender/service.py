@@ -637,6 +637,8 @@ class SenderService:
                              normalize_message_id(part.smsc_message_id or "",
                                                   IdFormat(smsc.submit_id_format)),
                              part.latency_s, None, now)
+        if result.ok:  # every part accepted (the result's category is its worst part's)
+            return
         failed = result.failed_parts
         if not failed:
             return

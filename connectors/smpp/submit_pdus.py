@@ -8,13 +8,13 @@ per-message fields from :class:`SubmitOptions`; the bytes come from the shared c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from smsflow.domain.encoding import SegmentPlan
 
 from .codec import (
-    SubmitSmFields,
     encode_submit_sm_from_prefix,
+    encode_submit_sm_prefix,
 )
 from .models import (
     SmppClientConfig,
@@ -73,60 +73,40 @@ def build_submit_pdus(
     options: SubmitOptions,
 ) -> list[bytearray]:
     """The submit_sm PDUs of one message (sequence numbers 0: set at send time), checked
-against SMPP's field limits; ``ValueError`` names the field that does not fit."""
-    fields: dict[str, Any] = {
-        "service_type": options.service_type,
-        "source_addr_ton": (
-            cfg.default_source_addr_ton
-            if options.source_addr_ton is None
-            else options.source_addr_ton
-        ),
-        "source_addr_npi": (
-            cfg.default_source_addr_npi
-            if options.source_addr_npi is None
-            else options.source_addr_npi
-        ),
-        "source_addr": source_addr,
-        "dest_addr_ton": (
-            cfg.default_dest_addr_ton
-            if options.dest_addr_ton is None
-            else options.dest_addr_ton
-        ),
-        "dest_addr_npi": (
-            cfg.default_dest_addr_npi
-            if options.dest_addr_npi is None
-            else options.dest_addr_npi
-        ),
-        "destination_addr": destination_addr,
-        "esm_class": plan.esm_class,
-        "protocol_id": options.protocol_id,
-        "priority_flag": options.priority_flag,
-        "schedule_delivery_time": options.schedule_delivery_time,
-        "validity_period": options.validity_period,
-        "registered_delivery": options.registered_delivery,
-        "replace_if_present_flag": 0,
-        "data_coding": plan.data_coding,
-        "sm_default_msg_id": 0,
-    }
-    for name in _SUBMIT_CSTRING_MAX:
-        _check_cstring(name, fields[name])
-    for name in (
-        "source_addr_ton",
-        "source_addr_npi",
-        "dest_addr_ton",
-        "dest_addr_npi",
-        "esm_class",
-        "protocol_id",
-        "priority_flag",
-        "registered_delivery",
-        "data_coding",
+against SMPP's field limits; ``ValueError`` names the field that does not fit. Written out
+field by field (no dict or dataclass per message): it runs for every message the sender
+submits."""
+    source_ton = (cfg.default_source_addr_ton if options.source_addr_ton is None
+                  else options.source_addr_ton)
+    source_npi = (cfg.default_source_addr_npi if options.source_addr_npi is None
+                  else options.source_addr_npi)
+    dest_ton = cfg.default_dest_addr_ton if options.dest_addr_ton is None else options.dest_addr_ton
+    dest_npi = cfg.default_dest_addr_npi if options.dest_addr_npi is None else options.dest_addr_npi
+    _check_cstring("service_type", options.service_type)
+    _check_cstring("source_addr", source_addr)
+    _check_cstring("destination_addr", destination_addr)
+    _check_cstring("schedule_delivery_time", options.schedule_delivery_time)
+    _check_cstring("validity_period", options.validity_period)
+    for name, value in (
+        ("source_addr_ton", source_ton),
+        ("source_addr_npi", source_npi),
+        ("dest_addr_ton", dest_ton),
+        ("dest_addr_npi", dest_npi),
+        ("esm_class", plan.esm_class),
+        ("protocol_id", options.protocol_id),
+        ("priority_flag", options.priority_flag),
+        ("registered_delivery", options.registered_delivery),
+        ("data_coding", plan.data_coding),
     ):
-        _check_octet(name, fields[name])
+        _check_octet(name, value)
     if not destination_addr:
         raise ValueError("destination_addr is empty")
-    head = SubmitSmFields(
-        **{name: fields[name] for name in SubmitSmFields.__dataclass_fields__}
-    ).encode_prefix()
+    head = encode_submit_sm_prefix(
+        options.service_type, source_ton, source_npi, source_addr, dest_ton, dest_npi,
+        destination_addr, plan.esm_class, options.protocol_id, options.priority_flag,
+        options.schedule_delivery_time, options.validity_period, options.registered_delivery,
+        plan.data_coding,
+    )
     pdus = []
     for payload in plan.payloads:
         if len(payload) > _MAX_SHORT_MESSAGE:

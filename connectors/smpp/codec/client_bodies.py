@@ -153,18 +153,34 @@ class SubmitSmFields:
     def encode_prefix(self) -> bytes:
         """The body up to ``sm_length`` (the same for every part of the message), so each
         part only appends its length and payload."""
-        return b"".join((
-            self.service_type.encode("latin-1"), b"\0",
-            bytes((self.source_addr_ton, self.source_addr_npi)),
-            self.source_addr.encode("latin-1"), b"\0",
-            bytes((self.dest_addr_ton, self.dest_addr_npi)),
-            self.destination_addr.encode("latin-1"), b"\0",
-            bytes((self.esm_class, self.protocol_id, self.priority_flag)),
-            self.schedule_delivery_time.encode("latin-1"), b"\0",
-            self.validity_period.encode("latin-1"), b"\0",
-            # registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id
-            bytes((self.registered_delivery, 0, self.data_coding, 0)),
-        ))
+        return encode_submit_sm_prefix(
+            self.service_type, self.source_addr_ton, self.source_addr_npi, self.source_addr,
+            self.dest_addr_ton, self.dest_addr_npi, self.destination_addr, self.esm_class,
+            self.protocol_id, self.priority_flag, self.schedule_delivery_time,
+            self.validity_period, self.registered_delivery, self.data_coding,
+        )
+
+
+def encode_submit_sm_prefix(
+    service_type: str, source_addr_ton: int, source_addr_npi: int, source_addr: str,
+    dest_addr_ton: int, dest_addr_npi: int, destination_addr: str, esm_class: int,
+    protocol_id: int, priority_flag: int, schedule_delivery_time: str, validity_period: str,
+    registered_delivery: int, data_coding: int,
+) -> bytes:
+    """:meth:`SubmitSmFields.encode_prefix` from the fields themselves: the sender's hot path
+    builds no dataclass per message (fields validated by the caller)."""
+    return b"".join((
+        service_type.encode("latin-1"), b"\0",
+        bytes((source_addr_ton, source_addr_npi)),
+        source_addr.encode("latin-1"), b"\0",
+        bytes((dest_addr_ton, dest_addr_npi)),
+        destination_addr.encode("latin-1"), b"\0",
+        bytes((esm_class, protocol_id, priority_flag)),
+        schedule_delivery_time.encode("latin-1"), b"\0",
+        validity_period.encode("latin-1"), b"\0",
+        # registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id
+        bytes((registered_delivery, 0, data_coding, 0)),
+    ))
 
 
 def encode_submit_sm(fields: SubmitSmFields, short_message: bytes, sequence: int = 0) -> bytearray:
