@@ -4,8 +4,9 @@ The switch drill: a platform running one worker of every stage is moved to a rou
 a delivery worker while traffic flows and receipts are still outstanding (the simulator holds
 them for seconds), and a split platform back to one worker of every stage. The new workers
 restore the pending deliveries from the changelogs the old ones wrote and start where the old
-shape's groups had reached: every message still gets exactly one report. The hand-over itself is checked on committed positions, both ways, and it
-refuses to start a worker while the other shape consumes the delivery topics.
+shape's groups had reached: every message still gets exactly one report. The hand-over itself
+is checked on committed positions, both ways, and it refuses to start a worker while the other
+shape consumes the delivery topics.
 """
 
 from __future__ import annotations
