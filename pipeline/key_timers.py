@@ -26,7 +26,6 @@ table, not the wheel, is the durable state: every entry carries its own ``due_ms
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from typing import Any, cast
 
 import faust
 
+from pipeline import length_prefixed
 from pipeline.murmur2 import partition_of
 from pipeline.outputs import OutputTopic
 from smsflow.domain.tracking import TimerWheel
@@ -48,12 +48,11 @@ MAX_COMMANDS_PER_TICK = 30_000
 KEYS_PER_COMMAND = 500
 #: First bytes of a batch command's value (an old single-key command's value is empty).
 KEYS_MAGIC = b"\xffKT1"
-_LENGTH = struct.Struct(">I")
 
 
 def pack_keys(keys: list[bytes]) -> bytes:
     """A batch command's value: the keys, each length-prefixed."""
-    return KEYS_MAGIC + b"".join(_LENGTH.pack(len(key)) + key for key in keys)
+    return length_prefixed.pack(KEYS_MAGIC, keys)
 
 
 def command_keys(key: bytes | None, value: bytes | None) -> list[str]:
@@ -61,17 +60,7 @@ def command_keys(key: bytes | None, value: bytes | None) -> list[str]:
     Raises ``ValueError`` for a batch cut short."""
     if not value or not value.startswith(KEYS_MAGIC):
         return [(key or b"").decode()]
-    keys, offset, end = [], len(KEYS_MAGIC), len(value)
-    while offset < end:
-        if offset + _LENGTH.size > end:
-            raise ValueError("truncated timer command batch")
-        (size,) = _LENGTH.unpack_from(value, offset)
-        offset += _LENGTH.size
-        if offset + size > end:
-            raise ValueError("truncated timer command batch")
-        keys.append(value[offset : offset + size].decode())
-        offset += size
-    return keys
+    return [k.decode() for k in length_prefixed.unpack(value, KEYS_MAGIC, "timer command batch")]
 
 
 class KeyTimers:

@@ -27,13 +27,13 @@ waits for it before any offset is committed (:meth:`PartBatcher.flush`).
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import faust
 
+from pipeline import length_prefixed
 from pipeline.after_delivery import after_delivery
 from pipeline.murmur2 import partition_of
 from pipeline.outputs import OutputProducer
@@ -42,7 +42,6 @@ __all__ = ["BATCH_MAGIC", "PartBatcher", "pack", "partition_of", "unpack"]
 
 #: First bytes of a batch record: neither Avro single-object (C3 01) nor Confluent (00) framing.
 BATCH_MAGIC = b"\xffPB1"
-_LENGTH = struct.Struct(">I")
 _RETRY_FULL_QUEUE_S = 0.005
 
 #: What a held part waits to do once its record is stored (None: nothing).
@@ -50,24 +49,14 @@ OnStored = Callable[[], None] | None
 
 
 def pack(values: list[bytes]) -> bytes:
-    return BATCH_MAGIC + b"".join(_LENGTH.pack(len(value)) + value for value in values)
+    return length_prefixed.pack(BATCH_MAGIC, values)
 
 
 def unpack(record: bytes) -> Iterator[bytes]:
     """The part values of a ``sms.dlr.parts`` record: the batch's, or the record itself."""
     if not record.startswith(BATCH_MAGIC):
-        yield record
-        return
-    offset, end = len(BATCH_MAGIC), len(record)
-    while offset < end:
-        if offset + _LENGTH.size > end:
-            raise ValueError("truncated sms.dlr.parts batch")
-        (size,) = _LENGTH.unpack_from(record, offset)
-        offset += _LENGTH.size
-        if offset + size > end:
-            raise ValueError("truncated sms.dlr.parts batch")
-        yield record[offset : offset + size]
-        offset += size
+        return iter((record,))
+    return length_prefixed.unpack(record, BATCH_MAGIC, "sms.dlr.parts batch")
 
 
 class PartBatcher:

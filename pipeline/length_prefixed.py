@@ -1,0 +1,29 @@
+"""Records that carry several values: a magic prefix, then each value with its length (4 bytes,
+big-endian) before it. Internal topics only (``sms.dlr.parts`` batches, timer commands): one
+record instead of one per value, so the worker pays Kafka's and faust's per-record cost once."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+
+_LENGTH = struct.Struct(">I")
+
+
+def pack(magic: bytes, values: Iterable[bytes]) -> bytes:
+    return magic + b"".join(_LENGTH.pack(len(value)) + value for value in values)
+
+
+def unpack(record: bytes, magic: bytes, what: str) -> Iterator[bytes]:
+    """The values of ``record`` (which starts with ``magic``); ``ValueError`` naming ``what``
+    when it was cut short."""
+    offset, end = len(magic), len(record)
+    while offset < end:
+        if offset + _LENGTH.size > end:
+            raise ValueError(f"truncated {what}")
+        (size,) = _LENGTH.unpack_from(record, offset)
+        offset += _LENGTH.size
+        if offset + size > end:
+            raise ValueError(f"truncated {what}")
+        yield record[offset : offset + size]
+        offset += size
