@@ -89,15 +89,15 @@ def refusal(
     return decision, plan
 
 
-def routed_message(
+def routed_fields(
     request: SubmitRequest, decision: route_engine.Decision, plan: SegmentPlan, now: datetime
-) -> RoutedMessage:
-    """The ``sms.routed`` record of a routed request (``routed_at`` is replaced by the release
-    time when the tenant's lane lets it go). Built from its fields without pydantic's
-    validation (``from_avro_fields``): every value is typed by the decision and the plan, and
-    validation cost more per message than the rest of building it."""
-    return RoutedMessage.from_avro_fields({
-        "request": request,
+) -> dict[str, Any]:
+    """The ``sms.routed`` record of a routed request, as its fields (``routed_at`` is replaced
+    by the release time when the tenant's lane lets it go). Fields, not a model: the record
+    waits in its lane and is then encoded, so a model would be built only to be taken apart
+    again; every value is typed by the decision and the plan."""
+    return {
+        "request": request.avro_fields(),
         "destination": decision.destination.e164,
         "route_id": decision.route_id,
         "smsc_id": decision.smsc_id,
@@ -108,7 +108,7 @@ def routed_message(
         "routed_at": now,
         "failed_routes": [],
         "throttled_at": None,
-    })
+    }
 
 
 class Router:
@@ -120,7 +120,7 @@ class Router:
         self._hold, self._opted_out = hold, opted_out
         self._rejected_out, self._routed_out = worker.output(REJECTED), worker.output(ROUTED)
         self._routed_topic_name = worker.name(ROUTED)
-        self.stage: ScheduledStage[RoutedMessage] = ScheduledStage(
+        self.stage: ScheduledStage[dict[str, Any]] = ScheduledStage(
             worker.app,
             name=STAGE,
             source_topic=worker.name(SUBMITTED),
@@ -137,14 +137,16 @@ class Router:
         config = router_config(self._config_watcher.snapshot.config)
         return replace(config, daily_quota=MappingProxyType({}))
 
-    async def _emit(self, routed: RoutedMessage, released: Released) -> asyncio.Future[Any]:
-        fields = routed.avro_fields()
-        fields["routed_at"] = datetime.fromtimestamp(released.released_at, UTC)
+    async def _emit(self, routed: dict[str, Any], released: Released) -> asyncio.Future[Any]:
+        """Send a released record (its fields, :func:`routed_fields`) on, routed at its
+        release."""
+        routed["routed_at"] = datetime.fromtimestamp(released.released_at, UTC)
+        route_id: str = routed["route_id"]
         sent = await self._routed_out.send(
-            key=routed.route_id.encode(),
-            value=RoutedMessage.encode_fields(fields, self._routed_topic_name),
+            key=route_id.encode(),
+            value=RoutedMessage.encode_fields(routed, self._routed_topic_name),
         )
-        count_routed(routed.request.tenant_id, routed.operator_id, routed.parts)
+        count_routed(routed["request"]["tenant_id"], routed["operator_id"], routed["parts"])
         return cast("asyncio.Future[Any]", sent)
 
     async def route(self, event: faust.EventT[bytes]) -> None:
@@ -175,7 +177,7 @@ class Router:
         if over_quota is not None:
             await self._refuse(event, ticket, request, QUOTA_EXCEEDED, over_quota.detail)
             return
-        routed = routed_message(request, decision, plan, datetime.now(UTC))
+        routed = routed_fields(request, decision, plan, datetime.now(UTC))
         # Lanes are per tenant (router_config); route and number ride along for the metrics.
         refused = stage.offer(
             ticket, routed,
@@ -199,7 +201,7 @@ class Router:
 
 def register(
     worker: Worker, hold: Hold, opted_out: Container[str] = frozenset()
-) -> ScheduledStage[RoutedMessage]:
+) -> ScheduledStage[dict[str, Any]]:
     """The ``route`` agent, its tenant lanes and their timer, on ``worker``; a quarantined
     tenant's records go to ``hold`` (:mod:`pipeline.agents.quarantine`)."""
     app = worker.app

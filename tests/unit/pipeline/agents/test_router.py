@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.agents.router import UNKNOWN_OPERATOR_ID, refusal, routed_message
+from pipeline.agents.router import UNKNOWN_OPERATOR_ID, refusal, routed_fields
 from pipeline.app import Worker
-from schemas.models import SubmitRequest, TextEncoding
+from schemas.models import RoutedMessage, SubmitRequest, TextEncoding
 from smsflow.config.store import load_yaml
 from smsflow.domain import route_engine
 from smsflow.domain.inbound import opt_out_key
@@ -60,7 +60,9 @@ def test_a_routable_request_becomes_a_routed_record_sized_in_parts(
     decided = refusal(request, engine, NOW.timestamp())
     assert not isinstance(decided, RouteRejection), decided
     decision, plan = decided
-    routed = routed_message(request, decision, plan, NOW)
+    fields = routed_fields(request, decision, plan, NOW)
+    routed = RoutedMessage.model_validate(fields)  # what the fields say, validated
+    assert RoutedMessage.encode_fields(fields) == routed.to_avro()
     assert routed.request == request
     assert (routed.route_id, routed.smsc_id) == (decision.route_id, decision.smsc_id)
     assert routed.destination == "+447700900123"
