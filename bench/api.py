@@ -62,8 +62,13 @@ from smsflow.devstack.harness import (  # noqa: E402
     isolated_settings,
     prepared_stack,
 )
-from smsflow.devstack.stack import LocalStack, ManagedProcess, cpu_seconds, wait_for_port  # noqa: E402
-from smsflow.settings import WorkerRole  # noqa: E402
+from smsflow.devstack.stack import (  # noqa: E402
+    WORKER_SHAPES,
+    LocalStack,
+    ManagedProcess,
+    cpu_seconds,
+    wait_for_port,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "api.json"
@@ -201,7 +206,7 @@ def main() -> int:
         "--pipeline-nice", type=int, default=0,
         help="run the pipeline (worker, sender, simulator) at this nice value, the API and the "
         "broker at 0: the API's CPU priority that separate pods or nodes would give it")
-    parser.add_argument("--worker-roles", choices=("split", "all"), default="split",
+    parser.add_argument("--worker-roles", choices=tuple(WORKER_SHAPES), default="split",
                         help="the pipeline's workers: a routing and a delivery worker (default, "
                              "as bench/e2e.py), or one worker of every stage")
     parser.add_argument("--scenario", default=None)
@@ -219,8 +224,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="smsflow-bench-api-") as tmp:
         home = Path(tmp)
         settings = isolated_settings(bootstrap, home, "benchapi")
-        roles: tuple[WorkerRole, ...] = (
-            ("routing", "delivery") if args.worker_roles == "split" else ("all",))
+        roles = WORKER_SHAPES[args.worker_roles]
         with prepared_stack(settings, platform_config=args.platform_config,
                             sim_config=args.sim_config, worker_roles=roles) as stack:
             warm_up(settings)

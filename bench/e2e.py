@@ -46,8 +46,7 @@ from smsflow.devstack.harness import (
     wait_for_group,
     warm_up,
 )
-from smsflow.devstack.stack import context_switches, cpu_seconds, listening_pid
-from smsflow.settings import WorkerRole
+from smsflow.devstack.stack import WORKER_SHAPES, context_switches, cpu_seconds, listening_pid
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "e2e.json"
@@ -168,7 +167,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, help="open loop: messages per second ...")
     parser.add_argument("--duration", type=float, default=30.0, help="... for this many seconds")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per role")
-    parser.add_argument("--roles", choices=("split", "all"), default="split",
+    parser.add_argument("--roles", choices=tuple(WORKER_SHAPES), default="split",
                         help="split: routing and delivery workers (the default); all: every "
                              "worker runs every stage")
     parser.add_argument("--no-receipts", action="store_true",
@@ -205,7 +204,7 @@ def main() -> int:
         os.environ["SMSFLOW_DLR_DONE_TTL_S"] = str(args.done_ttl)
     cpu: dict[str, dict[str, float]] = {}
     switches: dict[str, dict[str, int]] = {}
-    roles: tuple[WorkerRole, ...] = ("routing", "delivery") if args.roles == "split" else ("all",)
+    roles = WORKER_SHAPES[args.roles]
     with tempfile.TemporaryDirectory(prefix="smsflow-bench-") as home:
         settings = isolated_settings(bootstrap, Path(home), "bench", args.partitions)
         with prepared_stack(settings, platform_config=args.platform_config,

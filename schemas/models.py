@@ -101,8 +101,7 @@ class AvroModel(BaseModel):
     def encode_with(self, found: AvroCodec | WireCodec, topic: str | None = None) -> bytes:
         """:meth:`to_avro` with a codec looked up in advance (:meth:`codec` reads the registry
         setting from the environment every time): for hot paths."""
-        data = self.avro_fields()
-        return found.encode(data, topic) if isinstance(found, WireCodec) else found.encode(data)
+        return self.encode_fields_with(found, self.avro_fields(), topic)
 
     @staticmethod
     def encode_fields_with(found: AvroCodec | WireCodec, fields: dict[str, Any],
@@ -116,8 +115,7 @@ class AvroModel(BaseModel):
     def encode_fields(cls, fields: dict[str, Any], topic: str | None = None) -> bytes:
         """Encode a record given as :meth:`avro_fields`, e.g. one field replaced: a stage that
         re-sends a record it holds with a new timestamp skips a ``model_copy``."""
-        found = cls.codec()
-        return found.encode(fields, topic) if isinstance(found, WireCodec) else found.encode(fields)
+        return cls.encode_fields_with(cls.codec(), fields, topic)
 
     def avro_fields(self) -> dict[str, Any]:
         """The fields as the codecs take them: what ``model_dump(mode="python")`` gives for a

@@ -53,6 +53,7 @@ from typing import Any, cast
 
 import faust
 
+from pipeline import length_prefixed
 from pipeline.after_delivery import after_delivery
 from pipeline.app import Worker
 from pipeline.decoding import decode, decode_fields_or_reject
@@ -184,16 +185,12 @@ def _parts_due(value: bytes) -> int | None:
 
 
 def pack_parts(blobs: list[bytes]) -> bytes:
-    return b"".join(struct.pack(">I", len(blob)) + blob for blob in blobs)
+    """A collecting message's parts as stored after :data:`_COLLECTING`."""
+    return length_prefixed.pack(b"", blobs)
 
 
 def unpack_parts(data: bytes) -> list[bytes]:
-    blobs, offset = [], 0
-    while offset < len(data):
-        (size,) = struct.unpack_from(">I", data, offset)
-        blobs.append(data[offset + 4 : offset + 4 + size])
-        offset += 4 + size
-    return blobs
+    return list(length_prefixed.unpack(data, b"", "dlr-parts entry"))
 
 
 def _part_index(part: dict[str, Any]) -> int:

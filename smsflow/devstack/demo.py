@@ -23,8 +23,8 @@ from schemas.models import SubmitRequest
 from smsflow.devstack.demo_api import DEMO_TENANT, curl_example, start_api
 from smsflow.devstack.flowrun import STAGES, make_traffic, run_flow, warm_up
 from smsflow.devstack.harness import prepared_stack
-from smsflow.devstack.stack import LocalStack
-from smsflow.settings import Settings, WorkerRole
+from smsflow.devstack.stack import WORKER_SHAPES, LocalStack
+from smsflow.settings import Settings
 
 # Relative to the current directory, like every command's default paths (the README runs them
 # from the repository root); --config and --sim-config name other files.
@@ -62,7 +62,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                           f"repository root or pass --config / --sim-config")
             return EXIT_USAGE
     settings = ensure_broker(Settings(), console)
-    roles: tuple[WorkerRole, ...] = ("routing", "delivery") if args.roles == "split" else ("all",)
+    roles = WORKER_SHAPES[args.roles]
     stack = prepared_stack(
         settings, platform_config=args.config, sim_config=args.sim_config, sim_port=args.sim_port,
         worker_roles=roles,
@@ -124,7 +124,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--sim-port", type=int, default=2775)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--keep-running", action="store_true")
-    parser.add_argument("--roles", choices=("split", "all"), default="split",
+    parser.add_argument("--roles", choices=tuple(WORKER_SHAPES), default="split",
                         help="split: a routing and a delivery worker (default); all: one worker "
                              "of every stage (docs/operations.md#worker-roles)")
     parser.add_argument("--api-port", type=int, default=8080,

@@ -213,6 +213,13 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s")
 
 
+#: The worker shapes the demo and the benchmarks offer (``--roles split|all``): a routing and
+#: a delivery worker (pipeline/roles.py), or one worker of every stage.
+WORKER_SHAPES: dict[str, tuple[WorkerRole, ...]] = {
+    "split": ("routing", "delivery"),
+    "all": ("all",),
+}
+
 @dataclass
 class LocalStack:
     """Simulator + worker + sender as child processes, stopped in reverse order on exit."""
