@@ -140,7 +140,7 @@ class SenderService:
             }
         )
         self._producer = Producer(
-            producer_config(kafka_connection(settings), **{"linger.ms": 5})
+            producer_config(kafka_connection(settings), **{"linger.ms": settings.sender_linger_ms})
         )
         self._smscs: dict[str, Smsc] = {smsc.id: smsc for smsc in config.smscs}
         self._instance = instance_name()
