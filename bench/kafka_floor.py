@@ -2,18 +2,23 @@
 
     python bench/kafka_floor.py --rate 2640 --duration 20 --json
 
-A message with a receipt crosses Kafka as 13 records in smsflow (counted from the worker's
-and the sender's produce calls, single-part): ``sms.submitted``; the router's ``sms.routed``
-and its quota-table changelog; the throttle's ``sms.throttled``; the sender's ledger claim,
-``sms.sent``, ledger done and the receipt on ``sms.dlr.raw``; the correlator's pending entry
-and done marker (two changelog records) and ``sms.dlr.parts``; the aggregator's ``sms.dlr``
-and its done marker. Three processes replay exactly that with bare confluent-kafka clients
-and no work between consuming and producing (the bytes are passed on): a paced load producer,
+A message with a receipt crosses Kafka as ~9.3 records in smsflow today (``--shape batched``,
+the default; single-part, counted from ``bench/e2e.py``'s ``records_per_msg_by_topic``):
+``sms.submitted``; the router's ``sms.routed``; the throttle's ``sms.throttled``; the sender's
+``sms.sent`` and receipt on ``sms.dlr.raw``, and its ledger INTENTs and DONEs as one record per
+partition per batch; the correlator's pending entry and done marker (two changelog records) and
+its completed parts as one ``sms.dlr.parts`` record per partition per batch; the aggregator's
+``sms.dlr`` and its done marker. ``--shape per-record`` replays the 13 records of session 14
+(every ledger entry and part a record of its own, the quota-table changelog per message).
+Three processes replay that with bare confluent-kafka clients and no work between consuming
+and producing (the bytes are passed on): a paced load producer,
 a "worker" relay (one consumer group on the five topics the worker's agents read, one producer,
-linger ``SMSFLOW_OUTPUT_LINGER_MS``), and a "sender" relay (``sms.throttled`` in, four records
-out per message). Consumers fetch with the pipeline's ``fetch.min.bytes``/``fetch.max.wait.ms``
-and commit every second; every producer is idempotent with ``acks=all`` and lz4, as ours are.
-A follower reads ``sms.sent`` and ``sms.dlr`` (the tracking windows and the AIMD feed).
+linger ``SMSFLOW_OUTPUT_LINGER_MS``), and a "sender" relay (``sms.throttled`` in, ``sms.sent``,
+``sms.dlr.raw`` and the ledger out). Consumers fetch with the pipeline's
+``fetch.min.bytes``/``fetch.max.wait.ms`` and commit every second; every producer is
+idempotent with ``acks=all`` and lz4, as ours are. A follower reads ``sms.sent`` and
+``sms.dlr`` (the tracking windows and the AIMD feed). ``records_per_message`` is counted from
+the topics' end offsets after the run.
 
 It prints the CPU per message of the broker and of the relays (from /proc, between the first
 record produced and the last ``sms.dlr`` record), which is the floor any implementation of
@@ -38,7 +43,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from confluent_kafka import Consumer, KafkaError, Producer  # noqa: E402
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from bench.e2e import _bootstrap, git_commit, machine, store_scenario  # noqa: E402
@@ -52,7 +57,7 @@ VALUE = os.urandom(300)  # about an Avro SubmitRequest/RoutedMessage
 SMALL = os.urandom(60)  # changelog rows, ledger entries, receipts' keys
 TOPICS = ("submitted", "routed", "throttled", "sent", "dlr-raw", "dlr-parts", "dlr",
           "quota-changelog", "pending-changelog", "parts-changelog", "ledger")
-#: What the worker relay produces for one record of each topic it reads: (topic, value).
+#: ``--shape per-record``: what the worker relay produces for one record of each topic it reads.
 WORKER_OUT: dict[str, list[tuple[str, bytes]]] = {
     "submitted": [("routed", VALUE), ("quota-changelog", SMALL)],
     "routed": [("throttled", VALUE)],
@@ -61,6 +66,7 @@ WORKER_OUT: dict[str, list[tuple[str, bytes]]] = {
     "dlr-parts": [("dlr", VALUE), ("parts-changelog", SMALL)],
 }
 SENDER_OUT = [("ledger", SMALL), ("sent", VALUE), ("ledger", SMALL), ("dlr-raw", SMALL)]
+_KEY_SEP = b"\x01\x01"  # between a part batch's keys and its payload
 
 
 def _consumer(bootstrap: str, group: str, topics: list[str]) -> Consumer:
@@ -83,7 +89,7 @@ def _producer(bootstrap: str) -> Producer:
         bootstrap, **{"linger.ms": Settings().output_linger_ms, "compression.type": "lz4"}))
 
 
-def _relay(role: str, bootstrap: str, prefix: str, stop_file: Path) -> None:
+def _relay(role: str, bootstrap: str, prefix: str, stop_file: Path, shape: str) -> None:
     """Pass records on until ``stop_file`` exists: the worker's or the sender's shape."""
     name = {topic: f"{prefix}{topic}" for topic in TOPICS}
     topic_of = {full: short for short, full in name.items()}
@@ -91,17 +97,66 @@ def _relay(role: str, bootstrap: str, prefix: str, stop_file: Path) -> None:
     consumer = _consumer(bootstrap, f"{prefix}{role}", [name[t] for t in inputs])
     producer = _producer(bootstrap)
     while not stop_file.exists():
-        for record in consumer.consume(500, 0.1):
-            if record.error() is not None:
-                continue
-            key = record.key()
-            outputs = (WORKER_OUT[topic_of[str(record.topic())]] if role == "worker"
-                       else SENDER_OUT)
-            for topic, value in outputs:
-                producer.produce(name[topic], value=value, key=key)
+        records = [r for r in consumer.consume(500, 0.1) if r.error() is None]
+        if shape == "per-record":
+            for record in records:
+                outputs = (WORKER_OUT[topic_of[str(record.topic())]] if role == "worker"
+                           else SENDER_OUT)
+                for topic, value in outputs:
+                    producer.produce(name[topic], value=value, key=record.key())
+        elif role == "worker":
+            _worker_batched(producer, name, topic_of, records)
+        else:
+            _sender_batched(producer, name, records)
         producer.poll(0)
     producer.flush(30)
     consumer.close()
+
+
+def _by_partition(records: list[Message]) -> dict[int, list[Message]]:
+    groups: dict[int, list[Message]] = {}
+    for record in records:
+        groups.setdefault(record.partition() or 0, []).append(record)
+    return groups
+
+
+def _worker_batched(producer: Producer, name: dict[str, str], topic_of: dict[str, str],
+                    records: list[Message]) -> None:
+    """The worker's records today: one each, except the completed parts (one record per
+    partition of a fetched batch, expanded again by the aggregator)."""
+    receipts: list[Message] = []
+    for record in records:
+        topic, key = topic_of[str(record.topic())], record.key()
+        if topic == "submitted":
+            producer.produce(name["routed"], value=VALUE, key=key)
+        elif topic == "routed":
+            producer.produce(name["throttled"], value=VALUE, key=key)
+        elif topic == "sent":
+            producer.produce(name["pending-changelog"], value=VALUE, key=key)
+        elif topic == "dlr-raw":
+            producer.produce(name["pending-changelog"], value=SMALL, key=key)
+            receipts.append(record)
+        else:  # dlr-parts: a batch of parts, each a report and a done marker
+            for part_key in (record.value() or b"").split(_KEY_SEP)[0].split(b"\x00"):
+                producer.produce(name["dlr"], value=VALUE, key=part_key)
+                producer.produce(name["parts-changelog"], value=SMALL, key=part_key)
+    for partition, group in _by_partition(receipts).items():
+        keys = b"\x00".join(r.key() or b"" for r in group)
+        producer.produce(name["dlr-parts"], value=keys + _KEY_SEP + VALUE * len(group),
+                         partition=partition)
+
+
+def _sender_batched(producer: Producer, name: dict[str, str], records: list[Message]) -> None:
+    """The sender's records today: an INTENT record per partition of a fetched batch, then
+    each part's outcome and receipt, then a DONE record per partition."""
+    groups = _by_partition(records)
+    for partition, group in groups.items():
+        producer.produce(name["ledger"], value=SMALL * len(group), partition=partition)
+    for record in records:
+        producer.produce(name["sent"], value=VALUE, key=record.key())
+        producer.produce(name["dlr-raw"], value=SMALL, key=record.key())
+    for partition, group in groups.items():
+        producer.produce(name["ledger"], value=SMALL * len(group), partition=partition)
 
 
 def _follower(bootstrap: str, prefix: str, stop_file: Path) -> None:
@@ -145,6 +200,17 @@ def _count_until(bootstrap: str, topic: str, expected: int, timeout_s: float) ->
         consumer.close()
 
 
+def _records_written(bootstrap: str, prefix: str) -> int:
+    """Records on every topic of the run (their end offsets)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"count-{uuid.uuid4()}"})
+    try:
+        return sum(consumer.get_watermark_offsets(TopicPartition(f"{prefix}{topic}", p),
+                                                  timeout=10)[1]
+                   for topic in TOPICS for p in range(PARTITIONS))
+    finally:
+        consumer.close()
+
+
 def _child(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, __file__, *args], start_new_session=True)
 
@@ -156,6 +222,8 @@ def main() -> int:
     parser.add_argument("--scenario", default=None)
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--shape", choices=("batched", "per-record"), default="batched",
+                        help="today's records (default) or session 14's 13 per message")
     parser.add_argument("--role", choices=("worker", "sender", "follower", "load"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
@@ -164,7 +232,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role in ("worker", "sender"):
-        _relay(args.role, args.bootstrap, args.prefix, args.stop_file)
+        _relay(args.role, args.bootstrap, args.prefix, args.stop_file, args.shape)
         return 0
     if args.role == "follower":
         _follower(args.bootstrap, args.prefix, args.stop_file)
@@ -186,7 +254,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="smsflow-kafka-floor-") as tmp:
         stop_file = Path(tmp) / "stop"
         common = ["--bootstrap", bootstrap, "--prefix", prefix, "--stop-file", str(stop_file)]
-        relays = {role: _child("--role", role, *common)
+        relays = {role: _child("--role", role, "--shape", args.shape, *common)
                   for role in ("worker", "sender", "follower")}
         time.sleep(8)  # every group joined and assigned before the first record
         pids = {"broker": broker_pid, **{role: p.pid for role, p in relays.items()}}
@@ -201,6 +269,7 @@ def main() -> int:
         stop_file.touch()
         for process in [load, *relays.values()]:
             process.wait(timeout=60)
+    records = _records_written(bootstrap, prefix)
     admin.delete_topics([f"{prefix}{t}" for t in TOPICS])
     elapsed = last_at - started
     cpu_us = {name: round((after[name] - (load_before if name == "load" else before[name]))
@@ -212,7 +281,8 @@ def main() -> int:
         "messages": messages,
         "delivered": seen,
         "msgs_per_s": round(seen / elapsed, 1) if elapsed > 0 else None,
-        "records_per_message": 1 + sum(len(v) for v in WORKER_OUT.values()) + len(SENDER_OUT),
+        "shape": args.shape,
+        "records_per_message": round(records / max(seen, 1), 2),
         "cpu_us_per_msg_by_process": cpu_us,
         "cpu_us_per_msg_without_load": sum(v for k, v in cpu_us.items() if k != "load"),
         "budget_us_per_msg_on_2_cores": round(2e6 / args.rate),
