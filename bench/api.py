@@ -94,15 +94,32 @@ def _start_api(stack: LocalStack, home: Path, port: int, instances: int, status:
     return api
 
 
-def _renice(processes: list[ManagedProcess], niceness: int) -> None:
+def _renice(processes: list[ManagedProcess], niceness: int, idle: bool = False) -> None:
     """Lower the CPU priority of every thread of ``processes`` (Linux: a nice value is per
-    thread, and librdkafka's and aiokafka's threads already run)."""
+    thread, and librdkafka's and aiokafka's threads already run): to ``niceness``, or with
+    ``idle`` to ``SCHED_IDLE`` (runs only when no other thread wants the core; a thread of
+    normal priority that wakes takes the core at once). Threads started later inherit it.
+
+    Each managed process runs in a session of its own, and with the kernel's autogroups
+    (``/proc/sys/kernel/sched_autogroup_enabled``, on in most distributions) every session is
+    a scheduling group that gets a fair share of the CPU against the others whatever its
+    threads' nice values: a thread's nice only ranks it inside its own group. So the group's
+    nice is set too (``/proc/<pid>/autogroup``; the lowest, 19, for ``idle``)."""
+    group_nice = 19 if idle else niceness
     for managed in processes:
         if managed.process is None:
             continue
-        for task in Path(f"/proc/{managed.process.pid}/task").iterdir():
+        pid = managed.process.pid
+        autogroup = Path(f"/proc/{pid}/autogroup")
+        if autogroup.exists():
+            with contextlib.suppress(OSError):  # not permitted: thread priorities still apply
+                autogroup.write_text(f"{group_nice}\n")
+        for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(ProcessLookupError):
-                os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
+                if idle:
+                    os.sched_setscheduler(int(task.name), os.SCHED_IDLE, os.sched_param(0))
+                else:
+                    os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
 
 
 def _wait_ready(url: str, timeout_s: float = 120.0) -> None:
@@ -206,6 +223,10 @@ def main() -> int:
         "--pipeline-nice", type=int, default=0,
         help="run the pipeline (worker, sender, simulator) at this nice value, the API and the "
         "broker at 0: the API's CPU priority that separate pods or nodes would give it")
+    parser.add_argument(
+        "--pipeline-idle", action="store_true",
+        help="run the pipeline's threads at SCHED_IDLE instead (Linux): they get a core only "
+        "when the API, its load and the broker leave it, and give it back at once")
     parser.add_argument("--worker-roles", choices=tuple(WORKER_SHAPES), default="split",
                         help="the pipeline's workers: a routing and a delivery worker (default, "
                              "as bench/e2e.py), or one worker of every stage")
@@ -218,6 +239,7 @@ def main() -> int:
         + ("-submit-role" * (args.role == "submit"))
         + (f"-{args.server}" * (args.server != "uvicorn"))
         + (f"-pipeline-nice-{args.pipeline_nice}" * (args.pipeline_nice != 0))
+        + ("-pipeline-idle" * args.pipeline_idle)
     )
     load_at_start = os.getloadavg()[0]
     bootstrap, _broker_pid = _bootstrap()
@@ -228,8 +250,8 @@ def main() -> int:
         with prepared_stack(settings, platform_config=args.platform_config,
                             sim_config=args.sim_config, worker_roles=roles) as stack:
             warm_up(settings)
-            if args.pipeline_nice:
-                _renice(list(stack.processes), args.pipeline_nice)
+            if args.pipeline_nice or args.pipeline_idle:
+                _renice(list(stack.processes), args.pipeline_nice, idle=args.pipeline_idle)
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             status_api = None
@@ -293,6 +315,7 @@ def main() -> int:
         "loop": args.event_loop,
         "server": args.server,
         "pipeline_nice": args.pipeline_nice,
+        "pipeline_idle": args.pipeline_idle,
         "worker_roles": list(roles),
         "duration_s": args.duration,
         "commit": git_commit(),
