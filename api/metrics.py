@@ -7,7 +7,7 @@ fine enough below 50 ms for P50/P95/P99 (``histogram_quantile``).
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -39,23 +39,7 @@ class ApiMetrics:
         self.errors = Counter(
             "smsflow_api_errors_total", "Error answers, by code.", ["code"], registry=registry,
         )
-        # Labelled children looked up once per (route, status class) and per tenant: ``labels()``
-        # takes a lock and builds its key on every call, ~3 % of a single POST's CPU. The label
-        # values are bounded (route templates, configured tenants).
-        self._by_route: dict[tuple[str, int], tuple[Any, Any]] = {}
-        self._accepted_by_tenant: dict[str, Any] = {}
 
     def observe(self, route: str, status: int, seconds: float) -> None:
-        key = (route, status // 100)
-        children = self._by_route.get(key)
-        if children is None:
-            children = self._by_route[key] = (
-                self.requests.labels(route, f"{status // 100}xx"), self.latency.labels(route))
-        children[0].inc()
-        children[1].observe(seconds)
-
-    def count_accepted(self, tenant_id: str, messages: int) -> None:
-        child = self._accepted_by_tenant.get(tenant_id)
-        if child is None:
-            child = self._accepted_by_tenant[tenant_id] = self.accepted.labels(tenant_id)
-        child.inc(messages)
+        self.requests.labels(route, f"{status // 100}xx").inc()
+        self.latency.labels(route).observe(seconds)
