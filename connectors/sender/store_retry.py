@@ -127,7 +127,7 @@ class _Pending:
     ~35 such objects per message the sender spent about a third of its CPU in the collector
     (docs/performance.md#the-senders-garbage)."""
 
-    __slots__ = ("retry", "topic", "key", "value", "on_stored", "extra", "attempts")
+    __slots__ = ("attempts", "extra", "key", "on_stored", "retry", "topic", "value")
 
     def __init__(self, retry: StoreRetry, topic: str, key: str | None, value: bytes,
                  on_stored: Delivery, extra: dict[str, Any]) -> None:
