@@ -17,7 +17,10 @@ COPY pipeline ./pipeline
 COPY connectors ./connectors
 COPY schemas ./schemas
 COPY api ./api
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# mypyc type-checks the compiled modules against faust, aiokafka and the rest while it builds:
+# they must be installed here first (a pure-Python install brings them), or the build fails.
+RUN SMSFLOW_PURE_PYTHON=1 pip install --no-cache-dir . \
+    && pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # ---- run: the wheels only, as an unprivileged user (uid 10001, as the manifests expect)
 FROM python:3.11-slim

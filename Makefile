@@ -5,7 +5,12 @@ DEMO_ARGS ?=
 
 .PHONY: install demo test lint unit integration bench k8s-tools
 
+# mypyc type-checks the compiled modules against faust, aiokafka and the rest while it builds, so
+# on a machine without them (a fresh one) the dependencies go in first, with a pure-Python
+# install; the second install compiles.
 install:
+	@$(PY) -c "import faust, aiokafka, confluent_kafka" 2>/dev/null \
+	  || SMSFLOW_PURE_PYTHON=1 $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
 # Broker (downloaded by Maven on first use), topics, config, SMSC simulator, pipeline, API
