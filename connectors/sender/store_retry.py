@@ -124,8 +124,9 @@ class _Pending:
     An object with bound methods rather than two closures that name each other: such closures
     form a reference cycle (each holds the other's cell), so every record's callback, and the
     whole submit job it holds, stayed alive until the garbage collector found the cycle. With
-    ~35 such objects per message the sender spent about a third of its CPU in the collector
-    (docs/performance.md#the-senders-garbage)."""
+    ~35 such objects per message the collector took 0.9-1.0 s of a 20,000-message run's sender
+    CPU (0.4 s without them; about 8 % of the sender's CPU per message,
+    docs/performance.md#the-senders-garbage)."""
 
     __slots__ = ("attempts", "extra", "key", "on_stored", "retry", "topic", "value")
 
