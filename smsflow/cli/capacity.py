@@ -275,13 +275,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="flow-topic partitions today (default: the settings' partitions)")
     defaults = DEFAULT_PROCESS_CAPACITY
     parser.add_argument("--worker-msgs-per-s", type=float, default=defaults.worker_msgs_per_s,
-                        help="one worker's capacity (default: %(default)s, bench/results/e2e.json)")
+                        help="one worker's capacity, per replica of each role (default: "
+                             "%(default)s, bench/results/e2e.json)")
     parser.add_argument("--sender-parts-per-s", type=float,
                         default=defaults.sender_parts_per_s,
-                        help="one sender's capacity (default: %(default)s, docs/performance.md)")
+                        help="one sender's capacity (default: %(default)s, "
+                             "bench/results/sender.json)")
     parser.add_argument("--api-requests-per-s", type=float,
                         default=defaults.api_requests_per_s,
-                        help="one API process's capacity (default: %(default)s, docs/api.md)")
+                        help="one API process's capacity (default: %(default)s, "
+                             "docs/performance.md)")
     parser.add_argument("--submit-latency-s", type=float, default=defaults.submit_latency_s,
                         help="submit_sm_resp wait per PDU for bind sizing (default: %(default)s)")
 

@@ -25,16 +25,20 @@ MAX_BINDS = 32
 class ProcessCapacity:
     """What one process carries, measured. Defaults and their sources:
 
-    * worker 483 msg/s: ``bench/results/e2e.json`` scenario ``burst`` (commit 8ee4d45, one worker,
-      1.25 parts per message, receipts on) - the worker is the end-to-end cap (docs/performance.md).
-    * sender 3,037 parts/s: docs/performance.md, "Cost of the submit ledger", with the ledger
-      (``bench/results/sender.json`` has 4,134 msg/s from before the ledger).
-    * API 340 requests/s: docs/api.md "Performance, first look", the low end of 340-1,170 req/s.
+    * worker 1,000 msg/s (per replica of each role, routing and delivery):
+      ``bench/results/e2e.json`` scenario ``open-loop-1000-s24`` (commit 4db4b80): one worker of
+      each role carried a steady 987 msg/s, 1.25 parts per message, receipts on, each at ~0.4 of
+      a core on a 2-core machine it shared with the sender and the broker (bursts: ~1,900).
+    * sender 4,407 parts/s: ``bench/results/sender.json`` (commit aa86c29), single-part messages
+      with the ledger and receipts, the simulator on the same machine.
+    * API 1,190 requests/s: docs/performance.md "HTTP API", the low end of 1,190-1,800 single
+      POSTs/s in the full stack with the pipeline at equal priority on the same 2 cores
+      (5,000-6,300/s with the API alone).
     """
 
-    worker_msgs_per_s: float = 483.0
-    sender_parts_per_s: float = 3037.0
-    api_requests_per_s: float = 340.0
+    worker_msgs_per_s: float = 1000.0
+    sender_parts_per_s: float = 4407.0
+    api_requests_per_s: float = 1190.0
     #: submit_sm_resp wait assumed per PDU when sizing binds: the routes' default
     #: ``target_latency_ms`` (above it the adaptive limiter slows the route down).
     submit_latency_s: float = 0.5

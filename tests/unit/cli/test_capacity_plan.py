@@ -136,13 +136,13 @@ def test_plan_matches_the_hand_computation(
     # Plan: 2 x peak x 1.25 = 1,000 msg/s and 1,250 parts/s.
     assert plan["planned_msgs_per_s"] == 1000.0
     assert plan["planned_parts_per_s"] == 1250.0
-    # Workers ceil(1000 / 483) = 3; senders ceil(1250 / 3037) = 1; API ceil(1000 / 340) = 3.
-    assert plan["worker_replicas"]["value"] == 3
+    # Workers ceil(1000 / 1000) = 1; senders ceil(1250 / 4407) = 1; API ceil(1000 / 1190) = 1.
+    assert plan["worker_replicas"]["value"] == 1
     assert plan["sender_replicas"]["value"] == 1
-    assert plan["api_replicas"]["value"] == 3
-    # Partitions: max(4, 2 x max(3, 1)) = 6.
+    assert plan["api_replicas"]["value"] == 1
+    # Partitions: max(4, 2 x max(1, 1)) = 4, as today.
     assert plan["flow_topic_partitions"] == {**plan["flow_topic_partitions"],
-                                             "value": 6, "current": 4}
+                                             "value": 4, "current": 4}
     # smsc-uk carries gb-ee (60 %): 750 parts/s; a bind does 32 / 0.5 s = 64 parts/s;
     # ceil(750 / 64) = 12 binds, and 750 > the route's 500 tps.
     uk = plan["smscs"]["smsc-uk"]
@@ -156,22 +156,22 @@ def test_plan_matches_the_hand_computation(
     # Upcoming events, in date order; the past Black Friday is history, not a plan.
     launch, next_black_friday = plan["events"]
     # launch: given 1.5x -> 500 x 1.5 x 1.25 = 937.5 parts/s < 1,250: covered by the plan;
-    # workers ceil(400 x 1.5 x 1.25 / 483) = ceil(750 / 483) = 2.
+    # workers ceil(400 x 1.5 x 1.25 / 1000) = ceil(750 / 1000) = 1.
     assert (launch["name"], launch["multiplier"], launch["multiplier_source"]) == (
         "launch", 1.5, "given")
     assert launch["exceeds_plan"] is False
-    assert launch["worker_replicas"]["value"] == 2
+    assert launch["worker_replicas"]["value"] == 1
     assert launch["provision_by"] == "2027-02-15T00:00:00+00:00"
     # Black Friday 2027: observed 4x -> 2,000 msg/s and 2,500 parts/s with 25 % headroom;
-    # workers ceil(2000 / 483) = 5, senders ceil(2500 / 3037) = 1, API ceil(2000 / 340) = 6,
-    # partitions max(4, 2 x 5) = 10; provision by 14 days before: 2027-11-12.
+    # workers ceil(2000 / 1000) = 2, senders ceil(2500 / 4407) = 1, API ceil(2000 / 1190) = 2,
+    # partitions max(4, 2 x 2) = 4; provision by 14 days before: 2027-11-12.
     assert next_black_friday["multiplier"] == 4.0
     assert next_black_friday["multiplier_source"] == "observed 2026-11-27"
     assert next_black_friday["exceeds_plan"] is True
     assert next_black_friday["provision_by"] == "2027-11-12T00:00:00+00:00"
     assert [next_black_friday[name]["value"] for name in (
         "worker_replicas", "sender_replicas", "api_replicas", "flow_topic_partitions",
-    )] == [5, 1, 6, 10]
+    )] == [2, 1, 2, 4]
 
 
 def test_every_figure_shows_its_arithmetic(
@@ -179,7 +179,7 @@ def test_every_figure_shows_its_arithmetic(
 ) -> None:
     plan = _run_json(["capacity", "plan", "--json", *inputs], capsys)["plan"]
     assert plan["worker_replicas"]["arithmetic"] == (
-        "ceil(1000.0 msg/s / 483 msg/s per process) = 3")
+        "ceil(1000.0 msg/s / 1000 msg/s per process) = 1")
     assert plan["smscs"]["smsc-de"]["binds"]["arithmetic"].endswith("ceil(500.0 / 128) = 4")
 
 
@@ -187,11 +187,13 @@ def test_headroom_and_growth_are_parameters(
     inputs: list[str], capsys: pytest.CaptureFixture[str],
 ) -> None:
     plan = _run_json(
-        ["capacity", "plan", "--json", *inputs, "--headroom", "0.3", "--growth", "3"], capsys,
+        ["capacity", "plan", "--json", *inputs, "--headroom", "0.3", "--growth", "3",
+         "--worker-msgs-per-s", "300"], capsys,
     )["plan"]
-    # 400 x 3 x 1.3 = 1,560 msg/s -> workers ceil(1560 / 483) = 4.
+    # 400 x 3 x 1.3 = 1,560 msg/s -> workers ceil(1560 / 300) = 6 -> partitions max(4, 12).
     assert plan["planned_msgs_per_s"] == 1560.0
-    assert plan["worker_replicas"]["value"] == 4
+    assert plan["worker_replicas"]["value"] == 6
+    assert plan["flow_topic_partitions"]["value"] == 12
 
 
 def test_the_png_is_drawn(
