@@ -12,8 +12,7 @@ manifests deploy them (``--role all``: the N processes keep the stores themselve
 process). ``--no-status`` means no status store anywhere: with ``--role submit`` no status
 process is started (the submit processes get no ``--status-url``; the bench sends no GET, so
 nothing is forwarded), with ``--role all`` the N processes keep no status store. It creates a
-key. The load comes from bench/api_load.py in separate
-processes (keep-alive aiohttp pools), in three phases:
+key. The load comes from separate processes, in three phases:
 
 1. singles, closed loop (``--clients`` per load process): ``accepted_per_s``, p50/p95/p99;
 2. singles, open loop at ``--open-loop-share`` (50%) of phase 1's rate: ``open_loop_p99_ms``,
@@ -22,6 +21,13 @@ processes (keep-alive aiohttp pools), in three phases:
    and ``settled_s``), so that the latency phase does not measure the previous phase's drain;
 3. batches of ``--batch`` messages, closed loop: ``batch_accepted_per_s`` (messages/s).
    Last, because ~450,000 accepted messages keep the pipeline busy for minutes.
+
+The single POSTs come from ``wrk`` (C, keep-alive, one thread; bench/wrk_post.lua closed
+loop, bench/wrk_open_loop.lua on a fixed schedule, which reports requests that started late)
+when it is installed (``apt-get install wrk``), else from bench/api_load.py (aiohttp pools);
+``--load-generator`` chooses. The generator shares the two cores with the server and the
+pipeline: aiohttp costs ~0.25 ms of CPU per request, more than the server, wrk ~0.02-0.04
+(``load_cpu_ms_per_request`` in each phase). The batches always come from bench/api_load.py.
 
 Every answer other than 202 is an error (``errors``; by status in ``statuses``). Server CPU per
 request is read from /proc for the API's process group during each phase. The stack keeps
@@ -37,6 +43,9 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,6 +82,8 @@ from smsflow.devstack.stack import (  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "api.json"
 LOAD = Path(__file__).with_name("api_load.py")
+WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
+WRK_OPEN_LOOP_SCRIPT = Path(__file__).with_name("wrk_open_loop.lua")
 
 
 def _start_api(stack: LocalStack, home: Path, port: int, instances: int, status: bool,
@@ -163,16 +174,74 @@ def _load(url: str, key: str, processes: int, **flags: Any) -> dict[str, Any]:
     }
 
 
+def _load_wrk(url: str, key: str, connections: int, duration: float,
+              rate: float | None = None) -> dict[str, Any]:
+    """Single POSTs from wrk, in the shape of :func:`_load`: closed loop (bench/wrk_post.lua),
+    or open loop at ``rate``/s (bench/wrk_open_loop.lua: send slots on a fixed schedule, and
+    ``schedule`` says how many requests started late because every connection was busy,
+    whose wait wrk's latency does not include). wrk counts an answer of status 400 and above
+    as an error and reports no status codes, so ``statuses`` holds "2xx/3xx" and ">=400"; the
+    API answers an accepted POST with 202 only."""
+    script = WRK_SCRIPT if rate is None else WRK_OPEN_LOOP_SCRIPT
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+            "--timeout", "30s", "-s", str(script), url, "--", key]
+    if rate is not None:
+        argv.append(str(rate))
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    found = re.search(r"^WRKJSON (\{.*\})$", out, re.MULTILINE)
+    if found is None:
+        raise SystemExit(f"wrk printed no WRKJSON line:\n{out}")
+    run = json.loads(found.group(1))
+    refused = run["non_2xx"]
+    failed = run["connect"] + run["read"] + run["write"] + run["timeout"]
+    result: dict[str, Any] = {
+        "requests": run["requests"] + failed,
+        "accepted_messages": run["requests"] - refused,
+        "errors": refused + failed,
+        "statuses": {"2xx/3xx": run["requests"] - refused, ">=400": refused,
+                     "socket errors": failed},
+        "elapsed_s": run["duration_us"] / 1e6,
+        "p50_ms": run["p50_us"] / 1000,
+        "p95_ms": run["p95_us"] / 1000,
+        "p99_ms": run["p99_us"] / 1000,
+        "load_generator": "wrk",
+    }
+    if rate is not None:
+        result["schedule"] = {
+            "slots": run["slots"], "late_over_1ms": run["late_1ms"],
+            "late_over_10ms": run["late_10ms"], "late_max_ms": round(run["late_max_us"] / 1000, 1),
+            "kept": run["late_10ms"] <= run["slots"] // 100,
+        }
+    return result
+
+
+def _children_cpu_s() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def _phase(name: str, api: ManagedProcess, url: str, key: str, processes: int,
-           status: ManagedProcess | None = None, **flags: Any) -> dict[str, Any]:
+           status: ManagedProcess | None = None, wrk: bool = False,
+           **flags: Any) -> dict[str, Any]:
     print(f"[api] {name} ...", file=sys.stderr, flush=True)
     assert api.process is not None
     pid = {"api": api.process.pid}
     if status is not None and status.process is not None:
         pid["status"] = status.process.pid
-    before = cpu_seconds(pid)
-    result = _load(url, key, processes, **flags)
+    before, load_before = cpu_seconds(pid), _children_cpu_s()
+    if wrk:
+        rate = flags.get("rate")
+        result = _load_wrk(url, key, processes * flags["clients"], flags["duration"],
+                           rate=None if rate is None else processes * rate)
+    else:
+        result = {**_load(url, key, processes, **flags), "load_generator": "python"}
     after = cpu_seconds(pid)
+    # The load processes are reaped when they end: their CPU is the children's delta.
+    load_used = _children_cpu_s() - load_before
+    result["load_cpu_s"] = round(load_used, 2)
+    result["load_cpu_ms_per_request"] = (
+        round(load_used / result["requests"] * 1000, 3) if result["requests"] else None
+    )
     used = after["api"] - before["api"]
     result["server_cpu_s"] = round(used, 2)
     result["server_cpu_ms_per_request"] = (
@@ -195,6 +264,11 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=1, help="API processes on the port")
     parser.add_argument("--clients", type=int, default=64, help="connections per load process")
     parser.add_argument("--load-processes", type=int, default=2)
+    parser.add_argument(
+        "--load-generator", choices=("auto", "wrk", "python"), default="auto",
+        help="single POSTs (closed and open loop) from wrk (C, bench/wrk_*.lua) or from "
+        "bench/api_load.py (aiohttp, ~10x wrk's CPU per request); auto: wrk when installed "
+        "(apt-get install wrk). Batches always come from bench/api_load.py")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--batch-clients", type=int, default=4)
@@ -234,12 +308,17 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    use_wrk = args.load_generator == "wrk" or (
+        args.load_generator == "auto" and shutil.which("wrk") is not None)
+    if use_wrk and shutil.which("wrk") is None:
+        parser.error("--load-generator wrk: wrk is not installed (apt-get install wrk)")
     scenario = args.scenario or (
         f"instances-{args.instances}" + ("-no-status" * args.no_status)
         + ("-submit-role" * (args.role == "submit"))
         + (f"-{args.server}" * (args.server != "uvicorn"))
         + (f"-pipeline-nice-{args.pipeline_nice}" * (args.pipeline_nice != 0))
         + ("-pipeline-idle" * args.pipeline_idle)
+        + ("-wrk" * use_wrk)
     )
     load_at_start = os.getloadavg()[0]
     bootstrap, _broker_pid = _bootstrap()
@@ -272,8 +351,8 @@ def main() -> int:
                 _wait_ready(status_url)
             _load(url, key, 1, mode="single", clients=8, duration=2)  # warm connections, JIT-free
             single = _phase("singles, closed loop", api, url, key, args.load_processes,
-                            status=status_api, mode="single", clients=args.clients,
-                            duration=args.duration)
+                            status=status_api, wrk=use_wrk, mode="single",
+                            clients=args.clients, duration=args.duration)
             accepted_per_s = single["accepted_messages"] / single["elapsed_s"]
             settled_s, backlog = settle(settings, at_most=args.settle_backlog,
                                         timeout_s=args.settle_timeout_s)
@@ -281,8 +360,8 @@ def main() -> int:
                   file=sys.stderr, flush=True)
             open_rate = max(1.0, accepted_per_s * args.open_loop_share)
             open_loop = _phase(f"singles, open loop at {open_rate:.0f}/s", api, url, key,
-                               args.load_processes, status=status_api, mode="single",
-                               clients=args.clients * 4, duration=args.duration,
+                               args.load_processes, status=status_api, wrk=use_wrk,
+                               mode="single", clients=args.clients * 4, duration=args.duration,
                                rate=round(open_rate / args.load_processes, 1))
             open_loop["backlog_at_start"] = backlog
             open_loop["settled_s"] = round(settled_s, 1)
@@ -309,6 +388,7 @@ def main() -> int:
         "instances": args.instances,
         "clients": args.clients,
         "load_processes": args.load_processes,
+        "load_generator": single["load_generator"],
         "batch_size": args.batch,
         "status_store": not args.no_status,
         "role": args.role,
