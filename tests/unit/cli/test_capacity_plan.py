@@ -136,7 +136,7 @@ def test_plan_matches_the_hand_computation(
     # Plan: 2 x peak x 1.25 = 1,000 msg/s and 1,250 parts/s.
     assert plan["planned_msgs_per_s"] == 1000.0
     assert plan["planned_parts_per_s"] == 1250.0
-    # Workers ceil(1000 / 1000) = 1; senders ceil(1250 / 4407) = 1; API ceil(1000 / 1190) = 1.
+    # Workers ceil(1000 / 1000) = 1; senders ceil(1250 / 4407) = 1; API ceil(1000 / 3000) = 1.
     assert plan["worker_replicas"]["value"] == 1
     assert plan["sender_replicas"]["value"] == 1
     assert plan["api_replicas"]["value"] == 1
@@ -163,7 +163,7 @@ def test_plan_matches_the_hand_computation(
     assert launch["worker_replicas"]["value"] == 1
     assert launch["provision_by"] == "2027-02-15T00:00:00+00:00"
     # Black Friday 2027: observed 4x -> 2,000 msg/s and 2,500 parts/s with 25 % headroom;
-    # workers ceil(2000 / 1000) = 2, senders ceil(2500 / 4407) = 1, API ceil(2000 / 1190) = 2,
+    # workers ceil(2000 / 1000) = 2, senders ceil(2500 / 4407) = 1, API ceil(2000 / 3000) = 1,
     # partitions max(4, 2 x 2) = 4; provision by 14 days before: 2027-11-12.
     assert next_black_friday["multiplier"] == 4.0
     assert next_black_friday["multiplier_source"] == "observed 2026-11-27"
@@ -171,7 +171,7 @@ def test_plan_matches_the_hand_computation(
     assert next_black_friday["provision_by"] == "2027-11-12T00:00:00+00:00"
     assert [next_black_friday[name]["value"] for name in (
         "worker_replicas", "sender_replicas", "api_replicas", "flow_topic_partitions",
-    )] == [2, 1, 2, 4]
+    )] == [2, 1, 1, 4]
 
 
 def test_every_figure_shows_its_arithmetic(
