@@ -23,7 +23,7 @@ key. The load comes from separate processes, in three phases:
    Last, because ~450,000 accepted messages keep the pipeline busy for minutes.
 
 The single POSTs come from ``wrk`` (C, keep-alive, one thread; bench/wrk_post.lua closed
-loop, bench/wrk_open_loop.lua on a fixed schedule, which reports requests that started late)
+loop, or on a fixed schedule that reports the requests which started late)
 when it is installed (``apt-get install wrk``), else from bench/api_load.py (aiohttp pools);
 ``--load-generator`` chooses. The generator shares the two cores with the server and the
 pipeline: aiohttp costs ~0.25 ms of CPU per request, more than the server, wrk ~0.02-0.04
@@ -83,7 +83,6 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "api.json"
 LOAD = Path(__file__).with_name("api_load.py")
 WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
-WRK_OPEN_LOOP_SCRIPT = Path(__file__).with_name("wrk_open_loop.lua")
 
 
 def _start_api(stack: LocalStack, home: Path, port: int, instances: int, status: bool,
@@ -176,18 +175,18 @@ def _load(url: str, key: str, processes: int, **flags: Any) -> dict[str, Any]:
 
 def _load_wrk(url: str, key: str, connections: int, duration: float,
               rate: float | None = None) -> dict[str, Any]:
-    """Single POSTs from wrk, in the shape of :func:`_load`: closed loop (bench/wrk_post.lua),
-    or open loop at ``rate``/s (bench/wrk_open_loop.lua: send slots on a fixed schedule, and
+    """Single POSTs from wrk (bench/wrk_post.lua), in the shape of :func:`_load`: closed loop,
+    or open loop at ``rate``/s (send slots on a fixed schedule, and
     ``schedule`` says how many requests started late because every connection was busy,
     whose wait wrk's latency does not include). wrk counts an answer of status 400 and above
     as an error and reports no status codes, so ``statuses`` holds "2xx/3xx" and ">=400"; the
     API answers an accepted POST with 202 only."""
-    script = WRK_SCRIPT if rate is None else WRK_OPEN_LOOP_SCRIPT
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
-            "--timeout", "30s", "-s", str(script), url, "--", key]
+            "--timeout", "30s", "-s", str(WRK_SCRIPT), url, "--", key]
+    env = {k: v for k, v in os.environ.items() if k != "SMSFLOW_WRK_RATE"}
     if rate is not None:
-        argv.append(str(rate))
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        env["SMSFLOW_WRK_RATE"] = str(rate)
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout
     found = re.search(r"^WRKJSON (\{.*\})$", out, re.MULTILINE)
     if found is None:
         raise SystemExit(f"wrk printed no WRKJSON line:\n{out}")
