@@ -63,27 +63,13 @@ def route_changelogs(tables: Any, cache: ChangelogCache) -> int:
 
 
 class _Written:
-    """What faust's ``on_key_set``/``on_key_del`` read from the result: ``.message.partition``.
-
-    One per partition, made once (:func:`_written`): the object names itself as its
-    ``message``, a reference cycle, so one per write left ~4 objects a message for the garbage
-    collector (docs/performance.md#the-senders-garbage)."""
+    """What faust's ``on_key_set``/``on_key_del`` read from the result: ``.message.partition``."""
 
     __slots__ = ("message", "partition")
 
     def __init__(self, partition: int) -> None:
         self.partition = partition
         self.message = self
-
-
-_WRITTEN: dict[int, _Written] = {}
-
-
-def _written(partition: int) -> _Written:
-    found = _WRITTEN.get(partition)
-    if found is None:
-        found = _WRITTEN[partition] = _Written(partition)
-    return found
 
 
 def _route(table: faust.Table[Any, Any], cache: ChangelogCache) -> None:
@@ -111,7 +97,7 @@ def _route(table: faust.Table[Any, Any], cache: ChangelogCache) -> None:
         # faust calls this before it changes the table (mode's ManagedUserDict), so the data
         # still tells whether the changelog holds a live value for the key.
         cache.write(name, partition, raw_key, raw_value, key not in table.data)
-        return _written(partition)
+        return _Written(partition)
 
     table.send_changelog = send_changelog  # type: ignore[method-assign]
     _check_partitions_once_known(table)
