@@ -33,7 +33,7 @@ class ProcessCapacity:
       with the ledger and receipts, the simulator on the same machine.
     * API 3,000 requests/s: docs/performance.md "HTTP API" (session 25, wrk as the load), the
       low end of 3,012-4,306 single POSTs/s in the full stack with the pipeline at equal
-      priority on the same 2 cores (5,800-7,200/s with the API at a higher priority).
+      priority on the same 2 cores (5,550-7,200/s with the API at a higher priority).
     """
 
     worker_msgs_per_s: float = 1000.0
