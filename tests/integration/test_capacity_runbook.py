@@ -49,6 +49,22 @@ def promtool_query(prometheus: str, query: str) -> list[tuple[dict[str, str], fl
     return samples
 
 
+def _exporter_scrapes(prometheus: str) -> str:
+    """For a failure: how the Kafka exporter's scrapes went over the last two minutes. The
+    exporter reads each lagging partition's head record while it is scraped, so on a busy
+    machine a scrape may outlast the 1 s timeout exactly while there is lag to show (a
+    suspicion from sessions 24-25, when the drill failed in full runs only)."""
+    found = []
+    for query in ('min_over_time(up{job="smsflow-kafka-exporter"}[2m])',
+                  'max_over_time(scrape_duration_seconds{job="smsflow-kafka-exporter"}[2m])',
+                  'count_over_time(up{job="smsflow-kafka-exporter"}[2m])'):
+        try:
+            found.append(f"{query}: {promtool_query(prometheus, query)}")
+        except (subprocess.SubprocessError, OSError) as exc:
+            found.append(f"{query}: {exc}")
+    return "--- exporter scrapes\n" + "\n".join(found)
+
+
 def test_capacity_exhaustion_as_the_runbook_says(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = isolated_settings(kafka_bootstrap, tmp_path, "capacity", partitions=4)
     processes = ProcessSet(tmp_path)
@@ -112,6 +128,7 @@ def test_capacity_exhaustion_as_the_runbook_says(kafka_bootstrap: str, tmp_path:
             assert plan["plan"]["worker_replicas"]["value"] >= 1, plan
             assert plan["plan"]["peak_msgs_per_s"] > 0, plan
         except (AssertionError, subprocess.CalledProcessError) as failure:
-            raise AssertionError(f"{failure}\n{processes.logs()}") from failure
+            raise AssertionError(
+                f"{failure}\n{_exporter_scrapes(prometheus)}\n{processes.logs()}") from failure
         finally:
             processes.stop()
