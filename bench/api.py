@@ -173,7 +173,7 @@ def _load(url: str, key: str, processes: int, **flags: Any) -> dict[str, Any]:
     }
 
 
-def _load_wrk(url: str, key: str, connections: int, duration: float,
+def load_wrk(url: str, key: str, connections: int, duration: float,
               rate: float | None = None) -> dict[str, Any]:
     """Single POSTs from wrk (bench/wrk_post.lua), in the shape of :func:`_load`: closed loop,
     or open loop at ``rate``/s (send slots on a fixed schedule, and
@@ -230,7 +230,7 @@ def _phase(name: str, api: ManagedProcess, url: str, key: str, processes: int,
     before, load_before = cpu_seconds(pid), _children_cpu_s()
     if wrk:
         rate = flags.get("rate")
-        result = _load_wrk(url, key, processes * flags["clients"], flags["duration"],
+        result = load_wrk(url, key, processes * flags["clients"], flags["duration"],
                            rate=None if rate is None else processes * rate)
     else:
         result = {**_load(url, key, processes, **flags), "load_generator": "python"}

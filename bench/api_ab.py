@@ -11,7 +11,8 @@ comparing server-level levers (event loop, HTTP server, middleware) against each
 variant is one ``smsflow api --role submit`` process (its code from ``commit``, archived to a
 temporary directory, or this working tree; ``pythonpath`` is appended, e.g. a ``--target``
 install of a candidate package), all started at once on one broker with their own topics,
-then the load (bench/api_load.py, a separate process) visits them in turn, ``--rounds`` times,
+then the load (a separate process: ``wrk`` for single POSTs when it is installed, as in
+bench/api.py, else bench/api_load.py) visits them in turn, ``--rounds`` times,
 so that a change in the machine's load hits every variant alike. Server CPU per request is read
 from /proc for each variant's process group. Nothing is produced beyond ``sms.submitted`` (no
 worker runs), so the figures are the API's own cost, not the platform's throughput.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
+from bench.api import load_wrk  # noqa: E402
 from bench.e2e import _bootstrap, git_commit, machine, store_scenario  # noqa: E402
 from smsflow.devstack.flowrun import percentile  # noqa: E402
 from smsflow.devstack.harness import free_port  # noqa: E402
@@ -81,7 +84,9 @@ def _wait_ready(port: int, timeout_s: float = 120.0) -> None:
 
 
 def _load(port: int, key: str, mode: str, clients: int, duration: float,
-          rate: float | None = None) -> dict[str, Any]:
+          rate: float | None = None, wrk: bool = False) -> dict[str, Any]:
+    if wrk and mode == "single":
+        return load_wrk(f"http://127.0.0.1:{port}", key, clients, duration, rate=rate)
     paced = ["--rate", str(rate)] if rate is not None else []
     out = subprocess.run(
         [sys.executable, str(LOAD), "--url", f"http://127.0.0.1:{port}", "--key", key,
@@ -103,11 +108,19 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=None,
                         help="open loop: requests/s (default: closed loop); the runs then "
                         "record p50/p95/p99 latency")
+    parser.add_argument(
+        "--load-generator", choices=("auto", "wrk", "python"), default="auto",
+        help="single POSTs from wrk (auto: when installed; ~0.02 ms of CPU per request) or "
+        "bench/api_load.py (~0.25 ms, on the same cores as the servers). Batches: Python")
     parser.add_argument("--scenario", default="ab")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     variants: list[dict[str, Any]] = json.loads(args.variants)
+    use_wrk = args.mode == "single" and (args.load_generator == "wrk" or (
+        args.load_generator == "auto" and shutil.which("wrk") is not None))
+    if use_wrk and shutil.which("wrk") is None:
+        parser.error("--load-generator wrk: wrk is not installed (apt-get install wrk)")
     # Open loop: enough connections that the pacing never waits for a free one.
     clients = args.clients or (4 if args.mode == "batch" else 256 if args.rate else 64)
     load_at_start = os.getloadavg()[0]
@@ -143,7 +156,8 @@ def main() -> int:
             for round_ in range(args.rounds):
                 for name, (process, port) in servers.items():
                     before = cpu_seconds({name: process.pid})[name]
-                    result = _load(port, key, args.mode, clients, args.duration, args.rate)
+                    result = _load(port, key, args.mode, clients, args.duration, args.rate,
+                                   wrk=use_wrk)
                     used = cpu_seconds({name: process.pid})[name] - before
                     run = {
                         "round": round_,
@@ -152,9 +166,12 @@ def main() -> int:
                         "errors": result["errors"],
                         "load_avg_1m": round(os.getloadavg()[0], 2),
                     }
-                    if args.rate is not None:
+                    if args.rate is not None and "latencies_ms" in result:
                         latencies = result["latencies_ms"]
                         run.update({f"p{p}_ms": percentile(latencies, p) for p in (50, 95, 99)})
+                    elif args.rate is not None:  # wrk: its own percentiles and schedule
+                        run.update({f"p{p}_ms": result[f"p{p}_ms"] for p in (50, 95, 99)},
+                                   schedule=result.get("schedule"))
                     runs[name].append(run)
                     print(f"[api-ab] {name} {run}", file=sys.stderr, flush=True)
         finally:
@@ -175,6 +192,7 @@ def main() -> int:
         "duration_s": args.duration,
         "clients": clients,
         "rate_per_s": args.rate,
+        "load_generator": "wrk" if use_wrk else "python",
         "commit": git_commit(),
         "machine": machine(load_at_start),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
