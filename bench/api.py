@@ -214,6 +214,14 @@ def load_wrk(url: str, key: str, connections: int, duration: float,
     return result
 
 
+def wrk_chosen(choice: str, parser: argparse.ArgumentParser) -> bool:
+    """``--load-generator``: whether wrk sends the single POSTs (``auto``: when installed)."""
+    installed = shutil.which("wrk") is not None
+    if choice == "wrk" and not installed:
+        parser.error("--load-generator wrk: wrk is not installed (apt-get install wrk)")
+    return choice == "wrk" or (choice == "auto" and installed)
+
+
 def _children_cpu_s() -> float:
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     return used.ru_utime + used.ru_stime
@@ -265,7 +273,7 @@ def main() -> int:
     parser.add_argument("--load-processes", type=int, default=2)
     parser.add_argument(
         "--load-generator", choices=("auto", "wrk", "python"), default="auto",
-        help="single POSTs (closed and open loop) from wrk (C, bench/wrk_*.lua) or from "
+        help="single POSTs (closed and open loop) from wrk (C, bench/wrk_post.lua) or from "
         "bench/api_load.py (aiohttp, ~10x wrk's CPU per request); auto: wrk when installed "
         "(apt-get install wrk). Batches always come from bench/api_load.py")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
@@ -307,10 +315,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    use_wrk = args.load_generator == "wrk" or (
-        args.load_generator == "auto" and shutil.which("wrk") is not None)
-    if use_wrk and shutil.which("wrk") is None:
-        parser.error("--load-generator wrk: wrk is not installed (apt-get install wrk)")
+    use_wrk = wrk_chosen(args.load_generator, parser)
     scenario = args.scenario or (
         f"instances-{args.instances}" + ("-no-status" * args.no_status)
         + ("-submit-role" * (args.role == "submit"))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from bench.api import load_wrk  # noqa: E402
+from bench.api import load_wrk, wrk_chosen  # noqa: E402
 from bench.e2e import _bootstrap, git_commit, machine, store_scenario  # noqa: E402
 from smsflow.devstack.flowrun import percentile  # noqa: E402
 from smsflow.devstack.harness import free_port  # noqa: E402
@@ -117,10 +116,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     variants: list[dict[str, Any]] = json.loads(args.variants)
-    use_wrk = args.mode == "single" and (args.load_generator == "wrk" or (
-        args.load_generator == "auto" and shutil.which("wrk") is not None))
-    if use_wrk and shutil.which("wrk") is None:
-        parser.error("--load-generator wrk: wrk is not installed (apt-get install wrk)")
+    use_wrk = args.mode == "single" and wrk_chosen(args.load_generator, parser)
     # Open loop: enough connections that the pacing never waits for a free one.
     clients = args.clients or (4 if args.mode == "batch" else 256 if args.rate else 64)
     load_at_start = os.getloadavg()[0]
