@@ -10,6 +10,7 @@ it; step 5 confirms the lag is back to 0 (every message terminal, none lost); st
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -33,6 +34,10 @@ BENCH_SIM = REPO_ROOT / "config" / "bench-smsc-sim.yaml"
 #: to what a worker absorbs between two scrapes: a worker leaving less garbage for the
 #: collector kept up with it and step 1 never saw lag (session 24, docs/performance.md).
 BURST = 12000
+#: The burst's own deadline, inside the test's: a stalled burst fails with the stage counts
+#: and every process's log, not pytest-timeout's bare stack (session 25's one failure here
+#: timed out in ``burst.join`` and left nothing to read).
+BURST_DEADLINE_S = 200
 #: One sample of promtool's output: ``[metric]{labels} => value @[time]``.
 _SAMPLE = re.compile(r"^(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?\{(?P<labels>[^}]*)\} => (?P<value>\S+)",
                      re.MULTILINE)
@@ -67,6 +72,17 @@ def _exporter_scrapes(prometheus: str) -> str:
     return "--- exporter scrapes\n" + "\n".join(found)
 
 
+def _stalled(outcome: list[FlowResult]) -> str:
+    """What a burst that did not finish left: how far each stage got, how many are missing."""
+    if not outcome:
+        return "the burst did not return"
+    result = outcome[0]
+    return (f"burst: {result.terminal} of {result.messages} terminal after"
+            f" {result.elapsed_s:.0f} s, {len(result.missing)} missing,"
+            f" {result.duplicates} duplicates; stage counts {result.stage_counts}")
+
+
+@pytest.mark.timeout(BURST_DEADLINE_S + 240)  # warm-up, the steps' waits and the plan around it
 def test_capacity_exhaustion_as_the_runbook_says(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = isolated_settings(kafka_bootstrap, tmp_path, "capacity", partitions=4)
     processes = ProcessSet(tmp_path)
@@ -88,7 +104,8 @@ def test_capacity_exhaustion_as_the_runbook_says(kafka_bootstrap: str, tmp_path:
 
             outcome: list[FlowResult] = []
             burst = threading.Thread(target=lambda: outcome.append(
-                run_flow(settings, make_traffic(BURST, seed=7), timeout_s=300)), daemon=True)
+                run_flow(settings, make_traffic(BURST, seed=7), timeout_s=BURST_DEADLINE_S)),
+                daemon=True)
             burst.start()
 
             # Step 1: the worker group lags on sms.submitted.
@@ -101,7 +118,8 @@ def test_capacity_exhaustion_as_the_runbook_says(kafka_bootstrap: str, tmp_path:
             wait_until(lagging, timeout_s=60, what="step 1 showing the workers' lag")
 
             # Step 2: one more worker, same app id (its own web port on this host).
-            processes.start("worker-1", [*cli, "worker", "--web", "--loglevel", "warn"],
+            log_level = os.environ.get("SMSFLOW_STACK_WORKER_LOG_LEVEL", "warn")
+            processes.start("worker-1", [*cli, "worker", "--web", "--loglevel", log_level],
                             {**stack.env, "SMSFLOW_WORKER_WEB_PORT":
                              str(ports["smsflow-worker-1"])})
 
@@ -113,8 +131,8 @@ def test_capacity_exhaustion_as_the_runbook_says(kafka_bootstrap: str, tmp_path:
                        what="step 2: the worker group with two members")
 
             # Step 5: every message through, and no lag left.
-            burst.join(300)
-            assert outcome and outcome[0].lost == 0, outcome
+            burst.join(BURST_DEADLINE_S + 30)
+            assert outcome and outcome[0].lost == 0, _stalled(outcome)
             wait_until(lambda: all(value == 0 for labels, value in promtool_query(
                 prometheus, "max by (group) (smsflow_kafka_consumer_lag_seconds)")
                                    if labels.get("group") == settings.app_id),
@@ -131,6 +149,8 @@ def test_capacity_exhaustion_as_the_runbook_says(kafka_bootstrap: str, tmp_path:
             assert plan["plan"]["peak_msgs_per_s"] > 0, plan
         except (AssertionError, subprocess.CalledProcessError) as failure:
             raise AssertionError(
-                f"{failure}\n{_exporter_scrapes(prometheus)}\n{processes.logs()}") from failure
+                f"{failure}\n{_exporter_scrapes(prometheus)}\n{processes.logs()}\n"
+                + "\n".join(f"--- {p.name}\n{p.log_tail(40)}" for p in stack.processes)
+            ) from failure
         finally:
             processes.stop()
