@@ -63,13 +63,20 @@ def route_changelogs(tables: Any, cache: ChangelogCache) -> int:
 
 
 class _Written:
-    """What faust's ``on_key_set``/``on_key_del`` read from the result: ``.message.partition``."""
+    """What faust's ``on_key_set``/``on_key_del`` read from the result: ``.message.partition``.
 
-    __slots__ = ("message", "partition")
+    ``message`` is a property, not an attribute pointing back at the object: that was one
+    reference cycle per table write, left for the garbage collector instead of being freed
+    when faust drops the result (the delivery worker writes several rows per message)."""
+
+    __slots__ = ("partition",)
 
     def __init__(self, partition: int) -> None:
         self.partition = partition
-        self.message = self
+
+    @property
+    def message(self) -> _Written:
+        return self
 
 
 def _route(table: faust.Table[Any, Any], cache: ChangelogCache) -> None:

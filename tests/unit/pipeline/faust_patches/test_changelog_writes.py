@@ -3,6 +3,7 @@ internals it relies on: if an upgrade changes them, these fail before a drill do
 
 from __future__ import annotations
 
+import gc
 import inspect
 from typing import Any
 
@@ -47,6 +48,15 @@ def test_writes_the_bytes_faust_would_write_to_the_same_partition() -> None:
         (topic, 3, b'"route:uk"', None, False),  # a delete is a tombstone
     ]
     assert (written.message.partition, deleted.message.partition) == (2, 3)
+
+
+def test_the_result_faust_reads_holds_no_reference_to_itself() -> None:
+    """One result per table write: without a cycle it is freed at once, not by the collector."""
+    app, table = _table()
+    route_changelogs(app.tables, RecordingCache())  # type: ignore[arg-type]
+    written = table.send_changelog(1, "route:uk", b"\x00")
+    assert written.message is written and written.message.partition == 1
+    assert written not in gc.get_referents(written)
 
 
 def test_faust_calls_send_changelog_before_it_changes_the_table() -> None:
