@@ -2,7 +2,9 @@
 
 * ``kafka_bootstrap`` (session): ``$SMSFLOW_KAFKA_BOOTSTRAP`` if set (an existing cluster, nothing
   is started); otherwise the local broker of ``<repo>/.smsflow`` on 127.0.0.1:9092 — reused if it
-  already runs (and then left running), started if not (and then stopped at session end).
+  already runs, started if not. The last test session to end stops it, if a test session
+  started it (``smsflow.devstack.shared_service``): a broker started by hand is left running,
+  and a session running beside this one keeps its broker.
 * ``topic_factory`` (function): ``topic_factory(partitions=1, suffix="", config=None) -> name``
   creates a uniquely named topic (prefix from the test name + a uuid) and deletes it afterwards.
 
@@ -28,6 +30,7 @@ from schemas.wire import registry_url
 from smsflow.devstack.broker import LocalBroker, resolve_bootstrap
 from smsflow.devstack.harness import delete_run_topics
 from smsflow.devstack.schema_registry import LocalSchemaRegistry
+from smsflow.devstack.shared_service import SharedByTestSessions
 from tests.paths import REPO_ROOT
 
 HERE = Path(__file__).resolve().parent
@@ -61,16 +64,17 @@ def kafka_bootstrap() -> Iterator[str]:
         _clean_up(external)
         return
     broker = local_broker()
-    bootstrap = broker.start()  # a no-op returning the address when it already runs
+    # Reused when it already runs; stopped by the last test session out, if one started it.
+    sessions = SharedByTestSessions(broker.state_dir)
+    bootstrap = sessions.enter(lambda: (broker.start(), broker.launched))
     try:
         yield bootstrap
         _clean_up(bootstrap)
     finally:
-        if broker.launched:  # only stop what this session started
-            # Kafka clients that tests dropped but cycles still hold would retry the stopped
-            # broker until exit, flooding the log with "Connection refused": free them first.
-            gc.collect()
-            broker.stop()
+        # Kafka clients that tests dropped but cycles still hold would retry a stopped
+        # broker until exit, flooding the log with "Connection refused": free them first.
+        gc.collect()
+        sessions.leave(broker.stop)
 
 
 @pytest.fixture
@@ -135,9 +139,9 @@ def schema_registry_url() -> Iterator[str]:
     if external and not registry.is_this(external):
         yield external
         return
-    url = registry.start()  # a no-op returning the URL when it already runs
+    sessions = SharedByTestSessions(registry.state_dir)
+    url = sessions.enter(lambda: (registry.start(), registry.launched))
     try:
         yield url
     finally:
-        if registry.launched:  # only stop what this session started
-            registry.stop()
+        sessions.leave(registry.stop)
