@@ -198,7 +198,8 @@ def _exiting_not_zombie(pid: int) -> bool:
     return found is not None and found[0] not in ("Z", "X", "x") and found[1] != "2"
 
 
-def _pid_exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """True while a process with this pid exists (another user's counts too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -359,7 +360,7 @@ class LocalJavaService(abc.ABC):
         try:
             raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:  # gone (or no procfs): fall back to "does the pid exist"
-            return sys.platform != "linux" and _pid_exists(pid)
+            return sys.platform != "linux" and pid_exists(pid)
         if not raw:  # a zombie, or a process still exiting (killed, not yet a zombie)
             return _exiting_not_zombie(pid)
         return self._owns_cmdline(raw.decode(errors="replace").split("\0"))

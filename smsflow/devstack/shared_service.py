@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from smsflow.devstack.java_service import locked
+from smsflow.devstack.java_service import locked, pid_exists
 
 __all__ = ["SharedByTestSessions"]
 
@@ -63,18 +63,8 @@ class SharedByTestSessions:
         for entry in self._dir.iterdir():
             if not entry.name.isdigit():
                 continue
-            if _alive(int(entry.name)):
+            if pid_exists(int(entry.name)):
                 live.append(int(entry.name))
             else:
                 entry.unlink(missing_ok=True)  # a killed session: it will never leave
         return live
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
