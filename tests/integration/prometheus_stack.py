@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,7 @@ class ProcessSet:
         for process in reversed(list(self.processes.values())):
             process.stop()
 
-    def logs(self) -> str:
-        return "\n".join(f"--- {name}\n{process.log_tail(15)}"
-                         for name, process in self.processes.items())
+    def logs(self, also: Iterable[ManagedProcess] = (), lines: int = 15) -> str:
+        """The last ``lines`` of each process's log: this set's, then ``also`` (a stack's)."""
+        named = [*self.processes.items(), *((process.name, process) for process in also)]
+        return "\n".join(f"--- {name}\n{process.log_tail(lines)}" for name, process in named)

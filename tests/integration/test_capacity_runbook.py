@@ -78,16 +78,6 @@ def _exporter_scrapes(prometheus: str) -> str:
     return "--- exporter scrapes\n" + "\n".join(found)
 
 
-def _stalled(outcome: list[FlowResult]) -> str:
-    """What a burst that did not finish left: how far each stage got, how many are missing."""
-    if not outcome:
-        return "the burst did not return"
-    result = outcome[0]
-    return (f"burst: {result.terminal} of {result.messages} terminal after"
-            f" {result.elapsed_s:.0f} s, {len(result.missing)} missing,"
-            f" {result.duplicates} duplicates; stage counts {result.stage_counts}")
-
-
 @pytest.mark.timeout(BURST_DEADLINE_S + 240)  # warm-up, the steps' waits and the plan around it
 def test_capacity_exhaustion_as_the_runbook_says(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = isolated_settings(kafka_bootstrap, tmp_path, "capacity", partitions=4)
@@ -141,7 +131,9 @@ def test_capacity_exhaustion_as_the_runbook_says(kafka_bootstrap: str, tmp_path:
 
             # Step 5: every message through, and no lag left.
             burst.join(BURST_DEADLINE_S + 30)
-            assert outcome and outcome[0].lost == 0, _stalled(outcome)
+            assert outcome and outcome[0].lost == 0, (
+                {**outcome[0].summary(), "stage_counts": outcome[0].stage_counts}
+                if outcome else "the burst did not return")
             wait_until(lambda: all(value == 0 for labels, value in promtool_query(
                 prometheus, "max by (group) (smsflow_kafka_consumer_lag_seconds)")
                                    if labels.get("group") == settings.app_id),
@@ -158,8 +150,7 @@ def test_capacity_exhaustion_as_the_runbook_says(kafka_bootstrap: str, tmp_path:
             assert plan["plan"]["peak_msgs_per_s"] > 0, plan
         except (AssertionError, subprocess.CalledProcessError) as failure:
             raise AssertionError(
-                f"{failure}\n{_exporter_scrapes(prometheus)}\n{processes.logs()}\n"
-                + "\n".join(f"--- {p.name}\n{p.log_tail(40)}" for p in stack.processes)
-            ) from failure
+                f"{failure}\n{_exporter_scrapes(prometheus)}\n"
+                f"{processes.logs(also=stack.processes, lines=40)}") from failure
         finally:
             processes.stop()
