@@ -102,7 +102,7 @@ def _load_or_create_credentials(path: Path) -> dict[str, str]:
     values = {
         "KAFKA_SASL_USERNAME": USER,
         "KAFKA_SASL_PASSWORD": secrets.token_urlsafe(18),
-        "KEYSTORE_PASSWORD": secrets.token_urlsafe(18),
+        "KEYSTORE_PASSWORD": secrets.token_hex(18),  # hex: keytool takes "-J…" as a JVM flag
     }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
