@@ -32,6 +32,7 @@ import yaml
 from confluent_kafka import Consumer, Producer
 
 from connectors.producer import new_request
+from schemas.batches import is_receipt_batch, receipt_values
 from schemas.models import RoutedMessage, TextEncoding
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
@@ -111,7 +112,8 @@ def _routed(index: int, settings_now: datetime) -> RoutedMessage:
 
 
 class _Counter:
-    """Counts records on sms.sent and sms.dlr.raw (from the end of each, assigned up front)."""
+    """Counts outcomes on sms.sent and receipts on sms.dlr.raw (from the end of each, assigned up
+    front)."""
 
     def __init__(self, bootstrap: str, topics: list[str]) -> None:
         self._consumer = Consumer({
@@ -124,7 +126,11 @@ class _Counter:
     def poll(self, timeout: float) -> None:
         for message in self._consumer.consume(num_messages=10000, timeout=timeout):
             if message.error() is None:
-                self.counts[message.topic() or ""] += 1
+                # A receipt batch (schemas/batches.py) counts each receipt it carries.
+                value = message.value()
+                self.counts[message.topic() or ""] += (
+                    sum(1 for _ in receipt_values(value))
+                    if isinstance(value, bytes) and is_receipt_batch(value) else 1)
 
     def close(self) -> None:
         self._consumer.close()

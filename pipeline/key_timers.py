@@ -33,10 +33,10 @@ from typing import Any, cast
 
 import faust
 
-from pipeline import length_prefixed
-from pipeline.murmur2 import partition_of
 from pipeline.outputs import OutputTopic
+from smsflow import length_prefixed
 from smsflow.domain.tracking import TimerWheel
+from smsflow.murmur2 import partition_of
 
 log = logging.getLogger(__name__)
 

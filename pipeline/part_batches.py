@@ -33,10 +33,10 @@ from typing import Any
 
 import faust
 
-from pipeline import length_prefixed
 from pipeline.after_delivery import after_delivery
-from pipeline.murmur2 import partition_of
 from pipeline.outputs import OutputProducer
+from smsflow import length_prefixed
+from smsflow.murmur2 import partition_of
 
 __all__ = ["BATCH_MAGIC", "PartBatcher", "pack", "partition_of", "unpack"]
 

@@ -70,7 +70,7 @@ NATIVE_MODULES: tuple[str, ...] = (
     "pipeline/scheduling.py",
     "pipeline/outputs.py",
     "pipeline/part_value.py",
-    "pipeline/murmur2.py",
+    "smsflow/murmur2.py",
     "schemas/codec.py",
 )
 

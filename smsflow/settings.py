@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     docs/performance.md#batched-parts); in a backlog, as long as the output producer holds
     its records if that is longer. ``0`` writes one record per part."""
 
+    receipt_batch_ms: float = 5.0
+    """How long the sender keeps the receipts it parsed before it writes them to
+    ``sms.dlr.raw``, one record per partition (connectors/sender/receipt_batches.py;
+    docs/performance.md#batched-receipts). ``0`` writes one record per receipt, which workers
+    older than the batches can read (docs/operations.md)."""
+
     backlog_hand_over_ms: int = 30
     """While the worker is behind (its consumer 2,000 records or more behind the partitions'
     ends, until under 500 for a second), its output records wait this long for others before

@@ -1,6 +1,7 @@
 """What an SMSC delivers to the sender (``deliver_sm`` / ``data_sm``, on a bind's session
-thread): receipts to ``sms.dlr.raw``, mobile-originated messages to ``sms.inbound``, and what
-cannot be read or placed to ``sms.rejected``.
+thread): receipts to ``sms.dlr.raw`` (in batches: connectors/sender/receipt_batches.py),
+mobile-originated messages to ``sms.inbound``, and what cannot be read or placed to
+``sms.rejected``.
 
 Each is answered to the SMSC only once Kafka stored the record it became
 (:func:`~connectors.sender.deliver_ack.ack_when_stored`): a crash before that leaves it
@@ -19,6 +20,7 @@ from connectors.sender.deliver_ack import ack_when_stored
 from connectors.sender.faults import ReceiptHold
 from connectors.sender.inbound import InboundClassifier, dead_letter
 from connectors.sender.metrics import SenderMetrics
+from connectors.sender.receipt_batches import ReceiptBatcher
 from connectors.smpp.client import AckFunction
 from connectors.smpp.models import InboundDeliver
 from schemas.models import ReceiptEvent, Rejection
@@ -51,6 +53,9 @@ class Deliveries:
         # Resolved once: AvroModel.to_avro looks the registry setting up for every record.
         self._receipt_codec = ReceiptEvent.codec()
         self._receipt_hold = ReceiptHold.from_env()  # test-only; inert unless its env is set
+        #: Receipts go to Kafka in batches per partition (the sender tells it the partitions).
+        self.receipts = ReceiptBatcher(produce, self._receipts,
+                                       delay_s=settings.receipt_batch_ms / 1000)
 
     def on_deliver(self, inbound: InboundDeliver, ack: AckFunction) -> None:
         """A deliver_sm / data_sm from an SMSC (session thread).  Answered with ``ack`` only once
@@ -84,8 +89,8 @@ class Deliveries:
         self._stats["receipts"] += 1
         if self._receipt_hold.holds(receipt.smsc_message_id):
             return  # a test-only fault: the receipt never stored, never answered
-        self._produce(
-            self._receipts, f"{smsc.id}:{receipt.smsc_message_id}",
+        self.receipts.add(
+            f"{smsc.id}:{receipt.smsc_message_id}",
             ReceiptEvent.encode_fields_with(self._receipt_codec, event, self._receipts),
             ack_when_stored(ack, f"receipt {receipt.smsc_message_id}", inbound.bind_name),
         )

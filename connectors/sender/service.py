@@ -77,6 +77,7 @@ from smsflow.kafka_security import kafka_connection
 from smsflow.settings import Settings
 from smsflow.topics import (
     CONFIG,
+    DLR_RAW,
     REJECTED,
     ROUTE_HEALTH,
     ROUTED,
@@ -277,6 +278,8 @@ class SenderService:
 
     def run(self) -> None:
         self._require_ledger_topic()
+        self.deliveries.receipts.use_partitions(self._partition_count(topic_name(
+            self._settings, DLR_RAW)))
         self._connections.add(self._smscs.values())
         self._view.start()
         retry_thread = threading.Thread(target=self._retry_loop, name="sender-retry", daemon=True)
@@ -326,10 +329,16 @@ class SenderService:
     def _require_ledger_topic(self) -> None:
         """Without its ledger topic the sender could store no intent, so it would submit
         nothing: say so at once (an upgrade that skipped ``smsflow topics apply``)."""
-        topic = self._ledger.topic
+        if self._partition_count(self._ledger.topic) is None:
+            raise RuntimeError(
+                f"topic {self._ledger.topic} is missing: run `smsflow topics apply` first")
+
+    def _partition_count(self, topic: str) -> int | None:
+        """Partitions of ``topic`` in the cluster's metadata; None when it has none yet."""
         found = self._consumer.list_topics(topic, timeout=30).topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
-            raise RuntimeError(f"topic {topic} is missing: run `smsflow topics apply` first")
+            return None
+        return len(found.partitions)
 
     def queued_parts(self) -> int:
         """Parts waiting in the SMSC queues (not yet in a window)."""
@@ -362,6 +371,8 @@ class SenderService:
                 break
             self._producer.poll(0.1)
             self._ledger.flush_done()
+        # Held receipts are written while their SMSC connections can still be answered.
+        self.deliveries.receipts.stop()
         self._connections.close()
         self._view.stop()
         self._bind_reporter.withdraw()  # flushed below with everything else

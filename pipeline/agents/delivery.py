@@ -1,8 +1,9 @@
 """Delivery agents: receipts ↔ submit outcomes → exactly one terminal report per message.
 
 Stage 1, ``correlate`` (``sms.sent`` + ``sms.dlr.raw`` + its own ``sms.dlr.timers``, all keyed
-``<smsc>:<smsc message id>`` and co-partitioned): whichever of a submit outcome and its terminal
-receipt arrives first waits in the ``dlr-pending`` table as a
+``<smsc>:<smsc message id>`` and co-partitioned; a ``sms.dlr.raw`` record carries one receipt or
+the sender's batch of them, schemas/batches.py, taken receipt by receipt): whichever of a
+submit outcome and its terminal receipt arrives first waits in the ``dlr-pending`` table as a
 :class:`~smsflow.domain.tracking.PendingEntry`; the second completes the part, emits a
 ``PartOutcome`` for the partition of its message id (batched per partition:
 :mod:`pipeline.part_batches`), and leaves a *done marker* so a replayed or duplicated record
@@ -53,7 +54,6 @@ from typing import Any, cast
 
 import faust
 
-from pipeline import length_prefixed
 from pipeline.after_delivery import after_delivery
 from pipeline.app import Worker
 from pipeline.decoding import decode, decode_fields_or_reject
@@ -66,6 +66,7 @@ from pipeline.part_value import PartEnd, part_value
 from pipeline.rejections import reject
 from pipeline.reported_tail import ReportedTail, TailScan
 from pipeline.tracking_policy import correlation_policy
+from schemas.batches import is_receipt_batch, receipt_values
 from schemas.models import (
     DeliveryReport,
     DeliveryStatus,
@@ -78,6 +79,7 @@ from schemas.models import (
 from schemas.retrying import decode_fields
 from schemas.summaries import report_summary_header
 from schemas.wire import UNDECODABLE
+from smsflow import length_prefixed
 from smsflow.domain.delivery import message_status
 from smsflow.domain.receipts import TERMINAL_STATUS_BY_STATE
 from smsflow.domain.tracking import (
@@ -376,6 +378,9 @@ def _register_correlate(worker: Worker, counts: Counter[str],
                 for timed_key in await _command_keys(event):
                     await _on_timer(event, timed_key)
                 continue
+            if topic == dlr_raw_topic_name and is_receipt_batch(event.value):
+                await _on_receipt_batch(event)
+                continue
             key = (event.key or b"").decode()
             # Fields, not models: both topics are written by our sender, and the Avro reader
             # has checked every value; the correlator reads a few of them.
@@ -437,6 +442,22 @@ def _register_correlate(worker: Worker, counts: Counter[str],
         elif arrival is Arrival.COMPLETE and waiting is not None:
             # The stored submit outcome is spliced, not decoded again (pipeline/part_value.py).
             await _emit_part(event, key, waiting.payload, receipt_end(receipt), now_ms=now_ms)
+
+    async def _on_receipt_batch(event: faust.EventT[bytes]) -> None:
+        """A record of the sender's receipt batches (schemas/batches.py): each receipt as if
+        it were a record of its own, keyed as the sender keys one."""
+        try:
+            values = list(receipt_values(event.value))
+        except ValueError as exc:  # cut short: the whole record, with its bytes, is rejected
+            await reject(event, rejected_out, stage=STAGE, reason_code=UNDECODABLE,
+                         detail=str(exc))
+            return
+        for value in values:
+            fields = await decode_fields_or_reject(ReceiptEvent, event, rejected_out,
+                                                   stage=STAGE, value=value)
+            if fields is not None:
+                key = f"{fields['smsc_id']}:{fields['smsc_message_id']}"
+                await _on_receipt(event, key, fields, value)
 
     async def _on_timer(event: faust.EventT[bytes], key: str) -> None:
         entry = _waiting(key)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from schemas.batches import pack_receipts
 from schemas.models import (
     DeliveryReport,
     DeliveryStatus,
@@ -25,10 +26,12 @@ from schemas.models import (
     SubmitOutcome,
     SubmitStatus,
 )
+from schemas.wire import UNDECODABLE
 from smsflow.devstack.harness import isolated_settings, read_all
 from smsflow.devstack.stack import ManagedProcess, stack_env
 from smsflow.domain.tracking import REASON_RECEIPT_UNMATCHED, SELF_EXPIRED_REASON
 from smsflow.kafka_clients import producer_config
+from smsflow.murmur2 import partition_of
 from smsflow.settings import Settings
 from smsflow.topics import (
     DLR,
@@ -288,6 +291,45 @@ def test_every_message_once_under_a_mixed_load(
     _settle(tracking_settings)
     counted = Counter(r.message_id for r in _reports(tracking_settings) if r.message_id in ids)
     assert set(counted.values()) == {1}
+
+
+def test_receipt_batches_complete_each_part_and_reject_only_what_is_unreadable(
+    tracking_settings: Settings, worker: ManagedProcess
+) -> None:
+    """The sender's receipt batches (schemas/batches.py): one record per partition, no key.
+    Each receipt in it completes its own part, a duplicate in the same batch is dropped, an
+    unreadable value is dead-lettered with its bytes while its neighbours complete, and a batch
+    cut short is dead-lettered whole."""
+    producer = _producer(tracking_settings)
+    sent_topic, raw_topic = (topic_name(tracking_settings, SENT),
+                             topic_name(tracking_settings, DLR_RAW))
+    partitions = tracking_settings.partitions
+    outcomes = [_sent(f"batched-{n}") for n in range(40)]
+    by_partition: dict[int, list[bytes]] = {}
+    for sent in outcomes:
+        key = f"{sent.smsc_id}:{sent.smsc_message_id}"
+        producer.produce(sent_topic, key=key.encode(), value=sent.to_avro(sent_topic))
+        by_partition.setdefault(partition_of(key.encode(), partitions), []).append(
+            _receipt(sent).to_avro(raw_topic))
+    garbage = b"\x07neither framing"
+    first = min(by_partition)
+    by_partition[first] += [by_partition[first][0], garbage]  # a duplicate, an unreadable one
+    for partition, values in by_partition.items():
+        producer.produce(raw_topic, value=pack_receipts(values), partition=partition)
+    cut = pack_receipts([_receipt(_sent("cut-short")).to_avro(raw_topic)])[:-3]
+    producer.produce(raw_topic, value=cut, partition=first)
+    producer.flush(10)
+
+    ids = {sent.message_id for sent in outcomes}
+    _wait_reports(tracking_settings, ids)
+    _settle(tracking_settings)
+    reports = Counter(r.message_id for r in _reports(tracking_settings) if r.message_id in ids)
+    assert set(reports.values()) == {1}, reports
+    rejected = [r for r in _rejections(tracking_settings)
+                if r.source_topic == raw_topic and r.original in (garbage, cut)]
+    assert sorted(r.original == cut for r in rejected) == [False, True], rejected
+    assert all(r.stage == "dlr" and r.reason_code == UNDECODABLE for r in rejected), rejected
+    assert not any(r.message_id == "cut-short" for r in _reports(tracking_settings))
 
 
 def test_worker_log_has_no_errors(tracking_settings: Settings, worker: ManagedProcess) -> None:

@@ -20,6 +20,7 @@ from confluent_kafka import KafkaError, Producer
 
 from connectors.producer import new_request
 from connectors.sender.service import SenderService
+from schemas.batches import receipt_values
 from schemas.models import ReceiptEvent, RoutedMessage, TextEncoding
 from smsflow.config.store import load_yaml
 from smsflow.devstack.harness import isolated_settings, read_records
@@ -102,7 +103,8 @@ def test_receipt_not_stored_is_not_acknowledged_and_comes_again(
         assert stats.receipts_nacked == FAILURES
         assert stats.receipts_acked == 1
         assert stats.receipts_sent == FAILURES + 1
-        stored = [ReceiptEvent.from_avro(value) for _key, value in read_records(settings, DLR_RAW)]
+        stored = [ReceiptEvent.from_avro(receipt) for _key, value in read_records(settings, DLR_RAW)
+                  for receipt in receipt_values(value)]
         assert len(stored) == 1 and stored[0].smsc_id == "smsc-uk"
     finally:
         service.stop()

@@ -17,7 +17,7 @@ from pipeline.key_timers import (
     command_keys,
     pack_keys,
 )
-from pipeline.murmur2 import partition_of
+from smsflow.murmur2 import partition_of
 
 NOW_S = 1_700_000_000.0
 

@@ -2,11 +2,12 @@
 
 The Java client, aiokafka, faust and our librdkafka producers (``murmur2_random``) put a keyed
 record on ``(murmur2(key) & 0x7FFFFFFF) % partitions``. The correlator needs the same answer to
-batch completed parts per partition (pipeline/part_batches.py), once per part; aiokafka's
+batch completed parts per partition (pipeline/part_batches.py), once per part, and the sender
+to batch receipts the same way (connectors/sender/receipt_batches.py); aiokafka's
 pure-Python ``murmur2`` was ~1 % of the worker there. Same algorithm as
 ``org.apache.kafka.common.utils.Utils.murmur2``, 32-bit arithmetic by masking
 (in mypyc's 64-bit machine integers, ``i64``: a product of two 32-bit values never overflows them);
-tests/unit/pipeline/test_murmur2.py checks it against aiokafka's on keys of every length
+tests/unit/test_murmur2.py checks it against aiokafka's on keys of every length
 remainder.
 """
 

@@ -1,6 +1,7 @@
 """Records that carry several values: a magic prefix, then each value with its length (4 bytes,
-big-endian) before it. Internal topics only (``sms.dlr.parts`` batches, timer commands): one
-record instead of one per value, so the worker pays Kafka's and faust's per-record cost once."""
+big-endian) before it. The worker's internal records (``sms.dlr.parts`` batches, timer
+commands) and the sender's receipt batches on ``sms.dlr.raw`` (schemas/batches.py): one record
+instead of one per value, so the worker pays Kafka's and faust's per-record cost once."""
 
 from __future__ import annotations
 

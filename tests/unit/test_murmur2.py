@@ -1,4 +1,4 @@
-"""Kafka's murmur2 partitioner, compiled (pipeline/murmur2.py), against aiokafka's reference
+"""Kafka's murmur2 partitioner, compiled (smsflow/murmur2.py), against aiokafka's reference
 implementation of the Java client's."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from aiokafka.partitioner import murmur2 as reference_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.murmur2 import murmur2, partition_of
+from smsflow.murmur2 import murmur2, partition_of
 
 
 @given(st.binary(max_size=64))

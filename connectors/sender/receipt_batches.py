@@ -1,0 +1,141 @@
+"""Receipts to ``sms.dlr.raw`` in batches: one record per partition every few milliseconds.
+
+The session threads hand each parsed receipt to :class:`ReceiptBatcher`, which keeps it with
+the others of its ``sms.dlr.raw`` partition (Kafka's default partitioner on the receipt's key
+``<smsc_id>:<smsc_message_id>``, as a keyed record would get) for ``SMSFLOW_RECEIPT_BATCH_MS``
+and then writes them as one record (framing: schemas/batches.py). The correlator, the only
+reader, takes the record receipt by receipt. Why: a record per receipt made the delivery
+worker pay faust's per-event cost, a fetch and a produce per part
+(docs/performance.md#batched-receipts).
+
+Each receipt is still answered to its SMSC only once Kafka stored the record that carries it:
+the record's delivery callback runs every receipt's own ``ack_when_stored`` callback, so a
+crash before the store leaves them unanswered and the SMSC delivers them again.
+
+Until the sender knows the topic's partition count (:meth:`ReceiptBatcher.use_partitions`,
+read at start-up), and with ``SMSFLOW_RECEIPT_BATCH_MS=0``, each receipt is a record of its
+own, keyed by the receipt, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+
+from confluent_kafka import KafkaError, Message
+
+from schemas.batches import pack_receipts
+from smsflow.murmur2 import partition_of
+
+log = logging.getLogger(__name__)
+
+Delivered = Callable[[KafkaError | None, Message], None]
+"""A producer delivery callback: here, the receipt's answer to its SMSC."""
+
+Produce = Callable[..., None]
+"""``SenderService._produce``: (topic, key, value, on_delivery, *, partition=)."""
+
+#: Receipts at most in one record: a full batch is written at once, not after the delay.
+MAX_BATCH = 1000
+
+
+class ReceiptBatcher:
+    """Holds receipts per ``sms.dlr.raw`` partition and writes each partition's as one record
+    (thread-safe: session threads add, a thread of its own writes)."""
+
+    def __init__(self, produce: Produce, topic: str, delay_s: float) -> None:
+        self._produce = produce
+        self._topic = topic
+        self._delay_s = delay_s
+        self._partitions: int | None = None
+        self._cond = threading.Condition()
+        self._held: dict[int, list[tuple[bytes, Delivered]]] = defaultdict(list)
+        self._held_count = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        #: Receipts written, and the records that carried them (logged at stop).
+        self.receipts = 0
+        self.records = 0
+
+    def use_partitions(self, partitions: int | None) -> None:
+        """The topic's partition count (None: unknown, a record per receipt); starts the
+        writing thread the first time batching is on."""
+        with self._cond:
+            self._partitions = partitions
+            if self._delay_s <= 0 or not partitions or self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._write_loop, name="sender-receipts",
+                                            daemon=True)
+        self._thread.start()
+
+    def add(self, key: str, value: bytes, on_stored: Delivered) -> None:
+        """One receipt's ``ReceiptEvent`` value; ``on_stored`` runs once Kafka decided."""
+        full = False
+        with self._cond:
+            partitions = None if self._stopping or self._thread is None else self._partitions
+            if partitions:
+                self._held[partition_of(key.encode(), partitions)].append((value, on_stored))
+                self._held_count += 1
+                if self._held_count == 1:
+                    self._cond.notify()
+                full = self._held_count >= MAX_BATCH
+        if not partitions:
+            self._count(1)
+            self._produce(self._topic, key, value, on_stored)
+        elif full:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write what is held now, one record per partition; how many receipts."""
+        with self._cond:
+            if not self._held_count:
+                return 0
+            held, self._held = self._held, defaultdict(list)
+            flushed, self._held_count = self._held_count, 0
+        for partition, receipts in held.items():
+            self._count(len(receipts))
+            self._produce(self._topic, None, pack_receipts(value for value, _ in receipts),
+                          _each(receipts), partition=partition)
+        return flushed
+
+    def stop(self) -> None:
+        """Write what is held and stop the writing thread; later receipts are written alone."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
+        self.flush()
+        log.info("sender receipts: %d in %d sms.dlr.raw records", self.receipts, self.records)
+
+    def _write_loop(self) -> None:
+        """Wait for a first receipt, give the others of the next ``delay`` a chance to join
+        it, write them; so an idle sender does not wake up, and a busy one every ``delay``."""
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._held_count > 0 or self._stopping)
+                # The delay, cut short by stop() (which writes what is held itself).
+                if self._stopping or self._cond.wait_for(lambda: self._stopping, self._delay_s):
+                    return
+            try:
+                self.flush()
+            except Exception:  # a failing produce must not stop the writing of later receipts
+                log.exception("writing receipts to Kafka failed")
+
+    def _count(self, receipts: int) -> None:
+        with self._cond:
+            self.receipts += receipts
+            self.records += 1
+
+
+def _each(receipts: list[tuple[bytes, Delivered]]) -> Delivered:
+    """The batch record's delivery callback: every receipt's own, with the record's result."""
+
+    def on_delivery(error: KafkaError | None, message: Message) -> None:
+        for _value, on_stored in receipts:
+            on_stored(error, message)
+
+    return on_delivery
