@@ -19,6 +19,7 @@ from confluent_kafka import Message
 
 from api.follower import TopicFollower
 from api.status import DayUsage, Event, MessageState, Stage, count, step
+from schemas.batches import sent_values
 from schemas.codec import DecodeError
 from schemas.models import (
     AvroModel,
@@ -130,14 +131,20 @@ class StatusStore:
         if decoder is None:
             return
         try:
-            event = decoder(message.value())
+            # A sms.sent record holds one outcome or a batch (schemas/batches.py).
+            values = (list(sent_values(message.value())) if decoder is _sent
+                      else [message.value()])
+            events = [decoder(value) for value in values]
         except (DecodeError, ValueError, KeyError, AttributeError) as exc:
             # The pipeline dead-letters such records itself; here only the status is missing.
             self.undecodable += 1
             log.debug("status feed skipped an undecodable %s record: %s", message.topic(), exc)
             return
-        if event is None:
-            return
+        for event in events:
+            if event is not None:
+                self._fold(event, message)
+
+    def _fold(self, event: Event, message: Message) -> None:
         now = self._clock()
         before = self._states.get(event.message_id)
         after = step(before, event, now)

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from pipeline.decoding import decode
 from pipeline.scheduling import ScheduledStage
 from pipeline.topic_follower import Batch, TopicFollower
+from schemas.batches import sent_entries
 from schemas.codec import DecodeError
 from schemas.models import SubmitOutcome
 from schemas.summaries import SentSummary, parse_sent_summary
@@ -95,14 +96,20 @@ class SubmitFeedback(TopicFollower):
     async def on_batch(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         for records in batch.values():
             for record in records:
-                await self.fold(record.value, record.headers)
+                try:
+                    entries = sent_entries(record.value, record.headers)
+                except ValueError:  # a batch cut short: the correlator dead-letters it
+                    self.unusable += 1
+                    continue
+                for value, headers in entries:  # one outcome, or each of a batch's
+                    await self.fold(value, headers)
         if time.monotonic() >= self._next_log:
             self._next_log = time.monotonic() + FEEDBACK_LOG_INTERVAL_S
             log.info("%s: samples=%d foreign=%d unusable=%d", self.name, self.samples,
                      self.foreign, self.unusable)
 
     async def fold(self, value: bytes | None,
-                   headers: Sequence[tuple[str, bytes]] | None = None) -> None:
+                   headers: Sequence[tuple[str, bytes | str | None]] | None = None) -> None:
         """One ``sms.sent`` record: its summary header, else its decoded value."""
         outcome: SentSummary | SubmitOutcome | None = parse_sent_summary(headers)
         if outcome is None:  # no summary header (an older sender): decode the value

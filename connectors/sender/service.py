@@ -57,6 +57,7 @@ from connectors.sender.store_retry import StoreRetry
 from connectors.smpp.client import SmppClient, SubmitOptions
 from connectors.smpp.models import SubmitResult
 from connectors.smpp.submit_pdus import source_ton_npi
+from schemas.batches import sent_key
 from schemas.codec import DecodeError
 from schemas.models import (
     Rejection,
@@ -707,10 +708,7 @@ class SenderService:
             "expires_at": request.submitted_at + validity,
             "receipt_requested": request.registered_delivery,
         }
-        key = (
-            f"{routed.smsc_id}:{smsc_message_id}" if smsc_message_id
-            else f"{request.message_id}:{seq - 1}"
-        )
+        key = sent_key(routed.smsc_id, smsc_message_id, request.message_id, seq - 1)
         with self._lock:
             job.outcomes[seq] = outcome
             job.unacked += 1

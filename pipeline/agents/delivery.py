@@ -46,7 +46,7 @@ import logging
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -66,7 +66,7 @@ from pipeline.part_value import PartEnd, part_value
 from pipeline.rejections import reject
 from pipeline.reported_tail import ReportedTail, TailScan
 from pipeline.tracking_policy import correlation_policy
-from schemas.batches import is_receipt_batch, receipt_values
+from schemas.batches import is_receipt_batch, is_sent_batch, receipt_values, sent_key, sent_values
 from schemas.models import (
     DeliveryReport,
     DeliveryStatus,
@@ -114,6 +114,15 @@ def terminal_status(state: ReceiptState) -> DeliveryStatus | None:
     contracts use the domain's enums.
     """
     return TERMINAL_STATUS_BY_STATE.get(state)
+
+
+def _key_of(fields: dict[str, Any]) -> str:
+    """The key the sender gives a record of one outcome or receipt (``SubmitOutcome`` or
+    ``ReceiptEvent`` fields): what a batch's value is keyed by in ``dlr-pending``."""
+    if "part_index" in fields:  # a SubmitOutcome
+        return sent_key(fields["smsc_id"], fields["smsc_message_id"], fields["message_id"],
+                        fields["part_index"])
+    return f"{fields['smsc_id']}:{fields['smsc_message_id']}"
 
 
 def _now_ms() -> int:
@@ -379,7 +388,10 @@ def _register_correlate(worker: Worker, counts: Counter[str],
                     await _on_timer(event, timed_key)
                 continue
             if topic == dlr_raw_topic_name and is_receipt_batch(event.value):
-                await _on_receipt_batch(event)
+                await _each_in_batch(event, receipt_values, ReceiptEvent, _on_receipt)
+                continue
+            if topic == sent_topic_name and is_sent_batch(event.value):
+                await _each_in_batch(event, sent_values, SubmitOutcome, _on_sent)
                 continue
             key = (event.key or b"").decode()
             # Fields, not models: both topics are written by our sender, and the Avro reader
@@ -443,21 +455,25 @@ def _register_correlate(worker: Worker, counts: Counter[str],
             # The stored submit outcome is spliced, not decoded again (pipeline/part_value.py).
             await _emit_part(event, key, waiting.payload, receipt_end(receipt), now_ms=now_ms)
 
-    async def _on_receipt_batch(event: faust.EventT[bytes]) -> None:
-        """A record of the sender's receipt batches (schemas/batches.py): each receipt as if
-        it were a record of its own, keyed as the sender keys one."""
+    async def _each_in_batch(
+        event: faust.EventT[bytes], values_of: Callable[[bytes | None], Iterator[bytes]],
+        model: type[SubmitOutcome] | type[ReceiptEvent],
+        handle: Callable[[faust.EventT[bytes], str, dict[str, Any], bytes], Awaitable[None]],
+    ) -> None:
+        """A batch record of the sender's (schemas/batches.py): each value as if it were a
+        record of its own, keyed as the sender keys one. A value that cannot be read is
+        rejected alone, a batch cut short whole (with its bytes)."""
         try:
-            values = list(receipt_values(event.value))
-        except ValueError as exc:  # cut short: the whole record, with its bytes, is rejected
+            values = list(values_of(event.value))
+        except ValueError as exc:
             await reject(event, rejected_out, stage=STAGE, reason_code=UNDECODABLE,
                          detail=str(exc))
             return
         for value in values:
-            fields = await decode_fields_or_reject(ReceiptEvent, event, rejected_out,
-                                                   stage=STAGE, value=value)
+            fields = await decode_fields_or_reject(model, event, rejected_out, stage=STAGE,
+                                                   value=value)
             if fields is not None:
-                key = f"{fields['smsc_id']}:{fields['smsc_message_id']}"
-                await _on_receipt(event, key, fields, value)
+                await handle(event, _key_of(fields), fields, value)
 
     async def _on_timer(event: faust.EventT[bytes], key: str) -> None:
         entry = _waiting(key)

@@ -40,6 +40,7 @@ from pipeline.decoding import INVALID_RECORD, decode
 from pipeline.rejections import reject
 from pipeline.tracking_policy import health_policy, window_spec
 from pipeline.window_feed import WindowFeed
+from schemas.batches import sent_entries
 from schemas.codec import DecodeError
 from schemas.models import DeliveryReport, RouteHealth, SubmitOutcome, SubmitStatus
 from schemas.summaries import (
@@ -159,17 +160,21 @@ class Tracking:
         the deltas' sends (the feed commits the batch once they are stored)."""
         by_key: defaultdict[str, list[WindowEvent]] = defaultdict(list)
         for record in records:
+            is_sent = record.topic == self._sent_topic
             try:
-                counted, route_id, operator_id, tenant_id = await window_event(
-                    record.topic == self._sent_topic, record.value, record.timestamp,
-                    record.headers)
+                # A sms.sent record holds one outcome or a batch (schemas/batches.py).
+                entries = (sent_entries(record.value, _header_pairs(record.headers)) if is_sent
+                           else [(record.value, record.headers)])
+                events = [await window_event(is_sent, value, record.timestamp, headers)
+                          for value, headers in entries]
             except (DecodeError, ValidationError, ValueError):
                 # The correlator dead-letters a bad sms.sent record; sms.dlr is ours.
                 log.warning("tracking: skipped an undecodable record %s/%d@%d",
                             record.topic, record.partition, record.offset)
                 continue
-            for key in window_keys(route_id, operator_id, tenant_id):
-                by_key[key].append(counted)
+            for counted, route_id, operator_id, tenant_id in events:
+                for key in window_keys(route_id, operator_id, tenant_id):
+                    by_key[key].append(counted)
         now_ms = _now_ms()
         return [
             await self._deltas_out.send(

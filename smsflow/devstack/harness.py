@@ -23,6 +23,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
+from schemas.batches import sent_values
 from schemas.models import RoutedMessage, SubmitOutcome
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.models import PlatformConfig
@@ -236,10 +237,12 @@ def stage_waits_ms(settings: Settings, message_ids: Collection[str]) -> dict[str
                 (routed.throttled_at - routed.routed_at).total_seconds() * 1000)
     first_sent: dict[str, tuple[int, int, float]] = {}  # id -> (part, record ms, submitted ms)
     for message in read_messages(settings, SENT):
-        sent = SubmitOutcome.from_avro(message.value())
-        if sent.message_id in message_ids:
-            seen = (sent.part_index, message.timestamp()[1], sent.submitted_at.timestamp() * 1000)
-            first_sent[sent.message_id] = min(first_sent.get(sent.message_id, seen), seen)
+        for value in sent_values(message.value()):  # one outcome, or a batch's
+            sent = SubmitOutcome.from_avro(value)
+            if sent.message_id in message_ids:
+                seen = (sent.part_index, message.timestamp()[1],
+                        sent.submitted_at.timestamp() * 1000)
+                first_sent[sent.message_id] = min(first_sent.get(sent.message_id, seen), seen)
     waits["submit_to_sent"] = [at - submitted for _part, at, submitted in first_sent.values()]
     return waits
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from schemas.batches import pack_receipts
+from schemas.batches import pack_receipts, pack_sent, sent_key
 from schemas.models import (
     DeliveryReport,
     DeliveryStatus,
@@ -26,6 +26,7 @@ from schemas.models import (
     SubmitOutcome,
     SubmitStatus,
 )
+from schemas.summaries import sent_summary_header
 from schemas.wire import UNDECODABLE
 from smsflow.devstack.harness import isolated_settings, read_all
 from smsflow.devstack.stack import ManagedProcess, stack_env
@@ -45,6 +46,7 @@ from smsflow.topics import (
     topic_name,
 )
 from tests.integration.waiting import worker_consumed
+from tests.integration.windows import wait_for_windows
 
 pytestmark = pytest.mark.slow
 
@@ -330,6 +332,55 @@ def test_receipt_batches_complete_each_part_and_reject_only_what_is_unreadable(
     assert sorted(r.original == cut for r in rejected) == [False, True], rejected
     assert all(r.stage == "dlr" and r.reason_code == UNDECODABLE for r in rejected), rejected
     assert not any(r.message_id == "cut-short" for r in _reports(tracking_settings))
+
+
+def test_submit_outcome_batches_complete_their_parts_and_count_in_the_windows(
+    tracking_settings: Settings, worker: ManagedProcess
+) -> None:
+    """Batches of submit outcomes on ``sms.sent`` (schemas/batches.py; no sender writes them
+    yet, every reader takes them): each outcome meets its receipt, a failed part is reported
+    FAILED, a duplicate in a batch is dropped, and the tracking feed counts every outcome by
+    its own summary header."""
+    producer = _producer(tracking_settings)
+    sent_topic, raw_topic = (topic_name(tracking_settings, SENT),
+                             topic_name(tracking_settings, DLR_RAW))
+    route = f"sent-batch-{uuid.uuid4().hex[:6]}"
+    outcomes = [_sent(f"{route}-{n}").model_copy(update={"route_id": route})
+                for n in range(30)]
+    failed = _sent(f"{route}-failed", outcome=SubmitStatus.FAILED).model_copy(
+        update={"route_id": route})
+    by_partition: dict[int, list[SubmitOutcome]] = {}
+    for sent in [*outcomes, failed]:
+        key = sent_key(sent.smsc_id, sent.smsc_message_id, sent.message_id, sent.part_index)
+        by_partition.setdefault(partition_of(key.encode(), tracking_settings.partitions),
+                                []).append(sent)
+    by_partition[min(by_partition)].append(by_partition[min(by_partition)][0])  # a duplicate
+    for partition, batch in by_partition.items():
+        headers: list[tuple[str, str | bytes | None]] = [
+            sent_summary_header(s.route_id, s.operator_id, s.tenant_id,
+                                s.outcome is SubmitStatus.ACCEPTED, s.command_status,
+                                s.latency_ms, s.attempts) for s in batch]
+        producer.produce(sent_topic, value=pack_sent(s.to_avro(sent_topic) for s in batch),
+                         headers=headers, partition=partition)
+    for sent in outcomes:
+        receipt = _receipt(sent)
+        producer.produce(raw_topic, key=f"{receipt.smsc_id}:{receipt.smsc_message_id}".encode(),
+                         value=receipt.to_avro(raw_topic))
+    producer.flush(10)
+
+    ids = {sent.message_id for sent in [*outcomes, failed]}
+    _wait_reports(tracking_settings, ids)
+    _settle(tracking_settings)
+    reports = [r for r in _reports(tracking_settings) if r.message_id in ids]
+    assert Counter(r.message_id for r in reports) == dict.fromkeys(ids, 1)
+    assert {r.message_id: r.status for r in reports}[failed.message_id] is DeliveryStatus.FAILED
+    reference, windows = wait_for_windows(tracking_settings)
+    # 30 accepted (and the duplicate: the windows count records as the reference does), 1 failed.
+    assert reference[f"route:{route}"]["accepted"] == 31
+    assert reference[f"route:{route}"]["failed"] == 1
+    assert windows[f"route:{route}"]["accepted"] == 31
+    assert windows[f"route:{route}"]["failed"] == 1
+    assert windows[f"route:{route}"]["DELIVERED"] == 30
 
 
 def test_worker_log_has_no_errors(tracking_settings: Settings, worker: ManagedProcess) -> None:

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 
 from pipeline.tracking_policy import window_spec
+from schemas.batches import sent_values
 from schemas.models import DeliveryReport, SubmitOutcome, SubmitStatus
 from smsflow.devstack.harness import read_all, read_records
 from smsflow.domain.receipts import DeliveryStatus
@@ -29,8 +30,8 @@ def reference_totals(settings: Settings) -> Totals:
         for key in keys:
             totals.setdefault(key, Counter())[what] += 1
 
-    for value in read_all(settings, SENT):
-        sent = SubmitOutcome.from_avro(value)
+    for sent in (SubmitOutcome.from_avro(outcome) for value in read_all(settings, SENT)
+                 for outcome in sent_values(value)):  # one outcome, or each of a batch's
         accepted = sent.outcome is SubmitStatus.ACCEPTED
         add((f"route:{sent.route_id}", f"operator:{sent.operator_id}",
              f"tenant:{sent.tenant_id}"), "accepted" if accepted else "failed")
