@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from pipeline.decoding import decode
 from pipeline.scheduling import ScheduledStage
 from pipeline.topic_follower import Batch, TopicFollower
-from schemas.batches import sent_entries
+from schemas.batches import is_sent_batch, sent_entries
 from schemas.codec import DecodeError
 from schemas.models import SubmitOutcome
 from schemas.summaries import SentSummary, parse_sent_summary
@@ -96,12 +96,15 @@ class SubmitFeedback(TopicFollower):
     async def on_batch(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         for records in batch.values():
             for record in records:
+                if not is_sent_batch(record.value):
+                    await self.fold(record.value, record.headers)
+                    continue
                 try:
                     entries = sent_entries(record.value, record.headers)
                 except ValueError:  # a batch cut short: the correlator dead-letters it
                     self.unusable += 1
                     continue
-                for value, headers in entries:  # one outcome, or each of a batch's
+                for value, headers in entries:  # each outcome of a batch (schemas/batches.py)
                     await self.fold(value, headers)
         if time.monotonic() >= self._next_log:
             self._next_log = time.monotonic() + FEEDBACK_LOG_INTERVAL_S

@@ -40,7 +40,7 @@ from pipeline.decoding import INVALID_RECORD, decode
 from pipeline.rejections import reject
 from pipeline.tracking_policy import health_policy, window_spec
 from pipeline.window_feed import WindowFeed
-from schemas.batches import sent_entries
+from schemas.batches import is_sent_batch, sent_entries
 from schemas.codec import DecodeError
 from schemas.models import DeliveryReport, RouteHealth, SubmitOutcome, SubmitStatus
 from schemas.summaries import (
@@ -162,11 +162,13 @@ class Tracking:
         for record in records:
             is_sent = record.topic == self._sent_topic
             try:
-                # A sms.sent record holds one outcome or a batch (schemas/batches.py).
-                entries = (sent_entries(record.value, _header_pairs(record.headers)) if is_sent
-                           else [(record.value, record.headers)])
-                events = [await window_event(is_sent, value, record.timestamp, headers)
-                          for value, headers in entries]
+                if is_sent and is_sent_batch(record.value):  # schemas/batches.py
+                    events = [await window_event(True, value, record.timestamp, headers)
+                              for value, headers in sent_entries(
+                                  record.value, _header_pairs(record.headers))]
+                else:  # a record of one outcome or report: no list of entries built for it
+                    events = [await window_event(is_sent, record.value, record.timestamp,
+                                                 record.headers)]
             except (DecodeError, ValidationError, ValueError):
                 # The correlator dead-letters a bad sms.sent record; sms.dlr is ours.
                 log.warning("tracking: skipped an undecodable record %s/%d@%d",
