@@ -54,9 +54,7 @@ def pack(values: list[bytes]) -> bytes:
 
 def unpack(record: bytes) -> Iterator[bytes]:
     """The part values of a ``sms.dlr.parts`` record: the batch's, or the record itself."""
-    if not record.startswith(BATCH_MAGIC):
-        return iter((record,))
-    return length_prefixed.unpack(record, BATCH_MAGIC, "sms.dlr.parts batch")
+    return length_prefixed.values_of(record, BATCH_MAGIC, "sms.dlr.parts batch")
 
 
 class PartBatcher:

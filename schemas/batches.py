@@ -54,11 +54,7 @@ def is_receipt_batch(record: bytes | None) -> bool:
 def receipt_values(record: bytes | None) -> Iterator[bytes]:
     """The ``ReceiptEvent`` values of an ``sms.dlr.raw`` record: a batch's, or the record
     itself. ``ValueError`` when a batch was cut short."""
-    if record is None:
-        return iter(())
-    if not record.startswith(RECEIPT_BATCH_MAGIC):
-        return iter((record,))
-    return length_prefixed.unpack(record, RECEIPT_BATCH_MAGIC, "sms.dlr.raw receipt batch")
+    return length_prefixed.values_of(record, RECEIPT_BATCH_MAGIC, "sms.dlr.raw receipt batch")
 
 
 #: First bytes of a batch of submit outcomes on ``sms.sent``.
@@ -85,11 +81,7 @@ def is_sent_batch(record: bytes | None) -> bool:
 def sent_values(record: bytes | None) -> Iterator[bytes]:
     """The ``SubmitOutcome`` values of a ``sms.sent`` record: a batch's, or the record itself.
     ``ValueError`` when a batch was cut short."""
-    if record is None:
-        return iter(())
-    if not record.startswith(SENT_BATCH_MAGIC):
-        return iter((record,))
-    return length_prefixed.unpack(record, SENT_BATCH_MAGIC, "sms.sent outcome batch")
+    return length_prefixed.values_of(record, SENT_BATCH_MAGIC, "sms.sent outcome batch")
 
 
 def sent_entries(record: bytes | None, headers: Iterable[tuple[str, bytes | str | None]] | None,

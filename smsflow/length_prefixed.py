@@ -28,3 +28,14 @@ def unpack(record: bytes, magic: bytes, what: str) -> Iterator[bytes]:
             raise ValueError(f"truncated {what}")
         yield record[offset : offset + size]
         offset += size
+
+
+def values_of(record: bytes | None, magic: bytes, what: str) -> Iterator[bytes]:
+    """The values of a record that may be a batch: the batch's when it starts with ``magic``,
+    else the record itself as the one value (none for no record); ``ValueError`` naming
+    ``what`` when a batch was cut short."""
+    if record is None:
+        return iter(())
+    if not record.startswith(magic):
+        return iter((record,))
+    return unpack(record, magic, what)

@@ -116,12 +116,14 @@ def terminal_status(state: ReceiptState) -> DeliveryStatus | None:
     return TERMINAL_STATUS_BY_STATE.get(state)
 
 
-def _key_of(fields: dict[str, Any]) -> str:
-    """The key the sender gives a record of one outcome or receipt (``SubmitOutcome`` or
-    ``ReceiptEvent`` fields): what a batch's value is keyed by in ``dlr-pending``."""
-    if "part_index" in fields:  # a SubmitOutcome
-        return sent_key(fields["smsc_id"], fields["smsc_message_id"], fields["message_id"],
-                        fields["part_index"])
+def _sent_key_of(fields: dict[str, Any]) -> str:
+    """The key the sender gives a record of one ``SubmitOutcome`` (these are its fields)."""
+    return sent_key(fields["smsc_id"], fields["smsc_message_id"], fields["message_id"],
+                    fields["part_index"])
+
+
+def _receipt_key_of(fields: dict[str, Any]) -> str:
+    """The key the sender gives a record of one ``ReceiptEvent`` (these are its fields)."""
     return f"{fields['smsc_id']}:{fields['smsc_message_id']}"
 
 
@@ -388,10 +390,11 @@ def _register_correlate(worker: Worker, counts: Counter[str],
                     await _on_timer(event, timed_key)
                 continue
             if topic == dlr_raw_topic_name and is_receipt_batch(event.value):
-                await _each_in_batch(event, receipt_values, ReceiptEvent, _on_receipt)
+                await _each_in_batch(event, receipt_values, ReceiptEvent, _receipt_key_of,
+                                     _on_receipt)
                 continue
             if topic == sent_topic_name and is_sent_batch(event.value):
-                await _each_in_batch(event, sent_values, SubmitOutcome, _on_sent)
+                await _each_in_batch(event, sent_values, SubmitOutcome, _sent_key_of, _on_sent)
                 continue
             key = (event.key or b"").decode()
             # Fields, not models: both topics are written by our sender, and the Avro reader
@@ -457,7 +460,7 @@ def _register_correlate(worker: Worker, counts: Counter[str],
 
     async def _each_in_batch(
         event: faust.EventT[bytes], values_of: Callable[[bytes | None], Iterator[bytes]],
-        model: type[SubmitOutcome] | type[ReceiptEvent],
+        model: type[SubmitOutcome] | type[ReceiptEvent], key_of: Callable[[dict[str, Any]], str],
         handle: Callable[[faust.EventT[bytes], str, dict[str, Any], bytes], Awaitable[None]],
     ) -> None:
         """A batch record of the sender's (schemas/batches.py): each value as if it were a
@@ -473,7 +476,7 @@ def _register_correlate(worker: Worker, counts: Counter[str],
             fields = await decode_fields_or_reject(model, event, rejected_out, stage=STAGE,
                                                    value=value)
             if fields is not None:
-                await handle(event, _key_of(fields), fields, value)
+                await handle(event, key_of(fields), fields, value)
 
     async def _on_timer(event: faust.EventT[bytes], key: str) -> None:
         entry = _waiting(key)
