@@ -43,6 +43,7 @@ from confluent_kafka import Consumer, KafkaError
 from connectors.producer import SmsProducer, new_request
 from connectors.smsc_sim.config import load_config
 from connectors.smsc_sim.thread import SimulatorThread
+from schemas.batches import sent_values
 from schemas.models import RoutedMessage, SubmitOutcome
 from smsflow.devstack.flowrun import run_flow
 from smsflow.devstack.harness import free_port, isolated_settings, prepared_stack
@@ -268,8 +269,9 @@ def _summarize(
             (t_rel, (message.throttled_at - message.routed_at).total_seconds())
         )
     latency: dict[int, list[float]] = defaultdict(list)
-    for value, _ in sent:
-        outcome = SubmitOutcome.from_avro(value)
+    outcomes = (SubmitOutcome.from_avro(value) for record, _ in sent
+                for value in sent_values(record))  # one outcome, or each of a batch's
+    for outcome in outcomes:
         if outcome.route_id == SLOW_ROUTE:
             latency[int(outcome.sent_at.timestamp() - started)].append(outcome.latency_ms)
     end = int(max((max(v) for v in released.values() if v), default=0.0)) + 1

@@ -244,7 +244,7 @@ def run_scenario(name: str, args: argparse.Namespace, broker: LocalBroker, max_w
         **fault.detail,
         "fault_error": fault.error,
         "submits_accepted": after.submits_ok - before.submits_ok,
-        "sent_parts": result.stage_counts.get(SENT, 0),
+        "sent_records": result.stage_counts.get(SENT, 0),  # a batch of outcomes counts once
         "statuses": dict(result.statuses),
         "rejection_codes": dict(result.rejection_codes),
         "elapsed_s": round(result.elapsed_s, 1),

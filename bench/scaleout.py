@@ -36,7 +36,6 @@ from pathlib import Path
 
 from e2e import git_commit, machine  # bench/ is sys.path[0] when run as a script
 
-from schemas.models import SubmitOutcome
 from smsflow.devstack.cluster import (
     DEFAULT_CONTROLLER_PORT,
     DEFAULT_PORT,
@@ -48,13 +47,13 @@ from smsflow.devstack.harness import (
     delete_run_topics,
     isolated_settings,
     prepared_stack,
-    read_messages,
+    read_outcomes,
     wait_for_group,
     warm_up,
 )
 from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
-from smsflow.topics import SENT, SUBMITTED, topic_name
+from smsflow.topics import SUBMITTED, topic_name
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "scaleout.json"
@@ -147,8 +146,7 @@ class Drill:
 def duplicates_to_smsc(settings: Settings, message_ids: set[str]) -> int:
     """Accepted submits beyond the first for the same message part (read from sms.sent)."""
     accepted: Counter[tuple[str, int]] = Counter()
-    for message in read_messages(settings, SENT, timeout_s=30):
-        sent = SubmitOutcome.from_avro(message.value())
+    for sent in read_outcomes(settings, timeout_s=30):
         if sent.message_id in message_ids and sent.smsc_message_id is not None:
             accepted[(sent.message_id, sent.part_index)] += 1
     return sum(n - 1 for n in accepted.values())

@@ -32,7 +32,7 @@ import yaml
 from confluent_kafka import Consumer, Producer
 
 from connectors.producer import new_request
-from schemas.batches import is_receipt_batch, receipt_values
+from schemas.batches import is_receipt_batch, is_sent_batch, receipt_values, sent_values
 from schemas.models import RoutedMessage, TextEncoding
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
@@ -126,11 +126,11 @@ class _Counter:
     def poll(self, timeout: float) -> None:
         for message in self._consumer.consume(num_messages=10000, timeout=timeout):
             if message.error() is None:
-                # A receipt batch (schemas/batches.py) counts each receipt it carries.
+                # A batch (schemas/batches.py) counts each receipt or outcome it carries.
                 value = message.value()
                 self.counts[message.topic() or ""] += (
-                    sum(1 for _ in receipt_values(value))
-                    if isinstance(value, bytes) and is_receipt_batch(value) else 1)
+                    sum(1 for _ in receipt_values(value)) if is_receipt_batch(value)
+                    else sum(1 for _ in sent_values(value)) if is_sent_batch(value) else 1)
 
     def close(self) -> None:
         self._consumer.close()

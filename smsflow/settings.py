@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     docs/performance.md#batched-receipts). ``0`` writes one record per receipt, which workers
     older than the batches can read (docs/operations.md)."""
 
+    sent_batch_ms: float = 5.0
+    """How long the sender keeps its submit outcomes before it writes them to ``sms.sent``, one
+    record per partition (connectors/sender/outcome_batches.py;
+    docs/performance.md#batched-outcomes). ``0`` writes one record per part, which readers
+    older than the batches can read (docs/operations.md#upgrading-to-batched-outcomes)."""
+
     backlog_hand_over_ms: int = 30
     """While the worker is behind (its consumer 2,000 records or more behind the partitions'
     ends, until under 500 for a second), its output records wait this long for others before

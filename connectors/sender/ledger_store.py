@@ -24,6 +24,7 @@ from connectors.sender.ledger import (
     parse_record,
     part_key,
 )
+from connectors.sender.partition_batches import PartitionBatches
 from smsflow.kafka_clients import client_config
 from smsflow.kafka_security import KafkaTarget
 
@@ -131,9 +132,8 @@ class SubmitLedger:
         #: DONE: a re-send of their record arriving meanwhile is skipped, not resubmitted.
         self._in_flight: dict[str, int] = {}
         #: DONEs waiting for :meth:`flush_done`, by partition: (part key, reference, then).
-        self._done_waiting: dict[int, list[tuple[str, int, Callable[[bool], None]]]] = (
-            defaultdict(list))
-        self._done_count = 0
+        self._done_waiting: PartitionBatches[tuple[str, int, Callable[[bool], None]]] = (
+            PartitionBatches(self._write_done, max_batch=MAX_DONE_BATCH))
         #: Batch records' keys: unique per process and record (the topic is compacted).
         self._batch_prefix = f"~{uuid.uuid4().hex[:12]}:"
         self._batch_seq = count()
@@ -212,27 +212,18 @@ class SubmitLedger:
         """Store DONE (after the part's outcome is on sms.sent); ``then(stored)``. Written with
         the other DONEs of the same round at :meth:`flush_done`, which the thread serving
         delivery reports calls after each round (or at once past ``MAX_DONE_BATCH``)."""
-        with self._lock:
-            self._done_waiting[partition].append((part_key(message_id, index), reference, then))
-            self._done_count += 1
-            full = self._done_count >= MAX_DONE_BATCH
-        if full:
-            self.flush_done()
+        self._done_waiting.add(partition, (part_key(message_id, index), reference, then))
 
     def flush_done(self) -> int:
         """Produce the waiting DONEs, one record per partition; how many parts."""
-        with self._lock:
-            if not self._done_count:
-                return 0
-            waiting, self._done_waiting = self._done_waiting, defaultdict(list)
-            flushed, self._done_count = self._done_count, 0
-        now_ms = int(time.time() * 1000)
-        for partition, done in waiting.items():
-            batch = LedgerBatch(DONE, now_ms, {key: reference for key, reference, _ in done})
-            self._produce_stored(self.topic, self._batch_key(), batch.to_bytes(),
-                                 self._on_done_stored(partition, batch, done),
-                                 partition=partition)
-        return flushed
+        return self._done_waiting.flush()
+
+    def _write_done(self, partition: int,
+                    done: list[tuple[str, int, Callable[[bool], None]]]) -> None:
+        batch = LedgerBatch(DONE, int(time.time() * 1000),
+                            {key: reference for key, reference, _ in done})
+        self._produce_stored(self.topic, self._batch_key(), batch.to_bytes(),
+                             self._on_done_stored(partition, batch, done), partition=partition)
 
     def _on_done_stored(
         self, partition: int, batch: LedgerBatch,

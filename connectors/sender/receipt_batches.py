@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, Message
 
+from connectors.sender.partition_batches import PartitionBatches
 from schemas.batches import pack_receipts
 from smsflow.murmur2 import partition_of
 
@@ -50,11 +50,9 @@ class ReceiptBatcher:
         self._topic = topic
         self._delay_s = delay_s
         self._partitions: int | None = None
-        self._cond = threading.Condition()
-        self._held: dict[int, list[tuple[bytes, Delivered]]] = defaultdict(list)
-        self._held_count = 0
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._hold: PartitionBatches[tuple[bytes, Delivered]] = PartitionBatches(
+            self._write, max_batch=MAX_BATCH)
+        self._count_lock = threading.Lock()
         #: Receipts written, and the records that carried them (logged at stop).
         self.receipts = 0
         self.records = 0
@@ -62,71 +60,35 @@ class ReceiptBatcher:
     def use_partitions(self, partitions: int | None) -> None:
         """The topic's partition count (None: unknown, a record per receipt); starts the
         writing thread the first time batching is on."""
-        with self._cond:
-            self._partitions = partitions
-            if self._delay_s <= 0 or not partitions or self._thread is not None:
-                return
-            self._thread = threading.Thread(target=self._write_loop, name="sender-receipts",
-                                            daemon=True)
-        self._thread.start()
+        self._partitions = partitions
+        if self._delay_s > 0 and partitions:
+            self._hold.start(self._delay_s, "sender-receipts")
 
     def add(self, key: str, value: bytes, on_stored: Delivered) -> None:
         """One receipt's ``ReceiptEvent`` value; ``on_stored`` runs once Kafka decided."""
-        full = False
-        with self._cond:
-            partitions = None if self._stopping or self._thread is None else self._partitions
-            if partitions:
-                self._held[partition_of(key.encode(), partitions)].append((value, on_stored))
-                self._held_count += 1
-                if self._held_count == 1:
-                    self._cond.notify()
-                full = self._held_count >= MAX_BATCH
-        if not partitions:
-            self._count(1)
-            self._produce(self._topic, key, value, on_stored)
-        elif full:
-            self.flush()
+        partitions = self._partitions
+        if (partitions and self._hold.started
+                and self._hold.add(partition_of(key.encode(), partitions), (value, on_stored))):
+            return
+        self._count(1)
+        self._produce(self._topic, key, value, on_stored)
 
     def flush(self) -> int:
         """Write what is held now, one record per partition; how many receipts."""
-        with self._cond:
-            if not self._held_count:
-                return 0
-            held, self._held = self._held, defaultdict(list)
-            flushed, self._held_count = self._held_count, 0
-        for partition, receipts in held.items():
-            self._count(len(receipts))
-            self._produce(self._topic, None, pack_receipts(value for value, _ in receipts),
-                          _each(receipts), partition=partition)
-        return flushed
+        return self._hold.flush()
 
     def stop(self) -> None:
         """Write what is held and stop the writing thread; later receipts are written alone."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout=5)
-        self.flush()
+        self._hold.stop()
         log.info("sender receipts: %d in %d sms.dlr.raw records", self.receipts, self.records)
 
-    def _write_loop(self) -> None:
-        """Wait for a first receipt, give the others of the next ``delay`` a chance to join
-        it, write them; so an idle sender does not wake up, and a busy one every ``delay``."""
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._held_count > 0 or self._stopping)
-                # The delay, cut short by stop() (which writes what is held itself).
-                if self._stopping or self._cond.wait_for(lambda: self._stopping, self._delay_s):
-                    return
-            try:
-                self.flush()
-            except Exception:  # a failing produce must not stop the writing of later receipts
-                log.exception("writing receipts to Kafka failed")
+    def _write(self, partition: int, receipts: list[tuple[bytes, Delivered]]) -> None:
+        self._count(len(receipts))
+        self._produce(self._topic, None, pack_receipts(value for value, _ in receipts),
+                      _each(receipts), partition=partition)
 
     def _count(self, receipts: int) -> None:
-        with self._cond:
+        with self._count_lock:
             self.receipts += receipts
             self.records += 1
 

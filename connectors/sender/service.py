@@ -9,7 +9,9 @@ Threading model (blocking sockets, so no asyncio here; docs/architecture.md#send
   the windows of that SMSC's binds, many submit_sm per socket write; a full window on one SMSC
   only holds that SMSC's queue;
 - each bind's session thread reports submit results and receipts through callbacks, which only
-  produce to Kafka (thread-safe) and update job state under one lock; a receipt is acknowledged
+  hand records to Kafka (thread-safe; outcomes and receipts held a few ms to go as one record
+  per partition: ``outcome_batches``, ``receipt_batches``) and update job state under one
+  lock; a receipt is acknowledged
   to the SMSC (``deliver_sm_resp``) only from the delivery report of its record, so a crash
   before Kafka stored it leaves it unacknowledged and the SMSC delivers it again;
 - a producer-poll thread serves the delivery reports as soon as they arrive (offsets become
@@ -46,10 +48,11 @@ from connectors.sender.deliveries import STAGE, Deliveries
 from connectors.sender.dispatch import Entry, SmscDispatcher
 from connectors.sender.inbound import InboundClassifier
 from connectors.sender.jobs import SubmitJob
-from connectors.sender.ledger import IN_DOUBT_HEADER, PartAction
+from connectors.sender.ledger import PartAction
 from connectors.sender.ledger_store import SubmitLedger
 from connectors.sender.metrics import COUNTER_KEYS, BindView, SenderCollector, SenderMetrics
 from connectors.sender.offsets import OffsetTracker
+from connectors.sender.outcome_batches import OutcomeBatcher
 from connectors.sender.relay import RELAYED_HEADER
 from connectors.sender.retry import RetryKind, SubmitRetryPolicy
 from connectors.sender.routing_view import RoutingView, failed_over
@@ -178,6 +181,9 @@ class SenderService:
         self._ledger = SubmitLedger(kafka_connection(settings), topic_name(settings, SENDER_LEDGER),
                                     self._produce, LEDGER_HORIZON_MS,
                                     produce_stored=self._store.produce)
+        #: Outcomes go to sms.sent in batches per partition (run() tells it the partitions).
+        self._outcomes = OutcomeBatcher(self._store.produce, self._sent,
+                                        delay_s=settings.sent_batch_ms / 1000)
         self._last_bound: dict[str, float] = {}
         # Resolved once (AvroModel.to_avro looks the registry setting up in the environment
         # for every record).
@@ -281,6 +287,7 @@ class SenderService:
         self._require_ledger_topic()
         self.deliveries.receipts.use_partitions(self._partition_count(topic_name(
             self._settings, DLR_RAW)))
+        self._outcomes.use_partitions(self._partition_count(self._sent))
         self._connections.add(self._smscs.values())
         self._view.start()
         retry_thread = threading.Thread(target=self._retry_loop, name="sender-retry", daemon=True)
@@ -372,6 +379,7 @@ class SenderService:
                 break
             self._producer.poll(0.1)
             self._ledger.flush_done()
+        self._outcomes.stop()  # before the poller stops: held outcomes are stored, then DONE
         # Held receipts are written while their SMSC connections can still be answered.
         self.deliveries.receipts.stop()
         self._connections.close()
@@ -735,8 +743,5 @@ class SenderService:
             routed.route_id, routed.operator_id, request.tenant_id,
             outcome is SubmitStatus.ACCEPTED, command_status, latency_ms, job.attempts,
         )
-        headers: list[tuple[str, str | bytes | None]] = [summary]
-        if seq in job.in_doubt:
-            headers.append((IN_DOUBT_HEADER, b"1"))
         value = SubmitOutcome.encode_fields_with(self._outcome_codec, record, self._sent)
-        self._store.produce(self._sent, key, value, acked, headers=headers)
+        self._outcomes.add(key, value, summary, acked, in_doubt=seq in job.in_doubt)

@@ -142,7 +142,8 @@ class FlowResult:
             "rejection_codes": dict(self.rejection_codes),
             "duplicates": self.duplicates,
             "lost": self.lost,
-            "sent_parts": self.stage_counts.get(SENT, 0),
+            # Records, not parts: the sender writes outcomes in batches (schemas/batches.py).
+            "sent_records": self.stage_counts.get(SENT, 0),
             "elapsed_s": round(self.elapsed_s, 3),
             "msgs_per_s": round(self.terminal / self.elapsed_s, 1) if self.elapsed_s else 0.0,
             "p50_ms": self.latency_ms.get_value_at_percentile(50),

@@ -41,6 +41,14 @@ def read_all(settings: Settings, name: str, *, timeout_s: float = 10.0) -> list[
     return [value or b"" for _key, value in read_records(settings, name, timeout_s=timeout_s)]
 
 
+def read_outcomes(settings: Settings, *, timeout_s: float = 10.0) -> list[SubmitOutcome]:
+    """Every ``SubmitOutcome`` on ``sms.sent`` now: each record's, or each of a batch's
+    (schemas/batches.py)."""
+    return [SubmitOutcome.from_avro(value) for record in read_all(settings, SENT,
+                                                                   timeout_s=timeout_s)
+            for value in sent_values(record)]
+
+
 def read_records(
     settings: Settings, name: str, *, timeout_s: float = 10.0, topic_prefix: bool = True
 ) -> list[tuple[bytes | None, bytes | None]]:

@@ -26,13 +26,13 @@ from connectors.producer import new_request
 from connectors.sender.bind_slots import SESSION_TIMEOUT_MS
 from connectors.sender.relay import RELAYED_HEADER
 from connectors.smsc_sim import SimulatorThread
-from schemas.models import RoutedMessage, SmscBindStatus, SubmitOutcome, SubmitStatus, TextEncoding
+from schemas.models import RoutedMessage, SmscBindStatus, SubmitStatus, TextEncoding
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
-from smsflow.devstack.harness import isolated_settings, read_messages, read_records
+from smsflow.devstack.harness import isolated_settings, read_messages, read_outcomes, read_records
 from smsflow.devstack.stack import ManagedProcess, stack_env
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, SENT, SMSC_BINDS, THROTTLED, apply_topics, topic_name
+from smsflow.topics import CONFIG, SMSC_BINDS, THROTTLED, apply_topics, topic_name
 from tests.integration.simulators import platform_simulator, pointed_at
 from tests.integration.waiting import wait_until
 from tests.paths import PLATFORM_CONFIG
@@ -102,8 +102,7 @@ def _publish(settings: Settings, count: int, label: str) -> set[str]:
 
 
 def _accepted(settings: Settings, ids: set[str]) -> set[str]:
-    outcomes = (SubmitOutcome.from_avro(value) for _key, value in read_records(settings, SENT))
-    return {o.message_id for o in outcomes
+    return {o.message_id for o in read_outcomes(settings)
             if o.message_id in ids and o.outcome is SubmitStatus.ACCEPTED}
 
 

@@ -26,16 +26,21 @@ from schemas.models import (
     InboundKeyword,
     InboundMessage,
     Rejection,
-    SubmitOutcome,
     SubmitStatus,
 )
 from smsflow.cli.dlr import COLUMNS, export, read_reports
 from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
-from smsflow.devstack.harness import isolated_settings, prepared_stack, read_all, read_records
+from smsflow.devstack.harness import (
+    isolated_settings,
+    prepared_stack,
+    read_all,
+    read_outcomes,
+    read_records,
+)
 from smsflow.devstack.stack import LocalStack
 from smsflow.kafka_clients import producer_config
 from smsflow.settings import Settings
-from smsflow.topics import DLR, INBOUND, REJECTED, SENT, topic_name
+from smsflow.topics import DLR, INBOUND, REJECTED, topic_name
 from tests.integration.waiting import flow_drained
 from tests.integration.windows import wait_for_windows
 from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
@@ -72,7 +77,7 @@ def test_2000_messages_each_sent_once_and_reported_once(
     flow_drained(flow_settings)
     ids = {r.message_id for r in requests}
 
-    sent = [SubmitOutcome.from_avro(v) for v in read_all(flow_settings, SENT)]
+    sent = read_outcomes(flow_settings)
     sent_parts = Counter((s.message_id, s.part_index) for s in sent if s.message_id in ids)
     assert {message_id for message_id, _ in sent_parts} == ids
     assert max(sent_parts.values()) == 1, "a part was submitted twice"

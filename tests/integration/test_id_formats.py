@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from schemas.models import DeliveryReport, SubmitOutcome
+from schemas.models import DeliveryReport
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import load_yaml
 from smsflow.devstack.flowrun import make_traffic, run_flow, warm_up
@@ -23,8 +23,9 @@ from smsflow.devstack.harness import (
     isolated_settings,
     prepared_stack,
     read_all,
+    read_outcomes,
 )
-from smsflow.topics import CONFIG, DLR, SENT, topic_name
+from smsflow.topics import CONFIG, DLR, topic_name
 from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 
 pytestmark = pytest.mark.slow
@@ -56,7 +57,7 @@ def test_hex_submit_ids_and_decimal_receipt_ids_correlate(
 
     assert result.lost == 0 and result.duplicates == 0, result.summary()
     ids = {r.message_id for r in requests}
-    sent = [SubmitOutcome.from_avro(v) for v in read_all(settings, SENT)]
+    sent = read_outcomes(settings)
     smsc_ids = [s.smsc_message_id for s in sent if s.message_id in ids and s.smsc_message_id]
     # Stored normalised (decimal value of the id), whatever format the SMSC wrote.
     assert smsc_ids and all(i.isdigit() for i in smsc_ids), smsc_ids[:3]

@@ -22,7 +22,6 @@ from schemas.models import (
     DeliveryReport,
     DeliveryStatus,
     ReceiptEvent,
-    SubmitOutcome,
     SubmitRequest,
     SubmitStatus,
 )
@@ -33,11 +32,12 @@ from smsflow.devstack.harness import (
     isolated_settings,
     prepared_stack,
     read_all,
+    read_outcomes,
     read_records,
 )
 from smsflow.devstack.stack import LocalStack
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, DLR, DLR_RAW, DLR_TIMERS, SENT, topic_name
+from smsflow.topics import CONFIG, DLR, DLR_RAW, DLR_TIMERS, topic_name
 from tests.integration.windows import wait_for_windows
 from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 
@@ -89,7 +89,7 @@ def test_no_receipt_messages_end_accepted_once_and_others_on_their_receipts(
     assert result.duplicates == 0
 
     # The sender: one outcome per part, saying whether a receipt was asked for.
-    sent = [s for s in map(SubmitOutcome.from_avro, read_all(flow_settings, SENT))
+    sent = [s for s in read_outcomes(flow_settings)
             if s.message_id in quiet_ids | normal_ids]
     assert all(s.outcome is SubmitStatus.ACCEPTED for s in sent)
     assert Counter((s.message_id, s.part_index) for s in sent).most_common(1)[0][1] == 1

@@ -25,10 +25,10 @@ from connectors.producer import SmsProducer, new_request
 from connectors.sender.faults import ENV_HOLD_RECEIPT
 from connectors.smsc_sim import SimulatorThread
 from connectors.terminal_reader import TerminalReader
-from schemas.models import DeliveryReport, DeliveryStatus, SubmitOutcome
-from smsflow.devstack.harness import isolated_settings, prepared_stack, read_messages
+from schemas.models import DeliveryReport, DeliveryStatus
+from smsflow.devstack.harness import isolated_settings, prepared_stack, read_outcomes
 from smsflow.settings import Settings
-from smsflow.topics import DLR, REJECTED, SENT, SUBMITTED, THROTTLED, topic_name
+from smsflow.topics import DLR, REJECTED, SUBMITTED, THROTTLED, topic_name
 from tests.integration.waiting import wait_until, worker_consumed
 from tests.paths import PLATFORM_CONFIG, SIM_CONFIG
 
@@ -41,8 +41,7 @@ EXPIRY_GRACE_S = 5
 
 def _sent_ids(settings: Settings, message_id: str) -> list[str]:
     found = []
-    for message in read_messages(settings, SENT):
-        outcome = SubmitOutcome.from_avro(message.value())
+    for outcome in read_outcomes(settings):
         if outcome.message_id == message_id and outcome.smsc_message_id:
             found.append(outcome.smsc_message_id)
     return found

@@ -32,9 +32,9 @@ from schemas.models import (
 )
 from smsflow.config.kafka_io import apply_config
 from smsflow.config.store import config_key, load_yaml
-from smsflow.devstack.harness import isolated_settings, read_messages
+from smsflow.devstack.harness import isolated_settings, read_messages, read_outcomes
 from smsflow.settings import Settings
-from smsflow.topics import CONFIG, REJECTED, SENT, THROTTLED, apply_topics, topic_name
+from smsflow.topics import CONFIG, REJECTED, THROTTLED, apply_topics, topic_name
 from tests.integration.simulators import platform_simulator, pointed_at
 from tests.integration.waiting import wait_until
 from tests.paths import PLATFORM_CONFIG
@@ -62,8 +62,7 @@ def _rejections(settings: Settings, message_id: str) -> list[Rejection]:
 
 
 def _outcomes(settings: Settings, message_id: str) -> list[SubmitOutcome]:
-    found = [SubmitOutcome.from_avro(m.value()) for m in read_messages(settings, SENT)]
-    return [o for o in found if o.message_id == message_id]
+    return [o for o in read_outcomes(settings) if o.message_id == message_id]
 
 
 def test_an_unreadable_configuration_is_survived_and_a_later_valid_one_is_used(

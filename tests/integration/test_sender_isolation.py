@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, Producer
 from connectors.producer import new_request
 from connectors.sender.service import SenderService
 from connectors.smsc_sim import SimulatorThread
+from schemas.batches import sent_values
 from schemas.models import RoutedMessage, SubmitOutcome, SubmitStatus, TextEncoding
 from smsflow.config.store import load_yaml
 from smsflow.devstack.harness import isolated_settings
@@ -123,8 +124,8 @@ def test_full_window_on_one_smsc_does_not_delay_another(
 
     def read() -> None:
         for message in reader.consume(1000, 0.05):
-            if message.error() is None:
-                outcomes.append(SubmitOutcome.from_avro(message.value()))
+            if message.error() is None:  # one outcome, or each of a batch's
+                outcomes.extend(map(SubmitOutcome.from_avro, sent_values(message.value())))
 
     try:
         # A first: all on the one partition, ahead of every B record.
@@ -228,8 +229,9 @@ def test_an_smsc_over_its_queue_bound_pauses_only_its_partitions(
 
     def read() -> None:
         for message in reader.consume(1000, 0.05):
-            if message.error() is None:
-                outcome_ids.add(SubmitOutcome.from_avro(message.value()).message_id)
+            if message.error() is None:  # one outcome, or each of a batch's
+                outcome_ids.update(SubmitOutcome.from_avro(value).message_id
+                                   for value in sent_values(message.value()))
 
     def write(smsc_id: str, route_id: str, prefix: str, partition: int, n: int) -> set[str]:
         ids = set()
