@@ -25,15 +25,13 @@ outcome is a record of its own, as before.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, Message
 
 from connectors.sender.ledger import IN_DOUBT_HEADER
-from connectors.sender.partition_batches import PartitionBatches
+from connectors.sender.partition_batches import KeyedBatcher
 from schemas.batches import pack_sent
-from smsflow.murmur2 import partition_of
 
 log = logging.getLogger(__name__)
 
@@ -61,50 +59,29 @@ class _Outcome:
         self.on_stored = on_stored
 
 
-class OutcomeBatcher:
+class OutcomeBatcher(KeyedBatcher[_Outcome]):
     """Holds outcomes per ``sms.sent`` partition and writes each partition's as one record
     (thread-safe: session threads add, a thread of its own writes)."""
 
     def __init__(self, produce_stored: Produce, topic: str, delay_s: float) -> None:
+        super().__init__(delay_s, "sender-outcomes", max_batch=MAX_BATCH)
         self._produce = produce_stored
         self._topic = topic
-        self._delay_s = delay_s
-        self._partitions: int | None = None
-        self._hold: PartitionBatches[_Outcome] = PartitionBatches(self._write,
-                                                                  max_batch=MAX_BATCH)
-        self._count_lock = threading.Lock()
-        #: Outcomes written, and the records that carried them (logged at stop).
-        self.outcomes = 0
-        self.records = 0
-
-    def use_partitions(self, partitions: int | None) -> None:
-        """The topic's partition count (None: unknown, a record per outcome); starts the
-        writing thread the first time batching is on."""
-        self._partitions = partitions
-        if self._delay_s > 0 and partitions:
-            self._hold.start(self._delay_s, "sender-outcomes")
 
     def add(self, key: str, value: bytes, summary: Header, on_stored: Delivered, *,
             in_doubt: bool = False) -> None:
         """One part's ``SubmitOutcome`` value with its summary header; ``on_stored`` runs once
         Kafka stored it (or with an error when the sender stops first)."""
-        partitions = self._partitions
         outcome = _Outcome(key, value, summary, on_stored)
-        if (not in_doubt and partitions and self._hold.started
-                and self._hold.add(partition_of(key.encode(), partitions), outcome)):
+        if not in_doubt and self.hold(key, outcome):
             return
         self._write_alone(outcome, [summary, (IN_DOUBT_HEADER, b"1")] if in_doubt else None)
 
-    def flush(self) -> int:
-        """Write what is held now, one record per partition; how many outcomes."""
-        return self._hold.flush()
-
     def stop(self) -> None:
-        """Write what is held and stop the writing thread; later outcomes are written alone."""
-        self._hold.stop()
-        log.info("sender outcomes: %d in %d sms.sent records", self.outcomes, self.records)
+        super().stop()
+        log.info("sender outcomes: %d in %d sms.sent records", self.items, self.records)
 
-    def _write(self, partition: int, outcomes: list[_Outcome]) -> None:
+    def _write_batch(self, partition: int, outcomes: list[_Outcome]) -> None:
         if len(outcomes) == 1:
             self._write_alone(outcomes[0], None, partition)
             return
@@ -118,11 +95,6 @@ class OutcomeBatcher:
         extra = {} if partition is None else {"partition": partition}
         self._produce(self._topic, outcome.key, outcome.value, outcome.on_stored,
                       headers=headers or [outcome.summary], **extra)
-
-    def _count(self, outcomes: int) -> None:
-        with self._count_lock:
-            self.outcomes += outcomes
-            self.records += 1
 
 
 def _each(outcomes: list[_Outcome]) -> Delivered:

@@ -17,6 +17,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from smsflow.murmur2 import partition_of
+
 log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
@@ -71,11 +73,6 @@ class PartitionBatches(Generic[Item]):
         with self._cond:
             return self._count
 
-    @property
-    def started(self) -> bool:
-        with self._cond:
-            return self._thread is not None and not self._stopping
-
     def start(self, delay_s: float, name: str) -> None:
         """Flush ``delay_s`` after each first item, from a thread named ``name`` (once)."""
         with self._cond:
@@ -108,3 +105,53 @@ class PartitionBatches(Generic[Item]):
                 self.flush()
             except Exception:  # a failing produce must not stop the writing of later items
                 log.exception("writing a batch to Kafka failed")
+
+
+class KeyedBatcher(Generic[Item]):
+    """Items held for the partition Kafka's default partitioner gives their key (murmur2) and
+    written by a thread of its own ``delay_s`` after the first: the base of the receipt and
+    outcome batchers, which write a partition's items as one record (:meth:`_write_batch`).
+    Until :meth:`use_partitions` gave a partition count (and with ``delay_s`` 0), and after
+    :meth:`stop`, :meth:`hold` holds nothing: the caller writes the item alone."""
+
+    def __init__(self, delay_s: float, thread_name: str, *, max_batch: int = MAX_BATCH) -> None:
+        self._hold: PartitionBatches[Item] = PartitionBatches(self._write_batch,
+                                                              max_batch=max_batch)
+        self._delay_s = delay_s
+        self._thread_name = thread_name
+        self._partitions: int | None = None
+        self._count_lock = threading.Lock()
+        #: Items written, and the records that carried them (logged at stop).
+        self.items = 0
+        self.records = 0
+
+    def use_partitions(self, partitions: int | None) -> None:
+        """The topic's partition count (None: unknown, a record per item); starts the writing
+        thread the first time batching is on."""
+        if self._delay_s > 0 and partitions:
+            self._hold.start(self._delay_s, self._thread_name)
+            self._partitions = partitions
+        else:
+            self._partitions = None
+
+    def hold(self, key: str, item: Item) -> bool:
+        """Hold ``item`` for the partition of ``key``; False when not batching (now)."""
+        partitions = self._partitions  # set only once the writing thread runs
+        return bool(partitions
+                    and self._hold.add(partition_of(key.encode(), partitions), item))
+
+    def flush(self) -> int:
+        """Write what is held now, one record per partition; how many items."""
+        return self._hold.flush()
+
+    def stop(self) -> None:
+        """Write what is held and stop the writing thread; later items are written alone."""
+        self._hold.stop()
+
+    def _write_batch(self, partition: int, items: list[Item]) -> None:
+        raise NotImplementedError
+
+    def _count(self, items: int) -> None:
+        with self._count_lock:
+            self.items += items
+            self.records += 1

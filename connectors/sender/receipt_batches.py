@@ -20,14 +20,12 @@ own, keyed by the receipt, as before.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, Message
 
-from connectors.sender.partition_batches import PartitionBatches
+from connectors.sender.partition_batches import KeyedBatcher
 from schemas.batches import pack_receipts
-from smsflow.murmur2 import partition_of
 
 log = logging.getLogger(__name__)
 
@@ -41,56 +39,29 @@ Produce = Callable[..., None]
 MAX_BATCH = 1000
 
 
-class ReceiptBatcher:
+class ReceiptBatcher(KeyedBatcher[tuple[bytes, Delivered]]):
     """Holds receipts per ``sms.dlr.raw`` partition and writes each partition's as one record
     (thread-safe: session threads add, a thread of its own writes)."""
 
     def __init__(self, produce: Produce, topic: str, delay_s: float) -> None:
+        super().__init__(delay_s, "sender-receipts", max_batch=MAX_BATCH)
         self._produce = produce
         self._topic = topic
-        self._delay_s = delay_s
-        self._partitions: int | None = None
-        self._hold: PartitionBatches[tuple[bytes, Delivered]] = PartitionBatches(
-            self._write, max_batch=MAX_BATCH)
-        self._count_lock = threading.Lock()
-        #: Receipts written, and the records that carried them (logged at stop).
-        self.receipts = 0
-        self.records = 0
-
-    def use_partitions(self, partitions: int | None) -> None:
-        """The topic's partition count (None: unknown, a record per receipt); starts the
-        writing thread the first time batching is on."""
-        self._partitions = partitions
-        if self._delay_s > 0 and partitions:
-            self._hold.start(self._delay_s, "sender-receipts")
 
     def add(self, key: str, value: bytes, on_stored: Delivered) -> None:
         """One receipt's ``ReceiptEvent`` value; ``on_stored`` runs once Kafka decided."""
-        partitions = self._partitions
-        if (partitions and self._hold.started
-                and self._hold.add(partition_of(key.encode(), partitions), (value, on_stored))):
-            return
-        self._count(1)
-        self._produce(self._topic, key, value, on_stored)
-
-    def flush(self) -> int:
-        """Write what is held now, one record per partition; how many receipts."""
-        return self._hold.flush()
+        if not self.hold(key, (value, on_stored)):
+            self._count(1)
+            self._produce(self._topic, key, value, on_stored)
 
     def stop(self) -> None:
-        """Write what is held and stop the writing thread; later receipts are written alone."""
-        self._hold.stop()
-        log.info("sender receipts: %d in %d sms.dlr.raw records", self.receipts, self.records)
+        super().stop()
+        log.info("sender receipts: %d in %d sms.dlr.raw records", self.items, self.records)
 
-    def _write(self, partition: int, receipts: list[tuple[bytes, Delivered]]) -> None:
+    def _write_batch(self, partition: int, receipts: list[tuple[bytes, Delivered]]) -> None:
         self._count(len(receipts))
         self._produce(self._topic, None, pack_receipts(value for value, _ in receipts),
                       _each(receipts), partition=partition)
-
-    def _count(self, receipts: int) -> None:
-        with self._count_lock:
-            self.receipts += receipts
-            self.records += 1
 
 
 def _each(receipts: list[tuple[bytes, Delivered]]) -> Delivered:

@@ -5,11 +5,6 @@ the produce function is a recorder whose delivery reports the test fires)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
 import pytest
 from confluent_kafka import KafkaError
 
@@ -19,65 +14,24 @@ from connectors.sender.outcome_batches import OutcomeBatcher
 from schemas.batches import is_sent_batch, sent_entries, sent_values
 from schemas.summaries import SUMMARY_HEADER
 from smsflow.murmur2 import partition_of
+from tests.unit.connectors.sender.batch_fakes import (
+    PARTITIONS,
+    Callbacks,
+    Recorder,
+    keys_by_partition,
+)
 
 TOPIC = "unit.sms.sent"
-PARTITIONS = 4
-Headers = list[tuple[str, str | bytes | None]]
-
-
-@dataclass
-class Produced:
-    topic: str
-    key: str | None
-    value: bytes
-    on_stored: Callable[[KafkaError | None, Any], None]
-    headers: Headers
-    partition: int | None
-
-
-class Recorder:
-    """Stands for ``StoreRetry.produce``."""
-
-    def __init__(self) -> None:
-        self.records: list[Produced] = []
-        self.produced = threading.Event()
-
-    def __call__(self, topic: str, key: str | None, value: bytes,
-                 on_stored: Callable[[KafkaError | None, Any], None], *,
-                 headers: Headers, partition: int | None = None) -> None:
-        self.records.append(Produced(topic, key, value, on_stored, headers, partition))
-        self.produced.set()
-
-
-class Finished:
-    """The outcomes' own callbacks (the ledger DONE in the sender): what each got."""
-
-    def __init__(self) -> None:
-        self.results: dict[str, KafkaError | None] = {}
-
-    def callback(self, key: str) -> Callable[[KafkaError | None, Any], None]:
-        def on_stored(error: KafkaError | None, _message: Any) -> None:
-            assert key not in self.results, f"{key} finished twice"
-            self.results[key] = error
-        return on_stored
 
 
 def _summary(key: str) -> tuple[str, bytes]:
     return (SUMMARY_HEADER, f"summary of {key}".encode())
 
 
-def _add(batcher: OutcomeBatcher, finished: Finished, key: str, *, in_doubt: bool = False,
+def _add(batcher: OutcomeBatcher, finished: Callbacks, key: str, *, in_doubt: bool = False,
          ) -> None:
     batcher.add(key, f"value of {key}".encode(), _summary(key), finished.callback(key),
                 in_doubt=in_doubt)
-
-
-def _keys_by_partition(count: int) -> dict[int, list[str]]:
-    found: dict[int, list[str]] = {}
-    for n in range(count):
-        key = f"smsc-uk:{n:08x}"
-        found.setdefault(partition_of(key.encode(), PARTITIONS), []).append(key)
-    return found
 
 
 def _batcher(recorder: Recorder, delay_s: float = 3600.0) -> OutcomeBatcher:
@@ -87,9 +41,9 @@ def _batcher(recorder: Recorder, delay_s: float = 3600.0) -> OutcomeBatcher:
 
 
 def test_one_record_per_partition_with_a_summary_per_outcome_in_order() -> None:
-    recorder, finished = Recorder(), Finished()
+    recorder, finished = Recorder(), Callbacks()
     batcher = _batcher(recorder)
-    by_partition = _keys_by_partition(40)
+    by_partition = keys_by_partition(40)
     assert all(len(keys) > 1 for keys in by_partition.values())
     for keys in by_partition.values():
         for key in keys:
@@ -107,30 +61,30 @@ def test_one_record_per_partition_with_a_summary_per_outcome_in_order() -> None:
             (f"value of {k}".encode(), [_summary(k)]) for k in keys]
     assert finished.results == {}  # nothing stored yet: no outcome finished
     stopping = recorder.records[0]
-    stopping.on_stored(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+    stopping.on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
     for record in recorder.records[1:]:
-        record.on_stored(None, None)
+        record.on_delivery(None, None)
     assert set(finished.results) == {k for keys in by_partition.values() for k in keys}
     assert stopping.partition is not None
     assert {k for k, e in finished.results.items() if e is not None} == set(
         by_partition[stopping.partition])
-    assert (batcher.outcomes, batcher.records) == (40, len(by_partition))
+    assert (batcher.items, batcher.records) == (40, len(by_partition))
 
 
 def test_an_outcome_in_doubt_is_a_flagged_record_of_its_own() -> None:
     """docs/operations.md#in-doubt-parts lists them by the header of their record."""
-    recorder, finished = Recorder(), Finished()
+    recorder, finished = Recorder(), Callbacks()
     batcher = _batcher(recorder)
     _add(batcher, finished, "smsc-uk:1", in_doubt=True)
     [record] = recorder.records  # at once, not held
     assert (record.key, record.value) == ("smsc-uk:1", b"value of smsc-uk:1")
     assert record.headers == [_summary("smsc-uk:1"), (IN_DOUBT_HEADER, b"1")]
-    record.on_stored(None, None)
+    record.on_delivery(None, None)
     assert finished.results == {"smsc-uk:1": None}
 
 
 def test_a_batch_of_one_is_the_plain_keyed_record_on_its_partition() -> None:
-    recorder, finished = Recorder(), Finished()
+    recorder, finished = Recorder(), Callbacks()
     batcher = _batcher(recorder, delay_s=0.01)
     try:
         _add(batcher, finished, "smsc-uk:1")
@@ -145,7 +99,7 @@ def test_a_batch_of_one_is_the_plain_keyed_record_on_its_partition() -> None:
 
 def test_a_full_batch_is_written_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(outcome_batches, "MAX_BATCH", 3)
-    recorder, finished = Recorder(), Finished()
+    recorder, finished = Recorder(), Callbacks()
     batcher = _batcher(recorder)
     for n in range(3):
         _add(batcher, finished, f"smsc-uk:{n}")
@@ -158,19 +112,19 @@ def test_a_record_per_outcome_without_partitions_or_delay(
 ) -> None:
     """Before the partition count is known, and with SMSFLOW_SENT_BATCH_MS=0 (readable by
     readers older than the batches): keyed records of one outcome, as before."""
-    recorder, finished = Recorder(), Finished()
+    recorder, finished = Recorder(), Callbacks()
     batcher = OutcomeBatcher(recorder, TOPIC, delay_s=delay_s)
     batcher.use_partitions(partitions)
     _add(batcher, finished, "smsc-uk:1")
     [record] = recorder.records
     assert (record.key, record.partition, record.headers) == (
         "smsc-uk:1", None, [_summary("smsc-uk:1")])
-    record.on_stored(None, None)
+    record.on_delivery(None, None)
     assert finished.results == {"smsc-uk:1": None}
 
 
 def test_stop_writes_what_is_held_and_later_outcomes_go_alone() -> None:
-    recorder, finished = Recorder(), Finished()
+    recorder, finished = Recorder(), Callbacks()
     batcher = _batcher(recorder, delay_s=3600.0)
     for key in ("smsc-uk:1", "smsc-uk:2"):
         _add(batcher, finished, key)

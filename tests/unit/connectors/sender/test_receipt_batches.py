@@ -4,11 +4,7 @@ produce function is a recorder whose delivery reports the test fires)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError
@@ -16,52 +12,14 @@ from confluent_kafka import KafkaError
 from connectors.sender import receipt_batches
 from connectors.sender.receipt_batches import ReceiptBatcher
 from schemas.batches import is_receipt_batch, receipt_values
-from smsflow.murmur2 import partition_of
+from tests.unit.connectors.sender.batch_fakes import (
+    PARTITIONS,
+    Callbacks,
+    Recorder,
+    keys_by_partition,
+)
 
 TOPIC = "unit.sms.dlr.raw"
-PARTITIONS = 4
-
-
-@dataclass
-class Produced:
-    topic: str
-    key: str | None
-    value: bytes
-    on_delivery: Callable[[KafkaError | None, Any], None]
-    partition: int | None
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[Produced] = []
-        self.produced = threading.Event()
-
-    def __call__(self, topic: str, key: str | None, value: bytes,
-                 on_delivery: Callable[[KafkaError | None, Any], None], *,
-                 partition: int | None = None) -> None:
-        self.records.append(Produced(topic, key, value, on_delivery, partition))
-        self.produced.set()
-
-
-class Answers:
-    """The receipts' own delivery callbacks (ack_when_stored in the sender): what each got."""
-
-    def __init__(self) -> None:
-        self.results: dict[str, KafkaError | None] = {}
-
-    def callback(self, key: str) -> Callable[[KafkaError | None, Any], None]:
-        def on_delivery(error: KafkaError | None, _message: Any) -> None:
-            assert key not in self.results, f"{key} answered twice"
-            self.results[key] = error
-        return on_delivery
-
-
-def _keys_by_partition(count: int) -> dict[int, list[str]]:
-    found: dict[int, list[str]] = {}
-    for n in range(count):
-        key = f"smsc-uk:{n:08x}"
-        found.setdefault(partition_of(key.encode(), PARTITIONS), []).append(key)
-    return found
 
 
 def _batcher(recorder: Recorder, delay_s: float = 3600.0) -> ReceiptBatcher:
@@ -71,9 +29,9 @@ def _batcher(recorder: Recorder, delay_s: float = 3600.0) -> ReceiptBatcher:
 
 
 def test_one_record_per_partition_and_each_receipt_answered_with_its_result() -> None:
-    recorder, answers = Recorder(), Answers()
+    recorder, answers = Recorder(), Callbacks()
     batcher = _batcher(recorder)
-    by_partition = _keys_by_partition(24)
+    by_partition = keys_by_partition(24)
     for keys in by_partition.values():
         for key in keys:
             batcher.add(key, key.encode(), answers.callback(key))
@@ -94,11 +52,11 @@ def test_one_record_per_partition_and_each_receipt_answered_with_its_result() ->
     assert failed.partition is not None
     assert {k for k, e in answers.results.items() if e is not None} == set(
         by_partition[failed.partition])
-    assert (batcher.receipts, batcher.records) == (24, len(by_partition))
+    assert (batcher.items, batcher.records) == (24, len(by_partition))
 
 
 def test_written_after_the_delay_without_a_flush() -> None:
-    recorder, answers = Recorder(), Answers()
+    recorder, answers = Recorder(), Callbacks()
     batcher = _batcher(recorder, delay_s=0.01)
     try:
         batcher.add("smsc-uk:1", b"one", answers.callback("smsc-uk:1"))
@@ -110,7 +68,7 @@ def test_written_after_the_delay_without_a_flush() -> None:
 
 def test_a_full_batch_is_written_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(receipt_batches, "MAX_BATCH", 3)
-    recorder, answers = Recorder(), Answers()
+    recorder, answers = Recorder(), Callbacks()
     batcher = _batcher(recorder)
     for n in range(3):
         batcher.add(f"smsc-uk:{n}", b"r", answers.callback(f"smsc-uk:{n}"))
@@ -123,7 +81,7 @@ def test_a_record_per_receipt_without_partitions_or_delay(
 ) -> None:
     """Before the partition count is known, and with SMSFLOW_RECEIPT_BATCH_MS=0 (readable by
     workers older than the batches): keyed records of one receipt, as before."""
-    recorder, answers = Recorder(), Answers()
+    recorder, answers = Recorder(), Callbacks()
     batcher = ReceiptBatcher(recorder, TOPIC, delay_s=delay_s)
     batcher.use_partitions(partitions)
     batcher.add("smsc-uk:1", b"one", answers.callback("smsc-uk:1"))
@@ -134,7 +92,7 @@ def test_a_record_per_receipt_without_partitions_or_delay(
 
 
 def test_stop_writes_what_is_held_and_later_receipts_go_alone() -> None:
-    recorder, answers = Recorder(), Answers()
+    recorder, answers = Recorder(), Callbacks()
     batcher = _batcher(recorder, delay_s=3600.0)
     batcher.add("smsc-uk:1", b"one", answers.callback("smsc-uk:1"))
     started = time.monotonic()
