@@ -17,6 +17,7 @@ How an agent uses it::
             ...decode; on a bad record: send the rejection, then stage.finish(ticket)
             rejected = stage.offer(ticket, payload, message_id=..., tenant_id=..., ...)
             ...on Rejected (quota): send the rejection, then stage.finish(ticket)
+            ...else: await stage.pass_on_released()  # what may go now, from this task
 
     @app.task
     async def timer():
@@ -25,10 +26,11 @@ How an agent uses it::
 Theory of operation
 -------------------
 **No head-of-line blocking.** ``offer`` never waits: the item goes into the scheduler's lane and
-the stream moves on to the next record. A timer task (:meth:`ScheduledStage.run`) polls the
-scheduler right after offers and at ``next_wake_at``, and hands every released item to ``emit``
-(for the throttle: a send to ``sms.throttled``). A lane that is over its limit sleeps; the others
-are served.
+the stream moves on to the next record. Right after the offer the agent passes on what the
+scheduler releases now (:meth:`ScheduledStage.pass_on_released`: usually the item itself, handed
+to ``emit``, for the throttle a send to ``sms.throttled``); a timer task
+(:meth:`ScheduledStage.run`) polls at ``next_wake_at`` for what had to wait. A lane that is over
+its limit sleeps; the others are served.
 
 **Commit safety: acks strictly in offset order.** A record may be committed only once it has been
 passed on. faust commits the acked offsets, but its "contiguous prefix" computation is not safe
@@ -176,6 +178,9 @@ class StageStats:
     scheduler: SchedulerMetrics
 
 
+_INFINITY = float("inf")
+
+
 class _Alarm:
     """A cheap wake-up for the timer task: ``set()`` from anywhere, ``wait(timeout)`` once."""
 
@@ -278,6 +283,11 @@ class ScheduledStage(Generic[P]):
         self._failure: BaseException | None = None
         self._last_logged: tuple[int, int, int, int, set[int]] | None = None
         self._alarm = _Alarm()
+        #: When the timer task wakes up next (by the stage's clock); inf while it is not waiting
+        #: (so anything left queued wakes it). :meth:`pass_on_released` wakes it only when the
+        #: next release is due sooner.
+        self._timer_due = _INFINITY
+        self._releasing = False  # a task is passing released items on (they go in order)
         self._hook: BufferClearHook | None = None
         # mode types the handler with a mypy_extensions NamedArg that bound methods never match.
         app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
@@ -357,7 +367,8 @@ class ScheduledStage(Generic[P]):
         destination: str,
         parts: int,
     ) -> Rejected | None:
-        """Queue the ticket's item; ``Rejected`` (quota): the caller rejects, then ``finish``."""
+        """Queue the ticket's item; ``Rejected`` (quota): the caller rejects, then ``finish``.
+        Then the agent awaits :meth:`pass_on_released`, which passes on what may go now."""
         if ticket.state != _QUEUED:
             return None  # abandoned while the agent was decoding it: the next owner re-reads it
         now = self._clock()
@@ -371,7 +382,7 @@ class ScheduledStage(Generic[P]):
         ticket.payload = payload
         self._waiting[(ticket.partition, ticket.offset)] = ticket
         ticket.ledger.queued += 1
-        self._alarm.set()
+        # No timer wake-up here: the agent calls pass_on_released() next.
         if self._tracked >= self.high_water:
             self._check_pressure()
         return None
@@ -414,12 +425,33 @@ class ScheduledStage(Generic[P]):
             if wake_at is not None:
                 timeout = min(timeout, wake_at - now)
             if timeout > 0:
+                self._timer_due = now + timeout
                 await self._alarm.wait(timeout)
+                self._timer_due = _INFINITY
             else:
                 await asyncio.sleep(0)  # let the stream and the send callbacks run
 
+    async def pass_on_released(self) -> None:
+        """Right after an offer, from the agent's own task: pass on what the limits let go now
+        (usually the item just offered), and wake the timer task only if what stays queued is
+        due before the timer planned to look. Waking the timer per record instead cost a
+        future, a timer handle and a task switch per record in each of the routing worker's two
+        stages (docs/performance.md#releasing-from-the-stream)."""
+        wake_at = await self.release_due()
+        if wake_at is not None and wake_at < self._timer_due:
+            self._alarm.set()
+
     async def release_due(self) -> float | None:
         """One timer tick: apply a new config, emit what is due, check memory; next wake-up."""
+        while self._releasing:  # the other task is passing items on: after them, in order
+            await asyncio.sleep(0)
+        self._releasing = True
+        try:
+            return await self._release_due()
+        finally:
+            self._releasing = False
+
+    async def _release_due(self) -> float | None:
         now = self._clock()
         if self._version() != self._config_version:
             self._reconfigure(now)

@@ -190,6 +190,8 @@ class Router:
         )
         if refused is not None:  # only quotas refuse, and they are charged above
             await self._refuse(event, ticket, request, refused.reason_code, refused.detail)
+            return
+        await stage.pass_on_released()
 
     async def _refuse(self, event: faust.EventT[bytes], ticket: Ticket, request: SubmitRequest,
                       reason_code: str, detail: str) -> None:

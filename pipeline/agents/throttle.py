@@ -189,6 +189,8 @@ class Throttle:
         )
         if refused is not None:  # only quotas refuse, and the throttle's config has none
             await self._refuse(event, ticket, request, refused.reason_code, refused.detail)
+            return
+        await stage.pass_on_released()
 
     async def _refuse(self, event: faust.EventT[bytes], ticket: Ticket,
                       request: dict[str, Any], reason_code: str, detail: str) -> None:

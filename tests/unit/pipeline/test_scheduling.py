@@ -91,6 +91,31 @@ async def test_acks_stay_in_offset_order_while_an_older_record_waits() -> None:
 
 
 @pytest.mark.asyncio
+async def test_the_agent_passes_on_what_may_go_and_wakes_the_timer_only_for_what_waits() -> None:
+    """pass_on_released() from the agent's task: no timer wake-up per record (the alarm is the
+    timer task's wake-up; _timer_due is when it planned to look next)."""
+    h = _Harness({"slow": 1.0, "fast": 1000.0})
+    h.stage._timer_due = h.now + 30  # the timer sleeps until then
+    h.offer("fast")
+    await h.stage.pass_on_released()
+    assert [payload for payload, _ in h.sent] == ["fast#0/0"]  # at once, from this task
+    h.offer("slow")  # a full bucket of 1: goes at once too
+    await h.stage.pass_on_released()
+    assert not h.stage._alarm._set  # nothing waits: the timer sleeps on
+    h.offer("slow")  # waits a second: sooner than the timer planned to look
+    await h.stage.pass_on_released()
+    assert len(h.sent) == 2 and h.stage._alarm._set
+    h.stage._alarm._set = False
+    h.stage._timer_due = h.now + 0.5  # the timer looks before that record is due anyway
+    h.offer("slow")
+    await h.stage.pass_on_released()
+    assert not h.stage._alarm._set
+    h.now += 1.0
+    await h.stage.release_due()  # the timer's tick
+    assert [payload for payload, _ in h.sent][2:] == ["slow#0/2"]
+
+
+@pytest.mark.asyncio
 async def test_partitions_are_acked_independently() -> None:
     h = _Harness({"slow": 1.0, "fast": 1000.0})
     h.offer("slow", partition=0)
