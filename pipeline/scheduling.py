@@ -287,7 +287,8 @@ class ScheduledStage(Generic[P]):
         #: (so anything left queued wakes it). :meth:`pass_on_released` wakes it only when the
         #: next release is due sooner.
         self._timer_due = _INFINITY
-        self._releasing = False  # a task is passing released items on (they go in order)
+        #: Held while a task passes released items on (they go in order, one task at a time).
+        self._release_lock = asyncio.Lock()
         self._hook: BufferClearHook | None = None
         # mode types the handler with a mypy_extensions NamedArg that bound methods never match.
         app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
@@ -437,19 +438,19 @@ class ScheduledStage(Generic[P]):
         due before the timer planned to look. Waking the timer per record instead cost a
         future, a timer handle and a task switch per record in each of the routing worker's two
         stages (docs/performance.md#releasing-from-the-stream)."""
+        if self._release_lock.locked():
+            # The timer task is passing items on (e.g. waiting on librdkafka's full queue): the
+            # alarm makes it poll again right after, and it takes this item in order.
+            self._alarm.set()
+            return
         wake_at = await self.release_due()
         if wake_at is not None and wake_at < self._timer_due:
             self._alarm.set()
 
     async def release_due(self) -> float | None:
         """One timer tick: apply a new config, emit what is due, check memory; next wake-up."""
-        while self._releasing:  # the other task is passing items on: after them, in order
-            await asyncio.sleep(0)
-        self._releasing = True
-        try:
+        async with self._release_lock:  # after another task's items, in order
             return await self._release_due()
-        finally:
-            self._releasing = False
 
     async def _release_due(self) -> float | None:
         now = self._clock()

@@ -116,6 +116,21 @@ async def test_the_agent_passes_on_what_may_go_and_wakes_the_timer_only_for_what
 
 
 @pytest.mark.asyncio
+async def test_while_the_timer_passes_items_on_the_agent_leaves_its_item_to_it() -> None:
+    """No waiting (or spinning) in the agent's task while the timer's send waits for room in
+    librdkafka's queue: the timer is told to poll again, and sends the item after its own."""
+    h = _Harness({"fast": 1000.0})
+    h.stage._timer_due = h.now + 30
+    await h.stage._release_lock.acquire()  # the timer task, inside a send
+    h.offer("fast")
+    await h.stage.pass_on_released()
+    assert h.sent == [] and h.stage._alarm._set
+    h.stage._release_lock.release()
+    await h.stage.release_due()  # the timer's next round
+    assert [payload for payload, _ in h.sent] == ["fast#0/0"]
+
+
+@pytest.mark.asyncio
 async def test_partitions_are_acked_independently() -> None:
     h = _Harness({"slow": 1.0, "fast": 1000.0})
     h.offer("slow", partition=0)
